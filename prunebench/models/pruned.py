@@ -1,0 +1,119 @@
+"""The on-disk format of a pruned model, and its loader.
+
+A pruned model directory holds:
+
+- ``config.json``: the family's Hugging Face config, ``num_hidden_layers`` = kept layers;
+- ``model.safetensors``: the pruned weights;
+- tokenizer files;
+- ``prunebench.json``: ``{"format": "prunebench-pruned", "version": 1, "task_kind": ...,
+  "structure": {"source_dims": {...}, "layers": [{"source_layer", "heads", "units"}, ...]},
+  "provenance": {...}}``, where heads and units are indices in the model it was cut from
+  and provenance records the source model, space and config.
+
+Loading builds the family's model from ``config.json``, slices every layer to the
+stored sizes and loads the weights strictly, so a wrong file fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoTokenizer
+
+from prunebench.errors import PrunebenchError
+from prunebench.models.adapters import adapter_for
+from prunebench.models.dims import PrunedStructure
+from prunebench.models.loading import LoadedModel, quiet_transformers
+from prunebench.models.slicing import slice_layer
+
+META_FILE = "prunebench.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "prunebench-pruned"
+VERSION = 1
+
+
+def is_pruned_dir(path: Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def check_writable_target(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a non-empty directory unless asked to."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise PrunebenchError(f"{out_dir} already exists and is not empty; pick another --out or pass --overwrite")
+
+
+def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite: bool = False) -> Path:
+    """Write ``loaded`` (a pruned model) to ``out_dir`` atomically: a failed write leaves any old one intact."""
+    if loaded.structure is None:
+        raise ValueError("save_pruned needs a model produced by extraction")
+    out_dir = Path(out_dir)
+    check_writable_target(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        loaded.model.config.save_pretrained(staging)
+        state = {name: tensor.contiguous() for name, tensor in loaded.model.state_dict().items()}
+        save_file(state, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        loaded.tokenizer.save_pretrained(staging)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "task_kind": loaded.task_kind,
+            "structure": loaded.structure.to_dict(),
+            "provenance": provenance,
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired) if retired.is_dir() else retired.unlink()
+    else:
+        staging.rename(out_dir)
+    return out_dir
+
+
+def load_pruned(path: Path) -> LoadedModel:
+    path = Path(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
+        structure = PrunedStructure.from_dict(meta["structure"])
+        task_kind = meta["task_kind"]
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PrunebenchError(
+            f"{path} is not a readable prunebench pruned model ({error}); re-run 'prunebench extract'"
+        ) from None
+    if config.num_hidden_layers != len(structure.layers):
+        raise PrunebenchError(
+            f"{path}: config.json has {config.num_hidden_layers} layers but {META_FILE} lists "
+            f"{len(structure.layers)}; the directory is mixed up, re-run 'prunebench extract'"
+        )
+    adapter = adapter_for(config)
+    with quiet_transformers():
+        model = adapter.model_class(task_kind)(config)
+    for layer, kept in zip(adapter.encoder_layers(model), structure.layers, strict=True):
+        slice_layer(adapter, layer, list(range(len(kept.heads))), list(range(len(kept.units))))
+    try:
+        state = load_file(path / WEIGHTS_FILE)
+        model.load_state_dict(state, strict=True)
+    except (OSError, SafetensorError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PrunebenchError(
+            f"weights in {path / WEIGHTS_FILE} are corrupt or do not match {META_FILE} ({first_line}); "
+            "re-run 'prunebench extract'"
+        ) from None
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return LoadedModel(model.eval(), tokenizer, adapter, str(path), task_kind, structure)

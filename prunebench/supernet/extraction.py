@@ -1,0 +1,50 @@
+"""Turn a sub-network (masks) into a physically smaller model.
+
+Dropped layers leave the layer list; kept layers lose the rows of q/k/v and the
+columns of the output projection of their pruned heads, and the rows/columns of
+their pruned FFN units. Layers may end up with different sizes, which plain
+``from_pretrained`` cannot rebuild: ``prunebench.models.pruned`` stores the
+per-layer structure and rebuilds from it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from prunebench.errors import PrunebenchError
+from prunebench.models.dims import LayerStructure, PrunedStructure
+from prunebench.models.loading import LoadedModel
+from prunebench.models.slicing import slice_layer
+from prunebench.supernet.spaces import Masks
+
+
+def _detached_copy(model: nn.Module) -> nn.Module:
+    """A deep copy without the super-network's hooks or layer skips (they refer to the original)."""
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        module._forward_pre_hooks.clear()
+        module._forward_hooks.clear()
+        module.__dict__.pop("forward", None)
+    return clone
+
+
+def extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
+    """Return a new, smaller model computing what ``loaded`` computes under ``masks``."""
+    if loaded.structure is not None:
+        raise PrunebenchError("this model is already pruned; extract from the un-pruned model it came from")
+    adapter = loaded.adapter
+    model = _detached_copy(loaded.model)
+    layers = adapter.encoder_layers(model)
+    kept: list[LayerStructure] = []
+    new_layers = nn.ModuleList()
+    for index in masks.kept_layers():
+        heads, units = masks.kept_heads(index), masks.kept_units(index)
+        slice_layer(adapter, layers[index], heads, units)
+        new_layers.append(layers[index])
+        kept.append(LayerStructure(index, tuple(heads), tuple(units)))
+    model.base_model.encoder.layer = new_layers
+    model.config.num_hidden_layers = len(new_layers)
+    structure = PrunedStructure(loaded.dims, tuple(kept))
+    return LoadedModel(model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, structure)

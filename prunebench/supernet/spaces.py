@@ -1,0 +1,233 @@
+"""Search spaces: a config (flat dict of integers) turns into head, unit and layer masks.
+
+Spaces (L layers, H heads, I FFN units per layer; see DESIGN.md):
+
+- ``layer``:  ``layer_<i>`` in {0, 1}: keep or drop each whole layer.
+- ``small``:  ``num_layers`` in [1, L], ``num_heads`` in [1, H], ``num_units`` in [1, I]:
+  the first l layers, each with its first h heads and first u units.
+- ``medium``: ``num_heads_<i>`` in [0, H], ``num_units_<i>`` in [0, I] per layer (first-k);
+  0 heads or 0 units removes that block of the layer but keeps its residual path.
+- ``large``:  ``head_<i>_<h>`` and ``unit_<i>_<u>`` in {0, 1}: any subset in every layer.
+
+Configs are flat ``{name: int}`` dicts so that every optimiser (syne-tune, pymoo,
+our own) can use them as they are. A value outside its range is an error, never clamped.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models.dims import ModelDims
+
+Config = dict[str, int]
+
+
+@dataclass(frozen=True)
+class Masks:
+    """1 = kept. ``heads`` (L, H), ``units`` (L, I) float; ``layers`` (L,) bool."""
+
+    heads: torch.Tensor
+    units: torch.Tensor
+    layers: torch.Tensor
+
+    @classmethod
+    def full(cls, dims: ModelDims) -> Masks:
+        return cls(
+            heads=torch.ones(dims.num_layers, dims.num_heads),
+            units=torch.ones(dims.num_layers, dims.intermediate_size),
+            layers=torch.ones(dims.num_layers, dtype=torch.bool),
+        )
+
+    def kept_layers(self) -> list[int]:
+        return torch.nonzero(self.layers).flatten().tolist()
+
+    def kept_heads(self, layer: int) -> list[int]:
+        return torch.nonzero(self.heads[layer]).flatten().tolist()
+
+    def kept_units(self, layer: int) -> list[int]:
+        return torch.nonzero(self.units[layer]).flatten().tolist()
+
+    @property
+    def is_full(self) -> bool:
+        return bool(self.layers.all() and self.heads.all() and self.units.all())
+
+
+class SearchSpace(ABC):
+    """Integer hyperparameters with inclusive ranges, and their meaning as masks."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, dims: ModelDims):
+        self.dims = dims
+        self.ranges: dict[str, tuple[int, int]] = self._ranges()
+
+    @abstractmethod
+    def _ranges(self) -> dict[str, tuple[int, int]]: ...
+
+    @abstractmethod
+    def _masks(self, config: Config) -> Masks: ...
+
+    @abstractmethod
+    def middle(self) -> Config:
+        """A sub-network of about half the encoder, used in initial designs and validation curves."""
+
+    def largest(self) -> Config:
+        return {key: high for key, (low, high) in self.ranges.items()}
+
+    def smallest(self) -> Config:
+        return {key: low for key, (low, high) in self.ranges.items()}
+
+    def sample(self, rng: np.random.Generator) -> Config:
+        return {key: int(rng.integers(low, high + 1)) for key, (low, high) in self.ranges.items()}
+
+    def size(self) -> int:
+        """Number of distinct configs (exact)."""
+        return math.prod(high - low + 1 for low, high in self.ranges.values())
+
+    def validate(self, config: dict) -> Config:
+        """Return ``config`` as ints, or raise naming the first key or value outside the space."""
+        if not isinstance(config, dict):
+            raise PrunebenchError(
+                f"a {self.name!r} config must be a JSON object of integers, got {type(config).__name__}"
+            )
+        unknown = sorted(set(config) - set(self.ranges))
+        if unknown:
+            example = ", ".join(list(self.ranges)[:4])
+            raise PrunebenchError(
+                f"config key {unknown[0]!r} is not in space {self.name!r}; its keys are like {example}"
+            )
+        missing = [key for key in self.ranges if key not in config]
+        if missing:
+            raise PrunebenchError(f"config for space {self.name!r} lacks key {missing[0]!r} ({len(missing)} missing)")
+        clean: Config = {}
+        for key, (low, high) in self.ranges.items():
+            value = config[key]
+            integral = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            if not integral or not low <= value <= high:
+                raise PrunebenchError(
+                    f"config value {key}={value!r} is outside space {self.name!r}: use an integer in [{low}, {high}]"
+                )
+            clean[key] = int(value)
+        return clean
+
+    def masks(self, config: dict) -> Masks:
+        return self._masks(self.validate(config))
+
+    def syne_tune_space(self) -> dict:
+        from syne_tune.config_space import randint
+
+        return {key: randint(low, high) for key, (low, high) in self.ranges.items()}
+
+
+def _first_k(count: int, k: int) -> torch.Tensor:
+    mask = torch.zeros(count)
+    mask[:k] = 1.0
+    return mask
+
+
+class LayerSpace(SearchSpace):
+    name = "layer"
+    description = "keep or drop each whole layer"
+
+    def _ranges(self):
+        return {f"layer_{i}": (0, 1) for i in range(self.dims.num_layers)}
+
+    def _masks(self, config):
+        full = Masks.full(self.dims)
+        layers = torch.tensor([bool(config[f"layer_{i}"]) for i in range(self.dims.num_layers)])
+        return Masks(full.heads, full.units, layers)
+
+    def middle(self):
+        keep = math.ceil(self.dims.num_layers / 2)
+        return {f"layer_{i}": int(i < keep) for i in range(self.dims.num_layers)}
+
+
+class SmallSpace(SearchSpace):
+    name = "small"
+    description = "first l layers, each with its first h heads and u units"
+
+    def _ranges(self):
+        d = self.dims
+        return {"num_layers": (1, d.num_layers), "num_heads": (1, d.num_heads), "num_units": (1, d.intermediate_size)}
+
+    def _masks(self, config):
+        d = self.dims
+        heads = _first_k(d.num_heads, config["num_heads"]).repeat(d.num_layers, 1)
+        units = _first_k(d.intermediate_size, config["num_units"]).repeat(d.num_layers, 1)
+        return Masks(heads, units, _first_k(d.num_layers, config["num_layers"]).bool())
+
+    def middle(self):
+        return {key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()}
+
+
+class MediumSpace(SearchSpace):
+    name = "medium"
+    description = "per layer, the number of heads and of units kept (first-k)"
+
+    def _ranges(self):
+        d = self.dims
+        ranges = {}
+        for i in range(d.num_layers):
+            ranges[f"num_heads_{i}"] = (0, d.num_heads)
+            ranges[f"num_units_{i}"] = (0, d.intermediate_size)
+        return ranges
+
+    def _masks(self, config):
+        d = self.dims
+        heads = torch.stack([_first_k(d.num_heads, config[f"num_heads_{i}"]) for i in range(d.num_layers)])
+        units = torch.stack([_first_k(d.intermediate_size, config[f"num_units_{i}"]) for i in range(d.num_layers)])
+        return Masks(heads, units, torch.ones(d.num_layers, dtype=torch.bool))
+
+    def middle(self):
+        return {key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()}
+
+
+class LargeSpace(SearchSpace):
+    name = "large"
+    description = "any subset of heads and units in every layer"
+
+    def _ranges(self):
+        d = self.dims
+        ranges = {}
+        for i in range(d.num_layers):
+            ranges.update({f"head_{i}_{h}": (0, 1) for h in range(d.num_heads)})
+            ranges.update({f"unit_{i}_{u}": (0, 1) for u in range(d.intermediate_size)})
+        return ranges
+
+    def _masks(self, config):
+        d = self.dims
+        heads = torch.tensor(
+            [[config[f"head_{i}_{h}"] for h in range(d.num_heads)] for i in range(d.num_layers)], dtype=torch.float32
+        )
+        units = torch.tensor(
+            [[config[f"unit_{i}_{u}"] for u in range(d.intermediate_size)] for i in range(d.num_layers)],
+            dtype=torch.float32,
+        )
+        return Masks(heads, units, torch.ones(d.num_layers, dtype=torch.bool))
+
+    def middle(self):
+        d = self.dims
+        half_heads, half_units = math.ceil(d.num_heads / 2), math.ceil(d.intermediate_size / 2)
+        config = {}
+        for i in range(d.num_layers):
+            config.update({f"head_{i}_{h}": int(h < half_heads) for h in range(d.num_heads)})
+            config.update({f"unit_{i}_{u}": int(u < half_units) for u in range(d.intermediate_size)})
+        return config
+
+
+SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (LayerSpace, SmallSpace, MediumSpace, LargeSpace)}
+
+
+def get_space(name: str, dims: ModelDims) -> SearchSpace:
+    try:
+        return SPACES[name](dims)
+    except KeyError:
+        raise UnknownNameError("search space", name, list(SPACES)) from None
