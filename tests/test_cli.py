@@ -1,0 +1,84 @@
+"""The command line: tables for good input, one clear line and exit status 2 for bad input."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_help_lists_the_commands(monkeypatch, capsys):
+    code, out, _ = run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0
+    for command in ("tasks", "spaces", "extract"):
+        assert command in out
+
+
+def test_spaces_shows_sizes_and_counts(monkeypatch, capsys):
+    code, out, _ = run_cli(["spaces", "--model", "shape:bert-tiny"], monkeypatch, capsys)
+    assert code == 0
+    assert "2,048" in out  # small space: 2 layers x 4 heads x 256 units
+    assert "large" in out and "medium" in out
+
+
+def test_extract_verify_writes_models(tmp_path, monkeypatch, capsys):
+    out_dir = tmp_path / "models"
+    args = ["extract", "--model", "shape:roberta-tiny", "--space", "medium", "--random", "3", "--out", str(out_dir)]
+    code, out, err = run_cli([*args, "--verify"], monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["subnet-000", "subnet-001", "subnet-002"]
+    assert "largest absolute logit difference" in out
+
+
+def test_extract_single_config_from_a_file(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"num_layers": 1, "num_heads": 2, "num_units": 64}))
+    code, _, err = run_cli(
+        ["extract", "--model", "shape:bert-tiny", "--space", "small", "--config", str(config), "--out", str(tmp_path / "m")],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    meta = json.loads((tmp_path / "m" / "prunebench.json").read_text())
+    assert meta["provenance"]["config"] == {"num_layers": 1, "num_heads": 2, "num_units": 64}
+    assert len(meta["structure"]["layers"]) == 1
+
+
+def _error(args, monkeypatch, capsys) -> str:
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_bad_input_gets_one_line_errors(tmp_path, monkeypatch, capsys):
+    base = ["extract", "--model", "shape:bert-tiny", "--out", str(tmp_path / "x")]
+    assert "unknown search space 'tiny'" in _error([*base, "--space", "tiny", "--random", "1"], monkeypatch, capsys)
+    assert "unknown model shape" in _error(
+        ["extract", "--model", "shape:nope", "--space", "small", "--random", "1", "--out", str(tmp_path / "x")],
+        monkeypatch,
+        capsys,
+    )
+    assert "not valid JSON" in _error([*base, "--space", "small", "--config", "{num_layers"], monkeypatch, capsys)
+    assert "outside space 'small'" in _error(
+        [*base, "--space", "small", "--config", '{"num_layers": 9, "num_heads": 1, "num_units": 1}'],
+        monkeypatch,
+        capsys,
+    )
+    assert "exactly one of" in _error([*base, "--space", "small"], monkeypatch, capsys)
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    args = ["extract", "--model", "shape:bert-tiny", "--space", "layer", "--random", "1", "--out", str(tmp_path)]
+    code, _, _ = run_cli(args, monkeypatch, capsys)
+    assert code == 0  # subnet-000 beside m/ is a new target
+    assert "--overwrite" in _error(
+        ["extract", "--model", "shape:bert-tiny", "--space", "layer", "--config", '{"layer_0": 1, "layer_1": 0}',
+         "--out", str(target)],
+        monkeypatch,
+        capsys,
+    )
+    assert (target / "keep.txt").read_text() == "mine"
