@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 
 app = typer.Typer(
@@ -139,6 +140,78 @@ def extract(
         console.print(f"largest absolute logit difference, masked vs extracted: {worst:.3e}")
         if worst > VERIFY_TOLERANCE:
             raise PrunebenchError(f"verification failed: logit difference {worst:.3e} exceeds {VERIFY_TOLERANCE:g}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
+    model: ModelOption = TrainConfig.model,
+    task: Annotated[str, typer.Option(help="Task name (see 'prunebench tasks'), or 'files' for your own data.")] = (
+        TrainConfig.task
+    ),
+    space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = TrainConfig.space,
+    strategy: Annotated[
+        str, typer.Option(help="standard, random, random_linear, sandwich, kd, full (alias one_shot).")
+    ] = TrainConfig.strategy,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (linear schedule).")] = (
+        TrainConfig.learning_rate
+    ),
+    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps with linear warm-up.")] = (
+        TrainConfig.warmup_ratio
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Examples per optimiser step.")] = TrainConfig.batch_size,
+    num_random_sub_nets: Annotated[int, typer.Option(help="k: random sub-networks per step.")] = (
+        TrainConfig.num_random_sub_nets
+    ),
+    temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = TrainConfig.temperature,
+    seed: Annotated[int, typer.Option(help="Seed for split, head, data order and sampling.")] = TrainConfig.seed,
+    max_train_examples: Annotated[int | None, typer.Option(help="Cap the training split.")] = None,
+    max_eval_examples: Annotated[int | None, typer.Option(help="Validation examples scored per epoch.")] = (
+        TrainConfig.max_eval_examples
+    ),
+    max_length: Annotated[int, typer.Option(help="Tokens per example (truncation).")] = TrainConfig.max_length,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = TrainConfig.device,
+    threads: Annotated[int | None, typer.Option(help="torch threads on CPU.")] = TrainConfig.threads,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Also checkpoint every N steps.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder (DIR/SST-2/train.tsv, ...).")] = None,
+    train_file: Annotated[Path | None, typer.Option("--train", help="--task files: training file.")] = None,
+    test_file: Annotated[Path | None, typer.Option("--test", help="--task files: test file.")] = None,
+    text_columns: Annotated[str | None, typer.Option(help="--task files: text column(s), comma-separated.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="--task files: label column.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
+) -> None:
+    """Fine-tune a super-network (stage one) into a run directory; resumable."""
+    from prunebench.supernet.training import train_supernet
+
+    config = TrainConfig(
+        model=model,
+        task=task,
+        space=space,
+        strategy=strategy,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        epochs=epochs,
+        batch_size=batch_size,
+        num_random_sub_nets=num_random_sub_nets,
+        temperature=temperature,
+        seed=seed,
+        max_train_examples=max_train_examples,
+        max_eval_examples=max_eval_examples,
+        max_length=max_length,
+        device=device,
+        threads=threads,
+        checkpoint_every=checkpoint_every,
+        data_dir=str(data_dir) if data_dir else None,
+        train_file=str(train_file) if train_file else None,
+        test_file=str(test_file) if test_file else None,
+        text_columns=tuple(c.strip() for c in text_columns.split(",")) if text_columns else (),
+        label_column=label_column,
+    )
+    result = train_supernet(config, out, resume=resume, overwrite=overwrite)
+    state = "finished" if result.finished else "stopped"
+    console.print(f"{out}: training {state} at step {result.step} of {result.total_steps}")
 
 
 def main() -> None:

@@ -1,0 +1,75 @@
+"""Typed, validated configuration: one place for defaults.
+
+Defaults for super-network fine-tuning follow the paper (Klein et al., TMLR 2024):
+learning rate 2e-5 with a linear schedule, 5 epochs, batch size 4, k = 2 random
+sub-networks per step, distillation temperature 10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from prunebench.errors import PrunebenchError
+
+STRATEGY_ALIASES = {"one_shot": "full"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "minilm"
+    task: str = "rotten_tomatoes"
+    space: str = "small"
+    strategy: str = "full"
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    epochs: int = 5
+    batch_size: int = 4
+    num_random_sub_nets: int = 2
+    temperature: float = 10.0
+    seed: int = 0
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = 2000  # validation examples scored after each epoch
+    max_length: int = 128
+    device: str = "cpu"
+    threads: int | None = 1  # torch threads on CPU; 1 is often fastest on small machines
+    checkpoint_every: int | None = None  # also checkpoint every N optimiser steps (None: each epoch)
+    data_dir: str | None = None
+    # --task files
+    train_file: str | None = None
+    test_file: str | None = None
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
+        object.__setattr__(self, "text_columns", tuple(self.text_columns))
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "max_length": self.max_length}
+        for name, value in positive.items():
+            if value < 1:
+                raise PrunebenchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("max_train_examples", "max_eval_examples", "checkpoint_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PrunebenchError(f"--{name.replace('_', '-')} must be at least 1 when given, got {value}")
+        if self.num_random_sub_nets < 0:
+            raise PrunebenchError(f"--num-random-sub-nets must be >= 0, got {self.num_random_sub_nets}")
+        if not self.learning_rate > 0:
+            raise PrunebenchError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise PrunebenchError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not self.temperature > 0:
+            raise PrunebenchError(f"--temperature must be positive, got {self.temperature}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["text_columns"] = list(self.text_columns)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if k == "text_columns" else v) for k, v in data.items() if k in known})
+
+    # Settings that may change when a run is resumed (they do not change what is trained).
+    RESUMABLE_CHANGES = ("device", "threads", "max_eval_examples")

@@ -1,0 +1,442 @@
+"""Stage one: fine-tune the super-network so that its sub-networks work too.
+
+Each optimiser step trains the sub-networks a strategy chooses (their gradients
+are accumulated, then one step). Everything random is derived from the seed and
+the step number (data order from seed + epoch, sub-network sampling from seed +
+step) and the torch RNG (dropout) is checkpointed, so a resumed run repeats the
+uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from safetensors.torch import load_file
+from transformers import get_linear_schedule_with_warmup
+
+from prunebench.config import STRATEGY_ALIASES, TrainConfig
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models.loading import LoadedModel, load_model, quiet_transformers
+from prunebench.profiling.environment import environment
+from prunebench.rundir import (
+    CHECKPOINT_DIR,
+    ENVIRONMENT_FILE,
+    RUN_FILE,
+    RUN_KIND,
+    RUN_VERSION,
+    TRAINING_LOG,
+    read_run,
+    recover_dir,
+    replace_dir_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from prunebench.supernet.counting import CostModel
+from prunebench.supernet.evaluation import predict
+from prunebench.supernet.losses import distillation_loss, task_loss
+from prunebench.supernet.masking import MaskedSuperNetwork
+from prunebench.supernet.spaces import SPACES, Masks, SearchSpace, get_space
+from prunebench.supernet.strategies import STRATEGIES, Strategy, get_strategy
+from prunebench.tasks import (
+    FilesTaskOptions,
+    TaskData,
+    compute_metrics,
+    get_task,
+    load_task,
+    make_collator,
+    tokenize_task,
+)
+
+TRAINER_STATE = "trainer_state.pt"
+CHECKPOINT_META = "checkpoint.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    log: pd.DataFrame
+    finished: bool
+
+
+@dataclass
+class _State:
+    """Everything besides the weights that a resumed run needs."""
+
+    step: int = 0  # optimiser steps done
+    epoch_loss: float = 0.0  # summed step losses in the current epoch
+    epoch_seconds: float = 0.0
+    log_rows: list | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PrunebenchError(f"unknown device {name!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PrunebenchError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    return device
+
+
+def load_training_task(config: TrainConfig, seed: int | None = None) -> TaskData:
+    files = None
+    if config.task == "files":
+        if not (config.train_file and config.test_file and config.text_columns and config.label_column):
+            raise PrunebenchError("--task files needs --train, --test, --text-columns and --label-column")
+        files = FilesTaskOptions(
+            Path(config.train_file), Path(config.test_file), tuple(config.text_columns), config.label_column
+        )
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    return load_task(
+        config.task,
+        data_dir=data_dir,
+        files=files,
+        seed=config.seed if seed is None else seed,
+        max_train_examples=config.max_train_examples,
+    )
+
+
+def tokenised_rows(data: TaskData, loaded: LoadedModel, max_length: int) -> dict[str, list[dict]]:
+    """Each split as a list of tokenised examples, with only the inputs the model family takes."""
+    datasets.disable_progress_bars()  # a per-split "Map" bar is noise next to the training display
+    tokenised = tokenize_task(data, loaded.tokenizer, max_length)
+    rows = {}
+    for split, dataset in tokenised.items():
+        if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
+            dataset = dataset.remove_columns("token_type_ids")
+        rows[split] = dataset.to_list()
+    return rows
+
+
+class SupernetTrainer:
+    """One training run in one run directory. ``train_supernet`` is the usual entry point."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, show_progress: bool = True):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.console = Console(quiet=not show_progress)
+        self.show_progress = show_progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.data = load_training_task(config)
+        spec = self.data.spec
+        self.loaded = load_model(config.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=config.seed)
+        if self.loaded.structure is not None:
+            raise PrunebenchError(f"{config.model} is a pruned model; train the super-network from the un-pruned model")
+        self.space: SearchSpace = get_space(config.space, self.loaded.dims)
+        self.strategy: Strategy = get_strategy(config.strategy, self.space, config.num_random_sub_nets)
+        self.rows = tokenised_rows(self.data, self.loaded, config.max_length)
+        if not self.rows["train"]:
+            raise PrunebenchError(f"task {config.task!r} has no training examples after splitting; add data")
+        self.collator = make_collator(spec, self.loaded.tokenizer)
+        self.model = self.loaded.model.to(self.device)
+        self.supernet = MaskedSuperNetwork(self.loaded)
+        self.cost = CostModel.for_model(self.loaded)
+        self.steps_per_epoch = math.ceil(len(self.rows["train"]) / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.eval_rows = self._eval_subset()
+        self.state = _State(log_rows=[])
+
+    # --- data -----------------------------------------------------------------------------------
+    def _eval_subset(self) -> list[dict]:
+        rows = self.rows["validation"]
+        cap = self.config.max_eval_examples
+        if cap is None or len(rows) <= cap:
+            return rows
+        keep = np.random.default_rng(self.config.seed).permutation(len(rows))[:cap]
+        return [rows[i] for i in sorted(keep)]
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.rows["train"]), generator=generator).tolist()
+        size = self.config.batch_size
+        return [order[i : i + size] for i in range(0, len(order), size)]
+
+    # --- one step -------------------------------------------------------------------------------
+    def _masks(self, config) -> Masks:
+        return Masks.full(self.loaded.dims) if config is None else self.space.masks(config)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        rng = np.random.default_rng([self.config.seed, self.state.step])
+        plan = self.strategy.plan(self.state.step / self.total_steps, rng)
+        labels = batch.pop("labels")
+        kind = self.data.spec.kind
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        teacher, total = None, 0.0
+        for subnet in plan:
+            self.supernet.apply(self._masks(subnet.config))
+            logits = self.model(**batch).logits
+            if subnet.distill:
+                loss = distillation_loss(logits, teacher, labels, kind, self.config.temperature)
+            else:
+                loss = task_loss(logits, labels, kind)
+            if subnet.config is None:
+                teacher = logits.detach()
+            loss.backward()
+            total += loss.item()
+        self.supernet.reset()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+        return total
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, epoch: int) -> list[dict]:
+        rows = []
+        named = {"largest": self.space.largest(), "middle": self.space.middle(), "smallest": self.space.smallest()}
+        for name, config in named.items():
+            masks = self.space.masks(config)
+            with self.supernet.masked(masks):
+                logits, labels = predict(self.model, self.eval_rows, self.collator, self.device)
+            metrics = compute_metrics(self.data.spec, logits, labels)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "step": self.state.step,
+                    "subnetwork": name,
+                    "relative_parameters": self.cost.relative_parameters(masks),
+                    "metric_name": self.data.spec.metric,
+                    "metric": metrics["metric"],
+                    "error": metrics["error"],
+                    "train_loss": self.state.epoch_loss / self.steps_per_epoch,
+                    "epoch_seconds": self.state.epoch_seconds,
+                    "validation_examples": len(self.eval_rows),
+                }
+            )
+        return rows
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint_meta(self) -> dict:
+        return {
+            "model": self.config.model,
+            "dims": self.loaded.dims.to_dict(),
+            "space": self.space.name,
+            "strategy": self.strategy.name,
+            "task": self.data.spec.name,
+            "task_kind": self.data.spec.kind,
+            "num_labels": self.data.spec.num_labels,
+        }
+
+    def save_checkpoint(self) -> None:
+        target = self.run_dir / CHECKPOINT_DIR
+        staging = self.run_dir / f".{CHECKPOINT_DIR}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        with quiet_transformers():
+            self.model.save_pretrained(staging)
+            self.loaded.tokenizer.save_pretrained(staging)
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            },
+            staging / TRAINER_STATE,
+        )
+        meta = {
+            **self._checkpoint_meta(),
+            "step": self.state.step,
+            "epoch_loss": self.state.epoch_loss,
+            "epoch_seconds": self.state.epoch_seconds,
+            "log": self.state.log_rows,
+        }
+        write_json_atomic(staging / CHECKPOINT_META, meta)
+        replace_dir_atomic(staging, target)
+        self._write_log()
+
+    def _write_log(self) -> None:
+        write_parquet_atomic(self.run_dir / TRAINING_LOG, pd.DataFrame(self.state.log_rows))
+
+    def load_checkpoint(self) -> bool:
+        """Restore weights, optimiser, scheduler and RNG from the last checkpoint; False when there is none."""
+        target = recover_dir(self.run_dir / CHECKPOINT_DIR)
+        if not (target / CHECKPOINT_META).is_file():
+            return False
+        meta = json.loads((target / CHECKPOINT_META).read_text())
+        expected = self._checkpoint_meta()
+        different = [key for key in expected if meta.get(key) != expected[key]]
+        if different:
+            raise PrunebenchError(
+                f"the checkpoint in {target} was made for another {different[0]} "
+                f"({meta.get(different[0])!r}, this run has {expected[different[0]]!r}); "
+                "start a new run directory or pass --overwrite"
+            )
+        try:
+            state = load_file(target / "model.safetensors", device=str(self.device))
+            self.model.load_state_dict(state, strict=True)
+            trainer = torch.load(target / TRAINER_STATE, map_location=self.device, weights_only=True)
+        except Exception as error:  # any unreadable piece means the checkpoint cannot be trusted
+            raise PrunebenchError(
+                f"the checkpoint in {target} is corrupt ({type(error).__name__}); start again with --overwrite"
+            ) from None
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        self.scheduler.load_state_dict(trainer["scheduler"])
+        torch.set_rng_state(trainer["torch_rng"])
+        if trainer.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+        self.state = _State(meta["step"], meta["epoch_loss"], meta["epoch_seconds"], meta["log"])
+        self._write_log()  # the log may lag the checkpoint after a kill between the two writes
+        return True
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+        )
+
+    def run(self, stop_after_steps: int | None = None) -> None:
+        """Train to the end (or until ``stop_after_steps`` optimiser steps are done in total)."""
+        every = self.config.checkpoint_every
+        with self._progress() as progress:
+            bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss=0.0)
+            while self.state.step < self.total_steps:
+                epoch, first = divmod(self.state.step, self.steps_per_epoch)
+                batches = self._epoch_batches(epoch)
+                for indices in batches[first:]:
+                    started = time.perf_counter()
+                    batch = {
+                        k: v.to(self.device) for k, v in self.collator([self.rows["train"][i] for i in indices]).items()
+                    }
+                    loss = self.train_step(batch)
+                    self.state.epoch_loss += loss
+                    self.state.epoch_seconds += time.perf_counter() - started
+                    progress.update(bar, advance=1, epoch=epoch + 1, loss=loss)
+                    if stop_after_steps is not None and self.state.step >= stop_after_steps:
+                        return
+                    if every and self.state.step % every == 0 and self.state.step % self.steps_per_epoch:
+                        self.save_checkpoint()
+                self.state.log_rows.extend(self.evaluate(epoch + 1))
+                self._show_epoch(epoch + 1)
+                self.state.epoch_loss, self.state.epoch_seconds = 0.0, 0.0
+                self.save_checkpoint()
+
+    def _show_epoch(self, epoch: int) -> None:
+        table = Table(title=f"epoch {epoch}: validation ({self.data.spec.metric})")
+        for column in ("sub-network", "relative parameters", self.data.spec.metric, "train loss", "seconds"):
+            table.add_column(column)
+        for row in self.state.log_rows[-3:]:
+            table.add_row(
+                row["subnetwork"],
+                f"{row['relative_parameters']:.3f}",
+                f"{row['metric']:.4f}",
+                f"{row['train_loss']:.4f}",
+                f"{row['epoch_seconds']:.1f}",
+            )
+        self.console.print(table)
+
+
+def _check_names(config: TrainConfig) -> None:
+    """Fail on a misspelt task, space or strategy before anything slow or destructive happens."""
+    get_task(config.task)
+    if config.space not in SPACES:
+        raise UnknownNameError("search space", config.space, list(SPACES))
+    if config.strategy not in STRATEGIES:
+        raise UnknownNameError("strategy", config.strategy, [*STRATEGIES, *STRATEGY_ALIASES])
+
+
+def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: bool) -> str:
+    """What to do with RUN: "new", "continue" (an existing matching run) or "replace" (with --overwrite)."""
+    if resume and overwrite:
+        raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
+    holds_run = (run_dir / RUN_FILE).is_file()
+    if holds_run and not overwrite:
+        existing = read_run(run_dir)
+        if not resume:
+            raise PrunebenchError(
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
+            )
+        saved, mine = existing.get("train", {}), config.to_dict()
+        different = [k for k in mine if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+        if different:
+            key = different[0]
+            raise PrunebenchError(
+                f"{run_dir} holds a different run ({key}={saved.get(key)!r}, asked {mine[key]!r}); "
+                "use another --out, or --overwrite to replace it"
+            )
+        return "continue"
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if not overwrite:
+            raise PrunebenchError(f"{run_dir} is not empty and holds no run; pick another --out or pass --overwrite")
+        return "replace"
+    if resume:
+        raise PrunebenchError(f"{run_dir} holds no run to resume; drop --resume to start one")
+    return "new"
+
+
+def train_supernet(
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Fine-tune a super-network into ``run_dir`` (see the module docstring); resumable and idempotent."""
+    run_dir = Path(run_dir)
+    _check_names(config)
+    action = _plan_run_dir(config, run_dir, resume, overwrite)
+    continuing = action == "continue"
+    if continuing and read_run(run_dir).get("status") == "finished":
+        log = pd.read_parquet(run_dir / TRAINING_LOG) if (run_dir / TRAINING_LOG).is_file() else pd.DataFrame()
+        Console(quiet=not show_progress).print(f"{run_dir}: training already finished; nothing to do")
+        step = int(log["step"].max()) if len(log) else 0
+        return TrainResult(run_dir, step, step, log, True)
+    trainer = SupernetTrainer(config, run_dir, show_progress)
+    if action == "replace":  # only once the new run has loaded its model and data
+        shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_record = {
+        "kind": RUN_KIND,
+        "version": RUN_VERSION,
+        "status": "training",
+        "train": config.to_dict(),
+        "task": {
+            "name": trainer.data.spec.name,
+            "kind": trainer.data.spec.kind,
+            "metric": trainer.data.spec.metric,
+            "num_labels": trainer.data.spec.num_labels,
+            "label_names": trainer.data.spec.label_names,
+            "examples": {split: len(rows) for split, rows in trainer.rows.items()},
+        },
+        "total_steps": trainer.total_steps,
+    }
+    write_json_atomic(run_dir / RUN_FILE, run_record)
+    env = {**environment(), "device": str(trainer.device), "torch_threads": torch.get_num_threads()}
+    write_json_atomic(run_dir / ENVIRONMENT_FILE, env)
+    if continuing and trainer.load_checkpoint():
+        trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
+    trainer.run(stop_after_steps=stop_after_steps)
+    finished = trainer.state.step >= trainer.total_steps
+    if finished:
+        write_json_atomic(run_dir / RUN_FILE, {**run_record, "status": "finished"})
+    trainer.supernet.remove()
+    return TrainResult(run_dir, trainer.state.step, trainer.total_steps, pd.DataFrame(trainer.state.log_rows), finished)
