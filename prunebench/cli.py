@@ -40,7 +40,8 @@ def tasks() -> None:
 
     table = Table("task", "kind", "metric", "labels", "source")
     for spec in list_tasks():
-        table.add_row(spec.name, spec.kind, spec.metric, str(spec.num_labels), spec.source)
+        labels = str(spec.num_labels) if spec.num_labels else "from data"  # the files task infers its labels
+        table.add_row(spec.name, spec.kind, spec.metric, labels, spec.source)
     console.print(table)
 
 

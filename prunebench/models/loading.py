@@ -110,6 +110,14 @@ def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -
         raise PrunebenchError(
             f"cannot read the model config in {path} ({error}); fix or re-download the model"
         ) from None
+    trained_for = {"regression": "regression", "single_label_classification": "classification"}.get(
+        config.problem_type or ""
+    )
+    if trained_for and task_kind != "multiple_choice" and trained_for != task_kind:
+        raise PrunebenchError(
+            f"the model in {path} has a {trained_for} head but the task needs {task_kind}; "
+            "start from a base model or one fine-tuned for the same kind of task"
+        )
     config = _head_config(config, task_kind, num_labels)
     adapter = adapter_for(config)
     try:
