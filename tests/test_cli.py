@@ -32,7 +32,17 @@ def test_extract_single_config_from_a_file(tmp_path, monkeypatch, capsys):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"num_layers": 1, "num_heads": 2, "num_units": 64}))
     code, _, err = run_cli(
-        ["extract", "--model", "shape:bert-tiny", "--space", "small", "--config", str(config), "--out", str(tmp_path / "m")],
+        [
+            "extract",
+            "--model",
+            "shape:bert-tiny",
+            "--space",
+            "small",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "m"),
+        ],
         monkeypatch,
         capsys,
     )
@@ -76,8 +86,17 @@ def test_existing_output_is_refused_without_overwrite(tmp_path, monkeypatch, cap
     code, _, _ = run_cli(args, monkeypatch, capsys)
     assert code == 0  # subnet-000 beside m/ is a new target
     assert "--overwrite" in _error(
-        ["extract", "--model", "shape:bert-tiny", "--space", "layer", "--config", '{"layer_0": 1, "layer_1": 0}',
-         "--out", str(target)],
+        [
+            "extract",
+            "--model",
+            "shape:bert-tiny",
+            "--space",
+            "layer",
+            "--config",
+            '{"layer_0": 1, "layer_1": 0}',
+            "--out",
+            str(target),
+        ],
         monkeypatch,
         capsys,
     )
