@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import run_cli
+from helpers import run_cli
 
 
 def test_help_lists_the_commands(monkeypatch, capsys):

