@@ -30,21 +30,6 @@ FRACTIONS = (0.25, 0.5, 0.75)
 TARGET_EFFICIENCY_AT_HALF = 0.85
 
 
-def small_configs(dims, fraction: float) -> dict[str, dict[str, int]]:
-    return {
-        "depth": {
-            "num_layers": max(1, round(fraction * dims.num_layers)),
-            "num_heads": dims.num_heads,
-            "num_units": dims.intermediate_size,
-        },
-        "width": {
-            "num_layers": dims.num_layers,
-            "num_heads": max(1, round(fraction * dims.num_heads)),
-            "num_units": max(1, round(fraction * dims.intermediate_size)),
-        },
-    }
-
-
 def bench_model(spec: str, repeats: int) -> dict:
     loaded = load_model(spec)
     space, cost = get_space("small", loaded.dims), CostModel.for_model(loaded)
@@ -62,7 +47,8 @@ def bench_model(spec: str, repeats: int) -> dict:
     supernet = MaskedSuperNetwork(loaded)
     rows = []
     for fraction in FRACTIONS:
-        for shape, config in small_configs(loaded.dims, fraction).items():
+        for shape in ("depth", "width"):
+            config = space.at_fraction(fraction, shape)
             masks = space.masks(config)
             with supernet.masked(masks):
                 masked = latency(loaded.model)

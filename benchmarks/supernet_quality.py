@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -38,31 +37,6 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 RESULTS = Path(__file__).parent / "results"
 
 
-def candidates(dims, fraction: float) -> dict[str, dict[str, int]]:
-    if fraction == 1.0:
-        return {
-            "full": {"num_layers": dims.num_layers, "num_heads": dims.num_heads, "num_units": dims.intermediate_size}
-        }
-    root = math.sqrt(fraction)
-    return {
-        "depth": {
-            "num_layers": max(1, round(fraction * dims.num_layers)),
-            "num_heads": dims.num_heads,
-            "num_units": dims.intermediate_size,
-        },
-        "width": {
-            "num_layers": dims.num_layers,
-            "num_heads": max(1, round(fraction * dims.num_heads)),
-            "num_units": max(1, round(fraction * dims.intermediate_size)),
-        },
-        "both": {
-            "num_layers": max(1, round(root * dims.num_layers)),
-            "num_heads": max(1, round(root * dims.num_heads)),
-            "num_units": max(1, round(root * dims.intermediate_size)),
-        },
-    }
-
-
 def score_run(run_dir: Path, max_selection_examples: int) -> list[dict]:
     run = read_run(run_dir)
     config = TrainConfig.from_dict(run["train"])
@@ -76,7 +50,9 @@ def score_run(run_dir: Path, max_selection_examples: int) -> list[dict]:
     results = []
     for fraction in FRACTIONS:
         scored = []
-        for shape, sub_config in candidates(loaded.dims, fraction).items():
+        shapes = space.SHAPES if fraction < 1.0 else ("depth",)  # at 100% every shape is the full network
+        for shape in shapes:
+            sub_config = space.at_fraction(fraction, shape)
             masks = space.masks(sub_config)
             with supernet.masked(masks):
                 validation = compute_metrics(data.spec, *predict(loaded.model, selection, collator, device))

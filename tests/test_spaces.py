@@ -103,3 +103,12 @@ def test_syne_tune_space_matches_the_ranges():
     domains = space.syne_tune_space()
     assert set(domains) == set(space.ranges)
     assert (domains["num_units"].lower, domains["num_units"].upper) == (1, 256)
+
+
+def test_small_configs_at_a_fraction_of_the_encoder():
+    space = get_space("small", BERT_BASE)
+    assert space.at_fraction(0.5, "depth") == {"num_layers": 6, "num_heads": 12, "num_units": 3072}
+    assert space.at_fraction(0.5, "width") == {"num_layers": 12, "num_heads": 6, "num_units": 1536}
+    assert space.at_fraction(0.25, "both") == {"num_layers": 6, "num_heads": 6, "num_units": 1536}
+    with pytest.raises(UnknownNameError, match="depth, width, both"):
+        space.at_fraction(0.5, "diagonal")

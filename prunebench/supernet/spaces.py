@@ -167,6 +167,21 @@ class SmallSpace(SearchSpace):
     def middle(self):
         return {key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()}
 
+    SHAPES = ("depth", "width", "both")
+
+    def at_fraction(self, fraction: float, shape: str) -> Config:
+        """A config keeping about ``fraction`` of the encoder: by ``depth`` (fewer layers, full width),
+        ``width`` (all layers, fewer heads and units) or ``both`` (the square root of it on each)."""
+        if shape not in self.SHAPES:
+            raise UnknownNameError("sub-network shape", shape, list(self.SHAPES))
+        d, root = self.dims, math.sqrt(fraction)
+        layers, width = {"depth": (fraction, 1.0), "width": (1.0, fraction), "both": (root, root)}[shape]
+        return {
+            "num_layers": max(1, round(layers * d.num_layers)),
+            "num_heads": max(1, round(width * d.num_heads)),
+            "num_units": max(1, round(width * d.intermediate_size)),
+        }
+
 
 class MediumSpace(SearchSpace):
     name = "medium"
