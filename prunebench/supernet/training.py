@@ -315,6 +315,7 @@ class SupernetTrainer:
     def run(self, stop_after_steps: int | None = None) -> None:
         """Train to the end (or until ``stop_after_steps`` optimiser steps are done in total)."""
         every = self.config.checkpoint_every
+        log_every = max(1, self.total_steps // 20)
         with self._progress() as progress:
             bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss=0.0)
             while self.state.step < self.total_steps:
@@ -329,6 +330,11 @@ class SupernetTrainer:
                     self.state.epoch_loss += loss
                     self.state.epoch_seconds += time.perf_counter() - started
                     progress.update(bar, advance=1, epoch=epoch + 1, loss=loss)
+                    if not self.console.is_terminal and self.state.step % log_every == 0:
+                        # rich draws no live bar into a log file; say how far we are instead
+                        self.console.print(
+                            f"step {self.state.step}/{self.total_steps} (epoch {epoch + 1}) loss {loss:.4f}"
+                        )
                     if stop_after_steps is not None and self.state.step >= stop_after_steps:
                         return
                     if every and self.state.step % every == 0 and self.state.step % self.steps_per_epoch:
