@@ -215,12 +215,191 @@ def train(
     console.print(f"{out}: training {state} at step {result.step} of {result.total_steps}")
 
 
+# --- hardware profiling: `hardware` and `profile` (prunebench.profiling) --------------------------
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PrunebenchError(f"{option} takes integers separated by commas, like 1,8,32; got {text!r}") from None
+    if not values:
+        raise PrunebenchError(f"{option} needs at least one value, like 1,8,32")
+    return values
+
+
+def _present(value) -> bool:
+    return value is not None and value == value  # NaN is how pandas shows a missing number
+
+
+def _mb(value, mark: str = "") -> str:
+    return f"{mark}{value / 2**20:,.1f}" if _present(value) else "-"
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _ms(value, mark: str = "") -> str:
+    return f"{mark}{value * 1e3:.3f}" if _present(value) else "-"
+
+
+def _row_memory(row):
+    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
+    if row.mode == "estimated":
+        return row.est_peak_memory_bytes
+    return row.torch_peak_allocated_bytes if _present(row.torch_peak_allocated_bytes) else row.peak_rss_growth_bytes
+
+
+@app.command()
+def hardware() -> None:
+    """List the hardware profiles (datasheet figures) and the devices found on this machine."""
+    from prunebench.profiling.hardware import detect_devices, find_gpu, load_profiles
+
+    profiles = load_profiles()
+    table = Table(
+        "profile", "device", "CC", "memory GB", "GB/s", "fp32", "fp16", "bf16", "int8", "bnb int8", title="profiles"
+    )
+    for profile in profiles.values():
+        peaks = [profile.peak_tflops.get(dtype) for dtype in ("fp32", "fp16", "bf16", "int8")]
+        table.add_row(
+            profile.name,
+            profile.description,
+            ".".join(map(str, profile.compute_capability)) if profile.compute_capability else "-",
+            f"{profile.memory_gb.value:g}" if profile.kind == "gpu" else "-",
+            f"{profile.memory_bandwidth_gb_s.value:g}",
+            *("-" if peak is None else f"{peak.value:g}" for peak in peaks),
+            profile.bnb_int8_matmul,
+        )
+    console.print(table)
+    console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
+    report = detect_devices()
+    found = Table("device", "name", "memory GB", "CC", "driver", "profile", title="devices here")
+    for gpu in report.gpus:
+        match = next((p.name for p in profiles.values() if find_gpu(p, report) == gpu), "-")
+        found.add_row(
+            f"GPU {gpu.index}",
+            gpu.name,
+            "-" if gpu.memory_total_bytes is None else f"{gpu.memory_total_bytes / 1e9:.1f}",
+            ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "-",
+            gpu.driver_version or "-",
+            match,
+        )
+    cpu = report.cpu
+    found.add_row(
+        "CPU",
+        f"{cpu.model} ({cpu.machine}), {cpu.physical_cores} cores / {cpu.logical_cores} threads, "
+        f"torch uses {cpu.torch_threads}",
+        "-" if cpu.memory_total_bytes is None else f"{cpu.memory_total_bytes / 1e9:.1f}",
+        "-",
+        "-",
+        "cpu",
+    )
+    console.print(found)
+    if not report.gpus:
+        console.print(f"no GPU: {report.nvml_error or 'none found'}")
+
+
+@app.command()
+def profile(
+    out: Annotated[Path, typer.Option(help="Folder for profile.parquet / profile.csv (resumable).")],
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(help="A model directory, a pruned model, or a folder of pruned models ('prunebench extract')."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU profile to measure on (or estimate for): t4, a10, ...")] = None,
+    device: Annotated[str | None, typer.Option(help="'cpu' to measure on this machine's CPU.")] = None,
+    variants: Annotated[
+        str | None, typer.Option(help="Comma-separated: fp32,fp16,bf16,int8,nf4,fp4,dynamic-int8 (default: all).")
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
+    seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths.")] = "128",
+    estimate: Annotated[bool, typer.Option(help="Predict from the profile's figures instead of measuring.")] = False,
+    calibrate: Annotated[bool, typer.Option(help="Measure, estimate the same points, and store the error.")] = False,
+    threads: Annotated[int, typer.Option(help="torch threads (recorded in every row).")] = 1,
+    max_seconds: Annotated[float, typer.Option(help="Cap on timed seconds per point.")] = 10.0,
+) -> None:
+    """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT/profile.parquet."""
+    from prunebench.profiling.profiler import CALIBRATION_FILE, calibration_summary, profile_models
+    from prunebench.profiling.timing import TimingConfig
+
+    if (gpu is None) == (device is None):
+        raise PrunebenchError("give exactly one of --gpu NAME and --device cpu")
+    if device is not None and device.lower() != "cpu":
+        raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
+    if model_dir is None and model is None:
+        raise PrunebenchError("give a model directory or --model (minilm, shape:NAME or a directory)")
+    models: list = ([model] if model is not None else []) + ([model_dir] if model_dir is not None else [])
+
+    def progress(row) -> None:
+        if row.mode == "measured":
+            what = f"{row.latency_mean_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
+            console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
+
+    frame = profile_models(
+        models,
+        out,
+        device=gpu or "cpu",
+        variants=[v.strip() for v in variants.split(",") if v.strip()] if variants else None,
+        batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+        seq_lens=_int_list(seq_lens, "--seq-lens"),
+        estimate_only=estimate,
+        calibrate=calibrate,
+        threads=threads,
+        timing=TimingConfig(max_seconds=max_seconds),
+        on_row=progress,
+    )
+    table = Table(
+        "model",
+        "variant",
+        "batch",
+        "seq",
+        "mode",
+        "status",
+        "mean ms",
+        "p50 ms",
+        "p99 ms",
+        "weights MiB",
+        "memory MiB",
+        "note",
+    )
+    for row in frame.itertuples():
+        mark = "~" if row.mode == "estimated" else ""
+        table.add_row(
+            row.model,
+            row.variant,
+            str(row.batch_size),
+            str(row.seq_len),
+            row.mode,
+            row.status,
+            *(_ms(value, mark) for value in (row.latency_mean_s, row.latency_p50_s, row.latency_p99_s)),
+            _mb(row.weight_bytes),
+            _mb(_row_memory(row), mark),
+            _text(row.reason) or _text(row.notes),
+        )
+    console.print(table)
+    if frame["estimated"].any():
+        console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated')")
+    console.print("memory: estimated peak (weights + activations) | CUDA: torch peak allocated | CPU: peak RSS growth")
+    if calibrate:
+        console.print(calibration_summary(frame).to_string(index=False))
+        console.print(f"calibration: {out / CALIBRATION_FILE}")
+    console.print(f"table: {out / 'profile.parquet'} ({len(frame)} rows; CSV beside it)")
+
+
 def main() -> None:
     try:
         app()
     except PrunebenchError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Checkpoints and logs are written atomically, so what was finished is kept.
+        Console(stderr=True).print("interrupted; finished work is saved (continue a run with --resume)")
+        sys.exit(130)
 
 
 if __name__ == "__main__":
