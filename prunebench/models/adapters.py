@@ -51,6 +51,10 @@ class FamilyAdapter:
     }
     # RoBERTa has a single token type; feeding BERT-style segment ids would index out of range.
     uses_token_type_ids: ClassVar[bool] = True
+    # Task-head modules that quantized variants keep in floating point (a name covers its children:
+    # RoBERTa's classifier.dense and classifier.out_proj too). A 2-label output layer is too narrow
+    # for bitsandbytes' 4-bit CPU kernels, and an exact head is common practice anyway.
+    quantization_skip_modules: ClassVar[tuple[str, ...]] = ("classifier",)
 
     def model_class(self, task_kind: str) -> type[PreTrainedModel]:
         try:
@@ -84,6 +88,10 @@ class FamilyAdapter:
             # without heads contributes only the output bias, which EmptySelfAttention gives.
             layer.attention.self = EmptySelfAttention(attention.attention_head_size)
 
+    def max_sequence_length(self, config: PretrainedConfig) -> int:
+        """The longest input (in tokens) the position embeddings can take."""
+        return config.max_position_embeddings
+
     def skip_layer(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """What a dropped layer returns: its input (transformers 5 layers return a tensor)."""
         return hidden_states
@@ -98,6 +106,10 @@ class RobertaAdapter(FamilyAdapter):
         "multiple_choice": RobertaForMultipleChoice,
     }
     uses_token_type_ids = False
+
+    def max_sequence_length(self, config: PretrainedConfig) -> int:
+        # Positions start after the padding index (pad_token_id + 1), so 514 embeddings hold 512 tokens.
+        return config.max_position_embeddings - config.pad_token_id - 1
 
 
 class EmptySelfAttention(nn.Module):

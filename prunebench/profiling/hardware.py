@@ -1,0 +1,283 @@
+"""Hardware profiles (``profiles/*.toml``) and the devices found on this machine.
+
+A profile holds a target's datasheet figures, each with its source: memory, memory
+bandwidth, dense peak throughput per data type, compute capability and what
+bitsandbytes supports there. Measurements use a profile to recognise the GPU
+(by the name pynvml reports); estimates use its figures (``estimate.py``).
+
+Device detection never fails: without an NVIDIA driver pynvml raises
+``NVMLError_LibraryNotFound``, which is recorded and the report falls back to
+torch (and to "no GPU").
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import site
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.profiling.environment import cpu_model
+
+PROFILES_ENV = "PRUNEBENCH_PROFILES"
+# A source checkout keeps the profiles beside the package (DESIGN.md layout); a wheel installs
+# them as data files under <prefix>/share/prunebench/profiles (pyproject's data-files).
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+INSTALLED_PROFILES_DIRS = tuple(
+    Path(base) / "share" / "prunebench" / "profiles" for base in (sys.prefix, site.USER_BASE or sys.prefix)
+)
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    kind: str  # "gpu" or "cpu"
+    description: str
+    nvml_names: tuple[str, ...]
+    compute_capability: tuple[int, int] | None
+    memory_gb: Figure
+    memory_bandwidth_gb_s: Figure
+    peak_tflops: dict[str, Figure]  # dense; "int8" in TOPS; per core for a CPU profile
+    bnb_int8_matmul: str  # "native" or "fallback"
+    bnb_four_bit: str  # "supported" or "unsupported"
+    bnb_source: str
+    compute_efficiency: float
+    bandwidth_efficiency: float
+    op_overhead_us: float
+    assumptions_source: str
+    path: Path = field(compare=False)
+
+    def matches(self, device_name: str) -> bool:
+        """True when ``device_name`` (as pynvml or torch reports it) is this profile's device."""
+        wanted = _normalise(device_name)
+        return any(_normalise(name) == wanted for name in self.nvml_names)
+
+    def peak_flops(self, dtype: str) -> float | None:
+        figure = self.peak_tflops.get(dtype)
+        return None if figure is None else figure.value * 1e12
+
+    def bf16_support(self) -> str | None:
+        """None when bf16 runs here, else the reason it does not."""
+        if self.kind == "gpu" and self.compute_capability is not None and self.compute_capability < (8, 0):
+            return f"bf16 needs compute capability >= 8.0; {self.name} has {_cc_text(self.compute_capability)}"
+        return None
+
+
+def _normalise(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def _cc_text(capability: tuple[int, int]) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def profiles_dir() -> Path:
+    if os.environ.get(PROFILES_ENV):
+        return Path(os.environ[PROFILES_ENV])
+    for candidate in (DEFAULT_PROFILES_DIR, *INSTALLED_PROFILES_DIRS):
+        if candidate.is_dir():
+            return candidate
+    return DEFAULT_PROFILES_DIR  # absent: _load_dir says where to point PRUNEBENCH_PROFILES
+
+
+def _figure(data: dict, key: str, path: Path) -> Figure:
+    try:
+        entry = data[key]
+        return Figure(float(entry["value"]), str(entry["source"]))
+    except (KeyError, TypeError, ValueError):
+        raise PrunebenchError(f"profile {path} lacks [{key}] with a numeric value and a source; fix the file") from None
+
+
+def _parse(path: Path) -> HardwareProfile:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise PrunebenchError(f"cannot read hardware profile {path} ({error}); fix the TOML") from None
+    try:
+        cc_text = data.get("compute_capability")
+        capability = tuple(int(part) for part in cc_text.split(".")) if cc_text else None
+        peaks = {dtype: _figure(data["peak_tflops"], dtype, path) for dtype in data["peak_tflops"]}
+        unknown = sorted(set(peaks) - set(DTYPES))
+        if unknown:
+            raise ValueError(f"unknown data type {unknown[0]!r} in [peak_tflops]; use {', '.join(DTYPES)}")
+        bnb, assumptions = data["bitsandbytes"], data["assumptions"]
+        return HardwareProfile(
+            name=data["name"],
+            kind=data["kind"],
+            description=data["description"],
+            nvml_names=tuple(data.get("nvml_names", ())),
+            compute_capability=capability,
+            memory_gb=_figure(data, "memory_gb", path),
+            memory_bandwidth_gb_s=_figure(data, "memory_bandwidth_gb_s", path),
+            peak_tflops=peaks,
+            bnb_int8_matmul=bnb["int8_matmul"],
+            bnb_four_bit=bnb["four_bit"],
+            bnb_source=bnb["source"],
+            compute_efficiency=float(assumptions["compute_efficiency"]),
+            bandwidth_efficiency=float(assumptions["bandwidth_efficiency"]),
+            op_overhead_us=float(assumptions["op_overhead_us"]),
+            assumptions_source=assumptions["source"],
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise PrunebenchError(f"hardware profile {path} is incomplete or malformed ({error}); fix the file") from None
+
+
+@cache
+def _load_dir(directory: Path) -> dict[str, HardwareProfile]:
+    if not directory.is_dir():
+        raise PrunebenchError(f"no hardware profiles at {directory}; set {PROFILES_ENV} to the profiles/ folder")
+    profiles = {}
+    for path in sorted(directory.glob("*.toml")):
+        profile = _parse(path)
+        if profile.name != path.stem:
+            raise PrunebenchError(f"{path} declares name {profile.name!r}; rename the file or the profile to match")
+        profiles[profile.name] = profile
+    return profiles
+
+
+def load_profiles(directory: Path | None = None) -> dict[str, HardwareProfile]:
+    return dict(_load_dir(Path(directory) if directory else profiles_dir()))
+
+
+def get_profile(name: str, directory: Path | None = None) -> HardwareProfile:
+    profiles = load_profiles(directory)
+    try:
+        return profiles[name.lower()]
+    except KeyError:
+        raise UnknownNameError("GPU", name, sorted(profiles)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices found here
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    index: int
+    name: str
+    memory_total_bytes: int | None
+    compute_capability: tuple[int, int] | None
+    driver_version: str | None
+    source: str  # "nvml" or "torch"
+
+
+@dataclass(frozen=True)
+class CpuDevice:
+    model: str
+    logical_cores: int | None
+    physical_cores: int | None
+    torch_threads: int
+    memory_total_bytes: int | None
+    machine: str
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    gpus: tuple[GpuDevice, ...]
+    cpu: CpuDevice
+    nvml_error: str | None  # why pynvml could not be used, when it could not
+    cuda_available: bool
+    cuda_version: str | None
+
+    def found_text(self) -> str:
+        """One line naming the GPUs found, for error messages."""
+        if self.gpus:
+            return "found " + ", ".join(f"GPU {g.index}: {g.name}" for g in self.gpus)
+        reason = f" (pynvml: {self.nvml_error})" if self.nvml_error else ""
+        return f"found no GPU{reason}; CPU: {self.cpu.model}"
+
+
+def _nvml_gpus() -> tuple[list[GpuDevice], str | None]:
+    try:
+        import pynvml
+    except ImportError:
+        return [], "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:  # NVMLError_LibraryNotFound where there is no driver
+        return [], f"{type(error).__name__}: {error}"
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                capability = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
+            except pynvml.NVMLError:
+                capability = None
+            gpus.append(
+                GpuDevice(
+                    index=index,
+                    name=_text(pynvml.nvmlDeviceGetName(handle)),
+                    memory_total_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    compute_capability=capability,
+                    driver_version=driver,
+                    source="nvml",
+                )
+            )
+        return gpus, None
+    except pynvml.NVMLError as error:
+        return [], f"{type(error).__name__}: {error}"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _torch_gpus() -> list[GpuDevice]:
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(GpuDevice(index, props.name, props.total_memory, (props.major, props.minor), None, "torch"))
+    return gpus
+
+
+def _cpu() -> CpuDevice:
+    try:
+        import psutil
+
+        physical, memory = psutil.cpu_count(logical=False), psutil.virtual_memory().total
+    except ImportError:
+        physical, memory = None, None
+    return CpuDevice(cpu_model(), os.cpu_count(), physical, torch.get_num_threads(), memory, platform.machine())
+
+
+def detect_devices() -> DeviceReport:
+    """GPUs from pynvml (torch where pynvml cannot be used), and the CPU."""
+    gpus, nvml_error = _nvml_gpus()
+    if not gpus:
+        gpus = _torch_gpus()
+    return DeviceReport(
+        gpus=tuple(gpus),
+        cpu=_cpu(),
+        nvml_error=nvml_error,
+        cuda_available=torch.cuda.is_available(),
+        cuda_version=torch.version.cuda,
+    )
+
+
+def find_gpu(profile: HardwareProfile, report: DeviceReport) -> GpuDevice | None:
+    """The first GPU here that ``profile`` describes, or None."""
+    return next((gpu for gpu in report.gpus if profile.matches(gpu.name)), None)
