@@ -1,0 +1,365 @@
+"""Model variants to profile: floating-point dtypes and quantized models, pruned or not.
+
+A variant is built from a loaded fp32 model (un-pruned, or pruned by extraction) without
+touching it. Quantization swaps ``nn.Linear`` modules for bitsandbytes' ``Linear8bitLt``
+(LLM.int8) or ``Linear4bit`` (nf4/fp4) with the settings transformers' ``BitsAndBytesConfig``
+uses by default (threshold 6.0, no double quantization), or applies torch's dynamic int8
+quantization on CPU. Swapping modules, rather than re-loading through ``from_pretrained``,
+works for pruned models too, whose layers differ in size; the tests check it gives the same
+model as transformers' loader on an un-pruned one.
+
+The family adapter names the head modules kept in floating point. On a CPU with AVX512-BF16,
+bitsandbytes repacks 4-bit weights for a fast kernel that needs the output width to be a
+multiple of 32 and the input width a multiple of 64; linears of other widths (pruned FFN
+blocks) are told to use bitsandbytes' generic CPU path instead, so they are still 4-bit.
+
+A combination that cannot run (bf16 below compute capability 8.0, dynamic int8 on a GPU,
+bitsandbytes missing) raises ``VariantSkipped`` with the reason instead of failing later.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from prunebench.errors import UnknownNameError
+from prunebench.models.loading import LoadedModel
+from prunebench.profiling.memory import is_out_of_memory
+
+CPU_4BIT_BLOCK_N = 32  # bitsandbytes' packed CPU 4-bit kernel works on blocks of 32 output rows...
+BNB_4BIT_BLOCKSIZE = 64  # ...and reshapes the block scales per row, so inputs must fill whole 64-blocks
+BNB_MIN_CAPABILITY = (6, 0)  # bitsandbytes 0.50 CUDA support (NF4/FP4)
+BNB_INT8_NATIVE_CAPABILITY = (7, 5)  # LLM.int8 int8 tensor-core matmul
+BF16_MIN_CAPABILITY = (8, 0)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    description: str
+    dtype: torch.dtype | None  # the model's float dtype; None: the device's compute dtype (quantized variants)
+    quantization: str | None  # None, "bnb-int8", "bnb-nf4", "bnb-fp4", "torch-dynamic-int8"
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.quantization is not None
+
+    @property
+    def is_bnb(self) -> bool:
+        return bool(self.quantization and self.quantization.startswith("bnb-"))
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    spec.name: spec
+    for spec in (
+        VariantSpec("fp32", "float32 weights and activations", torch.float32, None),
+        VariantSpec("fp16", "float16 weights and activations", torch.float16, None),
+        VariantSpec("bf16", "bfloat16 weights and activations", torch.bfloat16, None),
+        VariantSpec("int8", "bitsandbytes LLM.int8 linears (threshold 6.0)", None, "bnb-int8"),
+        VariantSpec("nf4", "bitsandbytes 4-bit NormalFloat linears (blocksize 64)", None, "bnb-nf4"),
+        VariantSpec("fp4", "bitsandbytes 4-bit float linears (blocksize 64)", None, "bnb-fp4"),
+        VariantSpec("dynamic-int8", "torch dynamic int8 linears (CPU only)", None, "torch-dynamic-int8"),
+    )
+}
+
+
+def get_variant(name: str) -> VariantSpec:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise UnknownNameError("variant", name, list(VARIANTS)) from None
+
+
+def compute_dtype(spec: VariantSpec, device_kind: str) -> torch.dtype:
+    """Activation dtype: quantized variants compute in fp16 on a GPU (the usual setting) and fp32 on CPU."""
+    if spec.dtype is not None:
+        return spec.dtype
+    return torch.float16 if device_kind == "cuda" and spec.is_bnb else torch.float32
+
+
+class VariantSkipped(Exception):
+    """This variant cannot run on this device; the message says why."""
+
+
+def static_skip_reason(spec: VariantSpec, device_kind: str, capability: tuple[int, int] | None) -> str | None:
+    """Why ``spec`` cannot run on a device of this kind and compute capability (None: it can)."""
+    if spec.quantization == "torch-dynamic-int8" and device_kind != "cpu":
+        return "torch dynamic int8 quantization runs on CPU only"
+    if device_kind == "cuda" and capability is not None:
+        cc = f"{capability[0]}.{capability[1]}"
+        if spec.dtype == torch.bfloat16 and capability < BF16_MIN_CAPABILITY:
+            return f"bf16 needs compute capability >= 8.0; this GPU has {cc}"
+        if spec.is_bnb and capability < BNB_MIN_CAPABILITY:
+            return f"bitsandbytes 0.50 needs compute capability >= 6.0; this GPU has {cc}"
+    return None
+
+
+def variant_notes(spec: VariantSpec, device_kind: str, capability: tuple[int, int] | None) -> list[str]:
+    """Caveats that do not stop a variant from running but belong next to its numbers."""
+    if spec.quantization == "bnb-int8" and device_kind == "cuda" and capability and capability < (7, 5):
+        return ["LLM.int8 int8 matmul needs compute capability >= 7.5: bitsandbytes runs a slow fallback here"]
+    return []
+
+
+def _bnb():
+    """bitsandbytes, imported quietly (it logs about optional kernels it cannot fetch offline), or None."""
+    with quiet_bitsandbytes():
+        try:
+            import bitsandbytes
+        except (ImportError, RuntimeError):
+            return None
+    return bitsandbytes
+
+
+@contextmanager
+def quiet_bitsandbytes() -> Iterator[None]:
+    """Silence bitsandbytes' per-call warnings (e.g. LLM.int8 casting fp32 inputs to fp16 on every matmul)."""
+    logger = logging.getLogger("bitsandbytes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="bitsandbytes")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def runtime_skip_reason(spec: VariantSpec, device: torch.device) -> str | None:
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    reason = static_skip_reason(spec, device.type, capability)
+    if reason:
+        return reason
+    if spec.is_bnb:
+        bnb = _bnb()
+        if bnb is None:
+            return "bitsandbytes is not installed (pip install bitsandbytes)"
+        supported = getattr(bnb, "supported_torch_devices", {"cuda"})
+        if device.type not in supported:
+            return f"this bitsandbytes build does not support {device.type} (supports {', '.join(sorted(supported))})"
+    if spec.quantization == "torch-dynamic-int8" and torch.backends.quantized.engine == "none":
+        return "this torch build has no quantized CPU engine (fbgemm/x86/qnnpack) for dynamic int8"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Which linears are quantized
+
+
+def _skipped_by_name(name: str, skip: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in skip)
+
+
+def _cpu_4bit_packing(device_kind: str) -> bool:
+    """True where bitsandbytes will repack 4-bit weights for its AVX512-BF16 CPU kernel."""
+    if device_kind != "cpu":
+        return False
+    bnb = _bnb()
+    if bnb is None:
+        return False
+    has_avx512bf16 = getattr(bnb.functional, "has_avx512bf16", None)
+    return bool(has_avx512bf16()) if has_avx512bf16 else True  # unknown: assume the constraint
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    quantized: tuple[str, ...]
+    kept: dict[str, str]  # linear name -> why it stays in floating point
+    unpacked: tuple[str, ...] = ()  # 4-bit linears that must skip the packed CPU kernel (their shape does not fit)
+
+
+def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> LinearPlan:
+    """Which ``nn.Linear`` modules ``spec`` quantizes on this kind of device, and why the others are kept."""
+    if not spec.is_quantized:
+        return LinearPlan((), {})
+    skip = loaded.adapter.quantization_skip_modules
+    packing = spec.quantization in ("bnb-nf4", "bnb-fp4") and _cpu_4bit_packing(device_kind)
+    quantized, kept, unpacked = [], {}, []
+    for name, module in loaded.model.named_modules():
+        if type(module) is not nn.Linear:
+            continue
+        if _skipped_by_name(name, skip):
+            kept[name] = "task head (family adapter's quantization_skip_modules)"
+        elif module.out_features == 0 or module.in_features == 0:
+            kept[name] = "fully pruned (0-wide)"
+        else:
+            quantized.append(name)
+            if packing and (module.out_features % CPU_4BIT_BLOCK_N or module.in_features % BNB_4BIT_BLOCKSIZE):
+                unpacked.append(name)
+    return LinearPlan(tuple(quantized), kept, tuple(unpacked))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+@dataclass
+class BuiltVariant:
+    spec: VariantSpec
+    model: nn.Module
+    device: torch.device
+    compute_dtype: torch.dtype
+    weight_bytes: int
+    plan: LinearPlan
+    notes: list[str] = field(default_factory=list)
+
+
+def _bnb_linear(bnb, linear: nn.Linear, spec: VariantSpec, dtype: torch.dtype) -> nn.Module:
+    weight = linear.weight.data
+    if spec.quantization == "bnb-int8":
+        new = bnb.nn.Linear8bitLt(
+            linear.in_features, linear.out_features, linear.bias is not None, has_fp16_weights=False, threshold=6.0
+        )
+        new.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+    else:
+        quant_type = spec.quantization.removeprefix("bnb-")
+        new = bnb.nn.Linear4bit(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            compute_dtype=dtype,
+            compress_statistics=False,
+            quant_type=quant_type,
+        )
+        new.weight = bnb.nn.Params4bit(
+            weight, requires_grad=False, compress_statistics=False, quant_type=quant_type, module=new
+        )
+    if linear.bias is not None:
+        new.bias = nn.Parameter(linear.bias.data, requires_grad=False)
+    return new
+
+
+def _dynamic_int8(model: nn.Module, names: tuple[str, ...]) -> nn.Module:
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, set(names), dtype=torch.qint8)
+
+
+def build_variant(loaded: LoadedModel, spec: VariantSpec, device: torch.device | str = "cpu") -> BuiltVariant:
+    """A new model: ``loaded`` in ``spec``'s form on ``device``; ``loaded`` itself is left as it is."""
+    device = torch.device(device)
+    reason = runtime_skip_reason(spec, device)
+    if reason:
+        raise VariantSkipped(reason)
+    dtype = compute_dtype(spec, device.type)
+    plan = plan_linears(loaded, spec, device.type)
+    model = copy.deepcopy(loaded.model).to(dtype=dtype)  # cast before quantizing: bnb keeps int8 weights as int8
+    try:
+        if spec.is_bnb:
+            bnb = _bnb()
+            with quiet_bitsandbytes():
+                for name in plan.quantized:
+                    model.set_submodule(name, _bnb_linear(bnb, model.get_submodule(name), spec, dtype))
+                for name in plan.unpacked:
+                    # Linear4bit's switch for the packed AVX512-BF16 kernel; off, it dequantizes generically.
+                    model.get_submodule(name).support_avx512bf16_for_cpu = False
+                model = model.to(device)  # bitsandbytes quantizes when its parameters move to a device
+        elif spec.quantization == "torch-dynamic-int8":
+            model = _dynamic_int8(model, plan.quantized).to(device)
+        else:
+            model = model.to(device)
+    except (RuntimeError, AssertionError, ValueError) as error:
+        if is_out_of_memory(error):
+            raise  # the caller records out-of-memory for each of the variant's points
+        raise VariantSkipped(f"{spec.name} could not be built here: {_first_line(error)}") from None
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    notes = variant_notes(spec, device.type, capability)
+    if plan.kept and spec.is_quantized:
+        notes.append(f"{len(plan.kept)} linear(s) kept in {_dtype_name(dtype)}: " + "; ".join(sorted(plan.kept)))
+    if plan.unpacked:
+        notes.append(
+            f"{len(plan.unpacked)} linear(s) of widths outside {CPU_4BIT_BLOCK_N}x{BNB_4BIT_BLOCKSIZE} blocks "
+            "use bitsandbytes' generic CPU 4-bit path"
+        )
+    return BuiltVariant(spec, model.eval(), device, dtype, weight_bytes(model), plan, notes)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight bytes
+
+
+def _tensor_bytes(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None else tensor.numel() * tensor.element_size()
+
+
+def _quant_state_bytes(state) -> int:
+    """Bytes of a bitsandbytes 4-bit QuantState: block scales, code book and, when nested, their own state."""
+    if state is None:
+        return 0
+    total = _tensor_bytes(state.absmax) + _tensor_bytes(state.code)
+    if getattr(state, "state2", None) is not None:
+        total += _quant_state_bytes(state.state2) + _tensor_bytes(getattr(state, "offset", None))
+    return total
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes the model's weights occupy: parameters plus quantization statistics.
+
+    Counted from the tensors themselves: int8 weights with their per-row scales (LLM.int8),
+    packed 4-bit weights with their block scales and code book, torch dynamic int8 weights
+    (1 byte each, plus scale and zero point per tensor or channel) with their fp32 biases.
+    Buffers (position ids) and a backend's private packing copies are not counted.
+    """
+    total = 0
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            total += _tensor_bytes(param)
+            total += _tensor_bytes(getattr(param, "SCB", None))  # LLM.int8 row scales
+            total += _quant_state_bytes(getattr(param, "quant_state", None))
+        if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
+            total += _dynamic_quantized_bytes(module)
+    return total
+
+
+def _dynamic_quantized_bytes(module: nn.Module) -> int:
+    weight, bias = module.weight(), module.bias()
+    if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        scales = weight.q_per_channel_scales().numel() * 8  # float64 scales, int64 zero points
+    else:
+        scales = 8
+    return weight.numel() * weight.element_size() + scales + _tensor_bytes(bias)
+
+
+def analytic_weight_bytes(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> int:
+    """What ``weight_bytes`` of the built variant will be, from the fp32 model's shapes alone (no build)."""
+    float_bytes = torch.empty(0, dtype=compute_dtype(spec, device_kind)).element_size()
+    plan = plan_linears(loaded, spec, device_kind)
+    quantized = set(plan.quantized)
+    total = 0
+    for name, module in loaded.model.named_modules():
+        params = dict(module.named_parameters(recurse=False))
+        if name not in quantized:
+            total += sum(p.numel() for p in params.values()) * float_bytes
+            continue
+        rows, elements = module.out_features, module.weight.numel()
+        bias = params.get("bias")
+        if spec.quantization == "bnb-int8":
+            total += elements + 4 * rows  # int8 weight, fp32 scale per row
+        elif spec.quantization == "torch-dynamic-int8":
+            total += elements + 8  # per-tensor scale and zero point
+            float_bytes_bias = 4  # dynamic quantization keeps fp32 biases
+            total += (bias.numel() * float_bytes_bias) if bias is not None else 0
+            continue
+        else:  # 4-bit: two weights per byte, one fp32 scale per 64-weight block, a 16-entry fp32 code book
+            total += math.ceil(elements / 2) + 4 * math.ceil(elements / BNB_4BIT_BLOCKSIZE) + 16 * 4
+        total += bias.numel() * float_bytes if bias is not None else 0
+    return total
