@@ -1,0 +1,423 @@
+"""``profile_models``: latency and memory of model variants on a device, into a resumable Parquet table.
+
+For every model (un-pruned or pruned), variant (fp32, fp16, bf16, int8, nf4, fp4,
+dynamic-int8) and point of the batch-size x sequence-length grid, one row is written as
+soon as it is finished (``store.py``); a rerun into the same folder skips finished points.
+
+- ``device="cpu"``: measured here at a fixed thread count (recorded in every row);
+- ``device=<GPU profile name>``: measured when that GPU is here (matched by the name NVML
+  reports), a clear error naming what was found when it is not;
+- ``estimate=True``: nothing runs; every row is a roofline estimate from the profile
+  (``estimate.py``) with ``mode == "estimated"``;
+- ``calibrate=True``: each measured point also gets the estimate for the same point, with
+  ``estimate_error`` = estimated / measured latency - 1; ``calibration.json`` summarises it.
+
+Unsupported combinations become ``skipped`` rows with the reason; running out of memory
+becomes an ``oom`` row and the loop goes on; a variant that fails on this device becomes
+``error`` rows with the error's first line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models import LoadedModel
+from prunebench.profiling.environment import cpu_model, git_revision
+from prunebench.profiling.estimate import NotEstimable, estimate
+from prunebench.profiling.hardware import (
+    DeviceReport,
+    HardwareProfile,
+    detect_devices,
+    find_gpu,
+    get_profile,
+    load_profiles,
+)
+from prunebench.profiling.measure import PointOutOfMemory, measure_point, release_memory
+from prunebench.profiling.memory import is_out_of_memory
+from prunebench.profiling.store import ProfileRow, ProfileStore
+from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
+from prunebench.profiling.timing import TimingConfig
+from prunebench.profiling.variants import VARIANTS, VariantSkipped, build_variant, compute_dtype, get_variant
+
+CALIBRATION_FILE = "calibration.json"
+ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the numbers come from: a device here (measured) or a profile's figures (estimated)."""
+
+    profile: HardwareProfile
+    mode: str  # "measured" or "estimated"
+    device: torch.device | None  # set when measuring
+    device_name: str
+    device_index: int | None = None
+    driver_version: str | None = None
+
+
+def resolve_target(
+    device: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
+) -> Target:
+    """``device`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
+    if calibrate and estimate_only:
+        raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
+    name = device.strip().lower()
+    if name == "cpu":
+        profile = get_profile("cpu")
+        if estimate_only:
+            return Target(profile, "estimated", None, profile.description)
+        return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
+    gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
+    if name not in gpu_profiles:
+        raise UnknownNameError("GPU", device, sorted(gpu_profiles))
+    profile = gpu_profiles[name]
+    if estimate_only:
+        return Target(profile, "estimated", None, profile.description)
+    report = report or detect_devices()
+    gpu = find_gpu(profile, report)
+    if gpu is None:
+        raise PrunebenchError(
+            f"GPU {name} ({profile.description}) is not on this machine: {report.found_text()}; "
+            f"pass --estimate to predict from the {name} profile, or measure with --device cpu"
+        )
+    index = _torch_index(gpu.name)
+    if index is None:
+        raise PrunebenchError(
+            f"{gpu.name} is here but torch cannot use it (CUDA available: {torch.cuda.is_available()}); "
+            "install the CUDA build of torch 2.13.0"
+        )
+    return Target(profile, "measured", torch.device("cuda", index), gpu.name, index, gpu.driver_version)
+
+
+def _torch_index(name: str) -> int | None:
+    """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
+    if not torch.cuda.is_available():
+        return None
+    wanted = " ".join(name.lower().split())
+    for index in range(torch.cuda.device_count()):
+        if " ".join(torch.cuda.get_device_name(index).lower().split()) == wanted:
+            return index
+    return None
+
+
+def to_subjects(models: ModelsArg) -> list[Subject]:
+    """Subjects from names, directories, loaded models or ready subjects (a mapping gives the labels)."""
+    items = list(models.items()) if isinstance(models, Mapping) else [(None, m) for m in models]
+    subjects: list[Subject] = []
+    for index, (label, item) in enumerate(items):
+        if isinstance(item, Subject):
+            found = [item]
+        elif isinstance(item, LoadedModel):
+            found = [subject_from_loaded(label or _default_label(item, index), item)]
+        elif isinstance(item, Path) or (isinstance(item, str) and Path(item).is_dir()):
+            found = resolve_subjects(model_dir=Path(item))
+        else:
+            found = resolve_subjects(model=str(item))
+        if label is not None and len(found) == 1:
+            found[0].label = label
+        subjects += found
+    labels = [s.label for s in subjects]
+    if len(set(labels)) != len(labels):
+        raise PrunebenchError(f"models need distinct labels, got {labels}; pass a mapping {{label: model}}")
+    return subjects
+
+
+def _default_label(loaded: LoadedModel, index: int) -> str:
+    return f"pruned-{index}" if loaded.structure is not None else "full"
+
+
+def check_grid(subjects: Sequence[Subject], batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> None:
+    """Refuse sizes a model cannot take before anything runs."""
+    if not batch_sizes or not seq_lens:
+        raise PrunebenchError("give at least one batch size and one sequence length")
+    bad_batch = [b for b in batch_sizes if b < 1]
+    if bad_batch:
+        raise PrunebenchError(f"batch size {bad_batch[0]} is not positive; use sizes >= 1")
+    for subject in subjects:
+        longest = subject.loaded.adapter.max_sequence_length(subject.loaded.model.config)
+        bad = [s for s in seq_lens if not 1 <= s <= longest]
+        if bad:
+            raise PrunebenchError(
+                f"sequence length {bad[0]} does not fit {subject.label} ({subject.source}), "
+                f"which takes 1 to {longest} tokens; pick --seq-lens within that"
+            )
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment_fields(target: Target) -> dict:
+    return {
+        "driver_version": target.driver_version,
+        "cuda_version": torch.version.cuda if target.device is not None and target.device.type == "cuda" else None,
+        "torch_version": torch.__version__,
+        "transformers_version": _version("transformers"),
+        "bitsandbytes_version": _version("bitsandbytes"),
+        "prunebench_version": _version("prunebench"),
+        "python_version": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "git_revision": git_revision(),
+    }
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def profile_models(
+    models: ModelsArg,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    variants: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    seq_lens: Sequence[int] = (128,),
+    estimate_only: bool = False,
+    calibrate: bool = False,
+    threads: int = 1,
+    timing: TimingConfig = TimingConfig(),
+    on_row: Callable[[ProfileRow], None] | None = None,
+) -> pd.DataFrame:
+    """Profile ``models`` on ``device`` into ``out_dir`` (see the module docstring); returns the whole table."""
+    if threads < 1 or threads > (os.cpu_count() or 1) * 4:
+        raise PrunebenchError(f"--threads {threads} is not sensible here ({os.cpu_count()} cores); use 1")
+    specs = [get_variant(name) for name in (variants or list(VARIANTS))]
+    target = resolve_target(device, estimate_only, calibrate)
+    subjects = to_subjects(models)
+    check_grid(subjects, batch_sizes, seq_lens)
+    store = ProfileStore(out_dir)
+    run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
+    with torch_threads(threads):
+        for subject in subjects:
+            for spec in specs:
+                points = [(b, s) for b in batch_sizes for s in seq_lens]
+                if target.mode == "estimated":
+                    run.estimate_all(subject, spec, points)
+                else:
+                    run.measure_all(subject, spec, points)
+    frame = store.consolidate()
+    if calibrate:
+        write_calibration(frame, Path(out_dir) / CALIBRATION_FILE)
+    return frame
+
+
+@dataclass
+class _Run:
+    store: ProfileStore
+    target: Target
+    threads: int
+    timing: TimingConfig
+    calibrate: bool
+    on_row: Callable[[ProfileRow], None] | None
+    environment: dict
+
+    def _row(self, subject: Subject, spec, batch: int, seq_len: int, mode: str, status: str, **values) -> ProfileRow:
+        kind = self.target.device.type if self.target.device is not None else self.target.profile.kind
+        device_kind = "cuda" if kind in ("cuda", "gpu") else "cpu"
+        measured = mode == "measured"
+        return ProfileRow(
+            model=subject.label,
+            model_source=subject.source,
+            pruned=subject.pruned,
+            variant=spec.name,
+            quantization=spec.quantization,
+            compute_dtype=str(compute_dtype(spec, device_kind)).removeprefix("torch."),
+            target=self.target.profile.name,
+            device=self.target.device_name if measured else self.target.profile.description,
+            device_index=self.target.device_index if measured else None,
+            batch_size=batch,
+            seq_len=seq_len,
+            threads=self.threads,
+            mode=mode,
+            estimated=not measured,
+            status=status,
+            parameters=subject.parameters,
+            relative_parameters=subject.relative_parameters,
+            macs_per_sequence=subject.macs(seq_len),
+            timestamp=datetime.now(UTC).isoformat(timespec="microseconds"),  # also the table's row order
+            **self.environment,
+            **values,
+        )
+
+    def _emit(self, row: ProfileRow) -> None:
+        self.store.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
+
+    def _pending(self, subject: Subject, spec, points, mode: str) -> list[tuple[int, int]]:
+        return [(b, s) for b, s in points if not self.store.has(self._row(subject, spec, b, s, mode, "ok"))]
+
+    # -- estimates ---------------------------------------------------------------------------
+
+    def _estimate_row(self, subject: Subject, spec, batch: int, seq_len: int, measured_s: float | None = None):
+        try:
+            result = estimate(subject, spec, self.target.profile, batch, seq_len, self.threads)
+        except NotEstimable as reason:
+            return self._row(subject, spec, batch, seq_len, "estimated", "skipped", reason=str(reason))
+        return self._row(
+            subject,
+            spec,
+            batch,
+            seq_len,
+            "estimated",
+            "ok",
+            notes="; ".join(result.notes) or None,
+            weight_bytes=result.weight_bytes,
+            latency_mean_s=result.latency_s,
+            latency_p50_s=result.latency_s,
+            throughput_seq_per_s=batch / result.latency_s,
+            timer="roofline estimate",
+            est_peak_memory_bytes=result.peak_memory_bytes,
+            est_compute_s=result.compute_s,
+            est_memory_s=result.memory_s,
+            est_overhead_s=result.overhead_s,
+            est_bound=result.bound,
+            est_flops=result.flops,
+            est_bytes=result.bytes_moved,
+            est_matmul_dtype=result.matmul_dtype,
+            estimate_error=None if measured_s is None else result.latency_s / measured_s - 1.0,
+        )
+
+    def estimate_all(self, subject: Subject, spec, points) -> None:
+        for batch, seq_len in self._pending(subject, spec, points, "estimated"):
+            self._emit(self._estimate_row(subject, spec, batch, seq_len))
+
+    # -- measurements ------------------------------------------------------------------------
+
+    def measure_all(self, subject: Subject, spec, points) -> None:
+        pending = self._pending(subject, spec, points, "measured")
+        if self.calibrate:  # a point measured earlier without its estimate still gets one
+            pending = sorted(set(pending) | set(self._pending(subject, spec, points, "estimated")))
+        if not pending:
+            return
+        device = self.target.device
+        try:
+            built = build_variant(subject.loaded, spec, device)
+        except VariantSkipped as reason:
+            for batch, seq_len in pending:
+                self._emit(self._row(subject, spec, batch, seq_len, "measured", "skipped", reason=str(reason)))
+            return
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            release_memory(device)
+            for batch, seq_len in pending:
+                reason = f"out of memory loading the variant: {str(error).strip().splitlines()[0]}"
+                self._emit(self._row(subject, spec, batch, seq_len, "measured", "oom", reason=reason))
+            return
+        try:
+            for batch, seq_len in pending:
+                self._measure_one(subject, spec, built, batch, seq_len)
+        finally:
+            del built
+            release_memory(device)
+
+    def _measure_one(self, subject: Subject, spec, built, batch: int, seq_len: int) -> None:
+        base = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
+        measured = self._row(subject, spec, batch, seq_len, "measured", "ok", **base)
+        if self.store.has(measured):  # only its estimate was missing
+            if self.calibrate:
+                previous = self.store.table()
+                match = previous[previous["mode"].eq("measured") & _same_point(previous, measured)]
+                latency = match["latency_mean_s"].iloc[0] if len(match) else None
+                ok = latency is not None and not pd.isna(latency)
+                self._emit(self._estimate_row(subject, spec, batch, seq_len, float(latency) if ok else None))
+            return
+        try:
+            result = measure_point(built, subject.loaded, batch, seq_len, self.timing)
+        except PointOutOfMemory as reason:
+            self._emit(replace(measured, status="oom", reason=str(reason)))
+            return
+        except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self._emit(replace(measured, status="error", reason=f"{type(error).__name__}: {text}"))
+            return
+        stats = result.latency
+        row = replace(
+            measured,
+            latency_mean_s=stats.mean,
+            latency_p50_s=stats.median,
+            latency_p90_s=stats.p90,
+            latency_p99_s=stats.p99,
+            latency_min_s=stats.minimum,
+            latency_max_s=stats.maximum,
+            latency_std_s=stats.stdev,
+            latency_cv=stats.cv,
+            repeats=stats.repeats,
+            warmup=stats.warmup,
+            stable=stats.stable,
+            throughput_seq_per_s=batch / stats.mean,
+            timer=result.timer,
+            rss_bytes=result.rss_bytes,
+            peak_rss_growth_bytes=result.peak_rss_growth_bytes,
+            memory_method=result.memory_method,
+            torch_peak_allocated_bytes=result.torch_peak_allocated_bytes,
+            torch_peak_reserved_bytes=result.torch_peak_reserved_bytes,
+            nvml_used_bytes=result.nvml_used_bytes,
+        )
+        self._emit(row)
+        if self.calibrate:
+            self._emit(self._estimate_row(subject, spec, batch, seq_len, stats.mean))
+
+
+def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:
+    return (
+        frame["model"].eq(row.model)
+        & frame["variant"].eq(row.variant)
+        & frame["target"].eq(row.target)
+        & frame["batch_size"].eq(row.batch_size)
+        & frame["seq_len"].eq(row.seq_len)
+        & frame["threads"].eq(row.threads)
+    )
+
+
+def calibration_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per target and variant: how far estimated latencies were from measured ones."""
+    rows = frame[frame["mode"].eq("estimated") & frame["estimate_error"].notna()]
+    if rows.empty:
+        columns = ["target", "variant", "points", "median_error", "median_abs_error", "max_abs_error"]
+        return pd.DataFrame(columns=columns)
+    grouped = rows.groupby(["target", "variant"], sort=True)["estimate_error"]
+    return grouped.agg(
+        points="count",
+        median_error="median",
+        median_abs_error=lambda e: e.abs().median(),
+        max_abs_error=lambda e: e.abs().max(),
+    ).reset_index()
+
+
+def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
+    summary = calibration_summary(frame)
+    record = {
+        "what": "estimate_error = estimated / measured latency - 1, per measured point (profile.parquet rows)",
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "unix_time": time.time(),
+        "by_variant": summary.to_dict(orient="records"),
+    }
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(record, indent=2))
+    os.replace(staging, path)
+    return record

@@ -1,0 +1,167 @@
+"""The profile table: one row per (model, variant, device, batch, sequence length, mode), on disk.
+
+Each finished point is written at once as its own small Parquet file under
+``OUT/profile.parts/`` (write to a temporary name, then rename), so an interrupted run
+loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
+parts into ``OUT/profile.parquet`` (and ``profile.csv`` for people). Every part is
+written with the same explicit schema, so the table reads back with stable column types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTS_DIR = "profile.parts"
+TABLE_FILE = "profile.parquet"
+CSV_FILE = "profile.csv"
+MODES = ("measured", "estimated")
+STATUSES = ("ok", "skipped", "oom", "error")
+
+
+@dataclass
+class ProfileRow:
+    """One point. For ``mode == "estimated"`` every number is a roofline prediction (``estimate.py``)."""
+
+    # what
+    model: str
+    model_source: str
+    pruned: bool
+    variant: str
+    quantization: str | None
+    compute_dtype: str | None
+    target: str  # the hardware profile name: "cpu", "a10", ...
+    device: str  # the device measured on (or the profile described, for estimates)
+    batch_size: int
+    seq_len: int
+    threads: int
+    mode: str  # "measured" or "estimated"
+    estimated: bool
+    status: str  # "ok", "skipped", "oom" or "error"
+    reason: str | None = None
+    notes: str | None = None
+    device_index: int | None = None
+    # exact counts
+    parameters: int | None = None
+    relative_parameters: float | None = None
+    macs_per_sequence: int | None = None
+    weight_bytes: int | None = None
+    # latency (seconds per forward pass of one batch)
+    latency_mean_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_min_s: float | None = None
+    latency_max_s: float | None = None
+    latency_std_s: float | None = None
+    latency_cv: float | None = None
+    repeats: int | None = None
+    warmup: int | None = None
+    stable: bool | None = None
+    throughput_seq_per_s: float | None = None
+    timer: str | None = None
+    # memory
+    rss_bytes: int | None = None  # process RSS with the variant loaded (CPU)
+    peak_rss_growth_bytes: int | None = None  # peak RSS during the passes minus RSS before (CPU)
+    memory_method: str | None = None
+    torch_peak_allocated_bytes: int | None = None  # CUDA
+    torch_peak_reserved_bytes: int | None = None  # CUDA
+    nvml_used_bytes: int | None = None  # CUDA, the whole device
+    est_peak_memory_bytes: int | None = None
+    # roofline terms (estimates only)
+    est_compute_s: float | None = None
+    est_memory_s: float | None = None
+    est_overhead_s: float | None = None
+    est_bound: str | None = None
+    est_flops: float | None = None
+    est_bytes: float | None = None
+    est_matmul_dtype: str | None = None
+    estimate_error: float | None = None  # with --calibrate: estimated / measured latency - 1
+    # environment
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    torch_version: str | None = None
+    transformers_version: str | None = None
+    bitsandbytes_version: str | None = None
+    prunebench_version: str | None = None
+    python_version: str | None = None
+    cpu_model: str | None = None
+    git_revision: str | None = None
+    timestamp: str | None = None
+
+    def key(self) -> str:
+        """Identity of the point: a rerun with the same key is skipped."""
+        ident = [self.model, self.model_source, self.variant, self.target, self.device]
+        ident += [self.batch_size, self.seq_len, self.threads, self.mode]
+        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
+
+
+def _arrow_type(annotation) -> pa.DataType:
+    hint = typing.get_type_hints(ProfileRow)[annotation] if isinstance(annotation, str) else annotation
+    if isinstance(hint, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[hint]
+
+
+SCHEMA = pa.schema([pa.field(f.name, _arrow_type(f.name)) for f in fields(ProfileRow)])
+COLUMNS = [f.name for f in fields(ProfileRow)]
+
+
+class ProfileStore:
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.parts = self.out_dir / PARTS_DIR
+
+    def _part(self, key: str) -> Path:
+        return self.parts / f"{key}.parquet"
+
+    def has(self, row: ProfileRow) -> bool:
+        return self._part(row.key()).is_file()
+
+    def append(self, row: ProfileRow) -> None:
+        self.parts.mkdir(parents=True, exist_ok=True)
+        target = self._part(row.key())
+        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=SCHEMA), staging)
+        os.replace(staging, target)
+
+    def table(self) -> pd.DataFrame:
+        files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
+        if not files:
+            return SCHEMA.empty_table().to_pandas()
+        table = pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files)
+        frame = table.to_pandas()
+        return frame.sort_values(["timestamp", "model", "variant", "batch_size", "seq_len", "mode"], kind="stable")
+
+    def consolidate(self) -> pd.DataFrame:
+        """Write the whole table to ``profile.parquet`` and ``profile.csv`` (atomically) and return it."""
+        frame = self.table().reset_index(drop=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, write in ((TABLE_FILE, self._write_parquet), (CSV_FILE, self._write_csv)):
+            target = self.out_dir / name
+            staging = target.with_name(f".{name}.partial-{os.getpid()}")
+            write(frame, staging)
+            os.replace(staging, target)
+        return frame
+
+    @staticmethod
+    def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+        pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), path)
+
+    @staticmethod
+    def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+        frame.to_csv(path, index=False)
+
+
+def read_profile_table(out_dir: Path) -> pd.DataFrame:
+    """The table under ``out_dir``: the parts as they are (also mid-run), in the stored schema."""
+    return ProfileStore(out_dir).table()
