@@ -1,0 +1,50 @@
+"""Measuring on a CUDA GPU: CUDA-event timing, torch/NVML memory, out-of-memory points. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunebench.models import load_model
+from prunebench.profiling.hardware import detect_devices, load_profiles
+from prunebench.profiling.measure import PointOutOfMemory, measure_point
+from prunebench.profiling.timing import TimingConfig
+from prunebench.profiling.variants import VARIANTS, build_variant
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False here)"
+)
+FAST = TimingConfig(warmup=2, min_repeats=3, max_repeats=6, round_size=3, max_seconds=0.5)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8", "nf4"])
+def test_cuda_measurement_uses_events_and_records_memory(variant):
+    loaded = load_model("shape:bert-tiny")
+    built = build_variant(loaded, VARIANTS[variant], "cuda")
+    result = measure_point(built, loaded, 4, 32, FAST)
+    stats = result.latency
+    assert result.timer == "cuda_events"
+    assert 0 < stats.minimum <= stats.median <= stats.p99 <= stats.maximum
+    assert result.torch_peak_allocated_bytes >= built.weight_bytes
+    assert result.torch_peak_reserved_bytes >= result.torch_peak_allocated_bytes
+    if detect_devices().nvml_error is None:
+        assert result.nvml_used_bytes >= result.torch_peak_reserved_bytes
+
+
+def test_out_of_memory_on_the_gpu_is_reported_and_the_device_recovers():
+    loaded = load_model("shape:bert-tiny")
+    built = build_variant(loaded, VARIANTS["fp32"], "cuda")
+    free, _ = torch.cuda.mem_get_info()
+    filler = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device="cuda")  # leave 64 MiB
+    with pytest.raises(PointOutOfMemory, match="out of memory"):
+        measure_point(built, loaded, 256, 512, FAST)  # one FFN activation alone is 128 MiB
+    del filler
+    assert measure_point(built, loaded, 2, 16, FAST).latency.repeats >= FAST.min_repeats
+
+
+def test_this_gpu_has_a_profile_or_is_named_in_the_report():
+    report = detect_devices()
+    names = [gpu.name for gpu in report.gpus]
+    assert names, report.nvml_error
+    matched = [p.name for p in load_profiles().values() for name in names if p.matches(name)]
+    print(f"GPUs {names}; profiles matching: {matched or 'none'}")

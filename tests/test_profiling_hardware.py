@@ -1,0 +1,147 @@
+"""Hardware profiles and device detection, including machines without an NVIDIA driver."""
+
+from __future__ import annotations
+
+import sys
+
+import pynvml
+import pytest
+
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.profiling import hardware
+from prunebench.profiling.hardware import DeviceReport, GpuDevice, detect_devices, find_gpu, get_profile, load_profiles
+from prunebench.profiling.profiler import resolve_target
+
+TARGETS = {"t4", "a10", "v100", "a100", "l4", "h100", "h200", "cpu"}
+
+
+def test_every_target_has_a_profile_with_sourced_figures():
+    profiles = load_profiles()
+    assert TARGETS <= set(profiles)
+    for profile in profiles.values():
+        figures = [profile.memory_gb, profile.memory_bandwidth_gb_s, *profile.peak_tflops.values()]
+        assert all(figure.source.strip() for figure in figures), profile.name
+        assert profile.peak_tflops["fp32"].value > 0
+        assert profile.bnb_source and profile.assumptions_source
+        if profile.kind == "gpu":
+            assert profile.nvml_names and profile.compute_capability
+            assert profile.memory_gb.value > 0 and profile.memory_bandwidth_gb_s.value > 0
+            # tensor cores: fp16 well above the fp32 CUDA-core rate on every listed GPU
+            assert profile.peak_tflops["fp16"].value > 3 * profile.peak_tflops["fp32"].value
+
+
+def test_bitsandbytes_support_follows_compute_capability():
+    for profile in load_profiles().values():
+        if profile.kind != "gpu":
+            continue
+        native = profile.compute_capability >= (7, 5)
+        assert profile.bnb_int8_matmul == ("native" if native else "fallback"), profile.name
+        assert ("bf16" in profile.peak_tflops) == (profile.compute_capability >= (8, 0)), profile.name
+        assert (profile.bf16_support() is None) == (profile.compute_capability >= (8, 0))
+
+
+@pytest.mark.parametrize(
+    ("name", "profile"),
+    [
+        ("NVIDIA A10", "a10"),
+        ("Tesla T4", "t4"),
+        ("NVIDIA A100-SXM4-80GB", "a100"),
+        ("Tesla V100-SXM2-16GB", "v100"),
+        ("NVIDIA H100 80GB HBM3", "h100"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA L4", "l4"),
+    ],
+)
+def test_nvml_names_pick_exactly_one_profile(name, profile):
+    matching = [p.name for p in load_profiles().values() if p.matches(name)]
+    assert matching == [profile]
+
+
+def test_look_alike_gpus_do_not_match():
+    profiles = load_profiles()
+    assert not profiles["a10"].matches("NVIDIA A10G")  # the AWS part has other figures
+    assert not profiles["a10"].matches("NVIDIA A100-SXM4-40GB")
+    assert not profiles["h100"].matches("NVIDIA H200")
+
+
+def test_unknown_gpu_lists_the_known_ones():
+    with pytest.raises(UnknownNameError) as raised:
+        get_profile("a11")
+    message = str(raised.value)
+    assert "unknown GPU 'a11'" in message
+    for name in ("a10", "t4", "h100"):
+        assert name in message
+
+
+def test_profiles_dir_can_be_overridden(tmp_path, monkeypatch):
+    source = hardware.DEFAULT_PROFILES_DIR / "t4.toml"
+    (tmp_path / "t4.toml").write_text(source.read_text())
+    monkeypatch.setenv(hardware.PROFILES_ENV, str(tmp_path))
+    assert set(load_profiles()) == {"t4"}
+    (tmp_path / "t4.toml").write_text(source.read_text().replace("[memory_bandwidth_gb_s]", "[other]"))
+    hardware._load_dir.cache_clear()  # profiles are parsed once per folder and process
+    with pytest.raises(PrunebenchError, match="memory_bandwidth_gb_s"):
+        load_profiles()
+    hardware._load_dir.cache_clear()
+
+
+def _no_driver(monkeypatch):
+    def missing():
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", missing)
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+
+
+def test_without_a_driver_detection_falls_back_cleanly(monkeypatch):
+    _no_driver(monkeypatch)
+    report = detect_devices()
+    assert report.gpus == ()
+    assert "LibraryNotFound" in report.nvml_error
+    assert report.cpu.logical_cores and report.cpu.torch_threads >= 1 and report.cpu.model
+    assert "found no GPU" in report.found_text() and "LibraryNotFound" in report.found_text()
+
+
+def test_without_nvidia_ml_py_detection_still_works(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    report = detect_devices()
+    assert report.gpus == () and "not installed" in report.nvml_error
+
+
+def test_absent_gpu_is_an_error_naming_what_was_found(monkeypatch):
+    _no_driver(monkeypatch)
+    with pytest.raises(PrunebenchError) as raised:
+        resolve_target("a10")
+    message = str(raised.value)
+    assert "a10" in message and "not on this machine" in message and "LibraryNotFound" in message
+    assert "--estimate" in message
+    assert resolve_target("a10", estimate_only=True).mode == "estimated"
+
+
+def _report_with(name: str) -> DeviceReport:
+    gpu = GpuDevice(0, name, 24 * 2**30, (8, 6), "550.54", "nvml")
+    return DeviceReport((gpu,), detect_devices().cpu, None, False, None)
+
+
+def test_present_gpu_is_matched_by_its_nvml_name():
+    report = _report_with("NVIDIA A10")
+    assert find_gpu(get_profile("a10"), report).name == "NVIDIA A10"
+    assert find_gpu(get_profile("l4"), report) is None
+    with pytest.raises(PrunebenchError, match="found GPU 0: NVIDIA A10"):
+        resolve_target("l4", report=report)
+
+
+def test_gpu_seen_by_nvml_but_not_by_torch_says_how_to_fix(monkeypatch):
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PrunebenchError, match="CUDA build of torch"):
+        resolve_target("a10", report=_report_with("NVIDIA A10"))
+
+
+def test_cpu_target_measures_here_and_is_not_a_gpu():
+    target = resolve_target("cpu")
+    assert target.mode == "measured" and target.device.type == "cpu"
+    with pytest.raises(UnknownNameError, match="known: a10, a100"):
+        resolve_target("cpu-fast")
+    with pytest.raises(PrunebenchError, match="drop --estimate"):
+        resolve_target("cpu", estimate_only=True, calibrate=True)
