@@ -132,3 +132,31 @@ def test_measure_until_stable_stops_when_the_mean_is_stable_or_at_the_cap():
         TimingConfig(warmup=0, min_repeats=2, max_repeats=8, round_size=2, target_relative_sem=1e-6),
     )
     assert capped.repeats == 8 and capped.stable is False
+
+
+def test_a_variant_that_cannot_run_here_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    import prunebench.profiling.variants as variants
+
+    monkeypatch.setattr(variants, "_bnb", lambda: None)  # as if bitsandbytes were not installed
+    seen = []
+    frame = profile_models(
+        ["shape:bert-tiny"],
+        tmp_path,
+        variants=["fp32", "nf4"],
+        batch_sizes=(1, 2),
+        seq_lens=(8,),
+        calibrate=True,
+        timing=FAST,
+        on_row=seen.append,
+    )
+    measured = frame[frame["mode"] == "measured"].set_index(["variant", "batch_size"])
+    assert (measured.loc["fp32", "status"] == "ok").all()
+    assert (measured.loc["nf4", "status"] == "skipped").all()
+    assert measured.loc["nf4", "reason"].str.contains("bitsandbytes is not installed").all()
+    assert len(frame) == 8 and len(seen) == 8  # each point measured (or skipped) and estimated once
+    seen.clear()
+    profile_models(
+        ["shape:bert-tiny"], tmp_path, variants=["fp32", "nf4"], batch_sizes=(1, 2), seq_lens=(8,),
+        calibrate=True, timing=FAST, on_row=seen.append,
+    )  # fmt: skip
+    assert seen == []  # nothing left to do

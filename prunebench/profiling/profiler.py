@@ -317,16 +317,14 @@ class _Run:
         try:
             built = build_variant(subject.loaded, spec, device)
         except VariantSkipped as reason:
-            for batch, seq_len in pending:
-                self._emit(self._row(subject, spec, batch, seq_len, "measured", "skipped", reason=str(reason)))
+            self._record_unmeasurable(subject, spec, pending, "skipped", str(reason))
             return
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
             release_memory(device)
-            for batch, seq_len in pending:
-                reason = f"out of memory loading the variant: {str(error).strip().splitlines()[0]}"
-                self._emit(self._row(subject, spec, batch, seq_len, "measured", "oom", reason=reason))
+            reason = f"out of memory loading the variant: {str(error).strip().splitlines()[0]}"
+            self._record_unmeasurable(subject, spec, pending, "oom", reason)
             return
         try:
             for batch, seq_len in pending:
@@ -334,6 +332,16 @@ class _Run:
         finally:
             del built
             release_memory(device)
+
+    def _record_unmeasurable(self, subject: Subject, spec, pending, status: str, reason: str) -> None:
+        """Rows for points of a variant that could not be built here (and, calibrating, their estimates)."""
+        for batch, seq_len in pending:
+            row = self._row(subject, spec, batch, seq_len, "measured", status, reason=reason)
+            if not self.store.has(row):
+                self._emit(row)
+            estimated = self._estimate_row(subject, spec, batch, seq_len) if self.calibrate else None
+            if estimated is not None and not self.store.has(estimated):
+                self._emit(estimated)
 
     def _measure_one(self, subject: Subject, spec, built, batch: int, seq_len: int) -> None:
         base = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
