@@ -65,6 +65,10 @@ class FamilyAdapter:
     def encoder_layers(self, model: PreTrainedModel) -> nn.ModuleList:
         return model.base_model.encoder.layer
 
+    def set_encoder_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
+        model.base_model.encoder.layer = layers
+        model.config.num_hidden_layers = len(layers)
+
     def layer_parts(self, layer: nn.Module) -> LayerParts:
         attention = layer.attention.self
         return LayerParts(

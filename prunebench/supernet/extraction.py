@@ -44,7 +44,6 @@ def extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
         slice_layer(adapter, layers[index], heads, units)
         new_layers.append(layers[index])
         kept.append(LayerStructure(index, tuple(heads), tuple(units)))
-    model.base_model.encoder.layer = new_layers
-    model.config.num_hidden_layers = len(new_layers)
+    adapter.set_encoder_layers(model, new_layers)
     structure = PrunedStructure(loaded.dims, tuple(kept))
     return LoadedModel(model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, structure)
