@@ -147,13 +147,17 @@ def nvml_used_bytes(device: torch.device) -> int | None:
     except pynvml.NVMLError:
         return None
     try:
-        # torch and NVML may number GPUs differently; the PCI bus id is the same in both.
+        # torch and NVML may number GPUs differently (CUDA_VISIBLE_DEVICES, ordering); the PCI bus id
+        # is the same in both, the index is the fallback.
+        handle = None
         bus_id = _torch_pci_bus_id(device)
-        handle = (
-            pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-            if bus_id
-            else pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        )
+        if bus_id:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+            except pynvml.NVMLError:
+                handle = None
+        if handle is None:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
         return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
     except pynvml.NVMLError:
         return None
