@@ -69,6 +69,12 @@ class FamilyAdapter:
         model.base_model.encoder.layer = layers
         model.config.num_hidden_layers = len(layers)
 
+    def first_token_reader(self, model: PreTrainedModel) -> nn.Module:
+        """The module of the task head that takes the sequence and reads its first token."""
+        pooler = getattr(model.base_model, "pooler", None)
+        # RoBERTa's sequence classifier has no pooler: its head reads the first token itself.
+        return pooler if pooler is not None else model.classifier
+
     def layer_parts(self, layer: nn.Module) -> LayerParts:
         attention = layer.attention.self
         return LayerParts(

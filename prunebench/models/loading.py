@@ -20,6 +20,8 @@ from transformers.utils import logging as hf_logging
 from prunebench.errors import PrunebenchError
 from prunebench.models.adapters import FamilyAdapter, adapter_for
 from prunebench.models.dims import ModelDims, PrunedStructure
+from prunebench.models.pooling import CONFIG_KEY as POOLING_CONFIG_KEY
+from prunebench.models.pooling import apply_pooling, declared_pooling
 from prunebench.models.shapes import shape_config
 
 TASK_KINDS = ("classification", "regression", "multiple_choice")
@@ -84,6 +86,7 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
         config = _head_config(shape_config(spec_text.removeprefix("shape:")), task_kind, num_labels)
         adapter = adapter_for(config)
         model = adapter.model_class(task_kind)(config).eval()
+        apply_pooling(model, adapter)
         # Shapes have no tokenizer of their own; MiniLM's BERT-uncased WordPiece vocabulary
         # (30,522 ids) fits every shape's embedding table.
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -126,4 +129,5 @@ def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -
             tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, RuntimeError) as error:
         raise PrunebenchError(f"cannot load the model in {path} ({error}); check the directory is complete") from None
+    apply_pooling(model, adapter, getattr(config, POOLING_CONFIG_KEY, None) or declared_pooling(path))
     return LoadedModel(model.eval(), tokenizer, adapter, source, task_kind)

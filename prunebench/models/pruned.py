@@ -29,6 +29,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.models.adapters import adapter_for
 from prunebench.models.dims import PrunedStructure
 from prunebench.models.loading import LoadedModel, quiet_transformers
+from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 
 META_FILE = "prunebench.json"
@@ -115,5 +116,6 @@ def load_pruned(path: Path) -> LoadedModel:
             f"weights in {path / WEIGHTS_FILE} are corrupt or do not match {META_FILE} ({first_line}); "
             "re-run 'prunebench extract'"
         ) from None
+    apply_pooling(model, adapter)  # as recorded in config.json
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(model.eval(), tokenizer, adapter, str(path), task_kind, structure)

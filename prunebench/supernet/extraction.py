@@ -16,6 +16,7 @@ from torch import nn
 from prunebench.errors import PrunebenchError
 from prunebench.models.dims import LayerStructure, PrunedStructure
 from prunebench.models.loading import LoadedModel
+from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.supernet.spaces import Masks
 
@@ -36,6 +37,7 @@ def extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
         raise PrunebenchError("this model is already pruned; extract from the un-pruned model it came from")
     adapter = loaded.adapter
     model = _detached_copy(loaded.model)
+    apply_pooling(model, adapter)  # the copy lost the pooling hooks with the others
     layers = adapter.encoder_layers(model)
     kept: list[LayerStructure] = []
     new_layers = nn.ModuleList()
