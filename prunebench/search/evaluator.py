@@ -1,0 +1,244 @@
+"""Fast evaluation of candidate sub-networks with the super-network's shared weights (no training).
+
+What makes it fast, each measured by ``benchmarks/search_methods.py``:
+
+- **tokenise and collate once**: the split's rows are sorted by length and cut into batches
+  (length buckets, so a batch pads to about its own length), collated to tensors a single
+  time and reused for every candidate;
+- **slice when it pays**: a candidate with narrower layers runs as a physically sliced model
+  (``slicing.shared_extract``: only the kept weights are copied) when the MACs it saves over
+  the split exceed the cost of copying those weights (``MACS_PER_COPIED_WEIGHT``); otherwise,
+  and for candidates that only drop whole layers, the masked super-network runs (dropped
+  layers are skipped, all-ones masks cost nothing);
+- **both cores**: with ``workers = W > 1``, W - 1 spawned processes (one torch thread each)
+  load the same checkpoint and score their share of the batches while this process scores
+  the rest; on small CPUs two 1-thread processes beat one 2-thread process. Shares are
+  balanced by padded token count, and every batch is computed the same way wherever it
+  runs, so the predictions do not depend on W.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prunebench.errors import PrunebenchError
+from prunebench.models.loading import LoadedModel, load_model
+from prunebench.search.slicing import shared_extract
+from prunebench.supernet.counting import layer_macs, layer_parameters
+from prunebench.supernet.masking import MaskedSuperNetwork
+from prunebench.supernet.spaces import Masks
+from prunebench.tasks import TaskSpec, compute_metrics
+
+# One copied weight costs about as much time as this many multiply-accumulates on a CPU core
+# (a copy is memory-bound, a GEMM is not); rough, timed on the 2-core development machine.
+MACS_PER_COPIED_WEIGHT = 50
+SLICING_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    batch_size: int = 64
+    workers: int = 1  # processes scoring shares of the split (this one included)
+    slicing: str = "auto"  # "auto": slice when cheaper; "always"; "never" (hooks on the full model)
+    bucketed: bool = True  # sort by length before batching; False keeps the split's order
+    threads: int = 1  # torch threads per process
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PrunebenchError(f"--eval-batch-size must be at least 1, got {self.batch_size}")
+        if self.workers < 1:
+            raise PrunebenchError(f"--workers must be at least 1, got {self.workers}")
+        if self.slicing not in SLICING_MODES:
+            raise PrunebenchError(f"slicing must be one of {', '.join(SLICING_MODES)}, got {self.slicing!r}")
+        if self.workers > 1 and self.device != "cpu":
+            raise PrunebenchError("--workers > 1 splits the work over CPU processes; use --workers 1 on a GPU")
+
+
+@dataclass
+class Batch:
+    rows: np.ndarray  # positions in the split
+    inputs: dict[str, torch.Tensor]  # collated model inputs (no labels)
+    length: int  # padded sequence length
+
+
+def make_batches(rows: list[dict], collator, batch_size: int, bucketed: bool = True) -> list[Batch]:
+    """Collate the split once: length-sorted buckets (or the split's order), each padded to its longest row."""
+    order = list(range(len(rows)))
+    if bucketed:
+        order.sort(key=lambda i: _length(rows[i]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        inputs = collator([rows[i] for i in chunk])
+        inputs.pop("labels", None)
+        batches.append(Batch(np.array(chunk), dict(inputs), int(inputs["input_ids"].shape[-1])))
+    return batches
+
+
+def _length(row: dict) -> int:
+    ids = row["input_ids"]
+    return max(len(choice) for choice in ids) if ids and isinstance(ids[0], list) else len(ids)
+
+
+def _sequences(batch: Batch) -> int:
+    shape = batch.inputs["input_ids"].shape  # (B, T) or (B, choices, T)
+    return int(np.prod(shape[:-1]))
+
+
+def shares(batches: list[Batch], count: int) -> list[list[int]]:
+    """Split batch indices into ``count`` shares of about equal padded tokens (longest first, greedy)."""
+    load, parts = [0] * count, [[] for _ in range(count)]
+    for index in sorted(range(len(batches)), key=lambda i: -_sequences(batches[i]) * batches[i].length):
+        target = load.index(min(load))
+        parts[target].append(index)
+        load[target] += _sequences(batches[index]) * batches[index].length
+    return [sorted(part) for part in parts]
+
+
+class _Scorer:
+    """Runs one model over chosen batches under a sub-network; the same in every process."""
+
+    def __init__(self, loaded: LoadedModel, batches: list[Batch], slicing: str, device: torch.device):
+        self.loaded, self.batches, self.slicing, self.device = loaded, batches, slicing, device
+        self.model = loaded.model.to(device).eval()
+        self.supernet = MaskedSuperNetwork(loaded)
+        dims = loaded.dims
+        self._full_layer = [layer_macs(dims, dims.num_heads, dims.intermediate_size, b.length) for b in batches]
+
+    def mode(self, masks: Masks) -> str:
+        """ "sliced" or "masked" for this sub-network (see MACS_PER_COPIED_WEIGHT)."""
+        if self.slicing != "auto":
+            return {"always": "sliced", "never": "masked"}[self.slicing]
+        dims, kept = self.loaded.dims, masks.kept_layers()
+        shapes = [(int(masks.heads[i].sum()), int(masks.units[i].sum())) for i in kept]
+        narrow = [(h, u) for h, u in shapes if (h, u) != (dims.num_heads, dims.intermediate_size)]
+        if not narrow:
+            return "masked"  # only whole layers dropped: the masked network skips them for free
+        saved = 0
+        for batch, full in zip(self.batches, self._full_layer, strict=True):
+            sliced = sum(layer_macs(dims, h, u, batch.length) for h, u in narrow)
+            saved += (len(narrow) * full - sliced) * _sequences(batch)
+        copied = sum(layer_parameters(dims, h, u) for h, u in narrow)
+        return "sliced" if saved > MACS_PER_COPIED_WEIGHT * copied else "masked"
+
+    @torch.inference_mode()
+    def logits(self, masks: Masks, batch_ids: list[int], mode: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        if mode == "sliced":
+            model = shared_extract(self.loaded, masks).model
+            return [(self.batches[i].rows, self._run(model, i)) for i in batch_ids]
+        with self.supernet.masked(masks):
+            return [(self.batches[i].rows, self._run(self.model, i)) for i in batch_ids]
+
+    def _run(self, model: torch.nn.Module, index: int) -> np.ndarray:
+        inputs = {k: v.to(self.device) for k, v in self.batches[index].inputs.items()}
+        return model(**inputs).logits.float().cpu().numpy()
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+_WORKER: _Scorer | None = None
+
+
+def _worker_start(model_source: str, task_kind: str, num_labels: int, batches, slicing: str, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    loaded = load_model(model_source, task_kind=task_kind, num_labels=num_labels)
+    _WORKER = _Scorer(loaded, batches, slicing, torch.device("cpu"))
+
+
+def _worker_logits(masks: Masks, batch_ids: list[int], mode: str):
+    return _WORKER.logits(masks, batch_ids, mode)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]  # compute_metrics: the task's metrics, "metric" and "error"
+    mode: str  # "sliced" or "masked"
+    seconds: float
+
+
+class CandidateEvaluator:
+    """Scores sub-networks of ``loaded`` on one tokenised split (see the module docstring).
+
+    ``model_source`` (the checkpoint directory ``loaded`` came from) is needed for
+    ``workers > 1``: each worker loads its own copy from it.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        spec: TaskSpec,
+        rows: list[dict],
+        collator,
+        settings: EvalSettings = EvalSettings(),
+        model_source: Path | str | None = None,
+    ):
+        if not rows:
+            raise PrunebenchError("the evaluation split is empty; the task has no validation examples to score")
+        self.spec, self.settings = spec, settings
+        self.labels = np.array([row["labels"] for row in rows])
+        self.batches = make_batches(rows, collator, settings.batch_size, settings.bucketed)
+        self.scorer = _Scorer(loaded, self.batches, settings.slicing, torch.device(settings.device))
+        count = min(settings.workers, len(self.batches))
+        self.shares = shares(self.batches, count)
+        self.pool: ProcessPoolExecutor | None = None
+        if count > 1:
+            if model_source is None:
+                raise PrunebenchError("evaluation with --workers > 1 needs the checkpoint directory to load from")
+            self.pool = ProcessPoolExecutor(
+                max_workers=count - 1,
+                mp_context=multiprocessing.get_context("spawn"),  # fork after torch/OpenMP start can hang
+                initializer=_worker_start,
+                initargs=(str(model_source), loaded.task_kind, self._num_labels(loaded), self.batches, *self._args()),
+            )
+            # Start the workers now (model loading takes seconds), not inside the first timed evaluation.
+            warm = [self.pool.submit(_worker_logits, Masks.full(loaded.dims), [], "masked") for _ in range(count - 1)]
+            for future in warm:
+                future.result()
+
+    def _args(self) -> tuple[str, int]:
+        return self.settings.slicing, self.settings.threads
+
+    @staticmethod
+    def _num_labels(loaded: LoadedModel) -> int:
+        return int(getattr(loaded.model.config, "num_labels", 2))
+
+    def predict(self, masks: Masks) -> tuple[np.ndarray, str]:
+        """Predictions for every row of the split, in the split's order, and the mode used."""
+        mode = self.scorer.mode(masks)
+        futures: list[Future] = []
+        if self.pool is not None:
+            futures = [self.pool.submit(_worker_logits, masks, share, mode) for share in self.shares[1:]]
+        parts = self.scorer.logits(masks, self.shares[0], mode)
+        for future in futures:
+            parts += future.result()
+        rows = np.concatenate([r for r, _ in parts])
+        values = np.concatenate([v for _, v in parts])
+        out = np.empty_like(values)
+        out[rows] = values
+        return out, mode
+
+    def evaluate(self, masks: Masks) -> Evaluation:
+        started = time.perf_counter()
+        logits, mode = self.predict(masks)
+        metrics = compute_metrics(self.spec, logits, self.labels)
+        return Evaluation(metrics, mode, time.perf_counter() - started)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __enter__(self) -> CandidateEvaluator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

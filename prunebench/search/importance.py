@@ -1,0 +1,68 @@
+"""Gradient-based importance of attention heads and FFN units (the ``importance`` baseline).
+
+After Michel et al. (2019), "Are Sixteen Heads Really Better than One?": every head and unit
+gets a gate ``m = 1`` multiplied into its output; its importance is the accumulated
+``|dL/dm|`` of the task loss over training batches (the full network, no dropout), then
+normalised by the L2 norm within each layer so that layers compare. Gates are applied with
+hooks on the same tensors the super-network masks (the concatenated heads entering the
+attention output projection, the intermediate activations), and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from prunebench.models.loading import LoadedModel
+from prunebench.search.evaluator import make_batches
+from prunebench.supernet.losses import task_loss
+
+
+def gradient_importance(
+    loaded: LoadedModel, rows: list[dict], collator, batch_size: int = 32, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Importance scores, heads (L, H) and units (L, I), from ``rows`` (tokenised training examples)."""
+    dims, adapter, model = loaded.dims, loaded.adapter, loaded.model
+    head_gates = torch.ones(dims.num_layers, dims.num_heads, requires_grad=True, device=device)
+    unit_gates = torch.ones(dims.num_layers, dims.intermediate_size, requires_grad=True, device=device)
+    handles = []
+    for index, layer in enumerate(adapter.encoder_layers(model)):
+        parts = adapter.layer_parts(layer)
+
+        def head_hook(module, args, index=index):
+            gate = head_gates[index].repeat_interleave(dims.head_size).to(args[0].dtype)
+            return (args[0] * gate,) + args[1:]
+
+        def unit_hook(module, args, output, index=index):
+            return output * unit_gates[index].to(output.dtype)
+
+        handles.append(parts.attention_output.register_forward_pre_hook(head_hook))
+        handles.append(parts.intermediate.register_forward_hook(unit_hook))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    for parameter in trainable:
+        parameter.requires_grad_(False)  # only the gates' gradients are needed
+    heads = torch.zeros_like(head_gates)
+    units = torch.zeros_like(unit_gates)
+    model.eval()
+    try:
+        dtype = torch.float32 if loaded.task_kind == "regression" else torch.long
+        for batch in make_batches(rows, collator, batch_size):
+            labels = torch.tensor([rows[i]["labels"] for i in batch.rows], dtype=dtype, device=device)
+            logits = model(**{k: v.to(device) for k, v in batch.inputs.items()}).logits
+            loss = task_loss(logits, labels, loaded.task_kind)
+            head_grad, unit_grad = torch.autograd.grad(loss, [head_gates, unit_gates])
+            heads += head_grad.abs()
+            units += unit_grad.abs()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+        model.train(was_training)
+    return _per_layer_normalised(heads), _per_layer_normalised(units)
+
+
+def _per_layer_normalised(scores: torch.Tensor) -> np.ndarray:
+    norms = scores.norm(dim=1, keepdim=True).clamp_min(1e-20)
+    return (scores / norms).detach().cpu().numpy()
