@@ -1,0 +1,481 @@
+"""``run_search``: stage two on a fine-tuned run directory, resumable, with its outputs.
+
+One search lives in ``RUN/search/NAME/`` (NAME defaults to ``METHOD-seedK``):
+
+    search.json           what the search is (method, seed, space, objectives, normalisation,
+                          reference point, evaluation settings) and how far it got
+    log.jsonl             one line per finished evaluation, appended as it completes
+    test.jsonl            test-split metrics of Pareto members, appended as they are scored
+    candidates.parquet    every evaluation (and .csv): config, objectives, metric, counts, times
+    pareto.parquet        the non-dominated candidates with their test-split metrics (and .csv)
+    hypervolume.parquet   hypervolume after each evaluation, with the wall time it was reached (and .csv)
+
+``--resume`` replays the log into the method (nothing is evaluated again), drops a torn last
+line, and continues; the time budget counts the time of earlier sessions too. A repeated
+config is answered from the cache (logged with ``cached = true`` and no evaluation time).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from prunebench.config import TrainConfig
+from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models.dims import ModelDims
+from prunebench.models.loading import LoadedModel, load_model
+from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, write_json_atomic, write_parquet_atomic
+from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
+from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
+from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
+from prunebench.search.objectives import CostObjectives, ObjectiveSettings
+from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
+from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
+from prunebench.supernet.training import load_training_task, tokenised_rows
+from prunebench.tasks import TaskData, compute_metrics, make_collator
+
+SEARCH_DIR = "search"
+META_FILE = "search.json"
+LOG_FILE = "log.jsonl"
+TEST_FILE = "test.jsonl"
+CANDIDATES = "candidates"
+PARETO = "pareto"
+HYPERVOLUME = "hypervolume"
+SEARCH_KIND = "prunebench-search"
+SEARCH_VERSION = 1
+NORMALISATION = (
+    "error = 1 - validation metric; params, macs = exact counts / the full model's; latency, memory = "
+    "value / the full model's from the same source (measured or estimated); hypervolume of these, "
+    f"all minimised, against the reference point {REFERENCE} in every objective"
+)
+# Settings that must match for --resume (the rest, like budgets and workers, may change).
+RESUME_KEYS = ("method", "seed", "space", "dims", "objectives", "task", "validation_examples", "max_length")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    method: str = "random_search"
+    samples: int | None = 100  # evaluations in total (over all sessions)
+    time_budget_s: float | None = None  # search wall time in total (over all sessions)
+    seed: int = 0
+    objectives: ObjectiveSettings = ObjectiveSettings()
+    space: str | None = None  # None: the space the super-network was trained on
+    name: str | None = None  # None: METHOD-seedK
+    max_eval_examples: int | None = None  # validation examples scored; None: what training scored
+    evaluation: EvalSettings = EvalSettings()
+    importance_examples: int = 512  # training examples the importance baseline takes gradients on
+    score_test: bool = True  # score the Pareto set on the test split
+
+    def __post_init__(self) -> None:
+        if self.samples is None and self.time_budget_s is None:
+            raise PrunebenchError("give a budget: --samples N and/or --time-budget SECONDS")
+        if self.samples is not None and (isinstance(self.samples, bool) or self.samples < 1):
+            raise PrunebenchError(f"--samples must be at least 1, got {self.samples}; the search would do nothing")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise PrunebenchError(f"--time-budget must be positive seconds, got {self.time_budget_s}")
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            raise PrunebenchError(f"--max-eval-examples must be at least 1 when given, got {self.max_eval_examples}")
+        if self.importance_examples < 1:
+            raise PrunebenchError(f"--importance-examples must be at least 1, got {self.importance_examples}")
+        get_method(self.method)  # unknown or unavailable names fail before anything is loaded
+        if self.space is not None and self.space not in SPACES:
+            raise UnknownNameError("search space", self.space, list(SPACES))
+
+    @property
+    def search_name(self) -> str:
+        return self.name or f"{self.method}-seed{self.seed}"
+
+
+@dataclass
+class SearchResult:
+    search_dir: Path
+    candidates: pd.DataFrame
+    pareto: pd.DataFrame
+    hypervolume: pd.DataFrame
+    evaluated: int  # evaluations run in this session
+    replayed: int  # log entries taken over from earlier sessions
+    stop_reason: str  # "samples", "time", "exhausted" (the method proposed nothing new), "stopped"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason in ("samples", "time", "exhausted")
+
+
+# --- checks before anything is loaded or written ---------------------------------------------------
+
+
+def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
+    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
+    meta_path = checkpoint / "checkpoint.json"
+    if not (checkpoint / "model.safetensors").is_file() or not meta_path.is_file():
+        raise PrunebenchError(
+            f"{run_dir} has no checkpoint to search; run 'prunebench train --out {run_dir}' (or --resume it) "
+            "until it has written one, then search"
+        )
+    return checkpoint, json.loads(meta_path.read_text())
+
+
+def _search_space(config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims) -> SearchSpace:
+    space = get_space(method.space_name or config.space or trained_space, dims)
+    limit = method.max_hyperparameters
+    if limit is not None and len(space.ranges) > limit:
+        raise PrunebenchError(
+            f"method {config.method!r} models each hyperparameter and space {space.name!r} has "
+            f"{len(space.ranges)} of them (at most {limit}); use it on a smaller space or pick nsga2, morea, "
+            "local_search or random_search"
+        )
+    return space
+
+
+def _plan_dir(search_dir: Path, resume: bool, overwrite: bool) -> str:
+    if resume and overwrite:
+        raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
+    exists = search_dir.exists() and any(search_dir.iterdir())
+    if exists and not overwrite:
+        if not resume:
+            raise PrunebenchError(
+                f"{search_dir} already holds a search; pass --resume to continue it, --overwrite to start it "
+                "again, or --name to start another"
+            )
+        if not (search_dir / META_FILE).is_file():
+            raise PrunebenchError(f"{search_dir} holds no search to resume ({META_FILE} is missing); use --overwrite")
+        return "continue"
+    if resume and not exists:
+        raise PrunebenchError(f"{search_dir} holds no search to resume; drop --resume to start it")
+    return "replace" if exists else "new"
+
+
+def _check_resumable(saved: dict, meta: dict, search_dir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
+    for key in keys:
+        if saved.get(key) != meta.get(key):
+            raise PrunebenchError(
+                f"the search log in {search_dir} was written by a search with another {key} "
+                f"({saved.get(key)!r}; this one has {meta.get(key)!r}); use another --name, "
+                "or --overwrite to start it again"
+            )
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def _subset(rows: list[dict], cap: int | None, seed: int) -> list[dict]:
+    """The validation examples to score: a seeded subset (the one training scores) when capped."""
+    if cap is None or len(rows) <= cap:
+        return rows
+    keep = np.random.default_rng(seed).permutation(len(rows))[:cap]
+    return [rows[i] for i in sorted(keep)]
+
+
+@dataclass
+class _Loaded:
+    data: TaskData
+    model: LoadedModel
+    rows: dict[str, list[dict]]
+    validation: list[dict]
+    collator: object
+
+
+def _load(run_dir: Path, train: TrainConfig, checkpoint: Path, cap: int | None) -> _Loaded:
+    data = load_training_task(train)
+    spec = data.spec
+    model = load_model(checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
+    rows = tokenised_rows(data, model, train.max_length)
+    validation = _subset(rows["validation"], cap, train.seed)
+    return _Loaded(data, model, rows, validation, make_collator(spec, model.tokenizer))
+
+
+# --- the search --------------------------------------------------------------------------------
+
+
+def run_search(
+    run_dir: Path,
+    config: SearchConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+) -> SearchResult:
+    """Search the Pareto set of sub-networks of the run's super-network (see the module docstring).
+
+    ``stop_after`` ends this session after that many new evaluations (tests use it for interruptions).
+    """
+    run_dir = Path(run_dir)
+    console = Console(quiet=not show_progress, highlight=False)
+    run = read_run(run_dir)
+    if "train" not in run:
+        raise PrunebenchError(f"{run_dir} is not a super-network run (no training config); search a 'train' run")
+    train = TrainConfig.from_dict(run["train"])
+    checkpoint, checkpoint_meta = _checkpoint(run_dir)
+    dims = ModelDims(**checkpoint_meta["dims"])
+    method_class = get_method(config.method)
+    config.objectives.check_hardware()
+    space = _search_space(config, method_class, checkpoint_meta["space"], dims)
+    search_dir = run_dir / SEARCH_DIR / config.search_name
+    action = _plan_dir(search_dir, resume, overwrite)
+    saved = json.loads((search_dir / META_FILE).read_text()) if action == "continue" else None
+    if saved is not None and saved.get("space") != space.name:
+        _check_resumable(saved, {"space": space.name}, search_dir, ("space",))  # refuse before loading anything
+    if run.get("status") != "finished":
+        console.print(f"note: {run_dir} has not finished training; searching its latest checkpoint")
+
+    torch.set_num_threads(config.evaluation.threads)
+    cap = config.max_eval_examples if config.max_eval_examples is not None else train.max_eval_examples
+    loaded = _load(run_dir, train, checkpoint, cap)
+    meta = _meta(config, space, loaded, train, checkpoint)
+    if saved is not None:
+        _check_resumable(saved, meta, search_dir)
+        meta["sessions"] = saved.get("sessions", 0) + 1
+    log = SearchLog(search_dir / LOG_FILE, space, meta["objectives"])
+    entries = log.read() if action == "continue" else []  # a log of another space or objectives stops here
+    if action == "replace":  # only once everything needed has loaded
+        shutil.rmtree(search_dir)
+    search_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(search_dir / META_FILE, {**meta, "status": "searching"})
+    if log.lines.dropped_torn_line:
+        console.print(f"dropped a half-written last line of {log.path} (left by an interrupted session)")
+    log.repair()
+    context = MethodContext(
+        space=space,
+        objectives=meta["objectives"],
+        seed=config.seed,
+        samples=config.samples or 100,
+        initial=initial_design(space),
+        importance=lambda: _importance(loaded, train.seed, config),
+    )
+    method = method_class(context)
+    mismatched = _replay(method, entries, meta["objectives"])
+    if entries:
+        console.print(f"resuming {search_dir}: {len(entries)} evaluations taken from the log, none repeated")
+    if mismatched:
+        console.print(f"note: {config.method} proposed {mismatched} other config(s) while replaying; kept the log's")
+
+    costs = CostObjectives(loaded.model, config.objectives)
+    stop_reason, evaluated = _loop(
+        config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
+    )
+    outputs = _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint, console)
+    status = {"status": "finished" if stop_reason != "stopped" else "stopped", "stop_reason": stop_reason}
+    final = {**meta, **status, "evaluations": len(entries), "final_hypervolume": outputs["final_hypervolume"]}
+    write_json_atomic(search_dir / META_FILE, final)
+    return SearchResult(
+        search_dir,
+        outputs["candidates"],
+        outputs["pareto"],
+        outputs["hypervolume"],
+        evaluated,
+        len(entries) - evaluated,
+        stop_reason,
+        final,
+    )
+
+
+def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: TrainConfig, checkpoint: Path) -> dict:
+    return {
+        "kind": SEARCH_KIND,
+        "version": SEARCH_VERSION,
+        "method": config.method,
+        "seed": config.seed,
+        "space": space.name,
+        "dims": asdict(space.dims),
+        "objectives": list(config.objectives.names),
+        "objective_settings": config.objectives.to_dict(),
+        "normalisation": NORMALISATION,
+        "reference_point": reference_point(len(config.objectives.names)).tolist(),
+        "initial_design": initial_design(space) if config.method not in BASELINES else [],
+        "task": loaded.data.spec.name,
+        "metric": loaded.data.spec.metric,
+        "model": train.model,
+        "checkpoint": str(checkpoint),
+        "validation_examples": len(loaded.validation),
+        "max_length": train.max_length,
+        "samples": config.samples,
+        "time_budget_s": config.time_budget_s,
+        "evaluation": asdict(config.evaluation),
+        "sessions": 0,
+    }
+
+
+def _vector(entry: LogEntry, objectives: list[str]) -> np.ndarray:
+    return np.array([entry.objectives[name] for name in objectives], dtype=float)
+
+
+def _replay(method: Method, entries: list[LogEntry], objectives: list[str]) -> int:
+    """Feed the logged evaluations to a fresh method; returns how often it asked for something else."""
+    mismatched = 0
+    for entry in entries:
+        asked = method.ask()
+        mismatched += asked != entry.config
+        method.tell(entry.config, _vector(entry, objectives))
+    return mismatched
+
+
+def _importance(loaded: _Loaded, seed: int, config: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
+    from prunebench.search.importance import gradient_importance
+
+    train_rows = _subset(loaded.rows["train"], config.importance_examples, seed)
+    return gradient_importance(loaded.model, train_rows, loaded.collator, device=config.evaluation.device)
+
+
+def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console):
+    """Ask, evaluate (or take from the cache), log, tell; until a budget is spent. Returns (reason, evaluated)."""
+    objectives = meta["objectives"]
+    cache = {config_key(e.config): e for e in entries}
+    elapsed_before = entries[-1].elapsed_seconds if entries else 0.0
+    session, evaluated = meta["sessions"], 0
+    evaluator = None
+    started = time.perf_counter()
+    try:
+        while True:
+            elapsed = elapsed_before + time.perf_counter() - started
+            if config.samples is not None and len(entries) >= config.samples:
+                return "samples", evaluated
+            if config.time_budget_s is not None and elapsed >= config.time_budget_s:
+                return "time", evaluated
+            if stop_after is not None and evaluated >= stop_after:
+                return "stopped", evaluated
+            candidate = method.ask()
+            if candidate is None:
+                return "exhausted", evaluated
+            key = config_key(candidate)
+            if key in cache:
+                found = cache[key]
+                values, details, seconds, cached = found.objectives, found.details, 0.0, True
+            else:
+                if evaluator is None:  # started lazily: a resumed, finished search needs none
+                    evaluator = CandidateEvaluator(
+                        loaded.model,
+                        loaded.data.spec,
+                        loaded.validation,
+                        loaded.collator,
+                        config.evaluation,
+                        model_source=checkpoint,
+                    )
+                masks = space.masks(candidate)
+                result = evaluator.evaluate(masks)
+                cost = costs(masks)
+                values = {"error": result.metrics["error"], **cost.normalised}
+                details = {"metric": result.metrics["metric"], "metrics": result.metrics, "mode": result.mode}
+                details |= cost.raw
+                seconds, cached = result.seconds, False
+                evaluated += 1
+            entry = LogEntry(
+                index=len(entries),
+                config=candidate,
+                objectives={name: float(values[name]) for name in objectives},
+                method=config.method,
+                seed=config.seed,
+                eval_seconds=seconds,
+                elapsed_seconds=elapsed_before + time.perf_counter() - started,
+                cached=cached,
+                session=session,
+                timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                details=details,
+            )
+            log.append(entry)
+            entries.append(entry)
+            cache.setdefault(key, entry)
+            method.tell(candidate, _vector(entry, objectives))
+            shown = "  ".join(f"{name} {entry.objectives[name]:.4f}" for name in objectives)
+            how = "cached" if cached else f"{details['mode']}, {seconds:.2f} s"
+            console.print(f"{len(entries):>5}{'/' + str(config.samples) if config.samples else ''}  {shown}  ({how})")
+    finally:
+        if evaluator is not None:
+            evaluator.close()
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def candidates_frame(entries: list[LogEntry], objectives: list[str]) -> pd.DataFrame:
+    rows = []
+    for entry in entries:
+        details = {k: v for k, v in entry.details.items() if k != "metrics"}
+        rows.append(
+            {
+                "index": entry.index,
+                "method": entry.method,
+                "seed": entry.seed,
+                "session": entry.session,
+                "cached": entry.cached,
+                "eval_seconds": entry.eval_seconds,
+                "elapsed_seconds": entry.elapsed_seconds,
+                "timestamp": entry.timestamp,
+                **{name: entry.objectives[name] for name in objectives},
+                **details,
+                "config": json.dumps(entry.config, sort_keys=True),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        unique = frame[~frame["cached"]]
+        front = unique.index[non_dominated(unique[objectives].to_numpy())]
+        frame["pareto"] = frame.index.isin(front)
+    return frame
+
+
+def hypervolume_frame(entries: list[LogEntry], objectives: list[str]) -> pd.DataFrame:
+    points = np.array([_vector(e, objectives) for e in entries]).reshape(len(entries), len(objectives))
+    return pd.DataFrame(
+        {
+            "evaluations": np.arange(1, len(entries) + 1),
+            "elapsed_seconds": [e.elapsed_seconds for e in entries],
+            "hypervolume": hypervolume_curve(points),
+        }
+    )
+
+
+def _write_table(search_dir: Path, name: str, frame: pd.DataFrame) -> None:
+    write_parquet_atomic(search_dir / f"{name}.parquet", frame)
+    staging = search_dir / f".{name}.csv.partial"
+    frame.to_csv(staging, index=False)
+    staging.replace(search_dir / f"{name}.csv")
+
+
+def _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint, console) -> dict:
+    objectives = meta["objectives"]
+    candidates = candidates_frame(entries, objectives)
+    pareto = candidates[candidates["pareto"]].copy() if len(candidates) else candidates.copy()
+    if config.score_test and len(pareto):
+        tests = _test_metrics(search_dir, pareto, loaded, space, config, console)
+        pareto["test_metric"] = [tests[config_key(json.loads(c))]["metric"] for c in pareto["config"]]
+        pareto["test_error"] = [tests[config_key(json.loads(c))]["error"] for c in pareto["config"]]
+    curve = hypervolume_frame(entries, objectives)
+    _write_table(search_dir, CANDIDATES, candidates)
+    _write_table(search_dir, PARETO, pareto.sort_values(objectives[1]) if len(pareto) else pareto)
+    _write_table(search_dir, HYPERVOLUME, curve)
+    final = float(curve["hypervolume"].iloc[-1]) if len(curve) else 0.0
+    return {"candidates": candidates, "pareto": pareto, "hypervolume": curve, "final_hypervolume": final}
+
+
+def _test_metrics(search_dir, pareto, loaded, space, config, console) -> dict[str, dict]:
+    """Test-split metrics of the Pareto members, cached in test.jsonl (each scored once, ever)."""
+    store = JsonLines(search_dir / TEST_FILE)
+    store.repair()
+    known = {record["key"]: record["test"] for record in store.read()}
+    wanted = [json.loads(c) for c in pareto["config"] if config_key(json.loads(c)) not in known]
+    if wanted:
+        console.print(f"scoring {len(wanted)} Pareto member(s) on the test split ({len(loaded.rows['test'])} examples)")
+        settings = EvalSettings(
+            batch_size=config.evaluation.batch_size,
+            slicing=config.evaluation.slicing,
+            threads=config.evaluation.threads,
+            device=config.evaluation.device,
+        )
+        with CandidateEvaluator(loaded.model, loaded.data.spec, loaded.rows["test"], loaded.collator, settings) as ev:
+            for candidate in wanted:
+                logits, _ = ev.predict(space.masks(candidate))
+                metrics = compute_metrics(loaded.data.spec, logits, ev.labels)
+                store.append({"key": config_key(candidate), "config": candidate, "test": metrics})
+                known[config_key(candidate)] = metrics
+    return known
