@@ -390,6 +390,136 @@ def profile(
     console.print(f"table: {out / 'profile.parquet'} ({len(frame)} rows; CSV beside it)")
 
 
+# --- stage two: `search` and `nas` (prunebench.search) ---------------------------------------------
+
+
+def _float(value, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if _present(value) else "-"
+
+
+@app.command()
+def search(
+    run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.")],
+    method: Annotated[
+        str,
+        typer.Option(help="random_search, local_search, morea, nsga2, ehvi, lsbo; baselines layer_drop, importance."),
+    ] = "random_search",
+    samples: Annotated[int | None, typer.Option(help="Evaluations in total (all sessions).")] = 100,
+    time_budget: Annotated[float | None, typer.Option(help="Search wall time in seconds (all sessions).")] = None,
+    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs, latency, memory.")] = (
+        "error,params"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the method.")] = 0,
+    space: Annotated[str | None, typer.Option(help="Search space (default: the one the run trained).")] = None,
+    name: Annotated[str | None, typer.Option(help="Folder under RUN/search/ (default: METHOD-seedK).")] = None,
+    hardware: Annotated[str | None, typer.Option(help="Hardware profile for latency/memory: cpu, t4, a10, ...")] = None,
+    latency_table: Annotated[
+        Path | None, typer.Option(help="A 'prunebench profile' --out folder with measured rows to use.")
+    ] = None,
+    seq_len: Annotated[int, typer.Option(help="Sequence length MACs, latency and memory are stated for.")] = 128,
+    latency_batch: Annotated[int, typer.Option(help="Batch size latency and memory are stated for.")] = 1,
+    variant: Annotated[str, typer.Option(help="Model variant for latency/memory: fp32, fp16, int8, ...")] = "fp32",
+    max_eval_examples: Annotated[
+        int | None, typer.Option(help="Validation examples scored (default: what training scored).")
+    ] = None,
+    eval_batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 64,
+    workers: Annotated[int, typer.Option(help="Processes scoring each candidate (1 torch thread each).")] = 1,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue the search in RUN/search/NAME from its log.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start RUN/search/NAME again.")] = False,
+) -> None:
+    """Multi-objective search of the run's sub-networks (shared weights); Pareto set and hypervolume."""
+    from prunebench.search import EvalSettings, ObjectiveSettings, SearchConfig, run_search
+
+    config = SearchConfig(
+        method=method,
+        samples=samples,
+        time_budget_s=time_budget,
+        seed=seed,
+        objectives=ObjectiveSettings(
+            names=objectives,
+            seq_len=seq_len,
+            hardware=hardware,
+            latency_batch=latency_batch,
+            variant=variant,
+            latency_table=str(latency_table) if latency_table else None,
+        ),
+        space=space,
+        name=name,
+        max_eval_examples=max_eval_examples,
+        evaluation=EvalSettings(batch_size=eval_batch_size, workers=workers, device=device),
+    )
+    result = run_search(run, config, resume=resume, overwrite=overwrite)
+    names = result.meta["objectives"]
+    table = Table("#", *names, result.meta["metric"], "test", "config", title=f"Pareto set ({method})")
+    for row in result.pareto.itertuples():
+        values = [_float(getattr(row, n)) for n in names]
+        test = _float(getattr(row, "test_metric", None))
+        table.add_row(str(row.index), *values, _float(row.metric), test, row.config)
+    console.print(table)
+    state = "finished" if result.finished else "stopped"
+    console.print(
+        f"{state} ({result.stop_reason}): {len(result.candidates)} evaluations, {result.evaluated} new; "
+        f"hypervolume {result.meta['final_hypervolume']:.4f} (reference point {result.meta['reference_point']})"
+    )
+    console.print(f"tables: {result.search_dir} (candidates, pareto, hypervolume; .parquet and .csv)")
+
+
+@app.command()
+def nas(
+    out: Annotated[Path, typer.Option(help="Folder for the NAS run (its results land in OUT/search/).")],
+    model: ModelOption = "minilm",
+    task: Annotated[str, typer.Option(help="Task name (see 'prunebench tasks').")] = "rotten_tomatoes",
+    space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = "small",
+    method: Annotated[str, typer.Option(help="moasha (stops poor trials by epoch) or random_search.")] = "moasha",
+    samples: Annotated[int, typer.Option(help="Sub-networks to fine-tune.")] = 20,
+    workers: Annotated[int, typer.Option(help="Trials in parallel (one torch thread each).")] = 2,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per sub-network (MO-ASHA's max).")] = 3,
+    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs.")] = "error,params",
+    seed: Annotated[int, typer.Option(help="Seed for data split, sampling and training.")] = 0,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    max_train_examples: Annotated[int | None, typer.Option(help="Cap the training split.")] = None,
+    max_eval_examples: Annotated[int | None, typer.Option(help="Validation examples scored per epoch.")] = 2000,
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 128,
+    seq_len: Annotated[int, typer.Option(help="Sequence length MACs are stated for.")] = 128,
+    data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
+) -> None:
+    """Standard NAS: fine-tune each sampled sub-network in isolation, MO-ASHA stopping (syne-tune, local backend)."""
+    from prunebench.search.nas import NasConfig, run_nas
+
+    config = NasConfig(
+        train=TrainConfig(
+            model=model,
+            task=task,
+            space=space,
+            strategy="standard",
+            learning_rate=learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            max_train_examples=max_train_examples,
+            max_eval_examples=max_eval_examples,
+            max_length=max_length,
+            data_dir=str(data_dir) if data_dir else None,
+        ),
+        method=method,
+        samples=samples,
+        workers=workers,
+        objectives=objectives,
+        seq_len=seq_len,
+    )
+    result = run_nas(config, out, overwrite=overwrite)
+    names = list(result.meta["objectives"])
+    table = Table("#", *names, "epochs", "config", title=f"standard NAS Pareto set ({method})")
+    for row in result.pareto.itertuples():
+        table.add_row(str(row.index), *(_float(getattr(row, n)) for n in names), str(row.epochs), row.config)
+    console.print(table)
+    hypervolume = result.meta["final_hypervolume"]
+    console.print(f"{len(result.candidates)} trials, hypervolume {hypervolume:.4f}; tables: {result.search_dir}")
+
+
 def main() -> None:
     try:
         app()
