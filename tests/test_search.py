@@ -1,0 +1,324 @@
+"""Search on a tiny fine-tuned run: every method, the log and --resume, baselines, objectives, bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import run_cli
+from prunebench.config import TrainConfig
+from prunebench.errors import PrunebenchError
+from prunebench.models import load_model
+from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, ObjectiveSettings, SearchConfig, run_search
+from prunebench.search.importance import gradient_importance
+from prunebench.search.methods import initial_design
+from prunebench.search.slicing import shared_extract
+from prunebench.supernet import MaskedSuperNetwork, extract, get_space
+from prunebench.supernet.training import load_training_task, tokenised_rows, train_supernet
+from prunebench.tasks import make_collator
+
+# A tiny super-network on ~160 real Rotten Tomatoes examples (one short epoch: the search mechanics are under test).
+TRAIN = dict(
+    model="shape:bert-tiny",
+    task="rotten_tomatoes",
+    space="small",
+    strategy="sandwich",
+    epochs=1,
+    batch_size=16,
+    learning_rate=1e-3,
+    max_train_examples=160,
+    max_eval_examples=64,
+    max_length=48,
+)
+SEARCH_METHODS = [m for m in METHODS if m not in ("layer_drop", "importance")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("search") / "run"
+    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
+    return run_dir
+
+
+def _search(run, **kwargs) -> SearchConfig:
+    options = {"samples": 6, "score_test": True} | kwargs
+    return SearchConfig(**options)
+
+
+def _log_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _snapshot(folder) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("method", SEARCH_METHODS)
+def test_every_method_returns_valid_configs_and_its_tables(run, method):
+    result = run_search(run, _search(run, method=method), show_progress=False)
+    space = get_space("small", load_model(run / "checkpoint").dims)
+    lines = _log_lines(result.search_dir / "log.jsonl")
+    assert result.finished and len(lines) == len(result.candidates) == 6
+    for line in lines:
+        assert space.validate(line["config"]) == line["config"]
+        assert set(line["objectives"]) == {"error", "params"}
+        assert line["method"] == method and line["seed"] == 0
+        assert 0 <= line["objectives"]["error"] <= 1 and 0 < line["objectives"]["params"] <= 1
+    assert [line["config"] for line in lines[:3]] == initial_design(space)  # the same initial design for all
+    assert lines[0]["objectives"]["params"] == 1.0
+    for table in ("candidates", "pareto", "hypervolume"):
+        assert (result.search_dir / f"{table}.parquet").is_file() and (result.search_dir / f"{table}.csv").is_file()
+    pareto = pd.read_parquet(result.search_dir / "pareto.parquet")
+    assert len(pareto) >= 1 and pareto["test_metric"].between(0, 1).all()
+    curve = pd.read_parquet(result.search_dir / "hypervolume.parquet")
+    assert curve["evaluations"].tolist() == list(range(1, 7))
+    assert np.all(np.diff(curve["hypervolume"]) >= 0) and np.all(np.diff(curve["elapsed_seconds"]) >= 0)
+    meta = json.loads((result.search_dir / "search.json").read_text())
+    assert meta["status"] == "finished" and meta["reference_point"] == [1.1, 1.1]
+
+
+@pytest.mark.parametrize("method", ["random_search", "local_search", "morea", "nsga2"])
+def test_methods_are_reproducible_from_their_seed(run, method):
+    first = run_search(
+        run, _search(run, method=method, samples=8, name=f"{method}-a", score_test=False), show_progress=False
+    )
+    again = run_search(
+        run, _search(run, method=method, samples=8, name=f"{method}-b", score_test=False), show_progress=False
+    )
+    other = run_search(
+        run, _search(run, method=method, samples=8, seed=1, name=f"{method}-c", score_test=False), show_progress=False
+    )
+    assert first.candidates["config"].tolist() == again.candidates["config"].tolist()
+    assert first.candidates["config"].tolist() != other.candidates["config"].tolist()
+
+
+def test_baselines_give_one_point_per_budget(run):
+    dropped = run_search(run, _search(run, method="layer_drop", samples=10), show_progress=False)
+    configs = [json.loads(c) for c in dropped.candidates["config"]]
+    assert dropped.stop_reason == "exhausted" and dropped.meta["space"] == "layer"
+    assert configs == [{"layer_0": 1, "layer_1": 1}, {"layer_0": 1, "layer_1": 0}]  # drop the top 0, then 1 layers
+    ranked = run_search(run, _search(run, method="importance", samples=4), show_progress=False)
+    assert ranked.meta["space"] == "large" and len(ranked.candidates) == 4
+    kept = [json.loads(c) for c in ranked.candidates["config"]]
+    heads = [sum(v for k, v in c.items() if k.startswith("head_")) for c in kept]
+    units = [sum(v for k, v in c.items() if k.startswith("unit_")) for c in kept]
+    assert heads == [8, 6, 4, 2] and units == [512, 384, 256, 128]  # fractions 1, 3/4, 1/2, 1/4 of 2x4 and 2x256
+    assert ranked.candidates["params"].is_monotonic_decreasing
+
+
+def test_importance_scores_are_per_layer_normalised_gradients(run):
+    loaded, rows, collator = _rows(run)
+    heads, units = gradient_importance(loaded, rows["train"][:48], collator, batch_size=16)
+    assert heads.shape == (2, 4) and units.shape == (2, 256)
+    assert (heads >= 0).all() and np.allclose(np.linalg.norm(heads, axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(units, axis=1), 1.0)
+    assert all(p.requires_grad for p in loaded.model.parameters())  # restored afterwards
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in loaded.model.modules())
+
+
+def _rows(run):
+    config = TrainConfig(**TRAIN)
+    data = load_training_task(config)
+    loaded = load_model(run / "checkpoint", task_kind="classification", num_labels=2)
+    return loaded, tokenised_rows(data, loaded, config.max_length), make_collator(data.spec, loaded.tokenizer)
+
+
+def test_sliced_masked_and_two_worker_evaluation_agree(run):
+    loaded, rows, collator = _rows(run)
+    data = load_training_task(TrainConfig(**TRAIN))
+    validation = rows["validation"][:200]
+    space = get_space("small", loaded.dims)
+    configs = [space.middle(), {"num_layers": 1, "num_heads": 3, "num_units": 100}, space.largest()]
+    results = {}
+    for name, settings in {
+        "masked": EvalSettings(slicing="never", bucketed=False, batch_size=32),
+        "sliced": EvalSettings(slicing="always", batch_size=32),
+        "workers": EvalSettings(workers=2, batch_size=32),
+    }.items():
+        with CandidateEvaluator(loaded, data.spec, validation, collator, settings, run / "checkpoint") as evaluator:
+            results[name] = [evaluator.predict(space.masks(c))[0] for c in configs]
+            assert (evaluator.pool is not None) == (name == "workers")
+    for name in ("sliced", "workers"):
+        for got, want in zip(results[name], results["masked"], strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_shared_slicing_equals_extraction_and_leaves_the_supernet_alone(run):
+    loaded = load_model(run / "checkpoint")
+    supernet = MaskedSuperNetwork(loaded)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    masks = get_space("medium", loaded.dims).masks(
+        {"num_heads_0": 0, "num_units_0": 17, "num_heads_1": 3, "num_units_1": 0}
+    )
+    inputs = {"input_ids": torch.randint(1000, 2000, (3, 9)), "attention_mask": torch.ones(3, 9, dtype=torch.long)}
+    with torch.no_grad():
+        shared = shared_extract(loaded, masks).model(**inputs).logits
+        copied = extract(loaded, masks).model(**inputs).logits
+        with supernet.masked(masks):
+            masked = loaded.model(**inputs).logits
+    assert torch.equal(shared, copied)
+    torch.testing.assert_close(shared, masked, atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_cost_objectives_with_estimated_latency_and_memory(run):
+    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", hardware="cpu", seq_len=64)
+    result = run_search(run, _search(run, objectives=objectives, samples=3, name="costs"), show_progress=False)
+    lines = _log_lines(result.search_dir / "log.jsonl")
+    full, smallest = lines[0], lines[1]
+    assert {k: full["objectives"][k] for k in ("params", "macs", "latency", "memory")} == {
+        "params": 1.0,
+        "macs": 1.0,
+        "latency": 1.0,
+        "memory": 1.0,
+    }
+    for name in ("params", "macs", "latency", "memory"):
+        assert smallest["objectives"][name] < 1.0
+    assert full["details"]["latency_source"] == smallest["details"]["latency_source"] == "estimated"
+    assert result.meta["reference_point"] == [1.1] * 5
+
+
+def test_measured_latency_table_is_used_where_it_has_the_shape(run, tmp_path):
+    from prunebench.profiling import TimingConfig, profile_models
+    from prunebench.supernet.export import export_subnetworks
+
+    loaded = load_model(run / "checkpoint")
+    space = get_space("small", loaded.dims)
+    export_subnetworks(loaded, space, {"middle": space.middle()}, tmp_path / "pruned")
+    timing = TimingConfig(warmup=1, min_repeats=2, max_repeats=3, max_seconds=0.2)
+    table = tmp_path / "profile"
+    common = dict(device="cpu", variants=["fp32"], batch_sizes=[1], seq_lens=[32], timing=timing)
+    profile_models([run / "checkpoint", tmp_path / "pruned"], table, **common)
+    objectives = ObjectiveSettings(names="error,latency", hardware="cpu", seq_len=32, latency_table=str(table))
+    result = run_search(run, _search(run, objectives=objectives, samples=4, name="measured"), show_progress=False)
+    sources = [line["details"]["latency_source"] for line in _log_lines(result.search_dir / "log.jsonl")]
+    assert sources[0] == "measured" and sources[2] == "measured"  # the full model and the middle one
+    assert sources[1] == "estimated"  # the smallest was not profiled
+
+
+def test_resume_after_kill_9_evaluates_nothing_twice_and_loses_nothing(run):
+    samples, name = 30, "killed"
+    args = ["search", str(run), "--method", "random_search", "--samples", str(samples), "--max-eval-examples", "1200"]
+    settings = dict(samples=samples, max_eval_examples=1200, score_test=False)
+    straight = run_search(run, _search(run, name="straight", **settings), show_progress=False)
+    log = run / "search" / name / "log.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prunebench.cli", *args, "--name", name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if log.is_file() and log.read_text().count("\n") >= 5:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = log.read_bytes()
+    with open(log, "ab") as handle:  # what a kill in the middle of a write leaves behind
+        handle.write(b'{"index": 999, "config": {"num_lay')
+    done = kept.count(b"\n")
+    assert 5 <= done < samples
+    resumed = run_search(run, _search(run, name=name, **settings), resume=True, show_progress=False)
+    assert resumed.replayed == done and resumed.evaluated == samples - done
+    text = log.read_bytes()
+    assert text.startswith(kept) and text.count(b"\n") == samples  # the torn line is gone, nothing else is
+    lines = _log_lines(log)
+    assert [line["index"] for line in lines] == list(range(samples))
+    assert [line["session"] for line in lines] == [0] * done + [1] * (samples - done)
+    assert [line["config"] for line in lines] == [json.loads(c) for c in straight.candidates["config"]]
+    np.testing.assert_allclose(
+        [line["objectives"]["error"] for line in lines], straight.candidates["error"].to_numpy(), atol=1e-12
+    )
+    again = run_search(run, _search(run, name=name, **settings), resume=True, show_progress=False)
+    assert again.evaluated == 0 and again.replayed == samples and log.read_bytes() == text
+
+
+def test_time_budget_and_repeated_configs(run):
+    result = run_search(
+        run,
+        _search(run, samples=None, time_budget_s=1.5, method="local_search", name="budget", score_test=False),
+        show_progress=False,
+    )
+    # a new evaluation starts while the budget lasts, so the last one ends a little before or after it
+    assert result.stop_reason == "time" and 1.0 < result.candidates["elapsed_seconds"].iloc[-1] < 3.0
+    layer = run_search(run, _search(run, space="layer", samples=12, name="tiny-space"), show_progress=False)
+    assert len(layer.candidates) == 12 and layer.candidates["cached"].sum() >= 8  # 4 configs exist in all
+    assert (layer.candidates.loc[layer.candidates["cached"], "eval_seconds"] == 0).all()
+
+
+# --- bad input: one clear error, nothing on disk changed -----------------------------------------
+
+
+def test_a_run_without_checkpoint_is_refused(run, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "untrained"
+    empty.mkdir()
+    shutil.copy(run / "run.json", empty / "run.json")
+    with pytest.raises(PrunebenchError, match="has no checkpoint to search; run 'prunebench train"):
+        run_search(empty, _search(empty), show_progress=False)
+    code, _, err = run_cli(["search", str(empty)], monkeypatch, capsys)
+    assert code == 2 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in empty.iterdir()) == ["run.json"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objectives", "error,latency"], "objective 'latency' needs a hardware profile; pass --hardware"),
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--time-budget", "0"], "--time-budget must be positive"),
+        (["--method", "bayes"], "unknown search method 'bayes'; known: random_search"),
+        (["--method", "rsbo"], "method 'rsbo' is not available"),
+        (["--objectives", "error,latency", "--hardware", "tpu9"], "'tpu9'; known: a10"),
+        (["--method", "ehvi", "--space", "large"], "space 'large' has 520 of them"),
+    ],
+)
+def test_bad_search_input_is_one_line_and_writes_nothing(run, args, message, monkeypatch, capsys):
+    before = _snapshot(run)
+    code, _, err = run_cli(["search", str(run), *args], monkeypatch, capsys)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(run) == before
+
+
+def test_a_log_written_for_another_space_is_refused(run):
+    result = run_search(run, _search(run, samples=3, name="spaces"), show_progress=False)
+    before = _snapshot(result.search_dir)
+    with pytest.raises(PrunebenchError, match="written by a search with another space \\('small'; this one has"):
+        run_search(run, _search(run, samples=5, name="spaces", space="medium"), resume=True, show_progress=False)
+    assert _snapshot(result.search_dir) == before
+    # a log whose lines hold another space's configs (copied in by hand) is refused line by line
+    log = result.search_dir / "log.jsonl"
+    lines = _log_lines(log)
+    lines[1]["config"] = {"layer_0": 1, "layer_1": 0}
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    edited = _snapshot(result.search_dir)
+    with pytest.raises(PrunebenchError, match="line 2 was not written by a 'small' search"):
+        run_search(run, _search(run, samples=5, name="spaces"), resume=True, show_progress=False)
+    assert _snapshot(result.search_dir) == edited
+    with pytest.raises(PrunebenchError, match="already holds a search; pass --resume"):
+        run_search(run, _search(run, samples=5, name="spaces"), show_progress=False)
+    with pytest.raises(PrunebenchError, match="holds no search to resume"):
+        run_search(run, _search(run, samples=5, name="never-ran"), resume=True, show_progress=False)
+
+
+def test_search_command_prints_the_pareto_set(run, monkeypatch, capsys):
+    code, out, err = run_cli(
+        ["search", str(run), "--method", "nsga2", "--samples", "5", "--name", "cli"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    assert "Pareto set (nsga2)" in out and "hypervolume" in out and "finished (samples)" in out
+    code, out, _ = run_cli(
+        ["search", str(run), "--method", "nsga2", "--samples", "5", "--name", "cli", "--resume"], monkeypatch, capsys
+    )
+    assert code == 0 and "0 new" in out
