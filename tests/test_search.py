@@ -117,12 +117,13 @@ def test_baselines_give_one_point_per_budget(run):
 
 def test_importance_scores_are_per_layer_normalised_gradients(run):
     loaded, rows, collator = _rows(run)
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in loaded.model.modules())
     heads, units = gradient_importance(loaded, rows["train"][:48], collator, batch_size=16)
     assert heads.shape == (2, 4) and units.shape == (2, 256)
     assert (heads >= 0).all() and np.allclose(np.linalg.norm(heads, axis=1), 1.0)
     assert np.allclose(np.linalg.norm(units, axis=1), 1.0)
     assert all(p.requires_grad for p in loaded.model.parameters())  # restored afterwards
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in loaded.model.modules())
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in loaded.model.modules()) == hooks
 
 
 def _rows(run):
@@ -322,3 +323,20 @@ def test_search_command_prints_the_pareto_set(run, monkeypatch, capsys):
         ["search", str(run), "--method", "nsga2", "--samples", "5", "--name", "cli", "--resume"], monkeypatch, capsys
     )
     assert code == 0 and "0 new" in out
+
+
+def test_shared_slicing_keeps_mean_pooling(minilm):
+    assert minilm.model.config.prunebench_pooling == "mean"
+    masks = get_space("small", minilm.dims).masks({"num_layers": 2, "num_heads": 5, "num_units": 300})
+    inputs = minilm.tokenizer(
+        ["a fine film", "an awful, dull and far too long film"], padding=True, return_tensors="pt"
+    )
+    supernet = MaskedSuperNetwork(minilm)
+    try:
+        with torch.no_grad():
+            sliced = shared_extract(minilm, masks).model(**inputs).logits
+            with supernet.masked(masks):
+                masked = minilm.model(**inputs).logits
+    finally:
+        supernet.remove()
+    torch.testing.assert_close(sliced, masked, atol=1e-5, rtol=1e-5)

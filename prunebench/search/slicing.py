@@ -17,6 +17,7 @@ from torch import nn
 
 from prunebench.models.dims import LayerStructure, PrunedStructure
 from prunebench.models.loading import LoadedModel
+from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.supernet.spaces import Masks
 
@@ -37,6 +38,7 @@ def shared_extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
         module._forward_pre_hooks.clear()
         module._forward_hooks.clear()
         module.__dict__.pop("forward", None)
+    apply_pooling(model, adapter)  # the pooling hooks went with the others; the config says which
     layers = adapter.encoder_layers(model)
     kept_layers, structure = nn.ModuleList(), []
     for index in masks.kept_layers():
