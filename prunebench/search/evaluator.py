@@ -7,7 +7,7 @@ What makes it fast, each measured by ``benchmarks/search_methods.py``:
   time and reused for every candidate;
 - **slice when it pays**: a candidate with narrower layers runs as a physically sliced model
   (``slicing.shared_extract``: only the kept weights are copied) when the MACs it saves over
-  the split exceed the cost of copying those weights (``MACS_PER_COPIED_WEIGHT``); otherwise,
+  the split exceed the cost of slicing (``SLICING_OVERHEAD_MACS``, ``MACS_PER_COPIED_WEIGHT``); otherwise,
   and for candidates that only drop whole layers, the masked super-network runs (dropped
   layers are skipped, all-ones masks cost nothing);
 - **both cores**: with ``workers = W > 1``, W - 1 spawned processes (one torch thread each)
@@ -36,9 +36,12 @@ from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import Masks
 from prunebench.tasks import TaskSpec, compute_metrics
 
-# One copied weight costs about as much time as this many multiply-accumulates on a CPU core
-# (a copy is memory-bound, a GEMM is not); rough, timed on the 2-core development machine.
-MACS_PER_COPIED_WEIGHT = 50
+# Slicing costs a fixed module-tree copy plus a per-weight copy (slice_layer builds each new Linear,
+# initialises it, then copies the kept rows). Timed on MiniLM on the 2-core development machine
+# (1 thread): about 8 ms + 7 ns per kept weight, while a forward pass costs about 27 ps per MAC,
+# so one copied weight is worth about 250 MACs and the fixed part about 3e8 MACs.
+MACS_PER_COPIED_WEIGHT = 250
+SLICING_OVERHEAD_MACS = 3e8
 SLICING_MODES = ("auto", "always", "never")
 
 
@@ -126,8 +129,8 @@ class _Scorer:
         for batch, full in zip(self.batches, self._full_layer, strict=True):
             sliced = sum(layer_macs(dims, h, u, batch.length) for h, u in narrow)
             saved += (len(narrow) * full - sliced) * _sequences(batch)
-        copied = sum(layer_parameters(dims, h, u) for h, u in narrow)
-        return "sliced" if saved > MACS_PER_COPIED_WEIGHT * copied else "masked"
+        copied = sum(layer_parameters(dims, h, u) for h, u in shapes)  # slicing copies every kept layer
+        return "sliced" if saved > SLICING_OVERHEAD_MACS + MACS_PER_COPIED_WEIGHT * copied else "masked"
 
     @torch.inference_mode()
     def logits(self, masks: Masks, batch_ids: list[int], mode: str) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -446,7 +446,9 @@ def _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint,
     objectives = meta["objectives"]
     candidates = candidates_frame(entries, objectives)
     pareto = candidates[candidates["pareto"]].copy() if len(candidates) else candidates.copy()
-    if config.score_test and len(pareto):
+    if config.score_test and len(pareto) and not loaded.rows["test"]:
+        console.print("note: the task has no test examples; the Pareto set is not scored on a test split")
+    elif config.score_test and len(pareto):
         tests = _test_metrics(search_dir, pareto, loaded, space, config, console)
         pareto["test_metric"] = [tests[config_key(json.loads(c))]["metric"] for c in pareto["config"]]
         pareto["test_error"] = [tests[config_key(json.loads(c))]["error"] for c in pareto["config"]]
