@@ -22,12 +22,27 @@ import torch
 
 from prunebench.models import load_model
 from prunebench.profiling.environment import environment
-from prunebench.profiling.timing import measure_latency
+from prunebench.profiling.timing import LatencyStats
 from prunebench.supernet import CostModel, MaskedSuperNetwork, extract, get_space
 
 THREADS, BATCH, SEQ_LEN = 1, 8, 128
 FRACTIONS = (0.25, 0.5, 0.75)
 TARGET_EFFICIENCY_AT_HALF = 0.85
+
+
+def interleaved(calls: dict, repeats: int, warmup: int = 2) -> dict[str, dict]:
+    """Time each ``name: (setup, fn)`` once per round, rounds repeated; setup is not timed."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.inference_mode():
+        for round_index in range(warmup + repeats):
+            for name, (setup, fn) in calls.items():
+                if setup is not None:
+                    setup()
+                start = time.perf_counter()
+                fn()
+                if round_index >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: LatencyStats.from_times(t, warmup).to_dict() for name, t in times.items()}
 
 
 def bench_model(spec: str, repeats: int) -> dict:
@@ -38,22 +53,28 @@ def bench_model(spec: str, repeats: int) -> dict:
         "attention_mask": torch.ones(BATCH, SEQ_LEN, dtype=torch.long),
     }
 
-    def latency(model) -> dict:
-        with torch.inference_mode():
-            return measure_latency(lambda: model(**inputs), repeats=repeats, warmup=2).to_dict()
+    def forward(model):
+        return lambda: model(**inputs)
 
     full_masks = space.masks(space.largest())
     supernet = MaskedSuperNetwork(loaded)
     rows = []
     for fraction in FRACTIONS:
-        # Re-time the full model next to each group, so a slow phase of the machine hits both sides.
-        full = latency(loaded.model)
         for shape in ("depth", "width"):
             config = space.at_fraction(fraction, shape)
             masks = space.masks(config)
-            with supernet.masked(masks):
-                masked = latency(loaded.model)
-            extracted = latency(extract(loaded, masks).model)
+            extracted_model = extract(loaded, masks).model
+            # Full, masked and extracted take turns in every round, so a slow phase of a
+            # shared machine slows all three alike instead of skewing one ratio.
+            times = interleaved(
+                {
+                    "full": (supernet.reset, forward(loaded.model)),
+                    "masked": (lambda masks=masks: supernet.apply(masks), forward(loaded.model)),
+                    "extracted": (None, forward(extracted_model)),
+                },
+                repeats,
+            )
+            full, masked, extracted = times["full"], times["masked"], times["extracted"]
             ideal = cost.macs(full_masks, SEQ_LEN) / cost.macs(masks, SEQ_LEN)
             achieved = full["median"] / extracted["median"]
             rows.append(
@@ -96,7 +117,8 @@ def main() -> None:
     results = [bench_model(spec, args.repeats) for spec in args.models.split(",")]
     report = {
         "benchmark": "extraction_speedup",
-        "measured": "CPU wall-clock latency of one forward pass (inference_mode, perf_counter), median of repeats",
+        "measured": "CPU wall-clock latency of one forward pass (inference_mode, perf_counter), median of "
+        "repeats; full, masked and extracted timed in turn in every round",
         "device": "cpu",
         "threads": THREADS,
         "batch_size": BATCH,
