@@ -101,6 +101,9 @@ def test_profiles_decide_what_cannot_be_estimated(tiny_subjects):
     v100_int8 = estimate(full, VARIANTS["int8"], get_profile("v100"), 1, 128)
     assert v100_int8.matmul_dtype == "fp16" and "slow fallback" in v100_int8.notes[0]
     assert estimate(full, VARIANTS["int8"], get_profile("a10"), 1, 128).matmul_dtype == "int8"
+    # bitsandbytes' CPU LLM.int8 runs at about the fp32 rate; torch's dynamic int8 uses VNNI
+    assert estimate(full, VARIANTS["int8"], get_profile("cpu"), 1, 128).matmul_dtype == "fp32"
+    assert estimate(full, VARIANTS["dynamic-int8"], get_profile("cpu"), 1, 128).matmul_dtype == "int8"
 
 
 def test_cpu_estimates_scale_with_threads(tiny_subjects):

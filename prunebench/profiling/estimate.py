@@ -22,7 +22,8 @@ For one forward pass of ``batch`` sequences of ``seq_len`` tokens:
 ``peak(dtype)`` is the profile's dense datasheet figure for the dtype the matmuls run in:
 fp32 runs on CUDA cores (PyTorch does not use TF32 for matmuls by default), fp16/bf16 on
 tensor cores, LLM.int8 on int8 tensor cores where bitsandbytes supports them (compute
-capability >= 7.5; else its fp16 fallback), 4-bit on the compute dtype after dequantizing.
+capability >= 7.5; else its fp16 fallback; on the CPU profile at the fp32 rate, as measured),
+4-bit on the compute dtype after dequantizing.
 A CPU profile's figures are per core and scale with the thread count.
 Efficiencies and the operator cost are assumptions stored in the profile, not datasheet
 figures; ``prunebench profile --calibrate`` measures how far the estimates are off.
@@ -82,7 +83,9 @@ def _device_kind(profile: HardwareProfile) -> str:
 def matmul_dtype(spec: VariantSpec, profile: HardwareProfile) -> str:
     """The data type whose peak throughput bounds the variant's matmuls on ``profile``."""
     if spec.quantization == "bnb-int8":
-        return "int8" if profile.bnb_int8_matmul == "native" else "fp16"
+        if profile.bnb_int8_matmul == "native":
+            return "int8"
+        return "fp16" if profile.kind == "gpu" else "fp32"  # the fallback computes in the activation dtype
     if spec.quantization == "torch-dynamic-int8":
         return "int8"
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[
