@@ -298,6 +298,10 @@ def test_a_log_written_for_another_space_is_refused(run):
     with pytest.raises(PrunebenchError, match="written by a search with another space \\('small'; this one has"):
         run_search(run, _search(run, samples=5, name="spaces", space="medium"), resume=True, show_progress=False)
     assert _snapshot(result.search_dir) == before
+    with pytest.raises(PrunebenchError, match="with another objective_settings"):  # MACs at another length
+        objectives = ObjectiveSettings(seq_len=64)
+        run_search(run, _search(run, samples=5, name="spaces", objectives=objectives), resume=True, show_progress=False)
+    assert _snapshot(result.search_dir) == before
     # a log whose lines hold another space's configs (copied in by hand) is refused line by line
     log = result.search_dir / "log.jsonl"
     lines = _log_lines(log)

@@ -236,9 +236,11 @@ class CandidateEvaluator:
         return Evaluation(metrics, mode, time.perf_counter() - started)
 
     def close(self) -> None:
+        """Stop the workers and take the masking hooks off the model."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        self.scorer.supernet.remove()
 
     def __enter__(self) -> CandidateEvaluator:
         return self

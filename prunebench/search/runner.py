@@ -58,7 +58,17 @@ NORMALISATION = (
     f"all minimised, against the reference point {REFERENCE} in every objective"
 )
 # Settings that must match for --resume (the rest, like budgets and workers, may change).
-RESUME_KEYS = ("method", "seed", "space", "dims", "objectives", "task", "validation_examples", "max_length")
+RESUME_KEYS = (
+    "method",
+    "seed",
+    "space",
+    "dims",
+    "objectives",
+    "objective_settings",
+    "task",
+    "validation_examples",
+    "max_length",
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ class SearchResult:
     pareto: pd.DataFrame
     hypervolume: pd.DataFrame
     evaluated: int  # evaluations run in this session
-    replayed: int  # log entries taken over from earlier sessions
+    replayed: int  # log entries taken over from earlier sessions (not evaluated again)
     stop_reason: str  # "samples", "time", "exhausted" (the method proposed nothing new), "stopped"
     meta: dict = field(default_factory=dict)
 
@@ -261,6 +271,7 @@ def run_search(
         console.print(f"note: {config.method} proposed {mismatched} other config(s) while replaying; kept the log's")
 
     costs = CostObjectives(loaded.model, config.objectives)
+    replayed = len(entries)
     stop_reason, evaluated = _loop(
         config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
     )
@@ -274,7 +285,7 @@ def run_search(
         outputs["pareto"],
         outputs["hypervolume"],
         evaluated,
-        len(entries) - evaluated,
+        replayed,
         stop_reason,
         final,
     )
