@@ -46,14 +46,19 @@ def stability(loaded, rounds: int) -> list[dict]:
         def forward(inputs=inputs) -> object:
             return loaded.model(**inputs)
 
+        stats, loads = [], []
         with torch.inference_mode():
-            stats = [measure_until_stable(forward, STABILITY_TIMING) for _ in range(rounds)]
+            for _ in range(rounds):
+                stats.append(measure_until_stable(forward, STABILITY_TIMING))
+                loads.append(os.getloadavg()[0])  # 1-minute load: other jobs on the machine inflate the CV
         means = [s.mean for s in stats]
         per_pass_cv = [s.cv for s in stats]
         results.append(
             {
                 "batch_size": batch,
-                "rounds": [s.to_dict() for s in stats],
+                "rounds": [
+                    {**s.to_dict(), "load_average_1min_after": load} for s, load in zip(stats, loads, strict=True)
+                ],
                 "per_pass_cv_median": statistics.median(per_pass_cv),
                 "per_pass_cv_max": max(per_pass_cv),
                 "round_means_cv": statistics.stdev(means) / statistics.fmean(means),
