@@ -23,6 +23,7 @@ writes one to runs/bench-quality/full), on this CPU with 1 torch thread per proc
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import time
 from pathlib import Path
@@ -157,7 +158,9 @@ def _search_config(method: str, seed: int, args) -> SearchConfig:
 
 
 def run_methods(run_dir: Path, args) -> None:
-    plan = [(m, s) for m in args.methods for s in (args.seeds if m not in BASELINES else [0])]
+    # Baselines first (cheap, no randomness), then every method per seed: a partial run still compares them all.
+    plan = [(m, 0) for m in args.methods if m in BASELINES]
+    plan += [(m, s) for s in args.seeds for m in args.methods if m not in BASELINES]
     for method, seed in plan:
         config = _search_config(method, seed, args)
         exists = (run_dir / "search" / config.search_name / "search.json").is_file()
@@ -254,6 +257,7 @@ def main() -> None:
     parser.add_argument("--throughput-configs", type=int, default=20)
     parser.add_argument("--score-test", action="store_true", help="also score each Pareto set on the test split")
     args = parser.parse_args()
+    faulthandler.enable()  # a crash in native code leaves a Python traceback in the log
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)

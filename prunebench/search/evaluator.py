@@ -154,11 +154,22 @@ def _worker_start(model_source: str, task_kind: str, num_labels: int, batches, s
     global _WORKER
     torch.set_num_threads(threads)
     loaded = load_model(model_source, task_kind=task_kind, num_labels=num_labels)
-    _WORKER = _Scorer(loaded, batches, slicing, torch.device("cpu"))
+    rebuilt = [
+        Batch(rows, {k: torch.from_numpy(v) for k, v in inputs.items()}, length) for rows, inputs, length in batches
+    ]
+    _WORKER = _Scorer(loaded, rebuilt, slicing, torch.device("cpu"))
 
 
-def _worker_logits(masks: Masks, batch_ids: list[int], mode: str):
-    return _WORKER.logits(masks, batch_ids, mode)
+def _worker_logits(payload: tuple[np.ndarray, np.ndarray, np.ndarray], batch_ids: list[int], mode: str):
+    heads, units, layers = (torch.from_numpy(array) for array in payload)
+    return _WORKER.logits(Masks(heads, units, layers), batch_ids, mode)
+
+
+def _payload(masks: Masks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks as numpy copies for a worker. Workers only ever get numpy arrays: the executor pickles in a
+    background thread, and torch's pickler moves a tensor's storage into shared memory in place, freeing
+    the old buffer while this thread may still be reading it (heap corruption, seen here once)."""
+    return masks.heads.numpy().copy(), masks.units.numpy().copy(), masks.layers.numpy().copy()
 
 
 @dataclass(frozen=True)
@@ -200,10 +211,17 @@ class CandidateEvaluator:
                 max_workers=count - 1,
                 mp_context=multiprocessing.get_context("spawn"),  # fork after torch/OpenMP start can hang
                 initializer=_worker_start,
-                initargs=(str(model_source), loaded.task_kind, self._num_labels(loaded), self.batches, *self._args()),
+                initargs=(
+                    str(model_source),
+                    loaded.task_kind,
+                    self._num_labels(loaded),
+                    [(b.rows, {k: v.numpy() for k, v in b.inputs.items()}, b.length) for b in self.batches],
+                    *self._args(),
+                ),
             )
             # Start the workers now (model loading takes seconds), not inside the first timed evaluation.
-            warm = [self.pool.submit(_worker_logits, Masks.full(loaded.dims), [], "masked") for _ in range(count - 1)]
+            full = _payload(Masks.full(loaded.dims))
+            warm = [self.pool.submit(_worker_logits, full, [], "masked") for _ in range(count - 1)]
             for future in warm:
                 future.result()
 
@@ -219,7 +237,8 @@ class CandidateEvaluator:
         mode = self.scorer.mode(masks)
         futures: list[Future] = []
         if self.pool is not None:
-            futures = [self.pool.submit(_worker_logits, masks, share, mode) for share in self.shares[1:]]
+            payload = _payload(masks)
+            futures = [self.pool.submit(_worker_logits, payload, share, mode) for share in self.shares[1:]]
         parts = self.scorer.logits(masks, self.shares[0], mode)
         for future in futures:
             parts += future.result()
