@@ -71,9 +71,9 @@ class Method(ABC):
         self.context = context
         self.space = context.space
         with _seeded(context.seed), _quiet():
-            self._numpy_state = np.random.get_state()
-            self._torch_state = torch.random.get_rng_state()
             self._setup()
+            self._numpy_state = np.random.get_state()  # where asks and tells continue from
+            self._torch_state = torch.random.get_rng_state()
 
     def _setup(self) -> None:  # noqa: B027 (optional hook)
         """Build the optimiser (runs with the method's own random state)."""
