@@ -185,6 +185,8 @@ def test_cost_objectives_with_estimated_latency_and_memory(run):
     for name in ("params", "macs", "latency", "memory"):
         assert smallest["objectives"][name] < 1.0
     assert full["details"]["latency_source"] == smallest["details"]["latency_source"] == "estimated"
+    assert smallest["objectives"]["macs"] == smallest["details"]["macs_count"] / full["details"]["macs_count"]
+    assert result.candidates["macs"].tolist() == [line["objectives"]["macs"] for line in lines]
     assert result.meta["reference_point"] == [1.1] * 5
 
 

@@ -121,7 +121,7 @@ class CostObjectives:
         parameters = self.counts.parameters(masks)
         macs = self.counts.macs(masks, self.settings.seq_len)
         normalised = {"params": parameters / self.full_parameters, "macs": macs / self.full_macs}
-        raw: dict[str, object] = {"parameters": parameters, "macs": macs}
+        raw: dict[str, object] = {"parameters": parameters, "macs_count": macs, "seq_len": self.settings.seq_len}
         if self.hardware is not None:
             hw_normalised, hw_raw = self.hardware(masks)
             normalised |= hw_normalised

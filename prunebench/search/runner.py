@@ -422,8 +422,8 @@ def candidates_frame(entries: list[LogEntry], objectives: list[str]) -> pd.DataF
                 "eval_seconds": entry.eval_seconds,
                 "elapsed_seconds": entry.elapsed_seconds,
                 "timestamp": entry.timestamp,
-                **{name: entry.objectives[name] for name in objectives},
                 **details,
+                **{name: entry.objectives[name] for name in objectives},  # never shadowed by a detail
                 "config": json.dumps(entry.config, sort_keys=True),
             }
         )
