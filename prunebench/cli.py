@@ -397,6 +397,22 @@ def _float(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if _present(value) else "-"
 
 
+def _config_text(text: str, limit: int = 90) -> str:
+    """A config as JSON, or for long ones (large space: a bit per head and unit) a count per kind of key."""
+    import re
+
+    if len(text) <= limit:
+        return text
+    groups: dict[str, list[int]] = {}
+    for key, value in json.loads(text).items():
+        groups.setdefault(re.sub(r"(_\d+)+$", "", key), []).append(value)
+    parts = []
+    for name, values in groups.items():
+        binary = set(values) <= {0, 1}
+        parts.append(f"{name}: {sum(values)}/{len(values)} kept" if binary else f"{name}: {values}")
+    return "; ".join(parts)
+
+
 @app.command()
 def search(
     run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.")],
@@ -455,7 +471,7 @@ def search(
     for row in result.pareto.itertuples():
         values = [_float(getattr(row, n)) for n in names]
         test = _float(getattr(row, "test_metric", None))
-        table.add_row(str(row.index), *values, _float(row.metric), test, row.config)
+        table.add_row(str(row.index), *values, _float(row.metric), test, _config_text(row.config))
     console.print(table)
     state = "finished" if result.finished else "stopped"
     console.print(
@@ -514,7 +530,9 @@ def nas(
     names = list(result.meta["objectives"])
     table = Table("#", *names, "epochs", "config", title=f"standard NAS Pareto set ({method})")
     for row in result.pareto.itertuples():
-        table.add_row(str(row.index), *(_float(getattr(row, n)) for n in names), str(row.epochs), row.config)
+        table.add_row(
+            str(row.index), *(_float(getattr(row, n)) for n in names), str(row.epochs), _config_text(row.config)
+        )
     console.print(table)
     hypervolume = result.meta["final_hypervolume"]
     console.print(f"{len(result.candidates)} trials, hypervolume {hypervolume:.4f}; tables: {result.search_dir}")

@@ -346,3 +346,11 @@ def test_shared_slicing_keeps_mean_pooling(minilm):
     finally:
         supernet.remove()
     torch.testing.assert_close(sliced, masked, atol=1e-5, rtol=1e-5)
+
+
+def test_search_command_summarises_large_space_configs(run, monkeypatch, capsys):
+    code, out, err = run_cli(
+        ["search", str(run), "--method", "importance", "--samples", "2", "--name", "cli-large"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    assert "head: 8/8 kept; unit: 512/512 kept" in out or "head: 4/8 kept; unit: 256/512 kept" in out
