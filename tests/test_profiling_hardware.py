@@ -74,7 +74,7 @@ def test_unknown_gpu_lists_the_known_ones():
 
 
 def test_profiles_dir_can_be_overridden(tmp_path, monkeypatch):
-    source = hardware.DEFAULT_PROFILES_DIR / "t4.toml"
+    source = hardware.profiles_dir() / "t4.toml"  # the checkout's folder, or the installed copy
     (tmp_path / "t4.toml").write_text(source.read_text())
     monkeypatch.setenv(hardware.PROFILES_ENV, str(tmp_path))
     assert set(load_profiles()) == {"t4"}
