@@ -11,44 +11,16 @@ task head are the super-network's own tensors.
 
 from __future__ import annotations
 
-import copy
-
-from torch import nn
-
-from prunebench.models.dims import LayerStructure, PrunedStructure
 from prunebench.models.loading import LoadedModel
-from prunebench.models.pooling import apply_pooling
-from prunebench.models.slicing import slice_layer
+from prunebench.supernet.extraction import extract
 from prunebench.supernet.spaces import Masks
-
-
-def _tensor_memo(model: nn.Module) -> dict[int, object]:
-    memo: dict[int, object] = {id(p): p for p in model.parameters()}
-    memo.update({id(b): b for b in model.buffers()})
-    return memo
 
 
 def shared_extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
     """The sub-network ``masks`` of ``loaded`` as a smaller model sharing ``loaded``'s unpruned tensors."""
     if loaded.structure is not None:
         raise ValueError("slice from the un-pruned super-network")
-    adapter = loaded.adapter
-    model = copy.deepcopy(loaded.model, memo=_tensor_memo(loaded.model))
-    for module in model.modules():  # the copy must not call back into the super-network's masks
-        module._forward_pre_hooks.clear()
-        module._forward_hooks.clear()
-        module.__dict__.pop("forward", None)
-    apply_pooling(model, adapter)  # the pooling hooks went with the others; the config says which
-    layers = adapter.encoder_layers(model)
-    kept_layers, structure = nn.ModuleList(), []
-    for index in masks.kept_layers():
-        heads, units = masks.kept_heads(index), masks.kept_units(index)
-        slice_layer(adapter, layers[index], heads, units)
-        kept_layers.append(layers[index])
-        structure.append(LayerStructure(index, tuple(heads), tuple(units)))
-    adapter.set_encoder_layers(model, kept_layers)
-    pruned = PrunedStructure(loaded.dims, tuple(structure))
-    return LoadedModel(model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, pruned)
+    return extract(loaded, masks, share_tensors=True)
 
 
 def shape_signature(masks: Masks) -> tuple[tuple[int, int], ...]:

@@ -21,9 +21,14 @@ from prunebench.models.slicing import slice_layer
 from prunebench.supernet.spaces import Masks
 
 
-def _detached_copy(model: nn.Module) -> nn.Module:
-    """A deep copy without the super-network's hooks or layer skips (they refer to the original)."""
-    clone = copy.deepcopy(model)
+def _detached_copy(model: nn.Module, share_tensors: bool) -> nn.Module:
+    """A deep copy without the super-network's hooks or layer skips (they refer to the original).
+
+    With ``share_tensors`` only the module tree is copied: parameters and buffers stay the
+    original's (deepcopy's memo), and slicing then gives the kept layers new, smaller tensors.
+    """
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())} if share_tensors else None
+    clone = copy.deepcopy(model, memo=memo)
     for module in clone.modules():
         module._forward_pre_hooks.clear()
         module._forward_hooks.clear()
@@ -31,12 +36,17 @@ def _detached_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
-def extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
-    """Return a new, smaller model computing what ``loaded`` computes under ``masks``."""
+def extract(loaded: LoadedModel, masks: Masks, share_tensors: bool = False) -> LoadedModel:
+    """Return a new, smaller model computing what ``loaded`` computes under ``masks``.
+
+    ``share_tensors=True`` (search: a candidate lives for a moment) copies only the kept
+    weights; the result's embeddings, LayerNorms and head are then the original's own
+    tensors, so treat it as read-only.
+    """
     if loaded.structure is not None:
         raise PrunebenchError("this model is already pruned; extract from the un-pruned model it came from")
     adapter = loaded.adapter
-    model = _detached_copy(loaded.model)
+    model = _detached_copy(loaded.model, share_tensors)
     apply_pooling(model, adapter)  # the copy lost the pooling hooks with the others
     layers = adapter.encoder_layers(model)
     kept: list[LayerStructure] = []
