@@ -120,16 +120,19 @@ def _seeded(seed: int) -> Iterator[None]:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """botorch/gpytorch warn about tiny noise and fall back to random on fitting trouble; neither is news."""
-    logger = logging.getLogger("syne_tune")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """botorch/gpytorch warn about tiny noise and syne-tune (on the root logger) about falling back to a
+    random config when a GP cannot be fitted; neither is news in the middle of a search."""
+    loggers = [logging.getLogger("syne_tune"), logging.getLogger()]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 # --- syne-tune searchers ------------------------------------------------------------------------
