@@ -354,3 +354,12 @@ def test_search_command_summarises_large_space_configs(run, monkeypatch, capsys)
     )
     assert code == 0, err
     assert "head: 8/8 kept; unit: 512/512 kept" in out or "head: 4/8 kept; unit: 256/512 kept" in out
+
+
+@pytest.mark.parametrize("method", ["ehvi", "lsbo"])
+def test_model_based_methods_do_not_spend_evaluations_on_repeats(run, method):
+    # On this tiny run every sub-network has the same error, where botorch's proposals keep repeating.
+    result = run_search(
+        run, _search(run, method=method, samples=10, name=f"{method}-fresh", score_test=False), show_progress=False
+    )
+    assert len(result.candidates) == 10 and not result.candidates["cached"].any()

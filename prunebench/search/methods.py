@@ -15,7 +15,8 @@ otherwise.
   uses the reference point (2, ..., 2), so it is given ``normalised - REFERENCE - 2``: its
   reference point is then ours;
 - ``lsbo``: linear scalarisation (the mean of the normalised objectives) with syne-tune's
-  single-objective botorch searcher;
+  single-objective botorch searcher; for it and ``ehvi`` a proposal of a config already evaluated
+  is replaced by a random new one (see ``_SyneTune.avoid_repeats``);
 - ``nsga2``: pymoo's NSGA-II (population 20; SBX and polynomial mutation rounded to integers,
   or two-point crossover and bit flips on all-binary spaces);
 - ``local_search``: from a random member of the current Pareto set, change one hyperparameter
@@ -145,6 +146,13 @@ class _SyneTune(Method):
     that has nothing left to suggest.
     """
 
+    # syne-tune 0.16's botorch searchers do not exclude configs already evaluated, and on integer
+    # spaces their optimised acquisition keeps rounding to the same ones (EHVI re-proposed 64 to 84
+    # of 100 on MiniLM's small space). Like syne-tune's own GP searchers with allow_duplicates=False,
+    # a repeated proposal is then replaced by a random config not evaluated yet.
+    avoid_repeats: ClassVar[bool] = False
+    repeat_tries = 1000
+
     def _metrics(self) -> list[str]:
         return list(self.context.objectives)
 
@@ -164,6 +172,14 @@ class _SyneTune(Method):
         )
         self._trials = 0
         self._pending = None
+        self._told: set[str] = set()
+        self._rng = np.random.default_rng(self.context.seed)
+
+    def _record(self, trial_id: int, config: Config) -> None:
+        """Make the searcher's own record of a proposal say ``config`` (the botorch searchers keep one)."""
+        configs = getattr(self.scheduler.searcher, "trial_configs", None)
+        if configs is not None:
+            configs[trial_id] = dict(config)
 
     def _ask(self) -> Config | None:
         from syne_tune.backend.trial_status import Trial
@@ -171,7 +187,15 @@ class _SyneTune(Method):
         suggestion = self.scheduler.suggest()
         if suggestion is None:
             return None
-        self._pending = Trial(trial_id=self._trials, config=suggestion.config, creation_time=datetime.now())
+        config = suggestion.config
+        if self.avoid_repeats and config_key({k: int(config[k]) for k in self.space.ranges}) in self._told:
+            for _ in range(self.repeat_tries):
+                fresh = self.space.sample(self._rng)
+                if config_key(fresh) not in self._told:
+                    config = fresh
+                    self._record(self._trials, config)
+                    break
+        self._pending = Trial(trial_id=self._trials, config=dict(config), creation_time=datetime.now())
         self._trials += 1
         return self._pending.config
 
@@ -179,11 +203,10 @@ class _SyneTune(Method):
         trial = self._pending
         if trial is None:
             raise RuntimeError("tell() without ask()")
-        if {k: int(v) for k, v in trial.config.items()} != config:
+        if {k: int(trial.config[k]) for k in self.space.ranges} != config:
             trial.config = dict(config)  # replaying a log whose config this run did not propose
-            configs = getattr(self.scheduler.searcher, "trial_configs", None)
-            if configs is not None:  # the botorch searchers keep their own record of proposals
-                configs[trial.trial_id] = dict(config)
+            self._record(trial.trial_id, config)
+        self._told.add(config_key(config))
         self.scheduler.on_trial_complete(trial, self._values(values))
         self._pending = None
 
@@ -226,6 +249,7 @@ def _require_botorch(method: str) -> None:
 class EHVI(_SyneTune):
     name = "ehvi"
     max_hyperparameters = 64  # one GP input per hyperparameter
+    avoid_repeats = True
 
     def _searcher(self, config_space, initial, seed):
         _require_botorch(self.name)
@@ -243,6 +267,7 @@ class EHVI(_SyneTune):
 class LSBO(_SyneTune):
     name = "lsbo"
     max_hyperparameters = 64
+    avoid_repeats = True
 
     def _metrics(self) -> list[str]:
         return ["scalarised"]
