@@ -1,0 +1,351 @@
+"""Prune, quantize or both: the options of a run on one hardware target, their fronts, and budget answers.
+
+``compare_run(run_dir, CompareConfig(...))`` joins three tables of a run directory:
+
+- ``profile/TARGET/profile.parquet``: latency and memory of every (model, variant) at one batch
+  size and sequence length (measured, or roofline estimates, marked ``estimated``);
+- ``profile/TARGET/scores.parquet``: the test-split error of every (model, variant) (the
+  quantized variants are scored too, so all options stand on one error axis); where a target
+  has no scores (an estimated GPU), those of another target of the run are used and noted;
+- ``search/NAME/models/index.parquet``: the search's test error of the exported Pareto models,
+  used for an fp32 pruned model only when the scores lack it.
+
+An option is one (model, variant). Its kind says what was done to the fine-tuned model:
+``unpruned`` (the full model in fp32, fp16 or bf16: a cast, not quantization), ``quantize``
+(8- or 4-bit, un-pruned), ``prune`` (an extracted sub-network, fp32/fp16/bf16) and ``both``.
+
+Latency is the median (p50) seconds of one forward pass of the batch. Memory is what the
+option needs on the device at its peak: on a GPU torch's peak allocated bytes (weights
+included); on a CPU the exact weight bytes plus the peak RSS growth during the passes;
+for estimates the roofline's peak (weights + activations).
+
+Budgets are absolute (``30ms``, ``0.2s``, ``200MiB``, ``1GB``) or relative to the un-pruned
+fp32 model on the same target (``50%``). For each budget the answer is the option with the
+lowest error that fits, the best of each kind, and the margin: the winner's error minus the
+best error of any other kind (negative: how much better the winner is).
+
+Outputs in ``RUN/compare/TARGET/``: ``options.parquet``, ``budgets.parquet`` (and CSVs) and
+``compare.json`` (settings, definitions, notes and what was missing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prunebench.errors import PrunebenchError
+from prunebench.rundir import read_run, write_json_atomic, write_parquet_atomic
+from prunebench.search.pareto import non_dominated
+
+PROFILE_DIR = "profile"
+COMPARE_DIR = "compare"
+OPTIONS = "options"
+BUDGETS = "budgets"
+SUMMARY_FILE = "compare.json"
+FULL_MODEL = "full"  # the label profiling gives the un-pruned fine-tuned checkpoint
+REFERENCE_VARIANT = "fp32"
+KINDS = ("unpruned", "quantize", "prune", "both")
+DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")
+
+LATENCY_DEFINITION = "median (p50) seconds of one forward pass of the batch"
+MEMORY_DEFINITION = (
+    "peak device memory: GPU: torch peak allocated (weights included); CPU: exact weight bytes + peak RSS growth "
+    "during the passes; estimates: the roofline's weights + activations"
+)
+
+_UNITS = {
+    "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
+    "memory": {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30},
+}
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    target: str | None = None  # "cpu", "a10", ...; None: the only profiled target of the run
+    batch_size: int | None = None  # None: 1 when profiled, else the smallest profiled
+    seq_len: int | None = None  # None: the longest profiled
+    latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
+    memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
+
+
+@dataclass(frozen=True)
+class Budget:
+    axis: str  # "latency" or "memory"
+    value: float  # seconds or bytes
+    label: str
+
+
+@dataclass
+class Comparison:
+    target: str
+    out_dir: Path
+    options: pd.DataFrame
+    budgets: pd.DataFrame
+    summary: dict
+
+
+def parse_budget(text: str, axis: str, reference: float | None) -> Budget:
+    """``50%`` (of the un-pruned fp32 reference), ``30ms`` / ``0.2s`` (latency) or ``200MiB`` / ``1GB`` (memory)."""
+    units = _UNITS[axis]
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Z%]*)\s*", text)
+    unit = found.group(2).lower() if found else ""
+    if not found or (unit != "%" and unit not in units):
+        example = "30ms" if axis == "latency" else "200MiB"
+        raise PrunebenchError(f"cannot read {axis} budget {text!r}; write e.g. 50% (of the fp32 model) or {example}")
+    number = float(found.group(1))
+    if number <= 0:
+        raise PrunebenchError(f"{axis} budget {text!r} must be positive")
+    if unit == "%":
+        if reference is None:
+            raise PrunebenchError(
+                f"{axis} budget {text!r} is relative, but the un-pruned fp32 model was not profiled on this target; "
+                "give an absolute budget or profile the full model"
+            )
+        value = reference * number / 100
+        return Budget(axis, value, f"{text.strip()} of fp32 ({_format(axis, value)})")
+    value = number * units[unit]
+    return Budget(axis, value, _format(axis, value))
+
+
+def _format(axis: str, value: float) -> str:
+    return f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.4g} MiB"
+
+
+def _targets(run_dir: Path) -> list[str]:
+    root = run_dir / PROFILE_DIR
+    return sorted(p.name for p in root.iterdir() if (p / "profile.parquet").is_file()) if root.is_dir() else []
+
+
+def _choose_target(run_dir: Path, target: str | None) -> str:
+    targets = _targets(run_dir)
+    if not targets:
+        raise PrunebenchError(f"{run_dir} has no profile; run 'prunebench profile {run_dir} --device cpu' first")
+    if target is None:
+        if len(targets) > 1:
+            raise PrunebenchError(f"{run_dir} is profiled on {', '.join(targets)}; choose one with --gpu or --device")
+        return targets[0]
+    if target not in targets:
+        raise PrunebenchError(
+            f"{run_dir} has no profile for {target!r} (profiled: {', '.join(targets)}); "
+            f"run 'prunebench profile {run_dir} ...' for it first"
+        )
+    return target
+
+
+def _point(profile: pd.DataFrame, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
+    ok = profile[profile["status"] == "ok"]
+    if ok.empty:
+        raise PrunebenchError("the profile has no successful measurement or estimate to compare")
+    batches, lengths = sorted(set(ok["batch_size"])), sorted(set(ok["seq_len"]))
+    batch = batch_size if batch_size is not None else (1 if 1 in batches else batches[0])
+    length = seq_len if seq_len is not None else lengths[-1]
+    if batch not in batches or length not in lengths:
+        raise PrunebenchError(
+            f"batch {batch} x sequence length {length} was not profiled (batches {batches}, lengths {lengths})"
+        )
+    return int(batch), int(length)
+
+
+def _memory(row: pd.Series) -> float:
+    if row.get("estimated"):
+        return _number(row.get("est_peak_memory_bytes"))
+    allocated = _number(row.get("torch_peak_allocated_bytes"))
+    if not math.isnan(allocated):
+        return allocated
+    return _number(row.get("weight_bytes")) + _number(row.get("peak_rss_growth_bytes"), default=0.0)
+
+
+def _number(value, default: float = math.nan) -> float:
+    return default if value is None or pd.isna(value) else float(value)
+
+
+def _kind(pruned: bool, quantization) -> str:
+    quantized = quantization is not None and not pd.isna(quantization)
+    return {(False, False): "unpruned", (False, True): "quantize", (True, False): "prune", (True, True): "both"}[
+        (bool(pruned), quantized)
+    ]
+
+
+def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
+    """Test-split errors per (model, variant): the target's own scores, others' where it has none."""
+    frames = []
+    for name in [target] + [t for t in _targets(run_dir) if t != target]:
+        path = run_dir / PROFILE_DIR / name / "scores.parquet"
+        if path.is_file():
+            frame = pd.read_parquet(path)
+            frame = frame[frame["status"] == "ok"].assign(scored_on=name)
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["model", "variant", "metric_name", "metric", "error", "scored_on"])
+    scores = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "variant"], keep="first")
+    borrowed = sorted(set(scores.loc[scores["scored_on"] != target, "scored_on"]))
+    if borrowed:
+        notes.append(
+            f"errors of some options were scored on {', '.join(borrowed)}, not on {target}: "
+            "quantized numerics differ slightly between devices"
+        )
+    return scores
+
+
+def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
+    """fp32 test (error, metric) of exported Pareto models, by profile label 'SEARCH/LABEL'."""
+    found = {}
+    for index in sorted((run_dir / "search").glob("*/models/index.parquet")):
+        frame = pd.read_parquet(index)
+        if "test_error" not in frame:
+            continue
+        for row in frame.itertuples():
+            if row.test_error is not None and not pd.isna(row.test_error):
+                found[f"{index.parent.parent.name}/{row.label}"] = (float(row.test_error), float(row.test_metric))
+    return found
+
+
+def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
+    """One row per (model, variant) profiled without error at the chosen point, with its error and kind."""
+    profile = pd.read_parquet(run_dir / PROFILE_DIR / target / "profile.parquet")
+    batch, length = _point(profile, batch_size, seq_len)
+    notes: list[str] = []
+    scores = _scores(run_dir, target, notes)
+    search_errors = _search_errors(run_dir)
+    rows = profile[(profile["status"] == "ok") & (profile["batch_size"] == batch) & (profile["seq_len"] == length)]
+    # An estimate and a measurement of the same point (--calibrate): the measurement stands.
+    rows = rows.sort_values("estimated").drop_duplicates(["model", "variant"], keep="first")
+    task = read_run(run_dir).get("task", {})
+    options, unscored = [], []
+    for row in rows.to_dict("records"):
+        score = scores[(scores["model"] == row["model"]) & (scores["variant"] == row["variant"])]
+        if len(score):
+            error, metric, source = float(score["error"].iloc[0]), float(score["metric"].iloc[0]), "test"
+        elif row["variant"] == REFERENCE_VARIANT and row["model"] in search_errors:
+            (error, metric), source = search_errors[row["model"]], "test (search)"
+        else:
+            unscored.append(f"{row['model']} {row['variant']}")
+            continue
+        options.append(
+            {
+                "target": target,
+                "model": row["model"],
+                "variant": row["variant"],
+                "option": f"{row['model']} {row['variant']}",
+                "kind": _kind(row["pruned"], row["quantization"]),
+                "pruned": bool(row["pruned"]),
+                "quantization": row["quantization"],
+                "relative_parameters": row["relative_parameters"],
+                "weight_bytes": row["weight_bytes"],
+                "metric_name": task.get("metric"),
+                "metric": metric,
+                "error": error,
+                "error_source": source,
+                "latency_s": _number(row["latency_p50_s"]) if not row["estimated"] else _number(row["latency_mean_s"]),
+                "memory_bytes": _memory(pd.Series(row)),
+                "estimated": bool(row["estimated"]),
+                "device": row["device"],
+                "threads": row["threads"],
+                "batch_size": batch,
+                "seq_len": length,
+            }
+        )
+    if unscored:
+        notes.append(f"left out, no test-split error: {', '.join(unscored)} (run 'prunebench profile RUN ... --score')")
+    frame = pd.DataFrame(options)
+    if frame.empty:
+        raise PrunebenchError(
+            f"no option of {run_dir} on {target} has both a profile and a test-split error; "
+            f"run 'prunebench profile {run_dir} --score' for this target"
+        )
+    for axis, column in (("latency", "latency_s"), ("memory", "memory_bytes")):
+        valid = frame[column].notna()
+        front = np.zeros(len(frame), dtype=bool)
+        points = frame.loc[valid, ["error", column]].to_numpy(dtype=float)
+        front[np.flatnonzero(valid)[non_dominated(points)]] = True
+        frame[f"front_{axis}"] = front
+    frame = frame.sort_values(["kind", "latency_s"], key=lambda s: s.map(KINDS.index) if s.name == "kind" else s)
+    return frame.reset_index(drop=True), {"batch_size": batch, "seq_len": length, "notes": notes}
+
+
+def _reference(options: pd.DataFrame, column: str) -> float | None:
+    full = options[(options["model"] == FULL_MODEL) & (options["variant"] == REFERENCE_VARIANT)]
+    return float(full[column].iloc[0]) if len(full) and not pd.isna(full[column].iloc[0]) else None
+
+
+def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataFrame:
+    """For each budget: the best option of each kind that fits, the overall best, and its margin."""
+    rows = []
+    for budget in budgets:
+        column = "latency_s" if budget.axis == "latency" else "memory_bytes"
+        fits = options[options[column] <= budget.value]
+        row: dict = {"axis": budget.axis, "budget": budget.value, "budget_label": budget.label}
+        row["estimated"] = bool(fits["estimated"].any()) if len(fits) else bool(options["estimated"].any())
+        best_by_kind = {}
+        for kind in ("prune", "quantize", "both", "unpruned"):
+            candidates = fits[fits["kind"] == kind]
+            if len(candidates):
+                best = candidates.sort_values(["error", column]).iloc[0]
+                best_by_kind[kind] = best
+                row[f"{kind}_option"], row[f"{kind}_error"] = best["option"], float(best["error"])
+            else:
+                row[f"{kind}_option"], row[f"{kind}_error"] = None, math.nan
+        if not best_by_kind:
+            row.update(best_kind=None, best_option=None, best_error=math.nan, margin=math.nan)
+            row["answer"] = f"nothing fits a {budget.axis} budget of {budget.label}"
+            row["answer"] += " [estimated]" if row["estimated"] else ""
+        else:
+            kind, best = min(best_by_kind.items(), key=lambda item: (item[1]["error"], item[1][column]))
+            others = [float(b["error"]) for k, b in best_by_kind.items() if k != kind]
+            margin = float(best["error"]) - min(others) if others else math.nan
+            row.update(best_kind=kind, best_option=best["option"], best_error=float(best["error"]), margin=margin)
+            row["answer"] = _answer(budget, kind, best, margin)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _answer(budget: Budget, kind: str, best: pd.Series, margin: float) -> str:
+    verb = {"prune": "prune", "quantize": "quantize", "both": "prune and quantize", "unpruned": "keep the full model"}
+    text = f"within {budget.label} {budget.axis}: {verb[kind]} ({best['option']}, error {best['error']:.3f})"
+    if not math.isnan(margin):
+        text += f", {abs(margin) * 100:.1f} points of error {'below' if margin < 0 else 'level with'} the next kind"
+    else:
+        text += ", the only kind that fits"
+    return text + (" [estimated]" if best["estimated"] else "")
+
+
+def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Comparison:
+    """Options, fronts and budget answers of ``run_dir`` on one target, written to RUN/compare/TARGET/."""
+    run_dir = Path(run_dir)
+    read_run(run_dir)  # a clear error if this is not a run directory
+    target = _choose_target(run_dir, config.target)
+    options, settings = build_options(run_dir, target, config.batch_size, config.seq_len)
+    budgets = [parse_budget(text, "latency", _reference(options, "latency_s")) for text in config.latency_budgets] + [
+        parse_budget(text, "memory", _reference(options, "memory_bytes")) for text in config.memory_budgets
+    ]
+    answers = answer_budgets(options, budgets)
+    answers.insert(0, "target", target)
+    missing = [kind for kind in KINDS if kind not in set(options["kind"])]
+    summary = {
+        "target": target,
+        "device": str(options["device"].iloc[0]),
+        "batch_size": settings["batch_size"],
+        "seq_len": settings["seq_len"],
+        "threads": int(options["threads"].iloc[0]),
+        "estimated": bool(options["estimated"].any()),
+        "latency_definition": LATENCY_DEFINITION,
+        "memory_definition": MEMORY_DEFINITION,
+        "error_definition": "1 - the task's metric on the test split",
+        "config": asdict(config),
+        "notes": settings["notes"],
+        "missing": [f"no {kind} option was profiled and scored" for kind in missing],
+    }
+    out_dir = run_dir / COMPARE_DIR / target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in ((OPTIONS, options), (BUDGETS, answers)):
+        write_parquet_atomic(out_dir / f"{name}.parquet", frame)
+        frame.to_csv(out_dir / f"{name}.csv", index=False)
+    write_json_atomic(out_dir / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
+    return Comparison(target, out_dir, options, answers, summary)

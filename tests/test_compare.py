@@ -1,0 +1,173 @@
+"""compare: options, fronts and budget answers against a hand-made profile and score table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from prunebench.errors import PrunebenchError
+from prunebench.report.compare import Budget, CompareConfig, answer_budgets, compare_run, parse_budget
+from prunebench.rundir import RUN_KIND, RUN_VERSION
+
+MIB = 2**20
+
+# model, variant, pruned, quantization, p50 latency (ms), weight MiB, peak RSS growth MiB, test error
+HAND_TABLE = [
+    ("full", "fp32", False, None, 40.0, 80.0, 20.0, 0.10),
+    ("full", "int8", False, "bnb-int8", 42.0, 40.0, 30.0, 0.11),
+    ("full", "nf4", False, "bnb-nf4", 30.0, 25.0, 20.0, 0.13),
+    ("full", "dynamic-int8", False, "torch-dynamic-int8", 16.0, 30.0, 10.0, 0.12),
+    ("s/p00", "fp32", True, None, 10.0, 40.0, 10.0, 0.25),
+    ("s/p01", "fp32", True, None, 20.0, 60.0, 15.0, 0.15),
+    ("s/p01", "dynamic-int8", True, "torch-dynamic-int8", 9.0, 25.0, 5.0, 0.16),
+]
+
+
+def _write_run(run_dir, table=HAND_TABLE, target="cpu", estimated=False, scores=True):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = {"kind": RUN_KIND, "version": RUN_VERSION, "status": "finished", "task": {"name": "t", "metric": "accuracy"}}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    out = run_dir / "profile" / target
+    out.mkdir(parents=True)
+    rows, score_rows = [], []
+    for model, variant, pruned, quantization, ms, weights, growth, error in table:
+        for batch, scale in ((1, 1.0), (8, 6.0)):
+            rows.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "pruned": pruned,
+                    "quantization": quantization,
+                    "relative_parameters": 0.5 if pruned else 1.0,
+                    "weight_bytes": int(weights * MIB),
+                    "device": target,
+                    "threads": 1,
+                    "batch_size": batch,
+                    "seq_len": 128,
+                    "estimated": estimated,
+                    "mode": "estimated" if estimated else "measured",
+                    "status": "ok",
+                    "latency_p50_s": None if estimated else ms * scale / 1e3,
+                    "latency_mean_s": ms * scale / 1e3,
+                    "peak_rss_growth_bytes": None if estimated else int(growth * MIB * scale),
+                    "torch_peak_allocated_bytes": None,
+                    "est_peak_memory_bytes": int((weights + growth * scale) * MIB) if estimated else None,
+                }
+            )
+        score_rows.append(
+            {"model": model, "variant": variant, "metric_name": "accuracy", "metric": 1 - error, "error": error}
+        )
+    # A point that failed must not become an option.
+    rows.append({**rows[0], "variant": "bf16", "status": "skipped", "latency_p50_s": None, "latency_mean_s": None})
+    pd.DataFrame(rows).to_parquet(out / "profile.parquet")
+    if scores:
+        pd.DataFrame(score_rows).assign(status="ok").to_parquet(out / "scores.parquet")
+    return run_dir
+
+
+def test_options_kinds_and_fronts(tmp_path):
+    result = compare_run(_write_run(tmp_path / "run"))
+    options = result.options.set_index("option")
+    assert result.summary["batch_size"] == 1 and result.summary["seq_len"] == 128
+    assert len(options) == len(HAND_TABLE)  # the skipped bf16 point is not an option
+    assert options.loc["full fp32", "kind"] == "unpruned"
+    assert options.loc["full nf4", "kind"] == "quantize"
+    assert options.loc["s/p01 fp32", "kind"] == "prune"
+    assert options.loc["s/p01 dynamic-int8", "kind"] == "both"
+    # CPU memory = exact weights + peak RSS growth.
+    assert options.loc["full int8", "memory_bytes"] == (40 + 30) * MIB
+    assert options.loc["full fp32", "latency_s"] == pytest.approx(0.040)
+    # error x latency front, by hand: fp32 (0.10, 40), dyn-int8 (0.12, 16), p01 dyn (0.16, 9); p00 (0.25, 10) is
+    # dominated by p01 dyn; int8 (0.11, 42) by fp32; nf4 (0.13, 30) by dyn-int8; p01 fp32 (0.15, 20) by dyn-int8.
+    assert set(options.index[options["front_latency"]]) == {"full fp32", "full dynamic-int8", "s/p01 dynamic-int8"}
+    # error x memory (MiB): fp32 100, int8 70, nf4 45, dyn 40, p00 50, p01 75, p01 dyn 30.
+    assert set(options.index[options["front_memory"]]) == {
+        "full fp32",
+        "full int8",
+        "full dynamic-int8",
+        "s/p01 dynamic-int8",
+    }
+    for name in ("options.parquet", "budgets.parquet", "compare.json", "options.csv"):
+        assert (tmp_path / "run" / "compare" / "cpu" / name).is_file()
+
+
+def test_budget_answers_against_hand_made_table(tmp_path):
+    result = compare_run(
+        _write_run(tmp_path / "run"),
+        CompareConfig(latency_budgets=("25%", "50%", "12ms", "100%"), memory_budgets=("50MiB",)),
+    )
+    budgets = result.budgets.set_index("budget_label")
+    # 25% of 40 ms = 10 ms: p00 fp32 (0.25) and p01 dyn-int8 (0.16) fit; no quantize or unpruned option does.
+    quarter = budgets.loc["25% of fp32 (10 ms)"]
+    assert quarter["best_kind"] == "both" and quarter["best_option"] == "s/p01 dynamic-int8"
+    assert quarter["prune_error"] == pytest.approx(0.25) and math.isnan(quarter["quantize_error"])
+    assert quarter["margin"] == pytest.approx(0.16 - 0.25)
+    # 50% = 20 ms: dynamic int8 of the full model (0.12) beats pruning (p01 fp32, 0.15) by 3 points.
+    half = budgets.loc["50% of fp32 (20 ms)"]
+    assert half["best_kind"] == "quantize" and half["best_option"] == "full dynamic-int8"
+    assert half["margin"] == pytest.approx(0.12 - 0.15)
+    assert "quantize (full dynamic-int8" in half["answer"] and "3.0 points" in half["answer"]
+    # An absolute budget: 12 ms admits the same as 10 ms.
+    assert budgets.loc["12 ms"]["best_option"] == "s/p01 dynamic-int8"
+    # 100%: the full fp32 model itself (0.10) is best.
+    assert budgets.loc["100% of fp32 (40 ms)"]["best_kind"] == "unpruned"
+    # 50 MiB: nf4 (45, 0.13), dyn-int8 (40, 0.12), p00 (50, 0.25), p01 dyn (30, 0.16) -> dynamic int8.
+    memory = budgets.loc["50 MiB"]
+    assert memory["axis"] == "memory" and memory["best_option"] == "full dynamic-int8"
+    assert memory["prune_option"] == "s/p00 fp32"
+
+
+def test_nothing_fits_is_an_answer_not_a_crash():
+    options = pd.DataFrame(
+        [{"option": "a", "kind": "prune", "error": 0.2, "latency_s": 0.5, "memory_bytes": 1.0, "estimated": False}]
+    )
+    answers = answer_budgets(options, [Budget("latency", 0.1, "100 ms")])
+    assert answers["best_kind"].iloc[0] is None and "nothing fits" in answers["answer"].iloc[0]
+
+
+def test_estimated_target_is_marked(tmp_path):
+    result = compare_run(_write_run(tmp_path / "run", target="a10", estimated=True))
+    assert result.options["estimated"].all() and result.summary["estimated"]
+    assert result.budgets["answer"].str.endswith("[estimated]").all()
+    # Estimates have no p50: the estimated mean is the latency.
+    assert result.options.set_index("option").loc["full fp32", "latency_s"] == pytest.approx(0.040)
+
+
+def test_scores_borrowed_from_another_target_are_noted(tmp_path):
+    run = _write_run(tmp_path / "run")
+    estimated = _write_run(tmp_path / "other", target="a10", estimated=True, scores=False)
+    (run / "profile" / "a10").mkdir()
+    (estimated / "profile" / "a10" / "profile.parquet").rename(run / "profile" / "a10" / "profile.parquet")
+    result = compare_run(run, CompareConfig(target="a10"))
+    assert len(result.options) == len(HAND_TABLE)
+    assert any("scored on cpu" in note for note in result.summary["notes"])
+
+
+@pytest.mark.parametrize(
+    "text, axis, expected",
+    [("30ms", "latency", 0.03), ("0.2s", "latency", 0.2), ("50%", "latency", 0.02), ("200MiB", "memory", 200 * MIB)],
+)
+def test_parse_budget(text, axis, expected):
+    assert parse_budget(text, axis, reference=0.04).value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["fast", "30 parsecs", "-5ms", "0%"])
+def test_bad_budget_is_a_clear_error(text):
+    with pytest.raises(PrunebenchError, match="budget"):
+        parse_budget(text, "latency", reference=0.04)
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(PrunebenchError, match="not a prunebench run"):
+        compare_run(tmp_path)
+    run = _write_run(tmp_path / "run")
+    with pytest.raises(PrunebenchError, match="no profile for 'a10'"):
+        compare_run(run, CompareConfig(target="a10"))
+    with pytest.raises(PrunebenchError, match="was not profiled"):
+        compare_run(run, CompareConfig(batch_size=32))
+    unscored = _write_run(tmp_path / "unscored", scores=False)
+    with pytest.raises(PrunebenchError, match="--score"):
+        compare_run(unscored)
