@@ -1,0 +1,187 @@
+"""The report's figures: one function per figure, each taking the loaded runs and returning a
+matplotlib Figure, or None when no run has the data for it.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (rendered by the Agg canvas), never
+through pyplot: no global figure registry to leak, and no interactive backend is ever touched.
+Several runs are drawn side by side, one panel per run titled with its label, so results of
+different tasks never share an axis unlabelled.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from prunebench.report.load import CompareData, RunData, relative_parameters
+
+KINDS = ("unpruned", "quantize", "prune", "both")
+KIND_MARKERS = {"unpruned": "o", "quantize": "s", "prune": "^", "both": "D"}
+BASELINE_MARKERS = {"layer_drop": "X", "importance": "P"}
+AXES = {  # compare axis -> (options column, scale to the shown unit, unit, front flag)
+    "latency": ("latency_s", 1e3, "ms per batch", "front_latency"),
+    "memory": ("memory_bytes", 1 / 2**20, "MiB", "front_memory"),
+}
+ESTIMATED_TITLE = "ESTIMATED (roofline model, not measured)"
+PANEL_WIDTH, PANEL_HEIGHT = 5.2, 3.9
+
+
+def _panels(count: int, title: str) -> tuple[Figure, list]:
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    figure.suptitle(title, fontsize=12)
+    return figure, axes[:count]
+
+
+def _palette(names: list[str]) -> dict[str, tuple]:
+    return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1)), strict=False))
+
+
+def _front_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats in both x and y (both minimised), by increasing x."""
+    order = np.lexsort((y, x))
+    kept, best = [], math.inf
+    for i in order:
+        if y[i] < best:
+            kept.append(i)
+            best = y[i]
+    return np.array(kept, dtype=int)
+
+
+def _style():
+    return sns.axes_style("whitegrid")
+
+
+def to_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; no timestamp or software tag, so a rerun gives the same file."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def training_curves(runs: list[RunData]) -> Figure | None:
+    """Validation error of the largest, middle and smallest sub-networks after each epoch."""
+    runs = [r for r in runs if r.training_log is not None and len(r.training_log)]
+    if not runs:
+        return None
+    with _style():
+        figure, axes = _panels(len(runs), "Fine-tuning: validation error per epoch")
+        for run, ax in zip(runs, axes, strict=True):
+            log = run.training_log
+            order = [n for n in ("largest", "middle", "smallest") if n in set(log["subnetwork"])]
+            sns.lineplot(
+                data=log, x="epoch", y="error", hue="subnetwork", hue_order=order or None,
+                style="subnetwork", markers=True, dashes=False, ax=ax,
+            )  # fmt: skip
+            ax.set_title(run.label, fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"validation error (1 - {run.metric_name})")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return figure
+
+
+def search_front(runs: list[RunData]) -> Figure | None:
+    """Error against relative parameters: every candidate, the joint Pareto front, baselines apart."""
+    runs = [r for r in runs if any(len(s.candidates) for s in r.searches)]
+    if not runs:
+        return None
+    methods = sorted({s.method for r in runs for s in r.search_methods})
+    colours = _palette(methods)
+    with _style():
+        figure, axes = _panels(len(runs), "Search: validation error vs relative parameters")
+        for run, ax in zip(runs, axes, strict=True):
+            points = []
+            for search in run.search_methods:
+                frame = search.candidates.assign(rel=relative_parameters(search.candidates))
+                frame = frame[~frame["cached"].astype(bool)] if "cached" in frame else frame
+                ax.scatter(
+                    frame["rel"], frame["error"], s=18, alpha=0.45, color=colours[search.method],
+                    label=f"{search.name} (candidates)",
+                )  # fmt: skip
+                points.append(frame[["rel", "error"]])
+            if points:
+                joint = pd.concat(points, ignore_index=True).dropna()
+                front = joint.iloc[_front_2d(joint["rel"].to_numpy(), joint["error"].to_numpy())]
+                ax.step(
+                    front["rel"], front["error"], where="post", color="black", linewidth=1.4,
+                    marker="o", markersize=4, label="Pareto front (all search methods)",
+                )  # fmt: skip
+            for baseline in run.baselines:
+                frame = baseline.candidates.assign(rel=relative_parameters(baseline.candidates))
+                ax.scatter(
+                    frame["rel"], frame["error"], s=60, marker=BASELINE_MARKERS.get(baseline.method, "*"),
+                    facecolor="white", edgecolor="crimson", linewidth=1.5, label=f"baseline: {baseline.name}",
+                )  # fmt: skip
+            ax.set_title(run.label, fontsize=10)
+            ax.set_xlabel("relative parameters (1 = full model)")
+            ax.set_ylabel(f"validation error (1 - {run.metric_name})")
+            ax.legend(fontsize=7, loc="upper right")
+    return figure
+
+
+def hypervolume_curves(runs: list[RunData]) -> Figure | None:
+    """Hypervolume after each evaluation, one line per search (baselines are not search methods)."""
+    runs = [r for r in runs if any(len(s.hypervolume) for s in r.search_methods)]
+    if not runs:
+        return None
+    names = sorted({s.name for r in runs for s in r.search_methods})
+    colours = _palette(names)
+    with _style():
+        figure, axes = _panels(len(runs), "Search: hypervolume over evaluations")
+        for run, ax in zip(runs, axes, strict=True):
+            for search in run.search_methods:
+                curve = search.hypervolume
+                if len(curve):
+                    label = f"{search.name} ({', '.join(search.objectives)})"
+                    ax.plot(curve["evaluations"], curve["hypervolume"], color=colours[search.name], label=label)
+            ax.set_title(run.label, fontsize=10)
+            ax.set_xlabel("evaluations")
+            ax.set_ylabel("hypervolume (normalised objectives)")
+            ax.legend(fontsize=7, loc="lower right")
+    return figure
+
+
+def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | None:
+    """Error against latency or memory on one hardware target, by kind, with that axis's front."""
+    column, scale, unit, front_flag = AXES[axis]
+    panels: list[tuple[RunData, CompareData]] = [
+        (r, c) for r in runs for c in r.compares if c.target == target and column in c.options and len(c.options)
+    ]
+    if not panels:
+        return None
+    estimated = any(c.estimated for _, c in panels)
+    title = f"{target}: error vs {axis}" + (f"\n{ESTIMATED_TITLE}" if estimated else " (measured)")
+    with _style():
+        figure, axes = _panels(len(panels), title)
+        colours = _palette(list(KINDS))
+        for (run, compare), ax in zip(panels, axes, strict=True):
+            frame = compare.options.assign(x=compare.options[column].astype(float) * scale)
+            present = [k for k in KINDS if k in set(frame["kind"])]
+            sns.scatterplot(
+                data=frame, x="x", y="error", hue="kind", style="kind", hue_order=present, style_order=present,
+                markers=KIND_MARKERS, palette=colours, s=70, ax=ax,
+            )  # fmt: skip
+            if front_flag in frame.columns:
+                front = frame[frame[front_flag].astype(bool)].sort_values("x")
+                ax.step(front["x"], front["error"], where="post", color="grey", linewidth=1, zorder=0, label="front")
+            if compare.estimated:
+                # Hollow rings around estimated points: the marker itself says "not measured".
+                rows = frame[frame["estimated"].astype(bool)] if "estimated" in frame else frame
+                ax.scatter(rows["x"], rows["error"], s=190, facecolor="none", edgecolor="black", linewidth=0.8,
+                           linestyle="--", label="~ estimated")  # fmt: skip
+            ax.set_title(run.label + ("  (~ estimated)" if compare.estimated else ""), fontsize=10)
+            ax.set_xlabel(f"{axis} ({unit}{', estimated' if compare.estimated else ''})")
+            ax.set_ylabel(f"error (1 - {run.metric_name})")
+            ax.legend(fontsize=7, loc="upper right")
+    return figure
