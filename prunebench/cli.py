@@ -538,6 +538,84 @@ def nas(
     console.print(f"{len(result.candidates)} trials, hypervolume {hypervolume:.4f}; tables: {result.search_dir}")
 
 
+# --- stage three: `compare` and the whole pipeline, `run` ---------------------------------------------
+
+
+def _budgets(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@app.command()
+def compare(
+    run: Annotated[Path, typer.Argument(help="A run directory that has been searched and profiled.")],
+    gpu: Annotated[str | None, typer.Option(help="GPU profile the run was profiled on (or estimated for).")] = None,
+    device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size to compare at (default 1).")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Sequence length to compare at (default: the longest).")] = None,
+    latency_budgets: Annotated[
+        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's latency, or '30ms', '0.2s'.")
+    ] = "25%,50%,75%,100%",
+    memory_budgets: Annotated[
+        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
+    ] = "25%,50%,75%,100%",
+) -> None:
+    """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
+    from prunebench.report.compare import CompareConfig, compare_run
+
+    if gpu is not None and device is not None:
+        raise PrunebenchError("give at most one of --gpu NAME and --device cpu")
+    if device is not None and device.lower() != "cpu":
+        raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
+    config = CompareConfig(
+        target=gpu.lower() if gpu else ("cpu" if device else None),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        latency_budgets=_budgets(latency_budgets),
+        memory_budgets=_budgets(memory_budgets),
+    )
+    result = compare_run(run, config)
+    summary, mark = result.summary, "~" if result.summary["estimated"] else ""
+    title = f"{result.target}: batch {summary['batch_size']}, sequence length {summary['seq_len']}"
+    options = Table("option", "kind", "error", "latency ms", "memory MiB", "front", title=title)
+    for row in result.options.itertuples():
+        fronts = "/".join(name for name, on in (("latency", row.front_latency), ("memory", row.front_memory)) if on)
+        options.add_row(
+            row.option, row.kind, f"{row.error:.4f}", _ms(row.latency_s, mark), _mb(row.memory_bytes, mark), fronts
+        )
+    console.print(options)
+    answers = Table("budget", "prune", "quantize", "both", "best", title="lowest test error within each budget")
+    for row in result.budgets.itertuples():
+        answers.add_row(
+            f"{row.axis} {row.budget_label}",
+            *(_float(getattr(row, f"{kind}_error")) for kind in ("prune", "quantize", "both")),
+            _text(row.best_option) or "nothing fits",
+        )
+    console.print(answers)
+    for row in result.budgets.itertuples():
+        console.print(f"- {row.answer}")
+    for note in summary["notes"] + summary["missing"]:
+        console.print(f"note: {note}")
+    if summary["estimated"]:
+        console.print("~ = roofline estimate from the profile's figures, not a measurement")
+    console.print(f"tables: {result.out_dir}")
+
+
+@app.command("run")
+def run_command(
+    preset: Annotated[str, typer.Option(help="quick (packaged MiniLM, <= 30 min on 2 CPU cores) or paper.")] = "quick",
+    model: Annotated[str | None, typer.Option(help="Override the preset's model (minilm, shape:NAME, a dir).")] = None,
+    task: Annotated[str | None, typer.Option(help="Override the preset's task (see 'prunebench tasks').")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path("runs/quick"),
+    overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
+) -> None:
+    """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
+    from prunebench.pipeline import get_preset, run_pipeline
+
+    config = get_preset(preset).with_overrides(model=model, task=task)
+    result = run_pipeline(config, out, overwrite=overwrite)
+    console.print(f"report: {result.report_dir / 'report.html'} and {result.report_dir / 'report.md'}")
+
+
 def main() -> None:
     try:
         app()
