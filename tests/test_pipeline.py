@@ -1,0 +1,112 @@
+"""prunebench run: the presets are valid, and the whole pipeline runs (and resumes) on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import run_cli
+from prunebench.errors import PrunebenchError
+from prunebench.pipeline import PIPELINE_FILE, PRESETS, STAGES, ProfileStage, SearchStage, get_preset, run_pipeline
+from prunebench.profiling.variants import get_variant
+from prunebench.report.compare import parse_budget
+from prunebench.search.methods import get_method
+from prunebench.supernet.spaces import SPACES
+from prunebench.tasks import get_task
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid(name):
+    preset = get_preset(name)
+    assert preset.preset == name
+    get_task(preset.train.task)  # registered task
+    assert preset.train.space in SPACES
+    for method in (preset.search.method, *preset.search.baselines):
+        get_method(method)
+    for variant in preset.profile.variants:
+        get_variant(variant)
+    assert "fp32" in preset.profile.variants  # the reference every relative budget is measured against
+    for text in preset.compare.latency_budgets:
+        parse_budget(text, "latency", reference=1.0)
+    for text in preset.compare.memory_budgets:
+        parse_budget(text, "memory", reference=1.0)
+    assert set(preset.report_formats) <= {"html", "md"}
+
+
+def test_quick_preset_is_the_packaged_default():
+    quick = get_preset("quick")
+    assert (quick.train.model, quick.train.task) == ("minilm", "rotten_tomatoes")
+    # The quantized baselines the report compares against.
+    assert {"int8", "nf4"} <= set(quick.profile.variants)
+
+
+def test_unknown_preset_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    with pytest.raises(PrunebenchError, match="unknown preset 'fast'"):
+        get_preset("fast")
+    code, _, err = run_cli(["run", "--preset", "fast", "--out", str(tmp_path / "r")], monkeypatch, capsys)
+    assert code == 2 and "quick" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def _tiny(preset: str = "quick"):
+    base = get_preset(preset)
+    return replace(
+        base,
+        train=replace(
+            base.train, model="shape:bert-tiny", epochs=1, max_train_examples=96, max_eval_examples=48, max_length=32
+        ),
+        search=SearchStage(method="random_search", samples=8, workers=1, baselines=("layer_drop",)),
+        profile=ProfileStage(
+            variants=("fp32", "dynamic-int8"),
+            batch_sizes=(1,),
+            seq_lens=(32,),
+            max_seconds=0.2,
+            max_models=2,
+            score_max_examples=64,
+        ),
+    )
+
+
+def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    result = run_pipeline(_tiny(), run_dir, show_progress=False)
+    record = json.loads((run_dir / PIPELINE_FILE).read_text())
+    assert list(record["sessions"][-1]["stages"]) == list(STAGES)
+    assert all(stage["status"] == "done" for stage in record["sessions"][-1]["stages"].values())
+    # Each stage left its tables in the run directory.
+    assert (run_dir / "search" / "random_search-seed0" / "pareto.parquet").is_file()
+    assert (run_dir / "search" / "layer_drop-seed0" / "candidates.parquet").is_file()
+    exported = pd.read_parquet(run_dir / "search" / "random_search-seed0" / "models" / "index.parquet")
+    assert 1 <= len(exported) <= 2
+    profile = pd.read_parquet(run_dir / "profile" / "cpu" / "profile.parquet")
+    assert {"full", *(f"random_search-seed0/{label}" for label in exported["label"])} == set(profile["model"])
+    assert set(profile["variant"]) == {"fp32", "dynamic-int8"} and not profile["estimated"].any()
+    options = pd.read_parquet(run_dir / "compare" / "cpu" / "options.parquet")
+    assert {"unpruned", "quantize", "prune", "both"} == set(options["kind"])
+    budgets = pd.read_parquet(run_dir / "compare" / "cpu" / "budgets.parquet")
+    assert len(budgets) == 8 and budgets["answer"].str.len().gt(0).all()
+    html = (result.report_dir / "report.html").read_text()
+    assert "rotten_tomatoes" in html and (result.report_dir / "report.md").is_file()
+
+    # Again: nothing is retrained, re-searched or re-measured; the new session is recorded beside the first.
+    searched = (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text()
+    measured = profile["timestamp"].tolist()
+    run_pipeline(_tiny(), run_dir, show_progress=False)
+    record = json.loads((run_dir / PIPELINE_FILE).read_text())
+    assert len(record["sessions"]) == 2
+    assert (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text() == searched
+    assert pd.read_parquet(run_dir / "profile" / "cpu" / "profile.parquet")["timestamp"].tolist() == measured
+
+
+def test_pipeline_refuses_a_foreign_directory(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(PrunebenchError, match="not empty"):
+        run_pipeline(_tiny(), out, show_progress=False)
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
