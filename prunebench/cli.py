@@ -143,6 +143,43 @@ def extract(
             raise PrunebenchError(f"verification failed: logit difference {worst:.3e} exceeds {VERIFY_TOLERANCE:g}")
 
 
+@app.command("extract-pareto")
+def extract_pareto(
+    run: Annotated[Path, typer.Argument(help="A run directory with a finished search ('prunebench search').")],
+    search: Annotated[
+        str | None, typer.Option(help="Search under RUN/search/ (default: the only one that is not a baseline).")
+    ] = None,
+    max_models: Annotated[
+        int | None, typer.Option(help="Keep K members spread evenly over params (smallest and largest always).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
+    verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
+) -> None:
+    """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with index.parquet)."""
+    from prunebench.search.export import export_pareto
+
+    result = export_pareto(run, search=search, max_models=max_models, overwrite=overwrite, verify=verify)
+    table = Table(
+        "label", "params", "parameters", "MACs", "error", "metric", "test", "max |Δ logit|", "config",
+        title=f"Pareto models of {result.search}",
+    )  # fmt: skip
+    for row in result.rows:
+        table.add_row(
+            row["label"],
+            _float(row["params"]),
+            f"{row['parameters']:,}",
+            f"{row['macs'] / 1e6:.1f}M",
+            _float(row["error"]),
+            _float(row["metric"]),
+            _float(row["test_metric"]),
+            "-" if not _present(row["max_abs_diff"]) else f"{row['max_abs_diff']:.2e}",
+            _config_text(row["config"], limit=60),
+        )
+    console.print(table)
+    state = "written" if result.written else "already there, unchanged"
+    console.print(f"{len(result.rows)} models {state}: {result.models_dir} (index.parquet, index.csv)")
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
@@ -302,10 +339,16 @@ def hardware() -> None:
 
 @app.command()
 def profile(
-    out: Annotated[Path, typer.Option(help="Folder for profile.parquet / profile.csv (resumable).")],
     model_dir: Annotated[
         Path | None,
-        typer.Argument(help="A model directory, a pruned model, or a folder of pruned models ('prunebench extract')."),
+        typer.Argument(
+            help="A run directory (its fine-tuned model and exported Pareto models), a model directory, "
+            "a pruned model, or a folder of pruned models ('prunebench extract')."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for profile.parquet / profile.csv (resumable); for a RUN: RUN/profile/TARGET."),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
@@ -321,10 +364,26 @@ def profile(
     calibrate: Annotated[bool, typer.Option(help="Measure, estimate the same points, and store the error.")] = False,
     threads: Annotated[int, typer.Option(help="torch threads (recorded in every row).")] = 1,
     max_seconds: Annotated[float, typer.Option(help="Cap on timed seconds per point.")] = 10.0,
+    score: Annotated[
+        bool | None,
+        typer.Option(
+            "--score/--no-score",
+            help="Score every model variant on the run's test split (OUT/scores.parquet); default: on for a RUN.",
+        ),
+    ] = None,
+    score_max_examples: Annotated[
+        int | None, typer.Option(help="Score on a seeded subset of this many test examples (default: all).")
+    ] = None,
 ) -> None:
-    """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT/profile.parquet."""
+    """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT/profile.parquet.
+
+    For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
+    ('prunebench extract-pareto'), and each variant's test-split score (OUT/scores.parquet).
+    """
     from prunebench.profiling.profiler import CALIBRATION_FILE, calibration_summary, profile_models
+    from prunebench.profiling.subjects import is_run_dir, run_subjects
     from prunebench.profiling.timing import TimingConfig
+    from prunebench.profiling.variants import VARIANTS
 
     if (gpu is None) == (device is None):
         raise PrunebenchError("give exactly one of --gpu NAME and --device cpu")
@@ -332,7 +391,32 @@ def profile(
         raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
     if model_dir is None and model is None:
         raise PrunebenchError("give a model directory or --model (minilm, shape:NAME or a directory)")
-    models: list = ([model] if model is not None else []) + ([model_dir] if model_dir is not None else [])
+    run_dir = model_dir if model_dir is not None and is_run_dir(model_dir) else None
+    if run_dir is not None and model is not None:
+        raise PrunebenchError(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
+    if score and run_dir is None:
+        raise PrunebenchError(
+            "--score scores a run's models on the run's task test split; give a run directory or drop --score"
+        )
+    if score_max_examples is not None and score_max_examples < 1:
+        raise PrunebenchError(f"--score-max-examples must be at least 1, got {score_max_examples}")
+    if out is None:
+        if run_dir is None:
+            raise PrunebenchError(
+                "give --out FOLDER for the profile table (only a run directory has a default, RUN/profile/TARGET)"
+            )
+        out = run_dir / "profile" / (gpu.strip().lower() if gpu else "cpu")
+    variant_names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    if run_dir is not None:
+        models: list = run_subjects(run_dir)
+        if len(models) == 1:
+            console.print(
+                f"note: {run_dir} has no exported Pareto models yet, so only its fine-tuned model ('full') is "
+                f"profiled; add them with 'prunebench extract-pareto {run_dir}' and run this again (finished "
+                "points are kept)"
+            )
+    else:
+        models = ([model] if model is not None else []) + ([model_dir] if model_dir is not None else [])
 
     def progress(row) -> None:
         if row.mode == "measured":
@@ -343,7 +427,7 @@ def profile(
         models,
         out,
         device=gpu or "cpu",
-        variants=[v.strip() for v in variants.split(",") if v.strip()] if variants else None,
+        variants=variant_names,
         batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
         seq_lens=_int_list(seq_lens, "--seq-lens"),
         estimate_only=estimate,
@@ -388,6 +472,43 @@ def profile(
         console.print(calibration_summary(frame).to_string(index=False))
         console.print(f"calibration: {out / CALIBRATION_FILE}")
     console.print(f"table: {out / 'profile.parquet'} ({len(frame)} rows; CSV beside it)")
+    if run_dir is not None and score is None and estimate:
+        console.print(
+            "note: with --estimate nothing runs here, so the variants are not scored (--score: score on this CPU)"
+        )
+    elif run_dir is not None and (score or score is None):
+        _score_run(run_dir, models, variant_names or list(VARIANTS), out, gpu, estimate, threads, score_max_examples)
+
+
+def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, max_examples) -> None:
+    """``profile RUN``'s second part: each model variant scored on the run's test split."""
+    from prunebench.profiling.profiler import resolve_target
+    from prunebench.profiling.scoring import TABLE_FILE, score_variants
+
+    where = "cpu" if gpu is None or estimate else str(resolve_target(gpu).device)
+    if estimate:
+        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
+    scores = score_variants(
+        run_dir, subjects, variant_names, out, device=where, threads=threads, max_examples=max_examples
+    )
+    if scores.empty:
+        return
+    table = Table("model", "variant", "status", "metric", "test metric", "test error", "examples", "seconds", "note",
+                  title="test-split scores")  # fmt: skip
+    for row in scores.itertuples():
+        table.add_row(
+            row.model,
+            row.variant,
+            row.status,
+            _text(row.metric_name) or "-",
+            _float(row.metric),
+            _float(row.error),
+            str(row.examples),
+            _float(row.seconds, 1),
+            _text(row.reason),
+        )
+    console.print(table)
+    console.print(f"scores: {out / TABLE_FILE} ({len(scores)} rows; CSV beside it)")
 
 
 # --- stage two: `search` and `nas` (prunebench.search) ---------------------------------------------
@@ -614,6 +735,28 @@ def run_command(
     config = get_preset(preset).with_overrides(model=model, task=task)
     result = run_pipeline(config, out, overwrite=overwrite)
     console.print(f"report: {result.report_dir / 'report.html'} and {result.report_dir / 'report.md'}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories; several aggregate into one report.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures/.")],
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = "html,md",
+    overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
+) -> None:
+    """HTML and Markdown report of RUN(s): fine-tuning, search, Pareto set, pruning vs quantization per target."""
+    from prunebench.report import write_report
+
+    result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
+    for path in (result.html, result.markdown):
+        if path is not None:
+            console.print(f"wrote {path}")
+    if result.figures:
+        console.print(f"{len(result.figures)} figures in {result.out / 'figures'}")
+    if result.missing:
+        console.print(f"missing ({len(result.missing)}, listed in the report):")
+        for note in result.missing:
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

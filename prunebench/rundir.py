@@ -7,6 +7,14 @@ Layout (files appear as the stages that write them run):
       environment.json       package versions, device, thread count, git revision
       checkpoint/            the super-network (a Hugging Face model directory) + trainer state
       training_log.parquet   validation metrics of largest/middle/smallest sub-networks per epoch
+      search/NAME/           one search (prunebench.search.runner): search.json, log.jsonl, candidates,
+                             pareto (with test-split metrics), hypervolume
+      search/NAME/models/    the Pareto set extracted as pruned models (prunebench.search.export):
+                             p00/, p01/, ... by increasing params, index.parquet (+ .csv)
+      profile/TARGET/        `prunebench profile RUN` (TARGET = cpu or a GPU profile name):
+                             profile.parquet (+ .csv, profile.parts/) latency and memory of every
+                             model variant; scores.parquet (+ .csv, scores.parts/) their test-split
+                             metric and error (prunebench.profiling.scoring)
 
 Writes are atomic (write to a sibling, then rename), so a kill -9 at any moment
 leaves either the old or the new version, never half a file.

@@ -6,9 +6,9 @@ compare across pruned and un-pruned models.
 
 Accepted: ``minilm`` / ``shape:NAME`` / a Hugging Face model directory (the full model), a
 pruned model directory written by ``prunebench extract``, or a folder of such directories
-(``prunebench extract --random N`` output). A run directory (``run.json``) is recognised and
-goes through ``run_subjects``, the hook where the run's Pareto models will be listed once
-search and extraction write them into the run.
+(``prunebench extract --random N`` output), or a run directory (``run.json``): its fine-tuned
+checkpoint as ``full`` and every Pareto model exported into it (``prunebench extract-pareto``,
+``RUN/search/NAME/models/index.parquet``) as ``NAME/LABEL``, e.g. ``morea-seed0/p03``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from prunebench.errors import PrunebenchError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.pruned import is_pruned_dir
-from prunebench.rundir import RUN_FILE
+from prunebench.rundir import CHECKPOINT_DIR, RUN_FILE, read_run, recover_dir
 from prunebench.supernet import CostModel, Masks
 
 
@@ -73,15 +73,42 @@ def _pruned_children(path: Path) -> list[Path]:
 
 
 def run_subjects(run_dir: Path) -> list[Subject]:
-    """Hook for ``prunebench profile RUN``: the run's Pareto models, once the run holds them.
+    """``prunebench profile RUN``: the fine-tuned checkpoint as ``full`` and the run's exported Pareto models.
 
-    Search and extraction do not write into run directories yet; when they do, list the
-    extracted Pareto models here (and the un-pruned fine-tuned checkpoint as ``full``).
+    Each search's models come from its ``models/index.parquet`` (``export_pareto``), labelled
+    ``NAME/LABEL``; a run with no exported models gives ``full`` alone.
     """
-    raise PrunebenchError(
-        f"{run_dir} is a training run; profiling a run's Pareto models comes with search and extraction. "
-        "For now extract sub-networks with 'prunebench extract' and profile that folder"
-    )
+    from prunebench.search.export import read_exports  # search imports profiling: import it when needed
+
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    task = run.get("task")
+    if "train" not in run or not task:
+        raise PrunebenchError(
+            f"{run_dir} is not a super-network run (stage {run.get('stage', '?')!r}): it has no fine-tuned "
+            "checkpoint to profile; profile its models by directory instead"
+        )
+    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
+    if not (checkpoint / "model.safetensors").is_file():
+        raise PrunebenchError(
+            f"{run_dir} has no checkpoint yet; run 'prunebench train --out {run_dir} --resume' until it writes one"
+        )
+    full = load_model(checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
+    subjects = [subject_from_loaded("full", full)]
+    for search, index in read_exports(run_dir).items():
+        for row in index.itertuples():
+            path = run_dir / row.path
+            if not is_pruned_dir(path):
+                raise PrunebenchError(
+                    f"{path} is listed in {search}'s models/index.parquet but is not a pruned model; "
+                    f"export it again with 'prunebench extract-pareto {run_dir} --search {search} --overwrite'"
+                )
+            subjects.append(subject_from_loaded(f"{search}/{row.label}", load_model(path)))
+    return subjects
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / RUN_FILE).is_file()
 
 
 def resolve_subjects(model: str | None = None, model_dir: Path | None = None) -> list[Subject]:

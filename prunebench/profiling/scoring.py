@@ -1,0 +1,318 @@
+"""Quality of model variants: every (model, variant) scored on the run's task test split.
+
+The quantized variants are scored on the same test split as the pruned sub-networks, so
+they can stand on the same error axis: ``error = 1 - metric`` with the task's primary
+metric (``prunebench.tasks.compute_metrics``). The task, its data protocol and the token
+budget (``max_length``) come from the run's ``run.json``, exactly as training and search
+used them, so the fp32 score of an exported Pareto model equals the test metric its
+search recorded for it.
+
+The split is tokenised and collated once (length-bucketed batches, as the search's
+evaluator does) and reused for every model and variant. Each variant is built with
+``variants.build_variant``; one that cannot be built on this device is a ``skipped`` row
+with the reason, one that fails while predicting an ``error`` row.
+
+Output, in the profile folder: ``scores.parquet`` (and ``scores.csv``), one row per model
+and variant. Each finished row is written at once under ``scores.parts/``, so an interrupted
+run resumes where it stopped; ``ok`` and ``skipped`` rows are final, ``error`` rows are tried
+again on a rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from rich.console import Console
+
+from prunebench.config import TrainConfig
+from prunebench.errors import PrunebenchError
+from prunebench.profiling.measure import release_memory
+from prunebench.profiling.memory import is_out_of_memory
+from prunebench.profiling.subjects import Subject, run_subjects
+from prunebench.profiling.variants import VariantSkipped, build_variant, get_variant, quiet_bitsandbytes
+from prunebench.rundir import read_run
+
+PARTS_DIR = "scores.parts"
+TABLE_FILE = "scores.parquet"
+CSV_FILE = "scores.csv"
+SPLIT = "test"
+
+
+@dataclass
+class ScoreRow:
+    model: str  # the subject's label: "full", "NAME/LABEL", ...
+    variant: str
+    split: str
+    status: str  # "ok", "skipped" or "error"
+    device: str  # "cpu", "cuda:0", ...
+    threads: int
+    examples: int  # test examples scored (or that would have been)
+    max_examples: int | None = None  # the cap asked for (None: the whole split)
+    metric_name: str | None = None  # the task's primary metric: accuracy, f1, matthews, spearman
+    metric: float | None = None
+    error: float | None = None  # 1 - metric
+    metrics: str | None = None  # JSON: every metric compute_metrics gives
+    seconds: float | None = None  # predicting the split (after the variant is built)
+    build_seconds: float | None = None
+    reason: str | None = None
+    model_source: str | None = None
+    model_structure: str | None = None  # short hash of a pruned model's kept heads/units (None: un-pruned)
+    task: str | None = None
+    timestamp: str | None = None
+
+    def key(self) -> str:
+        """Identity: a rerun with the same model (label and structure), variant, split, device and cap skips the row."""
+        ident = [self.model, self.model_structure, self.variant, self.split, self.device, self.max_examples]
+        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    hint = typing.get_type_hints(ScoreRow)[name]
+    if isinstance(hint, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return {str: pa.string(), int: pa.int64(), float: pa.float64()}[hint]
+
+
+SCHEMA = pa.schema([pa.field(f.name, _arrow_type(f.name)) for f in fields(ScoreRow)])
+COLUMNS = [f.name for f in fields(ScoreRow)]
+
+
+class ScoreStore:
+    """One small Parquet file per finished row under ``OUT/scores.parts/``; ``consolidate`` gathers them."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.parts = self.out_dir / PARTS_DIR
+
+    def _part(self, key: str) -> Path:
+        return self.parts / f"{key}.parquet"
+
+    def done(self, row: ScoreRow) -> bool:
+        """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""
+        path = self._part(row.key())
+        if not path.is_file():
+            return False
+        return pq.read_table(path, columns=["status"]).column("status")[0].as_py() != "error"
+
+    def append(self, row: ScoreRow) -> None:
+        self.parts.mkdir(parents=True, exist_ok=True)
+        target = self._part(row.key())
+        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=SCHEMA), staging)
+        os.replace(staging, target)
+
+    def table(self) -> pd.DataFrame:
+        files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
+        if not files:
+            return SCHEMA.empty_table().to_pandas()
+        frame = pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files).to_pandas()
+        return frame.sort_values(["timestamp", "model", "variant"], kind="stable").reset_index(drop=True)
+
+    def consolidate(self) -> pd.DataFrame:
+        frame = self.table()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (TABLE_FILE, CSV_FILE):
+            target = self.out_dir / name
+            staging = target.with_name(f".{name}.partial-{os.getpid()}")
+            if name == TABLE_FILE:
+                pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), staging)
+            else:
+                frame.to_csv(staging, index=False)
+            os.replace(staging, target)
+        return frame
+
+
+def read_scores(out_dir: Path) -> pd.DataFrame:
+    """The scores under ``out_dir``: the parts as they are (also mid-run), in the stored schema."""
+    return ScoreStore(out_dir).table()
+
+
+def structure_id(subject: Subject) -> str | None:
+    """A short hash of what a pruned model kept, so a label re-used for another model is scored again."""
+    structure = subject.loaded.structure
+    if structure is None:
+        return None
+    return hashlib.sha256(json.dumps(structure.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- the test split --------------------------------------------------------------------------
+
+
+@dataclass
+class _Split:
+    spec: object  # TaskSpec
+    labels: np.ndarray
+    batches: list  # evaluator.Batch
+
+
+def _load_split(run_dir: Path, subject: Subject, batch_size: int, max_examples: int | None) -> _Split | None:
+    """The run's test split, tokenised with ``subject``'s tokenizer and collated once; None when it has no rows."""
+    from prunebench.search.evaluator import make_batches
+    from prunebench.supernet.training import load_training_task, tokenised_rows
+    from prunebench.tasks import make_collator
+
+    train = TrainConfig.from_dict(read_run(run_dir)["train"])
+    data = load_training_task(train)
+    if len(data.test) == 0:
+        return None
+    rows = tokenised_rows(data, subject.loaded, train.max_length)[SPLIT]
+    if max_examples is not None and len(rows) > max_examples:
+        keep = np.random.default_rng(train.seed).permutation(len(rows))[:max_examples]
+        rows = [rows[i] for i in sorted(keep)]
+    labels = np.array([row["labels"] for row in rows])
+    collator = make_collator(data.spec, subject.loaded.tokenizer)
+    return _Split(data.spec, labels, make_batches(rows, collator, batch_size))
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, batches: list, device: torch.device) -> np.ndarray:
+    """Logits for every row, in the split's order (batches may be length-sorted)."""
+    parts, positions = [], []
+    with quiet_bitsandbytes():
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            parts.append(model(**inputs).logits.float().cpu().numpy())
+            positions.append(batch.rows)
+    values = np.concatenate(parts)
+    out = np.empty_like(values)
+    out[np.concatenate(positions)] = values
+    return out
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def score_variants(
+    run_dir: Path,
+    subjects: Sequence[Subject] | None,
+    variant_names: Sequence[str],
+    out_dir: Path,
+    device: str = "cpu",
+    threads: int = 1,
+    batch_size: int = 64,
+    max_examples: int | None = None,
+    show_progress: bool = True,
+    on_row: Callable[[ScoreRow], None] | None = None,
+) -> pd.DataFrame:
+    """Score every (subject, variant) on the run's test split into ``out_dir/scores.parquet`` (module docstring).
+
+    ``subjects`` None: the run's own (``run_subjects``). Returns the whole table; an empty one,
+    with nothing written, when the task has no test split.
+    """
+    run_dir = Path(run_dir)
+    console = Console(quiet=not show_progress, highlight=False)
+    if batch_size < 1:
+        raise PrunebenchError(f"the scoring batch size must be at least 1, got {batch_size}")
+    if max_examples is not None and max_examples < 1:
+        raise PrunebenchError(f"--score-max-examples must be at least 1 when given, got {max_examples}")
+    if threads < 1:
+        raise PrunebenchError(f"--threads must be at least 1, got {threads}")
+    run = read_run(run_dir)
+    if "train" not in run:
+        raise PrunebenchError(f"{run_dir} is not a super-network run; scoring needs the task it was trained on")
+    specs = [get_variant(name) for name in variant_names]
+    subjects = list(subjects) if subjects is not None else run_subjects(run_dir)
+    if not subjects:
+        return SCHEMA.empty_table().to_pandas()
+    torch_device = torch.device(device)
+    device_name = str(torch_device)
+    task = run.get("task", {}).get("name")
+    store = ScoreStore(out_dir)
+
+    def base(subject: Subject, spec, examples: int) -> ScoreRow:
+        return ScoreRow(
+            model=subject.label,
+            variant=spec.name,
+            split=SPLIT,
+            status="ok",
+            device=device_name,
+            threads=threads,
+            examples=examples,
+            max_examples=max_examples,
+            model_source=subject.source,
+            model_structure=structure_id(subject),
+            task=task,
+        )
+
+    pending = [(s, v) for s in subjects for v in specs if not store.done(base(s, v, 0))]
+    if not pending:
+        return store.consolidate()
+    split = _load_split(run_dir, subjects[0], batch_size, max_examples)
+    if split is None:
+        console.print(f"note: task {task!r} has no test split here; the variants are not scored (nothing written)")
+        return SCHEMA.empty_table().to_pandas()
+    examples = len(split.labels)
+    console.print(f"scoring {len(pending)} model variant(s) on the test split ({examples} examples, {device_name})")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for subject, spec in pending:
+            row = _score_one(base(subject, spec, examples), subject, spec, split, torch_device)
+            row.timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
+            store.append(row)
+            if on_row is not None:
+                on_row(row)
+            if row.status == "ok":
+                shown = f"{row.metric_name} {row.metric:.4f} ({row.seconds:.1f} s)"
+            else:
+                shown = f"{row.status}: {row.reason}"
+            console.print(f"  {row.model} {row.variant}: {shown}", style="dim")
+    finally:
+        torch.set_num_threads(previous)
+    return store.consolidate()
+
+
+def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: torch.device) -> ScoreRow:
+    started = time.perf_counter()
+    try:
+        built = build_variant(subject.loaded, spec, device)
+    except VariantSkipped as reason:
+        row.status, row.reason = "skipped", str(reason)
+        return row
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        release_memory(device)
+        row.status, row.reason = "error", f"out of memory building the variant: {_first_line(error)}"
+        return row
+    row.build_seconds = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        logits = predict(built.model, split.batches, device)
+        row.seconds = time.perf_counter() - started
+    except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
+        row.status, row.reason = "error", _first_line(error)
+        return row
+    finally:
+        del built
+        release_memory(device)
+    metrics = _compute(split, logits)
+    row.metric_name = split.spec.metric
+    row.metric, row.error = metrics["metric"], metrics["error"]
+    row.metrics = json.dumps(metrics, sort_keys=True)
+    return row
+
+
+def _compute(split: _Split, logits: np.ndarray) -> dict[str, float]:
+    from prunebench.tasks import compute_metrics
+
+    return {k: float(v) for k, v in compute_metrics(split.spec, logits, split.labels).items()}

@@ -1,0 +1,266 @@
+"""Extract a search's Pareto set into the run as real pruned models.
+
+``export_pareto(RUN, search=NAME)`` reads ``RUN/search/NAME/pareto.parquet`` and the run's
+checkpoint, cuts every chosen member out of the super-network (``supernet.export``), and
+writes, in ``RUN/search/NAME/models/``:
+
+    p00/, p01/, ...       pruned model directories (``prunebench extract`` format), in order of
+                          increasing parameters
+    index.parquet         one row per model (and index.csv): label, config (JSON), params
+                          (relative), parameters, macs (at the search's sequence length), error
+                          and metric (validation), test_error and test_metric (when the search
+                          scored its Pareto set), path (relative to RUN), max_abs_diff (largest
+                          logit difference to the masked super-network, when verified)
+
+The folder is written beside its final place and renamed into it once complete, so it is
+either absent, the old version or the new one. Exporting the same selection again does
+nothing (a pipeline can call it on every resume); another selection needs ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from prunebench.errors import PrunebenchError
+from prunebench.models.loading import load_model
+from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, replace_dir_atomic, write_parquet_atomic
+from prunebench.search.methods import BASELINES
+from prunebench.search.runner import META_FILE, PARETO, SEARCH_DIR
+from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
+from prunebench.supernet.spaces import get_space
+
+MODELS_DIR = "models"
+INDEX = "index"
+INDEX_COLUMNS = [
+    "label",
+    "config",
+    "params",
+    "parameters",
+    "macs",
+    "error",
+    "metric",
+    "test_error",
+    "test_metric",
+    "path",
+    "max_abs_diff",
+]
+_FLOAT_COLUMNS = ("params", "error", "metric", "test_error", "test_metric", "max_abs_diff")
+
+
+@dataclass
+class ParetoExport:
+    search: str  # the search's folder name under RUN/search/
+    models_dir: Path  # RUN/search/NAME/models
+    rows: list[dict] = field(default_factory=list)  # the index rows, smallest model first
+    written: bool = True  # False: the models were already there (same selection), nothing was done
+
+    @property
+    def index(self) -> pd.DataFrame:
+        return index_frame(self.rows)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, with None (not NaN) where a value is missing."""
+    rows = frame.to_dict("records")
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in rows]
+
+
+def index_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    for column in _FLOAT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in ("parameters", "macs"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+# --- which search, which members --------------------------------------------------------------
+
+
+def list_searches(run_dir: Path) -> dict[str, dict]:
+    """The searches under ``RUN/search/`` by name, with their ``search.json`` (an empty dict where it is missing)."""
+    root = Path(run_dir) / SEARCH_DIR
+    found = {}
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        meta_path = folder / META_FILE
+        try:
+            found[folder.name] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        except json.JSONDecodeError:
+            found[folder.name] = {}
+    return found
+
+
+def choose_search(run_dir: Path, search: str | None) -> str:
+    """``search`` checked to exist; None: the run's only search that is not a baseline."""
+    searches = list_searches(run_dir)
+    if search is not None:
+        if search not in searches:
+            known = ", ".join(searches) or "none"
+            raise PrunebenchError(
+                f"{run_dir} has no search {search!r} (searches: {known}); run 'prunebench search' first"
+            )
+        return search
+    if not searches:
+        raise PrunebenchError(f"{run_dir} holds no search; run 'prunebench search {run_dir}' first")
+    real = [name for name, meta in searches.items() if meta.get("method") not in BASELINES]
+    if len(real) != 1:
+        raise PrunebenchError(
+            f"{run_dir} holds {len(real)} searches that are not baselines ({', '.join(real) or 'none'}; all: "
+            f"{', '.join(searches)}); name one with --search"
+        )
+    return real[0]
+
+
+def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.DataFrame:
+    """The members to export, by increasing params; ``max_models``: that many spread evenly over params.
+
+    The smallest and the largest are always kept; between them each member is the one nearest
+    to an evenly spaced params value that is not taken yet.
+    """
+    ordered = pareto.sort_values(["params", "error"], kind="stable").reset_index(drop=True)
+    if max_models is None or len(ordered) <= max_models:
+        return ordered
+    params = ordered["params"].to_numpy(dtype=float)
+    chosen: list[int] = []
+    for target in np.linspace(params[0], params[-1], max_models):
+        distance = np.abs(params - target)
+        distance[chosen] = np.inf
+        chosen.append(int(np.argmin(distance)))
+    return ordered.iloc[sorted(chosen)].reset_index(drop=True)
+
+
+# --- the export ------------------------------------------------------------------------------
+
+
+def _value(row: pd.Series, column: str) -> float | None:
+    value = row.get(column)
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _read_index(models_dir: Path) -> pd.DataFrame | None:
+    path = models_dir / f"{INDEX}.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def read_exports(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Each search's exported models (``models/index.parquet``) by search name; searches without any are left out."""
+    found = {}
+    for name in list_searches(run_dir):
+        index = _read_index(recover_dir(Path(run_dir) / SEARCH_DIR / name / MODELS_DIR))
+        if index is not None and len(index):
+            found[name] = index
+    return found
+
+
+def export_pareto(
+    run_dir: Path,
+    search: str | None = None,
+    max_models: int | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+    show_progress: bool = True,
+) -> ParetoExport:
+    """Extract the Pareto set of ``RUN/search/NAME`` as pruned models (see the module docstring)."""
+    run_dir = Path(run_dir)
+    console = Console(quiet=not show_progress, highlight=False)
+    if max_models is not None and (isinstance(max_models, bool) or max_models < 2):
+        raise PrunebenchError(f"--max-models must be at least 2 (the smallest and largest are kept), got {max_models}")
+    if not run_dir.is_dir():
+        raise PrunebenchError(f"{run_dir} does not exist; pass a run directory made by 'prunebench train'")
+    run = read_run(run_dir)
+    if "train" not in run or "task" not in run:
+        raise PrunebenchError(
+            f"{run_dir} is not a super-network run (stage {run.get('stage', '?')!r}); its sub-networks share no "
+            "checkpoint to extract from"
+        )
+    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
+    if not (checkpoint / "model.safetensors").is_file():
+        raise PrunebenchError(
+            f"{run_dir} has no checkpoint to extract from ({checkpoint} is missing or incomplete); "
+            f"run 'prunebench train --out {run_dir} --resume' until it writes one"
+        )
+    name = choose_search(run_dir, search)
+    search_dir = run_dir / SEARCH_DIR / name
+    pareto_path = search_dir / f"{PARETO}.parquet"
+    if not pareto_path.is_file():
+        raise PrunebenchError(
+            f"search {name!r} in {run_dir} has not written its Pareto set ({pareto_path.name} is missing); "
+            f"run 'prunebench search {run_dir} --name {name} --resume' (or start it) first"
+        )
+    meta = json.loads((search_dir / META_FILE).read_text())
+    pareto = pd.read_parquet(pareto_path)
+    if pareto.empty:
+        raise PrunebenchError(f"the Pareto set of search {name!r} is empty; let the search evaluate something first")
+    chosen = select_members(pareto, max_models)
+    configs = [json.dumps(json.loads(c), sort_keys=True) for c in chosen["config"]]
+    labels = [f"p{i:02d}" for i in range(len(chosen))]
+    models_dir = recover_dir(search_dir / MODELS_DIR)
+
+    existing = _read_index(models_dir)
+    if existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs:
+        if all((run_dir / path).is_dir() for path in existing["path"]):
+            console.print(f"{models_dir} already holds these {len(labels)} models; nothing to do")
+            return ParetoExport(name, models_dir, _records(existing), written=False)
+    if models_dir.exists() and any(models_dir.iterdir()) and not overwrite:
+        what = "another selection" if existing is not None else "files that are not an export"
+        raise PrunebenchError(
+            f"{models_dir} already holds {what}; pass --overwrite to replace it with these {len(labels)} models"
+        )
+
+    task = run["task"]
+    loaded = load_model(checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
+    space = get_space(meta["space"], loaded.dims)
+    seq_len = int(meta.get("objective_settings", {}).get("seq_len", 128))
+    staging = search_dir / f".{MODELS_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    console.print(f"extracting {len(labels)} Pareto member(s) of {name} from {checkpoint}")
+    try:
+        results = export_subnetworks(
+            loaded,
+            space,
+            {label: space.validate(json.loads(c)) for label, c in zip(labels, configs, strict=True)},
+            staging,
+            verify=verify,
+            seq_len=seq_len,
+        )
+        if verify:
+            worst = max(r.max_abs_diff for r in results)
+            if worst > VERIFY_TOLERANCE:
+                raise PrunebenchError(
+                    f"verification failed: an extracted model's logits differ from the masked super-network's by "
+                    f"{worst:.3e} (more than {VERIFY_TOLERANCE:g}); nothing was written"
+                )
+        rows = []
+        for label, config, (_, member), result in zip(labels, configs, chosen.iterrows(), results, strict=True):
+            rows.append(
+                {
+                    "label": label,
+                    "config": config,
+                    "params": result.relative_parameters,
+                    "parameters": result.parameters,
+                    "macs": result.macs,
+                    "error": _value(member, "error"),
+                    "metric": _value(member, "metric"),
+                    "test_error": _value(member, "test_error"),
+                    "test_metric": _value(member, "test_metric"),
+                    "path": (Path(SEARCH_DIR) / name / MODELS_DIR / label).as_posix(),
+                    "max_abs_diff": result.max_abs_diff,
+                }
+            )
+        frame = index_frame(rows)
+        write_parquet_atomic(staging / f"{INDEX}.parquet", frame)
+        frame.to_csv(staging / f"{INDEX}.csv", index=False)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir_atomic(staging, models_dir)
+    return ParetoExport(name, models_dir, _records(frame), written=True)
