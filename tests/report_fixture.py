@@ -29,7 +29,7 @@ TASKS = {  # task -> (kind, metric, examples per split)
 FULL_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2 encoder with a 2-label head
 WEIGHT_BYTES = {"fp32": 4.0, "int8": 1.0, "nf4": 0.5}  # bytes per encoder parameter (head stays fp32)
 # A pruned option near half the parameters; the compare tests look for it by name.
-HALF_OPTION = "nsga2-seed0/p2"
+HALF_OPTION = "nsga2-seed0/p2 fp32"
 
 
 def _write_search(run: Path, name: str, method: str, rng: np.random.Generator, samples: int, base: float) -> None:
@@ -156,7 +156,7 @@ def _profile_rows(target: str, estimated: bool, options: list[dict]) -> pd.DataF
             rows.append(asdict(row))
     if target != "cpu":  # a combination the target cannot run is a skipped row with its reason
         skipped = ProfileRow(
-            model="minilm",
+            model="full",
             model_source="minilm",
             pruned=False,
             variant="bf16",
@@ -179,23 +179,23 @@ def _profile_rows(target: str, estimated: bool, options: list[dict]) -> pd.DataF
 def _options(target: str, base: float) -> list[dict]:
     """Un-pruned fp32, int8, nf4; three pruned sub-networks; two pruned + quantized."""
     scale = 1.0 if target == "cpu" else 0.08  # an A10 is far faster than one CPU core
-    spec = [  # option, kind, pruned, quantization, relative params, error, latency on cpu, memory MB
-        ("minilm/fp32", "unpruned", False, None, 1.0, base, 0.0120, 96),
-        ("minilm/int8", "quantize", False, "int8", 1.0, base + 0.012, 0.0108, 52),
-        ("minilm/nf4", "quantize", False, "nf4", 1.0, base + 0.041, 0.0131, 41),
+    spec = [  # model, kind, pruned, quantization, relative params, error, latency on cpu, memory MB
+        ("full", "unpruned", False, None, 1.0, base, 0.0120, 96),
+        ("full", "quantize", False, "int8", 1.0, base + 0.012, 0.0108, 52),
+        ("full", "quantize", False, "nf4", 1.0, base + 0.041, 0.0131, 41),
         ("nsga2-seed0/p0", "prune", True, None, 0.82, base + 0.006, 0.0094, 80),
-        (HALF_OPTION, "prune", True, None, 0.51, base + 0.028, 0.0058, 52),
+        ("nsga2-seed0/p2", "prune", True, None, 0.51, base + 0.028, 0.0058, 52),
         ("nsga2-seed0/p4", "prune", True, None, 0.33, base + 0.105, 0.0031, 36),
-        ("nsga2-seed0/p0+int8", "both", True, "int8", 0.82, base + 0.019, 0.0090, 46),
-        ("nsga2-seed0/p2+nf4", "both", True, "nf4", 0.51, base + 0.071, 0.0070, 30),
+        ("nsga2-seed0/p0", "both", True, "int8", 0.82, base + 0.019, 0.0090, 46),
+        ("nsga2-seed0/p2", "both", True, "nf4", 0.51, base + 0.071, 0.0070, 30),
     ]
     options = []
-    for option, kind, pruned, quantization, rel, error, latency, memory in spec:
+    for model, kind, pruned, quantization, rel, error, latency, memory in spec:
         per_param = WEIGHT_BYTES[quantization or "fp32"]
         options.append(
             {
-                "option": option,
-                "model": option.split("+")[0].rsplit("/", 1)[0] if pruned else "minilm",
+                "option": f"{model} {quantization or 'fp32'}",  # "model variant", as compare labels them
+                "model": model,
                 "variant": quantization or "fp32",
                 "kind": kind,
                 "pruned": pruned,
@@ -222,7 +222,7 @@ def _front(values: pd.DataFrame, column: str) -> list[bool]:
 def _write_compare(run: Path, target: str, estimated: bool, options: list[dict], metric: str) -> None:
     folder = run / "compare" / target
     folder.mkdir(parents=True)
-    frame = pd.DataFrame(options).drop(columns=["variant"])
+    frame = pd.DataFrame(options)
     frame.insert(0, "target", target)
     frame["metric_name"] = metric
     frame["metric"] = 1 - frame["error"]
@@ -240,7 +240,8 @@ def _write_compare(run: Path, target: str, estimated: bool, options: list[dict],
     ):
         for budget in budgets:
             fits = frame[frame[column] <= budget]
-            best = {k: fits[fits["kind"] == k].nsmallest(1, "error") for k in ("prune", "quantize", "both")}
+            kinds = ("prune", "quantize", "both", "unpruned")
+            best = {k: fits[fits["kind"] == k].nsmallest(1, "error") for k in kinds}
             row = {"target": target, "axis": axis, "budget": float(budget), "estimated": estimated}
             row["budget_label"] = f"{budget * 1e3:.2f} ms" if axis == "latency" else f"{budget / 2**20:.0f} MiB"
             for kind, found in best.items():
@@ -252,7 +253,8 @@ def _write_compare(run: Path, target: str, estimated: bool, options: list[dict],
             row["best_error"] = fitting[winner]
             others = [e for k, e in fitting.items() if k != winner]
             row["margin"] = row["best_error"] - min(others) if others else np.nan
-            word = {"prune": "pruning", "quantize": "quantization", "both": "pruning + quantization"}[winner]
+            word = {"prune": "pruning", "quantize": "quantization", "both": "pruning + quantization"}.get(winner, "")
+            word = word or "the full model"
             row["answer"] = (
                 f"Within {row['budget_label']} on {target}, {word} is best: {row['best_option']} at error "
                 f"{row['best_error']:.3f}" + (f", {-row['margin']:.3f} below the next kind." if others else ".")
@@ -260,7 +262,7 @@ def _write_compare(run: Path, target: str, estimated: bool, options: list[dict],
             assert by_name.loc[row["best_option"], "error"] == row["best_error"]
             rows.append(row)
     columns = ["target", "axis", "budget", "budget_label", "estimated"]
-    columns += [f"{k}_{c}" for k in ("prune", "quantize", "both") for c in ("option", "error")]
+    columns += [f"{k}_{c}" for k in ("prune", "quantize", "both", "unpruned") for c in ("option", "error")]
     columns += ["best_kind", "best_option", "best_error", "margin", "answer"]
     write_parquet_atomic(folder / "budgets.parquet", pd.DataFrame(rows)[columns])
     notes = ["memory on the CPU is peak RSS growth during the passes"] if target == "cpu" else []
@@ -344,7 +346,7 @@ def make_report_run(
             write_parquet_atomic(folder / "profile.parquet", _profile_rows(target, estimated, options))
         scores = pd.DataFrame(
             {
-                "model": "minilm",
+                "model": "full",
                 "variant": ["fp32", "int8", "nf4"],
                 "split": "test",
                 "metric_name": metric,

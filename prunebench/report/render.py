@@ -1,0 +1,870 @@
+"""Render run directories as one HTML file and one Markdown file with PNG figures.
+
+The report is first built as a small document model (sections of text, tables and figures,
+all cells already formatted), then the same model goes through two jinja2 templates, so the
+HTML and the Markdown always say the same thing. The HTML is self-contained (figures as
+base64 data URIs, inline CSS, no script, no external resource); the Markdown links
+``figures/*.png`` beside it.
+
+Numbers from roofline estimates (``estimated == True``) carry a ``~`` in every table cell, a
+legend sentence under every table holding one, and "ESTIMATED" in figure titles and headings.
+
+``write_report`` writes into a staging folder next to OUT and swaps it in at the end
+(``replace_dir_atomic``), so an error or a kill leaves the previous report as it was. OUT is
+refused when it holds anything but a previous report (files listed in its manifest), unless
+``overwrite``; a run directory, or a folder holding one of the runs, is never replaced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from prunebench.errors import PrunebenchError
+from prunebench.report import figures
+from prunebench.report.load import RunData, load_runs, relative_parameters
+from prunebench.rundir import RUN_FILE, recover_dir, replace_dir_atomic, write_json_atomic
+
+FORMATS = ("html", "md")
+MANIFEST = ".prunebench-report.json"
+REPORT_KIND = "prunebench-report"
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
+FIGURES_DIR = "figures"
+MAX_PROFILE_ROWS = 60  # per target and run; the full table is in RUN/profile/TARGET/profile.csv
+ESTIMATED_MARK = "~"
+ESTIMATED_NOTE = (
+    "~ marks a roofline estimate (prunebench/profiling/estimate.py), not a measurement: that hardware was not "
+    "available, so treat these numbers as predictions."
+)
+HALF = 0.5  # the summary compares pruning to quantization at about half the parameters
+HALF_SLACK = 0.05
+
+
+# --- document model ------------------------------------------------------------------------------
+
+
+@dataclass
+class Text:
+    text: str
+    note: bool = False  # a remark set apart (estimates, definitions), not body text
+    kind: str = "text"
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+    kind: str = "bullets"
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+    kind: str = "table"
+
+
+@dataclass
+class Image:
+    name: str  # file stem under figures/
+    title: str
+    png: bytes
+    kind: str = "image"
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+    @property
+    def file(self) -> str:
+        return f"{FIGURES_DIR}/{self.name}.png"
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list = field(default_factory=list)
+    subsections: list[Section] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    runs: list[str]
+    sections: list[Section]
+
+    def images(self) -> list[Image]:
+        found = []
+
+        def walk(section: Section) -> None:
+            found.extend(b for b in section.blocks if isinstance(b, Image))
+            for sub in section.subsections:
+                walk(sub)
+
+        for section in self.sections:
+            walk(section)
+        return found
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    html: Path | None
+    markdown: Path | None
+    figures: list[Path]  # PNG files beside the Markdown (none when only HTML is written)
+    missing: list[str]  # "RUN LABEL: what is missing" for every run
+    runs: list[str]  # the run labels, in the order given
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def _present(value) -> bool:
+    if value is None or value is pd.NA:
+        return False
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _num(value, digits: int = 3, mark: str = "") -> str:
+    return f"{mark}{float(value):.{digits}f}" if _present(value) else "-"
+
+
+def _ms(seconds, mark: str = "") -> str:
+    return f"{mark}{float(seconds) * 1e3:.3f}" if _present(seconds) else "-"
+
+
+def _mib(size, mark: str = "") -> str:
+    return f"{mark}{float(size) / 2**20:,.1f}" if _present(size) else "-"
+
+
+def _count(value, unit: float, suffix: str) -> str:
+    return f"{float(value) / unit:.2f}{suffix}" if _present(value) else "-"
+
+
+def _text(value) -> str:
+    return str(value) if _present(value) else "-"
+
+
+def _flag(value) -> bool:
+    return bool(value) if _present(value) else False
+
+
+def _config_text(text, limit: int = 80) -> str:
+    """A config as compact JSON, or for long ones (a bit per head and unit) how many of each kind are kept."""
+    if not isinstance(text, str):
+        return "-"
+    compact = text.replace('"', "").replace(" ", "")
+    if len(compact) <= limit:
+        return compact
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError:
+        return compact[: limit - 1] + "…"
+    groups: dict[str, list[int]] = {}
+    for key, value in config.items():
+        groups.setdefault(re.sub(r"(_\d+)+$", "", key), []).append(int(value))
+    parts = []
+    for name, values in groups.items():
+        binary = set(values) <= {0, 1}
+        parts.append(f"{name}: {sum(values)}/{len(values)} kept" if binary else f"{name}: {sum(values)} in total")
+    return "; ".join(parts)
+
+
+def _estimated_rows(frame: pd.DataFrame) -> pd.Series:
+    flags = pd.Series(False, index=frame.index)
+    if "estimated" in frame.columns:
+        flags |= frame["estimated"].map(_flag)
+    if "mode" in frame.columns:
+        flags |= frame["mode"].astype(str).eq("estimated")
+    return flags
+
+
+class _TableBuilder:
+    """Rows of one table across runs: a leading run column when the report has several runs."""
+
+    def __init__(self, columns: list[str], multi_run: bool, caption: str = ""):
+        self.multi_run = multi_run
+        self.table = Table((["run"] if multi_run else []) + columns, [], caption)
+        self.estimated = False
+
+    def add(self, run: RunData, cells: list[str], estimated: bool = False) -> None:
+        self.table.rows.append(([run.label] if self.multi_run else []) + cells)
+        self.estimated |= estimated
+
+    def build(self) -> Table | None:
+        if not self.table.rows:
+            return None
+        if self.estimated:
+            self.table.notes.append(ESTIMATED_NOTE)
+        return self.table
+
+
+def _image(name: str, title: str, figure) -> Image | None:
+    if figure is None:
+        return None
+    return Image(name, title, figures.to_png(figure))
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _closest_to_half(frame: pd.DataFrame, rel: pd.Series) -> pd.Series | None:
+    """The lowest-error row at no more than about half the parameters, else the one nearest half."""
+    if not len(frame):
+        return None
+    small = frame[rel <= HALF + HALF_SLACK]
+    if len(small):
+        return small.loc[small["error"].astype(float).idxmin()]
+    return frame.loc[(rel - HALF).abs().idxmin()]
+
+
+def _quantized(options: pd.DataFrame, name: str) -> pd.Series | None:
+    quantize = options[options["kind"] == "quantize"]
+    for column in ("variant", "quantization"):
+        if column in quantize.columns:
+            rows = quantize[quantize[column].astype(str).str.lower() == name]
+            if len(rows):
+                return rows.loc[rows["error"].astype(float).idxmin()]
+    return None
+
+
+def _summary(runs: list[RunData], multi: bool) -> Section:
+    section = Section("summary", "Summary")
+    lines = []
+    for run in runs:
+        train, task = run.train, run.run.get("task") or {}
+        line = (
+            f"{run.label}: task {run.task} ({task.get('kind', '?')}, {run.metric_name}), model {run.model}, "
+            f"strategy {run.strategy}, space {train.get('space', '?')}, {train.get('epochs', '?')} epochs; "
+            f"training {run.run.get('status', '?')}"
+        )
+        log = run.training_log
+        if log is not None and len(log) and "largest" in set(log["subnetwork"]):
+            last = log[log["subnetwork"] == "largest"].sort_values("epoch").iloc[-1]
+            line += f"; largest sub-network validation error {_num(last['error'])} after epoch {int(last['epoch'])}"
+        counts = f"{len(run.search_methods)} search(es), {len(run.baselines)} baseline(s), "
+        counts += f"{len(run.profiles)} profiled target(s), {len(run.compares)} compared target(s)"
+        lines.append(f"{line}. {counts}.")
+    section.blocks.append(Bullets(lines))
+
+    compare_table = _TableBuilder(
+        ["target", "what", "option", "relative params", "weight MiB", "error", "latency ms", "memory MiB"],
+        multi,
+        caption="Pruning near half the parameters vs 8-bit and 4-bit quantization of the full model "
+        "(error on the test split; latency and memory on each target)",
+    )
+    search_table = _TableBuilder(
+        ["search", "relative params", "parameters", "validation error", "test error", "config"],
+        multi,
+        caption="Best searched sub-network at about half the parameters (Pareto sets of the search methods)",
+    )
+    for run in runs:
+        for compare in run.compares:
+            options = compare.options
+            picks = [
+                ("full model", options[options["kind"] == "unpruned"].nsmallest(1, "error")),
+                ("pruned, about 50% params", None),
+                ("int8 (full model)", _quantized(options, "int8")),
+                ("nf4 (full model)", _quantized(options, "nf4")),
+            ]
+            pruned = options[options["kind"] == "prune"]
+            picks[1] = (picks[1][0], _closest_to_half(pruned, pruned["relative_parameters"].astype(float)))
+            for what, row in picks:
+                if isinstance(row, pd.DataFrame):
+                    row = row.iloc[0] if len(row) else None
+                if row is None:
+                    compare_table.add(run, [compare.target, what, "not in the comparison", *["-"] * 5])
+                    continue
+                mark = ESTIMATED_MARK if _flag(row.get("estimated")) else ""
+                compare_table.add(
+                    run,
+                    [
+                        compare.target,
+                        what,
+                        _text(row["option"]),
+                        _num(row["relative_parameters"], 2),
+                        _mib(row.get("weight_bytes")),
+                        _num(row["error"]),
+                        _ms(row.get("latency_s"), mark),
+                        _mib(row.get("memory_bytes"), mark),
+                    ],
+                    estimated=bool(mark),
+                )
+        fronts = [s.pareto.assign(search=s.name) for s in run.search_methods if len(s.pareto)]
+        if fronts:
+            joint = pd.concat(fronts, ignore_index=True)
+            best = _closest_to_half(joint, relative_parameters(joint))
+            if best is not None:
+                search_table.add(
+                    run,
+                    [
+                        best["search"],
+                        _num(relative_parameters(joint).loc[best.name], 3),
+                        _count(best.get("parameters"), 1e6, "M"),
+                        _num(best["error"]),
+                        _num(best.get("test_error")),
+                        _config_text(best.get("config")),
+                    ],
+                )
+    for table in (search_table.build(), compare_table.build()):
+        if table is not None:
+            section.blocks.append(table)
+    if not any(run.compares for run in runs):
+        section.blocks.append(
+            Text("No pruning-vs-quantization comparison yet: run 'prunebench compare' (see Missing).", note=True)
+        )
+    return section
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = ", ".join(map(str, value)) if value else "-"
+        else:
+            flat[name] = "-" if value is None else str(value)
+    return flat
+
+
+def _settings_table(runs: list[RunData], per_run: list[dict], caption: str) -> Table:
+    """One row per setting, one column per run (the columns are labelled with the runs)."""
+    keys: list[str] = []
+    for values in per_run:
+        keys += [k for k in values if k not in keys]
+    columns = ["setting", *(r.label for r in runs)] if len(runs) > 1 else ["setting", "value"]
+    rows = [[key, *(values.get(key, "-") for values in per_run)] for key in keys]
+    return Table(columns, rows, caption)
+
+
+def _configuration(runs: list[RunData]) -> Section:
+    section = Section("configuration", "Run configuration")
+    per_run = []
+    for run in runs:
+        task = dict(run.run.get("task") or {})
+        values = {"run directory": str(run.path), "status": str(run.run.get("status", "-"))}
+        values |= _flatten(run.train)
+        values |= _flatten({k: v for k, v in task.items() if k != "name"}, "task.")
+        per_run.append(values)
+    section.blocks.append(_settings_table(runs, per_run, "Resolved training configuration and task (run.json)"))
+    return section
+
+
+def _environment(runs: list[RunData], multi: bool) -> Section:
+    section = Section("environment", "Environment and hardware")
+    if any(r.environment for r in runs):
+        per_run = [_flatten(r.environment or {}) for r in runs]
+        section.blocks.append(_settings_table(runs, per_run, "Where the run was trained (environment.json)"))
+    else:
+        section.blocks.append(Text("No environment.json in any run.", note=True))
+    targets = _TableBuilder(
+        ["target", "device", "mode", "CPU", "threads", "torch", "rows", "ok"],
+        multi,
+        caption="Hardware targets profiled (profile.parquet)",
+    )
+    for run in runs:
+        for profile in run.profiles:
+            table = profile.table
+            if not len(table):
+                continue
+            estimated = bool(_estimated_rows(table).any())
+
+            def values(column: str, table=table) -> str:
+                return ", ".join(sorted({str(v) for v in table.get(column, pd.Series()).dropna()})) or "-"
+
+            mode = values("mode")  # "estimated" says it; the table's legend explains the ~ marks
+            ok = int((table["status"] == "ok").sum()) if "status" in table else 0
+            targets.add(
+                run,
+                [profile.target, values("device"), mode, values("cpu_model"), values("threads")]
+                + [values("torch_version"), str(len(table)), str(ok)],
+                estimated=estimated,
+            )
+    table = targets.build()
+    if table is not None:
+        section.blocks.append(table)
+    return section
+
+
+def _training(runs: list[RunData], multi: bool) -> Section:
+    section = Section("training", "Fine-tuning curves")
+    image = _image("training", "Validation error per epoch", figures.training_curves(runs))
+    if image is None:
+        section.blocks.append(Text("No run has a fine-tuning log (training_log.parquet).", note=True))
+        return section
+    section.blocks.append(image)
+    builder = _TableBuilder(
+        ["epoch", "sub-network", "relative params", "metric", "error", "train loss", "epoch seconds"],
+        multi,
+        caption="Last epoch: validation scores of the largest, middle and smallest sub-networks",
+    )
+    for run in runs:
+        log = run.training_log
+        if log is None or not len(log):
+            continue
+        last = log[log["epoch"] == log["epoch"].max()]
+        for row in last.itertuples():
+            builder.add(
+                run,
+                [
+                    str(row.epoch),
+                    str(row.subnetwork),
+                    _num(row.relative_parameters, 3),
+                    f"{row.metric_name} {_num(row.metric)}",
+                    _num(row.error),
+                    _num(row.train_loss, 2),
+                    _num(row.epoch_seconds, 1),
+                ],
+            )
+    table = builder.build()
+    if table is not None:
+        section.blocks.append(table)
+    return section
+
+
+def _search(runs: list[RunData], multi: bool) -> Section:
+    section = Section("search", "Search")
+    if not any(r.searches for r in runs):
+        section.blocks.append(Text("No run has search results (RUN/search/).", note=True))
+        return section
+    section.blocks.append(
+        Text(
+            "Sub-networks are scored with the super-network's shared weights on the validation split. "
+            "Baselines (layer_drop, importance) are drawn as separate markers and are not search methods."
+        )
+    )
+    for image in (
+        _image("search-front", "Error vs relative parameters", figures.search_front(runs)),
+        _image("search-hypervolume", "Hypervolume over evaluations", figures.hypervolume_curves(runs)),
+    ):
+        if image is not None:
+            section.blocks.append(image)
+    builder = _TableBuilder(
+        ["search", "role", "method", "objectives", "evaluations", "final hypervolume", "status"],
+        multi,
+        caption="Final hypervolume per search (normalised objectives; comparable only at equal objectives)",
+    )
+    normalisations = set()
+    for run in runs:
+        for search in sorted(run.searches, key=lambda s: (s.is_baseline, s.name)):
+            meta = search.meta
+            builder.add(
+                run,
+                [
+                    search.name,
+                    "baseline" if search.is_baseline else "search method",
+                    search.method,
+                    ", ".join(search.objectives),
+                    str(meta.get("evaluations", len(search.candidates))),
+                    _num(search.final_hypervolume, 4),
+                    f"{meta.get('status', '-')} ({meta.get('stop_reason', '-')})",
+                ],
+            )
+            if meta.get("normalisation"):
+                normalisations.add(str(meta["normalisation"]))
+    section.blocks.append(builder.build())
+    for text in sorted(normalisations):
+        section.blocks.append(Text(f"Normalisation: {text}.", note=True))
+    return section
+
+
+def _pareto(runs: list[RunData], multi: bool) -> Section:
+    section = Section("pareto", "Pareto set")
+    builder = _TableBuilder(
+        ["search", "role", "relative params", "parameters", "MACs", "validation error", "test metric", "config"],
+        multi,
+        caption="Non-dominated sub-networks of each search, with their test-split metric where scored",
+    )
+    models = _TableBuilder(
+        ["search", "label", "relative params", "parameters", "validation error", "test error", "path"],
+        multi,
+        caption="Extracted Pareto models (search/NAME/models/index.parquet)",
+    )
+    for run in runs:
+        for search in sorted(run.searches, key=lambda s: (s.is_baseline, s.name)):
+            pareto = search.pareto
+            rel = relative_parameters(pareto)
+            for index, row in pareto.assign(_rel=rel).sort_values("_rel").iterrows():
+                test = row.get("test_metric")
+                builder.add(
+                    run,
+                    [
+                        search.name,
+                        "baseline" if search.is_baseline else "search method",
+                        _num(rel.loc[index], 3),
+                        _count(row.get("parameters"), 1e6, "M"),
+                        _count(row.get("macs"), 1e9, "G"),
+                        _num(row["error"]),
+                        f"{run.metric_name} {_num(test)}" if _present(test) else "not scored",
+                        _config_text(row.get("config")),
+                    ],
+                )
+            if search.models is not None:
+                for row in search.models.to_dict("records"):
+                    rel_model = row.get("params", row.get("relative_parameters"))
+                    models.add(
+                        run,
+                        [
+                            search.name,
+                            _text(row.get("label")),
+                            _num(rel_model, 3),
+                            _count(row.get("parameters"), 1e6, "M"),
+                            _num(row.get("error")),
+                            _num(row.get("test_error")),
+                            _text(row.get("path")),
+                        ],
+                    )
+    tables = [t for t in (builder.build(), models.build()) if t is not None]
+    section.blocks += tables or [Text("No Pareto set: no run has search results.", note=True)]
+    return section
+
+
+def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
+    compares = [(r, c) for r in runs for c in r.compares if c.target == target]
+    estimated = any(c.estimated for _, c in compares)
+    title = f"Target {target}" + (" — ESTIMATED (roofline model, not measured)" if estimated else " — measured")
+    section = Section(f"target-{_safe_name(target)}", title)
+    if estimated:
+        section.blocks.append(Text(ESTIMATED_NOTE, note=True))
+    for run, compare in compares:
+        meta = compare.meta
+        facts = [
+            f"{k.replace('_', ' ')} {meta[k]}" for k in ("device", "batch_size", "seq_len", "threads") if k in meta
+        ]
+        prefix = f"{run.label}: " if multi else ""
+        section.blocks.append(Text(prefix + (", ".join(facts) or "no compare.json settings") + "."))
+        notes = [f"Latency: {meta['latency_definition']}."] if meta.get("latency_definition") else []
+        notes += [f"Memory: {meta['memory_definition']}."] if meta.get("memory_definition") else []
+        notes += [f"{n}" for n in meta.get("notes") or []]
+        if notes:
+            section.blocks.append(Bullets([prefix + n for n in notes]))
+    name = _safe_name(target)
+    for axis in ("latency", "memory"):
+        image = _image(
+            f"compare-{name}-{axis}",
+            f"{target}: error vs {axis}" + (" (estimated)" if estimated else ""),
+            figures.compare_tradeoff(runs, target, axis),
+        )
+        if image is not None:
+            section.blocks.append(image)
+    budgets = _TableBuilder(
+        ["axis", "budget", "best kind", "best option", "best error", "prune", "quantize", "both", "margin", "answer"],
+        multi,
+        caption=f"Budgets on {target}: the option with the lowest error that fits, and the best of each kind",
+    )
+    options = _TableBuilder(
+        ["option", "kind", "relative params", "weight MiB", "error", "latency ms", "memory MiB", "on front"],
+        multi,
+        caption=f"Options on {target}: un-pruned, quantized, pruned, and both",
+    )
+    for run, compare in compares:
+        for row in compare.budgets.to_dict("records"):
+            mark = ESTIMATED_MARK if _flag(row.get("estimated")) or compare.estimated else ""
+            budget = f"{mark}{row.get('budget_label', '-')}"
+
+            def kind_cell(kind: str, row=row) -> str:
+                option = row.get(f"{kind}_option")
+                return f"{option} ({_num(row.get(f'{kind}_error'))})" if _present(option) else "nothing fits"
+
+            budgets.add(
+                run,
+                [
+                    _text(row.get("axis")),
+                    budget,
+                    _text(row.get("best_kind")),
+                    _text(row.get("best_option")),
+                    _num(row.get("best_error")),
+                    kind_cell("prune"),
+                    kind_cell("quantize"),
+                    kind_cell("both"),
+                    _num(row.get("margin")),
+                    (mark + " " if mark else "") + _text(row.get("answer")),
+                ],
+                estimated=bool(mark),
+            )
+        frame = compare.options.copy()
+        frame["_order"] = frame["kind"].map({k: i for i, k in enumerate(figures.KINDS)}).fillna(len(figures.KINDS))
+        for row in frame.sort_values(["_order", "relative_parameters"], ascending=[True, False]).to_dict("records"):
+            mark = ESTIMATED_MARK if _flag(row.get("estimated")) else ""
+            fronts = [axis for axis in ("latency", "memory") if _flag(row.get(f"front_{axis}"))]
+            options.add(
+                run,
+                [
+                    _text(row.get("option")),
+                    _text(row.get("kind")),
+                    _num(row.get("relative_parameters"), 2),
+                    _mib(row.get("weight_bytes")),
+                    _num(row.get("error")),
+                    _ms(row.get("latency_s"), mark),
+                    _mib(row.get("memory_bytes"), mark),
+                    ", ".join(fronts) or "-",
+                ],
+                estimated=bool(mark),
+            )
+    for table in (budgets.build(), options.build()):
+        if table is not None:
+            section.blocks.append(table)
+    return section
+
+
+def _targets(runs: list[RunData], multi: bool) -> Section:
+    section = Section("targets", "Hardware targets: pruning vs quantization")
+    targets = sorted({c.target for r in runs for c in r.compares})
+    if not targets:
+        section.blocks.append(Text("No run has a comparison (RUN/compare/TARGET/).", note=True))
+        return section
+    section.blocks.append(
+        Text(
+            "Each option is the fine-tuned model un-pruned, quantized (int8, nf4, ...), pruned (an extracted "
+            "Pareto sub-network), or both; its error is on the test split. Fronts join the options no other "
+            "option beats in both error and cost."
+        )
+    )
+    section.subsections = [_target_section(runs, target, multi) for target in targets]
+    return section
+
+
+def _profile_memory(row: dict):
+    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
+    if row.get("mode") == "estimated":
+        return row.get("est_peak_memory_bytes")
+    cuda = row.get("torch_peak_allocated_bytes")
+    return cuda if _present(cuda) else row.get("peak_rss_growth_bytes")
+
+
+def _profiles(runs: list[RunData], multi: bool) -> Section:
+    section = Section("profiles", "Profiles")
+    if not any(r.profiles for r in runs):
+        section.blocks.append(Text("No run has hardware profiles (RUN/profile/TARGET/).", note=True))
+        return section
+    columns = ["target", "model", "variant", "batch", "seq", "mode", "status", "latency mean ms", "p99 ms"]
+    columns += ["memory MiB", "weight MiB"]
+    builder = _TableBuilder(columns, multi, caption="Profile rows (latency per forward pass of one batch)")
+    scores = _TableBuilder(
+        ["target", "model", "variant", "split", "metric", "error", "examples", "status"],
+        multi,
+        caption="Task scores of the profiled variants (scores.parquet)",
+    )
+    cut = []
+    for run in runs:
+        for profile in run.profiles:
+            table = profile.table.assign(_estimated=_estimated_rows(profile.table))
+            table = table.sort_values(["model", "variant", "batch_size", "seq_len", "mode"], kind="stable")
+            if len(table) > MAX_PROFILE_ROWS:
+                cut.append(f"{run.label}, {profile.target}: {MAX_PROFILE_ROWS} of {len(table)} rows shown")
+            for row in table.head(MAX_PROFILE_ROWS).to_dict("records"):
+                mark = ESTIMATED_MARK if row["_estimated"] else ""
+                status = _text(row.get("status"))
+                if status != "ok" and _present(row.get("reason")):
+                    status += f": {row['reason']}"
+                builder.add(
+                    run,
+                    [
+                        profile.target,
+                        _text(row.get("model")),
+                        _text(row.get("variant")),
+                        _text(row.get("batch_size")),
+                        _text(row.get("seq_len")),
+                        _text(row.get("mode")),
+                        status,
+                        _ms(row.get("latency_mean_s"), mark),
+                        _ms(row.get("latency_p99_s"), mark),
+                        _mib(_profile_memory(row), mark),
+                        _mib(row.get("weight_bytes")),
+                    ],
+                    estimated=bool(mark),
+                )
+            if profile.scores is not None:
+                for row in profile.scores.to_dict("records"):
+                    scores.add(
+                        run,
+                        [
+                            profile.target,
+                            _text(row.get("model")),
+                            _text(row.get("variant")),
+                            _text(row.get("split")),
+                            f"{_text(row.get('metric_name'))} {_num(row.get('metric'))}",
+                            _num(row.get("error")),
+                            _text(row.get("examples")),
+                            _text(row.get("status")),
+                        ],
+                    )
+    table = builder.build()
+    if table is not None:
+        table.notes += [f"{c}; the rest is in profile.csv." for c in cut]
+        section.blocks.append(table)
+    table = scores.build()
+    if table is not None:
+        section.blocks.append(table)
+    return section
+
+
+def _missing(runs: list[RunData]) -> Section:
+    section = Section("missing", "Missing")
+    items = [f"{run.label}: {note}" for run in runs for note in run.missing]
+    section.blocks.append(Bullets(items) if items else Text("Nothing is missing: every stage has results."))
+    return section
+
+
+def build_document(runs: list[RunData]) -> Document:
+    """The report's content, independent of the output format."""
+    multi = len(runs) > 1
+    sections = [
+        _summary(runs, multi),
+        _configuration(runs),
+        _environment(runs, multi),
+        _training(runs, multi),
+        _search(runs, multi),
+        _pareto(runs, multi),
+        _targets(runs, multi),
+        _profiles(runs, multi),
+        _missing(runs),
+    ]
+    return Document("prunebench report", [r.label for r in runs], sections)
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _markdown_escape(text: str, cell: bool = False) -> str:
+    # "~" would start strikethrough on GitHub; "|" would end a table cell; "<" could open an HTML tag.
+    text = str(text).replace("\\", "\\\\").replace("~", "\\~").replace("<", "&lt;").replace("*", "\\*")
+    if cell:
+        text = text.replace("|", "\\|").replace("\n", " ")
+    return text
+
+
+def _environment_jinja() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("prunebench.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(document: Document) -> str:
+    return _environment_jinja().get_template("report.html.j2").render(doc=document)
+
+
+def render_markdown(document: Document) -> str:
+    env = _environment_jinja()
+    env.filters["md"] = _markdown_escape
+    env.filters["mdcell"] = lambda text: _markdown_escape(text, cell=True)
+    return env.get_template("report.md.j2").render(doc=document)
+
+
+# --- output folder -------------------------------------------------------------------------------
+
+
+def _files_in(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+
+
+def _is_previous_report(folder: Path) -> bool:
+    """True when every file in ``folder`` is one a previous report listed in its manifest."""
+    manifest = folder / MANIFEST
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, dict) or data.get("kind") != REPORT_KIND:
+        return False
+    return _files_in(folder) <= {MANIFEST, *data.get("files", [])}
+
+
+def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
+    recover_dir(out)  # a kill between the two renames of an earlier write leaves the old report aside
+    if out.exists() and not out.is_dir():
+        raise PrunebenchError(f"--out {out} is a file; give a folder for the report")
+    resolved = out.resolve()
+    for run in runs:
+        run_path = Path(run).resolve()
+        if run_path == resolved or resolved in run_path.parents:
+            raise PrunebenchError(f"--out {out} holds the run {run}; write the report elsewhere, e.g. {run}/report")
+    if (out / RUN_FILE).is_file():
+        raise PrunebenchError(f"--out {out} is a run directory; write the report elsewhere, e.g. {out}/report")
+    if out.is_dir() and any(out.iterdir()) and not _is_previous_report(out) and not overwrite:
+        raise PrunebenchError(
+            f"--out {out} holds files that are not a prunebench report; pass --overwrite to replace them, "
+            "or choose an empty folder"
+        )
+
+
+def _check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        given = ",".join(formats)
+        raise PrunebenchError(f"--format takes html and/or md separated by commas, like html,md; got {given!r}")
+    return chosen
+
+
+def write_report(
+    runs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS, overwrite: bool = False
+) -> ReportResult:
+    """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring."""
+    chosen = _check_formats(formats)
+    if not runs:
+        raise PrunebenchError("give at least one run directory to report on")
+    out = Path(out)
+    data = load_runs([Path(r) for r in runs])
+    _check_out(out, runs, overwrite)
+    document = build_document(data)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    written: list[str] = []
+    try:
+        if "html" in chosen:
+            (staging / HTML_FILE).write_text(render_html(document), encoding="utf-8")
+            written.append(HTML_FILE)
+        if "md" in chosen:
+            (staging / FIGURES_DIR).mkdir()
+            for image in document.images():
+                (staging / image.file).write_bytes(image.png)
+                written.append(image.file)
+            (staging / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
+            written.append(MARKDOWN_FILE)
+        manifest = {"kind": REPORT_KIND, "version": 1, "runs": [str(r) for r in runs], "formats": list(chosen)}
+        write_json_atomic(staging / MANIFEST, {**manifest, "files": written})
+        replace_dir_atomic(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ReportResult(
+        out=out,
+        html=out / HTML_FILE if "html" in chosen else None,
+        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
+        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
+        missing=[f"{run.label}: {note}" for run in data for note in run.missing],
+        runs=[run.label for run in data],
+    )
