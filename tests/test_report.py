@@ -1,0 +1,348 @@
+"""The report: HTML and Markdown from run directories, what they show, what they refuse, in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+from report_fixture import HALF_OPTION, make_report_run
+
+from helpers import run_cli
+from prunebench.errors import PrunebenchError
+from prunebench.report import render, write_report
+from prunebench.report.load import load_runs
+
+SECTIONS = [
+    "Summary",
+    "Run configuration",
+    "Environment and hardware",
+    "Fine-tuning curves",
+    "Search",
+    "Pareto set",
+    "Hardware targets: pruning vs quantization",
+    "Profiles",
+    "Missing",
+]
+DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+class _Outline(HTMLParser):
+    """Headings, and each table as rows of cell texts with the text of the notes that follow it."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings: list[tuple[str, str]] = []
+        self.tables: list[dict] = []
+        self._tag: str | None = None
+        self._text = ""
+        self._note = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("h1", "h2", "h3", "td", "th", "caption"):
+            self._tag, self._text = tag, ""
+        elif tag == "table":
+            self.tables.append({"caption": "", "rows": [], "notes": []})
+        elif tag == "tr":
+            self.tables[-1]["rows"].append([])
+        elif tag == "p" and attrs.get("class") == "note":
+            self._note, self._text = True, ""
+
+    def handle_data(self, data):
+        self._text += data
+
+    def handle_endtag(self, tag):
+        text = self._text.strip()
+        if tag in ("h1", "h2", "h3") and self._tag == tag:
+            self.headings.append((tag, text))
+        elif tag in ("td", "th") and self._tag == tag:
+            self.tables[-1]["rows"][-1].append(text)
+        elif tag == "caption":
+            self.tables[-1]["caption"] = text
+        elif tag == "p" and self._note:
+            if self.tables:
+                self.tables[-1]["notes"].append(text)
+            self._note = False
+        if tag == self._tag:
+            self._tag = None
+
+
+def _outline(html: str) -> _Outline:
+    parser = _Outline()
+    parser.feed(html)
+    return parser
+
+
+def _table(outline: _Outline, caption_start: str) -> dict:
+    found = [t for t in outline.tables if t["caption"].startswith(caption_start)]
+    assert len(found) == 1, [t["caption"] for t in outline.tables]
+    return found[0]
+
+
+def _records(table: dict) -> list[dict[str, str]]:
+    header, *rows = table["rows"]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    """One complete fixture run reported once (figures take about a second), shared by the read-only tests."""
+    base = tmp_path_factory.mktemp("report")
+    run = make_report_run(base / "run")
+    result = write_report([run], base / "out")
+    return run, result
+
+
+def test_html_has_every_section_and_valid_embedded_figures(full_report):
+    _, result = full_report
+    html = result.html.read_text()
+    outline = _outline(html)
+    assert [text for tag, text in outline.headings if tag == "h2"] == SECTIONS
+    h3 = [text for tag, text in outline.headings if tag == "h3"]
+    assert h3 == ["Target a10 — ESTIMATED (roofline model, not measured)", "Target cpu — measured"]
+    images = DATA_URI.findall(html)
+    assert len(images) == 7  # training, search front, hypervolume, latency and memory for two targets
+    for encoded in images:
+        picture = PILImage.open(io.BytesIO(base64.b64decode(encoded)))
+        picture.verify()
+        assert picture.format == "PNG" and picture.size[0] > 300 and picture.size[1] > 200
+    # self-contained: nothing fetched from anywhere, no script at all
+    assert not re.search(r"https?://", html)
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert html.count("<img ") == len(images)
+
+
+def test_html_tables_hold_the_runs_numbers(full_report):
+    run, result = full_report
+    outline = _outline(result.html.read_text())
+    budgets = pd.read_parquet(run / "compare" / "cpu" / "budgets.parquet")
+    cpu_budgets = _records(_table(outline, "Budgets on cpu"))
+    assert [r["answer"] for r in cpu_budgets] == budgets["answer"].tolist()
+    assert {r["best option"] for r in cpu_budgets} == set(budgets["best_option"])
+
+    pareto = pd.read_parquet(run / "search" / "nsga2-seed0" / "pareto.parquet").sort_values("params")
+    shown = [r for r in _records(_table(outline, "Non-dominated sub-networks")) if r["search"] == "nsga2-seed0"]
+    assert len(shown) == len(pareto)
+    smallest = pareto.iloc[0]
+    assert shown[0]["relative params"] == f"{smallest['params']:.3f}"
+    assert shown[0]["validation error"] == f"{smallest['error']:.3f}"
+    assert shown[0]["test metric"] == f"accuracy {smallest['test_metric']:.3f}"
+    assert shown[0]["config"] == json.dumps(json.loads(smallest["config"]), separators=(",", ":")).replace('"', "")
+
+    hypervolume = _records(_table(outline, "Final hypervolume per search"))
+    roles = {r["search"]: r["role"] for r in hypervolume}
+    assert roles == {"nsga2-seed0": "search method", "random_search-seed0": "search method"} | {
+        "layer_drop-seed0": "baseline"
+    }
+    summary = _records(_table(outline, "Pruning near half the parameters"))
+    cpu = {r["what"]: r for r in summary if r["target"] == "cpu"}
+    assert cpu["pruned, about 50% params"]["option"] == HALF_OPTION
+    assert cpu["int8 (full model)"]["option"] == "full int8" and cpu["nf4 (full model)"]["option"] == "full nf4"
+
+
+def test_every_estimated_number_is_marked(full_report):
+    """Wherever a10 numbers appear, the cells carry '~' and the table a legend sentence; figures say ESTIMATED."""
+    _, result = full_report
+    html = result.html.read_text()
+    outline = _outline(html)
+    tables_with_a10 = [t for t in outline.tables if any("a10" in cell for row in t["rows"] for cell in row)]
+    tables_with_a10 += [t for t in outline.tables if "on a10" in t["caption"]]
+    assert len(tables_with_a10) >= 5  # summary, targets profiled, budgets, options, profile rows
+    for table in tables_with_a10:
+        assert any("roofline estimate" in note for note in table["notes"]), table["caption"]
+    options = _records(_table(outline, "Options on a10"))
+    assert all(r["latency ms"].startswith("~") and r["memory MiB"].startswith("~") for r in options)
+    cpu_options = _records(_table(outline, "Options on cpu"))
+    assert not any("~" in value for r in cpu_options for value in r.values())
+    profile_rows = _records(_table(outline, "Profile rows"))
+    a10_ok = [r for r in profile_rows if r["target"] == "a10" and r["status"] == "ok"]
+    assert a10_ok and all(r["latency mean ms"].startswith("~") for r in a10_ok)
+    assert all(not r["latency mean ms"].startswith("~") for r in profile_rows if r["target"] == "cpu")
+    alts = re.findall(r'<img src="[^"]+" alt="([^"]+)"', html)
+    assert [a for a in alts if a.startswith("a10")] == [
+        "a10: error vs latency (estimated)",
+        "a10: error vs memory (estimated)",
+    ]
+
+
+def test_markdown_has_pipe_tables_and_linked_figures(full_report):
+    _, result = full_report
+    text = result.markdown.read_text()
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in text
+    assert text.count("| --- |") >= 10
+    links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", text)
+    assert len(links) == 7
+    for _, link in links:
+        path = result.out / link
+        assert not link.startswith(("/", "http")) and path.is_file()
+        assert PILImage.open(path).format == "PNG"
+    assert sorted(result.out / link for _, link in links) == sorted(result.figures)
+    # table rows have as many cells as their header (an unescaped '|' would add one)
+    for block in re.findall(r"((?:^\|.*\|\n)+)", text, flags=re.M):
+        widths = {len(re.split(r"(?<!\\)\|", line)) for line in block.splitlines()}
+        assert len(widths) == 1, block
+    assert "\\~" in text and "roofline estimate" in text  # '~' escaped so GitHub does not strike it through
+
+
+def test_a_run_with_only_training_reports_what_is_missing(tmp_path):
+    run = make_report_run(tmp_path / "run", with_search=False, with_profile=False, with_compare=False)
+    result = write_report([run], tmp_path / "out")
+    outline = _outline(result.html.read_text())
+    assert [text for tag, text in outline.headings if tag == "h2"] == SECTIONS
+    for needle in ("no search results", "no hardware profiles", "no pruning-vs-quantization comparison"):
+        assert any(needle in note for note in result.missing), result.missing
+        assert needle in result.html.read_text() and needle in result.markdown.read_text()
+    assert len(DATA_URI.findall(result.html.read_text())) == 1  # the fine-tuning curves only
+
+
+def test_damaged_tables_become_notes_not_crashes(tmp_path):
+    run = make_report_run(tmp_path / "run", with_compare=False)
+    (run / "search" / "nsga2-seed0" / "candidates.parquet").write_bytes(b"not parquet")
+    (run / "training_log.parquet").write_bytes(b"")
+    result = write_report([run], tmp_path / "out", formats=("html",))
+    assert any("nsga2-seed0" in n and "could not be read" in n for n in result.missing)
+    assert any("fine-tuning log" in n and "could not be read" in n for n in result.missing)
+    assert result.markdown is None and not (tmp_path / "out" / "figures").exists()
+    assert "random_search-seed0" in result.html.read_text()
+
+
+def test_two_runs_of_different_tasks_aggregate_with_labels(tmp_path):
+    first = make_report_run(tmp_path / "rt")
+    second = make_report_run(tmp_path / "stsb", task="stsb", strategy="sandwich", with_compare=False, seed=1)
+    result = write_report([first, second], tmp_path / "out")
+    assert result.runs == ["rotten_tomatoes / minilm / full", "stsb / minilm / sandwich"]
+    outline = _outline(result.html.read_text())
+    pareto = _records(_table(outline, "Non-dominated sub-networks"))
+    assert {r["run"] for r in pareto} == set(result.runs)
+    assert {r["test metric"].split()[0] for r in pareto if r["run"].startswith("stsb")} == {"spearman"}
+    config = _table(outline, "Resolved training configuration")
+    assert config["rows"][0] == ["setting", *result.runs]
+    # every table but the settings (one column per run) starts with the run's label
+    settings = ("Resolved training configuration", "Where the run was trained")
+    for table in outline.tables:
+        if not table["caption"].startswith(settings):
+            assert table["rows"][0][0] == "run", table["caption"]
+    same = make_report_run(tmp_path / "rt2", with_search=False, with_profile=False, with_compare=False)
+    labels = [run.label for run in load_runs([first, same])]
+    assert labels == ["rotten_tomatoes / minilm / full (rt)", "rotten_tomatoes / minilm / full (rt2)"]
+    with pytest.raises(PrunebenchError, match="given twice"):
+        load_runs([first, tmp_path / "rt" / "."])
+
+
+def test_foreign_output_is_refused_and_left_untouched(tmp_path):
+    run = make_report_run(tmp_path / "run", with_search=False, with_profile=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(PrunebenchError, match="--overwrite"):
+        write_report([run], out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".out*"))
+    write_report([run], out, overwrite=True)
+    assert not (out / "notes.txt").exists() and (out / "report.html").is_file()
+    write_report([run], out, formats=("md",))  # a previous report is replaced without --overwrite
+    assert not (out / "report.html").exists() and (out / "report.md").is_file()
+    (out / "figures" / "extra.png").write_bytes(b"x")  # a file the report did not write
+    with pytest.raises(PrunebenchError, match="not a prunebench report"):
+        write_report([run], out)
+    with pytest.raises(PrunebenchError, match="holds the run"):
+        write_report([run], tmp_path, overwrite=True)
+    with pytest.raises(PrunebenchError, match="not a prunebench run"):
+        write_report([tmp_path / "nothing"], tmp_path / "out3")
+    assert not (tmp_path / "out3").exists()
+
+
+def test_a_failure_while_writing_keeps_the_previous_report(tmp_path, monkeypatch):
+    run = make_report_run(tmp_path / "run", with_search=False, with_profile=False)
+    out = tmp_path / "out"
+    write_report([run], out, formats=("html",))
+    before = (out / "report.html").read_bytes()
+
+    def broken(document):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(render, "render_markdown", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report([run], out)
+    assert (out / "report.html").read_bytes() == before and not (out / "report.md").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _error_line(args, monkeypatch, capsys) -> str:
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_writes_the_report_and_gives_one_line_errors(tmp_path, monkeypatch, capsys):
+    run = make_report_run(tmp_path / "run", with_search=False, with_compare=False)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["report", str(run), "--out", str(out), "--format", "md"], monkeypatch, capsys)
+    assert code == 0, err
+    assert f"wrote {out / 'report.md'}" in stdout and "no search results" in stdout
+    assert not (out / "report.html").exists()
+    assert "not a prunebench run" in _error_line(["report", str(tmp_path), "--out", str(out)], monkeypatch, capsys)
+    assert "--format takes html and/or md" in _error_line(
+        ["report", str(run), "--out", str(out), "--format", "pdf"], monkeypatch, capsys
+    )
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "data.csv").write_text("1,2\n")
+    line = _error_line(["report", str(run), "--out", str(tmp_path / "busy")], monkeypatch, capsys)
+    assert "not a prunebench report" in line and "--overwrite" in line
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def test_report_renders_in_headless_chromium(full_report, tmp_path):
+    """Open report.html in Debian's Chromium: every figure decodes, headings are there, the console is clean."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        assert Path(binary).is_file(), f"{binary} is missing: apt-get install -y chromium chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,2000",
+    ):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: selenium-manager would otherwise try to download one.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        _, result = full_report
+        driver.get(result.html.resolve().as_uri())
+        assert driver.title == "prunebench report"
+        h1 = [e.text for e in driver.find_elements("css selector", "h1")]
+        h2 = [e.text for e in driver.find_elements("css selector", "h2")]
+        assert h1 == ["prunebench report"] and h2 == SECTIONS
+        loaded = driver.execute_script(
+            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
+        )
+        assert loaded == 7
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot))
+        picture = PILImage.open(shot)
+        assert picture.format == "PNG" and picture.size[0] >= 800 and shot.stat().st_size > 20_000
+        shades = sum(1 for count in picture.convert("L").histogram() if count)
+        assert shades > 20  # text and figures, not a blank page
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert severe == []
+    finally:
+        driver.quit()
