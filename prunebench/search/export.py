@@ -30,6 +30,7 @@ from rich.console import Console
 
 from prunebench.errors import PrunebenchError
 from prunebench.models.loading import load_model
+from prunebench.models.pruned import is_pruned_dir
 from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, replace_dir_atomic, write_parquet_atomic
 from prunebench.search.methods import BASELINES
 from prunebench.search.runner import META_FILE, PARETO, SEARCH_DIR
@@ -206,11 +207,13 @@ def export_pareto(
     models_dir = recover_dir(search_dir / MODELS_DIR)
 
     existing = _read_index(models_dir)
-    if existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs:
-        if all((run_dir / path).is_dir() for path in existing["path"]):
+    same = existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs
+    if same:
+        if all(is_pruned_dir(run_dir / path) for path in existing["path"]):
             console.print(f"{models_dir} already holds these {len(labels)} models; nothing to do")
             return ParetoExport(name, models_dir, _records(existing), written=False)
-    if models_dir.exists() and any(models_dir.iterdir()) and not overwrite:
+        console.print(f"{models_dir} lacks some of its models; writing the same {len(labels)} again")
+    elif models_dir.exists() and any(models_dir.iterdir()) and not overwrite:
         what = "another selection" if existing is not None else "files that are not an export"
         raise PrunebenchError(
             f"{models_dir} already holds {what}; pass --overwrite to replace it with these {len(labels)} models"

@@ -1,0 +1,193 @@
+"""``export_pareto`` / ``prunebench extract-pareto``: a search's Pareto set as real pruned models in the run."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import run_cli
+from prunebench.config import TrainConfig
+from prunebench.errors import PrunebenchError
+from prunebench.models import load_model
+from prunebench.search import SearchConfig, export_pareto, run_search
+from prunebench.search.export import INDEX_COLUMNS, choose_search, select_members
+from prunebench.supernet import CostModel, MaskedSuperNetwork, get_space
+from prunebench.supernet.export import verification_batch
+from prunebench.supernet.training import train_supernet
+
+TRAIN = dict(
+    model="shape:bert-tiny",
+    task="rotten_tomatoes",
+    space="small",
+    strategy="sandwich",
+    epochs=1,
+    batch_size=16,
+    learning_rate=1e-3,
+    max_train_examples=96,
+    max_eval_examples=64,
+    max_length=32,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run with one real search (test-scored) and one baseline search."""
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
+    run_search(run_dir, SearchConfig(method="random_search", samples=10, name="rs"), show_progress=False)
+    run_search(run_dir, SearchConfig(method="layer_drop", samples=3, score_test=False), show_progress=False)
+    return run_dir
+
+
+def _error(args, monkeypatch, capsys) -> str:
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_export_writes_every_member_as_a_verified_pruned_model(run):
+    pareto = pd.read_parquet(run / "search" / "rs" / "pareto.parquet")
+    result = export_pareto(run, show_progress=False)  # the only search that is not a baseline
+    assert result.search == "rs" and result.written
+    assert result.models_dir == run / "search" / "rs" / "models"
+    index = pd.read_parquet(result.models_dir / "index.parquet")
+    assert list(index.columns) == INDEX_COLUMNS
+    assert (result.models_dir / "index.csv").is_file()
+    assert len(index) == len(pareto) and index["label"].tolist() == [f"p{i:02d}" for i in range(len(pareto))]
+    assert index["params"].is_monotonic_increasing
+    by_config = {json.dumps(json.loads(row.config), sort_keys=True): row for row in pareto.itertuples()}
+    assert set(index["config"]) == set(by_config)
+    loaded = load_model(run / "checkpoint")
+    space = get_space("small", loaded.dims)
+    batch = verification_batch(loaded)
+    supernet = MaskedSuperNetwork(loaded)
+    for row in index.itertuples():
+        member = by_config[row.config]
+        assert (row.error, row.metric, row.test_metric, row.test_error) == (
+            member.error,
+            member.metric,
+            member.test_metric,
+            member.test_error,
+        )
+        assert row.params == pytest.approx(member.params) and row.path == f"search/rs/models/{row.label}"
+        pruned = load_model(run / row.path)
+        assert row.parameters == sum(p.numel() for p in pruned.model.parameters())
+        meta = json.loads((run / row.path / "prunebench.json").read_text())
+        assert meta["provenance"]["config"] == json.loads(row.config)
+        with torch.no_grad(), supernet.masked(space.masks(json.loads(row.config))):
+            masked = loaded.model(**batch).logits
+            diff = (masked - pruned.model(**batch).logits).abs().max().item()
+        assert diff < 1e-4 and row.max_abs_diff == pytest.approx(diff, abs=1e-6)
+    supernet.remove()
+    assert [r["label"] for r in result.rows] == index["label"].tolist()
+    assert not [p for p in (run / "search" / "rs").iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def _hand_made_search(run, tmp_path):
+    """A copy of the run with a search whose Pareto set has four members (the tiny search finds fewer)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("models", "search"))
+    folder = copy / "search" / "hand"
+    folder.mkdir(parents=True)
+    shutil.copy(run / "search" / "rs" / "search.json", folder / "search.json")
+    loaded = load_model(copy / "checkpoint")
+    space, cost = get_space("small", loaded.dims), CostModel.for_model(loaded)
+    configs = [(1, 1, 1), (2, 2, 64), (2, 4, 128), (2, 4, 256)]
+    rows = []
+    for i, (layers, heads, units) in enumerate(configs):
+        config = {"num_layers": layers, "num_heads": heads, "num_units": units}
+        rows.append(
+            {
+                "error": 0.4 - 0.1 * i,
+                "params": cost.relative_parameters(space.masks(config)),
+                "metric": 0.6 + 0.1 * i,
+                "config": json.dumps(config),
+            }
+        )
+    pd.DataFrame(rows[::-1]).to_parquet(folder / "pareto.parquet")  # any order in, params order out
+    return copy
+
+
+def test_same_selection_is_left_alone_another_needs_overwrite(run, tmp_path):
+    copy = _hand_made_search(run, tmp_path)
+    first = export_pareto(copy, show_progress=False)
+    assert [r["metric"] for r in first.rows] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert all(r["test_metric"] is None and r["test_error"] is None for r in first.rows)  # the search scored none
+    weights = copy / first.rows[0]["path"] / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = export_pareto(copy, show_progress=False)
+    assert not again.written and again.rows == first.rows and weights.stat().st_mtime_ns == stamp
+    with pytest.raises(PrunebenchError, match="another selection.*--overwrite"):
+        export_pareto(copy, max_models=2, show_progress=False)
+    fewer = export_pareto(copy, max_models=3, overwrite=True, verify=False, show_progress=False)
+    index = pd.read_parquet(fewer.models_dir / "index.parquet")
+    assert index["label"].tolist() == ["p00", "p01", "p02"] and index["max_abs_diff"].isna().all()
+    assert index["config"].tolist() == [first.rows[i]["config"] for i in (0, 2, 3)]  # nearest to the middle params
+    assert sorted(p.name for p in fewer.models_dir.iterdir()) == ["index.csv", "index.parquet", "p00", "p01", "p02"]
+    assert json.loads((fewer.models_dir / "p01" / "prunebench.json").read_text())["provenance"]["config"] == {
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_units": 128,
+    }
+    shutil.rmtree(fewer.models_dir / "p02")  # a model lost: the same selection is written again, no --overwrite
+    repaired = export_pareto(copy, max_models=3, verify=False, show_progress=False)
+    assert repaired.written and (fewer.models_dir / "p02" / "model.safetensors").is_file()
+    junk = copy / "search" / "hand" / "models"
+    shutil.rmtree(junk)
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    with pytest.raises(PrunebenchError, match="files that are not an export"):
+        export_pareto(copy, show_progress=False)
+
+
+def test_max_models_spreads_over_params_keeping_both_ends():
+    pareto = pd.DataFrame(
+        {"params": [1.0, 0.1, 0.12, 0.5, 0.9, 0.11], "error": [0.1, 0.6, 0.5, 0.3, 0.2, 0.55], "config": list("abcdef")}
+    )
+    assert select_members(pareto)["params"].tolist() == [0.1, 0.11, 0.12, 0.5, 0.9, 1.0]
+    assert select_members(pareto, 3)["params"].tolist() == [0.1, 0.5, 1.0]
+    assert select_members(pareto, 4)["params"].tolist() == [0.1, 0.5, 0.9, 1.0]  # 0.4 -> 0.5; 0.7 -> 0.9 (0.5 taken)
+    assert select_members(pareto, 6)["params"].tolist() == [0.1, 0.11, 0.12, 0.5, 0.9, 1.0]
+    assert len(select_members(pareto, 5)) == 5 and select_members(pareto, 2)["params"].tolist() == [0.1, 1.0]
+
+
+def test_default_search_must_be_unambiguous(run, tmp_path):
+    assert choose_search(run, None) == "rs"  # layer_drop-seed0 is a baseline
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoint", "models"))
+    shutil.copytree(copy / "search" / "rs", copy / "search" / "rs2")
+    with pytest.raises(PrunebenchError, match=r"2 searches that are not baselines \(rs, rs2.*--search"):
+        choose_search(copy, None)
+    assert choose_search(copy, "rs2") == "rs2"
+
+
+def test_cli_prints_the_models_and_bad_input_is_one_line(run, tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli(["extract-pareto", str(run), "--search", "rs"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "Pareto models of rs" in out and "p00" in out and "already there, unchanged" in out
+
+    assert "does not exist" in _error(["extract-pareto", str(tmp_path / "nope")], monkeypatch, capsys)
+    (tmp_path / "plain").mkdir()
+    assert "is not a prunebench run" in _error(["extract-pareto", str(tmp_path / "plain")], monkeypatch, capsys)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "run.json", bare / "run.json")
+    assert "has no checkpoint" in _error(["extract-pareto", str(bare)], monkeypatch, capsys)
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("models", "search"))
+    assert "holds no search" in _error(["extract-pareto", str(copy)], monkeypatch, capsys)
+    unfinished = copy / "search" / "rs"
+    unfinished.mkdir(parents=True)
+    shutil.copy(run / "search" / "rs" / "search.json", unfinished / "search.json")
+    line = _error(["extract-pareto", str(copy), "--search", "rs"], monkeypatch, capsys)
+    assert "has not written its Pareto set" in line and "prunebench search" in line
+    line = _error(["extract-pareto", str(copy), "--search", "nsga2-seed0"], monkeypatch, capsys)
+    assert "no search 'nsga2-seed0'" in line and "rs" in line
+    assert "at least 2" in _error(["extract-pareto", str(run), "--max-models", "1"], monkeypatch, capsys)
+    assert not (copy / "search" / "rs" / "models").exists()
