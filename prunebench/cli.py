@@ -413,7 +413,8 @@ def profile(
             console.print(
                 f"note: {run_dir} has no exported Pareto models yet, so only its fine-tuned model ('full') is "
                 f"profiled; add them with 'prunebench extract-pareto {run_dir}' and run this again (finished "
-                "points are kept)"
+                "points are kept)",
+                soft_wrap=True,
             )
     else:
         models = ([model] if model is not None else []) + ([model_dir] if model_dir is not None else [])
