@@ -126,7 +126,7 @@ def search_front(runs: list[RunData]) -> Figure | None:
             ax.set_title(run.label, fontsize=10)
             ax.set_xlabel("relative parameters (1 = full model)")
             ax.set_ylabel(f"validation error (1 - {run.metric_name})")
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="best")
     return figure
 
 
@@ -148,7 +148,7 @@ def hypervolume_curves(runs: list[RunData]) -> Figure | None:
             ax.set_title(run.label, fontsize=10)
             ax.set_xlabel("evaluations")
             ax.set_ylabel("hypervolume (normalised objectives)")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
     return figure
 
 
@@ -183,5 +183,5 @@ def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | No
             ax.set_title(run.label + ("  (~ estimated)" if compare.estimated else ""), fontsize=10)
             ax.set_xlabel(f"{axis} ({unit}{', estimated' if compare.estimated else ''})")
             ax.set_ylabel(f"error (1 - {run.metric_name})")
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="best")
     return figure

@@ -153,8 +153,15 @@ def _mib(size, mark: str = "") -> str:
     return f"{mark}{float(size) / 2**20:,.1f}" if _present(size) else "-"
 
 
-def _count(value, unit: float, suffix: str) -> str:
-    return f"{float(value) / unit:.2f}{suffix}" if _present(value) else "-"
+def _count(value) -> str:
+    """A count with an SI suffix chosen by its size (tiny test models have thousands of MACs, BERT billions)."""
+    if not _present(value):
+        return "-"
+    value = float(value)
+    for unit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= unit:
+            return f"{value / unit:.2f}{suffix}"
+    return f"{value:.0f}"
 
 
 def _text(value) -> str:
@@ -230,6 +237,8 @@ def _safe_name(text: str) -> str:
 
 def _closest_to_half(frame: pd.DataFrame, rel: pd.Series) -> pd.Series | None:
     """The lowest-error row at no more than about half the parameters, else the one nearest half."""
+    known = rel.notna() & frame["error"].notna()  # a row without both numbers cannot be ranked
+    frame, rel = frame[known], rel[known].astype(float)
     if not len(frame):
         return None
     small = frame[rel <= HALF + HALF_SLACK]
@@ -244,7 +253,7 @@ def _quantized(options: pd.DataFrame, name: str) -> pd.Series | None:
         if column in quantize.columns:
             rows = quantize[quantize[column].astype(str).str.lower() == name]
             if len(rows):
-                return rows.loc[rows["error"].astype(float).idxmin()]
+                return rows.sort_values("error", na_position="last").iloc[0]
     return None
 
 
@@ -281,14 +290,15 @@ def _summary(runs: list[RunData], multi: bool) -> Section:
     for run in runs:
         for compare in run.compares:
             options = compare.options
+            pruned = options[options["kind"] == "prune"]
+            half = _closest_to_half(pruned, pruned["relative_parameters"].astype(float))
+            within = half is not None and float(half["relative_parameters"]) <= HALF + HALF_SLACK
             picks = [
                 ("full model", options[options["kind"] == "unpruned"].nsmallest(1, "error")),
-                ("pruned, about 50% params", None),
+                (f"pruned, {'best at <= 55%' if within else 'closest to 50%'} params", half),
                 ("int8 (full model)", _quantized(options, "int8")),
                 ("nf4 (full model)", _quantized(options, "nf4")),
             ]
-            pruned = options[options["kind"] == "prune"]
-            picks[1] = (picks[1][0], _closest_to_half(pruned, pruned["relative_parameters"].astype(float)))
             for what, row in picks:
                 if isinstance(row, pd.DataFrame):
                     row = row.iloc[0] if len(row) else None
@@ -320,7 +330,7 @@ def _summary(runs: list[RunData], multi: bool) -> Section:
                     [
                         best["search"],
                         _num(relative_parameters(joint).loc[best.name], 3),
-                        _count(best.get("parameters"), 1e6, "M"),
+                        _count(best.get("parameters")),
                         _num(best["error"]),
                         _num(best.get("test_error")),
                         _config_text(best.get("config")),
@@ -514,8 +524,8 @@ def _pareto(runs: list[RunData], multi: bool) -> Section:
                         search.name,
                         "baseline" if search.is_baseline else "search method",
                         _num(rel.loc[index], 3),
-                        _count(row.get("parameters"), 1e6, "M"),
-                        _count(row.get("macs"), 1e9, "G"),
+                        _count(row.get("parameters")),
+                        _count(row.get("macs")),
                         _num(row["error"]),
                         f"{run.metric_name} {_num(test)}" if _present(test) else "not scored",
                         _config_text(row.get("config")),
@@ -530,7 +540,7 @@ def _pareto(runs: list[RunData], multi: bool) -> Section:
                             search.name,
                             _text(row.get("label")),
                             _num(rel_model, 3),
-                            _count(row.get("parameters"), 1e6, "M"),
+                            _count(row.get("parameters")),
                             _num(row.get("error")),
                             _num(row.get("test_error")),
                             _text(row.get("path")),
@@ -713,6 +723,10 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                     )
     table = builder.build()
     if table is not None:
+        table.notes.append(
+            "memory: the estimated peak for estimates, torch's peak allocated bytes on a GPU, and on a CPU the "
+            "peak RSS growth during the passes (weights loaded before are not in it; see weight MiB)."
+        )
         table.notes += [f"{c}; the rest is in profile.csv." for c in cut]
         section.blocks.append(table)
     table = scores.build()
