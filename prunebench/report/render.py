@@ -852,7 +852,10 @@ def write_report(
     _check_out(out, runs, overwrite)
     document = build_document(data)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PrunebenchError(f"cannot create the folder for --out {out} ({error.strerror}); choose another") from None
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
