@@ -122,6 +122,15 @@ def test_same_selection_is_left_alone_another_needs_overwrite(run, tmp_path):
     stamp = weights.stat().st_mtime_ns
     again = export_pareto(copy, show_progress=False)
     assert not again.written and again.rows == first.rows and weights.stat().st_mtime_ns == stamp
+    pareto_path = copy / "search" / "hand" / "pareto.parquet"
+    scored = pd.read_parquet(pareto_path).assign(test_metric=lambda f: f["metric"] - 0.05)
+    scored.assign(test_error=lambda f: 1 - f["test_metric"]).to_parquet(pareto_path)  # the search scored them since
+    refreshed = export_pareto(copy, show_progress=False)
+    assert not refreshed.written and weights.stat().st_mtime_ns == stamp
+    assert [r["test_metric"] for r in refreshed.rows] == pytest.approx([0.55, 0.65, 0.75, 0.85])
+    assert pd.read_csv(refreshed.models_dir / "index.csv")["test_error"].tolist() == pytest.approx(
+        [0.45, 0.35, 0.25, 0.15]
+    )
     with pytest.raises(PrunebenchError, match="another selection.*--overwrite"):
         export_pareto(copy, max_models=2, show_progress=False)
     fewer = export_pareto(copy, max_models=3, overwrite=True, verify=False, show_progress=False)
@@ -154,6 +163,8 @@ def test_max_models_spreads_over_params_keeping_both_ends():
     assert select_members(pareto, 4)["params"].tolist() == [0.1, 0.5, 0.9, 1.0]  # 0.4 -> 0.5; 0.7 -> 0.9 (0.5 taken)
     assert select_members(pareto, 6)["params"].tolist() == [0.1, 0.11, 0.12, 0.5, 0.9, 1.0]
     assert len(select_members(pareto, 5)) == 5 and select_members(pareto, 2)["params"].tolist() == [0.1, 1.0]
+    counts = pareto.rename(columns={"params": "parameters"})  # a search without the params objective
+    assert select_members(counts, 4)["parameters"].tolist() == [0.1, 0.5, 0.9, 1.0]
 
 
 def test_default_search_must_be_unambiguous(run, tmp_path):

@@ -127,10 +127,11 @@ def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.Da
     The smallest and the largest are always kept; between them each member is the one nearest
     to an evenly spaced params value that is not taken yet.
     """
-    ordered = pareto.sort_values(["params", "error"], kind="stable").reset_index(drop=True)
+    size = "params" if "params" in pareto else "parameters"  # a search without the params objective has the counts
+    ordered = pareto.sort_values([size, "error"], kind="stable").reset_index(drop=True)
     if max_models is None or len(ordered) <= max_models:
         return ordered
-    params = ordered["params"].to_numpy(dtype=float)
+    params = ordered[size].to_numpy(dtype=float)
     chosen: list[int] = []
     for target in np.linspace(params[0], params[-1], max_models):
         distance = np.abs(params - target)
@@ -150,6 +151,26 @@ def _value(row: pd.Series, column: str) -> float | None:
 def _read_index(models_dir: Path) -> pd.DataFrame | None:
     path = models_dir / f"{INDEX}.parquet"
     return pd.read_parquet(path) if path.is_file() else None
+
+
+_SCORES = ("error", "metric", "test_error", "test_metric")
+
+
+def _refresh_scores(index: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame | None:
+    """The index with the Pareto set's current metrics, or None when they are what it holds already."""
+    fresh = index.copy()
+    for column in _SCORES:
+        fresh[column] = [_value(member, column) for _, member in chosen.iterrows()]
+    fresh = index_frame(fresh.to_dict("records"))
+    same = all(np.allclose(fresh[c], index[c], equal_nan=True, rtol=0, atol=0) for c in _SCORES)
+    return None if same else fresh
+
+
+def _write_index(folder: Path, frame: pd.DataFrame) -> None:
+    write_parquet_atomic(folder / f"{INDEX}.parquet", frame)
+    staging = folder / f".{INDEX}.csv.partial"
+    frame.to_csv(staging, index=False)
+    staging.replace(folder / f"{INDEX}.csv")
 
 
 def read_exports(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -210,8 +231,13 @@ def export_pareto(
     same = existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs
     if same:
         if all(is_pruned_dir(run_dir / path) for path in existing["path"]):
-            console.print(f"{models_dir} already holds these {len(labels)} models; nothing to do")
-            return ParetoExport(name, models_dir, _records(existing), written=False)
+            refreshed = _refresh_scores(existing, chosen)
+            if refreshed is None:
+                console.print(f"{models_dir} already holds these {len(labels)} models; nothing to do")
+                return ParetoExport(name, models_dir, _records(existing), written=False)
+            _write_index(models_dir, refreshed)  # e.g. the search has scored its Pareto set on the test split since
+            console.print(f"{models_dir} already holds these {len(labels)} models; updated their metrics")
+            return ParetoExport(name, models_dir, _records(refreshed), written=False)
         console.print(f"{models_dir} lacks some of its models; writing the same {len(labels)} again")
     elif models_dir.exists() and any(models_dir.iterdir()) and not overwrite:
         what = "another selection" if existing is not None else "files that are not an export"
@@ -260,8 +286,7 @@ def export_pareto(
                 }
             )
         frame = index_frame(rows)
-        write_parquet_atomic(staging / f"{INDEX}.parquet", frame)
-        frame.to_csv(staging / f"{INDEX}.csv", index=False)
+        _write_index(staging, frame)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
