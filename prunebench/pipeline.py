@@ -180,23 +180,17 @@ def run_pipeline(
         resume = (run_dir / RUN_FILE).is_file() and not overwrite
         train_supernet(config.train, run_dir, resume=resume, overwrite=overwrite, show_progress=show_progress)
 
+    def searched(config: SearchConfig) -> None:
+        started = (run_dir / "search" / config.search_name / "search.json").is_file()  # resume what exists
+        run_search(run_dir, config, resume=started, show_progress=show_progress)
+
     def run_searches() -> None:
-        run_search(
-            run_dir,
-            SearchConfig(method=search.method, samples=search.samples, seed=search.seed, evaluation=evaluation),
-            resume=True,
-            show_progress=show_progress,
-        )
+        searched(SearchConfig(method=search.method, samples=search.samples, seed=search.seed, evaluation=evaluation))
 
     def run_baselines() -> None:
         for method in search.baselines:
             samples = search.importance_budgets if method == "importance" else search.samples
-            run_search(
-                run_dir,
-                SearchConfig(method=method, samples=samples, seed=search.seed, evaluation=evaluation),
-                resume=True,
-                show_progress=show_progress,
-            )
+            searched(SearchConfig(method=method, samples=samples, seed=search.seed, evaluation=evaluation))
 
     def extract() -> None:
         export_pareto(run_dir, search=search_name, max_models=profile.max_models, show_progress=show_progress)
