@@ -483,10 +483,9 @@ def profile(
 
 def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, max_examples) -> None:
     """``profile RUN``'s second part: each model variant scored on the run's test split."""
-    from prunebench.profiling.profiler import resolve_target
     from prunebench.profiling.scoring import TABLE_FILE, score_variants
 
-    where = "cpu" if gpu is None or estimate else str(resolve_target(gpu).device)
+    where = "cpu" if gpu is None or estimate else gpu
     if estimate:
         console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
     scores = score_variants(

@@ -128,4 +128,9 @@ def test_bad_settings_are_refused(run, subjects, tmp_path):
         score_variants(run, subjects, ["int2"], tmp_path)
     with pytest.raises(PrunebenchError, match="not a prunebench run"):
         score_variants(tmp_path, subjects, ["fp32"], tmp_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(PrunebenchError, match="GPU t4 .* is not on this machine"):
+            score_variants(run, subjects, ["fp32"], tmp_path, device="t4")  # a profile name, as the pipeline passes
+        with pytest.raises(PrunebenchError, match="needs CUDA"):
+            score_variants(run, subjects, ["fp32"], tmp_path, device="cuda")
     assert not list(tmp_path.iterdir())

@@ -215,8 +215,9 @@ def score_variants(
 ) -> pd.DataFrame:
     """Score every (subject, variant) on the run's test split into ``out_dir/scores.parquet`` (module docstring).
 
-    ``subjects`` None: the run's own (``run_subjects``). Returns the whole table; an empty one,
-    with nothing written, when the task has no test split.
+    ``subjects`` None: the run's own (``run_subjects``). ``device``: ``cpu``, ``cuda[:N]`` or a GPU
+    profile name (as ``profile_models`` takes it). Returns the whole table; an empty one, with
+    nothing written, when the task has no test split.
     """
     run_dir = Path(run_dir)
     console = Console(quiet=not show_progress, highlight=False)
@@ -233,7 +234,7 @@ def score_variants(
     subjects = list(subjects) if subjects is not None else run_subjects(run_dir)
     if not subjects:
         return SCHEMA.empty_table().to_pandas()
-    torch_device = torch.device(device)
+    torch_device = scoring_device(device)
     device_name = str(torch_device)
     task = run.get("task", {}).get("name")
     store = ScoreStore(out_dir)
@@ -279,6 +280,23 @@ def score_variants(
     finally:
         torch.set_num_threads(previous)
     return store.consolidate()
+
+
+def scoring_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` / ``cuda:N``, or a GPU profile name (``a10``, ...) that must be on this machine."""
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PrunebenchError(f"scoring on {device!r} needs CUDA, which is not available here; score on cpu")
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise PrunebenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or a GPU profile name") from None
+    from prunebench.profiling.profiler import resolve_target  # the profile's GPU, found by its NVML name
+
+    return resolve_target(name).device
 
 
 def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: torch.device) -> ScoreRow:
