@@ -205,6 +205,7 @@ def run_pipeline(
             seq_lens=profile.seq_lens,
             threads=profile.threads,
             timing=TimingConfig(max_seconds=profile.max_seconds),
+            on_row=lambda row: console.print(f"  {row.model} {row.variant} batch {row.batch_size}: {_point(row)}"),
         )
 
     def score() -> None:
@@ -261,6 +262,11 @@ def run_pipeline(
     write_json_atomic(run_dir / PIPELINE_FILE, record)
     console.rule(f"done in {_clock(result.seconds)} · report: {result.report_dir / 'report.html'}")
     return result
+
+
+def _point(row) -> str:
+    """A profiled point in one line: the latency, or why there is none."""
+    return f"{row.latency_p50_s * 1e3:.1f} ms (p50)" if row.status == "ok" else f"{row.status}: {row.reason}"
 
 
 def _clock(seconds: float) -> str:

@@ -41,7 +41,7 @@ def _write_run(run_dir, table=HAND_TABLE, target="cpu", estimated=False, scores=
                     "variant": variant,
                     "pruned": pruned,
                     "quantization": quantization,
-                    "relative_parameters": 0.5 if pruned else 1.0,
+                    "relative_parameters": (1.0 if model.endswith("copy") else 0.5) if pruned else 1.0,
                     "weight_bytes": int(weights * MIB),
                     "device": target,
                     "threads": 1,
@@ -118,6 +118,13 @@ def test_budget_answers_against_hand_made_table(tmp_path):
     memory = budgets.loc["50 MiB"]
     assert memory["axis"] == "memory" and memory["best_option"] == "full dynamic-int8"
     assert memory["prune_option"] == "s/p00 fp32"
+
+
+def test_a_pruned_model_with_every_parameter_is_not_a_prune_option(tmp_path):
+    copy = ("s/full-copy", "fp32", True, None, 40.0, 80.0, 20.0, 0.10)  # an export of the un-pruned config
+    result = compare_run(_write_run(tmp_path / "run", table=[*HAND_TABLE, copy]))
+    assert "s/full-copy fp32" not in set(result.options["option"]) and len(result.options) == len(HAND_TABLE)
+    assert any("s/full-copy" in note and "same model as 'full'" in note for note in result.summary["notes"])
 
 
 def test_nothing_fits_is_an_answer_not_a_crash():

@@ -13,7 +13,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.models import load_model
 from prunebench.search import SearchConfig, export_pareto, run_search
 from prunebench.search.export import INDEX_COLUMNS, choose_search, select_members
-from prunebench.supernet import CostModel, MaskedSuperNetwork, get_space
+from prunebench.supernet import CostModel, MaskedSuperNetwork, Masks, get_space
 from prunebench.supernet.export import verification_batch
 from prunebench.supernet.training import train_supernet
 
@@ -152,6 +152,31 @@ def test_same_selection_is_left_alone_another_needs_overwrite(run, tmp_path):
     (junk / "notes.txt").write_text("mine")
     with pytest.raises(PrunebenchError, match="files that are not an export"):
         export_pareto(copy, show_progress=False)
+
+
+def test_the_unpruned_config_is_not_exported(run, tmp_path):
+    """The full config on a Pareto set is the fine-tuned model itself (profiled as 'full'), not a pruned model."""
+    copy = _hand_made_search(run, tmp_path)
+    folder = copy / "search" / "hand"
+    loaded = load_model(copy / "checkpoint")
+    dims, cost = loaded.dims, CostModel.for_model(loaded)
+    space = get_space("small", dims)
+    full = {"num_layers": dims.num_layers, "num_heads": dims.num_heads, "num_units": dims.intermediate_size}
+    pareto = pd.read_parquet(folder / "pareto.parquet")
+    pareto = pd.concat(
+        [pareto, pd.DataFrame([{"error": 0.01, "params": 1.0, "metric": 0.99, "config": json.dumps(full)}])]
+    )
+    pareto["parameters"] = [cost.parameters(space.masks(json.loads(c))) for c in pareto["config"]]
+    pareto.to_parquet(folder / "pareto.parquet")
+    pareto.to_parquet(folder / "candidates.parquet")  # the search evaluated the full config (its initial design)
+    index = export_pareto(copy, search="hand", verify=False, show_progress=False).index
+    full_count = cost.parameters(Masks.full(dims))
+    assert len(index) == (pareto["parameters"] < full_count).sum() >= 2
+    assert json.dumps(full, sort_keys=True) not in set(index["config"]) and (index["parameters"] < full_count).all()
+    # Nothing but the full model on the front: nothing to export, said in one line.
+    pareto[pareto["params"] == 1.0].to_parquet(folder / "pareto.parquet")
+    with pytest.raises(PrunebenchError, match="only the un-pruned model"):
+        export_pareto(copy, search="hand", overwrite=True, show_progress=False)
 
 
 def test_max_models_spreads_over_params_keeping_both_ends():

@@ -217,6 +217,14 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     rows = profile[(profile["status"] == "ok") & (profile["batch_size"] == batch) & (profile["seq_len"] == length)]
     # An estimate and a measurement of the same point (--calibrate): the measurement stands.
     rows = rows.sort_values("estimated").drop_duplicates(["model", "variant"], keep="first")
+    # An exported Pareto member with every parameter is the full model again (exports before the
+    # full config was left out of them); it would pose as a "pruned" option.
+    full_size = rows.loc[~rows["pruned"].astype(bool), "relative_parameters"].max()
+    copies = rows["pruned"].astype(bool) & (rows["relative_parameters"] >= (full_size if pd.notna(full_size) else 1.0))
+    if copies.any():
+        names = sorted(set(rows.loc[copies, "model"]))
+        notes.append(f"left out {', '.join(names)}: the un-pruned configuration, the same model as 'full'")
+        rows = rows[~copies]
     task = read_run(run_dir).get("task", {})
     options, unscored = [], []
     for row in rows.to_dict("records"):

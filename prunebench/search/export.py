@@ -33,7 +33,7 @@ from prunebench.models.loading import load_model
 from prunebench.models.pruned import is_pruned_dir
 from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, replace_dir_atomic, write_parquet_atomic
 from prunebench.search.methods import BASELINES
-from prunebench.search.runner import META_FILE, PARETO, SEARCH_DIR
+from prunebench.search.runner import CANDIDATES, META_FILE, PARETO, SEARCH_DIR
 from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
 from prunebench.supernet.spaces import get_space
 
@@ -119,6 +119,19 @@ def choose_search(run_dir: Path, search: str | None) -> str:
             f"{', '.join(searches)}); name one with --search"
         )
     return real[0]
+
+
+def _without_full_model(pareto: pd.DataFrame, search_dir: Path) -> pd.DataFrame:
+    """The Pareto set less the un-pruned config: it is the fine-tuned model itself, profiled as 'full'.
+
+    Every search evaluates the largest config first (the shared initial design), so the most
+    parameters among its candidates are the full model's.
+    """
+    candidates = search_dir / f"{CANDIDATES}.parquet"
+    full = pd.read_parquet(candidates, columns=["parameters"])["parameters"].max() if candidates.is_file() else None
+    if full is None or "parameters" not in pareto:
+        return pareto
+    return pareto[pareto["parameters"] < full].reset_index(drop=True)
 
 
 def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.DataFrame:
@@ -222,6 +235,12 @@ def export_pareto(
     pareto = pd.read_parquet(pareto_path)
     if pareto.empty:
         raise PrunebenchError(f"the Pareto set of search {name!r} is empty; let the search evaluate something first")
+    pareto = _without_full_model(pareto, search_dir)
+    if pareto.empty:
+        raise PrunebenchError(
+            f"the Pareto set of search {name!r} holds only the un-pruned model (profiled as 'full'); "
+            "search longer to find smaller members"
+        )
     chosen = select_members(pareto, max_models)
     configs = [json.dumps(json.loads(c), sort_keys=True) for c in chosen["config"]]
     labels = [f"p{i:02d}" for i in range(len(chosen))]
