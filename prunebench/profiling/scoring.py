@@ -22,18 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import types
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from rich.console import Console
@@ -42,6 +38,7 @@ from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.profiling.measure import release_memory
 from prunebench.profiling.memory import is_out_of_memory
+from prunebench.profiling.store import RowStore, arrow_schema
 from prunebench.profiling.subjects import Subject, run_subjects
 from prunebench.profiling.variants import VariantSkipped, build_variant, get_variant, quiet_bitsandbytes
 from prunebench.rundir import read_run
@@ -80,26 +77,18 @@ class ScoreRow:
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
 
-def _arrow_type(name: str) -> pa.DataType:
-    hint = typing.get_type_hints(ScoreRow)[name]
-    if isinstance(hint, types.UnionType):
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    return {str: pa.string(), int: pa.int64(), float: pa.float64()}[hint]
-
-
-SCHEMA = pa.schema([pa.field(f.name, _arrow_type(f.name)) for f in fields(ScoreRow)])
+SCHEMA = arrow_schema(ScoreRow)
 COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
-class ScoreStore:
+class ScoreStore(RowStore):
     """One small Parquet file per finished row under ``OUT/scores.parts/``; ``consolidate`` gathers them."""
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-        self.parts = self.out_dir / PARTS_DIR
-
-    def _part(self, key: str) -> Path:
-        return self.parts / f"{key}.parquet"
+    schema = SCHEMA
+    parts_dir = PARTS_DIR
+    table_file = TABLE_FILE
+    csv_file = CSV_FILE
+    sort_by = ("timestamp", "model", "variant")
 
     def done(self, row: ScoreRow) -> bool:
         """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""
@@ -107,33 +96,6 @@ class ScoreStore:
         if not path.is_file():
             return False
         return pq.read_table(path, columns=["status"]).column("status")[0].as_py() != "error"
-
-    def append(self, row: ScoreRow) -> None:
-        self.parts.mkdir(parents=True, exist_ok=True)
-        target = self._part(row.key())
-        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=SCHEMA), staging)
-        os.replace(staging, target)
-
-    def table(self) -> pd.DataFrame:
-        files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
-        if not files:
-            return SCHEMA.empty_table().to_pandas()
-        frame = pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files).to_pandas()
-        return frame.sort_values(["timestamp", "model", "variant"], kind="stable").reset_index(drop=True)
-
-    def consolidate(self) -> pd.DataFrame:
-        frame = self.table()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name in (TABLE_FILE, CSV_FILE):
-            target = self.out_dir / name
-            staging = target.with_name(f".{name}.partial-{os.getpid()}")
-            if name == TABLE_FILE:
-                pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), staging)
-            else:
-                frame.to_csv(staging, index=False)
-            os.replace(staging, target)
-        return frame
 
 
 def read_scores(out_dir: Path) -> pd.DataFrame:

@@ -105,61 +105,82 @@ class ProfileRow:
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
 
-def _arrow_type(annotation) -> pa.DataType:
-    hint = typing.get_type_hints(ProfileRow)[annotation] if isinstance(annotation, str) else annotation
+def _arrow_type(row_type: type, name: str) -> pa.DataType:
+    hint = typing.get_type_hints(row_type)[name]
     if isinstance(hint, types.UnionType):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[hint]
 
 
-SCHEMA = pa.schema([pa.field(f.name, _arrow_type(f.name)) for f in fields(ProfileRow)])
+def arrow_schema(row_type: type) -> pa.Schema:
+    """The explicit schema of a row dataclass (every part is written with it, so types stay stable)."""
+    return pa.schema([pa.field(f.name, _arrow_type(row_type, f.name)) for f in fields(row_type)])
+
+
+SCHEMA = arrow_schema(ProfileRow)
 COLUMNS = [f.name for f in fields(ProfileRow)]
 
 
-class ProfileStore:
+class RowStore:
+    """A resumable table: one small Parquet file per finished row (named by ``row.key()``) under
+    ``OUT/<parts_dir>/``, written atomically; ``consolidate`` gathers them into a Parquet and a CSV file.
+    Subclasses name the row type, the files and the sort order."""
+
+    schema: pa.Schema
+    parts_dir: str
+    table_file: str
+    csv_file: str
+    sort_by: tuple[str, ...]
+
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
-        self.parts = self.out_dir / PARTS_DIR
+        self.parts = self.out_dir / self.parts_dir
 
     def _part(self, key: str) -> Path:
         return self.parts / f"{key}.parquet"
 
-    def has(self, row: ProfileRow) -> bool:
+    def has(self, row) -> bool:
         return self._part(row.key()).is_file()
 
-    def append(self, row: ProfileRow) -> None:
+    def append(self, row) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
         target = self._part(row.key())
         staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=SCHEMA), staging)
+        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=self.schema), staging)
         os.replace(staging, target)
 
     def table(self) -> pd.DataFrame:
         files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
         if not files:
-            return SCHEMA.empty_table().to_pandas()
-        table = pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files)
-        frame = table.to_pandas()
-        return frame.sort_values(["timestamp", "model", "variant", "batch_size", "seq_len", "mode"], kind="stable")
+            return self.schema.empty_table().to_pandas()
+        frame = pa.concat_tables(pq.read_table(f, schema=self.schema) for f in files).to_pandas()
+        return frame.sort_values(list(self.sort_by), kind="stable").reset_index(drop=True)
 
     def consolidate(self) -> pd.DataFrame:
-        """Write the whole table to ``profile.parquet`` and ``profile.csv`` (atomically) and return it."""
-        frame = self.table().reset_index(drop=True)
+        """Write the whole table to its Parquet and CSV files (atomically) and return it."""
+        frame = self.table()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, write in ((TABLE_FILE, self._write_parquet), (CSV_FILE, self._write_csv)):
+        for name, write in ((self.table_file, self._write_parquet), (self.csv_file, self._write_csv)):
             target = self.out_dir / name
             staging = target.with_name(f".{name}.partial-{os.getpid()}")
             write(frame, staging)
             os.replace(staging, target)
         return frame
 
-    @staticmethod
-    def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-        pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), path)
+    def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
+        pq.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False), path)
 
     @staticmethod
     def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, index=False)
+
+
+class ProfileStore(RowStore):
+    schema = SCHEMA
+    parts_dir = PARTS_DIR
+    table_file = TABLE_FILE
+    csv_file = CSV_FILE
+    sort_by = ("timestamp", "model", "variant", "batch_size", "seq_len", "mode")
 
 
 def read_profile_table(out_dir: Path) -> pd.DataFrame:
