@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = Console(markup=False)  # user paths and names are printed as they are, never as markup
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' (e.g. shape:bert-base) or a model directory.")
@@ -763,7 +763,9 @@ def main() -> None:
     try:
         app()
     except PrunebenchError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # Plain text: a message holds user paths and names, which rich must not read as markup.
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
         sys.exit(2)
     except KeyboardInterrupt:
         # Checkpoints and logs are written atomically, so what was finished is kept.

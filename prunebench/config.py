@@ -7,6 +7,9 @@ sub-networks per step, distillation temperature 10.
 
 from __future__ import annotations
 
+import numbers
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 
 from prunebench.errors import PrunebenchError
@@ -42,24 +45,30 @@ class TrainConfig:
     label_column: str | None = None
 
     def __post_init__(self) -> None:
+        type_problems = field_type_problems(self)
+        if type_problems:
+            raise PrunebenchError("wrong value types: " + "; ".join(type_problems))
         object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         object.__setattr__(self, "text_columns", tuple(self.text_columns))
+        problems = []  # every problem at once, not only the first
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "max_length": self.max_length}
         for name, value in positive.items():
             if value < 1:
-                raise PrunebenchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         for name in ("max_train_examples", "max_eval_examples", "checkpoint_every", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise PrunebenchError(f"--{name.replace('_', '-')} must be at least 1 when given, got {value}")
+                problems.append(f"--{name.replace('_', '-')} must be at least 1 when given, got {value}")
         if self.num_random_sub_nets < 0:
-            raise PrunebenchError(f"--num-random-sub-nets must be >= 0, got {self.num_random_sub_nets}")
+            problems.append(f"--num-random-sub-nets must be >= 0, got {self.num_random_sub_nets}")
         if not self.learning_rate > 0:
-            raise PrunebenchError(f"--learning-rate must be positive, got {self.learning_rate}")
+            problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
-            raise PrunebenchError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+            problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.temperature > 0:
-            raise PrunebenchError(f"--temperature must be positive, got {self.temperature}")
+            problems.append(f"--temperature must be positive, got {self.temperature}")
+        if problems:
+            raise PrunebenchError("; ".join(problems))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -73,3 +82,40 @@ class TrainConfig:
 
     # Settings that may change when a run is resumed (they do not change what is trained).
     RESUMABLE_CHANGES = ("device", "threads", "max_eval_examples")
+
+
+# --- type checks for configs read back from files (run.json) ------------------------------------------
+
+
+def _matches(value: object, hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if origin is tuple:
+        (item, *_) = typing.get_args(hint)
+        return isinstance(value, list | tuple) and all(_matches(v, item) for v in value)
+    return isinstance(value, hint)  # type: ignore[arg-type]
+
+
+def _describe(hint: object) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arm) for arm in typing.get_args(hint))
+    names = {int: "an integer", float: "a number", str: "text", bool: "true/false", type(None): "null"}
+    return names.get(hint, "a list of text" if typing.get_origin(hint) is tuple else str(hint))  # type: ignore[arg-type]
+
+
+def field_type_problems(instance: object) -> list[str]:
+    """Fields of a dataclass instance whose values do not have the annotated type, one text each."""
+    hints = typing.get_type_hints(type(instance))
+    problems = []
+    for field in fields(instance):  # type: ignore[arg-type]
+        value = getattr(instance, field.name)
+        if not _matches(value, hints[field.name]):
+            problems.append(f"{field.name} is {value!r}, expected {_describe(hints[field.name])}")
+    return problems

@@ -27,10 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from prunebench.config import TrainConfig
 from prunebench.errors import UnknownNameError
-from prunebench.rundir import RUN_FILE, write_json_atomic
+from prunebench.rundir import RUN_FILE, check_replaceable, write_json_atomic, writer_lock
 
 PIPELINE_FILE = "pipeline.json"
 REPORT_DIR = "report"
@@ -166,7 +167,7 @@ def run_pipeline(
     from prunebench.supernet.training import train_supernet
 
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False)
+    console = Console(quiet=not show_progress, highlight=False, markup=False)
     result = PipelineResult(run_dir, run_dir / REPORT_DIR)
     started = time.perf_counter()
     search, profile = config.search, config.profile
@@ -243,19 +244,22 @@ def run_pipeline(
         "compare": compare,
         "report": report,
     }
+    if overwrite:
+        check_replaceable(run_dir)  # never empty a folder prunebench did not make
     sessions = [] if overwrite else _sessions(run_dir)
     session = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "stages": result.stages}
     record = {"preset": config.preset, "config": config.to_dict(), "sessions": [*sessions, session]}
-    for number, (name, stage) in enumerate(stages.items(), start=1):
-        elapsed = time.perf_counter() - started
-        console.rule(f"[bold]{number}/{len(stages)} {name}[/] · {_clock(elapsed)} elapsed")
-        stage_started = time.perf_counter()
-        result.stages[name] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
-        if name != "train":  # the run directory exists once training has started
+    with writer_lock(run_dir):  # the whole run, every stage: one pipeline at a time, and no stage beside it
+        for number, (name, stage) in enumerate(stages.items(), start=1):
+            elapsed = time.perf_counter() - started
+            console.rule(Text(f"{number}/{len(stages)} {name} · {_clock(elapsed)} elapsed", style="bold"))
+            stage_started = time.perf_counter()
+            result.stages[name] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
+            if name != "train":  # the run directory exists once training has started
+                write_json_atomic(run_dir / PIPELINE_FILE, record)
+            stage()
+            result.stages[name].update(status="done", seconds=round(time.perf_counter() - stage_started, 1))
             write_json_atomic(run_dir / PIPELINE_FILE, record)
-        stage()
-        result.stages[name].update(status="done", seconds=round(time.perf_counter() - stage_started, 1))
-        write_json_atomic(run_dir / PIPELINE_FILE, record)
     result.seconds = time.perf_counter() - started
     session["seconds"] = round(result.seconds, 1)
     record["seconds"] = round(sum(s.get("seconds", 0.0) for s in record["sessions"]), 1)  # all sessions

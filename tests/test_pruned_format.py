@@ -63,9 +63,16 @@ def test_existing_target_is_refused_and_left_untouched(tmp_path):
     with pytest.raises(PrunebenchError, match="--overwrite"):
         save_pruned(pruned, target, provenance)
     assert (target / "notes.txt").read_text() == "keep me"
-    save_pruned(pruned, target, provenance, overwrite=True)
-    assert (target / WEIGHTS_FILE).is_file() and not (target / "notes.txt").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging or retired folders left
+    # --overwrite replaces only what prunebench wrote: a folder of someone else's files stays as it is
+    with pytest.raises(PrunebenchError, match="did not write"):
+        save_pruned(pruned, target, provenance, overwrite=True)
+    assert (target / "notes.txt").read_text() == "keep me"
+    model_dir = tmp_path / "model"
+    save_pruned(pruned, model_dir, provenance)
+    (model_dir / "stale.txt").write_text("from the earlier export")
+    save_pruned(pruned, model_dir, provenance, overwrite=True)
+    assert (model_dir / WEIGHTS_FILE).is_file() and not (model_dir / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out"]  # no staging or retired folders left
 
 
 def test_corrupt_weights_give_a_clear_error(tmp_path):

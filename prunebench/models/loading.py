@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -25,6 +26,7 @@ from prunebench.models.pooling import apply_pooling, declared_pooling
 from prunebench.models.shapes import shape_config
 
 TASK_KINDS = ("classification", "regression", "multiple_choice")
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -107,6 +109,14 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
 def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -> LoadedModel:
     if not (path / "config.json").is_file():
         raise PrunebenchError(f"{path} is not a model directory (no config.json); pass a Hugging Face model directory")
+    if not any(path.glob("*.safetensors")):
+        # Pickled weights (pytorch_model.bin, *.pt) can run code when loaded: never unpickle them.
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLED_SUFFIXES)
+        what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no model.safetensors"
+        raise PrunebenchError(
+            f"{path} holds {what}; prunebench loads safetensors only: convert the weights with "
+            "save_pretrained(..., safe_serialization=True) in a trusted environment"
+        )
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as error:
@@ -125,9 +135,15 @@ def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -
     adapter = adapter_for(config)
     try:
         with quiet_transformers():  # a fresh task head is expected, not a warning
-            model = adapter.model_class(task_kind).from_pretrained(path, config=config, ignore_mismatched_sizes=True)
+            model = adapter.model_class(task_kind).from_pretrained(
+                path, config=config, ignore_mismatched_sizes=True, use_safetensors=True
+            )
             tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise PrunebenchError(f"cannot load the model in {path} ({error}); check the directory is complete") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PrunebenchError(
+            f"cannot load the model in {path} ({reason}); the weights are damaged or incomplete: restore them, "
+            "or for a run's checkpoint start again with 'prunebench train --overwrite'"
+        ) from None
     apply_pooling(model, adapter, getattr(config, POOLING_CONFIG_KEY, None) or declared_pooling(path))
     return LoadedModel(model.eval(), tokenizer, adapter, source, task_kind)

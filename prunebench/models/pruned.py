@@ -17,7 +17,6 @@ stored sizes and loads the weights strictly, so a wrong file fails loudly.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from prunebench.models.dims import PrunedStructure
 from prunebench.models.loading import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
+from prunebench.rundir import check_replaceable, is_empty_dir, staging_path
 
 META_FILE = "prunebench.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,9 +43,13 @@ def is_pruned_dir(path: Path) -> bool:
 
 
 def check_writable_target(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty directory unless asked to."""
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise PrunebenchError(f"{out_dir} already exists and is not empty; pick another --out or pass --overwrite")
+    """Refuse to replace a non-empty directory unless asked to, and never one prunebench did not write."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PrunebenchError(f"{out_dir} is a file; give a folder path for the model")
+    if out_dir.exists() and not is_empty_dir(out_dir):
+        if not overwrite:
+            raise PrunebenchError(f"{out_dir} already exists and is not empty; pick another --out or pass --overwrite")
+        check_replaceable(out_dir)
 
 
 def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite: bool = False) -> Path:
@@ -55,8 +59,7 @@ def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite:
     out_dir = Path(out_dir)
     check_writable_target(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_path(out_dir)
     staging.mkdir()
     try:
         loaded.model.config.save_pretrained(staging)
@@ -75,7 +78,7 @@ def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if out_dir.exists():
-        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        retired = staging_path(out_dir)  # another unique hidden name, for the old version
         out_dir.rename(retired)
         staging.rename(out_dir)
         shutil.rmtree(retired) if retired.is_dir() else retired.unlink()

@@ -182,7 +182,7 @@ def score_variants(
     nothing written, when the task has no test split.
     """
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False)
+    console = Console(quiet=not show_progress, highlight=False, markup=False)
     if batch_size < 1:
         raise PrunebenchError(f"the scoring batch size must be at least 1, got {batch_size}")
     if max_examples is not None and max_examples < 1:

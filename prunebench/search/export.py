@@ -31,7 +31,18 @@ from rich.console import Console
 from prunebench.errors import PrunebenchError
 from prunebench.models.loading import load_model
 from prunebench.models.pruned import is_pruned_dir
-from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, replace_dir_atomic, write_parquet_atomic
+from prunebench.rundir import (
+    CHECKPOINT_DIR,
+    read_json,
+    read_run,
+    read_table,
+    recover_dir,
+    replace_dir_atomic,
+    staging_path,
+    write_csv_atomic,
+    write_parquet_atomic,
+    writer_lock,
+)
 from prunebench.search.methods import BASELINES
 from prunebench.search.runner import CANDIDATES, META_FILE, PARETO, SEARCH_DIR
 from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
@@ -128,8 +139,10 @@ def _without_full_model(pareto: pd.DataFrame, search_dir: Path) -> pd.DataFrame:
     parameters among its candidates are the full model's.
     """
     candidates = search_dir / f"{CANDIDATES}.parquet"
-    full = pd.read_parquet(candidates, columns=["parameters"])["parameters"].max() if candidates.is_file() else None
-    if full is None or "parameters" not in pareto:
+    if not candidates.is_file():
+        return pareto
+    full = read_table(candidates, _resume_fix(search_dir), columns=["parameters"])["parameters"].max()
+    if "parameters" not in pareto:
         return pareto
     return pareto[pareto["parameters"] < full].reset_index(drop=True)
 
@@ -161,9 +174,18 @@ def _value(row: pd.Series, column: str) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
+def _resume_fix(search_dir: Path) -> str:
+    """The way out of a damaged search table: the search writes its tables again when resumed."""
+    return (
+        f"write it again with 'prunebench search {search_dir.parent.parent} --name {search_dir.name} --resume' "
+        "(the log keeps every evaluation)"
+    )
+
+
 def _read_index(models_dir: Path) -> pd.DataFrame | None:
     path = models_dir / f"{INDEX}.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+    fix = f"export again with 'prunebench extract-pareto {models_dir.parent.parent.parent} --overwrite'"
+    return read_table(path, fix, columns=INDEX_COLUMNS) if path.is_file() else None
 
 
 _SCORES = ("error", "metric", "test_error", "test_metric")
@@ -181,9 +203,7 @@ def _refresh_scores(index: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame |
 
 def _write_index(folder: Path, frame: pd.DataFrame) -> None:
     write_parquet_atomic(folder / f"{INDEX}.parquet", frame)
-    staging = folder / f".{INDEX}.csv.partial"
-    frame.to_csv(staging, index=False)
-    staging.replace(folder / f"{INDEX}.csv")
+    write_csv_atomic(folder / f"{INDEX}.csv", frame)
 
 
 def read_exports(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -206,7 +226,7 @@ def export_pareto(
 ) -> ParetoExport:
     """Extract the Pareto set of ``RUN/search/NAME`` as pruned models (see the module docstring)."""
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False)
+    console = Console(quiet=not show_progress, highlight=False, markup=False)
     if max_models is not None and (isinstance(max_models, bool) or max_models < 2):
         raise PrunebenchError(f"--max-models must be at least 2 (the smallest and largest are kept), got {max_models}")
     if not run_dir.is_dir():
@@ -224,6 +244,11 @@ def export_pareto(
             f"run 'prunebench train --out {run_dir} --resume' until it writes one"
         )
     name = choose_search(run_dir, search)
+    with writer_lock(run_dir, stage=f"search-{name}"):  # the search's own folder: not while it runs
+        return _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, console)
+
+
+def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, console) -> ParetoExport:
     search_dir = run_dir / SEARCH_DIR / name
     pareto_path = search_dir / f"{PARETO}.parquet"
     if not pareto_path.is_file():
@@ -231,8 +256,8 @@ def export_pareto(
             f"search {name!r} in {run_dir} has not written its Pareto set ({pareto_path.name} is missing); "
             f"run 'prunebench search {run_dir} --name {name} --resume' (or start it) first"
         )
-    meta = json.loads((search_dir / META_FILE).read_text())
-    pareto = pd.read_parquet(pareto_path)
+    meta = read_json(search_dir / META_FILE, _resume_fix(search_dir))
+    pareto = read_table(pareto_path, _resume_fix(search_dir), columns=["config"])
     if pareto.empty:
         raise PrunebenchError(f"the Pareto set of search {name!r} is empty; let the search evaluate something first")
     pareto = _without_full_model(pareto, search_dir)
@@ -268,8 +293,7 @@ def export_pareto(
     loaded = load_model(checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
     space = get_space(meta["space"], loaded.dims)
     seq_len = int(meta.get("objective_settings", {}).get("seq_len", 128))
-    staging = search_dir / f".{MODELS_DIR}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_path(models_dir)
     console.print(f"extracting {len(labels)} Pareto member(s) of {name} from {checkpoint}")
     try:
         results = export_subnetworks(

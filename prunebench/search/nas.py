@@ -19,7 +19,6 @@ as ``prunebench search`` (``OUT/search/METHOD-seedK/``), so reports can show bot
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from contextlib import contextmanager, redirect_stdout
@@ -40,7 +39,18 @@ from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
 from prunebench.profiling.environment import environment
-from prunebench.rundir import ENVIRONMENT_FILE, RUN_FILE, RUN_KIND, RUN_VERSION, write_json_atomic
+from prunebench.rundir import (
+    ENVIRONMENT_FILE,
+    RUN_FILE,
+    RUN_KIND,
+    RUN_VERSION,
+    check_replaceable,
+    clear_output,
+    is_empty_dir,
+    mark_output,
+    write_json_atomic,
+    writer_lock,
+)
 from prunebench.search.log import LogEntry, SearchLog
 from prunebench.search.methods import initial_design
 from prunebench.search.objectives import ObjectiveSettings, parse_objectives
@@ -111,8 +121,12 @@ def _plan_out(out: Path, overwrite: bool) -> None:
             f"{out} has a space in its path; syne-tune's local backend passes paths on a command line split "
             "at spaces, so pick an --out without spaces"
         )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise PrunebenchError(f"{out} is not empty; pick another --out or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise PrunebenchError(f"--out {out} is a file; give a folder for the NAS run")
+    if out.exists() and not is_empty_dir(out):
+        if not overwrite:
+            raise PrunebenchError(f"{out} is not empty; pick another --out or pass --overwrite")
+        check_replaceable(out)  # never empty a folder prunebench did not make
 
 
 @contextmanager
@@ -133,16 +147,21 @@ def run_nas(config: NasConfig, out: Path, *, overwrite: bool = False, show_progr
     """Run standard NAS into ``out`` (see the module docstring); returns the same tables as a search."""
     out = Path(out)
     # syne-tune prints banners and tables; they go to syne-tune/tuner.log, our one line per trial stays here
-    console = Console(file=sys.stdout, quiet=not show_progress, highlight=False)
+    console = Console(file=sys.stdout, quiet=not show_progress, highlight=False, markup=False)
     _plan_out(out, overwrite)
+    with writer_lock(out):
+        return _run_nas(config, out, console)
+
+
+def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
     train = config.train
     spec = get_task(train.task)
     loaded = load_model(train.model, task_kind=spec.kind, num_labels=spec.num_labels or 2, seed=train.seed)
     if loaded.structure is not None:
         raise PrunebenchError(f"{train.model} is a pruned model; standard NAS starts from the un-pruned model")
     space = get_space(train.space, loaded.dims)
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    clear_output(out)
+    mark_output(out)
     search_dir = out / SEARCH_DIR / config.name
     search_dir.mkdir(parents=True)
     settings = {

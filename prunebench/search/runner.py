@@ -18,6 +18,7 @@ config is answered from the cache (logged with ``cached = true`` and no evaluati
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,14 +34,23 @@ from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models.dims import ModelDims
 from prunebench.models.loading import LoadedModel, load_model
-from prunebench.rundir import CHECKPOINT_DIR, read_run, recover_dir, write_json_atomic, write_parquet_atomic
+from prunebench.rundir import (
+    CHECKPOINT_DIR,
+    read_json,
+    read_run,
+    recover_dir,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+    writer_lock,
+)
 from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import CostObjectives, ObjectiveSettings
 from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
 from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
-from prunebench.supernet.training import load_training_task, tokenised_rows
+from prunebench.supernet.training import load_training_task, read_checkpoint_meta, tokenised_rows
 from prunebench.tasks import TaskData, compute_metrics, make_collator
 
 SEARCH_DIR = "search"
@@ -99,6 +109,10 @@ class SearchConfig:
         get_method(self.method)  # unknown or unavailable names fail before anything is loaded
         if self.space is not None and self.space not in SPACES:
             raise UnknownNameError("search space", self.space, list(SPACES))
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            raise PrunebenchError(
+                f"--name {self.name!r} is not a plain folder name; use letters, digits, '.', '_' and '-'"
+            )
 
     @property
     def search_name(self) -> str:
@@ -132,7 +146,7 @@ def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
             f"{run_dir} has no checkpoint to search; run 'prunebench train --out {run_dir}' (or --resume it) "
             "until it has written one, then search"
         )
-    return checkpoint, json.loads(meta_path.read_text())
+    return checkpoint, read_checkpoint_meta(checkpoint)
 
 
 def _search_space(config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims) -> SearchSpace:
@@ -221,7 +235,15 @@ def run_search(
     ``stop_after`` ends this session after that many new evaluations (tests use it for interruptions).
     """
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False)
+    read_run(run_dir)  # a clear error for a folder that is not a run, before a lock file is made in it
+    with writer_lock(run_dir, stage=f"search-{config.search_name}"):
+        return _search(run_dir, config, resume, overwrite, show_progress, stop_after)
+
+
+def _search(
+    run_dir: Path, config: SearchConfig, resume: bool, overwrite: bool, show_progress: bool, stop_after: int | None
+) -> SearchResult:
+    console = Console(quiet=not show_progress, highlight=False, markup=False)
     run = read_run(run_dir)
     if "train" not in run:
         raise PrunebenchError(f"{run_dir} is not a super-network run (no training config); search a 'train' run")
@@ -233,7 +255,8 @@ def run_search(
     space = _search_space(config, method_class, checkpoint_meta["space"], dims)
     search_dir = run_dir / SEARCH_DIR / config.search_name
     action = _plan_dir(search_dir, resume, overwrite)
-    saved = json.loads((search_dir / META_FILE).read_text()) if action == "continue" else None
+    fix = "start this search again with --overwrite, or use another --name"
+    saved = read_json(search_dir / META_FILE, fix) if action == "continue" else None
     if saved is not None and saved.get("space") != space.name:
         _check_resumable(saved, {"space": space.name}, search_dir, ("space",))  # refuse before loading anything
     if run.get("status") != "finished":
@@ -448,9 +471,7 @@ def hypervolume_frame(entries: list[LogEntry], objectives: list[str]) -> pd.Data
 
 def _write_table(search_dir: Path, name: str, frame: pd.DataFrame) -> None:
     write_parquet_atomic(search_dir / f"{name}.parquet", frame)
-    staging = search_dir / f".{name}.csv.partial"
-    frame.to_csv(staging, index=False)
-    staging.replace(search_dir / f"{name}.csv")
+    write_csv_atomic(search_dir / f"{name}.csv", frame)
 
 
 def _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint, console) -> dict:

@@ -9,7 +9,6 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -37,11 +36,19 @@ from prunebench.rundir import (
     RUN_KIND,
     RUN_VERSION,
     TRAINING_LOG,
+    check_replaceable,
+    clear_output,
+    is_empty_dir,
+    mark_output,
+    read_json,
     read_run,
+    read_table,
     recover_dir,
     replace_dir_atomic,
+    staging_path,
     write_json_atomic,
     write_parquet_atomic,
+    writer_lock,
 )
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.evaluation import predict
@@ -127,7 +134,7 @@ class SupernetTrainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, show_progress: bool = True):
         self.config, self.run_dir = config, Path(run_dir)
-        self.console = Console(quiet=not show_progress)
+        self.console = Console(quiet=not show_progress, markup=False)
         self.show_progress = show_progress
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -240,8 +247,9 @@ class SupernetTrainer:
 
     def save_checkpoint(self) -> None:
         target = self.run_dir / CHECKPOINT_DIR
-        staging = self.run_dir / f".{CHECKPOINT_DIR}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
+        for stale in self.run_dir.glob(f".{CHECKPOINT_DIR}.partial*"):  # left by a killed writer (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = staging_path(target)
         with quiet_transformers():
             self.model.save_pretrained(staging)
             self.loaded.tokenizer.save_pretrained(staging)
@@ -263,9 +271,9 @@ class SupernetTrainer:
         }
         write_json_atomic(staging / CHECKPOINT_META, meta)
         replace_dir_atomic(staging, target)
-        self._write_log()
+        self.write_log()
 
-    def _write_log(self) -> None:
+    def write_log(self) -> None:
         write_parquet_atomic(self.run_dir / TRAINING_LOG, pd.DataFrame(self.state.log_rows))
 
     def load_checkpoint(self) -> bool:
@@ -273,7 +281,7 @@ class SupernetTrainer:
         target = recover_dir(self.run_dir / CHECKPOINT_DIR)
         if not (target / CHECKPOINT_META).is_file():
             return False
-        meta = json.loads((target / CHECKPOINT_META).read_text())
+        meta = read_checkpoint_meta(target)
         expected = self._checkpoint_meta()
         different = [key for key in expected if meta.get(key) != expected[key]]
         if different:
@@ -285,7 +293,8 @@ class SupernetTrainer:
         try:
             state = load_file(target / "model.safetensors", device=str(self.device))
             self.model.load_state_dict(state, strict=True)
-            trainer = torch.load(target / TRAINER_STATE, map_location=self.device, weights_only=True)
+            # RNG states must stay CPU byte tensors; the optimiser moves its state to the parameters' device
+            trainer = torch.load(target / TRAINER_STATE, map_location="cpu", weights_only=True)
         except Exception as error:  # any unreadable piece means the checkpoint cannot be trusted
             raise PrunebenchError(
                 f"the checkpoint in {target} is corrupt ({type(error).__name__}); start again with --overwrite"
@@ -296,7 +305,6 @@ class SupernetTrainer:
         if trainer.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
         self.state = _State(meta["step"], meta["epoch_loss"], meta["epoch_seconds"], meta["log"])
-        self._write_log()  # the log may lag the checkpoint after a kill between the two writes
         return True
 
     # --- the loop -------------------------------------------------------------------------------
@@ -359,6 +367,39 @@ class SupernetTrainer:
         self.console.print(table)
 
 
+# checkpoint.json: key -> the types its value may have
+_CHECKPOINT_FIELDS = {
+    "model": (str,),
+    "dims": (dict,),
+    "space": (str,),
+    "strategy": (str,),
+    "task": (str,),
+    "task_kind": (str,),
+    "num_labels": (int, type(None)),
+    "step": (int,),
+    "epoch_loss": (int, float),
+    "epoch_seconds": (int, float),
+    "log": (list,),
+}
+
+
+def read_checkpoint_meta(checkpoint: Path) -> dict:
+    """The checkpoint's ``checkpoint.json``, with every field of the type it must have."""
+    path = Path(checkpoint) / CHECKPOINT_META
+    fix = "the checkpoint cannot be trusted: start the run again with 'prunebench train --overwrite'"
+    meta = read_json(path, fix)
+    wrong = [
+        f"{key}={meta.get(key)!r}"
+        for key, kinds in _CHECKPOINT_FIELDS.items()
+        if not isinstance(meta.get(key), kinds) or isinstance(meta.get(key), bool)
+    ]
+    if not wrong and not all(isinstance(v, int) and not isinstance(v, bool) for v in meta["dims"].values()):
+        wrong.append(f"dims={meta['dims']!r}")
+    if wrong:
+        raise PrunebenchError(f"{path} is damaged (wrong or missing values: {', '.join(wrong)}); {fix}")
+    return meta
+
+
 def _check_names(config: TrainConfig) -> None:
     """Fail on a misspelt task, space or strategy before anything slow or destructive happens."""
     get_task(config.task)
@@ -373,6 +414,8 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
     if resume and overwrite:
         raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
     holds_run = (run_dir / RUN_FILE).is_file()
+    if overwrite:
+        check_replaceable(run_dir)  # never empty a folder prunebench did not make
     if holds_run and not overwrite:
         existing = read_run(run_dir)
         if not resume:
@@ -388,7 +431,7 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
                 "use another --out, or --overwrite to replace it"
             )
         return "continue"
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or not is_empty_dir(run_dir)):
         if not overwrite:
             raise PrunebenchError(f"{run_dir} is not empty and holds no run; pick another --out or pass --overwrite")
         return "replace"
@@ -409,17 +452,38 @@ def train_supernet(
     """Fine-tune a super-network into ``run_dir`` (see the module docstring); resumable and idempotent."""
     run_dir = Path(run_dir)
     _check_names(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PrunebenchError(f"--out {run_dir} is a file; give a folder for the run")
+    with writer_lock(run_dir):
+        return _train_locked(config, run_dir, resume, overwrite, show_progress, stop_after_steps)
+
+
+def _train_locked(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    show_progress: bool,
+    stop_after_steps: int | None,
+) -> TrainResult:
     action = _plan_run_dir(config, run_dir, resume, overwrite)
     continuing = action == "continue"
     if continuing and read_run(run_dir).get("status") == "finished":
-        log = pd.read_parquet(run_dir / TRAINING_LOG) if (run_dir / TRAINING_LOG).is_file() else pd.DataFrame()
-        Console(quiet=not show_progress).print(f"{run_dir}: training already finished; nothing to do")
+        log_path = run_dir / TRAINING_LOG
+        log = (
+            read_table(log_path, "delete it; 'prunebench train --resume' writes it again")
+            if log_path.is_file()
+            else (pd.DataFrame())
+        )
+        Console(quiet=not show_progress, markup=False).print(f"{run_dir}: training already finished; nothing to do")
         step = int(log["step"].max()) if len(log) else 0
         return TrainResult(run_dir, step, step, log, True)
     trainer = SupernetTrainer(config, run_dir, show_progress)
+    # The checkpoint is read and checked before anything is written, so a corrupt one changes nothing.
+    resumed = continuing and trainer.load_checkpoint()
     if action == "replace":  # only once the new run has loaded its model and data
-        shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+        clear_output(run_dir)
+    mark_output(run_dir)
     run_record = {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -438,7 +502,8 @@ def train_supernet(
     write_json_atomic(run_dir / RUN_FILE, run_record)
     env = {**environment(), "device": str(trainer.device), "torch_threads": torch.get_num_threads()}
     write_json_atomic(run_dir / ENVIRONMENT_FILE, env)
-    if continuing and trainer.load_checkpoint():
+    if resumed:
+        trainer.write_log()  # the log may lag the checkpoint after a kill between the two writes
         trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
     trainer.run(stop_after_steps=stop_after_steps)
     finished = trainer.state.step >= trainer.total_steps
