@@ -11,6 +11,19 @@ import torch
 from prunebench.models import LoadedModel
 
 TINY_MODELS = ["shape:bert-tiny", "shape:roberta-tiny"]
+# A super-network run that trains in seconds: bert-tiny on 96 Rotten Tomatoes examples.
+TINY_TRAIN = dict(
+    model="shape:bert-tiny",
+    task="rotten_tomatoes",
+    space="small",
+    strategy="sandwich",
+    epochs=1,
+    batch_size=16,
+    learning_rate=3e-3,
+    max_train_examples=96,
+    max_eval_examples=64,
+    max_length=32,
+)
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 requires_shared = pytest.mark.skipif(

@@ -144,6 +144,12 @@ class SupernetTrainer:
         self.loaded = load_model(config.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=config.seed)
         if self.loaded.structure is not None:
             raise PrunebenchError(f"{config.model} is a pruned model; train the super-network from the un-pruned model")
+        longest = self.loaded.adapter.max_sequence_length(self.loaded.model.config)
+        if config.max_length > longest:
+            raise PrunebenchError(
+                f"--max-length {config.max_length} is longer than {config.model} takes ({longest} tokens); "
+                f"use --max-length {longest} or less"
+            )
         self.space: SearchSpace = get_space(config.space, self.loaded.dims)
         self.strategy: Strategy = get_strategy(config.strategy, self.space, config.num_random_sub_nets)
         self.rows = tokenised_rows(self.data, self.loaded, config.max_length)
