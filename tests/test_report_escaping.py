@@ -19,10 +19,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
+from matplotlib.cbook import is_math_text
+from matplotlib.text import Text
 from report_fixture import make_report_run
 
 from helpers import headless_chromium, severe_console_messages
-from prunebench.report import render, write_report
+from prunebench.report import figures, render, write_report
+from prunebench.report.figures import AXES
+from prunebench.report.load import load_runs
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -32,7 +36,8 @@ IMAGE = "![i](x.png)"
 CODE = "`rm -rf`"
 EMPHASIS = "**bold** _em_ ~~gone~~"
 ATTRIBUTE = '" onmouseover="alert(1)'  # would close an attribute value and open an event handler
-HOSTILE = [SCRIPT, IMG, LINK, WEB_LINK, IMAGE, CODE, EMPHASIS, ATTRIBUTE]
+MATH = r"$\foo$ costs $5 to $6"  # mathtext to matplotlib (an unknown command fails the figure), math on GitHub
+HOSTILE = [SCRIPT, IMG, LINK, WEB_LINK, IMAGE, CODE, EMPHASIS, ATTRIBUTE, MATH]
 FIGURES = 7  # the fixture run's figures: training, search front, hypervolume, two per compared target
 
 # Every element report.html.j2 writes; user text may add none.
@@ -49,9 +54,9 @@ def _hostile_run(base: Path) -> Path:
     run = make_report_run(base / f"runs {SCRIPT[:-8]}" / f"script> {IMG} {LINK} {CODE}")
     assert SCRIPT in str(run)  # the run directory's path holds a whole script element
     record = json.loads((run / "run.json").read_text())
-    record["task"] |= {"name": f"task {SCRIPT}", "label_names": [SCRIPT, LINK, CODE]}
-    record["task"]["metric"] = f"accuracy {EMPHASIS}"
-    record["train"] |= {"task": f"task {SCRIPT}", "model": f"model {IMG} {WEB_LINK}", "strategy": f"full {CODE}"}
+    record["task"] |= {"name": f"task {SCRIPT} {MATH}", "label_names": [SCRIPT, LINK, CODE]}
+    record["task"]["metric"] = f"accuracy {EMPHASIS} {MATH}"
+    record["train"] |= {"task": f"task {SCRIPT} {MATH}", "model": f"model {IMG} {WEB_LINK}", "strategy": f"full {CODE}"}
     record["train"] |= {"train_file": f"data/{IMG}.csv", "test_file": f"data/{IMAGE}.csv"}
     record["train"] |= {"text_columns": [SCRIPT, LINK], "label_column": f"{IMG} | {ATTRIBUTE}"}
     (run / "run.json").write_text(json.dumps(record))
@@ -59,7 +64,7 @@ def _hostile_run(base: Path) -> Path:
     environment["cpu"] = f"{IMG} {EMPHASIS}"
     (run / "environment.json").write_text(json.dumps(environment))
 
-    (run / "search" / "random_search-seed0").rename(run / "search" / f"random {IMG} {CODE}")
+    (run / "search" / "random_search-seed0").rename(run / "search" / f"random {IMG} {CODE} {MATH}")
     search = run / "search" / "nsga2-seed0" / "search.json"
     search.write_text(json.dumps(json.loads(search.read_text()) | {"normalisation": f"{LINK} {SCRIPT}"}))
     target = f"a10 {IMG}"  # the hardware target is the folder's name for profiles, compare.json's for comparisons
@@ -67,7 +72,7 @@ def _hostile_run(base: Path) -> Path:
     (run / "compare" / "a10").rename(run / "compare" / target)
     compare = run / "compare" / target / "compare.json"
     meta = json.loads(compare.read_text())
-    meta |= {"target": f"a10 {SCRIPT} {ATTRIBUTE}", "notes": [*meta["notes"], f"{LINK} {CODE} {EMPHASIS}"]}
+    meta |= {"target": f"a10 {SCRIPT} {ATTRIBUTE} {MATH}", "notes": [*meta["notes"], f"{LINK} {CODE} {EMPHASIS}"]}
     compare.write_text(json.dumps(meta))
     return run
 
@@ -137,7 +142,7 @@ def test_html_shows_user_text_as_text(hostile_report):
     assert str(run) in text  # the run directory, in the configuration table
     # figure titles name the target in alt text: an attribute value, escaped there too
     alts = [attrs["alt"] for tag, attrs in page.elements if tag == "img"]
-    assert f"a10 {SCRIPT} {ATTRIBUTE}: error vs latency (estimated)" in alts
+    assert f"a10 {SCRIPT} {ATTRIBUTE} {MATH}: error vs latency (estimated)" in alts
 
 
 def _render_markdown(text: str) -> str:
@@ -175,6 +180,21 @@ def test_markdown_keeps_our_numbers_and_words_readable(hostile_report):
     assert "| 0." in text and "| - |" in text and "layer_drop-seed0" in text
     assert "\\." not in text  # no escaped decimal points
     assert "![Validation error per epoch](figures/training.png)" in text
+
+
+def test_figures_draw_user_text_as_written(hostile_report):
+    """No figure text is mathtext: user "$...$" is drawn as those characters (the report was written, so
+    "$\\foo$" did not fail the drawing)."""
+    run, _ = hostile_report
+    runs = load_runs([run])
+    drawn = [figures.training_curves(runs), figures.search_front(runs), figures.hypervolume_curves(runs)]
+    drawn += [figures.compare_tradeoff(runs, compare.target, axis) for compare in runs[0].compares for axis in AXES]
+    texts = [text.get_text() for figure in drawn for text in figure.findobj(Text)]
+    assert [text for text in texts if is_math_text(text)] == []
+    label = runs[0].label.replace("$", r"\$")  # matplotlib draws "\$" as "$"
+    assert label in texts and sum(MATH.replace("$", r"\$") in text for text in texts) > 6
+    for figure in drawn:
+        figures.to_png(figure)
 
 
 def _open_alert(driver) -> str | None:
