@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ TINY_TRAIN = dict(
     max_eval_examples=64,
     max_length=32,
 )
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 requires_shared = pytest.mark.skipif(
@@ -58,3 +62,39 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
         code = exit_.code if isinstance(exit_.code, int) else 1
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextmanager
+def headless_chromium(profile_dir: Path, **capabilities) -> Iterator:
+    """Debian's Chromium, headless, driven by Debian's chromedriver; the browser console is logged.
+
+    ``capabilities`` are added to the session's (e.g. ``unhandledPromptBehavior="ignore"`` keeps
+    an alert open for the test to find instead of dismissing it).
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        assert Path(binary).is_file(), f"{binary} is missing: apt-get install -y chromium chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile_dir}", "--window-size=1300,2000",
+    ):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    for name, value in capabilities.items():
+        options.set_capability(name, value)
+    # An explicit driver path: selenium-manager would otherwise try to download one.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def severe_console_messages(driver) -> list[dict]:
+    """The browser console's SEVERE entries since the last call (errors, failed loads)."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

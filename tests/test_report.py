@@ -7,14 +7,13 @@ import io
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image as PILImage
 from report_fixture import HALF_OPTION, make_report_run
 
-from helpers import run_cli
+from helpers import headless_chromium, run_cli, severe_console_messages
 from prunebench.errors import PrunebenchError
 from prunebench.report import render, write_report
 from prunebench.report.load import load_runs
@@ -303,29 +302,10 @@ def test_cli_writes_the_report_and_gives_one_line_errors(tmp_path, monkeypatch, 
 
 # --- in a real browser ---------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
 
 def test_report_renders_in_headless_chromium(full_report, tmp_path):
     """Open report.html in Debian's Chromium: every figure decodes, headings are there, the console is clean."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        assert Path(binary).is_file(), f"{binary} is missing: apt-get install -y chromium chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,2000",
-    ):  # fmt: skip
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium-manager would otherwise try to download one.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium(tmp_path / "profile") as driver:
         _, result = full_report
         driver.get(result.html.resolve().as_uri())
         assert driver.title == "prunebench report"
@@ -342,7 +322,4 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
         assert picture.format == "PNG" and picture.size[0] >= 800 and shot.stat().st_size > 20_000
         shades = sum(1 for count in picture.convert("L").histogram() if count)
         assert shades > 20  # text and figures, not a blank page
-        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert severe == []
-    finally:
-        driver.quit()
+        assert severe_console_messages(driver) == []

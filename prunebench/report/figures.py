@@ -32,6 +32,15 @@ ESTIMATED_TITLE = "ESTIMATED (roofline model, not measured)"
 PANEL_WIDTH, PANEL_HEIGHT = 5.2, 3.9
 
 
+def _plain(text) -> str:
+    """User text (run labels, search and target names, metric names) as matplotlib shows it literally.
+
+    Two "$" would make the text between them mathtext: set in italics, or an error for an unknown
+    command such as "$\\foo$", which would stop the whole report.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def _panels(count: int, title: str) -> tuple[Figure, list]:
     columns = min(count, 3)
     rows = math.ceil(count / columns)
@@ -84,9 +93,9 @@ def training_curves(runs: list[RunData]) -> Figure | None:
                 data=log, x="epoch", y="error", hue="subnetwork", hue_order=order or None,
                 style="subnetwork", markers=True, dashes=False, ax=ax,
             )  # fmt: skip
-            ax.set_title(run.label, fontsize=10)
+            ax.set_title(_plain(run.label), fontsize=10)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(f"validation error (1 - {run.metric_name})")
+            ax.set_ylabel(f"validation error (1 - {_plain(run.metric_name)})")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return figure
 
@@ -107,7 +116,7 @@ def search_front(runs: list[RunData]) -> Figure | None:
                 frame = frame[~frame["cached"].astype(bool)] if "cached" in frame else frame
                 ax.scatter(
                     frame["rel"], frame["error"], s=18, alpha=0.45, color=colours[search.method],
-                    label=f"{search.name} (candidates)",
+                    label=f"{_plain(search.name)} (candidates)",
                 )  # fmt: skip
                 points.append(frame[["rel", "error"]])
             if points:
@@ -121,11 +130,11 @@ def search_front(runs: list[RunData]) -> Figure | None:
                 frame = baseline.candidates.assign(rel=relative_parameters(baseline.candidates))
                 ax.scatter(
                     frame["rel"], frame["error"], s=60, marker=BASELINE_MARKERS.get(baseline.method, "*"),
-                    facecolor="white", edgecolor="crimson", linewidth=1.5, label=f"baseline: {baseline.name}",
+                    facecolor="white", edgecolor="crimson", linewidth=1.5, label=f"baseline: {_plain(baseline.name)}",
                 )  # fmt: skip
-            ax.set_title(run.label, fontsize=10)
+            ax.set_title(_plain(run.label), fontsize=10)
             ax.set_xlabel("relative parameters (1 = full model)")
-            ax.set_ylabel(f"validation error (1 - {run.metric_name})")
+            ax.set_ylabel(f"validation error (1 - {_plain(run.metric_name)})")
             ax.legend(fontsize=7, loc="best")
     return figure
 
@@ -143,9 +152,9 @@ def hypervolume_curves(runs: list[RunData]) -> Figure | None:
             for search in run.search_methods:
                 curve = search.hypervolume
                 if len(curve):
-                    label = f"{search.name} ({', '.join(search.objectives)})"
+                    label = _plain(f"{search.name} ({', '.join(search.objectives)})")
                     ax.plot(curve["evaluations"], curve["hypervolume"], color=colours[search.name], label=label)
-            ax.set_title(run.label, fontsize=10)
+            ax.set_title(_plain(run.label), fontsize=10)
             ax.set_xlabel("evaluations")
             ax.set_ylabel("hypervolume (normalised objectives)")
             ax.legend(fontsize=7, loc="best")
@@ -161,7 +170,7 @@ def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | No
     if not panels:
         return None
     estimated = any(c.estimated for _, c in panels)
-    title = f"{target}: error vs {axis}" + (f"\n{ESTIMATED_TITLE}" if estimated else " (measured)")
+    title = f"{_plain(target)}: error vs {axis}" + (f"\n{ESTIMATED_TITLE}" if estimated else " (measured)")
     with _style():
         figure, axes = _panels(len(panels), title)
         colours = _palette(list(KINDS))
@@ -180,8 +189,8 @@ def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | No
                 rows = frame[frame["estimated"].astype(bool)] if "estimated" in frame else frame
                 ax.scatter(rows["x"], rows["error"], s=190, facecolor="none", edgecolor="black", linewidth=0.8,
                            linestyle="--", label="~ estimated")  # fmt: skip
-            ax.set_title(run.label + ("  (~ estimated)" if compare.estimated else ""), fontsize=10)
+            ax.set_title(_plain(run.label) + ("  (~ estimated)" if compare.estimated else ""), fontsize=10)
             ax.set_xlabel(f"{axis} ({unit}{', estimated' if compare.estimated else ''})")
-            ax.set_ylabel(f"error (1 - {run.metric_name})")
+            ax.set_ylabel(f"error (1 - {_plain(run.metric_name)})")
             ax.legend(fontsize=7, loc="best")
     return figure

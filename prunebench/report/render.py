@@ -762,18 +762,37 @@ def build_document(runs: list[RunData]) -> Document:
 # --- rendering -----------------------------------------------------------------------------------
 
 
+# Backslash-escaped wherever they are: code spans (`), emphasis (*), links, images and link references ([ ]),
+# a heading's closing #, strikethrough (~), GitHub math ($) and the backslash itself. "<" (HTML, <autolinks>)
+# and "&" (character references) become entities. "(" and ")" are left as they are: they make a link only
+# right after "]", which is always escaped, so escaping them would only clutter every sentence.
+_MARKDOWN_INLINE = str.maketrans({**{c: "\\" + c for c in "\\`*[]#~$"}, "<": "&lt;", "&": "&amp;"})
+# "_" emphasises unless it sits between two letters or digits ("layer_drop" stays as it is).
+_MARKDOWN_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+# At the start of a line: a list item, a quote, or (after a list marker) a thematic break.
+_MARKDOWN_LINE_START = re.compile(r"^(?:[-+>]|\d{1,9}[.)](?=\s|$))")
+
+
 def _markdown_escape(text: str, cell: bool = False) -> str:
-    # "~" would start strikethrough on GitHub; "|" would end a table cell; "<" could open an HTML tag.
-    text = str(text).replace("\\", "\\\\").replace("~", "\\~").replace("<", "&lt;").replace("*", "\\*")
+    """User or generated text as literal Markdown: it shows as written and makes no link, code or markup.
+
+    Line breaks become spaces, so text cannot start a block of its own (heading, code block, list)
+    mid-paragraph; in a table cell "|" is escaped too, else it would end the cell.
+    """
+    text = " ".join(str(text).splitlines()).translate(_MARKDOWN_INLINE)
+    text = _MARKDOWN_UNDERSCORE.sub(r"\\_", text)
     if cell:
-        text = text.replace("|", "\\|").replace("\n", " ")
-    return text
+        return text.replace("|", "\\|")
+    # Leading spaces would indent a code block, trailing ones keep "**" from closing a caption; the
+    # template starts every text at the start of a line.
+    return _MARKDOWN_LINE_START.sub(lambda m: m[0][:-1] + "\\" + m[0][-1], text.strip())
 
 
 def _environment_jinja() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("prunebench.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        # report.html.j2 escapes every value (none of the report's values is markup); report.md.j2 uses | md.
+        autoescape=jinja2.select_autoescape(["html.j2"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
