@@ -203,6 +203,7 @@ CASES = [
                                        "--out", "{tmp}/foreign", "--overwrite"), r"did not write", None, _foreign),
     Case("report-overwrite-foreign", ("report", "{run}", "--out", "{tmp}/foreign", "--overwrite"), r"did not write",
          None, _foreign),
+    Case("run-overwrite-foreign", ("run", "--out", "{tmp}/foreign", "--overwrite"), r"did not write", None, _foreign),
     Case("pickled-model-dir", (*EXTRACT, "--model", "{tmp}/binmodel", "--random", "1", "--out", "{tmp}/x"),
          r"only pickled weights \(pytorch_model\.bin\).*safetensors", None, _pickle_model),
 ]  # fmt: skip

@@ -245,13 +245,19 @@ def test_foreign_output_is_refused_and_left_untouched(tmp_path):
         write_report([run], out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
     assert not list(tmp_path.glob(".out*"))
-    write_report([run], out, overwrite=True)
-    assert not (out / "notes.txt").exists() and (out / "report.html").is_file()
+    with pytest.raises(PrunebenchError, match="did not write"):  # --overwrite never empties someone's folder
+        write_report([run], out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    out = tmp_path / "out2"
+    write_report([run], out)
+    assert (out / "report.html").is_file()
     write_report([run], out, formats=("md",))  # a previous report is replaced without --overwrite
     assert not (out / "report.html").exists() and (out / "report.md").is_file()
     (out / "figures" / "extra.png").write_bytes(b"x")  # a file the report did not write
     with pytest.raises(PrunebenchError, match="not a prunebench report"):
         write_report([run], out)
+    write_report([run], out, overwrite=True)  # an earlier report's folder: --overwrite replaces it whole
+    assert not (out / "figures" / "extra.png").exists() and (out / "report.html").is_file()
     with pytest.raises(PrunebenchError, match="holds the run"):
         write_report([run], tmp_path, overwrite=True)
     with pytest.raises(PrunebenchError, match="not a prunebench run"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -33,7 +32,14 @@ import pandas as pd
 from prunebench.errors import PrunebenchError
 from prunebench.report import figures
 from prunebench.report.load import RunData, load_runs, relative_parameters
-from prunebench.rundir import RUN_FILE, recover_dir, replace_dir_atomic, write_json_atomic
+from prunebench.rundir import (
+    RUN_FILE,
+    check_replaceable,
+    recover_dir,
+    replace_dir_atomic,
+    staging_path,
+    write_json_atomic,
+)
 
 FORMATS = ("html", "md")
 MANIFEST = ".prunebench-report.json"
@@ -818,16 +824,19 @@ def _files_in(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
 
 
+def _report_manifest(folder: Path) -> dict | None:
+    """The manifest of a report prunebench wrote into ``folder``, or None."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("kind") == REPORT_KIND else None
+
+
 def _is_previous_report(folder: Path) -> bool:
     """True when every file in ``folder`` is one a previous report listed in its manifest."""
-    manifest = folder / MANIFEST
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if not isinstance(data, dict) or data.get("kind") != REPORT_KIND:
-        return False
-    return _files_in(folder) <= {MANIFEST, *data.get("files", [])}
+    manifest = _report_manifest(folder)
+    return manifest is not None and _files_in(folder) <= {MANIFEST, *manifest.get("files", [])}
 
 
 def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
@@ -841,11 +850,14 @@ def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
             raise PrunebenchError(f"--out {out} holds the run {run}; write the report elsewhere, e.g. {run}/report")
     if (out / RUN_FILE).is_file():
         raise PrunebenchError(f"--out {out} is a run directory; write the report elsewhere, e.g. {out}/report")
-    if out.is_dir() and any(out.iterdir()) and not _is_previous_report(out) and not overwrite:
-        raise PrunebenchError(
-            f"--out {out} holds files that are not a prunebench report; pass --overwrite to replace them, "
-            "or choose an empty folder"
-        )
+    if out.is_dir() and any(out.iterdir()) and not _is_previous_report(out):
+        if not overwrite:
+            raise PrunebenchError(
+                f"--out {out} holds files that are not a prunebench report; pass --overwrite to replace them, "
+                "or choose an empty folder"
+            )
+        if _report_manifest(out) is None:
+            check_replaceable(out)  # --overwrite replaces an earlier report, never a folder of someone's files
 
 
 def _check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
@@ -875,8 +887,7 @@ def write_report(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PrunebenchError(f"cannot create the folder for --out {out} ({error.strerror}); choose another") from None
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_path(out)
     staging.mkdir()
     written: list[str] = []
     try:
