@@ -47,7 +47,7 @@ from prunebench.profiling.hardware import (
 )
 from prunebench.profiling.measure import PointOutOfMemory, measure_point, release_memory
 from prunebench.profiling.memory import is_out_of_memory
-from prunebench.profiling.store import ProfileRow, ProfileStore
+from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
 from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
 from prunebench.profiling.timing import TimingConfig
 from prunebench.profiling.variants import VARIANTS, VariantSkipped, build_variant, compute_dtype, get_variant
@@ -425,7 +425,5 @@ def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),
     }
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(record, indent=2))
-    os.replace(staging, path)
+    write_atomic(path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
     return record

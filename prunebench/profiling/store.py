@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,6 +28,21 @@ TABLE_FILE = "profile.parquet"
 CSV_FILE = "profile.csv"
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
+
+
+def staging_path(target: Path) -> Path:
+    """A hidden name beside ``target`` that no other process or thread writing ``target`` uses."""
+    return target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(path)`` to a staging name, then rename it onto ``target``: readers see the old file or the new one."""
+    staging = staging_path(Path(target))
+    try:
+        write(staging)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 @dataclass
@@ -144,10 +161,10 @@ class RowStore:
 
     def append(self, row) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
-        target = self._part(row.key())
-        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=self.schema), staging)
-        os.replace(staging, target)
+        self._write_part(self._part(row.key()), pa.Table.from_pylist([asdict(row)], schema=self.schema))
+
+    def _write_part(self, target: Path, table: pa.Table) -> None:
+        write_atomic(target, lambda staging: pq.write_table(table, staging))
 
     def table(self) -> pd.DataFrame:
         files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
@@ -161,10 +178,7 @@ class RowStore:
         frame = self.table()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, write in ((self.table_file, self._write_parquet), (self.csv_file, self._write_csv)):
-            target = self.out_dir / name
-            staging = target.with_name(f".{name}.partial-{os.getpid()}")
-            write(frame, staging)
-            os.replace(staging, target)
+            write_atomic(self.out_dir / name, lambda staging, write=write: write(frame, staging))
         return frame
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
