@@ -28,6 +28,7 @@ def _row(model: str = "m", batch: int = 1) -> ProfileRow:
         mode="measured",
         estimated=False,
         status="ok",
+        model_key="k",
     )
 
 

@@ -209,6 +209,7 @@ def profile_models(
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
     store = ProfileStore(out_dir)
+    store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
     run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
     with torch_threads(threads):
         for subject in subjects:
@@ -241,6 +242,7 @@ class _Run:
         return ProfileRow(
             model=subject.label,
             model_source=subject.source,
+            model_key=subject.content_key,
             pruned=subject.pruned,
             variant=spec.name,
             quantization=spec.quantization,
@@ -394,6 +396,7 @@ class _Run:
 def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:
     return (
         frame["model"].eq(row.model)
+        & frame["model_key"].eq(row.model_key)
         & frame["variant"].eq(row.variant)
         & frame["target"].eq(row.target)
         & frame["batch_size"].eq(row.batch_size)

@@ -5,6 +5,12 @@ Each finished point is written at once as its own small Parquet file under
 loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
 parts into ``OUT/profile.parquet`` (and ``profile.csv`` for people). Every part is
 written with the same explicit schema, so the table reads back with stable column types.
+
+A point is identified by the model's content (``model_key``: structure, config and weights
+hashed, ``subjects.content_key``) and its label, never by the path it was loaded from: a moved
+or copied run keeps its points, and a label that now names another model is measured again.
+``reconcile`` keeps a folder coherent before a call adds to it: rows of an earlier model under a
+label now given to another are moved to ``superseded/`` inside the parts folder.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import hashlib
 import json
 import os
 import secrets
+import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,6 +35,7 @@ TABLE_FILE = "profile.parquet"
 CSV_FILE = "profile.csv"
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
+SUPERSEDED_DIR = "superseded"  # inside the parts folder: rows of a model its label no longer names
 
 
 def staging_path(target: Path) -> Path:
@@ -67,6 +75,7 @@ class ProfileRow:
     reason: str | None = None
     notes: str | None = None
     device_index: int | None = None
+    model_key: str | None = None  # what the model is (subjects.content_key); ``model`` is its label here
     # exact counts
     parameters: int | None = None
     relative_parameters: float | None = None
@@ -116,8 +125,13 @@ class ProfileRow:
     timestamp: str | None = None
 
     def key(self) -> str:
-        """Identity of the point: a rerun with the same key is skipped."""
-        ident = [self.model, self.model_source, self.variant, self.target, self.device]
+        """Identity of the point: a rerun with the same key is skipped.
+
+        The model counts by content and label, not by ``model_source``: the label stays in, as the
+        tables are read by label and two labels may name the same model (two searches exporting the
+        same sub-network): each keeps its own rows.
+        """
+        ident = [self.model_key, self.model, self.variant, self.target, self.device]
         ident += [self.batch_size, self.seq_len, self.threads, self.mode]
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
@@ -141,7 +155,8 @@ COLUMNS = [f.name for f in fields(ProfileRow)]
 class RowStore:
     """A resumable table: one small Parquet file per finished row (named by ``row.key()``) under
     ``OUT/<parts_dir>/``, written atomically; ``consolidate`` gathers them into a Parquet and a CSV file.
-    Subclasses name the row type, the files and the sort order."""
+    Subclasses name the row type, the files and the sort order. Rows have ``model`` (the label),
+    ``model_key`` (the content) and ``model_source`` columns (see the module docstring)."""
 
     schema: pa.Schema
     parts_dir: str
@@ -166,11 +181,64 @@ class RowStore:
     def _write_part(self, target: Path, table: pa.Table) -> None:
         write_atomic(target, lambda staging: pq.write_table(table, staging))
 
+    def _files(self) -> list[Path]:
+        return sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
+
+    def read_part(self, path: Path) -> pa.Table | None:
+        """One part in the stored schema; None when it is gone."""
+        try:
+            return pq.read_table(path, schema=self.schema)
+        except FileNotFoundError:
+            return None  # moved aside meanwhile
+
+    def _set_aside(self, path: Path, folder: str) -> Path | None:
+        """Move a part into ``folder`` under the parts folder (never over an earlier one)."""
+        aside = self.parts / folder
+        aside.mkdir(exist_ok=True)
+        target = aside / path.name
+        if target.exists():
+            target = aside / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return None  # another reader moved it first
+        return target
+
+    def reconcile(self, models: Mapping[str, tuple[str, str]]) -> int:
+        """Make the parts fit the models about to be added: ``models`` maps each label to (content key, source).
+
+        Reads every part: a row whose label now names another model (another content key, or none:
+        written before content keys) is moved to ``superseded/``; a row of the same model found at
+        another path (a moved or copied folder) gets the new ``model_source``. Returns how many rows
+        were superseded.
+        """
+        superseded = 0
+        for path in self._files():
+            table = self.read_part(path)
+            if table is None:
+                continue
+            row = table.to_pylist()[0]
+            if row["model"] not in models:
+                continue
+            key, source = models[row["model"]]
+            if row["model_key"] != key:
+                superseded += self._set_aside(path, SUPERSEDED_DIR) is not None
+            elif row["model_source"] != source:
+                row["model_source"] = source
+                self._write_part(path, pa.Table.from_pylist([row], schema=self.schema))
+        if superseded:
+            print(
+                f"note: {superseded} row(s) of models whose labels now name other models were moved to "
+                f"{self.parts / SUPERSEDED_DIR}",
+                file=sys.stderr,
+            )
+        return superseded
+
     def table(self) -> pd.DataFrame:
-        files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
-        if not files:
+        tables = [t for t in (self.read_part(f) for f in self._files()) if t is not None]
+        if not tables:
             return self.schema.empty_table().to_pandas()
-        frame = pa.concat_tables(pq.read_table(f, schema=self.schema) for f in files).to_pandas()
+        frame = pa.concat_tables(tables).to_pandas()
         return frame.sort_values(list(self.sort_by), kind="stable").reset_index(drop=True)
 
     def consolidate(self) -> pd.DataFrame:
