@@ -1,5 +1,6 @@
 """``prunebench profile RUN``: the fine-tuned model and the run's exported Pareto models, profiled and scored."""
 
+import os
 import shutil
 
 import pandas as pd
@@ -210,3 +211,30 @@ def test_models_with_new_weights_under_the_same_labels_are_profiled_and_scored_a
     assert sorted(after.index) == sorted(scores.index) == labels
     assert (after["model_key"] != before["model_key"]).all() and (scores["model_key"] == after["model_key"]).all()
     assert scores["model_structure"].equals(before_scores["model_structure"])
+
+
+def test_damaged_parts_are_moved_aside_with_a_warning_and_redone(run, tmp_path, capsys):
+    first = _fresh_copy(run, tmp_path / "first")
+    labels = sorted(["full", *_labels(first)])
+    _profile_and_score(first)
+    out = first / "profile" / "cpu"
+    damaged = {}
+    for folder in ("profile.parts", "scores.parts"):
+        parts = sorted((out / folder).glob("*.parquet"))
+        assert len(parts) == len(labels) >= 2
+        truncated, noise = parts[0], parts[1]
+        truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+        noise.write_bytes(os.urandom(noise.stat().st_size))
+        damaged |= {truncated: truncated.read_bytes(), noise: noise.read_bytes()}
+    capsys.readouterr()
+    measured, scored = _profile_and_score(first)
+    err = capsys.readouterr().err
+    assert len(measured) == len(scored) == 2 and set(measured) | set(scored) <= set(labels)
+    warnings = [line for line in err.splitlines() if line.startswith("warning: damaged part")]
+    assert len(warnings) == 4
+    for path, data in damaged.items():
+        assert sum(str(path) in line for line in warnings) == 1
+        assert (path.parent / "damaged" / path.name).read_bytes() == data  # kept, not lost
+    again, again_scores = _tables(first)
+    assert sorted(again.index) == sorted(again_scores.index) == labels
+    assert _profile_and_score(first) == ([], [])

@@ -1,4 +1,4 @@
-"""The row store's files: staging names no two writers share."""
+"""The row store's files: staging names no two writers share, damaged parts set aside by readers too."""
 
 import json
 import os
@@ -80,3 +80,21 @@ def test_two_writers_of_the_calibration_file_do_not_collide(tmp_path, monkeypatc
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["calibration.json"]
     assert json.loads((tmp_path / "calibration.json").read_text())["by_variant"][0]["points"] == 1
+
+
+def test_a_reader_moves_damaged_parts_aside_and_reads_the_rest(tmp_path, capsys):
+    parts = ProfileStore(tmp_path)
+    for batch in (1, 2, 3):
+        parts.append(_row(batch=batch))
+    files = {batch: parts._part(_row(batch=batch).key()) for batch in (1, 2, 3)}
+    files[1].write_bytes(files[1].read_bytes()[:40])  # cut short, as by a full disk
+    noise = os.urandom(300)
+    files[2].write_bytes(noise)
+    frame = read_profile_table(tmp_path)
+    assert frame["batch_size"].tolist() == [3]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("warning: damaged part ") for line in lines)
+    assert str(files[1]) in lines[0] + lines[1] and str(files[2]) in lines[0] + lines[1]
+    assert (parts.parts / "damaged" / files[2].name).read_bytes() == noise
+    assert not parts.has(_row(batch=1)) and not parts.has(_row(batch=2))  # so a profiler measures them again
+    assert read_profile_table(tmp_path)["batch_size"].tolist() == [3] and capsys.readouterr().err == ""

@@ -16,7 +16,8 @@ Output, in the profile folder: ``scores.parquet`` (and ``scores.csv``), one row 
 and variant. Each finished row is written at once under ``scores.parts/``, so an interrupted
 run resumes where it stopped; ``ok`` and ``skipped`` rows are final, ``error`` rows are tried
 again on a rerun. Rows are identified by the model's content and label (``model_key``), as in
-the profile table (``store.py``: a moved run keeps its scores, a reused label is scored again).
+the profile table (``store.py``: a moved run keeps its scores, a reused label is scored again,
+a damaged part is set aside and scored again).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ A point is identified by the model's content (``model_key``: structure, config a
 hashed, ``subjects.content_key``) and its label, never by the path it was loaded from: a moved
 or copied run keeps its points, and a label that now names another model is measured again.
 ``reconcile`` keeps a folder coherent before a call adds to it: rows of an earlier model under a
-label now given to another are moved to ``superseded/`` inside the parts folder.
+label now given to another are moved to ``superseded/``, a part that cannot be read to
+``damaged/`` (with a warning; its point is measured again), both inside the parts folder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ TABLE_FILE = "profile.parquet"
 CSV_FILE = "profile.csv"
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
+DAMAGED_DIR = "damaged"  # inside the parts folder: parts that could not be read
 SUPERSEDED_DIR = "superseded"  # inside the parts folder: rows of a model its label no longer names
 
 
@@ -185,14 +187,21 @@ class RowStore:
         return sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
 
     def read_part(self, path: Path) -> pa.Table | None:
-        """One part in the stored schema; None when it is gone."""
+        """One part in the stored schema; None when it is gone, or damaged (then moved to ``damaged/``)."""
         try:
-            return pq.read_table(path, schema=self.schema)
+            table = pq.read_table(path, schema=self.schema)
         except FileNotFoundError:
             return None  # moved aside meanwhile
+        except (pa.ArrowException, OSError) as error:
+            self._set_aside(path, DAMAGED_DIR, f"{type(error).__name__}: {str(error).strip().splitlines()[0]}")
+            return None
+        if table.num_rows != 1:
+            self._set_aside(path, DAMAGED_DIR, f"{table.num_rows} rows instead of one")
+            return None
+        return table
 
-    def _set_aside(self, path: Path, folder: str) -> Path | None:
-        """Move a part into ``folder`` under the parts folder (never over an earlier one)."""
+    def _set_aside(self, path: Path, folder: str, damage: str | None = None) -> Path | None:
+        """Move a part into ``folder`` under the parts folder (never over an earlier one); warn when damaged."""
         aside = self.parts / folder
         aside.mkdir(exist_ok=True)
         target = aside / path.name
@@ -202,15 +211,17 @@ class RowStore:
             os.replace(path, target)
         except FileNotFoundError:
             return None  # another reader moved it first
+        if damage is not None:
+            print(f"warning: damaged part {path} ({damage}); moved to {target}, its row is redone", file=sys.stderr)
         return target
 
     def reconcile(self, models: Mapping[str, tuple[str, str]]) -> int:
         """Make the parts fit the models about to be added: ``models`` maps each label to (content key, source).
 
-        Reads every part: a row whose label now names another model (another content key, or none:
-        written before content keys) is moved to ``superseded/``; a row of the same model found at
-        another path (a moved or copied folder) gets the new ``model_source``. Returns how many rows
-        were superseded.
+        Reads every part: a damaged one is moved to ``damaged/``; a row whose label now names another
+        model (another content key, or none: written before content keys) is moved to ``superseded/``;
+        a row of the same model found at another path (a moved or copied folder) gets the new
+        ``model_source``. Returns how many rows were superseded.
         """
         superseded = 0
         for path in self._files():
