@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import prunebench.profiling.subjects as subjects
 from helpers import run_cli
 from prunebench.config import TrainConfig
 from prunebench.profiling import TimingConfig, profile_models, read_profile_table, read_scores, score_variants
@@ -211,6 +212,19 @@ def test_models_with_new_weights_under_the_same_labels_are_profiled_and_scored_a
     assert sorted(after.index) == sorted(scores.index) == labels
     assert (after["model_key"] != before["model_key"]).all() and (scores["model_key"] == after["model_key"]).all()
     assert scores["model_structure"].equals(before_scores["model_structure"])
+
+
+def test_weights_are_hashed_once_while_their_files_are_unchanged(run, tmp_path, monkeypatch):
+    checkpoint = shutil.copytree(run / "checkpoint", tmp_path / "checkpoint")
+    hashed = []
+    real = subjects.weights_hash
+    monkeypatch.setattr(subjects, "weights_hash", lambda loaded: hashed.append(loaded) or real(loaded))
+    key = subjects.load_subject("full", checkpoint).content_key
+    assert subjects.load_subject("full", checkpoint).content_key == key and len(hashed) == 1  # loaded twice
+    weights = checkpoint / "model.safetensors"
+    save_file({k: -v for k, v in load_file(weights).items()}, weights, {"format": "pt"})
+    assert subjects.load_subject("full", checkpoint).content_key != key and len(hashed) == 2
+    assert subjects.subject_from_loaded("full", hashed[0]).content_key == key  # the same model in memory
 
 
 def test_damaged_parts_are_moved_aside_with_a_warning_and_redone(run, tmp_path, capsys):
