@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 
@@ -245,6 +246,47 @@ def test_resume_after_kill_9_evaluates_nothing_twice_and_loses_nothing(run):
     )
     again = run_search(run, _search(run, name=name, **settings), resume=True, show_progress=False)
     assert again.evaluated == 0 and again.replayed == samples and log.read_bytes() == text
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:  # a dead worker may stay a zombie here: PID 1 of a container need not reap orphans
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_evaluation_workers_exit_when_the_search_is_killed_9(run):
+    args = ["search", str(run), "--samples", "100000", "--workers", "2", "--max-eval-examples", "1200"]
+    log = run / "search" / "orphans" / "log.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prunebench.cli", *args, "--name", "orphans"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    parent, children = psutil.Process(process.pid), []
+    try:
+        deadline = time.time() + 60
+        while process.poll() is None and time.time() < deadline:  # workers loaded and scoring
+            children = parent.children(recursive=True)
+            workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            if workers and log.is_file() and log.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.stderr.read().decode()
+        assert workers, [c.cmdline() for c in children]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and not all(_gone(c) for c in children):
+            time.sleep(0.05)
+        assert [c.pid for c in children if not _gone(c)] == []
+    finally:
+        for child in children:
+            if not _gone(child):
+                child.kill()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_time_budget_and_repeated_configs(run):

@@ -47,7 +47,7 @@ from prunebench.profiling.hardware import (
 )
 from prunebench.profiling.measure import PointOutOfMemory, measure_point, release_memory
 from prunebench.profiling.memory import is_out_of_memory
-from prunebench.profiling.store import ProfileRow, ProfileStore
+from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
 from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
 from prunebench.profiling.timing import TimingConfig
 from prunebench.profiling.variants import VARIANTS, VariantSkipped, build_variant, compute_dtype, get_variant
@@ -209,6 +209,7 @@ def profile_models(
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
     store = ProfileStore(out_dir)
+    store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
     run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
     with torch_threads(threads):
         for subject in subjects:
@@ -241,6 +242,7 @@ class _Run:
         return ProfileRow(
             model=subject.label,
             model_source=subject.source,
+            model_key=subject.content_key,
             pruned=subject.pruned,
             variant=spec.name,
             quantization=spec.quantization,
@@ -394,6 +396,7 @@ class _Run:
 def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:
     return (
         frame["model"].eq(row.model)
+        & frame["model_key"].eq(row.model_key)
         & frame["variant"].eq(row.variant)
         & frame["target"].eq(row.target)
         & frame["batch_size"].eq(row.batch_size)
@@ -425,7 +428,5 @@ def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),
     }
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(record, indent=2))
-    os.replace(staging, path)
+    write_atomic(path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
     return record

@@ -15,7 +15,9 @@ with the reason, one that fails while predicting an ``error`` row.
 Output, in the profile folder: ``scores.parquet`` (and ``scores.csv``), one row per model
 and variant. Each finished row is written at once under ``scores.parts/``, so an interrupted
 run resumes where it stopped; ``ok`` and ``skipped`` rows are final, ``error`` rows are tried
-again on a rerun.
+again on a rerun. Rows are identified by the model's content and label (``model_key``), as in
+the profile table (``store.py``: a moved run keeps its scores, a reused label is scored again,
+a damaged part is set aside and scored again).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from rich.console import Console
 
@@ -39,7 +40,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.profiling.measure import release_memory
 from prunebench.profiling.memory import is_out_of_memory
 from prunebench.profiling.store import RowStore, arrow_schema
-from prunebench.profiling.subjects import Subject, run_subjects
+from prunebench.profiling.subjects import Subject, run_subjects, structure_hash
 from prunebench.profiling.variants import VariantSkipped, build_variant, get_variant, quiet_bitsandbytes
 from prunebench.rundir import read_run
 
@@ -68,12 +69,16 @@ class ScoreRow:
     reason: str | None = None
     model_source: str | None = None
     model_structure: str | None = None  # short hash of a pruned model's kept heads/units (None: un-pruned)
+    model_key: str | None = None  # what the model is: structure, config and weights hashed (subjects.content_key)
     task: str | None = None
     timestamp: str | None = None
 
     def key(self) -> str:
-        """Identity: a rerun with the same model (label and structure), variant, split, device and cap skips the row."""
-        ident = [self.model, self.model_structure, self.variant, self.split, self.device, self.max_examples]
+        """Identity: a rerun with the same model (content and label), variant, split, device and cap skips the row.
+
+        Not the path: a moved or copied run keeps its scores (see ``ProfileRow.key`` for the label).
+        """
+        ident = [self.model_key, self.model, self.variant, self.split, self.device, self.max_examples]
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
 
@@ -93,9 +98,8 @@ class ScoreStore(RowStore):
     def done(self, row: ScoreRow) -> bool:
         """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""
         path = self._part(row.key())
-        if not path.is_file():
-            return False
-        return pq.read_table(path, columns=["status"]).column("status")[0].as_py() != "error"
+        table = self.read_part(path) if path.is_file() else None
+        return table is not None and table.column("status")[0].as_py() != "error"
 
 
 def read_scores(out_dir: Path) -> pd.DataFrame:
@@ -104,11 +108,8 @@ def read_scores(out_dir: Path) -> pd.DataFrame:
 
 
 def structure_id(subject: Subject) -> str | None:
-    """A short hash of what a pruned model kept, so a label re-used for another model is scored again."""
-    structure = subject.loaded.structure
-    if structure is None:
-        return None
-    return hashlib.sha256(json.dumps(structure.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """A short hash of what a pruned model kept (None: un-pruned); ``model_key`` covers it and the weights."""
+    return structure_hash(subject.loaded)
 
 
 # --- the test split --------------------------------------------------------------------------
@@ -200,6 +201,7 @@ def score_variants(
     device_name = str(torch_device)
     task = run.get("task", {}).get("name")
     store = ScoreStore(out_dir)
+    store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
 
     def base(subject: Subject, spec, examples: int) -> ScoreRow:
         return ScoreRow(
@@ -214,6 +216,7 @@ def score_variants(
             model_source=subject.source,
             model_structure=structure_id(subject),
             task=task,
+            model_key=subject.content_key,
         )
 
     pending = [(s, v) for s in subjects for v in specs if not store.done(base(s, v, 0))]

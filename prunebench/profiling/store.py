@@ -5,6 +5,13 @@ Each finished point is written at once as its own small Parquet file under
 loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
 parts into ``OUT/profile.parquet`` (and ``profile.csv`` for people). Every part is
 written with the same explicit schema, so the table reads back with stable column types.
+
+A point is identified by the model's content (``model_key``: structure, config and weights
+hashed, ``subjects.content_key``) and its label, never by the path it was loaded from: a moved
+or copied run keeps its points, and a label that now names another model is measured again.
+``reconcile`` keeps a folder coherent before a call adds to it: rows of an earlier model under a
+label now given to another are moved to ``superseded/``, a part that cannot be read to
+``damaged/`` (with a warning; its point is measured again), both inside the parts folder.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import sys
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,6 +36,23 @@ TABLE_FILE = "profile.parquet"
 CSV_FILE = "profile.csv"
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
+DAMAGED_DIR = "damaged"  # inside the parts folder: parts that could not be read
+SUPERSEDED_DIR = "superseded"  # inside the parts folder: rows of a model its label no longer names
+
+
+def staging_path(target: Path) -> Path:
+    """A hidden name beside ``target`` that no other process or thread writing ``target`` uses."""
+    return target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(path)`` to a staging name, then rename it onto ``target``: readers see the old file or the new one."""
+    staging = staging_path(Path(target))
+    try:
+        write(staging)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 @dataclass
@@ -50,6 +77,7 @@ class ProfileRow:
     reason: str | None = None
     notes: str | None = None
     device_index: int | None = None
+    model_key: str | None = None  # what the model is (subjects.content_key); ``model`` is its label here
     # exact counts
     parameters: int | None = None
     relative_parameters: float | None = None
@@ -99,8 +127,13 @@ class ProfileRow:
     timestamp: str | None = None
 
     def key(self) -> str:
-        """Identity of the point: a rerun with the same key is skipped."""
-        ident = [self.model, self.model_source, self.variant, self.target, self.device]
+        """Identity of the point: a rerun with the same key is skipped.
+
+        The model counts by content and label, not by ``model_source``: the label stays in, as the
+        tables are read by label and two labels may name the same model (two searches exporting the
+        same sub-network): each keeps its own rows.
+        """
+        ident = [self.model_key, self.model, self.variant, self.target, self.device]
         ident += [self.batch_size, self.seq_len, self.threads, self.mode]
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
@@ -124,7 +157,8 @@ COLUMNS = [f.name for f in fields(ProfileRow)]
 class RowStore:
     """A resumable table: one small Parquet file per finished row (named by ``row.key()``) under
     ``OUT/<parts_dir>/``, written atomically; ``consolidate`` gathers them into a Parquet and a CSV file.
-    Subclasses name the row type, the files and the sort order."""
+    Subclasses name the row type, the files and the sort order. Rows have ``model`` (the label),
+    ``model_key`` (the content) and ``model_source`` columns (see the module docstring)."""
 
     schema: pa.Schema
     parts_dir: str
@@ -144,16 +178,78 @@ class RowStore:
 
     def append(self, row) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
-        target = self._part(row.key())
-        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        pq.write_table(pa.Table.from_pylist([asdict(row)], schema=self.schema), staging)
-        os.replace(staging, target)
+        self._write_part(self._part(row.key()), pa.Table.from_pylist([asdict(row)], schema=self.schema))
+
+    def _write_part(self, target: Path, table: pa.Table) -> None:
+        write_atomic(target, lambda staging: pq.write_table(table, staging))
+
+    def _files(self) -> list[Path]:
+        return sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
+
+    def read_part(self, path: Path) -> pa.Table | None:
+        """One part in the stored schema; None when it is gone, or damaged (then moved to ``damaged/``)."""
+        try:
+            table = pq.read_table(path, schema=self.schema)
+        except FileNotFoundError:
+            return None  # moved aside meanwhile
+        except (pa.ArrowException, OSError) as error:
+            self._set_aside(path, DAMAGED_DIR, f"{type(error).__name__}: {str(error).strip().splitlines()[0]}")
+            return None
+        if table.num_rows != 1:
+            self._set_aside(path, DAMAGED_DIR, f"{table.num_rows} rows instead of one")
+            return None
+        return table
+
+    def _set_aside(self, path: Path, folder: str, damage: str | None = None) -> Path | None:
+        """Move a part into ``folder`` under the parts folder (never over an earlier one); warn when damaged."""
+        aside = self.parts / folder
+        aside.mkdir(exist_ok=True)
+        target = aside / path.name
+        if target.exists():
+            target = aside / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return None  # another reader moved it first
+        if damage is not None:
+            print(f"warning: damaged part {path} ({damage}); moved to {target}, its row is redone", file=sys.stderr)
+        return target
+
+    def reconcile(self, models: Mapping[str, tuple[str, str]]) -> int:
+        """Make the parts fit the models about to be added: ``models`` maps each label to (content key, source).
+
+        Reads every part: a damaged one is moved to ``damaged/``; a row whose label now names another
+        model (another content key, or none: written before content keys) is moved to ``superseded/``;
+        a row of the same model found at another path (a moved or copied folder) gets the new
+        ``model_source``. Returns how many rows were superseded.
+        """
+        superseded = 0
+        for path in self._files():
+            table = self.read_part(path)
+            if table is None:
+                continue
+            row = table.to_pylist()[0]
+            if row["model"] not in models:
+                continue
+            key, source = models[row["model"]]
+            if row["model_key"] != key:
+                superseded += self._set_aside(path, SUPERSEDED_DIR) is not None
+            elif row["model_source"] != source:
+                row["model_source"] = source
+                self._write_part(path, pa.Table.from_pylist([row], schema=self.schema))
+        if superseded:
+            print(
+                f"note: {superseded} row(s) of models whose labels now name other models were moved to "
+                f"{self.parts / SUPERSEDED_DIR}",
+                file=sys.stderr,
+            )
+        return superseded
 
     def table(self) -> pd.DataFrame:
-        files = sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
-        if not files:
+        tables = [t for t in (self.read_part(f) for f in self._files()) if t is not None]
+        if not tables:
             return self.schema.empty_table().to_pandas()
-        frame = pa.concat_tables(pq.read_table(f, schema=self.schema) for f in files).to_pandas()
+        frame = pa.concat_tables(tables).to_pandas()
         return frame.sort_values(list(self.sort_by), kind="stable").reset_index(drop=True)
 
     def consolidate(self) -> pd.DataFrame:
@@ -161,10 +257,7 @@ class RowStore:
         frame = self.table()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, write in ((self.table_file, self._write_parquet), (self.csv_file, self._write_csv)):
-            target = self.out_dir / name
-            staging = target.with_name(f".{name}.partial-{os.getpid()}")
-            write(frame, staging)
-            os.replace(staging, target)
+            write_atomic(self.out_dir / name, lambda staging, write=write: write(frame, staging))
         return frame
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:

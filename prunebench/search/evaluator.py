@@ -15,11 +15,18 @@ What makes it fast, each measured by ``benchmarks/search_methods.py``:
   the rest; on small CPUs two 1-thread processes beat one 2-thread process. Shares are
   balanced by padded token count, and every batch is computed the same way wherever it
   runs, so the predictions do not depend on W.
+  The workers exit when this process dies, also by kill -9 (``_die_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -148,10 +155,53 @@ class _Scorer:
 # --- worker processes ---------------------------------------------------------------------------
 
 _WORKER: _Scorer | None = None
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PARENT_POLL_SECONDS = 0.5
 
 
-def _worker_start(model_source: str, task_kind: str, num_labels: int, batches, slicing: str, threads: int) -> None:
+def _die_with_parent(parent: int, kernel_signal: bool) -> None:
+    """Make this worker exit when ``parent`` (the process that started the pool) dies, even by kill -9.
+
+    A killed parent runs no cleanup and the workers hold both ends of their task queue, so without
+    this they would wait forever, each holding a model. Two mechanisms, as each has a gap:
+
+    - Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills the worker the moment the parent
+      goes, even while it is inside a long kernel call. But the kernel ties it to the *thread* that
+      spawned the worker, so it is only asked for when that is the main thread (``kernel_signal``),
+      whose end is the process's end; it also misses a parent that died before the call (checked next).
+    - a daemon thread polling ``os.getppid()``: an orphan is re-parented, so its parent pid changes.
+      Portable (macOS, the BSDs), independent of threads, at the cost of up to one poll of delay and of
+      needing the interpreter to get a turn (torch's kernels release the GIL).
+    """
+    if kernel_signal and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watcher below still works
+    if os.getppid() != parent:  # died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="prunebench-parent-watch", daemon=True).start()
+
+
+def _worker_start(
+    parent: int,
+    kernel_signal: bool,
+    model_source: str,
+    task_kind: str,
+    num_labels: int,
+    batches,
+    slicing: str,
+    threads: int,
+) -> None:
     global _WORKER
+    _die_with_parent(parent, kernel_signal)
     torch.set_num_threads(threads)
     loaded = load_model(model_source, task_kind=task_kind, num_labels=num_labels)
     rebuilt = [
@@ -212,6 +262,8 @@ class CandidateEvaluator:
                 mp_context=multiprocessing.get_context("spawn"),  # fork after torch/OpenMP start can hang
                 initializer=_worker_start,
                 initargs=(
+                    os.getpid(),
+                    threading.current_thread() is threading.main_thread(),
                     str(model_source),
                     loaded.task_kind,
                     self._num_labels(loaded),
