@@ -34,6 +34,7 @@ Every read of a run file goes through ``read_json`` / ``read_table``: a damaged 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -277,6 +278,16 @@ def writer_lock(folder: Path, stage: str | None = None) -> Iterator[None]:
             _release(path)
         if failed and top_created is not None and is_empty_dir(folder) and not any(p.parent == here for p in _held):
             shutil.rmtree(top_created, ignore_errors=True)
+
+
+def stage_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The writer's lock for ``out_dir``: a run's stage folder (RUN/search/NAME, RUN/profile/TARGET) locks as
+    that stage of the run (``writer_lock(RUN, "search-NAME")``); any other folder locks itself."""
+    out_dir = Path(out_dir)
+    run = out_dir.parent.parent
+    if (run / RUN_FILE).is_file():
+        return writer_lock(run, stage=f"{out_dir.parent.name}-{out_dir.name}")
+    return writer_lock(out_dir)
 
 
 def replace_dir_atomic(staging: Path, target: Path) -> None:

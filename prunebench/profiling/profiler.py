@@ -51,6 +51,7 @@ from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
 from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
 from prunebench.profiling.timing import TimingConfig
 from prunebench.profiling.variants import VARIANTS, VariantSkipped, build_variant, compute_dtype, get_variant
+from prunebench.rundir import stage_lock
 
 CALIBRATION_FILE = "calibration.json"
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
@@ -208,21 +209,22 @@ def profile_models(
     target = resolve_target(device, estimate_only, calibrate)
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
-    store = ProfileStore(out_dir)
-    store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
-    run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
-    with torch_threads(threads):
-        for subject in subjects:
-            for spec in specs:
-                points = [(b, s) for b in batch_sizes for s in seq_lens]
-                if target.mode == "estimated":
-                    run.estimate_all(subject, spec, points)
-                else:
-                    run.measure_all(subject, spec, points)
-    frame = store.consolidate()
-    if calibrate:
-        write_calibration(frame, Path(out_dir) / CALIBRATION_FILE)
-    return frame
+    with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
+        store = ProfileStore(out_dir)
+        store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
+        run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
+        with torch_threads(threads):
+            for subject in subjects:
+                for spec in specs:
+                    points = [(b, s) for b in batch_sizes for s in seq_lens]
+                    if target.mode == "estimated":
+                        run.estimate_all(subject, spec, points)
+                    else:
+                        run.measure_all(subject, spec, points)
+        frame = store.consolidate()
+        if calibrate:
+            write_calibration(frame, Path(out_dir) / CALIBRATION_FILE)
+        return frame
 
 
 @dataclass

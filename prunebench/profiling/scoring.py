@@ -42,7 +42,7 @@ from prunebench.profiling.memory import is_out_of_memory
 from prunebench.profiling.store import RowStore, arrow_schema
 from prunebench.profiling.subjects import Subject, run_subjects, structure_hash
 from prunebench.profiling.variants import VariantSkipped, build_variant, get_variant, quiet_bitsandbytes
-from prunebench.rundir import read_run
+from prunebench.rundir import read_run, stage_lock
 
 PARTS_DIR = "scores.parts"
 TABLE_FILE = "scores.parquet"
@@ -200,51 +200,52 @@ def score_variants(
     torch_device = scoring_device(device)
     device_name = str(torch_device)
     task = run.get("task", {}).get("name")
-    store = ScoreStore(out_dir)
-    store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
+    with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
+        store = ScoreStore(out_dir)
+        store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
 
-    def base(subject: Subject, spec, examples: int) -> ScoreRow:
-        return ScoreRow(
-            model=subject.label,
-            variant=spec.name,
-            split=SPLIT,
-            status="ok",
-            device=device_name,
-            threads=threads,
-            examples=examples,
-            max_examples=max_examples,
-            model_source=subject.source,
-            model_structure=structure_id(subject),
-            task=task,
-            model_key=subject.content_key,
-        )
+        def base(subject: Subject, spec, examples: int) -> ScoreRow:
+            return ScoreRow(
+                model=subject.label,
+                variant=spec.name,
+                split=SPLIT,
+                status="ok",
+                device=device_name,
+                threads=threads,
+                examples=examples,
+                max_examples=max_examples,
+                model_source=subject.source,
+                model_structure=structure_id(subject),
+                task=task,
+                model_key=subject.content_key,
+            )
 
-    pending = [(s, v) for s in subjects for v in specs if not store.done(base(s, v, 0))]
-    if not pending:
+        pending = [(s, v) for s in subjects for v in specs if not store.done(base(s, v, 0))]
+        if not pending:
+            return store.consolidate()
+        split = _load_split(run_dir, subjects[0], batch_size, max_examples)
+        if split is None:
+            console.print(f"note: task {task!r} has no test split here; the variants are not scored (nothing written)")
+            return SCHEMA.empty_table().to_pandas()
+        examples = len(split.labels)
+        console.print(f"scoring {len(pending)} model variant(s) on the test split ({examples} examples, {device_name})")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for subject, spec in pending:
+                row = _score_one(base(subject, spec, examples), subject, spec, split, torch_device)
+                row.timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
+                store.append(row)
+                if on_row is not None:
+                    on_row(row)
+                if row.status == "ok":
+                    shown = f"{row.metric_name} {row.metric:.4f} ({row.seconds:.1f} s)"
+                else:
+                    shown = f"{row.status}: {row.reason}"
+                console.print(f"  {row.model} {row.variant}: {shown}", style="dim")
+        finally:
+            torch.set_num_threads(previous)
         return store.consolidate()
-    split = _load_split(run_dir, subjects[0], batch_size, max_examples)
-    if split is None:
-        console.print(f"note: task {task!r} has no test split here; the variants are not scored (nothing written)")
-        return SCHEMA.empty_table().to_pandas()
-    examples = len(split.labels)
-    console.print(f"scoring {len(pending)} model variant(s) on the test split ({examples} examples, {device_name})")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for subject, spec in pending:
-            row = _score_one(base(subject, spec, examples), subject, spec, split, torch_device)
-            row.timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
-            store.append(row)
-            if on_row is not None:
-                on_row(row)
-            if row.status == "ok":
-                shown = f"{row.metric_name} {row.metric:.4f} ({row.seconds:.1f} s)"
-            else:
-                shown = f"{row.status}: {row.reason}"
-            console.print(f"  {row.model} {row.variant}: {shown}", style="dim")
-    finally:
-        torch.set_num_threads(previous)
-    return store.consolidate()
 
 
 def scoring_device(device: str) -> torch.device:
