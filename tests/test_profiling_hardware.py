@@ -35,7 +35,7 @@ def test_bitsandbytes_support_follows_compute_capability():
         if profile.kind != "gpu":
             continue
         native = profile.compute_capability >= (7, 5)
-        assert profile.bnb_int8_matmul == ("native" if native else "fallback"), profile.name
+        assert profile.bnb_int8_matmul == ("native" if native else "unsupported"), profile.name
         assert ("bf16" in profile.peak_tflops) == (profile.compute_capability >= (8, 0)), profile.name
         assert (profile.bf16_support() is None) == (profile.compute_capability >= (8, 0))
 

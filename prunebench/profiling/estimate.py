@@ -42,9 +42,9 @@ from prunebench.profiling.variants import (
     VariantSpec,
     analytic_weight_bytes,
     compute_dtype,
+    int8_fallback_note,
     plan_linears,
     static_skip_reason,
-    variant_notes,
 )
 
 # Activation elements read + written per token by one eager encoder layer (see module docstring).
@@ -145,7 +145,7 @@ def estimate(
     live = tokens * (3 * dims.hidden_size + widest_units) * act_bytes
     if spec.quantization in ("bnb-nf4", "bnb-fp4"):
         live += max((_linear_elements(subject, name) for name in plan.quantized), default=0) * act_bytes
-    notes = tuple(variant_notes(spec, kind, profile.compute_capability))
+    notes = tuple(note for note in [int8_fallback_note(plan)] if note)
     return Estimate(
         latency_s=latency,
         compute_s=compute_s,

@@ -52,7 +52,7 @@ class HardwareProfile:
     memory_gb: Figure
     memory_bandwidth_gb_s: Figure
     peak_tflops: dict[str, Figure]  # dense; "int8" in TOPS; per core for a CPU profile
-    bnb_int8_matmul: str  # "native" or "fallback"
+    bnb_int8_matmul: str  # "native", "fallback" (runs, not on int8 kernels: the CPU) or "unsupported"
     bnb_four_bit: str  # "supported" or "unsupported"
     bnb_source: str
     compute_efficiency: float
