@@ -2,8 +2,16 @@
 
 A profile holds a target's datasheet figures, each with its source: memory, memory
 bandwidth, dense peak throughput per data type, compute capability and what
-bitsandbytes supports there. Measurements use a profile to recognise the GPU
-(by the name pynvml reports); estimates use its figures (``estimate.py``).
+bitsandbytes supports there. Measurements use a profile to recognise the GPU;
+estimates use its figures (``estimate.py``).
+
+A GPU is recognised by its family and, where the figures differ, its form factor, both
+read from the name NVML or torch reports (``parse_gpu_name``): "Tesla V100-PCIE-16GB" is
+family ``v100``, form factor ``pcie``; "NVIDIA H100 80GB HBM3" is ``h100`` with no form
+factor in the name (the SXM5 board: the PCIe and NVL boards say so); a MIG slice
+("NVIDIA A100-SXM4-40GB MIG 1g.5gb") is its GPU's family, with the slice recorded. A
+profile's ``[gpu_match]`` names its family and the form factors its figures are for
+(``unstated`` for a name without one); ``nvml_names`` lists real names it must match.
 
 Device detection never fails: without an NVIDIA driver pynvml raises
 ``NVMLError_LibraryNotFound``, which is recorded and the report falls back to
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import site
 import sys
 import tomllib
@@ -47,7 +56,7 @@ class HardwareProfile:
     name: str
     kind: str  # "gpu" or "cpu"
     description: str
-    nvml_names: tuple[str, ...]
+    nvml_names: tuple[str, ...]  # real names of this GPU (checked by the tests); matching is by family
     compute_capability: tuple[int, int] | None
     memory_gb: Figure
     memory_bandwidth_gb_s: Figure
@@ -60,11 +69,15 @@ class HardwareProfile:
     op_overhead_us: float
     assumptions_source: str
     path: Path = field(compare=False)
+    gpu_family: str | None = None  # "a100", "v100", ...: what parse_gpu_name reads from the name
+    form_factors: tuple[str, ...] = ()  # the boards the figures are for; empty: any
 
     def matches(self, device_name: str) -> bool:
         """True when ``device_name`` (as pynvml or torch reports it) is this profile's device."""
-        wanted = _normalise(device_name)
-        return any(_normalise(name) == wanted for name in self.nvml_names)
+        parsed = parse_gpu_name(device_name)
+        if self.kind != "gpu" or parsed is None or parsed.family != self.gpu_family:
+            return False
+        return not self.form_factors or parsed.form_factor in self.form_factors
 
     def peak_flops(self, dtype: str) -> float | None:
         figure = self.peak_tflops.get(dtype)
@@ -77,8 +90,62 @@ class HardwareProfile:
         return None
 
 
-def _normalise(name: str) -> str:
-    return " ".join(name.lower().split())
+# Board names in GPU names: SXM modules (numbered by generation), PCIe cards, NVL (NVLink-bridged
+# PCIe pairs), full-height half-length cards, DGX Station modules.
+_FORM_FACTORS = {"sxm": "sxm", "sxm2": "sxm", "sxm3": "sxm", "sxm4": "sxm", "sxm5": "sxm", "pcie": "pcie"}
+_FORM_FACTORS |= {"nvl": "nvl", "fhhl": "fhhl", "dgxs": "dgxs"}
+UNSTATED = "unstated"
+
+
+@dataclass(frozen=True)
+class GpuName:
+    """What a GPU's name says: its family ("a100"), board ("sxm", "pcie", "nvl", ... or "unstated"),
+    memory when named, and the MIG slice ("1g.5gb") when the name is a MIG instance's."""
+
+    family: str
+    form_factor: str
+    memory_gb: int | None
+    mig: str | None
+
+
+def parse_gpu_name(name: str) -> GpuName | None:
+    """Read a name as NVML or torch reports it ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "Tesla T4")."""
+    text = " ".join(name.lower().split())
+    mig = None
+    found = re.search(r" mig (\S+)", text)
+    if found:
+        mig, text = found.group(1), text[: found.start()]
+    text = re.sub(r"^(nvidia )?(tesla )?", "", text)
+    tokens = [token for token in re.split(r"[ _-]+", text) if token]
+    if not tokens:
+        return None
+    form_factor, memory = UNSTATED, None
+    for token in tokens[1:]:
+        if token in _FORM_FACTORS and form_factor == UNSTATED:
+            form_factor = _FORM_FACTORS[token]
+        elif re.fullmatch(r"\d+gb", token) and memory is None:
+            memory = int(token[:-2])
+    return GpuName(tokens[0], form_factor, memory, mig)
+
+
+def same_gpu_model(first: str, second: str) -> bool:
+    """Whether two names are the same GPU model, a MIG slice aside (NVML names a MIG-enabled GPU by its
+    board, torch by the slice: "NVIDIA A100-SXM4-40GB" and "NVIDIA A100-SXM4-40GB MIG 1g.5gb")."""
+    a, b = parse_gpu_name(first), parse_gpu_name(second)
+    if a is None or b is None:
+        return False
+    return (a.family, a.form_factor, a.memory_gb) == (b.family, b.form_factor, b.memory_gb)
+
+
+def gpu_caveats(device_name: str) -> list[str]:
+    """What a row measured on ``device_name`` should say next to its numbers."""
+    parsed = parse_gpu_name(device_name)
+    if parsed is None or parsed.mig is None:
+        return []
+    return [
+        f"MIG slice {parsed.mig} of a {parsed.family.upper()}: a fraction of the GPU's compute and memory; "
+        "the profile's figures (and its estimates) are for the whole GPU"
+    ]
 
 
 def _cc_text(capability: tuple[int, int]) -> str:
@@ -115,6 +182,9 @@ def _parse(path: Path) -> HardwareProfile:
         if unknown:
             raise ValueError(f"unknown data type {unknown[0]!r} in [peak_tflops]; use {', '.join(DTYPES)}")
         bnb, assumptions = data["bitsandbytes"], data["assumptions"]
+        match = data.get("gpu_match", {})
+        if data["kind"] == "gpu" and not match.get("family"):
+            raise ValueError("a GPU profile needs [gpu_match] family = ... (how its NVML names start)")
         return HardwareProfile(
             name=data["name"],
             kind=data["kind"],
@@ -132,6 +202,8 @@ def _parse(path: Path) -> HardwareProfile:
             op_overhead_us=float(assumptions["op_overhead_us"]),
             assumptions_source=assumptions["source"],
             path=path,
+            gpu_family=match.get("family"),
+            form_factors=tuple(match.get("form_factors", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PrunebenchError(f"hardware profile {path} is incomplete or malformed ({error}); fix the file") from None
