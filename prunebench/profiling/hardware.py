@@ -3,7 +3,11 @@
 A profile holds a target's datasheet figures, each with its source: memory, memory
 bandwidth, dense peak throughput per data type, compute capability and what
 bitsandbytes supports there. Measurements use a profile to recognise the GPU;
-estimates use its figures (``estimate.py``).
+estimates use its figures (``estimate.py``) and the figures only estimates need, each
+with its source too: the fraction of peak eager PyTorch reaches per data type
+(``[compute_efficiency.<dtype>]``, derived from published measurements where there are
+some, else marked assumed) and the host cost of one eager operator
+(``[launch_overhead_us]``), which depends on the host CPU as much as on the GPU.
 
 A GPU is recognised by its family and, where the figures differ, its form factor, both
 read from the name NVML or torch reports (``parse_gpu_name``): "Tesla V100-PCIE-16GB" is
@@ -64,9 +68,9 @@ class HardwareProfile:
     bnb_int8_matmul: str  # "native", "fallback" (runs, not on int8 kernels: the CPU) or "unsupported"
     bnb_four_bit: str  # "supported" or "unsupported"
     bnb_source: str
-    compute_efficiency: float
+    compute_efficiency: dict[str, Figure]  # per matmul dtype: fraction of peak eager PyTorch reaches
     bandwidth_efficiency: float
-    op_overhead_us: float
+    launch_overhead_us: Figure  # host cost of one eager operator (dispatch + kernel launch)
     assumptions_source: str
     path: Path = field(compare=False)
     gpu_family: str | None = None  # "a100", "v100", ...: what parse_gpu_name reads from the name
@@ -82,6 +86,11 @@ class HardwareProfile:
     def peak_flops(self, dtype: str) -> float | None:
         figure = self.peak_tflops.get(dtype)
         return None if figure is None else figure.value * 1e12
+
+    def efficiency(self, dtype: str) -> float | None:
+        """The fraction of ``dtype``'s peak that eager PyTorch reaches here (an estimate's assumption)."""
+        figure = self.compute_efficiency.get(dtype)
+        return None if figure is None else figure.value
 
     def bf16_support(self) -> str | None:
         """None when bf16 runs here, else the reason it does not."""
@@ -182,6 +191,13 @@ def _parse(path: Path) -> HardwareProfile:
         if unknown:
             raise ValueError(f"unknown data type {unknown[0]!r} in [peak_tflops]; use {', '.join(DTYPES)}")
         bnb, assumptions = data["bitsandbytes"], data["assumptions"]
+        efficiency = {dtype: _figure(data["compute_efficiency"], dtype, path) for dtype in data["compute_efficiency"]}
+        # tf32 is never an estimate's matmul dtype: PyTorch keeps fp32 matmuls in full fp32 by default
+        missing = sorted(set(peaks) - set(efficiency) - {"tf32"})
+        if missing:
+            raise ValueError(f"[peak_tflops.{missing[0]}] has no [compute_efficiency.{missing[0]}]")
+        if not all(0 < figure.value <= 1 for figure in efficiency.values()):
+            raise ValueError("a [compute_efficiency] value is not a fraction in (0, 1]")
         match = data.get("gpu_match", {})
         if data["kind"] == "gpu" and not match.get("family"):
             raise ValueError("a GPU profile needs [gpu_match] family = ... (how its NVML names start)")
@@ -197,9 +213,9 @@ def _parse(path: Path) -> HardwareProfile:
             bnb_int8_matmul=bnb["int8_matmul"],
             bnb_four_bit=bnb["four_bit"],
             bnb_source=bnb["source"],
-            compute_efficiency=float(assumptions["compute_efficiency"]),
+            compute_efficiency=efficiency,
             bandwidth_efficiency=float(assumptions["bandwidth_efficiency"]),
-            op_overhead_us=float(assumptions["op_overhead_us"]),
+            launch_overhead_us=_figure(data, "launch_overhead_us", path),
             assumptions_source=assumptions["source"],
             path=path,
             gpu_family=match.get("family"),
