@@ -35,7 +35,7 @@ def _error(args, monkeypatch, capsys) -> str:
 def test_hardware_lists_profiles_and_devices_without_a_driver(no_gpu, monkeypatch, capsys):
     code, out, err = run_cli(["hardware"], monkeypatch, capsys)
     assert code == 0, err
-    for name in ("t4", "a10", "v100", "a100", "l4", "h100", "h200", "cpu"):
+    for name in ("t4", "a10", "v100", "v100-pcie", "a100", "l4", "h100", "h100-pcie", "h200", "cpu"):
         assert f"│ {name} " in out
     assert "devices here" in out and "torch uses 1" in out
     assert "no GPU: NVMLError_LibraryNotFound" in out
@@ -68,7 +68,7 @@ def test_unknown_gpu_lists_the_known_ones(tmp_path, monkeypatch, capsys):
         ["profile", "--model", "shape:bert-tiny", "--gpu", "a11", "--out", str(tmp_path)], monkeypatch, capsys
     )
     assert "unknown GPU 'a11'" in line
-    assert "a10, a100, h100, h200, l4, t4, v100" in line
+    assert "a10, a100, h100, h100-pcie, h200, l4, t4, v100, v100-pcie" in line
 
 
 def test_a_directory_that_is_not_a_model_fails_clearly(tmp_path, monkeypatch, capsys):

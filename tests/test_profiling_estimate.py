@@ -1,4 +1,5 @@
-"""Roofline estimates: they scale the way hardware does, and every estimated row says it is one."""
+"""Estimates (roofline + host/launch): they scale the way hardware does, match the published measurements
+their figures come from, and every estimated row says it is one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from prunebench.models import LoadedModel, load_model
 from prunebench.models.adapters import adapter_for
 from prunebench.models.shapes import shape_config
 from prunebench.profiling import profile_models
-from prunebench.profiling.estimate import NotEstimable, estimate
-from prunebench.profiling.hardware import get_profile
+from prunebench.profiling.estimate import BOUNDS, OPS_OUTSIDE, OPS_PER_LAYER, NotEstimable, estimate
+from prunebench.profiling.hardware import get_profile, load_profiles
 from prunebench.profiling.subjects import subject_from_loaded
 from prunebench.profiling.variants import VARIANTS, analytic_weight_bytes
 from prunebench.supernet import extract, get_space
@@ -98,8 +99,8 @@ def test_profiles_decide_what_cannot_be_estimated(tiny_subjects):
         estimate(full, VARIANTS["bf16"], get_profile("v100"), 1, 128)
     with pytest.raises(NotEstimable, match="CPU only"):
         estimate(full, VARIANTS["dynamic-int8"], get_profile("a100"), 1, 128)
-    v100_int8 = estimate(full, VARIANTS["int8"], get_profile("v100"), 1, 128)
-    assert v100_int8.matmul_dtype == "fp16" and "slow fallback" in v100_int8.notes[0]
+    with pytest.raises(NotEstimable, match="compute capability >= 7.5"):  # not run there, so not estimated
+        estimate(full, VARIANTS["int8"], get_profile("v100"), 1, 128)
     assert estimate(full, VARIANTS["int8"], get_profile("a10"), 1, 128).matmul_dtype == "int8"
     # bitsandbytes' CPU LLM.int8 runs at about the fp32 rate; torch's dynamic int8 uses VNNI
     assert estimate(full, VARIANTS["int8"], get_profile("cpu"), 1, 128).matmul_dtype == "fp32"
@@ -122,3 +123,104 @@ def test_estimate_mode_marks_every_row(tmp_path):
     assert ok["est_bound"].notna().all() and ok["latency_p99_s"].isna().all()  # no spread is invented
     skipped = frame[frame["status"] == "skipped"]
     assert set(skipped["variant"]) == {"dynamic-int8"}
+
+
+# Published eager-PyTorch latencies (ms) of a BERT-base encoder at sequence 128 that the T4 and V100
+# efficiencies were derived from (NVIDIA DeepLearningExamples FasterTransformer/v2.1/README.md).
+PUBLISHED = {
+    ("t4", "fp32"): {32: 194.06, 64: 387.92, 128: 866.38},
+    ("t4", "fp16"): {32: 54.19, 64: 105.75, 128: 218.95},
+    ("v100", "fp32"): {32: 66.40, 64: 130.69, 128: 257.29},
+    ("v100", "fp16"): {32: 18.61, 64: 35.18, 128: 67.42},
+}
+
+
+@pytest.mark.parametrize(("target", "variant"), list(PUBLISHED))
+def test_estimates_reproduce_the_published_measurements_behind_the_figures(base_subjects, target, variant):
+    full = base_subjects[0]
+    for batch, milliseconds in PUBLISHED[(target, variant)].items():
+        result = estimate(full, VARIANTS[variant], get_profile(target), batch, 128)
+        assert result.bound == "compute"
+        assert result.latency_s * 1e3 == pytest.approx(milliseconds, rel=0.10), batch
+
+
+def test_efficiency_figures_are_sourced_and_fp16_is_well_below_half_of_peak():
+    for profile in load_profiles().values():
+        assert profile.launch_overhead_us.value > 0 and profile.launch_overhead_us.source, profile.name
+        for dtype, figure in profile.compute_efficiency.items():
+            assert 0 < figure.value <= 1 and figure.source.startswith(("derived", "assumed")), (profile.name, dtype)
+        if profile.kind == "gpu":
+            assert set(profile.peak_tflops) - {"tf32"} == set(profile.compute_efficiency), profile.name
+            for dtype in ("fp16", "bf16"):
+                if dtype in profile.compute_efficiency:
+                    assert profile.efficiency(dtype) < 0.5, (profile.name, dtype)  # eager reaches 20-30%
+    for target in ("t4", "v100"):  # the two with published measurements say where they come from
+        figures = get_profile(target).compute_efficiency.values()
+        assert all("FasterTransformer/v2.1" in f.source for f in figures if f.source.startswith("derived"))
+
+
+@pytest.mark.parametrize("variant", ["fp16", "fp32"])
+def test_bound_switches_from_host_launch_to_compute_as_batch_grows(base_subjects, variant):
+    full, t4 = base_subjects[0], get_profile("t4")
+    results = [estimate(full, VARIANTS[variant], t4, batch, 128) for batch in (1, 2, 4, 8, 16, 32, 64, 128)]
+    bounds = [r.bound for r in results]
+    assert set(bounds) <= set(BOUNDS)
+    assert bounds[0] == "host/launch" and bounds[-1] == "compute"
+    first_compute = bounds.index("compute")
+    assert set(bounds[:first_compute]) == {"host/launch"} and set(bounds[first_compute:]) == {"compute"}
+    # launch-bound: the batch-1 latency is the host's operator count x its per-operator cost
+    operators = OPS_OUTSIDE + OPS_PER_LAYER * 12
+    assert results[0].latency_s == pytest.approx(operators * t4.launch_overhead_us.value * 1e-6)
+
+
+def test_batch_1_is_launch_bound_and_differs_by_host_not_by_peak(base_subjects):
+    full = base_subjects[0]
+    batch_1 = {t: estimate(full, VARIANTS["fp16"], get_profile(t), 1, 128) for t in ("t4", "v100", "a100", "h100")}
+    assert {r.bound for r in batch_1.values()} == {"host/launch"}
+    latencies = {t: r.latency_s for t, r in batch_1.items()}
+    assert latencies["t4"] > latencies["v100"] > latencies["h100"]  # the hosts of the measurements differ
+    assert latencies["a100"] == latencies["h100"]  # the same assumed host: the GPU's peak does not matter here
+
+
+def test_llm_int8_host_and_device_time_add_up(base_subjects):
+    """bitsandbytes synchronises in every int8 linear (outlier detection), so the host cannot run ahead."""
+    full, t4 = base_subjects[0], get_profile("t4")
+    for batch in (1, 32, 128):
+        int8 = estimate(full, VARIANTS["int8"], t4, batch, 128)
+        assert int8.host_waits_for_device
+        assert int8.latency_s == pytest.approx(int8.overhead_s + max(int8.compute_s, int8.memory_s))
+        assert int8.latency_s > max(int8.overhead_s, int8.device_s)
+        for other in ("fp16", "nf4"):  # these queue kernels ahead: the larger of the two
+            result = estimate(full, VARIANTS[other], t4, batch, 128)
+            assert not result.host_waits_for_device
+            assert result.latency_s == pytest.approx(max(result.overhead_s, result.device_s))
+        fp16 = estimate(full, VARIANTS["fp16"], t4, batch, 128)
+        assert int8.latency_s > fp16.latency_s  # LLM.int8 is slower than fp16 at BERT-base size
+
+
+def test_llm_int8_linears_of_odd_input_width_are_estimated_at_fp32(base_subjects):
+    """bitsandbytes runs an fp32 matmul for an int8 linear whose input width is not a multiple of 4."""
+    full = base_subjects[0]
+    space = get_space("small", full.loaded.dims)
+    odd, even = (
+        subject_from_loaded(
+            str(units), extract(full.loaded, space.masks({"num_layers": 12, "num_heads": 12, "num_units": units}))
+        )
+        for units in (3071, 3072)
+    )
+    t4, tokens = get_profile("t4"), 32 * 128
+    odd_int8, even_int8 = (estimate(s, VARIANTS["int8"], t4, 32, 128) for s in (odd, even))
+    assert odd_int8.int8_fp32_fallback_linears == 12 and even_int8.int8_fp32_fallback_linears == 0
+    assert odd_int8.flops_by_dtype["fp32"] == 2.0 * tokens * 3071 * 768 * 12  # the FFN output linears
+    assert "fp32" not in even_int8.flops_by_dtype
+    quantized = 12 * (4 * 768 * 768 + 2 * 3071 * 768) + 768 * 768  # encoder linears and the pooler
+    assert odd_int8.int8_fallback_weight_share == pytest.approx(12 * 3071 * 768 / quantized)
+    assert any("fp32 matmul" in note for note in odd_int8.notes)
+    # one unit fewer, yet a third of the int8 matmul work now runs at the fp32 rate
+    assert odd_int8.compute_s > 1.5 * even_int8.compute_s
+    # other variants and the CPU (where every bitsandbytes int8 matmul is fp32) are unaffected
+    odd_fp16, even_fp16 = (estimate(s, VARIANTS["fp16"], t4, 32, 128) for s in (odd, even))
+    assert odd_fp16.compute_s < even_fp16.compute_s and odd_fp16.int8_fp32_fallback_linears == 0
+    cpu = get_profile("cpu")
+    odd_cpu, even_cpu = (estimate(s, VARIANTS["int8"], cpu, 1, 128) for s in (odd, even))
+    assert odd_cpu.int8_fp32_fallback_linears == 12 and odd_cpu.compute_s < even_cpu.compute_s

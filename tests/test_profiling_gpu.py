@@ -48,3 +48,38 @@ def test_this_gpu_has_a_profile_or_is_named_in_the_report():
     assert names, report.nvml_error
     matched = [p.name for p in load_profiles().values() for name in names if p.matches(name)]
     print(f"GPUs {names}; profiles matching: {matched or 'none'}")
+
+
+def test_cuda_memory_records_growth_and_total_peak():
+    loaded = load_model("shape:bert-tiny")
+    built = build_variant(loaded, VARIANTS["fp16"], "cuda")
+    result = measure_point(built, loaded, 8, 64, FAST)
+    assert result.torch_allocated_before_bytes >= built.weight_bytes  # weights and inputs, before the passes
+    assert result.peak_total_bytes == result.torch_peak_allocated_bytes
+    assert 0 < result.peak_growth_bytes < result.peak_total_bytes
+
+
+@pytest.mark.parametrize("variant", ["fp16", "bf16", "int8", "nf4"])
+def test_pruned_layers_of_different_sizes_run_on_cuda_with_padding_masked(variant):
+    from helpers import token_batch
+    from prunebench.profiling.variants import VariantSkipped, quiet_bitsandbytes
+    from prunebench.supernet import extract, get_space
+
+    loaded = load_model("shape:bert-tiny")
+    uneven = {"num_heads_0": 3, "num_units_0": 37, "num_heads_1": 0, "num_units_1": 130}
+    pruned = extract(loaded, get_space("medium", loaded.dims).masks(uneven))
+    try:
+        built = build_variant(pruned, VARIANTS[variant], "cuda")
+    except VariantSkipped as reason:
+        pytest.skip(str(reason))
+    inputs = token_batch(pruned)
+    changed = {k: v.clone() for k, v in inputs.items()}
+    changed["input_ids"][0, inputs["attention_mask"][0] == 0] = 1500
+    with torch.no_grad(), quiet_bitsandbytes():
+        reference = pruned.model(**inputs).logits
+        logits = built.model(**{k: v.cuda() for k, v in inputs.items()}).logits.float().cpu()
+        moved = built.model(**{k: v.cuda() for k, v in changed.items()}).logits.float().cpu()
+    assert torch.isfinite(logits).all() and (logits - reference).abs().max() < 0.05
+    assert (moved[0] - logits[0]).abs().max() < 1e-3  # padded tokens stay hidden in the model's dtype
+    if variant == "int8":  # the two FFN output linears (37 and 130 inputs) take bitsandbytes' fp32 path
+        assert len(built.plan.int8_fp32_fallback) == 2

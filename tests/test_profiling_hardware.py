@@ -9,10 +9,20 @@ import pytest
 
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.profiling import hardware
-from prunebench.profiling.hardware import DeviceReport, GpuDevice, detect_devices, find_gpu, get_profile, load_profiles
+from prunebench.profiling.hardware import (
+    DeviceReport,
+    GpuDevice,
+    detect_devices,
+    find_gpu,
+    get_profile,
+    gpu_caveats,
+    load_profiles,
+    parse_gpu_name,
+    same_gpu_model,
+)
 from prunebench.profiling.profiler import resolve_target
 
-TARGETS = {"t4", "a10", "v100", "a100", "l4", "h100", "h200", "cpu"}
+TARGETS = {"t4", "a10", "v100", "v100-pcie", "a100", "l4", "h100", "h100-pcie", "h200", "cpu"}
 
 
 def test_every_target_has_a_profile_with_sourced_figures():
@@ -35,26 +45,69 @@ def test_bitsandbytes_support_follows_compute_capability():
         if profile.kind != "gpu":
             continue
         native = profile.compute_capability >= (7, 5)
-        assert profile.bnb_int8_matmul == ("native" if native else "fallback"), profile.name
+        assert profile.bnb_int8_matmul == ("native" if native else "unsupported"), profile.name
         assert ("bf16" in profile.peak_tflops) == (profile.compute_capability >= (8, 0)), profile.name
         assert (profile.bf16_support() is None) == (profile.compute_capability >= (8, 0))
 
 
-@pytest.mark.parametrize(
-    ("name", "profile"),
-    [
-        ("NVIDIA A10", "a10"),
-        ("Tesla T4", "t4"),
-        ("NVIDIA A100-SXM4-80GB", "a100"),
-        ("Tesla V100-SXM2-16GB", "v100"),
-        ("NVIDIA H100 80GB HBM3", "h100"),
-        ("NVIDIA H200", "h200"),
-        ("NVIDIA L4", "l4"),
-    ],
-)
-def test_nvml_names_pick_exactly_one_profile(name, profile):
+# Names as NVML (nvidia-smi) and torch report them -> the profile whose figures apply, or None.
+# PCIe and NVL boards have other clocks and memory than the SXM boards: they must not get SXM figures.
+NVML_NAMES = [
+    ("Tesla T4", "t4"),
+    ("NVIDIA A10", "a10"),
+    ("NVIDIA A10G", None),  # the AWS part: other clocks and tensor rates
+    ("NVIDIA L4", "l4"),
+    ("NVIDIA L40S", None),
+    ("NVIDIA A100-SXM4-40GB", "a100"),
+    ("NVIDIA A100-SXM4-80GB", "a100"),
+    ("NVIDIA A100-PCIE-40GB", "a100"),
+    ("NVIDIA A100 80GB PCIe", "a100"),
+    ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "a100"),  # a MIG slice of an A100
+    ("NVIDIA A100 80GB PCIe MIG 3g.40gb", "a100"),
+    ("NVIDIA A800-SXM4-80GB", None),
+    ("Tesla V100-SXM2-16GB", "v100"),
+    ("Tesla V100-SXM2-32GB", "v100"),
+    ("Tesla V100-PCIE-16GB", "v100-pcie"),
+    ("Tesla V100-PCIE-32GB", "v100-pcie"),
+    ("Tesla V100S-PCIE-32GB", None),  # a faster board (16.4 TFLOPS, 1134 GB/s) without a profile
+    ("Tesla V100-FHHL-16GB", None),  # a 150 W board
+    ("NVIDIA H100 80GB HBM3", "h100"),  # the SXM5 board's name does not say SXM
+    ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", "h100"),
+    ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA H100 NVL", None),
+    ("NVIDIA H200", "h200"),
+    ("NVIDIA H200 NVL", None),
+    ("NVIDIA GH200 480GB", None),
+    ("NVIDIA GeForce RTX 4090", None),
+    ("Tesla P100-PCIE-16GB", None),
+]
+
+
+@pytest.mark.parametrize(("name", "profile"), NVML_NAMES)
+def test_nvml_names_pick_their_profile_or_none(name, profile):
     matching = [p.name for p in load_profiles().values() if p.matches(name)]
-    assert matching == [profile]
+    assert matching == ([profile] if profile else [])
+    assert [p.name for p in load_profiles().values() if p.matches(f"  {name.upper()} ")] == matching
+
+
+def test_every_example_name_in_a_profile_matches_that_profile_only():
+    profiles = load_profiles()
+    for profile in profiles.values():
+        for name in profile.nvml_names:
+            assert [p.name for p in profiles.values() if p.matches(name)] == [profile.name], name
+
+
+def test_gpu_names_are_parsed_into_family_form_factor_and_mig_slice():
+    parsed = parse_gpu_name("NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    assert (parsed.family, parsed.form_factor, parsed.memory_gb, parsed.mig) == ("a100", "sxm", 40, "1g.5gb")
+    parsed = parse_gpu_name("Tesla V100-PCIE-32GB")
+    assert (parsed.family, parsed.form_factor, parsed.memory_gb, parsed.mig) == ("v100", "pcie", 32, None)
+    assert parse_gpu_name("NVIDIA H100 80GB HBM3").form_factor == "unstated"
+    assert parse_gpu_name("NVIDIA A10G").family == "a10g" and parse_gpu_name("") is None
+    # NVML names a MIG-enabled GPU by its board, torch names the slice: the same model
+    assert same_gpu_model("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    assert not same_gpu_model("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB")
+    assert not same_gpu_model("Tesla V100-SXM2-16GB", "Tesla V100-PCIE-16GB")
 
 
 def test_look_alike_gpus_do_not_match():
@@ -62,6 +115,14 @@ def test_look_alike_gpus_do_not_match():
     assert not profiles["a10"].matches("NVIDIA A10G")  # the AWS part has other figures
     assert not profiles["a10"].matches("NVIDIA A100-SXM4-40GB")
     assert not profiles["h100"].matches("NVIDIA H200")
+    assert not profiles["h200"].matches("NVIDIA GH200 480GB")
+
+
+def test_a_mig_slice_is_found_as_its_gpu_and_says_so():
+    report = _report_with("NVIDIA A100-SXM4-40GB MIG 1g.5gb")
+    assert find_gpu(get_profile("a100"), report).name.endswith("MIG 1g.5gb")
+    assert "MIG slice 1g.5gb" in gpu_caveats("NVIDIA A100-SXM4-40GB MIG 1g.5gb")[0]
+    assert gpu_caveats("NVIDIA A100-SXM4-40GB") == []
 
 
 def test_unknown_gpu_lists_the_known_ones():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import BitsAndBytesConfig
 
-from helpers import token_batch
+from helpers import TINY_MODELS, token_batch
 from prunebench.models import load_model
 from prunebench.profiling.subjects import subject_from_loaded
 from prunebench.profiling.variants import (
@@ -19,7 +19,6 @@ from prunebench.profiling.variants import (
     plan_linears,
     quiet_bitsandbytes,
     static_skip_reason,
-    variant_notes,
 )
 from prunebench.supernet import extract, get_space
 
@@ -112,8 +111,9 @@ def test_unsupported_combinations_have_reasons():
     assert "CPU only" in static_skip_reason(VARIANTS["dynamic-int8"], "cuda", (9, 0))
     assert "6.0" in static_skip_reason(VARIANTS["nf4"], "cuda", (5, 2))
     assert static_skip_reason(VARIANTS["int8"], "cpu", None) is None
-    assert "slow fallback" in variant_notes(VARIANTS["int8"], "cuda", (7, 0))[0]
-    assert variant_notes(VARIANTS["int8"], "cuda", (7, 5)) == []
+    assert "compute capability >= 7.5" in static_skip_reason(VARIANTS["int8"], "cuda", (7, 0))
+    assert static_skip_reason(VARIANTS["int8"], "cuda", (7, 5)) is None
+    assert static_skip_reason(VARIANTS["nf4"], "cuda", (7, 0)) is None  # 4-bit needs 6.0 only
 
 
 def test_missing_bitsandbytes_is_a_skip_not_a_crash(monkeypatch):
@@ -124,3 +124,85 @@ def test_missing_bitsandbytes_is_a_skip_not_a_crash(monkeypatch):
     with pytest.raises(VariantSkipped, match="bitsandbytes is not installed"):
         build_variant(loaded, VARIANTS["int8"])
     assert build_variant(loaded, VARIANTS["fp32"]).weight_bytes > 0
+
+
+# Layer 0: 3 of 4 heads and 37 units; layer 1: no attention at all and 130 units. 37 and 130 are
+# not multiples of 4, so LLM.int8 falls back to an fp32 matmul for both FFN output linears on CUDA.
+UNEVEN = {"num_heads_0": 3, "num_units_0": 37, "num_heads_1": 0, "num_units_1": 130}
+
+
+def _uneven(loaded):
+    return extract(loaded, get_space("medium", loaded.dims).masks(UNEVEN))
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_layers_of_different_sizes_run_under_every_variant_with_padding_masked(name):
+    pruned = _uneven(load_model(name))
+    shapes = [(layer.heads, layer.units) for layer in pruned.structure.layers]
+    assert len(shapes) == 2 and len(set(shapes)) == 2  # the two layers differ in size
+    inputs = token_batch(pruned)  # row 0 is half padding
+    padded = inputs["attention_mask"][0] == 0
+    changed = {k: v.clone() for k, v in inputs.items()}
+    changed["input_ids"][0, padded] = 1500  # other tokens where the mask says padding
+    unmasked = {"attention_mask": torch.ones_like(inputs["attention_mask"])}
+    reference = _logits(pruned.model, inputs)
+    for spec in VARIANTS.values():  # every variant runs on CPU
+        built = build_variant(pruned, spec, "cpu")
+        floats = {p.dtype for p in built.model.parameters() if p.is_floating_point()}
+        if spec.dtype is not None:
+            assert floats == {spec.dtype}, spec.name  # weights (embeddings, LayerNorms, head) all cast
+        logits = _logits(built.model, inputs)
+        assert torch.isfinite(logits).all() and (logits - reference).abs().max() < 0.02, spec.name
+        if spec.quantization == "torch-dynamic-int8":
+            continue  # it scales activations per tensor, so padded tokens shift every row a little
+        # the mask (int64 here; transformers turns it into the model's dtype) hides the padded tokens:
+        # changing them changes nothing in row 0, while without the mask they do change it
+        assert torch.equal(_logits(built.model, changed)[0], logits[0]), spec.name
+        seen = _logits(built.model, {**changed, **unmasked})[0] - _logits(built.model, {**inputs, **unmasked})[0]
+        assert seen.abs().max() > 0, spec.name
+
+
+def test_int8_fallback_linears_are_recorded_from_shapes():
+    pruned = _uneven(load_model("shape:bert-tiny"))
+    model = pruned.model
+    expected = ("bert.encoder.layer.0.output.dense", "bert.encoder.layer.1.output.dense")
+    for device_kind in ("cpu", "cuda"):  # shapes only: the same figure on either device
+        plan = plan_linears(pruned, VARIANTS["int8"], device_kind)
+        assert plan.int8_fp32_fallback == expected
+        weights = {name: model.get_submodule(name).weight.numel() for name in plan.quantized}
+        assert plan.quantized_weight_elements == sum(weights.values())
+        share = sum(weights[name] for name in expected) / sum(weights.values())
+        assert plan.int8_fallback_weight_share == pytest.approx(share) and 0 < share < 1
+    built = build_variant(pruned, VARIANTS["int8"], "cpu")
+    assert any("2 of 9 LLM.int8 linears" in note and "fp32 matmul" in note for note in built.notes)
+    assert plan_linears(pruned, VARIANTS["nf4"], "cpu").int8_fp32_fallback == ()
+    unpruned = plan_linears(load_model("shape:bert-tiny"), VARIANTS["int8"], "cpu")
+    assert unpruned.int8_fp32_fallback == () and unpruned.int8_fallback_weight_share == 0.0
+    assert plan_linears(pruned, VARIANTS["fp16"], "cpu").int8_fallback_weight_share is None
+
+
+def _fake_v100(monkeypatch):
+    """torch answers as on a machine with one V100 (compute capability 7.0); nothing touches CUDA."""
+    import prunebench.profiling.profiler as profiler
+    from prunebench.profiling.hardware import DeviceReport, GpuDevice, detect_devices
+
+    name = "Tesla V100-SXM2-16GB"
+    gpu = GpuDevice(0, name, 16 * 2**30, (7, 0), "535.104", "nvml")
+    report = DeviceReport((gpu,), detect_devices().cpu, None, True, "12.4")
+    monkeypatch.setattr(profiler, "detect_devices", lambda: report)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+
+
+def test_llm_int8_below_compute_capability_7_5_is_skipped_not_run(tmp_path, monkeypatch):
+    _fake_v100(monkeypatch)
+    with pytest.raises(VariantSkipped, match=r"compute capability >= 7.5.*has 7.0.*not run"):
+        build_variant(load_model("shape:bert-tiny"), VARIANTS["int8"], "cuda")
+    from prunebench.profiling import profile_models
+
+    frame = profile_models(["shape:bert-tiny"], tmp_path, device="v100", variants=["int8"], batch_sizes=(1, 8))
+    assert (frame["status"] == "skipped").all() and (frame["mode"] == "measured").all()
+    assert frame["reason"].str.contains("older versions aborted the whole process").all()
+    assert (frame["device"] == "Tesla V100-SXM2-16GB").all()

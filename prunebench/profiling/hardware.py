@@ -2,8 +2,20 @@
 
 A profile holds a target's datasheet figures, each with its source: memory, memory
 bandwidth, dense peak throughput per data type, compute capability and what
-bitsandbytes supports there. Measurements use a profile to recognise the GPU
-(by the name pynvml reports); estimates use its figures (``estimate.py``).
+bitsandbytes supports there. Measurements use a profile to recognise the GPU;
+estimates use its figures (``estimate.py``) and the figures only estimates need, each
+with its source too: the fraction of peak eager PyTorch reaches per data type
+(``[compute_efficiency.<dtype>]``, derived from published measurements where there are
+some, else marked assumed) and the host cost of one eager operator
+(``[launch_overhead_us]``), which depends on the host CPU as much as on the GPU.
+
+A GPU is recognised by its family and, where the figures differ, its form factor, both
+read from the name NVML or torch reports (``parse_gpu_name``): "Tesla V100-PCIE-16GB" is
+family ``v100``, form factor ``pcie``; "NVIDIA H100 80GB HBM3" is ``h100`` with no form
+factor in the name (the SXM5 board: the PCIe and NVL boards say so); a MIG slice
+("NVIDIA A100-SXM4-40GB MIG 1g.5gb") is its GPU's family, with the slice recorded. A
+profile's ``[gpu_match]`` names its family and the form factors its figures are for
+(``unstated`` for a name without one); ``nvml_names`` lists real names it must match.
 
 Device detection never fails: without an NVIDIA driver pynvml raises
 ``NVMLError_LibraryNotFound``, which is recorded and the report falls back to
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import site
 import sys
 import tomllib
@@ -47,28 +60,37 @@ class HardwareProfile:
     name: str
     kind: str  # "gpu" or "cpu"
     description: str
-    nvml_names: tuple[str, ...]
+    nvml_names: tuple[str, ...]  # real names of this GPU (checked by the tests); matching is by family
     compute_capability: tuple[int, int] | None
     memory_gb: Figure
     memory_bandwidth_gb_s: Figure
     peak_tflops: dict[str, Figure]  # dense; "int8" in TOPS; per core for a CPU profile
-    bnb_int8_matmul: str  # "native" or "fallback"
+    bnb_int8_matmul: str  # "native", "fallback" (runs, not on int8 kernels: the CPU) or "unsupported"
     bnb_four_bit: str  # "supported" or "unsupported"
     bnb_source: str
-    compute_efficiency: float
+    compute_efficiency: dict[str, Figure]  # per matmul dtype: fraction of peak eager PyTorch reaches
     bandwidth_efficiency: float
-    op_overhead_us: float
+    launch_overhead_us: Figure  # host cost of one eager operator (dispatch + kernel launch)
     assumptions_source: str
     path: Path = field(compare=False)
+    gpu_family: str | None = None  # "a100", "v100", ...: what parse_gpu_name reads from the name
+    form_factors: tuple[str, ...] = ()  # the boards the figures are for; empty: any
 
     def matches(self, device_name: str) -> bool:
         """True when ``device_name`` (as pynvml or torch reports it) is this profile's device."""
-        wanted = _normalise(device_name)
-        return any(_normalise(name) == wanted for name in self.nvml_names)
+        parsed = parse_gpu_name(device_name)
+        if self.kind != "gpu" or parsed is None or parsed.family != self.gpu_family:
+            return False
+        return not self.form_factors or parsed.form_factor in self.form_factors
 
     def peak_flops(self, dtype: str) -> float | None:
         figure = self.peak_tflops.get(dtype)
         return None if figure is None else figure.value * 1e12
+
+    def efficiency(self, dtype: str) -> float | None:
+        """The fraction of ``dtype``'s peak that eager PyTorch reaches here (an estimate's assumption)."""
+        figure = self.compute_efficiency.get(dtype)
+        return None if figure is None else figure.value
 
     def bf16_support(self) -> str | None:
         """None when bf16 runs here, else the reason it does not."""
@@ -77,8 +99,62 @@ class HardwareProfile:
         return None
 
 
-def _normalise(name: str) -> str:
-    return " ".join(name.lower().split())
+# Board names in GPU names: SXM modules (numbered by generation), PCIe cards, NVL (NVLink-bridged
+# PCIe pairs), full-height half-length cards, DGX Station modules.
+_FORM_FACTORS = {"sxm": "sxm", "sxm2": "sxm", "sxm3": "sxm", "sxm4": "sxm", "sxm5": "sxm", "pcie": "pcie"}
+_FORM_FACTORS |= {"nvl": "nvl", "fhhl": "fhhl", "dgxs": "dgxs"}
+UNSTATED = "unstated"
+
+
+@dataclass(frozen=True)
+class GpuName:
+    """What a GPU's name says: its family ("a100"), board ("sxm", "pcie", "nvl", ... or "unstated"),
+    memory when named, and the MIG slice ("1g.5gb") when the name is a MIG instance's."""
+
+    family: str
+    form_factor: str
+    memory_gb: int | None
+    mig: str | None
+
+
+def parse_gpu_name(name: str) -> GpuName | None:
+    """Read a name as NVML or torch reports it ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "Tesla T4")."""
+    text = " ".join(name.lower().split())
+    mig = None
+    found = re.search(r" mig (\S+)", text)
+    if found:
+        mig, text = found.group(1), text[: found.start()]
+    text = re.sub(r"^(nvidia )?(tesla )?", "", text)
+    tokens = [token for token in re.split(r"[ _-]+", text) if token]
+    if not tokens:
+        return None
+    form_factor, memory = UNSTATED, None
+    for token in tokens[1:]:
+        if token in _FORM_FACTORS and form_factor == UNSTATED:
+            form_factor = _FORM_FACTORS[token]
+        elif re.fullmatch(r"\d+gb", token) and memory is None:
+            memory = int(token[:-2])
+    return GpuName(tokens[0], form_factor, memory, mig)
+
+
+def same_gpu_model(first: str, second: str) -> bool:
+    """Whether two names are the same GPU model, a MIG slice aside (NVML names a MIG-enabled GPU by its
+    board, torch by the slice: "NVIDIA A100-SXM4-40GB" and "NVIDIA A100-SXM4-40GB MIG 1g.5gb")."""
+    a, b = parse_gpu_name(first), parse_gpu_name(second)
+    if a is None or b is None:
+        return False
+    return (a.family, a.form_factor, a.memory_gb) == (b.family, b.form_factor, b.memory_gb)
+
+
+def gpu_caveats(device_name: str) -> list[str]:
+    """What a row measured on ``device_name`` should say next to its numbers."""
+    parsed = parse_gpu_name(device_name)
+    if parsed is None or parsed.mig is None:
+        return []
+    return [
+        f"MIG slice {parsed.mig} of a {parsed.family.upper()}: a fraction of the GPU's compute and memory; "
+        "the profile's figures (and its estimates) are for the whole GPU"
+    ]
 
 
 def _cc_text(capability: tuple[int, int]) -> str:
@@ -115,6 +191,16 @@ def _parse(path: Path) -> HardwareProfile:
         if unknown:
             raise ValueError(f"unknown data type {unknown[0]!r} in [peak_tflops]; use {', '.join(DTYPES)}")
         bnb, assumptions = data["bitsandbytes"], data["assumptions"]
+        efficiency = {dtype: _figure(data["compute_efficiency"], dtype, path) for dtype in data["compute_efficiency"]}
+        # tf32 is never an estimate's matmul dtype: PyTorch keeps fp32 matmuls in full fp32 by default
+        missing = sorted(set(peaks) - set(efficiency) - {"tf32"})
+        if missing:
+            raise ValueError(f"[peak_tflops.{missing[0]}] has no [compute_efficiency.{missing[0]}]")
+        if not all(0 < figure.value <= 1 for figure in efficiency.values()):
+            raise ValueError("a [compute_efficiency] value is not a fraction in (0, 1]")
+        match = data.get("gpu_match", {})
+        if data["kind"] == "gpu" and not match.get("family"):
+            raise ValueError("a GPU profile needs [gpu_match] family = ... (how its NVML names start)")
         return HardwareProfile(
             name=data["name"],
             kind=data["kind"],
@@ -127,11 +213,13 @@ def _parse(path: Path) -> HardwareProfile:
             bnb_int8_matmul=bnb["int8_matmul"],
             bnb_four_bit=bnb["four_bit"],
             bnb_source=bnb["source"],
-            compute_efficiency=float(assumptions["compute_efficiency"]),
+            compute_efficiency=efficiency,
             bandwidth_efficiency=float(assumptions["bandwidth_efficiency"]),
-            op_overhead_us=float(assumptions["op_overhead_us"]),
+            launch_overhead_us=_figure(data, "launch_overhead_us", path),
             assumptions_source=assumptions["source"],
             path=path,
+            gpu_family=match.get("family"),
+            form_factors=tuple(match.get("form_factors", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PrunebenchError(f"hardware profile {path} is incomplete or malformed ({error}); fix the file") from None

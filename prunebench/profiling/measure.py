@@ -1,14 +1,27 @@
 """Measuring one point (variant, batch size, sequence length) on the CPU or a CUDA GPU.
 
-CPU: ``perf_counter`` around each forward pass, at a fixed thread count set by the caller;
-memory is the process's peak RSS growth during the passes (``memory.peak_rss``).
+CPU: ``perf_counter`` around each forward pass, at a fixed thread count set by the caller.
+CUDA: CUDA events recorded around each pass on the device's stream, read after a
+synchronisation, after untimed warm-up passes. Both repeat passes until the mean is stable
+or a cap is reached (``TimingConfig``).
 
-CUDA: the passes are timed with CUDA events (start/end recorded around each pass on the
-device's stream, read after a synchronisation), after untimed warm-up passes; memory is
-torch's peak allocated and reserved bytes over the passes, and the device's used memory
-as NVML reports it (the whole GPU, other processes and the CUDA context included).
+Memory: two different quantities, and each device measures one of them directly:
 
-Both repeat passes until the mean is stable or a cap is reached (``TimingConfig``).
+- **growth** (what running the passes adds on top of what was resident before them:
+  activations, workspaces, allocator growth; the weights are *not* in it). CPU:
+  ``peak_rss_growth_bytes``, the process's peak RSS during the passes minus its RSS just
+  before (``memory.peak_rss``). CUDA: ``torch_peak_allocated_bytes - torch_allocated_before_bytes``.
+- **total peak** (everything live at the peak: weights, inputs, activations, workspaces).
+  CUDA: ``torch_peak_allocated_bytes`` (tensors this process allocated through torch),
+  ``torch_peak_reserved_bytes`` (plus what torch's caching allocator holds), and
+  ``nvml_used_bytes`` (the whole device: other processes and the CUDA context included).
+  CPU: not measured as such; ``rss_bytes`` is the RSS of the whole process (interpreter,
+  libraries, every loaded model) before the passes, not the variant's footprint.
+
+So a CPU growth and a CUDA total peak are not the same thing; ``Measurement.peak_growth_bytes``
+and ``Measurement.peak_total_bytes`` name them, and the weights' own size is ``weight_bytes``
+of the built variant.
+
 Running out of memory raises ``PointOutOfMemory`` so the caller can record the point and go on.
 """
 
@@ -34,14 +47,33 @@ class PointOutOfMemory(Exception):
 
 @dataclass(frozen=True)
 class Measurement:
+    """One measured point. Memory fields: see the module docstring (growth vs total peak)."""
+
     latency: LatencyStats
     timer: str
-    rss_bytes: int | None = None
-    peak_rss_growth_bytes: int | None = None
+    # CPU
+    rss_bytes: int | None = None  # process RSS just before the passes: the whole process, a baseline
+    peak_rss_growth_bytes: int | None = None  # GROWTH: peak RSS during the passes minus rss_bytes
     memory_method: str | None = None
-    torch_peak_allocated_bytes: int | None = None
-    torch_peak_reserved_bytes: int | None = None
-    nvml_used_bytes: int | None = None
+    # CUDA
+    torch_peak_allocated_bytes: int | None = None  # TOTAL PEAK of torch-allocated tensors (weights included)
+    torch_peak_reserved_bytes: int | None = None  # total peak held by torch's caching allocator
+    nvml_used_bytes: int | None = None  # the whole device after the passes, other processes included
+    torch_allocated_before_bytes: int | None = None  # allocated when the passes started (weights, inputs)
+
+    @property
+    def peak_growth_bytes(self) -> int | None:
+        """What the passes added on top of what was resident before them (weights excluded), on either device."""
+        if self.peak_rss_growth_bytes is not None:
+            return self.peak_rss_growth_bytes
+        if self.torch_peak_allocated_bytes is not None and self.torch_allocated_before_bytes is not None:
+            return max(0, self.torch_peak_allocated_bytes - self.torch_allocated_before_bytes)
+        return None
+
+    @property
+    def peak_total_bytes(self) -> int | None:
+        """Everything live at the peak (weights, inputs, activations): measured on CUDA only, None on CPU."""
+        return self.torch_peak_allocated_bytes
 
 
 def make_inputs(loaded: LoadedModel, batch: int, seq_len: int, device: torch.device, seed: int = 0) -> dict:
@@ -72,22 +104,32 @@ def release_memory(device: torch.device) -> None:
 def measure_point(
     built: BuiltVariant, loaded: LoadedModel, batch: int, seq_len: int, timing: TimingConfig
 ) -> Measurement:
+    """Time ``built`` on one (batch, sequence length) point; out of memory raises ``PointOutOfMemory``."""
     device = built.device
     try:
-        inputs = make_inputs(loaded, batch, seq_len, device)
-
-        def forward() -> object:
-            return built.model(**inputs)
-
-        with torch.inference_mode(), quiet_bitsandbytes():
-            if device.type == "cuda":
-                return _measure_cuda(forward, device, timing)
-            return _measure_cpu(forward, timing)
+        return _measure(built, loaded, batch, seq_len, timing)
     except Exception as error:  # only out-of-memory becomes a record; anything else is a bug to see
-        if is_out_of_memory(error):
-            release_memory(device)
-            raise PointOutOfMemory(_first_line(error)) from None
-        raise
+        if not is_out_of_memory(error):
+            raise
+        message = _first_line(error)
+    # Released here, not in the except block: until the block ends, the exception's traceback keeps
+    # the failed pass's frames, and with them its inputs and activations, alive, so emptying the CUDA
+    # cache there frees nothing. Raised here, the record does not chain the error (and its frames) either.
+    release_memory(device)
+    raise PointOutOfMemory(message)
+
+
+def _measure(built: BuiltVariant, loaded: LoadedModel, batch: int, seq_len: int, timing: TimingConfig) -> Measurement:
+    device = built.device
+    inputs = make_inputs(loaded, batch, seq_len, device)
+
+    def forward() -> object:
+        return built.model(**inputs)
+
+    with torch.inference_mode(), quiet_bitsandbytes():
+        if device.type == "cuda":
+            return _measure_cuda(forward, device, timing)
+        return _measure_cpu(forward, timing)
 
 
 def _measure_cpu(forward: Callable[[], object], timing: TimingConfig) -> Measurement:
@@ -99,7 +141,7 @@ def _measure_cpu(forward: Callable[[], object], timing: TimingConfig) -> Measure
         timer="perf_counter",
         rss_bytes=rss.baseline_bytes,
         peak_rss_growth_bytes=rss.growth_bytes,
-        memory_method=rss.method,
+        memory_method=f"growth: peak RSS minus RSS before the passes ({rss.method}); weights excluded",
     )
 
 
@@ -124,6 +166,7 @@ def _measure_cuda(forward: Callable[[], object], device: torch.device, timing: T
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)  # the variant's weights and this point's inputs
     stats = measure_until_stable(forward, timing, timer=cuda_event_timer(device))
     torch.cuda.synchronize(device)
     return Measurement(
@@ -132,7 +175,8 @@ def _measure_cuda(forward: Callable[[], object], device: torch.device, timing: T
         torch_peak_allocated_bytes=torch.cuda.max_memory_allocated(device),
         torch_peak_reserved_bytes=torch.cuda.max_memory_reserved(device),
         nvml_used_bytes=nvml_used_bytes(device),
-        memory_method="torch.cuda.max_memory_allocated/reserved; NVML used",
+        torch_allocated_before_bytes=before,
+        memory_method="total peak: torch.cuda.max_memory_allocated/reserved (weights included); NVML used",
     )
 
 

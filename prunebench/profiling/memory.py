@@ -1,5 +1,10 @@
 """Peak resident memory of this process while a block runs (the CPU side of memory profiling).
 
+What it gives is a GROWTH, not a footprint: the peak RSS during the block minus the RSS just
+before it. Weights loaded before the block are in the baseline, not in the growth; the
+baseline itself is the whole process (interpreter, libraries, every model loaded), so it is
+no variant's size either. (The CUDA side, ``measure.py``, measures a total peak instead.)
+
 Linux lets a process reset its high-water mark (``/proc/self/clear_refs``, value 5), so
 the peak of one block can be read from ``VmHWM`` without a sampling thread. Before the
 block, freed heap is handed back to the system (``malloc_trim``) so that memory kept
@@ -26,14 +31,15 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass
 class PeakRss:
-    """Filled in when the block exits."""
+    """Filled in when the block exits. All three are of the whole process."""
 
-    baseline_bytes: int = 0
-    peak_bytes: int = 0
+    baseline_bytes: int = 0  # RSS just before the block
+    peak_bytes: int = 0  # highest RSS during the block (a process total)
     method: str = ""
 
     @property
     def growth_bytes(self) -> int:
+        """Peak minus baseline: what the block added on top of what was resident before it."""
         return max(0, self.peak_bytes - self.baseline_bytes)
 
 
@@ -101,9 +107,15 @@ def peak_rss() -> Iterator[PeakRss]:
         result.peak_bytes = max(peak[0], current_rss_bytes())
 
 
+# Allocation failures that surface as a plain RuntimeError: the caching allocator's own message,
+# the CPU allocator's, and cuBLAS failing to allocate its handle or workspace when the device is
+# full (torch raises "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`").
+_OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "cublas_status_alloc_failed")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """True for a device (CUDA) or host allocation failure, the errors a profile records and goes past."""
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(error, RuntimeError) and any(part in text for part in _OUT_OF_MEMORY_TEXTS)

@@ -13,8 +13,15 @@ bitsandbytes repacks 4-bit weights for a fast kernel that needs the output width
 multiple of 32 and the input width a multiple of 64; linears of other widths (pruned FFN
 blocks) are told to use bitsandbytes' generic CPU path instead, so they are still 4-bit.
 
-A combination that cannot run (bf16 below compute capability 8.0, dynamic int8 on a GPU,
-bitsandbytes missing) raises ``VariantSkipped`` with the reason instead of failing later.
+bitsandbytes' LLM.int8 computes a linear whose input width (the matmul's inner dimension) is
+not a multiple of 4 with an fp32 matmul instead of its int8 kernel on CUDA (cuBLASLt cannot;
+``bitsandbytes/backends/cuda/ops.py``, 0.50), which pruned FFN blocks often hit. ``plan_linears``
+lists those linears and their share of the quantized weights, from the shapes alone, so the
+figure is the same on a CPU (where bitsandbytes' int8 matmul is fp32 for every linear anyway).
+
+A combination that cannot run (bf16 below compute capability 8.0, LLM.int8 below 7.5, dynamic
+int8 on a GPU, bitsandbytes missing) raises ``VariantSkipped`` with the reason instead of failing
+later.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from prunebench.profiling.memory import is_out_of_memory
 CPU_4BIT_BLOCK_N = 32  # bitsandbytes' packed CPU 4-bit kernel works on blocks of 32 output rows...
 BNB_4BIT_BLOCKSIZE = 64  # ...and reshapes the block scales per row, so inputs must fill whole 64-blocks
 BNB_MIN_CAPABILITY = (6, 0)  # bitsandbytes 0.50 CUDA support (NF4/FP4)
-BNB_INT8_NATIVE_CAPABILITY = (7, 5)  # LLM.int8 int8 tensor-core matmul
+BNB_INT8_MIN_CAPABILITY = (7, 5)  # LLM.int8 int8 tensor-core matmul (cuBLASLt igemmlt)
+BNB_INT8_INNER_MULTIPLE = 4  # bitsandbytes 0.50 cuda/ops.py: inner dimension % 4 != 0 -> fp32 matmul
 BF16_MIN_CAPABILITY = (8, 0)
 
 
@@ -99,14 +107,25 @@ def static_skip_reason(spec: VariantSpec, device_kind: str, capability: tuple[in
             return f"bf16 needs compute capability >= 8.0; this GPU has {cc}"
         if spec.is_bnb and capability < BNB_MIN_CAPABILITY:
             return f"bitsandbytes 0.50 needs compute capability >= 6.0; this GPU has {cc}"
+        if spec.quantization == "bnb-int8" and capability < BNB_INT8_MIN_CAPABILITY:
+            # Not measured rather than measured in a subprocess: there is no int8 kernel to time here.
+            return (
+                f"bitsandbytes LLM.int8 needs compute capability >= 7.5 (int8 tensor cores); this GPU has {cc}. "
+                "bitsandbytes 0.50 does not check it and older versions aborted the whole process, so it is not run"
+            )
     return None
 
 
-def variant_notes(spec: VariantSpec, device_kind: str, capability: tuple[int, int] | None) -> list[str]:
-    """Caveats that do not stop a variant from running but belong next to its numbers."""
-    if spec.quantization == "bnb-int8" and device_kind == "cuda" and capability and capability < (7, 5):
-        return ["LLM.int8 int8 matmul needs compute capability >= 7.5: bitsandbytes runs a slow fallback here"]
-    return []
+def int8_fallback_note(plan: LinearPlan) -> str | None:
+    """The note for LLM.int8 linears that run an fp32 matmul on CUDA (see the module docstring)."""
+    if not plan.int8_fp32_fallback:
+        return None
+    return (
+        f"{len(plan.int8_fp32_fallback)} of {len(plan.quantized)} LLM.int8 linears "
+        f"({plan.int8_fallback_weight_share:.0%} of their weights) have an input width that is not a multiple "
+        f"of {BNB_INT8_INNER_MULTIPLE}: on CUDA bitsandbytes computes them with an fp32 matmul, not int8: "
+        + ", ".join(plan.int8_fp32_fallback)
+    )
 
 
 def _bnb():
@@ -174,6 +193,17 @@ class LinearPlan:
     quantized: tuple[str, ...]
     kept: dict[str, str]  # linear name -> why it stays in floating point
     unpacked: tuple[str, ...] = ()  # 4-bit linears that must skip the packed CPU kernel (their shape does not fit)
+    # LLM.int8 linears whose input width is not a multiple of 4: an fp32 matmul on CUDA (shapes only, any device)
+    int8_fp32_fallback: tuple[str, ...] = ()
+    quantized_weight_elements: int = 0
+    fallback_weight_elements: int = 0
+
+    @property
+    def int8_fallback_weight_share(self) -> float | None:
+        """Share of the quantized linears' weights in ``int8_fp32_fallback`` (None for other variants)."""
+        if not self.quantized_weight_elements:
+            return None
+        return self.fallback_weight_elements / self.quantized_weight_elements
 
 
 def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> LinearPlan:
@@ -182,7 +212,9 @@ def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> Li
         return LinearPlan((), {})
     skip = loaded.adapter.quantization_skip_modules
     packing = spec.quantization in ("bnb-nf4", "bnb-fp4") and _cpu_4bit_packing(device_kind)
-    quantized, kept, unpacked = [], {}, []
+    int8 = spec.quantization == "bnb-int8"
+    quantized, kept, unpacked, fallback = [], {}, [], []
+    quantized_elements = fallback_elements = 0
     for name, module in loaded.model.named_modules():
         if type(module) is not nn.Linear:
             continue
@@ -192,9 +224,13 @@ def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> Li
             kept[name] = "fully pruned (0-wide)"
         else:
             quantized.append(name)
+            quantized_elements += module.weight.numel()
             if packing and (module.out_features % CPU_4BIT_BLOCK_N or module.in_features % BNB_4BIT_BLOCKSIZE):
                 unpacked.append(name)
-    return LinearPlan(tuple(quantized), kept, tuple(unpacked))
+            if int8 and module.in_features % BNB_INT8_INNER_MULTIPLE:
+                fallback.append(name)
+                fallback_elements += module.weight.numel()
+    return LinearPlan(tuple(quantized), kept, tuple(unpacked), tuple(fallback), quantized_elements, fallback_elements)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,10 +308,12 @@ def build_variant(loaded: LoadedModel, spec: VariantSpec, device: torch.device |
         if is_out_of_memory(error):
             raise  # the caller records out-of-memory for each of the variant's points
         raise VariantSkipped(f"{spec.name} could not be built here: {_first_line(error)}") from None
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    notes = variant_notes(spec, device.type, capability)
+    notes: list[str] = []
     if plan.kept and spec.is_quantized:
         notes.append(f"{len(plan.kept)} linear(s) kept in {_dtype_name(dtype)}: " + "; ".join(sorted(plan.kept)))
+    fallback = int8_fallback_note(plan)
+    if fallback:
+        notes.append(fallback)
     if plan.unpacked:
         notes.append(
             f"{len(plan.unpacked)} linear(s) of widths outside {CPU_4BIT_BLOCK_N}x{BNB_4BIT_BLOCKSIZE} blocks "
