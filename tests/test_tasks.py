@@ -279,7 +279,7 @@ def test_files_parquet_float_labels_infer_regression(tmp_path):
     ints = pd.DataFrame({"review": [f"t{i}" for i in range(30)], "sentiment": [i % 5 for i in range(30)]})
     opts = _files(tmp_path, ints, ints.head(5), ext="parquet")
     assert load_task("files", files=opts).spec.kind == "classification"
-    forced = FilesTaskOptions(opts.train, opts.test, ("review",), "sentiment", kind="regression")
+    forced = FilesTaskOptions(opts.train, opts.test, ("review",), "sentiment", task_kind="regression")
     assert load_task("files", files=forced).spec.kind == "regression"
 
 
@@ -304,8 +304,8 @@ def test_files_user_errors(tmp_path):
         load_task("files", files=good, data_dir=tmp_path)
     with pytest.raises(PrunebenchError, match="1 or 2"):
         load_task("files", files=FilesTaskOptions(good.train, good.test, ("review", "other", "x"), "sentiment"))
-    with pytest.raises(PrunebenchError, match="kind"):
-        load_task("files", files=FilesTaskOptions(good.train, good.test, ("review",), "sentiment", kind="ranking"))
+    with pytest.raises(PrunebenchError, match="task kind 'ranking'.*--task-kind"):
+        load_task("files", files=FilesTaskOptions(good.train, good.test, ("review",), "sentiment", task_kind="ranking"))
     with pytest.raises(PrunebenchError, match="does not exist"):
         load_task("files", files=FilesTaskOptions(tmp_path / "none.csv", good.test, ("review",), "sentiment"))
     with pytest.raises(PrunebenchError, match="extension"):
@@ -318,6 +318,163 @@ def test_files_user_errors(tmp_path):
     blank.loc[3, "sentiment"] = None
     with pytest.raises(PrunebenchError, match="no value in label column"):
         load_task("files", files=_files(tmp_path, blank, _frame(5)))
+
+
+# --- files task: what would be misread is refused or repaired, what is odd is reported ---------
+
+
+def _orange(path: Path, rows: list[tuple[str, object]], *, types=("string", "d"), flags=("meta", "class")) -> Path:
+    """An Orange .tab file: column names, then the type row, then the flag row, then the data."""
+    lines = ["text\tlabel", "\t".join(types), "\t".join(flags), *(f"{text}\t{label}" for text, label in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _one_error(opts: FilesTaskOptions, caplog) -> str:
+    """The PrunebenchError message of loading ``opts``: one line, and nothing reported before it."""
+    caplog.clear()
+    with pytest.raises(PrunebenchError) as info:
+        load_task("files", files=opts)
+    message = str(info.value)
+    assert "\n" not in message
+    assert not caplog.records  # notes are reported only once the data has passed every check
+    return message
+
+
+def _logged(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "prunebench.tasks.loading"]
+
+
+def test_files_orange_tab_header_rows_are_skipped(tmp_path, caplog):
+    caplog.set_level("WARNING")
+    twenty = [(f"sentence {i}", i % 20 + 1) for i in range(100)]
+    train = _orange(tmp_path / "train.tab", twenty)
+    test = _orange(tmp_path / "test.tab", [(f"held out {i}", i % 20 + 1) for i in range(40)])
+    data = load_task("files", files=FilesTaskOptions(train, test, ("text",), "label"))
+    # Read as data, the type and flag rows would add the classes "d" and "class" (and 2 examples).
+    assert data.spec.kind == "classification" and data.spec.num_labels == 20
+    assert data.spec.label_names == tuple(str(i) for i in range(1, 21))
+    assert (len(data.train) + len(data.validation), len(data.test)) == (100, 40)
+    first = next(row for row in itertools.chain(data.train, data.validation) if row["idx"] == 0)
+    assert first["text_a"] == "sentence 0" and data.spec.label_names[first["label"]] == "1"
+    assert _logged(caplog) == list(data.notes)
+    assert sum("Orange's header rows" in note for note in data.notes) == 2
+    assert any("guessed as 'classification'" in n and "declares the column discrete" in n for n in data.notes)
+
+    # The type row decides the kind: 'c' (continuous) is a regression target, even on whole numbers.
+    scores = _orange(tmp_path / "scores.tab", [(f"s {i}", i % 5) for i in range(30)], types=("string", "c"))
+    data = load_task("files", files=FilesTaskOptions(scores, scores, ("text",), "label"))
+    assert data.spec.kind == "regression"
+    # A class flag on another column than the label column is pointed out.
+    other = _orange(tmp_path / "other.tab", twenty, types=("d", "d"), flags=("class", ""))
+    data = load_task("files", files=FilesTaskOptions(other, test, ("text",), "label"))
+    assert any("flags column 'text' as the class" in n and "--label-column text" in n for n in data.notes)
+    # Orange's '?' is an unknown label, not a class.
+    unknown = _orange(tmp_path / "unknown.tab", [*twenty[:10], ("no label yet", "?")])
+    message = _one_error(FilesTaskOptions(unknown, test, ("text",), "label"), caplog)
+    assert "unknown.tab" in message and "'label'" in message and "data row 11" in message
+
+
+def test_files_orange_header_rows_in_plain_csv_or_tsv_are_refused(tmp_path, caplog):
+    rows = [(f"sentence {i}", i % 3) for i in range(30)]
+    tab = _orange(tmp_path / "train.tab", rows)
+    test = _frame(6)
+    test_path = tmp_path / "test.csv"
+    pd.DataFrame({"text": test["review"], "label": [i % 3 for i in range(6)]}).to_csv(test_path, index=False)
+    tsv = tmp_path / "train.tsv"
+    tsv.write_bytes(tab.read_bytes())
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text(tab.read_text().replace("\t", ","))
+    for path in (tsv, csv_path):
+        message = _one_error(FilesTaskOptions(path, test_path, ("text",), "label"), caplog)
+        assert str(path) in message and "data rows 1 and 2" in message and "Orange" in message
+        assert ".tab" in message and "delete those two rows" in message
+    # A .tab file without Orange's rows is a plain tab-separated file: its first rows stay data.
+    plain = tmp_path / "plain.tab"
+    plain.write_text("text\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(20)))
+    data = load_task("files", files=FilesTaskOptions(plain, plain, ("text",), "label"))
+    assert len(data.train) + len(data.validation) == 20 and not any("Orange" in n for n in data.notes)
+
+
+def test_files_task_kind_forces_regression_on_numeric_labels(tmp_path, caplog):
+    caplog.set_level("WARNING")
+    stars = pd.DataFrame({"review": [f"t{i}" for i in range(40)], "sentiment": [i % 5 + 1 for i in range(40)]})
+    test = pd.DataFrame({"review": [f"u{i}" for i in range(10)], "sentiment": [i % 5 + 1 for i in range(10)]})
+    guessed = load_task("files", files=_files(tmp_path, stars, test))
+    assert guessed.spec.kind == "classification" and guessed.spec.num_labels == 5
+    (note,) = [n for n in guessed.notes if "guessed" in n]
+    assert "'sentiment'" in note and "whole numbers (5 distinct: 1, 2, 3, 4, 5)" in note
+    assert "--task-kind regression" in note and note in _logged(caplog)
+
+    caplog.clear()
+    forced = load_task("files", files=_files(tmp_path, stars, test, task_kind="regression"))
+    assert (forced.spec.kind, forced.spec.metric, forced.spec.num_labels) == ("regression", "spearman", 1)
+    assert forced.train.features["label"].dtype == "float32"
+    assert list(forced.test["label"]) == [float(i % 5 + 1) for i in range(10)]
+    assert not any("guessed" in n for n in forced.notes) and not _logged(caplog)
+
+    # Few distinct fractional values: regression is the guess, and the note says how to get classes.
+    halves = stars.assign(sentiment=[(i % 3) / 2 for i in range(40)])
+    data = load_task("files", files=_files(tmp_path, halves, halves.head(6)))
+    assert data.spec.kind == "regression"
+    assert any("fractions (3 distinct: 0, 0.5, 1)" in n and "--task-kind classification" in n for n in data.notes)
+    forced = load_task("files", files=_files(tmp_path, halves, halves.head(6), task_kind="classification"))
+    assert forced.spec.label_names == ("0.0", "0.5", "1.0")
+
+    words = stars.assign(sentiment=stars["sentiment"].astype(str))
+    words.loc[7, "sentiment"] = "great"
+    opts = _files(tmp_path, words, test, task_kind="regression")
+    message = _one_error(opts, caplog)
+    assert str(opts.train) in message and "'sentiment'" in message and "['great']" in message
+    assert "data row 8" in message and "--task-kind classification" in message
+
+
+def test_files_warnings_count_empty_texts_single_classes_and_test_rows_seen_in_training(tmp_path, caplog):
+    caplog.set_level("WARNING")
+    train = _frame(60)
+    train.loc[[4, 9, 20], "review"] = ["", "   ", ""]
+    train.loc[[30, 31], "sentiment"] = ["sarcastic", "ironic"]
+    test = _frame(10, offset=1000)
+    # Test rows 3, 6 and 8 (data rows count from 1) repeat train rows; the last with another label.
+    test.loc[[2, 5, 7]] = train.loc[[2, 3, 40]].to_numpy()
+    test.loc[7, "sentiment"] = "neg" if train.loc[40, "sentiment"] != "neg" else "pos"
+    opts = _files(tmp_path, train, test)
+    data = load_task("files", files=opts)
+    notes = [n for n in data.notes if n.startswith("warning:")]
+    assert _logged(caplog) == list(data.notes) and len(notes) == 3
+    empty, single, seen = notes
+    assert f"3 row(s) of the train file {opts.train} have an empty text in column 'review'" in empty
+    assert "data rows 5, 10 and 21" in empty
+    assert "2 class(es)" in single and "'ironic', 'sarcastic'" in single and "single example" in single
+    assert f"3 of the 10 rows of the test file {opts.test}" in seen and "data rows 3, 6 and 8" in seen
+    assert "1 of them carry another label" in seen
+    # Reported, not dropped: every row is still there.
+    assert (len(data.train) + len(data.validation), len(data.test)) == (60, 10)
+    assert data.spec.num_labels == 5
+
+    caplog.clear()
+    clean = load_task("files", files=_files(tmp_path, _frame(60), _frame(9, offset=1000)))
+    assert [n for n in clean.notes if n.startswith("warning:")] == []
+    # A column of nothing but empty texts is no data at all.
+    blank = _frame(10).assign(other="")
+    message = _one_error(_files(tmp_path, blank, _frame(5), text_columns=("review", "other")), caplog)
+    assert "every row of the train file" in message and "'other'" in message and "--text-columns" in message
+    message = _one_error(_files(tmp_path, _frame(10), _frame(0)), caplog)
+    assert message.startswith(f"the test file {tmp_path / 'test.csv'} has no data rows")
+
+
+def test_files_unknown_extension_names_the_file_and_the_formats(tmp_path, caplog):
+    good = _files(tmp_path, _frame(10), _frame(5))
+    for name in ("train.xlsx", "train", "train.parquet.gz"):
+        path = tmp_path / name
+        path.write_text("review,sentiment\nx,pos\n")
+        message = _one_error(FilesTaskOptions(path, good.test, ("review",), "sentiment"), caplog)
+        assert message.startswith(f"the train file {path} has ")
+        for accepted in (".csv", ".tsv", ".tab", ".jsonl", ".parquet", ".gz"):
+            assert accepted in message
+    assert "'.xlsx'" in _one_error(
+        FilesTaskOptions(good.train, tmp_path / "train.xlsx", ("review",), "sentiment"), caplog
+    )
 
 
 # --- local GLUE layout (synthetic files; the real ones are in test_tasks_glue.py) ---

@@ -1,28 +1,31 @@
-"""prunebench.tasks on the real GLUE TSV files in ../shared/data/glue (see PROVENANCE.md there)."""
+"""prunebench.tasks on samples of the real GLUE TSV files in tests/data/glue (see PROVENANCE.md there)."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import re
 
 import numpy as np
 import pytest
 
-from helpers import SHARED_GLUE, requires_shared
+from helpers import GLUE_DATA
 from prunebench.errors import PrunebenchError
 from prunebench.tasks import load_task, tokenize_task
 
-GLUE_DIR = SHARED_GLUE
-pytestmark = requires_shared
+GLUE_DIR = GLUE_DATA
 
-# From PROVENANCE.md: (train rows, dev rows, label-1 count in train, label-1 count in dev).
+# From tests/data/glue/PROVENANCE.md: (train rows, dev rows, label-1 count in train, label-1 count in dev).
 # For RTE label 1 is not_entailment (ids follow the hub: entailment = 0).
 COUNTS = {
-    "sst2": (67_349, 872, 37_569, 444),
-    "rte": (2_490, 277, 1_241, 131),
-    "mrpc": (3_668, 408, 2_474, 279),
-    "cola": (8_551, 1_043, 6_023, 721),
-    "stsb": (5_749, 1_500, None, None),
+    "sst2": (200, 60, 110, 30),
+    "rte": (80, 40, 34, 18),
+    "mrpc": (120, 40, 74, 28),
+    "cola": (200, 60, 142, 39),
+    "stsb": (360, 80, None, None),
 }
+# Mean STS-B score of the train and dev samples (the full files: 2.701 and 2.364).
+STSB_MEANS = (2.7590, 2.5362)
 METRIC = {"sst2": "accuracy", "rte": "accuracy", "mrpc": "f1", "cola": "matthews", "stsb": "spearman"}
 
 _cache: dict[tuple[str, int], object] = {}
@@ -55,8 +58,8 @@ def test_glue_labels(name):
         for labels in (train_labels, test_labels):
             assert labels.min() >= 0.0 and labels.max() <= 5.0
             assert len(np.unique(labels)) > 20  # real scores, not classes
-        assert train_labels.mean() == pytest.approx(2.701, abs=0.001)
-        assert test_labels.mean() == pytest.approx(2.364, abs=0.001)
+        assert train_labels.mean() == pytest.approx(STSB_MEANS[0], abs=1e-4)
+        assert test_labels.mean() == pytest.approx(STSB_MEANS[1], abs=1e-4)
         assert data.spec.kind == "regression" and data.spec.num_labels == 1
     else:
         assert data.train.features["label"].names == list(data.spec.label_names)
@@ -119,3 +122,20 @@ def test_rte_tokenized_with_minilm():
     assert len(encoded["train"]) == 32
     assert max(len(ids) for ids in encoded["test"]["input_ids"]) == 128  # long premises are cut
     assert all(1 in types for types in encoded["train"]["token_type_ids"])
+
+
+def test_samples_are_the_files_provenance_describes():
+    """Every sample file has the SHA-256 and size PROVENANCE.md gives, and keeps the originals' quirks."""
+    text = (GLUE_DIR / "PROVENANCE.md").read_text(encoding="utf-8")
+    samples = text[text.index("## The samples") :]
+    rows = re.findall(r"^\| (\S+) \| (train|dev) \| [\d,]+ \| [^|]+ \| ([\d,]+) \| `([0-9a-f]{64})` \|$", samples, re.M)
+    files = sorted(p.relative_to(GLUE_DIR).as_posix() for p in GLUE_DIR.glob("*/*.tsv"))
+    assert sorted(f"{task}/{split}.tsv" for task, split, _, _ in rows) == files and len(files) == 11
+    for task, split, size, digest in rows:
+        data = (GLUE_DIR / task / f"{split}.tsv").read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (int(size.replace(",", "")), digest), task
+    assert all(
+        (GLUE_DIR / "MRPC" / f).read_bytes().startswith(b"\xef\xbb\xbfQuality\t") for f in ("train.tsv", "dev.tsv")
+    )
+    assert not (GLUE_DIR / "CoLA" / "dev.tsv").read_bytes().endswith(b"\n")
+    assert not (GLUE_DIR / "QNLI" / "train.tsv").exists()

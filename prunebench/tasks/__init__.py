@@ -1,7 +1,7 @@
 """Tasks: registry, loading (hub, local GLUE TSVs, packaged data, user files),
 the train/validation/test protocol, metrics and tokenisation."""
 
-from prunebench.tasks.loading import FilesTaskOptions, TaskData, infer_kind, load_task
+from prunebench.tasks.loading import FilesTaskOptions, TaskData, guess_kind, infer_kind, load_task
 from prunebench.tasks.metrics import compute_metrics
 from prunebench.tasks.registry import (
     CLASSIFICATION,
@@ -34,6 +34,7 @@ __all__ = [
     "TaskSpec",
     "compute_metrics",
     "get_task",
+    "guess_kind",
     "infer_kind",
     "list_tasks",
     "load_task",

