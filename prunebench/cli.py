@@ -217,6 +217,10 @@ def train(
     test_file: Annotated[Path | None, typer.Option("--test", help="--task files: test file.")] = None,
     text_columns: Annotated[str | None, typer.Option(help="--task files: text column(s), comma-separated.")] = None,
     label_column: Annotated[str | None, typer.Option(help="--task files: label column.")] = None,
+    task_kind: Annotated[
+        str | None,
+        typer.Option(help="--task files: force classification or regression (default: guessed, and said why)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -246,6 +250,7 @@ def train(
         test_file=str(test_file) if test_file else None,
         text_columns=tuple(c.strip() for c in text_columns.split(",")) if text_columns else (),
         label_column=label_column,
+        task_kind=task_kind,
     )
     result = train_supernet(config, out, resume=resume, overwrite=overwrite)
     state = "finished" if result.finished else "stopped"

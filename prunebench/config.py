@@ -43,6 +43,7 @@ class TrainConfig:
     test_file: str | None = None
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
+    task_kind: str | None = None  # "classification" or "regression"; None: guessed from the labels
 
     def __post_init__(self) -> None:
         type_problems = field_type_problems(self)
@@ -67,6 +68,10 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.temperature > 0:
             problems.append(f"--temperature must be positive, got {self.temperature}")
+        if self.task_kind not in (None, "classification", "regression"):
+            problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")
+        elif self.task_kind is not None and self.task != "files":
+            problems.append(f"--task-kind is for --task files; task {self.task!r} has its own kind")
         if problems:
             raise PrunebenchError("; ".join(problems))
 

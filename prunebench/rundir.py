@@ -250,8 +250,8 @@ def _release(path: Path) -> None:
 def writer_lock(folder: Path, stage: str | None = None) -> Iterator[None]:
     """Hold ``folder`` for writing: exclusively, or with ``stage`` shared plus the stage's own lock exclusively.
 
-    ``folder`` is created if needed, and removed again when the command fails while the lock files are
-    all it holds, so a refused command leaves nothing behind.
+    ``folder`` is created if needed, and removed again when the lock files are all it holds at the end,
+    so a refused command leaves nothing behind.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -264,19 +264,16 @@ def writer_lock(folder: Path, stage: str | None = None) -> Iterator[None]:
     here = folder.resolve()  # one key per folder however it is spelt: flock conflicts across descriptors
     locks = [(_lock_file(here, None), stage is None)] + ([(_lock_file(here, stage), True)] if stage else [])
     taken: list[Path] = []
-    failed = False
     try:
         for path, exclusive in locks:
             _acquire(path, exclusive, str(folder) + (f" ({stage})" if stage else ""))
             taken.append(path)
         yield
-    except BaseException:
-        failed = True
-        raise
     finally:
         for path in reversed(taken):
             _release(path)
-        if failed and top_created is not None and is_empty_dir(folder) and not any(p.parent == here for p in _held):
+        # a command that was refused, or wrote nothing, leaves no folder behind
+        if top_created is not None and is_empty_dir(folder) and not any(p.parent == here for p in _held):
             shutil.rmtree(top_created, ignore_errors=True)
 
 
@@ -324,7 +321,9 @@ def read_run(run_dir: Path) -> dict:
             TrainConfig.from_dict(data["train"])
         except PrunebenchError as error:
             raise PrunebenchError(f"{path} is damaged ({error}); {fix}") from None
-    task = data.get("task", {"name": "", "kind": "", "metric": ""})  # a standard-NAS folder has none
-    if not isinstance(task, dict) or not all(isinstance(task.get(key), str) for key in ("name", "kind", "metric")):
-        raise PrunebenchError(f"{path} is damaged ('task' lacks its name, kind or metric); {fix}")
+    task = data.get("task", {})  # a standard-NAS folder has none
+    if not isinstance(task, dict) or not all(
+        isinstance(task[key], str) for key in ("name", "kind", "metric") if key in task
+    ):
+        raise PrunebenchError(f"{path} is damaged ('task' or its name, kind or metric is not text); {fix}")
     return data

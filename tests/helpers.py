@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import torch
 
 from prunebench.models import LoadedModel
@@ -30,10 +29,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Small samples of the real GLUE TSV files, in the --data-dir layout (see PROVENANCE.md there).
 GLUE_DATA = Path(__file__).resolve().parent / "data" / "glue"
-# Old names, kept only until tests/test_training.py imports GLUE_DATA: the samples are in the
-# repository, so nothing skips for want of ../shared.  Remove both once nothing imports them.
-SHARED_GLUE = GLUE_DATA
-requires_shared = pytest.mark.skipif(not GLUE_DATA.is_dir(), reason=f"{GLUE_DATA} is missing from the checkout")
 
 
 def token_batch(loaded: LoadedModel, batch: int = 3, length: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:

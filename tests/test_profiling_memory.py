@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 import prunebench.profiling.measure as measure
-import prunebench.profiling.profiler as profiler
 from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models
 from prunebench.profiling.measure import Measurement, PointOutOfMemory, measure_point
@@ -103,7 +102,7 @@ def test_profile_rows_say_oom_or_error(tmp_path, monkeypatch):
             RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED"),
         ]
     )
-    monkeypatch.setattr(profiler, "build_variant", lambda loaded, spec, device: _built(Failing(next(errors))))
+    monkeypatch.setattr(measure, "build_variant", lambda loaded, spec, device: _built(Failing(next(errors))))
     frame = profile_models(
         ["shape:bert-tiny"], tmp_path, variants=["fp32", "fp16", "bf16"], batch_sizes=(2,), seq_lens=(8,), timing=FAST
     )

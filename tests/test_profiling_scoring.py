@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+import prunebench.profiling.measure as measure
 import prunebench.profiling.scoring as scoring
 import prunebench.supernet.training as training
 from prunebench.config import TrainConfig
@@ -99,7 +100,7 @@ def test_a_variant_that_cannot_be_built_is_skipped_with_its_reason(run, subjects
         calls.append(spec.name)
         raise VariantSkipped(f"{spec.name} cannot run here")
 
-    monkeypatch.setattr(scoring, "build_variant", refuse)
+    monkeypatch.setattr(measure, "build_variant", refuse)  # variants are built through measure
     frame = score_variants(run, subjects[:1], ["bf16"], tmp_path, max_examples=10, show_progress=False)
     assert frame[["status", "reason"]].values.tolist() == [["skipped", "bf16 cannot run here"]]
     assert frame["metric"].isna().all()

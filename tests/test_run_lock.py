@@ -68,7 +68,14 @@ def test_a_lock_is_reentrant_in_one_process_and_leaves_no_file(tmp_path):
     with writer_lock(run):
         with writer_lock(Path(str(run) + "/"), stage="search-x"):  # the pipeline's stages, under its own lock
             assert {p.name for p in run.iterdir()} == {LOCK_PREFIX, f"{LOCK_PREFIX}-search-x"}
-    assert list(run.iterdir()) == []
+        (run / "result.json").write_text("{}")
+    assert [p.name for p in run.iterdir()] == ["result.json"]  # the lock files went with the last holder
+
+
+def test_a_command_that_wrote_nothing_leaves_no_folder(tmp_path):
+    with writer_lock(tmp_path / "a" / "run"):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_command_removes_the_folder_it_made(tmp_path):

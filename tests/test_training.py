@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import requires_shared, run_cli
+from helpers import GLUE_DATA, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models import ModelDims
@@ -241,11 +241,8 @@ def test_multiple_choice_trains(tmp_path, monkeypatch):
     assert result.finished and set(result.log["metric_name"]) == {"accuracy"}
 
 
-@requires_shared
 def test_regression_trains_on_real_stsb(tmp_path):
-    from helpers import SHARED_GLUE
-
-    config = TrainConfig(**{**BASE, "task": "stsb", "data_dir": str(SHARED_GLUE)}, strategy="full")
+    config = TrainConfig(**{**BASE, "task": "stsb", "data_dir": str(GLUE_DATA)}, strategy="full")
     trainer = SupernetTrainer(config, tmp_path / "run", show_progress=False)
     before = _mean_loss(trainer)
     trainer.run()

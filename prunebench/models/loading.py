@@ -109,6 +109,12 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
 def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -> LoadedModel:
     if not (path / "config.json").is_file():
         raise PrunebenchError(f"{path} is not a model directory (no config.json); pass a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise PrunebenchError(
+            f"cannot read the model config in {path} ({error}); fix or re-download the model"
+        ) from None
     if not any(path.glob("*.safetensors")):
         # Pickled weights (pytorch_model.bin, *.pt) can run code when loaded: never unpickle them.
         pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLED_SUFFIXES)
@@ -117,12 +123,6 @@ def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -
             f"{path} holds {what}; prunebench loads safetensors only: convert the weights with "
             "save_pretrained(..., safe_serialization=True) in a trusted environment"
         )
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise PrunebenchError(
-            f"cannot read the model config in {path} ({error}); fix or re-download the model"
-        ) from None
     trained_for = {"regression": "regression", "single_label_classification": "classification"}.get(
         config.problem_type or ""
     )

@@ -36,7 +36,7 @@ import torch
 from prunebench.models import LoadedModel
 from prunebench.profiling.memory import is_out_of_memory, peak_rss
 from prunebench.profiling.timing import LatencyStats, TimingConfig, measure_until_stable
-from prunebench.profiling.variants import BuiltVariant, quiet_bitsandbytes
+from prunebench.profiling.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 
 NUM_CHOICES = 2  # multiple-choice models get this many choices per example
 
@@ -99,6 +99,22 @@ def release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def build_or_out_of_memory(loaded: LoadedModel, spec, device: torch.device) -> tuple[BuiltVariant | None, str]:
+    """The variant built on ``device``, or (None, why) when building it ran out of memory.
+
+    Memory is released after the except block: inside it, the exception's traceback still holds the
+    failed allocations. ``VariantSkipped`` and any other error propagate.
+    """
+    try:
+        return build_variant(loaded, spec, device), ""
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    release_memory(device)
+    return None, reason
 
 
 def measure_point(

@@ -44,13 +44,13 @@ from prunebench.profiling.hardware import (
     find_gpu,
     get_profile,
     load_profiles,
+    same_gpu_model,
 )
-from prunebench.profiling.measure import PointOutOfMemory, measure_point, release_memory
-from prunebench.profiling.memory import is_out_of_memory
+from prunebench.profiling.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
 from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
 from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
 from prunebench.profiling.timing import TimingConfig
-from prunebench.profiling.variants import VARIANTS, VariantSkipped, build_variant, compute_dtype, get_variant
+from prunebench.profiling.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
 from prunebench.rundir import stage_lock
 
 CALIBRATION_FILE = "calibration.json"
@@ -107,9 +107,9 @@ def _torch_index(name: str) -> int | None:
     """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
     if not torch.cuda.is_available():
         return None
-    wanted = " ".join(name.lower().split())
     for index in range(torch.cuda.device_count()):
-        if " ".join(torch.cuda.get_device_name(index).lower().split()) == wanted:
+        # NVML names a MIG-enabled GPU by its board, torch by the slice: same model, not same name
+        if same_gpu_model(torch.cuda.get_device_name(index), name):
             return index
     return None
 
@@ -319,16 +319,12 @@ class _Run:
             return
         device = self.target.device
         try:
-            built = build_variant(subject.loaded, spec, device)
+            built, oom = build_or_out_of_memory(subject.loaded, spec, device)
         except VariantSkipped as reason:
             self._record_unmeasurable(subject, spec, pending, "skipped", str(reason))
             return
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            release_memory(device)
-            reason = f"out of memory loading the variant: {str(error).strip().splitlines()[0]}"
-            self._record_unmeasurable(subject, spec, pending, "oom", reason)
+        if built is None:
+            self._record_unmeasurable(subject, spec, pending, "oom", f"out of memory loading the variant: {oom}")
             return
         try:
             for batch, seq_len in pending:

@@ -37,11 +37,10 @@ from rich.console import Console
 
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
-from prunebench.profiling.measure import release_memory
-from prunebench.profiling.memory import is_out_of_memory
+from prunebench.profiling.measure import build_or_out_of_memory, release_memory
 from prunebench.profiling.store import RowStore, arrow_schema
 from prunebench.profiling.subjects import Subject, run_subjects, structure_hash
-from prunebench.profiling.variants import VariantSkipped, build_variant, get_variant, quiet_bitsandbytes
+from prunebench.profiling.variants import VariantSkipped, get_variant, quiet_bitsandbytes
 from prunebench.rundir import read_run, stage_lock
 
 PARTS_DIR = "scores.parts"
@@ -268,15 +267,12 @@ def scoring_device(device: str) -> torch.device:
 def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: torch.device) -> ScoreRow:
     started = time.perf_counter()
     try:
-        built = build_variant(subject.loaded, spec, device)
+        built, oom = build_or_out_of_memory(subject.loaded, spec, device)
     except VariantSkipped as reason:
         row.status, row.reason = "skipped", str(reason)
         return row
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        release_memory(device)
-        row.status, row.reason = "error", f"out of memory building the variant: {_first_line(error)}"
+    if built is None:
+        row.status, row.reason = "error", f"out of memory building the variant: {oom}"
         return row
     row.build_seconds = time.perf_counter() - started
     try:

@@ -105,7 +105,11 @@ def load_training_task(config: TrainConfig, seed: int | None = None) -> TaskData
         if not (config.train_file and config.test_file and config.text_columns and config.label_column):
             raise PrunebenchError("--task files needs --train, --test, --text-columns and --label-column")
         files = FilesTaskOptions(
-            Path(config.train_file), Path(config.test_file), tuple(config.text_columns), config.label_column
+            Path(config.train_file),
+            Path(config.test_file),
+            tuple(config.text_columns),
+            config.label_column,
+            task_kind=config.task_kind,
         )
     data_dir = Path(config.data_dir) if config.data_dir else None
     return load_task(
@@ -502,6 +506,7 @@ def _train_locked(
             "num_labels": trainer.data.spec.num_labels,
             "label_names": trainer.data.spec.label_names,
             "examples": {split: len(rows) for split, rows in trainer.rows.items()},
+            "notes": list(trainer.data.notes),  # what loading the data warned about
         },
         "total_steps": trainer.total_steps,
     }
