@@ -57,6 +57,11 @@ QUICK = {
 LEVERS = {  # name: (overrides of QUICK, what it tests); "timing-" levers train briefly and skip the search
     "baseline": ({}, "the quick preset as it was"),
     "lr1e-4-warmup": ({"learning_rate": 1e-4, "warmup_ratio": 0.1}, "higher peak lr with 10% warm-up, same cost"),
+    "lr1e-4-k1-len48": (
+        {"learning_rate": 1e-4, "warmup_ratio": 0.1, "num_random_sub_nets": 1, "max_length": 48},
+        "cheaper step: k=1 (3 passes per step instead of 4), length 48 (p95 of snippets is 47 tokens)",
+    ),
+    "lr1e-4-warmup-seed1": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "seed": 1}, "the lr lever, another seed"),
     "data4k-k1-len48": (
         {"max_train_examples": 4000, "num_random_sub_nets": 1, "max_length": 48},
         "twice the examples, k=1 (3 passes per step instead of 4), length 48 (p95 of snippets is 47 tokens)",
