@@ -62,6 +62,8 @@ LEVERS = {  # name: (overrides of QUICK, what it tests); "timing-" levers train 
         "cheaper step: k=1 (3 passes per step instead of 4), length 48 (p95 of snippets is 47 tokens)",
     ),
     "lr1e-4-warmup-seed1": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "seed": 1}, "the lr lever, another seed"),
+    "lr2e-4-warmup": ({"learning_rate": 2e-4, "warmup_ratio": 0.1}, "higher still: lr 2e-4 with 10% warm-up"),
+    "lr1e-4-sandwich": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "strategy": "sandwich"}, "no distillation"),
     "data4k-k1-len48": (
         {"max_train_examples": 4000, "num_random_sub_nets": 1, "max_length": 48},
         "twice the examples, k=1 (3 passes per step instead of 4), length 48 (p95 of snippets is 47 tokens)",
@@ -207,6 +209,24 @@ def run_lever(name: str, runs: Path) -> dict:
     return record
 
 
+def summary_row(record: dict) -> dict:
+    """One line per lever: minutes (contended wall clock) and the goal's numbers."""
+    steps = record["steps"]
+    minutes = {k: round(v["wall_seconds"] / 60, 2) for k, v in steps.items()}
+    best = record.get("best_at_most_half_encoder") or {}
+    return {
+        "lever": record["lever"],
+        "train_minutes": minutes.get("train", round(record["train_seconds_in_epochs"] / 60, 2)),
+        "search_minutes": minutes.get("search"),
+        "full_test_accuracy": record.get("full_model_test_accuracy"),
+        "best_half_encoder_test_accuracy": best.get("test_accuracy"),
+        "best_half_encoder_fraction": best.get("encoder_fraction"),
+        "relative_drop": record.get("relative_drop"),
+        "goal_met": record.get("goal_met"),
+        "train_load_1min_mean": steps.get("train", {}).get("load_average", {}).get("during_1min_mean"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levers", default="all", help=f"comma-separated, or all: {', '.join(LEVERS)}")
@@ -236,6 +256,7 @@ def main() -> None:
             "see each step's load_average; search runs 2 worker processes of 1 torch thread",
             "quick_preset_before": QUICK,
             "done": sorted(result["levers"]),
+            "summary": [summary_row(r) for r in result["levers"].values()],
             "torch": torch.__version__,
             "cpu_count": os.cpu_count(),
         }
