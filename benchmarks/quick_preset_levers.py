@@ -63,7 +63,7 @@ LEVERS = {  # name: (overrides of QUICK, what it tests); "timing-" levers train 
     ),
     "lr1e-4-warmup-seed1": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "seed": 1}, "the lr lever, another seed"),
     "lr2e-4-warmup": ({"learning_rate": 2e-4, "warmup_ratio": 0.1}, "higher still: lr 2e-4 with 10% warm-up"),
-    "lr1e-4-sandwich": ({"learning_rate": 1e-4, "warmup_ratio": 0.1, "strategy": "sandwich"}, "no distillation"),
+    "lr2e-4-warmup-seed1": ({"learning_rate": 2e-4, "warmup_ratio": 0.1, "seed": 1}, "lr 2e-4, another seed"),
     "timing-threads1": ({"max_train_examples": 400, "epochs": 1, "max_eval_examples": 100}, "speed only"),
     "timing-threads2": ({"max_train_examples": 400, "epochs": 1, "max_eval_examples": 100, "threads": 2}, "speed only"),
 }
