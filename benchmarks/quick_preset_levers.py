@@ -24,7 +24,7 @@ encoder with the lowest VALIDATION error (chosen without looking at test).
 Timings are wall clock on a shared 2-core machine (another engineer's tests run beside):
 the load average is recorded before/after and sampled every 15 s during each command.
 
-    python benchmarks/quick_preset_levers.py --levers baseline,lr1e-4        # runs what is missing
+    python benchmarks/quick_preset_levers.py --levers baseline,lr1e-4-warmup   # runs what is missing
     python benchmarks/quick_preset_levers.py --levers all --commit           # commit the JSON after each
 """
 
@@ -259,7 +259,9 @@ def summary_row(record: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levers", default="all", help=f"comma-separated, or all: {', '.join(LEVERS)}")
-    parser.add_argument("--runs", type=Path, default=Path("/work/levers-runs"), help="run directories (outside the repo)")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("/work/levers-runs"), help="run directories (outside the repo)"
+    )
     parser.add_argument("--commit", action="store_true", help="git commit the JSON after each lever")
     args = parser.parse_args()
     names = list(LEVERS) if args.levers == "all" else args.levers.split(",")
@@ -297,7 +299,9 @@ def main() -> None:
         if args.commit:
             repo = Path(__file__).resolve().parent.parent
             subprocess.run(["git", "-C", str(repo), "add", str(RESULT), __file__], check=True)
-            subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", f"quick_preset_levers: lever {name}"], check=False)
+            subprocess.run(
+                ["git", "-C", str(repo), "commit", "-q", "-m", f"quick_preset_levers: lever {name}"], check=False
+            )
 
 
 if __name__ == "__main__":
