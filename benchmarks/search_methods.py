@@ -33,8 +33,8 @@ import pandas as pd
 import torch
 
 from prunebench.config import TrainConfig
+from prunebench.environment import environment
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
 from prunebench.rundir import CHECKPOINT_DIR, read_run
 from prunebench.search import EvalSettings, SearchConfig, run_search
 from prunebench.search.evaluator import CandidateEvaluator, make_batches

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from prunebench.config import TrainConfig
+from prunebench.environment import environment
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
 from prunebench.rundir import read_run
 from prunebench.supernet import CostModel, MaskedSuperNetwork, get_space
 from prunebench.supernet.evaluation import predict

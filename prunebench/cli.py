@@ -106,9 +106,9 @@ def extract(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
+    from prunebench.extract.export import VERIFY_TOLERANCE, export_subnetworks
     from prunebench.models import load_model
     from prunebench.supernet import get_space
-    from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
 
     if (config is None) == (random is None):
         raise PrunebenchError("give exactly one of --config JSON and --random N")
@@ -156,7 +156,7 @@ def extract_pareto(
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
 ) -> None:
     """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with index.parquet)."""
-    from prunebench.search.export import export_pareto
+    from prunebench.search.extract_pareto import export_pareto
 
     result = export_pareto(run, search=search, max_models=max_models, overwrite=overwrite, verify=verify)
     table = Table(
@@ -296,7 +296,7 @@ def _row_memory(row):
 @app.command()
 def hardware() -> None:
     """List the hardware profiles (datasheet figures) and the devices found on this machine."""
-    from prunebench.profiling.hardware import detect_devices, find_gpu, load_profiles
+    from prunebench.hardware.profiles import detect_devices, find_gpu, load_profiles
 
     profiles = load_profiles()
     table = Table(
@@ -385,10 +385,10 @@ def profile(
     For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
     ('prunebench extract-pareto'), and each variant's test-split score (OUT/scores.parquet).
     """
+    from prunebench.hardware.timing import TimingConfig
+    from prunebench.hardware.variants import VARIANTS
     from prunebench.profiling.profiler import CALIBRATION_FILE, calibration_summary, profile_models
     from prunebench.profiling.subjects import is_run_dir, run_subjects
-    from prunebench.profiling.timing import TimingConfig
-    from prunebench.profiling.variants import VARIANTS
 
     if (gpu is None) == (device is None):
         raise PrunebenchError("give exactly one of --gpu NAME and --device cpu")

@@ -156,14 +156,14 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run every stage into ``run_dir`` (see the module docstring); an interrupted pipeline resumes."""
     # Imports here: each stage pulls in its own heavy dependencies (torch, syne-tune, seaborn).
+    from prunebench.hardware.timing import TimingConfig
     from prunebench.profiling.profiler import profile_models
     from prunebench.profiling.scoring import score_variants
     from prunebench.profiling.subjects import run_subjects
-    from prunebench.profiling.timing import TimingConfig
     from prunebench.report import write_report
     from prunebench.report.compare import CompareConfig, compare_run
     from prunebench.search import EvalSettings, SearchConfig, run_search
-    from prunebench.search.export import export_pareto
+    from prunebench.search.extract_pareto import export_pareto
     from prunebench.supernet.training import train_supernet
 
     run_dir = Path(run_dir)

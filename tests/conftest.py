@@ -32,8 +32,8 @@ def tiny_run(tmp_path_factory):
     Shared by several test files: treat it as read-only (copy it to change it).
     """
     from prunebench.config import TrainConfig
+    from prunebench.hardware.timing import TimingConfig
     from prunebench.profiling.profiler import profile_models
-    from prunebench.profiling.timing import TimingConfig
     from prunebench.search import SearchConfig, export_pareto, run_search
     from prunebench.supernet.training import train_supernet
 

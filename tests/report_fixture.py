@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from prunebench.profiling.store import SCHEMA, ProfileRow
+from prunebench.hardware.store import SCHEMA, ProfileRow
 from prunebench.rundir import RUN_KIND, RUN_VERSION, write_json_atomic, write_parquet_atomic
 
 TASKS = {  # task -> (kind, metric, examples per split)

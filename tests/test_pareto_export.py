@@ -10,11 +10,11 @@ import torch
 from helpers import run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+from prunebench.extract.export import verification_batch
 from prunebench.models import load_model
 from prunebench.search import SearchConfig, export_pareto, run_search
-from prunebench.search.export import INDEX_COLUMNS, choose_search, select_members
+from prunebench.search.extract_pareto import INDEX_COLUMNS, choose_search, select_members
 from prunebench.supernet import CostModel, MaskedSuperNetwork, Masks, get_space
-from prunebench.supernet.export import verification_batch
 from prunebench.supernet.training import train_supernet
 
 TRAIN = dict(

@@ -11,8 +11,8 @@ import torch
 
 from helpers import run_cli
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.variants import get_variant
 from prunebench.pipeline import PIPELINE_FILE, PRESETS, STAGES, ProfileStage, SearchStage, get_preset, run_pipeline
-from prunebench.profiling.variants import get_variant
 from prunebench.report.compare import parse_budget
 from prunebench.search.methods import get_method
 from prunebench.supernet.spaces import SPACES

@@ -6,9 +6,9 @@ import pandas as pd
 import pynvml
 import pytest
 
-import prunebench.profiling.hardware as hardware
+import prunebench.hardware.profiles as hardware
 from helpers import run_cli
-from prunebench.profiling.variants import VARIANTS
+from prunebench.hardware.variants import VARIANTS
 
 FAST = ["--max-seconds", "0.1"]
 

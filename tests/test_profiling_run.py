@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import prunebench.profiling.subjects as subjects
+import prunebench.hardware.subject as subjects
 from helpers import run_cli
 from prunebench.config import TrainConfig
 from prunebench.profiling import TimingConfig, profile_models, read_profile_table, read_scores, score_variants

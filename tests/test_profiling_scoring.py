@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-import prunebench.profiling.measure as measure
+import prunebench.hardware.measure as measure
 import prunebench.profiling.scoring as scoring
 import prunebench.supernet.training as training
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.variants import VariantSkipped
 from prunebench.profiling.scoring import COLUMNS, read_scores, score_variants
 from prunebench.profiling.subjects import run_subjects
-from prunebench.profiling.variants import VariantSkipped
 from prunebench.search import SearchConfig, export_pareto, run_search
 from prunebench.supernet.training import train_supernet
 

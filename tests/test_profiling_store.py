@@ -7,9 +7,9 @@ import threading
 import pandas as pd
 import pyarrow.parquet as pq
 
-import prunebench.profiling.store as store
+import prunebench.hardware.store as store
+from prunebench.hardware.store import ProfileRow, ProfileStore, read_profile_table
 from prunebench.profiling.profiler import write_calibration
-from prunebench.profiling.store import ProfileRow, ProfileStore, read_profile_table
 
 
 def _row(model: str = "m", batch: int = 1) -> ProfileRow:

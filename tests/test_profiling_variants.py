@@ -9,9 +9,9 @@ from torch import nn
 from transformers import BitsAndBytesConfig
 
 from helpers import TINY_MODELS, token_batch
-from prunebench.models import load_model
-from prunebench.profiling.subjects import subject_from_loaded
-from prunebench.profiling.variants import (
+from prunebench.extract import extract
+from prunebench.hardware.subject import subject_from_loaded
+from prunebench.hardware.variants import (
     VARIANTS,
     VariantSkipped,
     analytic_weight_bytes,
@@ -20,7 +20,8 @@ from prunebench.profiling.variants import (
     quiet_bitsandbytes,
     static_skip_reason,
 )
-from prunebench.supernet import extract, get_space
+from prunebench.models import load_model
+from prunebench.supernet import get_space
 
 
 def _pruned(loaded, seed: int = 3):
@@ -117,7 +118,7 @@ def test_unsupported_combinations_have_reasons():
 
 
 def test_missing_bitsandbytes_is_a_skip_not_a_crash(monkeypatch):
-    import prunebench.profiling.variants as variants
+    import prunebench.hardware.variants as variants
 
     monkeypatch.setattr(variants, "_bnb", lambda: None)
     loaded = load_model("shape:bert-tiny")
@@ -183,13 +184,13 @@ def test_int8_fallback_linears_are_recorded_from_shapes():
 
 def _fake_v100(monkeypatch):
     """torch answers as on a machine with one V100 (compute capability 7.0); nothing touches CUDA."""
-    import prunebench.profiling.profiler as profiler
-    from prunebench.profiling.hardware import DeviceReport, GpuDevice, detect_devices
+    import prunebench.hardware.profiles as profiles
+    from prunebench.hardware.profiles import DeviceReport, GpuDevice, detect_devices
 
     name = "Tesla V100-SXM2-16GB"
     gpu = GpuDevice(0, name, 16 * 2**30, (7, 0), "535.104", "nvml")
     report = DeviceReport((gpu,), detect_devices().cpu, None, True, "12.4")
-    monkeypatch.setattr(profiler, "detect_devices", lambda: report)
+    monkeypatch.setattr(profiles, "detect_devices", lambda: report)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: name)

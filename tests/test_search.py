@@ -17,12 +17,12 @@ import torch
 from helpers import run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract, shared_extract
 from prunebench.models import load_model
 from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, ObjectiveSettings, SearchConfig, run_search
 from prunebench.search.importance import gradient_importance
 from prunebench.search.methods import initial_design
-from prunebench.search.slicing import shared_extract
-from prunebench.supernet import MaskedSuperNetwork, extract, get_space
+from prunebench.supernet import MaskedSuperNetwork, get_space
 from prunebench.supernet.training import load_training_task, tokenised_rows, train_supernet
 from prunebench.tasks import make_collator
 
@@ -192,8 +192,8 @@ def test_cost_objectives_with_estimated_latency_and_memory(run):
 
 
 def test_measured_latency_table_is_used_where_it_has_the_shape(run, tmp_path):
+    from prunebench.extract.export import export_subnetworks
     from prunebench.profiling import TimingConfig, profile_models
-    from prunebench.supernet.export import export_subnetworks
 
     loaded = load_model(run / "checkpoint")
     space = get_space("small", loaded.dims)

@@ -2,7 +2,8 @@
 
 from prunebench.models.adapters import FamilyAdapter, adapter_for
 from prunebench.models.dims import LayerStructure, ModelDims, PrunedStructure
-from prunebench.models.loading import LoadedModel, load_model
+from prunebench.models.loaded import LoadedModel
+from prunebench.models.loading import load_model
 
 __all__ = [
     "FamilyAdapter",

@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoTokenizer
 from prunebench.errors import PrunebenchError
 from prunebench.models.adapters import adapter_for
 from prunebench.models.dims import PrunedStructure
-from prunebench.models.loading import LoadedModel, quiet_transformers
+from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.rundir import check_replaceable, is_empty_dir, staging_path

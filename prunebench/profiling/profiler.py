@@ -33,85 +33,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.environment import cpu_model, git_revision
+from prunebench.errors import PrunebenchError
+from prunebench.hardware.estimate import NotEstimable, estimate
+from prunebench.hardware.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
+from prunebench.hardware.profiles import Target, resolve_target
+from prunebench.hardware.store import ProfileRow, ProfileStore, write_atomic
+from prunebench.hardware.subject import Subject, subject_from_loaded
+from prunebench.hardware.timing import TimingConfig
+from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
 from prunebench.models import LoadedModel
-from prunebench.profiling.environment import cpu_model, git_revision
-from prunebench.profiling.estimate import NotEstimable, estimate
-from prunebench.profiling.hardware import (
-    DeviceReport,
-    HardwareProfile,
-    detect_devices,
-    find_gpu,
-    get_profile,
-    load_profiles,
-    same_gpu_model,
-)
-from prunebench.profiling.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
-from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
-from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
-from prunebench.profiling.timing import TimingConfig
-from prunebench.profiling.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
+from prunebench.profiling.subjects import resolve_subjects
 from prunebench.rundir import stage_lock
 
 CALIBRATION_FILE = "calibration.json"
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the numbers come from: a device here (measured) or a profile's figures (estimated)."""
-
-    profile: HardwareProfile
-    mode: str  # "measured" or "estimated"
-    device: torch.device | None  # set when measuring
-    device_name: str
-    device_index: int | None = None
-    driver_version: str | None = None
-
-
-def resolve_target(
-    device: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
-) -> Target:
-    """``device`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
-    if calibrate and estimate_only:
-        raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
-    name = device.strip().lower()
-    if name == "cpu":
-        profile = get_profile("cpu")
-        if estimate_only:
-            return Target(profile, "estimated", None, profile.description)
-        return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
-    gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
-    if name not in gpu_profiles:
-        raise UnknownNameError("GPU", device, sorted(gpu_profiles))
-    profile = gpu_profiles[name]
-    if estimate_only:
-        return Target(profile, "estimated", None, profile.description)
-    report = report or detect_devices()
-    gpu = find_gpu(profile, report)
-    if gpu is None:
-        raise PrunebenchError(
-            f"GPU {name} ({profile.description}) is not on this machine: {report.found_text()}; "
-            f"pass --estimate to predict from the {name} profile, or measure with --device cpu"
-        )
-    index = _torch_index(gpu.name)
-    if index is None:
-        raise PrunebenchError(
-            f"{gpu.name} is here but torch cannot use it (CUDA available: {torch.cuda.is_available()}); "
-            "install the CUDA build of torch 2.13.0"
-        )
-    return Target(profile, "measured", torch.device("cuda", index), gpu.name, index, gpu.driver_version)
-
-
-def _torch_index(name: str) -> int | None:
-    """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
-    if not torch.cuda.is_available():
-        return None
-    for index in range(torch.cuda.device_count()):
-        # NVML names a MIG-enabled GPU by its board, torch by the slice: same model, not same name
-        if same_gpu_model(torch.cuda.get_device_name(index), name):
-            return index
-    return None
 
 
 def to_subjects(models: ModelsArg) -> list[Subject]:

@@ -37,10 +37,11 @@ from rich.console import Console
 
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
-from prunebench.profiling.measure import build_or_out_of_memory, release_memory
-from prunebench.profiling.store import RowStore, arrow_schema
-from prunebench.profiling.subjects import Subject, run_subjects, structure_hash
-from prunebench.profiling.variants import VariantSkipped, get_variant, quiet_bitsandbytes
+from prunebench.hardware.measure import build_or_out_of_memory, release_memory
+from prunebench.hardware.store import RowStore, arrow_schema
+from prunebench.hardware.subject import Subject, structure_hash
+from prunebench.hardware.variants import VariantSkipped, get_variant, quiet_bitsandbytes
+from prunebench.profiling.subjects import run_subjects
 from prunebench.rundir import read_run, stage_lock
 
 PARTS_DIR = "scores.parts"
@@ -259,7 +260,7 @@ def scoring_device(device: str) -> torch.device:
             return torch.device(name)
         except RuntimeError:
             raise PrunebenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or a GPU profile name") from None
-    from prunebench.profiling.profiler import resolve_target  # the profile's GPU, found by its NVML name
+    from prunebench.hardware.profiles import resolve_target  # the profile's GPU, found by its NVML name
 
     return resolve_target(name).device
 

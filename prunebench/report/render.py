@@ -29,8 +29,8 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
-from prunebench.report import figures
 from prunebench.report.load import RunData, load_runs, relative_parameters
 from prunebench.rundir import (
     RUN_FILE,

@@ -11,7 +11,7 @@
 """
 
 from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
-from prunebench.search.export import ParetoExport, export_pareto, read_exports
+from prunebench.search.extract_pareto import ParetoExport, export_pareto, read_exports
 from prunebench.search.methods import METHODS, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import OBJECTIVES, CostObjectives, ObjectiveSettings, parse_objectives
 from prunebench.search.pareto import REFERENCE, hypervolume, hypervolume_curve, non_dominated

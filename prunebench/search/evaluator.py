@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from prunebench.errors import PrunebenchError
-from prunebench.models.loading import LoadedModel, load_model
-from prunebench.search.slicing import shared_extract
+from prunebench.extract import shared_extract
+from prunebench.models import LoadedModel, load_model
 from prunebench.supernet.counting import layer_macs, layer_parameters
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import Masks

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prunebench.models.loading import LoadedModel
+from prunebench.models.loaded import LoadedModel
 from prunebench.search.evaluator import make_batches
 from prunebench.supernet.losses import task_loss
 

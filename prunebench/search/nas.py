@@ -36,9 +36,9 @@ from syne_tune.results_callback import StoreResultsCallback
 from syne_tune.tuner_callback import TunerCallback
 
 from prunebench.config import TrainConfig
+from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
 from prunebench.rundir import (
     ENVIRONMENT_FILE,
     RUN_FILE,

@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.extract import shared_extract
 from prunebench.models.dims import PrunedStructure
-from prunebench.models.loading import LoadedModel
-from prunebench.search.slicing import shape_signature, shared_extract
+from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.spaces import Masks
 
@@ -81,8 +81,8 @@ class ObjectiveSettings:
     def check_hardware(self) -> None:
         """Fail on an unknown profile or variant before anything slow happens."""
         if self.hardware:
-            from prunebench.profiling.hardware import get_profile
-            from prunebench.profiling.variants import get_variant
+            from prunebench.hardware.profiles import get_profile
+            from prunebench.hardware.variants import get_variant
 
             get_profile(self.hardware)
             get_variant(self.variant)
@@ -112,7 +112,7 @@ class CostObjectives:
         self._cache: dict[tuple, Costs] = {}
 
     def __call__(self, masks: Masks) -> Costs:
-        key = shape_signature(masks)
+        key = masks.shape_signature()
         if key not in self._cache:
             self._cache[key] = self._compute(masks)
         return self._cache[key]
@@ -140,16 +140,16 @@ class _HardwareCosts:
     """Latency and memory on one hardware profile: measured rows where the table has them, else estimates."""
 
     def __init__(self, loaded: LoadedModel, settings: ObjectiveSettings):
-        from prunebench.profiling.estimate import NotEstimable, estimate
-        from prunebench.profiling.hardware import get_profile
-        from prunebench.profiling.subjects import subject_from_loaded
-        from prunebench.profiling.variants import get_variant
+        from prunebench.hardware.estimate import NotEstimable, estimate
+        from prunebench.hardware.profiles import get_profile
+        from prunebench.hardware.subject import subject_from_loaded
+        from prunebench.hardware.variants import get_variant
 
         self._estimate, self._not_estimable, self._subject = estimate, NotEstimable, subject_from_loaded
         self.loaded, self.settings = loaded, settings
         self.profile = get_profile(settings.hardware)
         self.spec = get_variant(settings.variant)
-        self.full_signature = shape_signature(Masks.full(loaded.dims))
+        self.full_signature = Masks.full(loaded.dims).shape_signature()
         self.measured = _measured_points(settings, loaded, self.profile.name) if settings.latency_table else {}
         if self.measured and self.full_signature not in self.measured:
             raise PrunebenchError(
@@ -172,7 +172,7 @@ class _HardwareCosts:
         return _Point(result.latency_s, float(result.peak_memory_bytes))
 
     def __call__(self, masks: Masks) -> tuple[dict[str, float], dict[str, object]]:
-        signature = shape_signature(masks)
+        signature = masks.shape_signature()
         estimated = self._estimated(masks)
         measured, full_measured = self.measured.get(signature), self.measured.get(self.full_signature)
         if measured is not None:
@@ -199,7 +199,7 @@ class _HardwareCosts:
 
 def _measured_points(settings: ObjectiveSettings, loaded: LoadedModel, target: str) -> dict[tuple, _Point]:
     """Measured rows of a profile table that fit these settings, keyed by their shape signature."""
-    from prunebench.profiling.store import read_profile_table
+    from prunebench.hardware.store import read_profile_table
 
     folder = Path(settings.latency_table)
     if not folder.is_dir():
@@ -227,7 +227,7 @@ def _row_signature(row, loaded: LoadedModel) -> tuple | None:
     """The shape a profile row measured, or None when it is not a sub-network of this model."""
     full = Masks.full(loaded.dims)
     if not row.pruned:
-        return shape_signature(full) if row.parameters == CostModel.for_model(loaded).parameters(full) else None
+        return full.shape_signature() if row.parameters == CostModel.for_model(loaded).parameters(full) else None
     meta_path = Path(row.model_source) / "prunebench.json"
     try:
         structure = PrunedStructure.from_dict(json.loads(meta_path.read_text())["structure"])

@@ -32,8 +32,8 @@ from rich.console import Console
 
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
-from prunebench.models.loading import LoadedModel, load_model
 from prunebench.rundir import (
     CHECKPOINT_DIR,
     read_json,

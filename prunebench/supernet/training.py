@@ -26,9 +26,10 @@ from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from prunebench.config import STRATEGY_ALIASES, TrainConfig
+from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.models.loading import LoadedModel, load_model, quiet_transformers
-from prunebench.profiling.environment import environment
+from prunebench.models import LoadedModel, load_model
+from prunebench.models.loaded import quiet_transformers
 from prunebench.rundir import (
     CHECKPOINT_DIR,
     ENVIRONMENT_FILE,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from prunebench.models.loading import LoadedModel
+from prunebench.extract.extraction import extract
+from prunebench.models.loaded import LoadedModel
 from prunebench.models.pruned import check_writable_target, save_pruned
 from prunebench.supernet.counting import CostModel
-from prunebench.supernet.extraction import extract
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import Config, SearchSpace
 

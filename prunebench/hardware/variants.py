@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from prunebench.errors import UnknownNameError
-from prunebench.models.loading import LoadedModel
-from prunebench.profiling.memory import is_out_of_memory
+from prunebench.hardware.memory import is_out_of_memory
+from prunebench.models.loaded import LoadedModel
 
 CPU_4BIT_BLOCK_N = 32  # bitsandbytes' packed CPU 4-bit kernel works on blocks of 32 output rows...
 BNB_4BIT_BLOCKSIZE = 64  # ...and reshapes the block scales per row, so inputs must fill whole 64-blocks

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
+from prunebench.hardware.memory import is_out_of_memory, peak_rss
+from prunebench.hardware.timing import LatencyStats, TimingConfig, measure_until_stable
+from prunebench.hardware.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 from prunebench.models import LoadedModel
-from prunebench.profiling.memory import is_out_of_memory, peak_rss
-from prunebench.profiling.timing import LatencyStats, TimingConfig, measure_until_stable
-from prunebench.profiling.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 
 NUM_CHOICES = 2  # multiple-choice models get this many choices per example
 

@@ -57,9 +57,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from prunebench.profiling.hardware import HardwareProfile
-from prunebench.profiling.subjects import Subject
-from prunebench.profiling.variants import (
+from prunebench.hardware.profiles import HardwareProfile
+from prunebench.hardware.subject import Subject
+from prunebench.hardware.variants import (
     LinearPlan,
     VariantSpec,
     analytic_weight_bytes,

@@ -29,7 +29,8 @@ import pandas as pd
 from rich.console import Console
 
 from prunebench.errors import PrunebenchError
-from prunebench.models.loading import load_model
+from prunebench.extract.export import VERIFY_TOLERANCE, export_subnetworks
+from prunebench.models import load_model
 from prunebench.models.pruned import is_pruned_dir
 from prunebench.rundir import (
     CHECKPOINT_DIR,
@@ -45,7 +46,6 @@ from prunebench.rundir import (
 )
 from prunebench.search.methods import BASELINES
 from prunebench.search.runner import CANDIDATES, META_FILE, PARETO, SEARCH_DIR
-from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
 from prunebench.supernet.spaces import get_space
 
 MODELS_DIR = "models"

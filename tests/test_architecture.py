@@ -1,0 +1,97 @@
+"""The package's shape, checked from the source: rooms import only earlier rooms, and nothing in a circle.
+
+Imports are read with ``ast`` (module-level and inside functions alike), so an import hidden in a
+function to dodge a cycle is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "prunebench"
+# The rooms in data-flow order (docs/DESIGN.md): each may import only rooms listed before it.
+ROOMS = (
+    "errors",
+    "environment",
+    "config",
+    "rundir",
+    "models",
+    "tasks",
+    "supernet",
+    "extract",
+    "hardware",
+    "search",
+    "profiling",
+    "report",
+    "pipeline",
+    "cli",
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
+    """Every prunebench module ``path`` imports, with its line. ``from pkg import name`` imports ``pkg`` (its
+    ``__init__`` runs) and, when ``name`` is a module, ``pkg.name`` too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names if alias.name.startswith("prunebench")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("prunebench"):
+            found.append((node.module, node.lineno))
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in modules:
+                    found.append((f"{node.module}.{alias.name}", node.lineno))
+    return found
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None  # None: the package itself
+
+
+def test_every_module_is_in_a_room():
+    assert {_room(m) for m in _modules()} - {None} <= set(ROOMS)
+
+
+def test_rooms_import_only_earlier_rooms():
+    modules = _modules()
+    upward = []
+    for module, path in modules.items():
+        here = _room(module)
+        for target, line in _imports(path, modules):
+            there = _room(target)
+            if here is None or there is None:
+                continue
+            if ROOMS.index(there) > ROOMS.index(here):
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({here}) imports {target} ({there})")
+    assert not upward, "imports against the data flow:\n" + "\n".join(upward)
+
+
+def test_no_import_cycles():
+    modules = _modules()
+    graph = {m: sorted({t for t, _ in _imports(path, modules) if t in modules}) for m, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in graph[module]:
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target] if target in path else [module, target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
