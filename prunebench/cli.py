@@ -177,7 +177,7 @@ def extract_pareto(
         )
     console.print(table)
     state = "written" if result.written else "already there, unchanged"
-    console.print(f"{len(result.rows)} models {state}: {result.models_dir} (index.parquet, index.csv)")
+    console.print(f"{len(result.rows)} models {state}: {result.models_dir} (with their index, Parquet and CSV)")
 
 
 @app.command()
@@ -353,7 +353,7 @@ def profile(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for profile.parquet / profile.csv (resumable); for a RUN: RUN/profile/TARGET."),
+        typer.Option(help="Folder for the profile table (resumable); for a RUN: RUN/profile/TARGET."),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
@@ -373,7 +373,7 @@ def profile(
         bool | None,
         typer.Option(
             "--score/--no-score",
-            help="Score every model variant on the run's test split (OUT/scores.parquet); default: on for a RUN.",
+            help="Score every model variant on the run's test split (beside the profile); default: on for a RUN.",
         ),
     ] = None,
     score_max_examples: Annotated[
@@ -387,8 +387,9 @@ def profile(
     """
     from prunebench.hardware.timing import TimingConfig
     from prunebench.hardware.variants import VARIANTS
-    from prunebench.profiling.profiler import CALIBRATION_FILE, calibration_summary, profile_models
+    from prunebench.profiling.profiler import calibration_summary, profile_models
     from prunebench.profiling.subjects import is_run_dir, run_subjects
+    from prunebench.rundir import ProfileDir, RunDir
 
     if (gpu is None) == (device is None):
         raise PrunebenchError("give exactly one of --gpu NAME and --device cpu")
@@ -410,7 +411,7 @@ def profile(
             raise PrunebenchError(
                 "give --out FOLDER for the profile table (only a run directory has a default, RUN/profile/TARGET)"
             )
-        out = run_dir / "profile" / (gpu.strip().lower() if gpu else "cpu")
+        out = RunDir(run_dir).profile_dir(gpu.strip().lower() if gpu else "cpu").path
     variant_names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     if run_dir is not None:
         models: list = run_subjects(run_dir)
@@ -476,8 +477,8 @@ def profile(
     console.print("memory: estimated peak (weights + activations) | CUDA: torch peak allocated | CPU: peak RSS growth")
     if calibrate:
         console.print(calibration_summary(frame).to_string(index=False))
-        console.print(f"calibration: {out / CALIBRATION_FILE}")
-    console.print(f"table: {out / 'profile.parquet'} ({len(frame)} rows; CSV beside it)")
+        console.print(f"calibration: {ProfileDir(out).calibration}")
+    console.print(f"table: {ProfileDir(out).table} ({len(frame)} rows; CSV beside it)")
     if run_dir is not None and score is None and estimate:
         console.print(
             "note: with --estimate nothing runs here, so the variants are not scored (--score: score on this CPU)"
@@ -488,7 +489,8 @@ def profile(
 
 def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, max_examples) -> None:
     """``profile RUN``'s second part: each model variant scored on the run's test split."""
-    from prunebench.profiling.scoring import TABLE_FILE, score_variants
+    from prunebench.profiling.scoring import score_variants
+    from prunebench.rundir import ProfileDir
 
     where = "cpu" if gpu is None or estimate else gpu
     if estimate:
@@ -513,7 +515,7 @@ def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, ma
             _text(row.reason),
         )
     console.print(table)
-    console.print(f"scores: {out / TABLE_FILE} ({len(scores)} rows; CSV beside it)")
+    console.print(f"scores: {ProfileDir(out).scores} ({len(scores)} rows; CSV beside it)")
 
 
 # --- stage two: `search` and `nas` (prunebench.search) ---------------------------------------------
@@ -736,28 +738,31 @@ def run_command(
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     from prunebench.pipeline import get_preset, run_pipeline
+    from prunebench.rundir import ReportDir
 
     config = get_preset(preset).with_overrides(model=model, task=task)
     result = run_pipeline(config, out, overwrite=overwrite)
-    console.print(f"report: {result.report_dir / 'report.html'} and {result.report_dir / 'report.md'}")
+    report = ReportDir(result.report_dir)
+    console.print(f"report: {report.html} and {report.markdown}")
 
 
 @app.command()
 def report(
     runs: Annotated[list[Path], typer.Argument(help="One or more run directories; several aggregate into one report.")],
-    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures/.")],
+    out: Annotated[Path, typer.Option(help="Folder for the report: HTML, Markdown and its figures.")],
     format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = "html,md",
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
 ) -> None:
     """HTML and Markdown report of RUN(s): fine-tuning, search, Pareto set, pruning vs quantization per target."""
     from prunebench.report import write_report
+    from prunebench.rundir import ReportDir
 
     result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
     for path in (result.html, result.markdown):
         if path is not None:
             console.print(f"wrote {path}")
     if result.figures:
-        console.print(f"{len(result.figures)} figures in {result.out / 'figures'}")
+        console.print(f"{len(result.figures)} figures in {ReportDir(result.out).figures}")
     if result.missing:
         console.print(f"missing ({len(result.missing)}, listed in the report):")
         for note in result.missing:

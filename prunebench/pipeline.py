@@ -31,10 +31,8 @@ from rich.text import Text
 
 from prunebench.config import TrainConfig
 from prunebench.errors import UnknownNameError
-from prunebench.rundir import RUN_FILE, check_replaceable, write_json_atomic, writer_lock
+from prunebench.rundir import RunDir, check_replaceable, write_json_atomic, writer_lock
 
-PIPELINE_FILE = "pipeline.json"
-REPORT_DIR = "report"
 STAGES = ("train", "search", "baselines", "extract", "profile", "score", "compare", "report")
 
 
@@ -144,7 +142,7 @@ class PipelineResult:
 
 def _sessions(run_dir: Path) -> list[dict]:
     """Earlier sessions of the pipeline on this run (pipeline.json), so the total time spans them all."""
-    path = run_dir / PIPELINE_FILE
+    path = RunDir(run_dir).pipeline_file
     try:
         return json.loads(path.read_text()).get("sessions", []) if path.is_file() else []
     except json.JSONDecodeError:
@@ -168,21 +166,22 @@ def run_pipeline(
 
     run_dir = Path(run_dir)
     console = Console(quiet=not show_progress, highlight=False, markup=False)
-    result = PipelineResult(run_dir, run_dir / REPORT_DIR)
+    run = RunDir(run_dir)
+    result = PipelineResult(run_dir, run.report_dir.path)
     started = time.perf_counter()
     search, profile = config.search, config.profile
     target = profile.device
-    profile_dir = run_dir / "profile" / target
+    profile_dir = run.profile_dir(target).path
     search_name = f"{search.method}-seed{search.seed}"
     evaluation = EvalSettings(workers=search.workers)
 
     def train() -> None:
         # A run of the same settings continues (or is left alone when finished); --overwrite starts over.
-        resume = (run_dir / RUN_FILE).is_file() and not overwrite
+        resume = run.is_run() and not overwrite
         train_supernet(config.train, run_dir, resume=resume, overwrite=overwrite, show_progress=show_progress)
 
     def searched(config: SearchConfig) -> None:
-        started = (run_dir / "search" / config.search_name / "search.json").is_file()  # resume what exists
+        started = run.search_dir(config.search_name).meta.is_file()  # resume what exists
         run_search(run_dir, config, resume=started, show_progress=show_progress)
 
     def run_searches() -> None:
@@ -256,15 +255,15 @@ def run_pipeline(
             stage_started = time.perf_counter()
             result.stages[name] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
             if name != "train":  # the run directory exists once training has started
-                write_json_atomic(run_dir / PIPELINE_FILE, record)
+                write_json_atomic(run.pipeline_file, record)
             stage()
             result.stages[name].update(status="done", seconds=round(time.perf_counter() - stage_started, 1))
-            write_json_atomic(run_dir / PIPELINE_FILE, record)
+            write_json_atomic(run.pipeline_file, record)
     result.seconds = time.perf_counter() - started
     session["seconds"] = round(result.seconds, 1)
     record["seconds"] = round(sum(s.get("seconds", 0.0) for s in record["sessions"]), 1)  # all sessions
-    write_json_atomic(run_dir / PIPELINE_FILE, record)
-    console.rule(f"done in {_clock(result.seconds)} · report: {result.report_dir / 'report.html'}")
+    write_json_atomic(run.pipeline_file, record)
+    console.rule(f"done in {_clock(result.seconds)} · report: {run.report_dir.html}")
     return result
 
 

@@ -76,6 +76,7 @@ COMPARE_DIR = "compare"
 REPORT_DIR = "report"
 NAS_SETTINGS_FILE = "nas_settings.json"
 SYNE_TUNE_DIR = "syne-tune"
+SYNE_TUNE_LOG = "tuner.log"  # syne-tune's chatter, in its folder
 RUN_KIND = "prunebench-run"
 RUN_VERSION = 1
 SEARCH_KIND = "prunebench-search"
@@ -370,14 +371,17 @@ def write_table_atomic(parquet: Path, frame: pd.DataFrame) -> None:
     write_csv_atomic(parquet.with_suffix(".csv"), frame)
 
 
+# The columns of a models folder's index (``prunebench.search.extract_pareto`` writes it).
+EXPORT_INDEX_COLUMNS = [
+    "label", "config", "params", "parameters", "macs", "error", "metric", "test_error", "test_metric",
+    "path", "max_abs_diff",
+]  # fmt: skip
+
+
 class ModelsDir:
     """``RUN/search/NAME/models``: a search's Pareto set as pruned models ``p00/``, ... and their index."""
 
     INDEX = "index.parquet"
-    INDEX_COLUMNS = (
-        "label", "config", "params", "parameters", "macs", "error", "metric", "test_error", "test_metric",
-        "path", "max_abs_diff",
-    )  # fmt: skip
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -392,7 +396,7 @@ class ModelsDir:
     def read_index(self, fix: str) -> pd.DataFrame | None:
         """The index (validated), or None when the folder has none; ``fix`` says how to write it again."""
         recover_dir(self.path)
-        return read_table(self.index, fix, columns=list(self.INDEX_COLUMNS)) if self.index.is_file() else None
+        return read_table(self.index, fix, columns=EXPORT_INDEX_COLUMNS) if self.index.is_file() else None
 
     def write_index(self, frame: pd.DataFrame) -> None:
         write_table_atomic(self.index, frame)
@@ -460,6 +464,7 @@ class ProfileDir:
     variants' test-split scores and the calibration summary, each table with its resumable parts folder."""
 
     TABLE = "profile.parquet"
+    TABLE_CSV = "profile.csv"  # beside the table, for people
     PARTS = "profile.parts"
     SCORES = "scores.parquet"
     SCORES_PARTS = "scores.parts"
@@ -612,6 +617,10 @@ class RunDir:
     @property
     def syne_tune_dir(self) -> Path:
         return self.path / SYNE_TUNE_DIR
+
+    @property
+    def syne_tune_log(self) -> Path:
+        return self.syne_tune_dir / SYNE_TUNE_LOG
 
     # --- stages --------------------------------------------------------------------------------------
     @property

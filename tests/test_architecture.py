@@ -7,6 +7,7 @@ function to dodge a cycle is caught too.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "prunebench"
@@ -95,3 +96,63 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+# --- the run directory's layout has one owner ----------------------------------------------------------
+
+
+def _layout_names() -> tuple[set[str], set[str]]:
+    """(file names, folder names) of the run directory's layout, as ``rundir`` declares them."""
+    from prunebench import rundir
+
+    files = {
+        rundir.RUN_FILE, rundir.ENVIRONMENT_FILE, rundir.CHECKPOINT_META, rundir.TRAINER_STATE, rundir.TRAINING_LOG,
+        rundir.PIPELINE_FILE, rundir.NAS_SETTINGS_FILE, rundir.SYNE_TUNE_LOG, rundir.ModelsDir.INDEX,
+        rundir.SearchDir.META, rundir.SearchDir.LOG, rundir.SearchDir.TEST_LOG, rundir.ProfileDir.TABLE,
+        rundir.ProfileDir.TABLE_CSV, rundir.ProfileDir.PARTS, rundir.ProfileDir.SCORES, rundir.ProfileDir.SCORES_PARTS,
+        rundir.ProfileDir.CALIBRATION, rundir.CompareDir.SUMMARY, rundir.ReportDir.HTML, rundir.ReportDir.MARKDOWN,
+        rundir.ReportDir.MANIFEST,
+        *(f"{name}.parquet" for name in (*rundir.SearchDir.TABLES, *rundir.CompareDir.TABLES)),
+        *(f"{name}.csv" for name in (*rundir.SearchDir.TABLES, *rundir.CompareDir.TABLES)),
+        rundir.ProfileDir.SCORES.replace(".parquet", ".csv"),
+    }  # fmt: skip
+    folders = {
+        rundir.CHECKPOINT_DIR, rundir.SEARCH_DIR, rundir.PROFILE_DIR, rundir.COMPARE_DIR, rundir.REPORT_DIR,
+        rundir.SYNE_TUNE_DIR, rundir.SearchDir.MODELS, rundir.ReportDir.FIGURES,
+    }  # fmt: skip
+    return files, folders
+
+
+def _spells(text: str, name: str) -> bool:
+    """``name`` as a word of ``text`` ("report.html" is not in "report.html.j2", a template's name)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?!\.?\w)", text) is not None
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef))]
+    return {
+        id(node.body[0].value)
+        for node in nodes
+        if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def test_layout_names_are_spelt_only_in_the_run_directory_module():
+    """No code outside ``rundir.py`` spells a file name of the layout in a string, nor joins a layout folder
+    name onto a path (``run / "profile"``); docstrings may describe the layout."""
+    files, folders = _layout_names()
+    found = []
+    for module, path in _modules().items():
+        if module == "prunebench.rundir":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                found += [f"{where} spells {name!r}" for name in files if _spells(node.value, name)]
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                right = node.right
+                if isinstance(right, ast.Constant) and right.value in folders:
+                    found.append(f"{where} joins {right.value!r} onto a path")
+    assert not found, "layout names outside rundir.py:\n" + "\n".join(sorted(found))

@@ -12,8 +12,9 @@ import torch
 from helpers import run_cli
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.variants import get_variant
-from prunebench.pipeline import PIPELINE_FILE, PRESETS, STAGES, ProfileStage, SearchStage, get_preset, run_pipeline
+from prunebench.pipeline import PRESETS, STAGES, ProfileStage, SearchStage, get_preset, run_pipeline
 from prunebench.report.compare import parse_budget
+from prunebench.rundir import PIPELINE_FILE
 from prunebench.search.methods import get_method
 from prunebench.supernet.spaces import SPACES
 from prunebench.tasks import get_task

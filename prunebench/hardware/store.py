@@ -1,10 +1,10 @@
 """The profile table: one row per (model, variant, device, batch, sequence length, mode), on disk.
 
-Each finished point is written at once as its own small Parquet file under
-``OUT/profile.parts/`` (write to a temporary name, then rename), so an interrupted run
-loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
-parts into ``OUT/profile.parquet`` (and ``profile.csv`` for people). Every part is
-written with the same explicit schema, so the table reads back with stable column types.
+Each finished point is written at once as its own small Parquet file in the profile folder's
+parts folder (``rundir.ProfileDir``; write to a temporary name, then rename), so an interrupted
+run loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
+parts into the folder's table (Parquet, and CSV for people). Every part is written with the
+same explicit schema, so the table reads back with stable column types.
 
 A point is identified by the model's content (``model_key``: structure, config and weights
 hashed, ``subjects.content_key``) and its label, never by the path it was loaded from: a moved
@@ -31,9 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PARTS_DIR = "profile.parts"
-TABLE_FILE = "profile.parquet"
-CSV_FILE = "profile.csv"
+from prunebench.rundir import ProfileDir
+
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
 DAMAGED_DIR = "damaged"  # inside the parts folder: parts that could not be read
@@ -155,20 +154,16 @@ COLUMNS = [f.name for f in fields(ProfileRow)]
 
 
 class RowStore:
-    """A resumable table: one small Parquet file per finished row (named by ``row.key()``) under
-    ``OUT/<parts_dir>/``, written atomically; ``consolidate`` gathers them into a Parquet and a CSV file.
-    Subclasses name the row type, the files and the sort order. Rows have ``model`` (the label),
-    ``model_key`` (the content) and ``model_source`` columns (see the module docstring)."""
+    """A resumable table: one small Parquet file per finished row (named by ``row.key()``) in the ``parts``
+    folder, written atomically; ``consolidate`` gathers them into the ``table`` file (and a CSV beside it).
+    Subclasses name the row type, the files (from ``rundir.ProfileDir``) and the sort order. Rows have
+    ``model`` (the label), ``model_key`` (the content) and ``model_source`` columns (module docstring)."""
 
     schema: pa.Schema
-    parts_dir: str
-    table_file: str
-    csv_file: str
     sort_by: tuple[str, ...]
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-        self.parts = self.out_dir / self.parts_dir
+    def __init__(self, parts: Path, table: Path):
+        self.parts, self.table_path = Path(parts), Path(table)
 
     def _part(self, key: str) -> Path:
         return self.parts / f"{key}.parquet"
@@ -255,10 +250,14 @@ class RowStore:
     def consolidate(self) -> pd.DataFrame:
         """Write the whole table to its Parquet and CSV files (atomically) and return it."""
         frame = self.table()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, write in ((self.table_file, self._write_parquet), (self.csv_file, self._write_csv)):
-            write_atomic(self.out_dir / name, lambda staging, write=write: write(frame, staging))
+        self.table_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, write in ((self.table_path, self._write_parquet), (self.csv_path, self._write_csv)):
+            write_atomic(path, lambda staging, write=write: write(frame, staging))
         return frame
+
+    @property
+    def csv_path(self) -> Path:
+        return self.table_path.with_suffix(".csv")
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
         pq.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False), path)
@@ -270,10 +269,11 @@ class RowStore:
 
 class ProfileStore(RowStore):
     schema = SCHEMA
-    parts_dir = PARTS_DIR
-    table_file = TABLE_FILE
-    csv_file = CSV_FILE
     sort_by = ("timestamp", "model", "variant", "batch_size", "seq_len", "mode")
+
+    def __init__(self, out_dir: Path):
+        folder = ProfileDir(out_dir)
+        super().__init__(folder.parts, folder.table)
 
 
 def read_profile_table(out_dir: Path) -> pd.DataFrame:

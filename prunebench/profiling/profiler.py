@@ -44,9 +44,8 @@ from prunebench.hardware.timing import TimingConfig
 from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
 from prunebench.models import LoadedModel
 from prunebench.profiling.subjects import resolve_subjects
-from prunebench.rundir import stage_lock
+from prunebench.rundir import ProfileDir, stage_lock
 
-CALIBRATION_FILE = "calibration.json"
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
 
@@ -159,7 +158,7 @@ def profile_models(
                         run.measure_all(subject, spec, points)
         frame = store.consolidate()
         if calibrate:
-            write_calibration(frame, Path(out_dir) / CALIBRATION_FILE)
+            write_calibration(frame, ProfileDir(out_dir).calibration)
         return frame
 
 
@@ -357,7 +356,7 @@ def calibration_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
     summary = calibration_summary(frame)
     record = {
-        "what": "estimate_error = estimated / measured latency - 1, per measured point (profile.parquet rows)",
+        "what": f"estimate_error = estimated / measured latency - 1, per measured point ({ProfileDir.TABLE} rows)",
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),

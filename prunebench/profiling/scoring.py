@@ -42,11 +42,8 @@ from prunebench.hardware.store import RowStore, arrow_schema
 from prunebench.hardware.subject import Subject, structure_hash
 from prunebench.hardware.variants import VariantSkipped, get_variant, quiet_bitsandbytes
 from prunebench.profiling.subjects import run_subjects
-from prunebench.rundir import read_run, stage_lock
+from prunebench.rundir import ProfileDir, read_run, stage_lock
 
-PARTS_DIR = "scores.parts"
-TABLE_FILE = "scores.parquet"
-CSV_FILE = "scores.csv"
 SPLIT = "test"
 
 
@@ -87,13 +84,14 @@ COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
 class ScoreStore(RowStore):
-    """One small Parquet file per finished row under ``OUT/scores.parts/``; ``consolidate`` gathers them."""
+    """One small Parquet file per finished row in the profile folder's scores parts; ``consolidate`` gathers them."""
 
     schema = SCHEMA
-    parts_dir = PARTS_DIR
-    table_file = TABLE_FILE
-    csv_file = CSV_FILE
     sort_by = ("timestamp", "model", "variant")
+
+    def __init__(self, out_dir: Path):
+        folder = ProfileDir(out_dir)
+        super().__init__(folder.scores_parts, folder.scores)
 
     def done(self, row: ScoreRow) -> bool:
         """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""

@@ -15,7 +15,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.hardware.subject import Subject, load_subject, subject_from_loaded
 from prunebench.models import load_model
 from prunebench.models.pruned import is_pruned_dir
-from prunebench.rundir import CHECKPOINT_DIR, RUN_FILE, read_run, recover_dir
+from prunebench.rundir import RunDir
 
 
 def _pruned_children(path: Path) -> list[Path]:
@@ -25,31 +25,30 @@ def _pruned_children(path: Path) -> list[Path]:
 def run_subjects(run_dir: Path) -> list[Subject]:
     """``prunebench profile RUN``: the fine-tuned checkpoint as ``full`` and the run's exported Pareto models.
 
-    Each search's models come from its ``models/index.parquet`` (``export_pareto``), labelled
-    ``NAME/LABEL``; a run with no exported models gives ``full`` alone.
+    Each search's models come from its export index (``RunDir.exports``, written by ``export_pareto``),
+    labelled ``NAME/LABEL``; a run with no exported models gives ``full`` alone.
     """
-    from prunebench.search.extract_pareto import read_exports  # search imports profiling: import it when needed
-
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
+    folder = RunDir(run_dir)
+    run = folder.read()
     task = run.get("task")
     if "train" not in run or not task:
         raise PrunebenchError(
             f"{run_dir} is not a super-network run (stage {run.get('stage', '?')!r}): it has no fine-tuned "
             "checkpoint to profile; profile its models by directory instead"
         )
-    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
-    if not (checkpoint / "model.safetensors").is_file():
+    if not folder.has_checkpoint():
         raise PrunebenchError(
             f"{run_dir} has no checkpoint yet; run 'prunebench train --out {run_dir} --resume' until it writes one"
         )
-    subjects = [load_subject("full", checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)]
-    for search, index in read_exports(run_dir).items():
+    kind, labels = task["kind"], task.get("num_labels") or 2
+    subjects = [load_subject("full", folder.checkpoint, task_kind=kind, num_labels=labels)]
+    for search, index in folder.exports().items():
         for row in index.itertuples():
             path = run_dir / row.path
             if not is_pruned_dir(path):
                 raise PrunebenchError(
-                    f"{path} is listed in {search}'s models/index.parquet but is not a pruned model; "
+                    f"{path} is listed in {folder.search_dir(search).models.index} but is not a pruned model; "
                     f"export it again with 'prunebench extract-pareto {run_dir} --search {search} --overwrite'"
                 )
             subjects.append(load_subject(f"{search}/{row.label}", path))
@@ -57,7 +56,7 @@ def run_subjects(run_dir: Path) -> list[Subject]:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (Path(path) / RUN_FILE).is_file()
+    return RunDir(path).is_run()
 
 
 def resolve_subjects(model: str | None = None, model_dir: Path | None = None) -> list[Subject]:
@@ -79,7 +78,7 @@ def resolve_subjects(model: str | None = None, model_dir: Path | None = None) ->
 def _directory_subjects(path: Path) -> list[Subject]:
     if not path.is_dir():
         raise PrunebenchError(f"{path} is not a directory; pass a model directory or use --model")
-    if (path / RUN_FILE).is_file():
+    if is_run_dir(path):
         return run_subjects(path)
     if is_pruned_dir(path) or (path / "config.json").is_file():
         return [load_subject(path.name, path)]

@@ -1,14 +1,14 @@
 """Prune, quantize or both: the options of a run on one hardware target, their fronts, and budget answers.
 
-``compare_run(run_dir, CompareConfig(...))`` joins three tables of a run directory:
+``compare_run(run_dir, CompareConfig(...))`` joins three tables of a run directory (``rundir.RunDir``):
 
-- ``profile/TARGET/profile.parquet``: latency and memory of every (model, variant) at one batch
+- the target's profile table: latency and memory of every (model, variant) at one batch
   size and sequence length (measured, or roofline estimates, marked ``estimated``);
-- ``profile/TARGET/scores.parquet``: the test-split error of every (model, variant) (the
-  quantized variants are scored too, so all options stand on one error axis); where a target
-  has no scores (an estimated GPU), those of another target of the run are used and noted;
-- ``search/NAME/models/index.parquet``: the search's test error of the exported Pareto models,
-  used for an fp32 pruned model only when the scores lack it.
+- the target's scores: the test-split error of every (model, variant) (the quantized variants
+  are scored too, so all options stand on one error axis); where a target has no scores (an
+  estimated GPU), those of another target of the run are used and noted;
+- the export index of each search's Pareto models: the search's test error, used for an fp32
+  pruned model only when the scores lack it.
 
 An option is one (model, variant). Its kind says what was done to the fine-tuned model:
 ``unpruned`` (the full model in fp32, fp16 or bf16: a cast, not quantization), ``quantize``
@@ -24,8 +24,8 @@ fp32 model on the same target (``50%``). For each budget the answer is the optio
 lowest error that fits, the best of each kind, and the margin: the winner's error minus the
 best error of any other kind (negative: how much better the winner is).
 
-Outputs in ``RUN/compare/TARGET/``: ``options.parquet``, ``budgets.parquet`` (and CSVs) and
-``compare.json`` (settings, definitions, notes and what was missing).
+Outputs in the run's compare folder for the target (``rundir.CompareDir``): the options and budget
+tables (Parquet and CSV) and a summary (settings, definitions, notes and what was missing).
 """
 
 from __future__ import annotations
@@ -41,14 +41,9 @@ import numpy as np
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
-from prunebench.rundir import read_run, write_json_atomic, write_parquet_atomic
+from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
 
-PROFILE_DIR = "profile"
-COMPARE_DIR = "compare"
-OPTIONS = "options"
-BUDGETS = "budgets"
-SUMMARY_FILE = "compare.json"
 FULL_MODEL = "full"  # the label profiling gives the un-pruned fine-tuned checkpoint
 REFERENCE_VARIANT = "fp32"
 KINDS = ("unpruned", "quantize", "prune", "both")
@@ -59,6 +54,12 @@ MEMORY_DEFINITION = (
     "peak device memory: GPU: torch peak allocated (weights included); CPU: exact weight bytes + peak RSS growth "
     "during the passes; estimates: the roofline's weights + activations"
 )
+
+# What build_options reads of a profile table.
+PROFILE_COLUMNS = [
+    "model", "variant", "pruned", "quantization", "relative_parameters", "weight_bytes", "device", "threads",
+    "batch_size", "seq_len", "estimated", "status", "latency_p50_s", "latency_mean_s",
+]  # fmt: skip
 
 _UNITS = {
     "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
@@ -118,13 +119,8 @@ def _format(axis: str, value: float) -> str:
     return f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.4g} MiB"
 
 
-def _targets(run_dir: Path) -> list[str]:
-    root = run_dir / PROFILE_DIR
-    return sorted(p.name for p in root.iterdir() if (p / "profile.parquet").is_file()) if root.is_dir() else []
-
-
 def _choose_target(run_dir: Path, target: str | None) -> str:
-    targets = _targets(run_dir)
+    targets = RunDir(run_dir).profiled_targets()
     if not targets:
         raise PrunebenchError(f"{run_dir} has no profile; run 'prunebench profile {run_dir} --device cpu' first")
     if target is None:
@@ -176,12 +172,12 @@ def _kind(pruned: bool, quantization) -> str:
 def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
     """Test-split errors per (model, variant): the target's own scores, others' where it has none."""
     frames = []
-    for name in [target] + [t for t in _targets(run_dir) if t != target]:
-        path = run_dir / PROFILE_DIR / name / "scores.parquet"
-        if path.is_file():
-            frame = pd.read_parquet(path)
-            frame = frame[frame["status"] == "ok"].assign(scored_on=name)
-            frames.append(frame)
+    run = RunDir(run_dir)
+    for name in [target] + [t for t in run.profiled_targets() if t != target]:
+        fix = f"score the variants again with 'prunebench profile {run_dir} --score'"
+        frame = run.profile_dir(name).read_scores(fix, columns=["model", "variant", "status", "error", "metric"])
+        if frame is not None:
+            frames.append(frame[frame["status"] == "ok"].assign(scored_on=name))
     if not frames:
         return pd.DataFrame(columns=["model", "variant", "metric_name", "metric", "error", "scored_on"])
     scores = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "variant"], keep="first")
@@ -197,19 +193,17 @@ def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
 def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
     """fp32 test (error, metric) of exported Pareto models, by profile label 'SEARCH/LABEL'."""
     found = {}
-    for index in sorted((run_dir / "search").glob("*/models/index.parquet")):
-        frame = pd.read_parquet(index)
-        if "test_error" not in frame:
-            continue
+    for search, frame in RunDir(run_dir).exports().items():
         for row in frame.itertuples():
             if row.test_error is not None and not pd.isna(row.test_error):
-                found[f"{index.parent.parent.name}/{row.label}"] = (float(row.test_error), float(row.test_metric))
+                found[f"{search}/{row.label}"] = (float(row.test_error), float(row.test_metric))
     return found
 
 
 def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
     """One row per (model, variant) profiled without error at the chosen point, with its error and kind."""
-    profile = pd.read_parquet(run_dir / PROFILE_DIR / target / "profile.parquet")
+    fix = f"profile it again with 'prunebench profile {run_dir}' for {target} (finished points are kept)"
+    profile = RunDir(run_dir).profile_dir(target).read_table(fix, columns=PROFILE_COLUMNS)
     batch, length = _point(profile, batch_size, seq_len)
     notes: list[str] = []
     scores = _scores(run_dir, target, notes)
@@ -350,10 +344,9 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "notes": settings["notes"],
         "missing": [f"no {kind} option was profiled and scored" for kind in missing],
     }
-    out_dir = run_dir / COMPARE_DIR / target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in ((OPTIONS, options), (BUDGETS, answers)):
-        write_parquet_atomic(out_dir / f"{name}.parquet", frame)
-        frame.to_csv(out_dir / f"{name}.csv", index=False)
-    write_json_atomic(out_dir / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
-    return Comparison(target, out_dir, options, answers, summary)
+    folder = RunDir(run_dir).compare_dir(target)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.write_table("options", options)
+    folder.write_table("budgets", answers)
+    write_json_atomic(folder.summary, json.loads(json.dumps(summary, default=str)))
+    return Comparison(target, folder.path, options, answers, summary)

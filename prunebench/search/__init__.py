@@ -6,12 +6,12 @@
   (with test-split metrics) and the hypervolume curves;
 - ``objectives``: error and costs, normalised the same way in every run;
 - ``pareto``: non-dominated sort and hypervolume (pymoo) against a fixed reference point;
-- ``export``: the Pareto set extracted as pruned models into ``RUN/search/NAME/models/``;
+- ``extract_pareto``: the Pareto set extracted as pruned models into the search's models folder;
 - ``nas``: standard NAS, every sub-network fine-tuned in isolation (syne-tune, MO-ASHA).
 """
 
 from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
-from prunebench.search.extract_pareto import ParetoExport, export_pareto, read_exports
+from prunebench.search.extract_pareto import ParetoExport, export_pareto
 from prunebench.search.methods import METHODS, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import OBJECTIVES, CostObjectives, ObjectiveSettings, parse_objectives
 from prunebench.search.pareto import REFERENCE, hypervolume, hypervolume_curve, non_dominated
@@ -37,6 +37,5 @@ __all__ = [
     "initial_design",
     "non_dominated",
     "parse_objectives",
-    "read_exports",
     "run_search",
 ]

@@ -40,10 +40,11 @@ from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
 from prunebench.rundir import (
-    ENVIRONMENT_FILE,
-    RUN_FILE,
     RUN_KIND,
     RUN_VERSION,
+    SEARCH_KIND,
+    SEARCH_VERSION,
+    RunDir,
     check_replaceable,
     clear_output,
     is_empty_dir,
@@ -55,26 +56,11 @@ from prunebench.search.log import LogEntry, SearchLog
 from prunebench.search.methods import initial_design
 from prunebench.search.objectives import ObjectiveSettings, parse_objectives
 from prunebench.search.pareto import reference_point
-from prunebench.search.runner import (
-    CANDIDATES,
-    HYPERVOLUME,
-    LOG_FILE,
-    META_FILE,
-    NORMALISATION,
-    PARETO,
-    SEARCH_DIR,
-    SEARCH_KIND,
-    SEARCH_VERSION,
-    SearchResult,
-    _write_table,
-    candidates_frame,
-    hypervolume_frame,
-)
+from prunebench.search.runner import NORMALISATION, SearchResult, candidates_frame, hypervolume_frame
 from prunebench.supernet.spaces import SPACES, get_space
 from prunebench.tasks import get_task
 
 NAS_METHODS = ("moasha", "random_search")
-SETTINGS_FILE = "nas_settings.json"
 TRIAL_SCRIPT = Path(__file__).with_name("nas_trial.py")
 
 
@@ -162,15 +148,16 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
     space = get_space(train.space, loaded.dims)
     clear_output(out)
     mark_output(out)
-    search_dir = out / SEARCH_DIR / config.name
-    search_dir.mkdir(parents=True)
+    run = RunDir(out)
+    folder = run.search_dir(config.name)
+    folder.path.mkdir(parents=True)
     settings = {
         "train": train.to_dict(),
         "objectives": list(config.objectives),
         "seq_len": config.seq_len,
         "score_test": config.score_test,
     }
-    write_json_atomic(out / SETTINGS_FILE, settings)
+    write_json_atomic(run.nas_settings, settings)
     record = {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -179,8 +166,8 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "nas": {k: v for k, v in config.__dict__.items() if k != "train"},
         "train": train.to_dict(),
     }
-    write_json_atomic(out / RUN_FILE, record)
-    write_json_atomic(out / ENVIRONMENT_FILE, {**environment(), "torch_threads": 1})
+    write_json_atomic(run.run_file, record)
+    write_json_atomic(run.environment_file, {**environment(), "torch_threads": 1})
     meta = {
         "kind": SEARCH_KIND,
         "version": SEARCH_VERSION,
@@ -201,16 +188,16 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "workers": config.workers,
         "epochs": train.epochs,
     }
-    write_json_atomic(search_dir / META_FILE, {**meta, "status": "searching"})
-    log = SearchLog(search_dir / LOG_FILE, space, config.objectives)
+    write_json_atomic(folder.meta, {**meta, "status": "searching"})
+    log = SearchLog(folder.log, space, config.objectives)
     entries: list[LogEntry] = []
 
-    config_space = {**space.syne_tune_space(), "settings": str((out / SETTINGS_FILE).resolve())}
+    config_space = {**space.syne_tune_space(), "settings": str(run.nas_settings.resolve())}
     scheduler = _Limited(_scheduler(config, config_space, space), config.samples)
     callback = _LogCallback(config, space, log, entries, console)
     np.random.seed(train.seed)  # syne-tune's samplers draw from numpy's global generator
     torch.manual_seed(train.seed)
-    with _syne_tune_folder(out / "syne-tune"):
+    with _syne_tune_folder(run.syne_tune_dir):
         tuner = Tuner(
             trial_backend=LocalBackend(entry_point=str(TRIAL_SCRIPT), pass_args_as_json=True, rotate_gpus=False),
             scheduler=scheduler,
@@ -226,17 +213,17 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         )
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _quiet_syne_tune()
-        (out / "syne-tune").mkdir(exist_ok=True)
-        with open(out / "syne-tune" / "tuner.log", "w") as chatter, redirect_stdout(chatter):
+        run.syne_tune_dir.mkdir(exist_ok=True)
+        with open(run.syne_tune_log, "w") as chatter, redirect_stdout(chatter):
             tuner.run()
     callback.flush()
     objectives = list(config.objectives)
     candidates = candidates_frame(entries, objectives)
     pareto = candidates[candidates["pareto"]] if len(candidates) else candidates
     curve = hypervolume_frame(entries, objectives)
-    _write_table(search_dir, CANDIDATES, candidates)
-    _write_table(search_dir, PARETO, pareto)
-    _write_table(search_dir, HYPERVOLUME, curve)
+    folder.write_table("candidates", candidates)
+    folder.write_table("pareto", pareto)
+    folder.write_table("hypervolume", curve)
     final = {
         **meta,
         "status": "finished",
@@ -244,13 +231,13 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "failed_trials": tuner.tuning_status.num_trials_failed,
         "final_hypervolume": float(curve["hypervolume"].iloc[-1]) if len(curve) else 0.0,
     }
-    write_json_atomic(search_dir / META_FILE, final)
-    write_json_atomic(out / RUN_FILE, {**record, "status": "finished"})
+    write_json_atomic(folder.meta, final)
+    write_json_atomic(run.run_file, {**record, "status": "finished"})
     if not entries:
         raise PrunebenchError(
-            f"no NAS trial finished; see the trials' std.err under {out / 'syne-tune'} for the reason"
+            f"no NAS trial finished; see the trials' std.err under {run.syne_tune_dir} for the reason"
         )
-    return SearchResult(search_dir, candidates, pareto, curve, len(entries), 0, "samples", final)
+    return SearchResult(folder.path, candidates, pareto, curve, len(entries), 0, "samples", final)
 
 
 def _quiet_syne_tune() -> None:

@@ -31,12 +31,12 @@ from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.loaded import quiet_transformers
 from prunebench.rundir import (
-    CHECKPOINT_DIR,
-    ENVIRONMENT_FILE,
-    RUN_FILE,
+    CHECKPOINT_META,
+    CHECKPOINT_WEIGHTS,
     RUN_KIND,
     RUN_VERSION,
-    TRAINING_LOG,
+    TRAINER_STATE,
+    RunDir,
     check_replaceable,
     clear_output,
     is_empty_dir,
@@ -44,7 +44,6 @@ from prunebench.rundir import (
     read_json,
     read_run,
     read_table,
-    recover_dir,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,
@@ -66,9 +65,6 @@ from prunebench.tasks import (
     make_collator,
     tokenize_task,
 )
-
-TRAINER_STATE = "trainer_state.pt"
-CHECKPOINT_META = "checkpoint.json"
 
 
 @dataclass
@@ -139,6 +135,7 @@ class SupernetTrainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, show_progress: bool = True):
         self.config, self.run_dir = config, Path(run_dir)
+        self.folder = RunDir(run_dir)
         self.console = Console(quiet=not show_progress, markup=False)
         self.show_progress = show_progress
         if config.threads:
@@ -257,8 +254,8 @@ class SupernetTrainer:
         }
 
     def save_checkpoint(self) -> None:
-        target = self.run_dir / CHECKPOINT_DIR
-        for stale in self.run_dir.glob(f".{CHECKPOINT_DIR}.partial*"):  # left by a killed writer (we hold the lock)
+        target = self.folder.checkpoint
+        for stale in self.run_dir.glob(f".{target.name}.partial*"):  # left by a killed writer (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         staging = staging_path(target)
         with quiet_transformers():
@@ -285,11 +282,11 @@ class SupernetTrainer:
         self.write_log()
 
     def write_log(self) -> None:
-        write_parquet_atomic(self.run_dir / TRAINING_LOG, pd.DataFrame(self.state.log_rows))
+        write_parquet_atomic(self.folder.training_log, pd.DataFrame(self.state.log_rows))
 
     def load_checkpoint(self) -> bool:
         """Restore weights, optimiser, scheduler and RNG from the last checkpoint; False when there is none."""
-        target = recover_dir(self.run_dir / CHECKPOINT_DIR)
+        target = self.folder.recovered_checkpoint()
         if not (target / CHECKPOINT_META).is_file():
             return False
         meta = read_checkpoint_meta(target)
@@ -302,7 +299,7 @@ class SupernetTrainer:
                 "start a new run directory or pass --overwrite"
             )
         try:
-            state = load_file(target / "model.safetensors", device=str(self.device))
+            state = load_file(target / CHECKPOINT_WEIGHTS, device=str(self.device))
             self.model.load_state_dict(state, strict=True)
             # RNG states must stay CPU byte tensors; the optimiser moves its state to the parameters' device
             trainer = torch.load(target / TRAINER_STATE, map_location="cpu", weights_only=True)
@@ -424,7 +421,7 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
     """What to do with RUN: "new", "continue" (an existing matching run) or "replace" (with --overwrite)."""
     if resume and overwrite:
         raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
-    holds_run = (run_dir / RUN_FILE).is_file()
+    holds_run = RunDir(run_dir).is_run()
     if overwrite:
         check_replaceable(run_dir)  # never empty a folder prunebench did not make
     if holds_run and not overwrite:
@@ -480,7 +477,7 @@ def _train_locked(
     action = _plan_run_dir(config, run_dir, resume, overwrite)
     continuing = action == "continue"
     if continuing and read_run(run_dir).get("status") == "finished":
-        log_path = run_dir / TRAINING_LOG
+        log_path = RunDir(run_dir).training_log
         log = (
             read_table(log_path, "delete it; 'prunebench train --resume' writes it again")
             if log_path.is_file()
@@ -511,15 +508,15 @@ def _train_locked(
         },
         "total_steps": trainer.total_steps,
     }
-    write_json_atomic(run_dir / RUN_FILE, run_record)
+    write_json_atomic(RunDir(run_dir).run_file, run_record)
     env = {**environment(), "device": str(trainer.device), "torch_threads": torch.get_num_threads()}
-    write_json_atomic(run_dir / ENVIRONMENT_FILE, env)
+    write_json_atomic(RunDir(run_dir).environment_file, env)
     if resumed:
         trainer.write_log()  # the log may lag the checkpoint after a kill between the two writes
         trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
     trainer.run(stop_after_steps=stop_after_steps)
     finished = trainer.state.step >= trainer.total_steps
     if finished:
-        write_json_atomic(run_dir / RUN_FILE, {**run_record, "status": "finished"})
+        write_json_atomic(RunDir(run_dir).run_file, {**run_record, "status": "finished"})
     trainer.supernet.remove()
     return TrainResult(run_dir, trainer.state.step, trainer.total_steps, pd.DataFrame(trainer.state.log_rows), finished)
