@@ -8,7 +8,6 @@ import torch
 
 import prunebench.hardware.measure as measure
 import prunebench.profiling.scoring as scoring
-import prunebench.supernet.training as training
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.variants import VariantSkipped
@@ -109,14 +108,14 @@ def test_a_variant_that_cannot_be_built_is_skipped_with_its_reason(run, subjects
 
 
 def test_a_task_without_test_split_writes_nothing(run, subjects, tmp_path, monkeypatch, capsys):
-    real = training.load_training_task
+    real = scoring.load_run_task
 
     def without_test(config):
         data = real(config)
         data.test = data.test.select([])
         return data
 
-    monkeypatch.setattr(training, "load_training_task", without_test)
+    monkeypatch.setattr(scoring, "load_run_task", without_test)
     frame = score_variants(run, subjects[:1], ["fp32"], tmp_path / "s")
     assert frame.empty and not (tmp_path / "s").exists()
     assert "has no test split" in capsys.readouterr().out

@@ -23,8 +23,9 @@ from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, Objecti
 from prunebench.search.importance import gradient_importance
 from prunebench.search.methods import initial_design
 from prunebench.supernet import MaskedSuperNetwork, get_space
-from prunebench.supernet.training import load_training_task, tokenised_rows, train_supernet
+from prunebench.supernet.training import train_supernet
 from prunebench.tasks import make_collator
+from prunebench.tasks.rows import load_run_task, tokenised_rows
 
 # A tiny super-network on ~160 real Rotten Tomatoes examples (one short epoch: the search mechanics are under test).
 TRAIN = dict(
@@ -129,14 +130,14 @@ def test_importance_scores_are_per_layer_normalised_gradients(run):
 
 def _rows(run):
     config = TrainConfig(**TRAIN)
-    data = load_training_task(config)
+    data = load_run_task(config)
     loaded = load_model(run / "checkpoint", task_kind="classification", num_labels=2)
     return loaded, tokenised_rows(data, loaded, config.max_length), make_collator(data.spec, loaded.tokenizer)
 
 
 def test_sliced_masked_and_two_worker_evaluation_agree(run):
     loaded, rows, collator = _rows(run)
-    data = load_training_task(TrainConfig(**TRAIN))
+    data = load_run_task(TrainConfig(**TRAIN))
     validation = rows["validation"][:200]
     space = get_space("small", loaded.dims)
     configs = [space.middle(), {"num_layers": 1, "num_heads": 3, "num_units": 100}, space.largest()]

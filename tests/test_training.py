@@ -235,7 +235,7 @@ def _synthetic_choices(n: int) -> datasets.Dataset:
 
 def test_multiple_choice_trains(tmp_path, monkeypatch):
     data = TaskData(get_task("swag"), _synthetic_choices(64), _synthetic_choices(16), _synthetic_choices(16))
-    monkeypatch.setattr("prunebench.supernet.training.load_training_task", lambda config: data)
+    monkeypatch.setattr("prunebench.supernet.training.load_run_task", lambda config: data)
     config = TrainConfig(**{**BASE, "task": "swag", "epochs": 2}, strategy="full")
     result = train_supernet(config, tmp_path / "run", show_progress=False)
     assert result.finished and set(result.log["metric_name"]) == {"accuracy"}

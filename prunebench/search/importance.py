@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from prunebench.models.loaded import LoadedModel
-from prunebench.search.evaluator import make_batches
 from prunebench.supernet.losses import task_loss
+from prunebench.tasks.rows import make_batches
 
 
 def gradient_importance(

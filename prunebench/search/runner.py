@@ -44,8 +44,9 @@ from prunebench.search.methods import BASELINES, Method, MethodContext, get_meth
 from prunebench.search.objectives import CostObjectives, ObjectiveSettings
 from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
 from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
-from prunebench.supernet.training import load_training_task, read_checkpoint_meta, tokenised_rows
-from prunebench.tasks import TaskData, compute_metrics, make_collator
+from prunebench.supernet.training import read_checkpoint_meta
+from prunebench.tasks import TaskData, make_collator
+from prunebench.tasks.rows import load_run_task, subset, tokenised_rows, validation_rows
 
 NORMALISATION = (
     "error = 1 - validation metric; params, macs = exact counts / the full model's; latency, memory = "
@@ -203,14 +204,6 @@ def _check_resumable(saved: dict, meta: dict, search_dir: Path, keys: tuple[str,
 # --- data --------------------------------------------------------------------------------------
 
 
-def _subset(rows: list[dict], cap: int | None, seed: int) -> list[dict]:
-    """The validation examples to score: a seeded subset (the one training scores) when capped."""
-    if cap is None or len(rows) <= cap:
-        return rows
-    keep = np.random.default_rng(seed).permutation(len(rows))[:cap]
-    return [rows[i] for i in sorted(keep)]
-
-
 @dataclass
 class _Loaded:
     data: TaskData
@@ -221,11 +214,11 @@ class _Loaded:
 
 
 def _load(run_dir: Path, train: TrainConfig, checkpoint: Path, cap: int | None) -> _Loaded:
-    data = load_training_task(train)
+    data = load_run_task(train)
     spec = data.spec
     model = load_model(checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
     rows = tokenised_rows(data, model, train.max_length)
-    validation = _subset(rows["validation"], cap, train.seed)
+    validation = validation_rows(rows, train, cap)  # the subset training scores
     return _Loaded(data, model, rows, validation, make_collator(spec, model.tokenizer))
 
 
@@ -369,7 +362,7 @@ def _replay(method: Method, entries: list[LogEntry], objectives: list[str]) -> i
 def _importance(loaded: _Loaded, seed: int, config: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
     from prunebench.search.importance import gradient_importance
 
-    train_rows = _subset(loaded.rows["train"], config.importance_examples, seed)
+    train_rows = subset(loaded.rows["train"], config.importance_examples, seed)
     return gradient_importance(loaded.model, train_rows, loaded.collator, device=config.evaluation.device)
 
 
@@ -516,7 +509,7 @@ def _test_metrics(folder: SearchDir, pareto, loaded, space, config, console) -> 
         with CandidateEvaluator(loaded.model, loaded.data.spec, loaded.rows["test"], loaded.collator, settings) as ev:
             for candidate in wanted:
                 logits, _ = ev.predict(space.masks(candidate))
-                metrics = compute_metrics(loaded.data.spec, logits, ev.labels)
+                metrics = ev.split.metrics(logits)
                 store.append({"key": config_key(candidate), "config": candidate, "test": metrics})
                 known[config_key(candidate)] = metrics
     return known

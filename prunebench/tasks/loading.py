@@ -30,8 +30,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pandas as pd
 
@@ -50,6 +50,9 @@ from prunebench.tasks.splits import (
     holdout_by_group,
     split_train_validation,
 )
+
+if TYPE_CHECKING:  # datasets is imported where it is used: importing prunebench.tasks does not need it
+    import datasets
 
 ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 SWAG_ENDINGS = 4
@@ -163,6 +166,8 @@ def _apply_protocol(raw: _Raw, seed: int, max_train_examples: int | None) -> Tas
 
 
 def _features(spec: TaskSpec, columns: list[str]) -> datasets.Features:
+    import datasets
+
     string = datasets.Value("string")
     if spec.kind == REGRESSION:
         label = datasets.Value("float32")
@@ -183,6 +188,8 @@ def _features(spec: TaskSpec, columns: list[str]) -> datasets.Features:
 
 
 def _to_dataset(frame: pd.DataFrame, spec: TaskSpec) -> datasets.Dataset:
+    import datasets
+
     columns = list(frame.columns)
     data = {col: frame[col].tolist() for col in columns}
     return datasets.Dataset.from_dict(data, features=_features(spec, columns))
@@ -200,6 +207,7 @@ def _offline_requested() -> bool:
 def _libraries_offline() -> bool:
     # The libraries read the environment once, at import; if the variable was
     # set later they would still go to the network (and retry for ~30 s).
+    import datasets
     import huggingface_hub.constants
 
     return bool(datasets.config.HF_HUB_OFFLINE or huggingface_hub.constants.HF_HUB_OFFLINE)
@@ -224,6 +232,7 @@ def _load_hub(spec: TaskSpec) -> _Raw:
         raise PrunebenchError(f"task {spec.name!r} has no hub source; use --task files")
     if _offline_requested() and not _libraries_offline():
         raise _hub_error(spec, "offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+    import datasets
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import HfHubHTTPError
 
