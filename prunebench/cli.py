@@ -286,13 +286,6 @@ def _ms(value, mark: str = "") -> str:
     return f"{mark}{value * 1e3:.3f}" if _present(value) else "-"
 
 
-def _row_memory(row):
-    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
-    if row.mode == "estimated":
-        return row.est_peak_memory_bytes
-    return row.torch_peak_allocated_bytes if _present(row.torch_peak_allocated_bytes) else row.peak_rss_growth_bytes
-
-
 @app.command()
 def hardware() -> None:
     """List the hardware profiles (datasheet figures) and the devices found on this machine."""
@@ -385,6 +378,7 @@ def profile(
     For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
     ('prunebench extract-pareto'), and each variant's test-split score (OUT/scores.parquet).
     """
+    from prunebench.hardware.store import MEMORY_DEFINITION
     from prunebench.hardware.timing import TimingConfig
     from prunebench.hardware.variants import VARIANTS
     from prunebench.profiling.profiler import calibration_summary, profile_models
@@ -427,7 +421,7 @@ def profile(
 
     def progress(row) -> None:
         if row.mode == "measured":
-            what = f"{row.latency_mean_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
+            what = f"{row.latency_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
             console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
 
     frame = profile_models(
@@ -450,8 +444,8 @@ def profile(
         "seq",
         "mode",
         "status",
+        "latency ms",
         "mean ms",
-        "p50 ms",
         "p99 ms",
         "weights MiB",
         "memory MiB",
@@ -466,15 +460,15 @@ def profile(
             str(row.seq_len),
             row.mode,
             row.status,
-            *(_ms(value, mark) for value in (row.latency_mean_s, row.latency_p50_s, row.latency_p99_s)),
+            *(_ms(value, mark) for value in (row.latency_s, row.latency_mean_s, row.latency_p99_s)),
             _mb(row.weight_bytes),
-            _mb(_row_memory(row), mark),
+            _mb(row.memory_bytes, mark),
             _text(row.reason) or _text(row.notes),
         )
     console.print(table)
     if frame["estimated"].any():
         console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated')")
-    console.print("memory: estimated peak (weights + activations) | CUDA: torch peak allocated | CPU: peak RSS growth")
+    console.print(f"memory: {MEMORY_DEFINITION}", soft_wrap=True)
     if calibrate:
         console.print(calibration_summary(frame).to_string(index=False))
         console.print(f"calibration: {ProfileDir(out).calibration}")

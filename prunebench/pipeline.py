@@ -269,7 +269,7 @@ def run_pipeline(
 
 def _point(row) -> str:
     """A profiled point in one line: the latency, or why there is none."""
-    return f"{row.latency_p50_s * 1e3:.1f} ms (p50)" if row.status == "ok" else f"{row.status}: {row.reason}"
+    return f"{row.latency_s * 1e3:.1f} ms (p50)" if row.status == "ok" else f"{row.status}: {row.reason}"
 
 
 def _clock(seconds: float) -> str:

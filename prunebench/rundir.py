@@ -52,7 +52,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,6 +91,16 @@ LOCK_PREFIX = ".prunebench-lock"
 def staging_path(path: Path) -> Path:
     """A hidden sibling of ``path`` that no other process uses (pid + random part)."""
     return path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(3)}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(staging)`` to a hidden sibling, then rename it onto ``path``: readers see the old file or the new one."""
+    staging = staging_path(Path(path))
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -206,6 +206,16 @@ class LinearPlan:
         return self.fallback_weight_elements / self.quantized_weight_elements
 
 
+def int8_fallback_fields(spec: VariantSpec, plan: LinearPlan) -> dict:
+    """The profile row's LLM.int8 fp32-fallback fields (None for other variants)."""
+    if spec.quantization != "bnb-int8":
+        return {"int8_fp32_fallback_linears": None, "int8_fallback_weight_share": None}
+    return {
+        "int8_fp32_fallback_linears": len(plan.int8_fp32_fallback),
+        "int8_fallback_weight_share": plan.int8_fallback_weight_share,
+    }
+
+
 def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> LinearPlan:
     """Which ``nn.Linear`` modules ``spec`` quantizes on this kind of device, and why the others are kept."""
     if not spec.is_quantized:

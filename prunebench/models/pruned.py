@@ -42,6 +42,14 @@ def is_pruned_dir(path: Path) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
+def read_structure(path: Path) -> PrunedStructure | None:
+    """What a pruned model directory kept of its source model, or None when it is not a readable pruned model."""
+    try:
+        return PrunedStructure.from_dict(json.loads((Path(path) / META_FILE).read_text())["structure"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def check_writable_target(out_dir: Path, overwrite: bool) -> None:
     """Refuse to replace a non-empty directory unless asked to, and never one prunebench did not write."""
     if out_dir.exists() and not out_dir.is_dir():

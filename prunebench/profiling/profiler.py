@@ -38,13 +38,13 @@ from prunebench.errors import PrunebenchError
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
 from prunebench.hardware.profiles import Target, resolve_target
-from prunebench.hardware.store import ProfileRow, ProfileStore, write_atomic
+from prunebench.hardware.store import ProfileRow, ProfileStore
 from prunebench.hardware.subject import Subject, subject_from_loaded
 from prunebench.hardware.timing import TimingConfig
-from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
+from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant, int8_fallback_fields
 from prunebench.models import LoadedModel
 from prunebench.profiling.subjects import resolve_subjects
-from prunebench.rundir import ProfileDir, stage_lock
+from prunebench.rundir import ProfileDir, stage_lock, write_atomic
 
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
@@ -216,29 +216,9 @@ class _Run:
             result = estimate(subject, spec, self.target.profile, batch, seq_len, self.threads)
         except NotEstimable as reason:
             return self._row(subject, spec, batch, seq_len, "estimated", "skipped", reason=str(reason))
-        return self._row(
-            subject,
-            spec,
-            batch,
-            seq_len,
-            "estimated",
-            "ok",
-            notes="; ".join(result.notes) or None,
-            weight_bytes=result.weight_bytes,
-            latency_mean_s=result.latency_s,
-            latency_p50_s=result.latency_s,
-            throughput_seq_per_s=batch / result.latency_s,
-            timer="roofline estimate",
-            est_peak_memory_bytes=result.peak_memory_bytes,
-            est_compute_s=result.compute_s,
-            est_memory_s=result.memory_s,
-            est_overhead_s=result.overhead_s,
-            est_bound=result.bound,
-            est_flops=result.flops,
-            est_bytes=result.bytes_moved,
-            est_matmul_dtype=result.matmul_dtype,
-            estimate_error=None if measured_s is None else result.latency_s / measured_s - 1.0,
-        )
+        error = None if measured_s is None else result.latency_s / measured_s - 1.0
+        values = result.row_fields(batch)
+        return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:
         for batch, seq_len in self._pending(subject, spec, points, "estimated"):
@@ -280,12 +260,13 @@ class _Run:
 
     def _measure_one(self, subject: Subject, spec, built, batch: int, seq_len: int) -> None:
         base = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
+        base |= int8_fallback_fields(spec, built.plan)
         measured = self._row(subject, spec, batch, seq_len, "measured", "ok", **base)
         if self.store.has(measured):  # only its estimate was missing
             if self.calibrate:
                 previous = self.store.table()
                 match = previous[previous["mode"].eq("measured") & _same_point(previous, measured)]
-                latency = match["latency_mean_s"].iloc[0] if len(match) else None
+                latency = match["latency_s"].iloc[0] if len(match) else None
                 ok = latency is not None and not pd.isna(latency)
                 self._emit(self._estimate_row(subject, spec, batch, seq_len, float(latency) if ok else None))
             return
@@ -298,32 +279,10 @@ class _Run:
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             self._emit(replace(measured, status="error", reason=f"{type(error).__name__}: {text}"))
             return
-        stats = result.latency
-        row = replace(
-            measured,
-            latency_mean_s=stats.mean,
-            latency_p50_s=stats.median,
-            latency_p90_s=stats.p90,
-            latency_p99_s=stats.p99,
-            latency_min_s=stats.minimum,
-            latency_max_s=stats.maximum,
-            latency_std_s=stats.stdev,
-            latency_cv=stats.cv,
-            repeats=stats.repeats,
-            warmup=stats.warmup,
-            stable=stats.stable,
-            throughput_seq_per_s=batch / stats.mean,
-            timer=result.timer,
-            rss_bytes=result.rss_bytes,
-            peak_rss_growth_bytes=result.peak_rss_growth_bytes,
-            memory_method=result.memory_method,
-            torch_peak_allocated_bytes=result.torch_peak_allocated_bytes,
-            torch_peak_reserved_bytes=result.torch_peak_reserved_bytes,
-            nvml_used_bytes=result.nvml_used_bytes,
-        )
+        row = replace(measured, **result.row_fields(batch))
         self._emit(row)
         if self.calibrate:
-            self._emit(self._estimate_row(subject, spec, batch, seq_len, stats.mean))
+            self._emit(self._estimate_row(subject, spec, batch, seq_len, row.latency_s))
 
 
 def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:

@@ -14,10 +14,8 @@ An option is one (model, variant). Its kind says what was done to the fine-tuned
 ``unpruned`` (the full model in fp32, fp16 or bf16: a cast, not quantization), ``quantize``
 (8- or 4-bit, un-pruned), ``prune`` (an extracted sub-network, fp32/fp16/bf16) and ``both``.
 
-Latency is the median (p50) seconds of one forward pass of the batch. Memory is what the
-option needs on the device at its peak: on a GPU torch's peak allocated bytes (weights
-included); on a CPU the exact weight bytes plus the peak RSS growth during the passes;
-for estimates the roofline's peak (weights + activations).
+Latency and memory are the profile row's ``latency_s`` and ``memory_bytes``, taken as they are
+(``hardware.store``: ``LATENCY_DEFINITION``, ``MEMORY_DEFINITION``; nothing is recomputed here).
 
 Budgets are absolute (``30ms``, ``0.2s``, ``200MiB``, ``1GB``) or relative to the un-pruned
 fp32 model on the same target (``50%``). For each budget the answer is the option with the
@@ -41,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
 
@@ -49,17 +48,6 @@ REFERENCE_VARIANT = "fp32"
 KINDS = ("unpruned", "quantize", "prune", "both")
 DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")
 
-LATENCY_DEFINITION = "median (p50) seconds of one forward pass of the batch"
-MEMORY_DEFINITION = (
-    "peak device memory: GPU: torch peak allocated (weights included); CPU: exact weight bytes + peak RSS growth "
-    "during the passes; estimates: the roofline's weights + activations"
-)
-
-# What build_options reads of a profile table.
-PROFILE_COLUMNS = [
-    "model", "variant", "pruned", "quantization", "relative_parameters", "weight_bytes", "device", "threads",
-    "batch_size", "seq_len", "estimated", "status", "latency_p50_s", "latency_mean_s",
-]  # fmt: skip
 
 _UNITS = {
     "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
@@ -149,15 +137,6 @@ def _point(profile: pd.DataFrame, batch_size: int | None, seq_len: int | None) -
     return int(batch), int(length)
 
 
-def _memory(row: pd.Series) -> float:
-    if row.get("estimated"):
-        return _number(row.get("est_peak_memory_bytes"))
-    allocated = _number(row.get("torch_peak_allocated_bytes"))
-    if not math.isnan(allocated):
-        return allocated
-    return _number(row.get("weight_bytes")) + _number(row.get("peak_rss_growth_bytes"), default=0.0)
-
-
 def _number(value, default: float = math.nan) -> float:
     return default if value is None or pd.isna(value) else float(value)
 
@@ -203,7 +182,7 @@ def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
 def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
     """One row per (model, variant) profiled without error at the chosen point, with its error and kind."""
     fix = f"profile it again with 'prunebench profile {run_dir}' for {target} (finished points are kept)"
-    profile = RunDir(run_dir).profile_dir(target).read_table(fix, columns=PROFILE_COLUMNS)
+    profile = read_profile(RunDir(run_dir).profile_dir(target).path, fix)
     batch, length = _point(profile, batch_size, seq_len)
     notes: list[str] = []
     scores = _scores(run_dir, target, notes)
@@ -245,8 +224,8 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "metric": metric,
                 "error": error,
                 "error_source": source,
-                "latency_s": _number(row["latency_p50_s"]) if not row["estimated"] else _number(row["latency_mean_s"]),
-                "memory_bytes": _memory(pd.Series(row)),
+                "latency_s": _number(row["latency_s"]),
+                "memory_bytes": _number(row["memory_bytes"]),
                 "estimated": bool(row["estimated"]),
                 "device": row["device"],
                 "threads": row["threads"],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.store import with_definitions
 from prunebench.rundir import CompareDir, ProfileDir, RunDir, SearchDir, read_run
 from prunebench.search.methods import BASELINES
 
@@ -52,7 +53,8 @@ class SearchData:
 
 @dataclass
 class ProfileData:
-    """One ``RUN/profile/TARGET``: the ProfileRow table and, when scored, the variants' task scores."""
+    """One ``RUN/profile/TARGET``: the ProfileRow table (``latency_s``, ``memory_bytes`` as the row defines them)
+    and, when scored, the variants' task scores."""
 
     target: str
     table: pd.DataFrame
@@ -172,7 +174,7 @@ def _load_profile(folder: ProfileDir, missing: list[str]) -> ProfileData | None:
         missing[-1] += " (run 'prunebench profile' again with the same --out to finish it)"
         return None
     scores = _read_table(folder.scores, missing, what) if folder.scores.is_file() else None
-    return ProfileData(folder.target, table, scores)
+    return ProfileData(folder.target, with_definitions(table), scores)
 
 
 def _load_compare(folder: CompareDir, missing: list[str]) -> CompareData | None:

@@ -31,6 +31,7 @@ import pandas as pd
 
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.load import RunData, load_runs, relative_parameters
 from prunebench.rundir import (
     ENVIRONMENT_FILE,
@@ -670,21 +671,13 @@ def _targets(runs: list[RunData], multi: bool) -> Section:
     return section
 
 
-def _profile_memory(row: dict):
-    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
-    if row.get("mode") == "estimated":
-        return row.get("est_peak_memory_bytes")
-    cuda = row.get("torch_peak_allocated_bytes")
-    return cuda if _present(cuda) else row.get("peak_rss_growth_bytes")
-
-
 def _profiles(runs: list[RunData], multi: bool) -> Section:
     section = Section("profiles", "Profiles")
     if not any(r.profiles for r in runs):
         section.blocks.append(Text("No run has hardware profiles (RUN/profile/TARGET/).", note=True))
         return section
-    columns = ["target", "model", "variant", "batch", "seq", "mode", "status", "latency mean ms", "p99 ms"]
-    columns += ["memory MiB", "weight MiB"]
+    columns = ["target", "model", "variant", "batch", "seq", "mode", "status", "latency ms", "latency mean ms"]
+    columns += ["p99 ms", "memory MiB", "weight MiB"]
     builder = _TableBuilder(columns, multi, caption="Profile rows (latency per forward pass of one batch)")
     scores = _TableBuilder(
         ["target", "model", "variant", "split", "metric", "error", "examples", "status"],
@@ -713,9 +706,10 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                         _text(row.get("seq_len")),
                         _text(row.get("mode")),
                         status,
+                        _ms(row.get("latency_s"), mark),
                         _ms(row.get("latency_mean_s"), mark),
                         _ms(row.get("latency_p99_s"), mark),
-                        _mib(_profile_memory(row), mark),
+                        _mib(row.get("memory_bytes"), mark),
                         _mib(row.get("weight_bytes")),
                     ],
                     estimated=bool(mark),
@@ -737,10 +731,7 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                     )
     table = builder.build()
     if table is not None:
-        table.notes.append(
-            "memory: the estimated peak for estimates, torch's peak allocated bytes on a GPU, and on a CPU the "
-            "peak RSS growth during the passes (weights loaded before are not in it; see weight MiB)."
-        )
+        table.notes += [f"latency: {LATENCY_DEFINITION}.", f"memory: {MEMORY_DEFINITION}."]
         table.notes += [f"{c}; the rest is in {ProfileDir.TABLE_CSV}." for c in cut]
         section.blocks.append(table)
     table = scores.build()

@@ -9,18 +9,17 @@ Normalisation (fixed, so hypervolumes compare across methods, seeds and sessions
   on a hardware profile / the full model's latency from the same source;
 - ``memory``: peak memory of that pass / the full model's from the same source.
 
-Latency and memory come from the profiling layer. A measured table (``prunebench profile``
-output, ``latency_table``) is used where it holds a measured row of the same shape (per
-layer kept heads and units; which heads does not matter for cost) on the same target,
-variant, batch and length, and holds the full model too; every other candidate gets the
-profile's roofline estimate. Each value's source (``measured`` / ``estimated``) is logged
-beside it. Memory is taken from a measured table only where it counts the weights too
-(torch's CUDA peak allocated); CPU measurements record RSS growth, so CPU memory is estimated.
+Latency and memory come from the measurement engine (``prunebench.hardware``). A measured table
+(``prunebench profile`` output, ``latency_table``) is used where it holds a measured row of the
+same shape (per layer kept heads and units; which heads does not matter for cost) on the same
+target, variant, batch and length, and holds the full model too; every other candidate gets the
+profile's roofline estimate. A measured row gives its ``latency_s`` and ``memory_bytes`` as the
+profile row defines them (``hardware.store``); an estimate its latency and peak memory. Each
+value's source (``measured`` / ``estimated``) is logged beside it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +27,13 @@ import pandas as pd
 
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.extract import shared_extract
-from prunebench.models.dims import PrunedStructure
+from prunebench.hardware.estimate import NotEstimable, estimate
+from prunebench.hardware.profiles import get_profile
+from prunebench.hardware.store import read_profile_table
+from prunebench.hardware.subject import subject_from_loaded
+from prunebench.hardware.variants import get_variant
 from prunebench.models.loaded import LoadedModel
+from prunebench.models.pruned import read_structure
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.spaces import Masks
 
@@ -81,9 +85,6 @@ class ObjectiveSettings:
     def check_hardware(self) -> None:
         """Fail on an unknown profile or variant before anything slow happens."""
         if self.hardware:
-            from prunebench.hardware.profiles import get_profile
-            from prunebench.hardware.variants import get_variant
-
             get_profile(self.hardware)
             get_variant(self.variant)
 
@@ -140,12 +141,6 @@ class _HardwareCosts:
     """Latency and memory on one hardware profile: measured rows where the table has them, else estimates."""
 
     def __init__(self, loaded: LoadedModel, settings: ObjectiveSettings):
-        from prunebench.hardware.estimate import NotEstimable, estimate
-        from prunebench.hardware.profiles import get_profile
-        from prunebench.hardware.subject import subject_from_loaded
-        from prunebench.hardware.variants import get_variant
-
-        self._estimate, self._not_estimable, self._subject = estimate, NotEstimable, subject_from_loaded
         self.loaded, self.settings = loaded, settings
         self.profile = get_profile(settings.hardware)
         self.spec = get_variant(settings.variant)
@@ -161,11 +156,11 @@ class _HardwareCosts:
         self.full_estimate = self._estimated(Masks.full(loaded.dims))
 
     def _estimated(self, masks: Masks) -> _Point:
-        subject = self._subject("candidate", shared_extract(self.loaded, masks))
+        subject = subject_from_loaded("candidate", shared_extract(self.loaded, masks))
         s = self.settings
         try:
-            result = self._estimate(subject, self.spec, self.profile, s.latency_batch, s.seq_len, s.threads)
-        except self._not_estimable as reason:
+            result = estimate(subject, self.spec, self.profile, s.latency_batch, s.seq_len, s.threads)
+        except NotEstimable as reason:
             raise PrunebenchError(
                 f"cannot estimate {s.variant} on {self.profile.name}: {reason}; pick another --variant or --hardware"
             ) from None
@@ -199,8 +194,6 @@ class _HardwareCosts:
 
 def _measured_points(settings: ObjectiveSettings, loaded: LoadedModel, target: str) -> dict[tuple, _Point]:
     """Measured rows of a profile table that fit these settings, keyed by their shape signature."""
-    from prunebench.hardware.store import read_profile_table
-
     folder = Path(settings.latency_table)
     if not folder.is_dir():
         raise PrunebenchError(f"latency table {folder} is not a folder; pass the --out folder of 'prunebench profile'")
@@ -218,8 +211,8 @@ def _measured_points(settings: ObjectiveSettings, loaded: LoadedModel, target: s
     for row in rows.itertuples():
         signature = _row_signature(row, loaded)
         if signature is not None:
-            memory = row.torch_peak_allocated_bytes
-            points[signature] = _Point(float(row.latency_mean_s), None if pd.isna(memory) else float(memory))
+            memory = row.memory_bytes
+            points[signature] = _Point(float(row.latency_s), None if pd.isna(memory) else float(memory))
     return points
 
 
@@ -228,10 +221,8 @@ def _row_signature(row, loaded: LoadedModel) -> tuple | None:
     full = Masks.full(loaded.dims)
     if not row.pruned:
         return full.shape_signature() if row.parameters == CostModel.for_model(loaded).parameters(full) else None
-    meta_path = Path(row.model_source) / "prunebench.json"
-    try:
-        structure = PrunedStructure.from_dict(json.loads(meta_path.read_text())["structure"])
-    except (OSError, ValueError, KeyError, TypeError):
+    structure = read_structure(Path(row.model_source))
+    if structure is None:
         return None  # the pruned directory moved or is unreadable: nothing to match
     if structure.source_dims != loaded.dims:
         return None
