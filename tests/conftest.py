@@ -31,8 +31,7 @@ def tiny_run(tmp_path_factory):
 
     Shared by several test files: treat it as read-only (copy it to change it).
     """
-    from prunebench.config import TrainConfig
-    from prunebench.hardware.timing import TimingConfig
+    from prunebench.config import TimingConfig, TrainConfig
     from prunebench.profiling.profiler import profile_models
     from prunebench.search import SearchConfig, export_pareto, run_search
     from prunebench.supernet.training import train_supernet

@@ -156,3 +156,28 @@ def test_layout_names_are_spelt_only_in_the_run_directory_module():
                 if isinstance(right, ast.Constant) and right.value in folders:
                     found.append(f"{where} joins {right.value!r} onto a path")
     assert not found, "layout names outside rundir.py:\n" + "\n".join(sorted(found))
+
+
+# --- a thin command line ------------------------------------------------------------------------------------
+
+MAX_COMMAND_LINES = 40
+
+
+def test_every_cli_command_body_is_short():
+    """Each command parses, calls one API function and prints: its body (docstring aside) is at most 40 lines."""
+    path = PACKAGE / "cli.py"
+    tree = ast.parse(path.read_text(), str(path))
+    commands = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command" for d in node.decorator_list)
+    ]
+    assert len(commands) >= 12
+    long = {}
+    for node in commands:
+        body = node.body[1:] if isinstance(node.body[0], ast.Expr) else node.body  # without the docstring
+        lines = node.end_lineno - body[0].lineno + 1
+        if lines > MAX_COMMAND_LINES:
+            long[node.name] = lines
+    assert not long, f"command bodies over {MAX_COMMAND_LINES} lines: {long}"

@@ -116,7 +116,7 @@ def test_cpu_estimates_scale_with_threads(tiny_subjects):
 
 
 def test_estimate_mode_marks_every_row(tmp_path):
-    frame = profile_models(["shape:bert-tiny"], tmp_path, device="l4", estimate_only=True, batch_sizes=(1, 16))
+    frame = profile_models(["shape:bert-tiny"], tmp_path, target="l4", estimate_only=True, batch_sizes=(1, 16))
     assert len(frame) == 2 * len(VARIANTS)
     assert (frame["mode"] == "estimated").all() and frame["estimated"].all()
     assert (frame["target"] == "l4").all() and frame["timer"].dropna().eq("roofline estimate").all()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunebench.config import TimingConfig
 from prunebench.hardware.measure import PointOutOfMemory, measure_point
 from prunebench.hardware.profiles import detect_devices, load_profiles
-from prunebench.hardware.timing import TimingConfig
 from prunebench.hardware.variants import VARIANTS, build_variant
 from prunebench.models import load_model
 

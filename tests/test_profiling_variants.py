@@ -203,7 +203,7 @@ def test_llm_int8_below_compute_capability_7_5_is_skipped_not_run(tmp_path, monk
         build_variant(load_model("shape:bert-tiny"), VARIANTS["int8"], "cuda")
     from prunebench.profiling import profile_models
 
-    frame = profile_models(["shape:bert-tiny"], tmp_path, device="v100", variants=["int8"], batch_sizes=(1, 8))
+    frame = profile_models(["shape:bert-tiny"], tmp_path, target="v100", variants=["int8"], batch_sizes=(1, 8))
     assert (frame["status"] == "skipped").all() and (frame["mode"] == "measured").all()
     assert frame["reason"].str.contains("older versions aborted the whole process").all()
     assert (frame["device"] == "Tesla V100-SXM2-16GB").all()

@@ -174,7 +174,7 @@ def test_shared_slicing_equals_extraction_and_leaves_the_supernet_alone(run):
 
 
 def test_cost_objectives_with_estimated_latency_and_memory(run):
-    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", hardware="cpu", seq_len=64)
+    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", target="cpu", seq_len=64)
     result = run_search(run, _search(run, objectives=objectives, samples=3, name="costs"), show_progress=False)
     lines = _log_lines(result.search_dir / "log.jsonl")
     full, smallest = lines[0], lines[1]
@@ -201,9 +201,9 @@ def test_measured_latency_table_is_used_where_it_has_the_shape(run, tmp_path):
     export_subnetworks(loaded, space, {"middle": space.middle()}, tmp_path / "pruned")
     timing = TimingConfig(warmup=1, min_repeats=2, max_repeats=3, max_seconds=0.2)
     table = tmp_path / "profile"
-    common = dict(device="cpu", variants=["fp32"], batch_sizes=[1], seq_lens=[32], timing=timing)
+    common = dict(target="cpu", variants=["fp32"], batch_sizes=[1], seq_lens=[32], timing=timing)
     profile_models([run / "checkpoint", tmp_path / "pruned"], table, **common)
-    objectives = ObjectiveSettings(names="error,latency", hardware="cpu", seq_len=32, latency_table=str(table))
+    objectives = ObjectiveSettings(names="error,latency", target="cpu", seq_len=32, latency_table=str(table))
     result = run_search(run, _search(run, objectives=objectives, samples=4, name="measured"), show_progress=False)
     sources = [line["details"]["latency_source"] for line in _log_lines(result.search_dir / "log.jsonl")]
     assert sources[0] == "measured" and sources[2] == "measured"  # the full model and the middle one

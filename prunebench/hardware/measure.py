@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import torch
 
+from prunebench.config import TimingConfig
 from prunebench.hardware.memory import is_out_of_memory, peak_rss
-from prunebench.hardware.timing import LatencyStats, TimingConfig, measure_until_stable
+from prunebench.hardware.timing import LatencyStats, measure_until_stable
 from prunebench.hardware.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 from prunebench.models import LoadedModel
 

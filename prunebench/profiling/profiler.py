@@ -1,11 +1,15 @@
-"""``profile_models``: latency and memory of model variants on a device, into a resumable Parquet table.
+"""``profile_run`` and ``profile_models``: latency and memory of model variants on a target, into a resumable table.
+
+``profile_run(source, ProfileConfig(...))`` is ``prunebench profile``: the models of a run (its
+fine-tuned model and exported Pareto models, into ``RUN/profile/TARGET``, then each variant's
+test-split score) or of model folders / names (into ``--out``). ``profile_models`` is the loop.
 
 For every model (un-pruned or pruned), variant (fp32, fp16, bf16, int8, nf4, fp4,
 dynamic-int8) and point of the batch-size x sequence-length grid, one row is written as
-soon as it is finished (``store.py``); a rerun into the same folder skips finished points.
+soon as it is finished (``hardware.store``); a rerun into the same folder skips finished points.
 
-- ``device="cpu"``: measured here at a fixed thread count (recorded in every row);
-- ``device=<GPU profile name>``: measured when that GPU is here (matched by the name NVML
+- ``target="cpu"``: measured here at a fixed thread count (recorded in every row);
+- ``target=<GPU profile name>``: measured when that GPU is here (matched by the name NVML
   reports), a clear error naming what was found when it is not;
 - ``estimate=True``: nothing runs; every row is a roofline estimate from the profile
   (``estimate.py``) with ``mode == "estimated"``;
@@ -32,7 +36,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from rich.console import Console
 
+from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import cpu_model, git_revision
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.estimate import NotEstimable, estimate
@@ -40,11 +46,11 @@ from prunebench.hardware.measure import PointOutOfMemory, build_or_out_of_memory
 from prunebench.hardware.profiles import Target, resolve_target
 from prunebench.hardware.store import ProfileRow, ProfileStore
 from prunebench.hardware.subject import Subject, subject_from_loaded
-from prunebench.hardware.timing import TimingConfig
 from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant, int8_fallback_fields
 from prunebench.models import LoadedModel
-from prunebench.profiling.subjects import resolve_subjects
-from prunebench.rundir import ProfileDir, stage_lock, write_atomic
+from prunebench.profiling.scoring import score_variants
+from prunebench.profiling.subjects import is_run_dir, resolve_subjects, run_subjects
+from prunebench.rundir import ProfileDir, RunDir, stage_lock, write_atomic
 
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
@@ -127,32 +133,32 @@ def profile_models(
     models: ModelsArg,
     out_dir: Path,
     *,
-    device: str = "cpu",
+    target: str = ProfileConfig.target,
     variants: Sequence[str] | None = None,
-    batch_sizes: Sequence[int] = (1, 8, 32),
-    seq_lens: Sequence[int] = (128,),
+    batch_sizes: Sequence[int] = ProfileConfig.batch_sizes,
+    seq_lens: Sequence[int] = ProfileConfig.seq_lens,
     estimate_only: bool = False,
     calibrate: bool = False,
     threads: int = 1,
-    timing: TimingConfig = TimingConfig(),
+    timing: TimingConfig = ProfileConfig.timing,
     on_row: Callable[[ProfileRow], None] | None = None,
 ) -> pd.DataFrame:
-    """Profile ``models`` on ``device`` into ``out_dir`` (see the module docstring); returns the whole table."""
+    """Profile ``models`` on ``target`` into ``out_dir`` (see the module docstring); returns the whole table."""
     if threads < 1 or threads > (os.cpu_count() or 1) * 4:
         raise PrunebenchError(f"--threads {threads} is not sensible here ({os.cpu_count()} cores); use 1")
     specs = [get_variant(name) for name in (variants or list(VARIANTS))]
-    target = resolve_target(device, estimate_only, calibrate)
+    where = resolve_target(target, estimate_only, calibrate)
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
     with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
-        run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
+        run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where))
         with torch_threads(threads):
             for subject in subjects:
                 for spec in specs:
                     points = [(b, s) for b in batch_sizes for s in seq_lens]
-                    if target.mode == "estimated":
+                    if where.mode == "estimated":
                         run.estimate_all(subject, spec, points)
                     else:
                         run.measure_all(subject, spec, points)
@@ -160,6 +166,77 @@ def profile_models(
         if calibrate:
             write_calibration(frame, ProfileDir(out_dir).calibration)
         return frame
+
+
+@dataclass
+class ProfileResult:
+    out_dir: Path  # the profile folder (``rundir.ProfileDir``)
+    table: pd.DataFrame  # the whole profile table
+    scores: pd.DataFrame | None = None  # a run's variants scored on its test split
+    calibration: pd.DataFrame | None = None  # with ``calibrate``: how far the estimates were off
+
+
+def profile_run(
+    source: Path | None,
+    config: ProfileConfig,
+    *,
+    model: str | None = None,
+    out: Path | None = None,
+    on_row: Callable[[ProfileRow], None] | None = None,
+    show_progress: bool = True,
+) -> ProfileResult:
+    """``prunebench profile [SOURCE] [--model M]``: profile, and for a run score, as ``config`` says.
+
+    ``source`` a run directory: its fine-tuned model ('full') and every Pareto model exported into it,
+    into ``RUN/profile/TARGET`` unless ``out`` says otherwise, then each variant's test-split score
+    (``config.score``; not with ``estimate`` unless asked, since nothing ran here). Otherwise a model
+    directory, a pruned model or a folder of them, and/or ``model``, into ``out``.
+    """
+    console = Console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
+    run_dir = source if source is not None and is_run_dir(source) else None
+    problems = []
+    if source is None and model is None:
+        problems.append("give a model directory or --model (minilm, shape:NAME or a directory)")
+    if run_dir is not None and model is not None:
+        problems.append(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
+    if config.score and run_dir is None:
+        problems.append("--score scores a run's models on its task's test split; give a run directory or drop --score")
+    if out is None and run_dir is None:
+        problems.append("give --out FOLDER for the profile table (only a run has a default, RUN/profile/TARGET)")
+    if problems:
+        raise PrunebenchError("; ".join(problems))
+    out = Path(out) if out is not None else RunDir(run_dir).profile_dir(config.target).path
+    resolve_target(config.target, config.estimate, config.calibrate)  # an absent GPU is refused before loading models
+    if run_dir is not None:
+        subjects = run_subjects(run_dir)
+        if len(subjects) == 1:
+            console.print(
+                f"note: {run_dir} has no exported Pareto models yet, so only its fine-tuned model ('full') is "
+                f"profiled; add them with 'prunebench extract-pareto {run_dir}' and run this again (finished "
+                "points are kept)"
+            )
+    else:
+        subjects = resolve_subjects(model=model, model_dir=source)
+    table = profile_models(
+        subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
+        seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
+        timing=config.timing, on_row=on_row,
+    )  # fmt: skip
+    result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
+    if run_dir is None or config.score is False:
+        return result
+    if config.estimate and config.score is None:
+        console.print("note: with --estimate nothing runs here, so the variants are not scored (--score: on this CPU)")
+        return result
+    if config.estimate:
+        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
+    variants = list(config.variants or VARIANTS)
+    where = "cpu" if config.estimate else config.target
+    result.scores = score_variants(
+        run_dir, subjects, variants, out, device=where, threads=config.threads,
+        max_examples=config.score_max_examples, show_progress=show_progress,
+    )  # fmt: skip
+    return result
 
 
 @dataclass

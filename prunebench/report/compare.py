@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunebench.config import CompareConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
@@ -46,22 +47,12 @@ from prunebench.search.pareto import non_dominated
 FULL_MODEL = "full"  # the label profiling gives the un-pruned fine-tuned checkpoint
 REFERENCE_VARIANT = "fp32"
 KINDS = ("unpruned", "quantize", "prune", "both")
-DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")
 
 
 _UNITS = {
     "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
     "memory": {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30},
 }
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    target: str | None = None  # "cpu", "a10", ...; None: the only profiled target of the run
-    batch_size: int | None = None  # None: 1 when profiled, else the smallest profiled
-    seq_len: int | None = None  # None: the longest profiled
-    latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
-    memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
 
 
 @dataclass(frozen=True)

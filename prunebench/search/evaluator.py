@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prunebench.config import EvalSettings
 from prunebench.errors import PrunebenchError
 from prunebench.extract import shared_extract
 from prunebench.models import LoadedModel, load_model
@@ -50,27 +51,6 @@ from prunebench.tasks.rows import Batch, EvalSplit, batch_logits, in_row_order
 # so one copied weight is worth about 250 MACs and the fixed part about 3e8 MACs.
 MACS_PER_COPIED_WEIGHT = 250
 SLICING_OVERHEAD_MACS = 3e8
-SLICING_MODES = ("auto", "always", "never")
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    batch_size: int = 64
-    workers: int = 1  # processes scoring shares of the split (this one included)
-    slicing: str = "auto"  # "auto": slice when cheaper; "always"; "never" (hooks on the full model)
-    bucketed: bool = True  # sort by length before batching; False keeps the split's order
-    threads: int = 1  # torch threads per process
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise PrunebenchError(f"--eval-batch-size must be at least 1, got {self.batch_size}")
-        if self.workers < 1:
-            raise PrunebenchError(f"--workers must be at least 1, got {self.workers}")
-        if self.slicing not in SLICING_MODES:
-            raise PrunebenchError(f"slicing must be one of {', '.join(SLICING_MODES)}, got {self.slicing!r}")
-        if self.workers > 1 and self.device != "cpu":
-            raise PrunebenchError("--workers > 1 splits the work over CPU processes; use --workers 1 on a GPU")
 
 
 def _sequences(batch: Batch) -> int:

@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from syne_tune.optimizer.scheduler import TrialScheduler
 from syne_tune.results_callback import StoreResultsCallback
 from syne_tune.tuner_callback import TunerCallback
 
-from prunebench.config import TrainConfig
+from prunebench.config import NasConfig, ObjectiveSettings
 from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
@@ -54,51 +53,12 @@ from prunebench.rundir import (
 )
 from prunebench.search.log import LogEntry, SearchLog
 from prunebench.search.methods import initial_design
-from prunebench.search.objectives import ObjectiveSettings, parse_objectives
 from prunebench.search.pareto import reference_point
 from prunebench.search.runner import NORMALISATION, SearchResult, candidates_frame, hypervolume_frame
 from prunebench.supernet.spaces import SPACES, get_space
 from prunebench.tasks import get_task
 
-NAS_METHODS = ("moasha", "random_search")
 TRIAL_SCRIPT = Path(__file__).with_name("nas_trial.py")
-
-
-@dataclass(frozen=True)
-class NasConfig:
-    train: TrainConfig  # model, task, space, optimiser settings; epochs = the most a trial trains
-    method: str = "moasha"
-    samples: int = 20  # trials
-    workers: int = 2  # trials in parallel, one torch thread each
-    objectives: tuple[str, ...] | str = ("error", "params")
-    seq_len: int = 128
-    grace_period: int = 1  # MO-ASHA: epochs before the first stopping decision
-    reduction_factor: int = 3
-    score_test: bool = True  # trials also report the test-split metric after each epoch
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
-        unsupported = [n for n in self.objectives if n in ("latency", "memory")]
-        if unsupported:
-            raise PrunebenchError(
-                f"standard NAS reports error, params and macs; {unsupported[0]!r} needs the weight-sharing "
-                "search ('prunebench search --hardware ...')"
-            )
-        if self.method not in NAS_METHODS:
-            raise UnknownNameError("NAS method", self.method, list(NAS_METHODS))
-        if self.samples < 1:
-            raise PrunebenchError(f"--samples must be at least 1, got {self.samples}; NAS would train nothing")
-        if self.workers < 1:
-            raise PrunebenchError(f"--workers must be at least 1, got {self.workers}")
-        if self.train.space not in SPACES:
-            raise UnknownNameError("search space", self.train.space, list(SPACES))
-        if not 1 <= self.grace_period <= self.train.epochs or self.reduction_factor < 2:
-            raise PrunebenchError("MO-ASHA needs 1 <= grace period <= --epochs and a reduction factor >= 2")
-        get_task(self.train.task)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}-seed{self.train.seed}"
 
 
 def _plan_out(out: Path, overwrite: bool) -> None:
@@ -132,6 +92,9 @@ def _syne_tune_folder(path: Path):
 def run_nas(config: NasConfig, out: Path, *, overwrite: bool = False, show_progress: bool = True) -> SearchResult:
     """Run standard NAS into ``out`` (see the module docstring); returns the same tables as a search."""
     out = Path(out)
+    get_task(config.train.task)  # names in later registries, refused before anything happens
+    if config.train.space not in SPACES:
+        raise UnknownNameError("search space", config.train.space, list(SPACES))
     # syne-tune prints banners and tables; they go to syne-tune/tuner.log, our one line per trial stays here
     console = Console(file=sys.stdout, quiet=not show_progress, highlight=False, markup=False)
     _plan_out(out, overwrite)

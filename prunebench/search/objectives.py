@@ -20,12 +20,13 @@ value's source (``measured`` / ``estimated``) is logged beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.config import ObjectiveSettings
+from prunebench.errors import PrunebenchError
 from prunebench.extract import shared_extract
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.profiles import get_profile
@@ -37,61 +38,12 @@ from prunebench.models.pruned import read_structure
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.spaces import Masks
 
-OBJECTIVES = ("error", "params", "macs", "latency", "memory")
-COSTS = OBJECTIVES[1:]
-NEEDS_HARDWARE = ("latency", "memory")
 
-
-def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"error,params"`` -> ("error", "params"), checked: known names, no repeats, error plus a cost."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n).strip() for n in text]
-    names = [n for n in names if n]
-    for name in names:
-        if name not in OBJECTIVES:
-            raise UnknownNameError("objective", name, list(OBJECTIVES))
-    if len(set(names)) != len(names):
-        raise PrunebenchError(f"objective listed twice in {','.join(names)}; name each once, e.g. error,params")
-    if "error" not in names or len(names) < 2:
-        raise PrunebenchError(
-            f"objectives {','.join(names) or '(none)'} need 'error' and at least one cost "
-            f"({', '.join(COSTS)}); e.g. --objectives error,params"
-        )
-    return tuple(names)
-
-
-@dataclass(frozen=True)
-class ObjectiveSettings:
-    names: tuple[str, ...] = ("error", "params")
-    seq_len: int = 128  # MACs, latency and memory are stated for sequences of this many tokens
-    hardware: str | None = None  # profile name (profiles/*.toml) for latency and memory
-    latency_batch: int = 1
-    variant: str = "fp32"
-    threads: int = 1  # CPU estimates scale with the thread count
-    latency_table: str | None = None  # a 'prunebench profile' output folder with measured rows
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", parse_objectives(self.names))
-        if self.seq_len < 1 or self.latency_batch < 1 or self.threads < 1:
-            raise PrunebenchError("--seq-len, --latency-batch and --threads must be at least 1")
-        needs = [n for n in self.names if n in NEEDS_HARDWARE]
-        if needs and not self.hardware:
-            raise PrunebenchError(
-                f"objective {needs[0]!r} needs a hardware profile; pass --hardware NAME "
-                "(see 'prunebench hardware': cpu, t4, a10, ...) or drop it from --objectives"
-            )
-        if self.latency_table and not needs:
-            raise PrunebenchError("--latency-table only serves the latency and memory objectives; add one of them")
-
-    def check_hardware(self) -> None:
-        """Fail on an unknown profile or variant before anything slow happens."""
-        if self.hardware:
-            get_profile(self.hardware)
-            get_variant(self.variant)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["names"] = list(self.names)
-        return data
+def check_objective_names(settings: ObjectiveSettings) -> None:
+    """Fail on an unknown hardware target or variant before anything slow happens."""
+    if settings.target:
+        get_profile(settings.target)
+        get_variant(settings.variant)
 
 
 @dataclass(frozen=True)
@@ -109,7 +61,7 @@ class CostObjectives:
         full = Masks.full(loaded.dims)
         self.full_parameters = self.counts.parameters(full)
         self.full_macs = self.counts.macs(full, settings.seq_len)
-        self.hardware = _HardwareCosts(loaded, settings) if settings.hardware else None
+        self.hardware = _HardwareCosts(loaded, settings) if settings.target else None
         self._cache: dict[tuple, Costs] = {}
 
     def __call__(self, masks: Masks) -> Costs:
@@ -142,7 +94,7 @@ class _HardwareCosts:
 
     def __init__(self, loaded: LoadedModel, settings: ObjectiveSettings):
         self.loaded, self.settings = loaded, settings
-        self.profile = get_profile(settings.hardware)
+        self.profile = get_profile(settings.target)
         self.spec = get_variant(settings.variant)
         self.full_signature = Masks.full(loaded.dims).shape_signature()
         self.measured = _measured_points(settings, loaded, self.profile.name) if settings.latency_table else {}
@@ -187,7 +139,7 @@ class _HardwareCosts:
             "latency_source": latency_source,
             "memory_bytes": memory_bytes,
             "memory_source": memory_source,
-            "hardware": self.profile.name,
+            "target": self.profile.name,
         }
         return {"latency": latency, "memory": memory}, raw
 

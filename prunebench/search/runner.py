@@ -21,7 +21,6 @@ config is answered from the cache (logged with ``cached = true`` and no evaluati
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,15 +32,15 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from prunebench.config import TrainConfig
+from prunebench.config import EvalSettings, SearchConfig, TrainConfig
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
 from prunebench.rundir import SEARCH_KIND, SEARCH_VERSION, RunDir, SearchDir, read_run, write_json_atomic, writer_lock
-from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
+from prunebench.search.evaluator import CandidateEvaluator
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
-from prunebench.search.objectives import CostObjectives, ObjectiveSettings
+from prunebench.search.objectives import CostObjectives, check_objective_names
 from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
 from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
 from prunebench.supernet.training import read_checkpoint_meta
@@ -65,44 +64,6 @@ RESUME_KEYS = (
     "validation_examples",
     "max_length",
 )
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    method: str = "random_search"
-    samples: int | None = 100  # evaluations in total (over all sessions)
-    time_budget_s: float | None = None  # search wall time in total (over all sessions)
-    seed: int = 0
-    objectives: ObjectiveSettings = ObjectiveSettings()
-    space: str | None = None  # None: the space the super-network was trained on
-    name: str | None = None  # None: METHOD-seedK
-    max_eval_examples: int | None = None  # validation examples scored; None: what training scored
-    evaluation: EvalSettings = EvalSettings()
-    importance_examples: int = 512  # training examples the importance baseline takes gradients on
-    score_test: bool = True  # score the Pareto set on the test split
-
-    def __post_init__(self) -> None:
-        if self.samples is None and self.time_budget_s is None:
-            raise PrunebenchError("give a budget: --samples N and/or --time-budget SECONDS")
-        if self.samples is not None and (isinstance(self.samples, bool) or self.samples < 1):
-            raise PrunebenchError(f"--samples must be at least 1, got {self.samples}; the search would do nothing")
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise PrunebenchError(f"--time-budget must be positive seconds, got {self.time_budget_s}")
-        if self.max_eval_examples is not None and self.max_eval_examples < 1:
-            raise PrunebenchError(f"--max-eval-examples must be at least 1 when given, got {self.max_eval_examples}")
-        if self.importance_examples < 1:
-            raise PrunebenchError(f"--importance-examples must be at least 1, got {self.importance_examples}")
-        get_method(self.method)  # unknown or unavailable names fail before anything is loaded
-        if self.space is not None and self.space not in SPACES:
-            raise UnknownNameError("search space", self.space, list(SPACES))
-        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
-            raise PrunebenchError(
-                f"--name {self.name!r} is not a plain folder name; use letters, digits, '.', '_' and '-'"
-            )
-
-    @property
-    def search_name(self) -> str:
-        return self.name or f"{self.method}-seed{self.seed}"
 
 
 @dataclass
@@ -147,6 +108,14 @@ def resume_fix(folder: SearchDir) -> str:
 
 
 # --- checks before anything is loaded or written ---------------------------------------------------
+
+
+def check_names(config: SearchConfig) -> None:
+    """Unknown or unavailable method, space, hardware target or variant: refused before anything is loaded."""
+    get_method(config.method)
+    if config.space is not None and config.space not in SPACES:
+        raise UnknownNameError("search space", config.space, list(SPACES))
+    check_objective_names(config.objectives)
 
 
 def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
@@ -239,6 +208,7 @@ def run_search(
     ``stop_after`` ends this session after that many new evaluations (tests use it for interruptions).
     """
     run_dir = Path(run_dir)
+    check_names(config)
     read_run(run_dir)  # a clear error for a folder that is not a run, before a lock file is made in it
     with writer_lock(run_dir, stage=f"search-{config.search_name}"):
         return _search(run_dir, config, resume, overwrite, show_progress, stop_after)
@@ -255,7 +225,6 @@ def _search(
     checkpoint, checkpoint_meta = _checkpoint(run_dir)
     dims = ModelDims(**checkpoint_meta["dims"])
     method_class = get_method(config.method)
-    config.objectives.check_hardware()
     space = _search_space(config, method_class, checkpoint_meta["space"], dims)
     folder = RunDir(run_dir).search_dir(config.search_name)
     search_dir = folder.path
