@@ -110,18 +110,19 @@ def test_every_option_default_is_its_config_field():
     from pathlib import Path
 
     from prunebench import cli
-    from prunebench.config import (
-        DEFAULT_PRESET,
-        DEFAULT_RUN_DIR,
-        REPORT_FORMATS,
-        CompareConfig,
-        EvalSettings,
-        ExtractConfig,
-        NasConfig,
-        ObjectiveSettings,
-        ProfileConfig,
-        SearchConfig,
-        TrainConfig,
+    from prunebench import config as c
+
+    TrainConfig, SearchConfig, ObjectiveSettings, EvalSettings = (
+        c.TrainConfig,
+        c.SearchConfig,
+        c.ObjectiveSettings,
+        c.EvalSettings,
+    )
+    ProfileConfig, CompareConfig, ExtractConfig, NasConfig = (
+        c.ProfileConfig,
+        c.CompareConfig,
+        c.ExtractConfig,
+        c.NasConfig,
     )
 
     def same_names(config) -> dict:
@@ -150,8 +151,8 @@ def test_every_option_default_is_its_config_field():
         },
         "nas": {**same_names(nas_train), **same_names(NasConfig)},
         "compare": same_names(CompareConfig),
-        "run": {"preset": DEFAULT_PRESET, "out": Path(DEFAULT_RUN_DIR)},
-        "report": {"format": REPORT_FORMATS},
+        "run": {"preset": c.DEFAULT_PRESET, "out": Path(c.DEFAULT_RUN_DIR)},
+        "report": {"format": c.REPORT_FORMATS},
     }
 
     def as_config(default, field_value):

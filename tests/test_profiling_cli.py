@@ -7,6 +7,7 @@ import pynvml
 import pytest
 
 import prunebench.hardware.profiles as hardware
+from helpers import cli_error as _error
 from helpers import run_cli
 from prunebench.hardware.variants import VARIANTS
 
@@ -22,14 +23,6 @@ def no_gpu(monkeypatch):
 
     monkeypatch.setattr(pynvml, "nvmlInit", missing)
     monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
-
-
-def _error(args, monkeypatch, capsys) -> str:
-    code, out, err = run_cli(args, monkeypatch, capsys)
-    assert code == 2, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_hardware_lists_profiles_and_devices_without_a_driver(no_gpu, monkeypatch, capsys):

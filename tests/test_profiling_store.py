@@ -9,28 +9,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 import prunebench.hardware.store as store
+from helpers import profile_row
 from prunebench.hardware.store import ProfileRow, ProfileStore, read_profile, read_profile_table
 from prunebench.profiling.profiler import write_calibration
 
 
 def _row(model: str = "m", batch: int = 1) -> ProfileRow:
-    return ProfileRow(
-        model=model,
-        model_source="somewhere",
-        pruned=False,
-        variant="fp32",
-        quantization=None,
-        compute_dtype="float32",
-        target="cpu",
-        device="cpu: test",
-        batch_size=batch,
-        seq_len=16,
-        threads=1,
-        mode="measured",
-        estimated=False,
-        status="ok",
-        model_key="k",
-    )
+    return profile_row(model, batch_size=batch)
 
 
 def _two_at_once(work) -> list[BaseException]:

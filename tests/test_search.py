@@ -14,7 +14,7 @@ import psutil
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import TINY_TRAIN, make_tiny_run, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.extract import extract, shared_extract
@@ -23,32 +23,17 @@ from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, Objecti
 from prunebench.search.importance import gradient_importance
 from prunebench.search.methods import initial_design
 from prunebench.supernet import MaskedSuperNetwork, get_space
-from prunebench.supernet.training import train_supernet
 from prunebench.tasks import make_collator
 from prunebench.tasks.rows import load_run_task, tokenised_rows
 
 # A tiny super-network on ~160 real Rotten Tomatoes examples (one short epoch: the search mechanics are under test).
-TRAIN = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="sandwich",
-    epochs=1,
-    batch_size=16,
-    learning_rate=1e-3,
-    max_train_examples=160,
-    max_eval_examples=64,
-    max_length=48,
-)
+TRAIN = TINY_TRAIN | {"learning_rate": 1e-3, "max_train_examples": 160, "max_length": 48}
 SEARCH_METHODS = [m for m in METHODS if m not in ("layer_drop", "importance")]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("search") / "run"
-    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
-    return run_dir
+    return make_tiny_run(tmp_path_factory.mktemp("search") / "run", TrainConfig(**TRAIN))
 
 
 def _search(run, **kwargs) -> SearchConfig:

@@ -36,20 +36,8 @@ import numpy as np
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
-from prunebench.tasks.registry import (
-    CLASSIFICATION,
-    MULTIPLE_CHOICE,
-    REGRESSION,
-    GlueLayout,
-    TaskSpec,
-    get_task,
-)
-from prunebench.tasks.splits import (
-    cap_examples,
-    check_seed,
-    holdout_by_group,
-    split_train_validation,
-)
+from prunebench.tasks.registry import CLASSIFICATION, MULTIPLE_CHOICE, REGRESSION, GlueLayout, TaskSpec, get_task
+from prunebench.tasks.splits import cap_examples, check_seed, holdout_by_group, split_train_validation
 
 if TYPE_CHECKING:  # datasets is imported where it is used: importing prunebench.tasks does not need it
     import datasets
