@@ -1,4 +1,5 @@
-"""Models: loading by name, family adapters, the pruned-model format."""
+"""Models: a model ready to use (``loaded``), loading by name or folder, one adapter per family, pooling,
+layer slicing and the pruned-model format (how an extracted model is saved and rebuilt)."""
 
 from prunebench.models.adapters import FamilyAdapter, adapter_for
 from prunebench.models.dims import LayerStructure, ModelDims, PrunedStructure
