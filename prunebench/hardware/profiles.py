@@ -387,12 +387,12 @@ class Target:
 
 
 def resolve_target(
-    device: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
+    target: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
 ) -> Target:
-    """``device`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
+    """``target`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
     if calibrate and estimate_only:
         raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
-    name = device.strip().lower()
+    name = target.strip().lower()
     if name == "cpu":
         profile = get_profile("cpu")
         if estimate_only:
@@ -400,7 +400,7 @@ def resolve_target(
         return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
     gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
     if name not in gpu_profiles:
-        raise UnknownNameError("GPU", device, sorted(gpu_profiles))
+        raise UnknownNameError("GPU", target, sorted(gpu_profiles))
     profile = gpu_profiles[name]
     if estimate_only:
         return Target(profile, "estimated", None, profile.description)
