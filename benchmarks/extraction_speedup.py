@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
+from prunebench.environment import environment
+from prunebench.extract import extract
+from prunebench.hardware.timing import LatencyStats
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
-from prunebench.profiling.timing import LatencyStats
-from prunebench.supernet import CostModel, MaskedSuperNetwork, extract, get_space
+from prunebench.supernet import CostModel, MaskedSuperNetwork, get_space
 
 THREADS, BATCH, SEQ_LEN = 1, 8, 128
 FRACTIONS = (0.25, 0.5, 0.75)

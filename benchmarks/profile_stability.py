@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 
+from prunebench.environment import environment
+from prunebench.extract import extract
+from prunebench.hardware.measure import make_inputs
+from prunebench.hardware.timing import measure_until_stable
 from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models
-from prunebench.profiling.environment import environment
-from prunebench.profiling.measure import make_inputs
 from prunebench.profiling.profiler import calibration_summary
-from prunebench.profiling.timing import measure_until_stable
-from prunebench.supernet import extract, get_space
+from prunebench.supernet import get_space
 
 THREADS, SEQ_LEN, BATCHES = 1, 128, (1, 8)
 TARGET_CV = 0.03

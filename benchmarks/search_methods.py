@@ -33,17 +33,16 @@ import pandas as pd
 import torch
 
 from prunebench.config import TrainConfig
+from prunebench.environment import environment
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
-from prunebench.rundir import CHECKPOINT_DIR, read_run
+from prunebench.rundir import RunDir, read_run
 from prunebench.search import EvalSettings, SearchConfig, run_search
-from prunebench.search.evaluator import CandidateEvaluator, make_batches
+from prunebench.search.evaluator import CandidateEvaluator
 from prunebench.search.methods import BASELINES, METHODS
 from prunebench.search.pareto import REFERENCE
-from prunebench.search.runner import _subset
 from prunebench.supernet import get_space
-from prunebench.supernet.training import load_training_task, tokenised_rows
 from prunebench.tasks import make_collator
+from prunebench.tasks.rows import load_run_task, make_batches, subset, tokenised_rows
 
 RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = (25, 50, 100)
@@ -57,12 +56,12 @@ def _padded_tokens(rows, collator, batch_size: int, bucketed: bool) -> int:
 def throughput(run_dir: Path, configs_count: int, batch_size: int, max_eval_examples: int | None) -> dict:
     run = read_run(run_dir)
     train = TrainConfig.from_dict(run["train"])
-    checkpoint = run_dir / CHECKPOINT_DIR
-    data = load_training_task(train)
+    checkpoint = RunDir(run_dir).checkpoint
+    data = load_run_task(train)
     loaded = load_model(checkpoint, task_kind=data.spec.kind, num_labels=data.spec.num_labels)
     rows = tokenised_rows(data, loaded, train.max_length)
     cap = max_eval_examples if max_eval_examples is not None else train.max_eval_examples
-    validation = _subset(rows["validation"], cap, train.seed)
+    validation = subset(rows["validation"], cap, train.seed)
     collator = make_collator(data.spec, loaded.tokenizer)
     space = get_space("small", loaded.dims)
     rng = np.random.default_rng(0)
@@ -163,7 +162,7 @@ def run_methods(run_dir: Path, args) -> None:
     plan += [(m, s) for s in args.seeds for m in args.methods if m not in BASELINES]
     for method, seed in plan:
         config = _search_config(method, seed, args)
-        exists = (run_dir / "search" / config.search_name / "search.json").is_file()
+        exists = RunDir(run_dir).search_dir(config.search_name).meta.is_file()
         started = time.time()
         result = run_search(run_dir, config, resume=exists, show_progress=False)
         print(
@@ -186,12 +185,12 @@ def report_methods(run_dir: Path, args) -> dict:
         seeds = args.seeds if method not in BASELINES else [0]
         runs = []
         for seed in seeds:
-            folder = run_dir / "search" / f"bench-{method}-seed{seed}"
-            if not (folder / "hypervolume.parquet").is_file():
+            folder = RunDir(run_dir).search_dir(f"bench-{method}-seed{seed}")
+            if not folder.hypervolume.is_file():
                 continue
-            curve = pd.read_parquet(folder / "hypervolume.parquet")
-            candidates = pd.read_parquet(folder / "candidates.parquet")
-            meta = json.loads((folder / "search.json").read_text())
+            curve = pd.read_parquet(folder.hypervolume)
+            candidates = pd.read_parquet(folder.candidates)
+            meta = json.loads(folder.meta.read_text())
             minutes = candidates["elapsed_seconds"].iloc[-1] / 60 if len(candidates) else float("nan")
             runs.append(
                 {

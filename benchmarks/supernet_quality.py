@@ -25,13 +25,13 @@ import pandas as pd
 import torch
 
 from prunebench.config import TrainConfig
+from prunebench.environment import environment
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
-from prunebench.rundir import read_run
+from prunebench.rundir import RunDir, read_run
 from prunebench.supernet import CostModel, MaskedSuperNetwork, get_space
-from prunebench.supernet.evaluation import predict
-from prunebench.supernet.training import load_training_task, tokenised_rows, train_supernet
-from prunebench.tasks import compute_metrics, make_collator
+from prunebench.supernet.training import train_supernet
+from prunebench.tasks import make_collator
+from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 RESULTS = Path(__file__).parent / "results"
@@ -40,11 +40,12 @@ RESULTS = Path(__file__).parent / "results"
 def score_run(run_dir: Path, max_selection_examples: int) -> list[dict]:
     run = read_run(run_dir)
     config = TrainConfig.from_dict(run["train"])
-    data = load_training_task(config)
-    loaded = load_model(run_dir / "checkpoint", task_kind=data.spec.kind, num_labels=data.spec.num_labels)
+    data = load_run_task(config)
+    loaded = load_model(RunDir(run_dir).checkpoint, task_kind=data.spec.kind, num_labels=data.spec.num_labels)
     rows = tokenised_rows(data, loaded, config.max_length)
-    selection = rows["validation"][:max_selection_examples]
     collator, supernet = make_collator(data.spec, loaded.tokenizer), MaskedSuperNetwork(loaded)
+    selection = EvalSplit.of(data.spec, rows["validation"][:max_selection_examples], collator)
+    test_split = EvalSplit.of(data.spec, rows["test"], collator)
     space, cost = get_space("small", loaded.dims), CostModel.for_model(loaded)
     device = torch.device("cpu")
     results = []
@@ -55,11 +56,11 @@ def score_run(run_dir: Path, max_selection_examples: int) -> list[dict]:
             sub_config = space.at_fraction(fraction, shape)
             masks = space.masks(sub_config)
             with supernet.masked(masks):
-                validation = compute_metrics(data.spec, *predict(loaded.model, selection, collator, device))
+                validation = selection.score(loaded.model, device)
             scored.append((validation["metric"], shape, sub_config, masks))
         validation_metric, shape, sub_config, masks = max(scored, key=lambda item: item[0])
         with supernet.masked(masks):
-            test = compute_metrics(data.spec, *predict(loaded.model, rows["test"], collator, device))
+            test = test_split.score(loaded.model, device)
         results.append(
             {
                 "strategy": config.strategy,
@@ -129,9 +130,9 @@ def main() -> None:
     )
     run_dir = args.runs / args.strategy
     started = time.time()
-    resume = (run_dir / "run.json").is_file()
+    resume = RunDir(run_dir).is_run()
     result = train_supernet(config, run_dir, resume=resume)
-    log = pd.read_parquet(run_dir / "training_log.parquet")
+    log = pd.read_parquet(RunDir(run_dir).training_log)
     scores = {
         "strategy": args.strategy,
         "train_config": config.to_dict(),

@@ -1,23 +1,41 @@
 """The ``prunebench`` command: a thin layer over the Python API.
 
-Each subcommand parses its options, calls one API function and prints a table.
-User errors (``PrunebenchError``) become one line on stderr and exit status 2.
+Each subcommand parses its options into the stage's config (``prunebench.config``, whose fields
+give the option defaults), calls one API function and prints its result; the printing helpers are
+at the end. User errors (``PrunebenchError``) become one line on stderr and exit status 2.
+Stages are imported inside the commands, so ``prunebench --help`` and a command's ``--help``
+load none of torch, transformers or the search and data libraries.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from prunebench.config import TrainConfig
+from prunebench.config import (
+    DEFAULT_PRESET,
+    DEFAULT_RUN_DIR,
+    REPORT_FORMATS,
+    CompareConfig,
+    EvalSettings,
+    ExtractConfig,
+    NasConfig,
+    ObjectiveSettings,
+    ProfileConfig,
+    SearchConfig,
+    TrainConfig,
+    int_list,
+    target_from_flags,
+    text_list,
+)
 from prunebench.errors import PrunebenchError
 
 app = typer.Typer(
@@ -31,6 +49,12 @@ console = Console(markup=False)  # user paths and names are printed as they are,
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' (e.g. shape:bert-base) or a model directory.")
 ]
+NAS = NasConfig.train  # the defaults of a standard-NAS trial's training
+
+
+def _joined(values) -> str:
+    """A tuple default as the comma-separated text an option takes."""
+    return ",".join(str(value) for value in values)
 
 
 @app.command()
@@ -45,12 +69,8 @@ def tasks() -> None:
     console.print(table)
 
 
-def _size_text(size: int) -> str:
-    return f"{size:,}" if size < 10**9 else f"~10^{math.log10(size):.0f}"
-
-
 @app.command()
-def spaces(model: ModelOption = "minilm") -> None:
+def spaces(model: ModelOption = TrainConfig.model) -> None:
     """Show each search space on MODEL: its size and the parameters of its largest, middle and smallest configs."""
     from prunebench.models import load_model
     from prunebench.supernet import SPACES, CostModel
@@ -64,27 +84,12 @@ def spaces(model: ModelOption = "minilm") -> None:
         space = space_class(loaded.dims)
         counts = [cost.parameters(space.masks(c)) for c in (space.largest(), space.middle(), space.smallest())]
         table.add_row(
-            space.name,
-            str(len(space.ranges)),
-            _size_text(space.size()),
-            *(f"{n / 1e6:.2f}M" for n in counts),
+            space.name, str(len(space.ranges)), _size_text(space.size()), *(f"{n / 1e6:.2f}M" for n in counts)
         )
     console.print(f"{model}: {loaded.dims}")
     console.print(table)
     for space_class in SPACES.values():
         console.print(f"  {space_class.name}: {space_class.description}")
-
-
-def _read_config(text: str) -> dict:
-    """A config is inline JSON or the path of a JSON file."""
-    source = Path(text)
-    raw = source.read_text() if source.suffix == ".json" or source.is_file() else text
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise PrunebenchError(
-            f"--config is not valid JSON ({error.msg} at char {error.pos}); pass a JSON object or a .json file"
-        ) from None
 
 
 @app.command()
@@ -93,54 +98,26 @@ def extract(
     out: Annotated[
         Path, typer.Option(help="Output directory (one model), or parent of subnet-NNN folders with --random.")
     ],
-    model: ModelOption = "minilm",
+    model: ModelOption = TrainConfig.model,
     config: Annotated[str | None, typer.Option(help="Sub-network config: JSON object or .json file.")] = None,
     random: Annotated[int | None, typer.Option(help="Extract N random configs instead of --config.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for --random and for a fresh task head.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for --random and for a fresh task head.")] = ExtractConfig.seed,
     task_kind: Annotated[
         str, typer.Option(help="Head: classification, regression or multiple_choice.")
-    ] = "classification",
-    num_labels: Annotated[int, typer.Option(help="Labels of a fresh classification head.")] = 2,
-    seq_len: Annotated[int, typer.Option(help="Sequence length the MAC count is stated for.")] = 128,
-    verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = False,
+    ] = ExtractConfig.task_kind,
+    num_labels: Annotated[int, typer.Option(help="Labels of a fresh classification head.")] = ExtractConfig.num_labels,
+    seq_len: Annotated[int, typer.Option(help="Sequence length the MAC count is stated for.")] = ExtractConfig.seq_len,
+    verify: Annotated[
+        bool, typer.Option(help="Compare each extracted model with the masked super-network.")
+    ] = ExtractConfig.verify,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
-    from prunebench.models import load_model
-    from prunebench.supernet import get_space
-    from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
+    from prunebench.extract import extract_subnetworks
 
-    if (config is None) == (random is None):
-        raise PrunebenchError("give exactly one of --config JSON and --random N")
-    if random is not None and random < 1:
-        raise PrunebenchError(f"--random must be at least 1, got {random}")
-    loaded = load_model(model, task_kind=task_kind, num_labels=num_labels, seed=seed)
-    search_space = get_space(space, loaded.dims)
-    if config is not None:
-        configs = {"": search_space.validate(_read_config(config))}
-    else:
-        rng = np.random.default_rng(seed)
-        configs = {f"subnet-{i:03d}": search_space.sample(rng) for i in range(random)}
-    results = export_subnetworks(
-        loaded, search_space, configs, out, verify=verify, overwrite=overwrite, seq_len=seq_len
-    )
-    table = Table("model", "layers", "parameters", "relative", f"MACs @ {seq_len}", "max |Δ logit|")
-    for result in results:
-        masks = search_space.masks(result.config)
-        table.add_row(
-            str(result.path),
-            str(len(masks.kept_layers())),
-            f"{result.parameters:,}",
-            f"{result.relative_parameters:.3f}",
-            f"{result.macs / 1e6:.1f}M",
-            "-" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
-        )
-    console.print(table)
-    if verify:
-        worst = max(r.max_abs_diff for r in results)
-        console.print(f"largest absolute logit difference, masked vs extracted: {worst:.3e}")
-        if worst > VERIFY_TOLERANCE:
-            raise PrunebenchError(f"verification failed: logit difference {worst:.3e} exceeds {VERIFY_TOLERANCE:g}")
+    settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
+    search_space, results = extract_subnetworks(model, settings, out, overwrite=overwrite)
+    _print_extracted(search_space, results, seq_len)
 
 
 @app.command("extract-pareto")
@@ -155,72 +132,58 @@ def extract_pareto(
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
 ) -> None:
-    """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with index.parquet)."""
-    from prunebench.search.export import export_pareto
+    """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with their index)."""
+    from prunebench.search import export_pareto
 
     result = export_pareto(run, search=search, max_models=max_models, overwrite=overwrite, verify=verify)
-    table = Table(
-        "label", "params", "parameters", "MACs", "error", "metric", "test", "max |Δ logit|", "config",
-        title=f"Pareto models of {result.search}",
-    )  # fmt: skip
-    for row in result.rows:
-        table.add_row(
-            row["label"],
-            _float(row["params"]),
-            f"{row['parameters']:,}",
-            f"{row['macs'] / 1e6:.1f}M",
-            _float(row["error"]),
-            _float(row["metric"]),
-            _float(row["test_metric"]),
-            "-" if not _present(row["max_abs_diff"]) else f"{row['max_abs_diff']:.2e}",
-            _config_text(row["config"], limit=60),
-        )
-    console.print(table)
-    state = "written" if result.written else "already there, unchanged"
-    console.print(f"{len(result.rows)} models {state}: {result.models_dir} (index.parquet, index.csv)")
+    _print_pareto_export(result)
 
 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
     model: ModelOption = TrainConfig.model,
-    task: Annotated[str, typer.Option(help="Task name (see 'prunebench tasks'), or 'files' for your own data.")] = (
-        TrainConfig.task
-    ),
+    task: Annotated[
+        str, typer.Option(help="Task name (see 'prunebench tasks'), or 'files' for your own data.")
+    ] = TrainConfig.task,
     space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = TrainConfig.space,
     strategy: Annotated[
         str, typer.Option(help="standard, random, random_linear, sandwich, kd, full (alias one_shot).")
     ] = TrainConfig.strategy,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (linear schedule).")] = (
-        TrainConfig.learning_rate
-    ),
-    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps with linear warm-up.")] = (
-        TrainConfig.warmup_ratio
-    ),
+    learning_rate: Annotated[
+        float, typer.Option(help="Peak learning rate (linear schedule).")
+    ] = TrainConfig.learning_rate,
+    warmup_ratio: Annotated[
+        float, typer.Option(help="Fraction of steps with linear warm-up.")
+    ] = TrainConfig.warmup_ratio,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = TrainConfig.epochs,
     batch_size: Annotated[int, typer.Option(help="Examples per optimiser step.")] = TrainConfig.batch_size,
-    num_random_sub_nets: Annotated[int, typer.Option(help="k: random sub-networks per step.")] = (
-        TrainConfig.num_random_sub_nets
-    ),
+    num_random_sub_nets: Annotated[
+        int, typer.Option(help="k: random sub-networks per step.")
+    ] = TrainConfig.num_random_sub_nets,
     temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = TrainConfig.temperature,
     seed: Annotated[int, typer.Option(help="Seed for split, head, data order and sampling.")] = TrainConfig.seed,
-    max_train_examples: Annotated[int | None, typer.Option(help="Cap the training split.")] = None,
-    max_eval_examples: Annotated[int | None, typer.Option(help="Validation examples scored per epoch.")] = (
-        TrainConfig.max_eval_examples
-    ),
+    max_train_examples: Annotated[
+        int | None, typer.Option(help="Cap the training split.")
+    ] = TrainConfig.max_train_examples,
+    max_eval_examples: Annotated[
+        int | None, typer.Option(help="Validation examples scored per epoch.")
+    ] = TrainConfig.max_eval_examples,
     max_length: Annotated[int, typer.Option(help="Tokens per example (truncation).")] = TrainConfig.max_length,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = TrainConfig.device,
     threads: Annotated[int | None, typer.Option(help="torch threads on CPU.")] = TrainConfig.threads,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Also checkpoint every N steps.")] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Also checkpoint every N steps.")
+    ] = TrainConfig.checkpoint_every,
     data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder (DIR/SST-2/train.tsv, ...).")] = None,
     train_file: Annotated[Path | None, typer.Option("--train", help="--task files: training file.")] = None,
     test_file: Annotated[Path | None, typer.Option("--test", help="--task files: test file.")] = None,
     text_columns: Annotated[str | None, typer.Option(help="--task files: text column(s), comma-separated.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="--task files: label column.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="--task files: label column.")] = TrainConfig.label_column,
     task_kind: Annotated[
         str | None,
         typer.Option(help="--task files: force classification or regression (default: guessed, and said why)."),
-    ] = None,
+    ] = TrainConfig.task_kind,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -248,7 +211,7 @@ def train(
         data_dir=str(data_dir) if data_dir else None,
         train_file=str(train_file) if train_file else None,
         test_file=str(test_file) if test_file else None,
-        text_columns=tuple(c.strip() for c in text_columns.split(",")) if text_columns else (),
+        text_columns=text_list(text_columns or ""),
         label_column=label_column,
         task_kind=task_kind,
     )
@@ -257,48 +220,380 @@ def train(
     console.print(f"{out}: training {state} at step {result.step} of {result.total_steps}")
 
 
-# --- hardware profiling: `hardware` and `profile` (prunebench.profiling) --------------------------
+@app.command()
+def hardware() -> None:
+    """List the hardware profiles (datasheet figures) and the devices found on this machine."""
+    from prunebench.hardware.profiles import detect_devices, load_profiles
+
+    profiles = load_profiles()
+    console.print(_profiles_table(profiles))
+    console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
+    report = detect_devices()
+    console.print(_devices_table(profiles, report))
+    if not report.gpus:
+        console.print(f"no GPU: {report.nvml_error or 'none found'}")
 
 
-def _int_list(text: str, option: str) -> list[int]:
+@app.command()
+def profile(
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A run directory (its fine-tuned model and exported Pareto models), a model directory, "
+            "a pruned model, or a folder of pruned models ('prunebench extract')."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the profile table (resumable); for a RUN: RUN/profile/TARGET.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU profile to measure on (or estimate for): t4, a10, ...")] = None,
+    device: Annotated[str | None, typer.Option(help="'cpu' to measure on this machine's CPU.")] = None,
+    variants: Annotated[
+        str | None, typer.Option(help="Comma-separated: fp32,fp16,bf16,int8,nf4,fp4,dynamic-int8 (default: all).")
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = _joined(ProfileConfig.batch_sizes),
+    seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths.")] = _joined(ProfileConfig.seq_lens),
+    estimate: Annotated[
+        bool, typer.Option(help="Predict from the profile's figures instead of measuring.")
+    ] = ProfileConfig.estimate,
+    calibrate: Annotated[
+        bool, typer.Option(help="Measure, estimate the same points, and store the error.")
+    ] = ProfileConfig.calibrate,
+    threads: Annotated[int, typer.Option(help="torch threads (recorded in every row).")] = ProfileConfig.threads,
+    max_seconds: Annotated[
+        float, typer.Option(help="Cap on timed seconds per point.")
+    ] = ProfileConfig.timing.max_seconds,
+    score: Annotated[
+        bool | None,
+        typer.Option(
+            "--score/--no-score",
+            help="Score every model variant on the run's test split (beside the profile); default: on for a RUN.",
+        ),
+    ] = ProfileConfig.score,
+    score_max_examples: Annotated[
+        int | None, typer.Option(help="Score on a seeded subset of this many test examples (default: all).")
+    ] = ProfileConfig.score_max_examples,
+) -> None:
+    """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT's profile table.
+
+    For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
+    ('prunebench extract-pareto'), and each variant's test-split score (beside the profile).
+    """
+    from prunebench.config import TimingConfig
+    from prunebench.profiling import profile_run
+
+    config = ProfileConfig(
+        target=target_from_flags(gpu, device, required=True),
+        variants=text_list(variants) if variants else None,
+        batch_sizes=int_list(batch_sizes, "--batch-sizes"),
+        seq_lens=int_list(seq_lens, "--seq-lens"),
+        estimate=estimate,
+        calibrate=calibrate,
+        threads=threads,
+        timing=TimingConfig(max_seconds=max_seconds),
+        score=score,
+        score_max_examples=score_max_examples,
+    )
+    result = profile_run(model_dir, config, model=model, out=out, on_row=_print_progress)
+    _print_profile(result)
+
+
+@app.command()
+def search(
+    run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.")],
+    method: Annotated[
+        str,
+        typer.Option(help="random_search, local_search, morea, nsga2, ehvi, lsbo; baselines layer_drop, importance."),
+    ] = SearchConfig.method,
+    samples: Annotated[int | None, typer.Option(help="Evaluations in total (all sessions).")] = SearchConfig.samples,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Search wall time in seconds (all sessions).")
+    ] = SearchConfig.time_budget_s,
+    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs, latency, memory.")] = _joined(
+        ObjectiveSettings.names
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the method.")] = SearchConfig.seed,
+    space: Annotated[
+        str | None, typer.Option(help="Search space (default: the one the run trained).")
+    ] = SearchConfig.space,
+    name: Annotated[str | None, typer.Option(help="Folder under RUN/search/ (default: METHOD-seedK).")] = None,
+    hardware: Annotated[
+        str | None, typer.Option(help="Hardware profile for latency/memory: cpu, t4, a10, ...")
+    ] = ObjectiveSettings.target,
+    latency_table: Annotated[
+        Path | None, typer.Option(help="A 'prunebench profile' --out folder with measured rows to use.")
+    ] = None,
+    seq_len: Annotated[
+        int, typer.Option(help="Sequence length MACs, latency and memory are stated for.")
+    ] = ObjectiveSettings.seq_len,
+    latency_batch: Annotated[
+        int, typer.Option(help="Batch size latency and memory are stated for.")
+    ] = ObjectiveSettings.latency_batch,
+    variant: Annotated[
+        str, typer.Option(help="Model variant for latency/memory: fp32, fp16, int8, ...")
+    ] = ObjectiveSettings.variant,
+    max_eval_examples: Annotated[
+        int | None, typer.Option(help="Validation examples scored (default: what training scored).")
+    ] = SearchConfig.max_eval_examples,
+    eval_batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = EvalSettings.batch_size,
+    workers: Annotated[
+        int, typer.Option(help="Processes scoring each candidate (1 torch thread each).")
+    ] = EvalSettings.workers,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = EvalSettings.device,
+    resume: Annotated[bool, typer.Option(help="Continue the search in RUN/search/NAME from its log.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start RUN/search/NAME again.")] = False,
+) -> None:
+    """Multi-objective search of the run's sub-networks (shared weights); Pareto set and hypervolume."""
+    from prunebench.search import run_search
+
+    config = SearchConfig(
+        method=method,
+        samples=samples,
+        time_budget_s=time_budget,
+        seed=seed,
+        objectives=ObjectiveSettings(
+            names=objectives,
+            seq_len=seq_len,
+            target=hardware,
+            latency_batch=latency_batch,
+            variant=variant,
+            latency_table=str(latency_table) if latency_table else None,
+        ),
+        space=space,
+        name=name,
+        max_eval_examples=max_eval_examples,
+        evaluation=EvalSettings(batch_size=eval_batch_size, workers=workers, device=device),
+    )
+    result = run_search(run, config, resume=resume, overwrite=overwrite)
+    _print_search(result, method)
+
+
+@app.command()
+def nas(
+    out: Annotated[Path, typer.Option(help="Folder for the NAS run (its results land in OUT/search/).")],
+    model: ModelOption = NAS.model,
+    task: Annotated[str, typer.Option(help="Task name (see 'prunebench tasks').")] = NAS.task,
+    space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = NAS.space,
+    method: Annotated[
+        str, typer.Option(help="moasha (stops poor trials by epoch) or random_search.")
+    ] = NasConfig.method,
+    samples: Annotated[int, typer.Option(help="Sub-networks to fine-tune.")] = NasConfig.samples,
+    workers: Annotated[int, typer.Option(help="Trials in parallel (one torch thread each).")] = NasConfig.workers,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per sub-network (MO-ASHA's max).")] = NAS.epochs,
+    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs.")] = _joined(NasConfig.objectives),
+    seed: Annotated[int, typer.Option(help="Seed for data split, sampling and training.")] = NAS.seed,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = NAS.learning_rate,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = NAS.batch_size,
+    max_train_examples: Annotated[int | None, typer.Option(help="Cap the training split.")] = NAS.max_train_examples,
+    max_eval_examples: Annotated[
+        int | None, typer.Option(help="Validation examples scored per epoch.")
+    ] = NAS.max_eval_examples,
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = NAS.max_length,
+    seq_len: Annotated[int, typer.Option(help="Sequence length MACs are stated for.")] = NasConfig.seq_len,
+    data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
+) -> None:
+    """Standard NAS: fine-tune each sampled sub-network in isolation, MO-ASHA stopping (syne-tune, local backend)."""
+    from prunebench.search.nas import run_nas
+
+    config = NasConfig(
+        train=TrainConfig(
+            model=model,
+            task=task,
+            space=space,
+            strategy=NAS.strategy,
+            learning_rate=learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            max_train_examples=max_train_examples,
+            max_eval_examples=max_eval_examples,
+            max_length=max_length,
+            data_dir=str(data_dir) if data_dir else None,
+        ),
+        method=method,
+        samples=samples,
+        workers=workers,
+        objectives=objectives,
+        seq_len=seq_len,
+    )
+    result = run_nas(config, out, overwrite=overwrite)
+    _print_nas(result, method)
+
+
+@app.command()
+def compare(
+    run: Annotated[Path, typer.Argument(help="A run directory that has been searched and profiled.")],
+    gpu: Annotated[str | None, typer.Option(help="GPU profile the run was profiled on (or estimated for).")] = None,
+    device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size to compare at (default 1).")
+    ] = CompareConfig.batch_size,
+    seq_len: Annotated[
+        int | None, typer.Option(help="Sequence length to compare at (default: the longest).")
+    ] = CompareConfig.seq_len,
+    latency_budgets: Annotated[
+        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's latency, or '30ms', '0.2s'.")
+    ] = _joined(CompareConfig.latency_budgets),
+    memory_budgets: Annotated[
+        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
+    ] = _joined(CompareConfig.memory_budgets),
+) -> None:
+    """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
+    from prunebench.report.compare import compare_run
+
+    config = CompareConfig(
+        target=target_from_flags(gpu, device, required=False),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        latency_budgets=text_list(latency_budgets),
+        memory_budgets=text_list(memory_budgets),
+    )
+    _print_comparison(compare_run(run, config))
+
+
+@app.command("run")
+def run_command(
+    preset: Annotated[
+        str, typer.Option(help="quick (packaged MiniLM, <= 30 min on 2 CPU cores) or paper.")
+    ] = DEFAULT_PRESET,
+    model: Annotated[str | None, typer.Option(help="Override the preset's model (minilm, shape:NAME, a dir).")] = None,
+    task: Annotated[str | None, typer.Option(help="Override the preset's task (see 'prunebench tasks').")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path(DEFAULT_RUN_DIR),
+    overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
+) -> None:
+    """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
+    from prunebench.config import get_preset
+    from prunebench.pipeline import run_pipeline
+    from prunebench.rundir import ReportDir
+
+    config = get_preset(preset).with_overrides(model=model, task=task)
+    result = run_pipeline(config, out, overwrite=overwrite)
+    report = ReportDir(result.report_dir)
+    console.print(f"report: {report.html} and {report.markdown}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories; several aggregate into one report.")],
+    out: Annotated[Path, typer.Option(help="Folder for the report: HTML, Markdown and its figures.")],
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = _joined(REPORT_FORMATS),
+    overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
+) -> None:
+    """HTML and Markdown report of RUN(s): fine-tuning, search, Pareto set, pruning vs quantization per target."""
+    from prunebench.report import write_report
+    from prunebench.rundir import ReportDir
+
+    result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
+    for path in (result.html, result.markdown):
+        if path is not None:
+            console.print(f"wrote {path}")
+    if result.figures:
+        console.print(f"{len(result.figures)} figures in {ReportDir(result.out).figures}")
+    if result.missing:
+        console.print(f"missing ({len(result.missing)}, listed in the report):")
+        for note in result.missing:
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
+
+
+def main() -> None:
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise PrunebenchError(f"{option} takes integers separated by commas, like 1,8,32; got {text!r}") from None
-    if not values:
-        raise PrunebenchError(f"{option} needs at least one value, like 1,8,32")
-    return values
+        app()
+    except PrunebenchError as error:
+        # Plain text: a message holds user paths and names, which rich must not read as markup.
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        # Checkpoints and logs are written atomically, so what was finished is kept.
+        Console(stderr=True).print("interrupted; finished work is saved (continue a run with --resume)")
+        sys.exit(130)
+
+
+# --- printing ----------------------------------------------------------------------------------------------
 
 
 def _present(value) -> bool:
     return value is not None and value == value  # NaN is how pandas shows a missing number
 
 
+def _float(value, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if _present(value) else "-"
+
+
 def _mb(value, mark: str = "") -> str:
     return f"{mark}{value / 2**20:,.1f}" if _present(value) else "-"
-
-
-def _text(value) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _ms(value, mark: str = "") -> str:
     return f"{mark}{value * 1e3:.3f}" if _present(value) else "-"
 
 
-def _row_memory(row):
-    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
-    if row.mode == "estimated":
-        return row.est_peak_memory_bytes
-    return row.torch_peak_allocated_bytes if _present(row.torch_peak_allocated_bytes) else row.peak_rss_growth_bytes
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
-@app.command()
-def hardware() -> None:
-    """List the hardware profiles (datasheet figures) and the devices found on this machine."""
-    from prunebench.profiling.hardware import detect_devices, find_gpu, load_profiles
+def _size_text(size: int) -> str:
+    return f"{size:,}" if size < 10**9 else f"~10^{math.log10(size):.0f}"
 
-    profiles = load_profiles()
+
+def _config_text(text: str, limit: int = 90) -> str:
+    """A config as JSON, or for long ones (large space: a bit per head and unit) a count per kind of key."""
+    if len(text) <= limit:
+        return text
+    groups: dict[str, list[int]] = {}
+    for key, value in json.loads(text).items():
+        groups.setdefault(re.sub(r"(_\d+)+$", "", key), []).append(value)
+    parts = []
+    for name, values in groups.items():
+        binary = set(values) <= {0, 1}
+        parts.append(f"{name}: {sum(values)}/{len(values)} kept" if binary else f"{name}: {values}")
+    return "; ".join(parts)
+
+
+def _print_extracted(space, results, seq_len: int) -> None:
+    table = Table("model", "layers", "parameters", "relative", f"MACs @ {seq_len}", "max |Δ logit|")
+    for result in results:
+        table.add_row(
+            str(result.path),
+            str(len(space.masks(result.config).kept_layers())),
+            f"{result.parameters:,}",
+            f"{result.relative_parameters:.3f}",
+            f"{result.macs / 1e6:.1f}M",
+            "-" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
+        )
+    console.print(table)
+    diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
+    if diffs:
+        console.print(f"largest absolute logit difference, masked vs extracted: {max(diffs):.3e}")
+
+
+def _print_pareto_export(result) -> None:
+    table = Table(
+        "label", "params", "parameters", "MACs", "error", "metric", "test", "max |Δ logit|", "config",
+        title=f"Pareto models of {result.search}",
+    )  # fmt: skip
+    for row in result.rows:
+        table.add_row(
+            row["label"],
+            _float(row["params"]),
+            f"{row['parameters']:,}",
+            f"{row['macs'] / 1e6:.1f}M",
+            _float(row["error"]),
+            _float(row["metric"]),
+            _float(row["test_metric"]),
+            "-" if not _present(row["max_abs_diff"]) else f"{row['max_abs_diff']:.2e}",
+            _config_text(row["config"], limit=60),
+        )
+    console.print(table)
+    state = "written" if result.written else "already there, unchanged"
+    console.print(f"{len(result.rows)} models {state}: {result.models_dir} (with their index, Parquet and CSV)")
+
+
+def _profiles_table(profiles) -> Table:
     table = Table(
         "profile", "device", "CC", "memory GB", "GB/s", "fp32", "fp16", "bf16", "int8", "bnb int8", title="profiles"
     )
@@ -313,9 +608,12 @@ def hardware() -> None:
             *("-" if peak is None else f"{peak.value:g}" for peak in peaks),
             profile.bnb_int8_matmul,
         )
-    console.print(table)
-    console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
-    report = detect_devices()
+    return table
+
+
+def _devices_table(profiles, report) -> Table:
+    from prunebench.hardware.profiles import find_gpu
+
     found = Table("device", "name", "memory GB", "CC", "driver", "profile", title="devices here")
     for gpu in report.gpus:
         match = next((p.name for p in profiles.values() if find_gpu(p, report) == gpu), "-")
@@ -337,126 +635,22 @@ def hardware() -> None:
         "-",
         "cpu",
     )
-    console.print(found)
-    if not report.gpus:
-        console.print(f"no GPU: {report.nvml_error or 'none found'}")
+    return found
 
 
-@app.command()
-def profile(
-    model_dir: Annotated[
-        Path | None,
-        typer.Argument(
-            help="A run directory (its fine-tuned model and exported Pareto models), a model directory, "
-            "a pruned model, or a folder of pruned models ('prunebench extract')."
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Folder for profile.parquet / profile.csv (resumable); for a RUN: RUN/profile/TARGET."),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
-    ] = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU profile to measure on (or estimate for): t4, a10, ...")] = None,
-    device: Annotated[str | None, typer.Option(help="'cpu' to measure on this machine's CPU.")] = None,
-    variants: Annotated[
-        str | None, typer.Option(help="Comma-separated: fp32,fp16,bf16,int8,nf4,fp4,dynamic-int8 (default: all).")
-    ] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,32",
-    seq_lens: Annotated[str, typer.Option(help="Comma-separated sequence lengths.")] = "128",
-    estimate: Annotated[bool, typer.Option(help="Predict from the profile's figures instead of measuring.")] = False,
-    calibrate: Annotated[bool, typer.Option(help="Measure, estimate the same points, and store the error.")] = False,
-    threads: Annotated[int, typer.Option(help="torch threads (recorded in every row).")] = 1,
-    max_seconds: Annotated[float, typer.Option(help="Cap on timed seconds per point.")] = 10.0,
-    score: Annotated[
-        bool | None,
-        typer.Option(
-            "--score/--no-score",
-            help="Score every model variant on the run's test split (OUT/scores.parquet); default: on for a RUN.",
-        ),
-    ] = None,
-    score_max_examples: Annotated[
-        int | None, typer.Option(help="Score on a seeded subset of this many test examples (default: all).")
-    ] = None,
-) -> None:
-    """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT/profile.parquet.
+def _print_progress(row) -> None:
+    if row.mode == "measured":
+        what = f"{row.latency_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
+        console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
 
-    For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
-    ('prunebench extract-pareto'), and each variant's test-split score (OUT/scores.parquet).
-    """
-    from prunebench.profiling.profiler import CALIBRATION_FILE, calibration_summary, profile_models
-    from prunebench.profiling.subjects import is_run_dir, run_subjects
-    from prunebench.profiling.timing import TimingConfig
-    from prunebench.profiling.variants import VARIANTS
 
-    if (gpu is None) == (device is None):
-        raise PrunebenchError("give exactly one of --gpu NAME and --device cpu")
-    if device is not None and device.lower() != "cpu":
-        raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
-    if model_dir is None and model is None:
-        raise PrunebenchError("give a model directory or --model (minilm, shape:NAME or a directory)")
-    run_dir = model_dir if model_dir is not None and is_run_dir(model_dir) else None
-    if run_dir is not None and model is not None:
-        raise PrunebenchError(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
-    if score and run_dir is None:
-        raise PrunebenchError(
-            "--score scores a run's models on the run's task test split; give a run directory or drop --score"
-        )
-    if score_max_examples is not None and score_max_examples < 1:
-        raise PrunebenchError(f"--score-max-examples must be at least 1, got {score_max_examples}")
-    if out is None:
-        if run_dir is None:
-            raise PrunebenchError(
-                "give --out FOLDER for the profile table (only a run directory has a default, RUN/profile/TARGET)"
-            )
-        out = run_dir / "profile" / (gpu.strip().lower() if gpu else "cpu")
-    variant_names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
-    if run_dir is not None:
-        models: list = run_subjects(run_dir)
-        if len(models) == 1:
-            console.print(
-                f"note: {run_dir} has no exported Pareto models yet, so only its fine-tuned model ('full') is "
-                f"profiled; add them with 'prunebench extract-pareto {run_dir}' and run this again (finished "
-                "points are kept)",
-                soft_wrap=True,
-            )
-    else:
-        models = ([model] if model is not None else []) + ([model_dir] if model_dir is not None else [])
+def _print_profile(result) -> None:
+    from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
+    from prunebench.rundir import ProfileDir
 
-    def progress(row) -> None:
-        if row.mode == "measured":
-            what = f"{row.latency_mean_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
-            console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
-
-    frame = profile_models(
-        models,
-        out,
-        device=gpu or "cpu",
-        variants=variant_names,
-        batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-        seq_lens=_int_list(seq_lens, "--seq-lens"),
-        estimate_only=estimate,
-        calibrate=calibrate,
-        threads=threads,
-        timing=TimingConfig(max_seconds=max_seconds),
-        on_row=progress,
-    )
-    table = Table(
-        "model",
-        "variant",
-        "batch",
-        "seq",
-        "mode",
-        "status",
-        "mean ms",
-        "p50 ms",
-        "p99 ms",
-        "weights MiB",
-        "memory MiB",
-        "note",
-    )
-    for row in frame.itertuples():
+    columns = ["model", "variant", "batch", "seq", "mode", "status", "latency ms", "mean ms", "p99 ms"]
+    table = Table(*columns, "weights MiB", "memory MiB", "note")
+    for row in result.table.itertuples():
         mark = "~" if row.mode == "estimated" else ""
         table.add_row(
             row.model,
@@ -465,39 +659,25 @@ def profile(
             str(row.seq_len),
             row.mode,
             row.status,
-            *(_ms(value, mark) for value in (row.latency_mean_s, row.latency_p50_s, row.latency_p99_s)),
+            *(_ms(value, mark) for value in (row.latency_s, row.latency_mean_s, row.latency_p99_s)),
             _mb(row.weight_bytes),
-            _mb(_row_memory(row), mark),
+            _mb(row.memory_bytes, mark),
             _text(row.reason) or _text(row.notes),
         )
     console.print(table)
-    if frame["estimated"].any():
+    if result.table["estimated"].any():
         console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated')")
-    console.print("memory: estimated peak (weights + activations) | CUDA: torch peak allocated | CPU: peak RSS growth")
-    if calibrate:
-        console.print(calibration_summary(frame).to_string(index=False))
-        console.print(f"calibration: {out / CALIBRATION_FILE}")
-    console.print(f"table: {out / 'profile.parquet'} ({len(frame)} rows; CSV beside it)")
-    if run_dir is not None and score is None and estimate:
-        console.print(
-            "note: with --estimate nothing runs here, so the variants are not scored (--score: score on this CPU)"
-        )
-    elif run_dir is not None and (score or score is None):
-        _score_run(run_dir, models, variant_names or list(VARIANTS), out, gpu, estimate, threads, score_max_examples)
+    console.print(f"latency: {LATENCY_DEFINITION}; memory: {MEMORY_DEFINITION}", soft_wrap=True)
+    folder = ProfileDir(result.out_dir)
+    if result.calibration is not None:
+        console.print(result.calibration.to_string(index=False))
+        console.print(f"calibration: {folder.calibration}")
+    console.print(f"table: {folder.table} ({len(result.table)} rows; CSV beside it)")
+    if result.scores is not None and not result.scores.empty:
+        _print_scores(result.scores, folder.scores)
 
 
-def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, max_examples) -> None:
-    """``profile RUN``'s second part: each model variant scored on the run's test split."""
-    from prunebench.profiling.scoring import TABLE_FILE, score_variants
-
-    where = "cpu" if gpu is None or estimate else gpu
-    if estimate:
-        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
-    scores = score_variants(
-        run_dir, subjects, variant_names, out, device=where, threads=threads, max_examples=max_examples
-    )
-    if scores.empty:
-        return
+def _print_scores(scores, path: Path) -> None:
     table = Table("model", "variant", "status", "metric", "test metric", "test error", "examples", "seconds", "note",
                   title="test-split scores")  # fmt: skip
     for row in scores.itertuples():
@@ -513,85 +693,10 @@ def _score_run(run_dir, subjects, variant_names, out, gpu, estimate, threads, ma
             _text(row.reason),
         )
     console.print(table)
-    console.print(f"scores: {out / TABLE_FILE} ({len(scores)} rows; CSV beside it)")
+    console.print(f"scores: {path} ({len(scores)} rows; CSV beside it)")
 
 
-# --- stage two: `search` and `nas` (prunebench.search) ---------------------------------------------
-
-
-def _float(value, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if _present(value) else "-"
-
-
-def _config_text(text: str, limit: int = 90) -> str:
-    """A config as JSON, or for long ones (large space: a bit per head and unit) a count per kind of key."""
-    import re
-
-    if len(text) <= limit:
-        return text
-    groups: dict[str, list[int]] = {}
-    for key, value in json.loads(text).items():
-        groups.setdefault(re.sub(r"(_\d+)+$", "", key), []).append(value)
-    parts = []
-    for name, values in groups.items():
-        binary = set(values) <= {0, 1}
-        parts.append(f"{name}: {sum(values)}/{len(values)} kept" if binary else f"{name}: {values}")
-    return "; ".join(parts)
-
-
-@app.command()
-def search(
-    run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.")],
-    method: Annotated[
-        str,
-        typer.Option(help="random_search, local_search, morea, nsga2, ehvi, lsbo; baselines layer_drop, importance."),
-    ] = "random_search",
-    samples: Annotated[int | None, typer.Option(help="Evaluations in total (all sessions).")] = 100,
-    time_budget: Annotated[float | None, typer.Option(help="Search wall time in seconds (all sessions).")] = None,
-    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs, latency, memory.")] = (
-        "error,params"
-    ),
-    seed: Annotated[int, typer.Option(help="Seed of the method.")] = 0,
-    space: Annotated[str | None, typer.Option(help="Search space (default: the one the run trained).")] = None,
-    name: Annotated[str | None, typer.Option(help="Folder under RUN/search/ (default: METHOD-seedK).")] = None,
-    hardware: Annotated[str | None, typer.Option(help="Hardware profile for latency/memory: cpu, t4, a10, ...")] = None,
-    latency_table: Annotated[
-        Path | None, typer.Option(help="A 'prunebench profile' --out folder with measured rows to use.")
-    ] = None,
-    seq_len: Annotated[int, typer.Option(help="Sequence length MACs, latency and memory are stated for.")] = 128,
-    latency_batch: Annotated[int, typer.Option(help="Batch size latency and memory are stated for.")] = 1,
-    variant: Annotated[str, typer.Option(help="Model variant for latency/memory: fp32, fp16, int8, ...")] = "fp32",
-    max_eval_examples: Annotated[
-        int | None, typer.Option(help="Validation examples scored (default: what training scored).")
-    ] = None,
-    eval_batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 64,
-    workers: Annotated[int, typer.Option(help="Processes scoring each candidate (1 torch thread each).")] = 1,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    resume: Annotated[bool, typer.Option(help="Continue the search in RUN/search/NAME from its log.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start RUN/search/NAME again.")] = False,
-) -> None:
-    """Multi-objective search of the run's sub-networks (shared weights); Pareto set and hypervolume."""
-    from prunebench.search import EvalSettings, ObjectiveSettings, SearchConfig, run_search
-
-    config = SearchConfig(
-        method=method,
-        samples=samples,
-        time_budget_s=time_budget,
-        seed=seed,
-        objectives=ObjectiveSettings(
-            names=objectives,
-            seq_len=seq_len,
-            hardware=hardware,
-            latency_batch=latency_batch,
-            variant=variant,
-            latency_table=str(latency_table) if latency_table else None,
-        ),
-        space=space,
-        name=name,
-        max_eval_examples=max_eval_examples,
-        evaluation=EvalSettings(batch_size=eval_batch_size, workers=workers, device=device),
-    )
-    result = run_search(run, config, resume=resume, overwrite=overwrite)
+def _print_search(result, method: str) -> None:
     names = result.meta["objectives"]
     table = Table("#", *names, result.meta["metric"], "test", "config", title=f"Pareto set ({method})")
     for row in result.pareto.itertuples():
@@ -607,52 +712,7 @@ def search(
     console.print(f"tables: {result.search_dir} (candidates, pareto, hypervolume; .parquet and .csv)")
 
 
-@app.command()
-def nas(
-    out: Annotated[Path, typer.Option(help="Folder for the NAS run (its results land in OUT/search/).")],
-    model: ModelOption = "minilm",
-    task: Annotated[str, typer.Option(help="Task name (see 'prunebench tasks').")] = "rotten_tomatoes",
-    space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = "small",
-    method: Annotated[str, typer.Option(help="moasha (stops poor trials by epoch) or random_search.")] = "moasha",
-    samples: Annotated[int, typer.Option(help="Sub-networks to fine-tune.")] = 20,
-    workers: Annotated[int, typer.Option(help="Trials in parallel (one torch thread each).")] = 2,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per sub-network (MO-ASHA's max).")] = 3,
-    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs.")] = "error,params",
-    seed: Annotated[int, typer.Option(help="Seed for data split, sampling and training.")] = 0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
-    max_train_examples: Annotated[int | None, typer.Option(help="Cap the training split.")] = None,
-    max_eval_examples: Annotated[int | None, typer.Option(help="Validation examples scored per epoch.")] = 2000,
-    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 128,
-    seq_len: Annotated[int, typer.Option(help="Sequence length MACs are stated for.")] = 128,
-    data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
-) -> None:
-    """Standard NAS: fine-tune each sampled sub-network in isolation, MO-ASHA stopping (syne-tune, local backend)."""
-    from prunebench.search.nas import NasConfig, run_nas
-
-    config = NasConfig(
-        train=TrainConfig(
-            model=model,
-            task=task,
-            space=space,
-            strategy="standard",
-            learning_rate=learning_rate,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            max_length=max_length,
-            data_dir=str(data_dir) if data_dir else None,
-        ),
-        method=method,
-        samples=samples,
-        workers=workers,
-        objectives=objectives,
-        seq_len=seq_len,
-    )
-    result = run_nas(config, out, overwrite=overwrite)
+def _print_nas(result, method: str) -> None:
     names = list(result.meta["objectives"])
     table = Table("#", *names, "epochs", "config", title=f"standard NAS Pareto set ({method})")
     for row in result.pareto.itertuples():
@@ -664,42 +724,7 @@ def nas(
     console.print(f"{len(result.candidates)} trials, hypervolume {hypervolume:.4f}; tables: {result.search_dir}")
 
 
-# --- stage three: `compare` and the whole pipeline, `run` ---------------------------------------------
-
-
-def _budgets(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-@app.command()
-def compare(
-    run: Annotated[Path, typer.Argument(help="A run directory that has been searched and profiled.")],
-    gpu: Annotated[str | None, typer.Option(help="GPU profile the run was profiled on (or estimated for).")] = None,
-    device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size to compare at (default 1).")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Sequence length to compare at (default: the longest).")] = None,
-    latency_budgets: Annotated[
-        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's latency, or '30ms', '0.2s'.")
-    ] = "25%,50%,75%,100%",
-    memory_budgets: Annotated[
-        str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
-    ] = "25%,50%,75%,100%",
-) -> None:
-    """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
-    from prunebench.report.compare import CompareConfig, compare_run
-
-    if gpu is not None and device is not None:
-        raise PrunebenchError("give at most one of --gpu NAME and --device cpu")
-    if device is not None and device.lower() != "cpu":
-        raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
-    config = CompareConfig(
-        target=gpu.lower() if gpu else ("cpu" if device else None),
-        batch_size=batch_size,
-        seq_len=seq_len,
-        latency_budgets=_budgets(latency_budgets),
-        memory_budgets=_budgets(memory_budgets),
-    )
-    result = compare_run(run, config)
+def _print_comparison(result) -> None:
     summary, mark = result.summary, "~" if result.summary["estimated"] else ""
     title = f"{result.target}: batch {summary['batch_size']}, sequence length {summary['seq_len']}"
     options = Table("option", "kind", "error", "latency ms", "memory MiB", "front", title=title)
@@ -724,58 +749,6 @@ def compare(
     if summary["estimated"]:
         console.print("~ = roofline estimate from the profile's figures, not a measurement")
     console.print(f"tables: {result.out_dir}")
-
-
-@app.command("run")
-def run_command(
-    preset: Annotated[str, typer.Option(help="quick (packaged MiniLM, <= 30 min on 2 CPU cores) or paper.")] = "quick",
-    model: Annotated[str | None, typer.Option(help="Override the preset's model (minilm, shape:NAME, a dir).")] = None,
-    task: Annotated[str | None, typer.Option(help="Override the preset's task (see 'prunebench tasks').")] = None,
-    out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path("runs/quick"),
-    overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
-) -> None:
-    """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
-    from prunebench.pipeline import get_preset, run_pipeline
-
-    config = get_preset(preset).with_overrides(model=model, task=task)
-    result = run_pipeline(config, out, overwrite=overwrite)
-    console.print(f"report: {result.report_dir / 'report.html'} and {result.report_dir / 'report.md'}")
-
-
-@app.command()
-def report(
-    runs: Annotated[list[Path], typer.Argument(help="One or more run directories; several aggregate into one report.")],
-    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and figures/.")],
-    format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = "html,md",
-    overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
-) -> None:
-    """HTML and Markdown report of RUN(s): fine-tuning, search, Pareto set, pruning vs quantization per target."""
-    from prunebench.report import write_report
-
-    result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
-    for path in (result.html, result.markdown):
-        if path is not None:
-            console.print(f"wrote {path}")
-    if result.figures:
-        console.print(f"{len(result.figures)} figures in {result.out / 'figures'}")
-    if result.missing:
-        console.print(f"missing ({len(result.missing)}, listed in the report):")
-        for note in result.missing:
-            console.print(f"  {note}", highlight=False, soft_wrap=True)
-
-
-def main() -> None:
-    try:
-        app()
-    except PrunebenchError as error:
-        # Plain text: a message holds user paths and names, which rich must not read as markup.
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        # Checkpoints and logs are written atomically, so what was finished is kept.
-        Console(stderr=True).print("interrupted; finished work is saved (continue a run with --resume)")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,14 @@
 """Typed, validated configuration: one place for defaults.
 
+Every stage has its settings here, each a frozen dataclass whose ``__post_init__`` refuses
+impossible values (all problems in one message where they can be collected): ``TrainConfig``
+(stage one), ``SearchConfig`` with ``ObjectiveSettings`` and ``EvalSettings`` (stage two),
+``NasConfig`` (standard NAS), ``ExtractConfig``, ``ProfileConfig`` with ``TimingConfig``,
+``CompareConfig``, and ``PipelineConfig`` with its presets. The CLI takes its option defaults
+from these fields (a test checks it) and the pipeline holds these configs as they are. Names
+that live in registries of later rooms (methods, spaces, tasks, hardware profiles, variants)
+are checked by the function that runs the stage, first thing, before anything is loaded.
+
 Defaults for super-network fine-tuning follow the paper (Klein et al., TMLR 2024):
 learning rate 2e-5 with a linear schedule, 5 epochs, batch size 4, k = 2 random
 sub-networks per step, distillation temperature 10.
@@ -8,11 +17,12 @@ sub-networks per step, distillation temperature 10.
 from __future__ import annotations
 
 import numbers
+import re
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
-from prunebench.errors import PrunebenchError
+from prunebench.errors import PrunebenchError, UnknownNameError
 
 STRATEGY_ALIASES = {"one_shot": "full"}
 
@@ -124,3 +134,372 @@ def field_type_problems(instance: object) -> list[str]:
         if not _matches(value, hints[field.name]):
             problems.append(f"{field.name} is {value!r}, expected {_describe(hints[field.name])}")
     return problems
+
+
+def _check(problems: list[str]) -> None:
+    """One error listing every problem found (none: nothing happens)."""
+    if problems:
+        raise PrunebenchError("; ".join(problems))
+
+
+# --- stage two: search ---------------------------------------------------------------------------------
+
+OBJECTIVES = ("error", "params", "macs", "latency", "memory")
+COSTS = OBJECTIVES[1:]
+NEEDS_TARGET = ("latency", "memory")  # objectives measured or estimated on a hardware target
+SLICING_MODES = ("auto", "always", "never")
+
+
+def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"error,params"`` -> ("error", "params"), checked: known names, no repeats, error plus a cost."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n).strip() for n in text]
+    names = [n for n in names if n]
+    for name in names:
+        if name not in OBJECTIVES:
+            raise UnknownNameError("objective", name, list(OBJECTIVES))
+    if len(set(names)) != len(names):
+        raise PrunebenchError(f"objective listed twice in {','.join(names)}; name each once, e.g. error,params")
+    if "error" not in names or len(names) < 2:
+        raise PrunebenchError(
+            f"objectives {','.join(names) or '(none)'} need 'error' and at least one cost "
+            f"({', '.join(COSTS)}); e.g. --objectives error,params"
+        )
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How the search scores a candidate on the validation split (``search.evaluator``)."""
+
+    batch_size: int = 64
+    workers: int = 1  # processes scoring shares of the split (this one included)
+    slicing: str = "auto"  # "auto": slice when cheaper; "always"; "never" (hooks on the full model)
+    bucketed: bool = True  # sort by length before batching; False keeps the split's order
+    threads: int = 1  # torch threads per process
+    device: str = "cpu"  # the torch device the candidates run on
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"--eval-batch-size must be at least 1, got {self.batch_size}")
+        if self.workers < 1:
+            problems.append(f"--workers must be at least 1, got {self.workers}")
+        if self.slicing not in SLICING_MODES:
+            problems.append(f"slicing must be one of {', '.join(SLICING_MODES)}, got {self.slicing!r}")
+        if self.workers > 1 and self.device != "cpu":
+            problems.append("--workers > 1 splits the work over CPU processes; use --workers 1 on a GPU")
+        _check(problems)
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """The search's objectives and what their costs are stated for (``search.objectives``)."""
+
+    names: tuple[str, ...] = ("error", "params")
+    seq_len: int = 128  # MACs, latency and memory are stated for sequences of this many tokens
+    target: str | None = None  # hardware target (profiles/*.toml) of latency and memory: cpu, t4, a10, ...
+    latency_batch: int = 1
+    variant: str = "fp32"
+    threads: int = 1  # CPU estimates scale with the thread count
+    latency_table: str | None = None  # a 'prunebench profile' output folder with measured rows
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", parse_objectives(self.names))
+        if self.seq_len < 1 or self.latency_batch < 1 or self.threads < 1:
+            raise PrunebenchError("--seq-len, --latency-batch and --threads must be at least 1")
+        needs = [n for n in self.names if n in NEEDS_TARGET]
+        if needs and not self.target:
+            raise PrunebenchError(
+                f"objective {needs[0]!r} needs a hardware profile; pass --hardware NAME "
+                "(see 'prunebench hardware': cpu, t4, a10, ...) or drop it from --objectives"
+            )
+        if self.latency_table and not needs:
+            raise PrunebenchError("--latency-table only serves the latency and memory objectives; add one of them")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["names"] = list(self.names)
+        return data
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One search of a run (``search.runner.run_search``); the method and space names are checked when it runs."""
+
+    method: str = "random_search"
+    samples: int | None = 100  # evaluations in total (over all sessions)
+    time_budget_s: float | None = None  # search wall time in total (over all sessions)
+    seed: int = 0
+    objectives: ObjectiveSettings = ObjectiveSettings()
+    space: str | None = None  # None: the space the super-network was trained on
+    name: str | None = None  # None: METHOD-seedK
+    max_eval_examples: int | None = None  # validation examples scored; None: what training scored
+    evaluation: EvalSettings = EvalSettings()
+    importance_examples: int = 512  # training examples the importance baseline takes gradients on
+    score_test: bool = True  # score the Pareto set on the test split
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.samples is None and self.time_budget_s is None:
+            problems.append("give a budget: --samples N and/or --time-budget SECONDS")
+        if self.samples is not None and (isinstance(self.samples, bool) or self.samples < 1):
+            problems.append(f"--samples must be at least 1, got {self.samples}; the search would do nothing")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            problems.append(f"--time-budget must be positive seconds, got {self.time_budget_s}")
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            problems.append(f"--max-eval-examples must be at least 1 when given, got {self.max_eval_examples}")
+        if self.importance_examples < 1:
+            problems.append(f"--importance-examples must be at least 1, got {self.importance_examples}")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            problems.append(f"--name {self.name!r} is not a plain folder name; use letters, digits, '.', '_' and '-'")
+        _check(problems)
+
+    @property
+    def search_name(self) -> str:
+        return self.name or f"{self.method}-seed{self.seed}"
+
+
+NAS_METHODS = ("moasha", "random_search")
+
+
+@dataclass(frozen=True)
+class NasConfig:
+    """Standard NAS (``search.nas.run_nas``): every sampled sub-network fine-tuned in isolation."""
+
+    # model, task, space, optimiser settings; epochs = the most a trial trains
+    train: TrainConfig = TrainConfig(strategy="standard", epochs=3)
+    method: str = "moasha"
+    samples: int = 20  # trials
+    workers: int = 2  # trials in parallel, one torch thread each
+    objectives: tuple[str, ...] | str = ("error", "params")
+    seq_len: int = 128
+    grace_period: int = 1  # MO-ASHA: epochs before the first stopping decision
+    reduction_factor: int = 3
+    score_test: bool = True  # trials also report the test-split metric after each epoch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        unsupported = [n for n in self.objectives if n in NEEDS_TARGET]
+        if unsupported:
+            raise PrunebenchError(
+                f"standard NAS reports error, params and macs; {unsupported[0]!r} needs the weight-sharing "
+                "search ('prunebench search --hardware ...')"
+            )
+        if self.method not in NAS_METHODS:
+            raise UnknownNameError("NAS method", self.method, list(NAS_METHODS))
+        problems = []
+        if self.samples < 1:
+            problems.append(f"--samples must be at least 1, got {self.samples}; NAS would train nothing")
+        if self.workers < 1:
+            problems.append(f"--workers must be at least 1, got {self.workers}")
+        if not 1 <= self.grace_period <= self.train.epochs or self.reduction_factor < 2:
+            problems.append("MO-ASHA needs 1 <= grace period <= --epochs and a reduction factor >= 2")
+        _check(problems)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-seed{self.train.seed}"
+
+
+# --- extraction ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Which sub-networks ``prunebench extract`` cuts out (``extract.export.extract_subnetworks``)."""
+
+    space: str = "small"
+    config: str | None = None  # one sub-network: a JSON object or the path of a .json file
+    random: int | None = None  # or this many random ones
+    seed: int = 0  # for --random and a fresh task head
+    task_kind: str = "classification"  # the head of a model without one
+    num_labels: int = 2
+    seq_len: int = 128  # the MAC count is stated for this sequence length
+    verify: bool = False  # compare each extracted model with the masked super-network
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (self.config is None) == (self.random is None):
+            problems.append("give exactly one of --config JSON and --random N")
+        if self.random is not None and self.random < 1:
+            problems.append(f"--random must be at least 1, got {self.random}")
+        if self.seq_len < 1 or self.num_labels < 1:
+            problems.append("--seq-len and --num-labels must be at least 1")
+        _check(problems)
+
+
+# --- profiling ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """When to stop timing one point (``hardware.timing.measure_until_stable``)."""
+
+    warmup: int = 3
+    min_repeats: int = 10
+    max_repeats: int = 200
+    round_size: int = 5
+    target_relative_sem: float = 0.005  # standard error of the mean <= 0.5% of the mean
+    max_seconds: float = 10.0  # per point, warm-up excluded
+
+    def __post_init__(self):
+        if self.min_repeats < 2 or self.max_repeats < self.min_repeats or self.round_size < 1 or self.warmup < 0:
+            raise ValueError(f"inconsistent timing config {self}")
+        if not self.max_seconds > 0:
+            raise PrunebenchError(f"--max-seconds must be positive, got {self.max_seconds}")
+
+
+def target_from_flags(gpu: str | None, device: str | None, required: bool) -> str | None:
+    """The hardware target named by the CLI's ``--gpu NAME`` / ``--device cpu`` (None: neither, when allowed)."""
+    if (gpu is not None and device is not None) or (required and gpu is None and device is None):
+        raise PrunebenchError(f"give {'exactly' if required else 'at most'} one of --gpu NAME and --device cpu")
+    if device is not None and device.strip().lower() != "cpu":
+        raise PrunebenchError(f"--device takes only 'cpu', got {device!r}; name a GPU with --gpu")
+    return gpu.strip().lower() if gpu is not None else ("cpu" if device is not None else None)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What ``prunebench profile`` measures (``profiling.profiler.profile_run``): where, which variants and points."""
+
+    target: str = "cpu"  # "cpu" (this machine) or a GPU profile name (t4, a10, ...)
+    variants: tuple[str, ...] | None = None  # None: every variant
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    seq_lens: tuple[int, ...] = (128,)
+    estimate: bool = False  # predict from the target's profile instead of measuring
+    calibrate: bool = False  # measure, estimate the same points, store the error
+    threads: int = 1  # torch threads, recorded in every row
+    timing: TimingConfig = TimingConfig()
+    score: bool | None = None  # score every variant on a run's test split; None: yes for a run
+    score_max_examples: int | None = None  # a seeded subset of the test split; None: all of it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", self.target.strip().lower())
+        if self.variants is not None:
+            object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        object.__setattr__(self, "seq_lens", tuple(self.seq_lens))
+        problems = []
+        if self.score_max_examples is not None and self.score_max_examples < 1:
+            problems.append(f"--score-max-examples must be at least 1, got {self.score_max_examples}")
+        if self.threads < 1:
+            problems.append(f"--threads must be at least 1, got {self.threads}")
+        if self.variants is not None and not self.variants:
+            problems.append("--variants needs at least one variant (or leave it out for all)")
+        _check(problems)
+
+
+def int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"1,8,32"`` -> (1, 8, 32), for options that take integers separated by commas."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise PrunebenchError(f"{option} takes integers separated by commas, like 1,8,32; got {text!r}") from None
+    if not values:
+        raise PrunebenchError(f"{option} needs at least one value, like 1,8,32")
+    return values
+
+
+def text_list(text: str) -> tuple[str, ...]:
+    """``"a, b,"`` -> ("a", "b")."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# --- comparison and report -------------------------------------------------------------------------------
+
+DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")  # of the un-pruned fp32 model's latency or memory
+REPORT_FORMATS = ("html", "md")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Which profile of a run ``report.compare.compare_run`` compares, at which point, against which budgets."""
+
+    target: str | None = None  # "cpu", "a10", ...; None: the only profiled target of the run
+    batch_size: int | None = None  # None: 1 when profiled, else the smallest profiled
+    seq_len: int | None = None  # None: the longest profiled
+    latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
+    memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latency_budgets", tuple(self.latency_budgets))
+        object.__setattr__(self, "memory_budgets", tuple(self.memory_budgets))
+        problems = [f"--{name.replace('_', '-')} must be at least 1, got {value}"
+                    for name, value in (("batch_size", self.batch_size), ("seq_len", self.seq_len))
+                    if value is not None and value < 1]  # fmt: skip
+        _check(problems)
+
+
+# --- the whole pipeline ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchStage(SearchConfig):
+    """The pipeline's search: a ``SearchConfig``, plus the baselines searched beside it."""
+
+    baselines: tuple[str, ...] = ("layer_drop", "importance")
+    importance_budgets: int = 10  # points of the importance baseline
+
+    def baseline(self, method: str) -> SearchConfig:
+        """The ``SearchConfig`` of one baseline, with this search's seed and evaluation settings."""
+        samples = self.importance_budgets if method == "importance" else self.samples
+        return SearchConfig(method=method, samples=samples, seed=self.seed, evaluation=self.evaluation)
+
+    def main(self) -> SearchConfig:
+        """The search method's own ``SearchConfig`` (without the pipeline's fields)."""
+        return SearchConfig(**{f.name: getattr(self, f.name) for f in fields(SearchConfig)})
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    preset: str
+    description: str
+    train: TrainConfig
+    search: SearchStage = SearchStage()
+    max_models: int | None = 4  # Pareto members extracted and profiled (spread over the sizes); None: all
+    profile: ProfileConfig = ProfileConfig()  # profiling happens on this machine (target "cpu")
+    compare: CompareConfig = CompareConfig()
+    report_formats: tuple[str, ...] = REPORT_FORMATS
+
+    def with_overrides(self, model: str | None = None, task: str | None = None) -> PipelineConfig:
+        changes = {k: v for k, v in (("model", model), ("task", task)) if v is not None}
+        return replace(self, train=replace(self.train, **changes)) if changes else self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_PRESET = "quick"
+DEFAULT_RUN_DIR = "runs/quick"  # where `prunebench run` writes without --out
+PRESETS: dict[str, PipelineConfig] = {
+    # Sized on the 2-core development machine (1 torch thread): fine-tuning ~9 min, search ~2 min,
+    # profiling and scoring ~6 min; see README for the measured total.
+    "quick": PipelineConfig(
+        preset="quick",
+        description="packaged MiniLM on Rotten Tomatoes, shortened fine-tuning; within 30 minutes on a 2-core CPU",
+        # MiniLM, Rotten Tomatoes, the small space and the full strategy (the defaults), trained shorter
+        train=TrainConfig(
+            epochs=2, batch_size=16, learning_rate=5e-5, max_train_examples=2000, max_eval_examples=500, max_length=64
+        ),
+        # two evaluation processes of one thread each: both cores of a small machine
+        search=SearchStage(method="morea", samples=60, evaluation=EvalSettings(workers=2), baselines=("layer_drop",)),
+        max_models=4,
+        profile=ProfileConfig(
+            variants=("fp32", "int8", "nf4", "dynamic-int8"), batch_sizes=(1, 8), timing=TimingConfig(max_seconds=3.0)
+        ),
+    ),
+    "paper": PipelineConfig(
+        preset="paper",
+        description="the paper's fine-tuning settings (5 epochs, batch 4, lr 2e-5, length 128, all examples)",
+        train=TrainConfig(),  # the defaults are the paper's: 5 epochs, batch 4, lr 2e-5, length 128
+        search=SearchStage(method="morea", samples=100, evaluation=EvalSettings(workers=2)),
+        max_models=None,
+        profile=ProfileConfig(variants=("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8")),
+    ),
+}
+
+
+def get_preset(name: str) -> PipelineConfig:
+    if name not in PRESETS:
+        raise UnknownNameError("preset", name, list(PRESETS))
+    return PRESETS[name]

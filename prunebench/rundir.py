@@ -1,20 +1,30 @@
-"""The run directory: the one place every command reads from and writes to.
+"""The run directory: the one place every command reads from and writes to, and the one owner of its layout.
 
-Layout (files appear as the stages that write them run):
+Layout (files appear as the stages that write them run); ``RunDir`` and the folder types below
+name every path, so no other module spells a file name of it:
 
     RUN/
       run.json               what the run is: kind, version, resolved training config, task, status
       environment.json       package versions, device, thread count, git revision
       checkpoint/            the super-network (a Hugging Face model directory) + trainer state
+                             (checkpoint.json, trainer_state.pt)
       training_log.parquet   validation metrics of largest/middle/smallest sub-networks per epoch
-      search/NAME/           one search (prunebench.search.runner): search.json, log.jsonl, candidates,
-                             pareto (with test-split metrics), hypervolume
-      search/NAME/models/    the Pareto set extracted as pruned models (prunebench.search.export):
+      search/NAME/           one search (``SearchDir``): search.json, log.jsonl, test.jsonl, candidates,
+                             pareto (with test-split metrics), hypervolume (.parquet + .csv)
+      search/NAME/models/    the Pareto set extracted as pruned models (``ModelsDir``):
                              p00/, p01/, ... by increasing params, index.parquet (+ .csv)
-      profile/TARGET/        `prunebench profile RUN` (TARGET = cpu or a GPU profile name):
+      profile/TARGET/        ``prunebench profile RUN`` (``ProfileDir``; TARGET = cpu or a GPU profile name):
                              profile.parquet (+ .csv, profile.parts/) latency and memory of every
                              model variant; scores.parquet (+ .csv, scores.parts/) their test-split
-                             metric and error (prunebench.profiling.scoring)
+                             metric and error; calibration.json with --calibrate
+      compare/TARGET/        ``prunebench compare`` (``CompareDir``): options, budgets (.parquet + .csv),
+                             compare.json
+      report/                ``prunebench run``'s report (``ReportDir``): report.html, report.md, figures/
+      pipeline.json          ``prunebench run`` only: preset, each stage's status and seconds
+      nas_settings.json, syne-tune/   a standard-NAS folder (``prunebench nas --out``) only
+
+A profile folder and a report folder may also stand alone (``prunebench profile --out``,
+``prunebench report --out``): ``ProfileDir`` and ``ReportDir`` name their files wherever they are.
 
 Writes are atomic (write to a sibling, then rename), so a kill -9 at any moment
 leaves either the old or the new version, never half a file. Staging names carry the
@@ -42,7 +52,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,12 +61,28 @@ import pandas as pd
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 
+# The layout's names: spelt here and nowhere else (the classes at the end give their paths).
 RUN_FILE = "run.json"
 ENVIRONMENT_FILE = "environment.json"
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"  # written by save_pretrained
+TRAINER_STATE = "trainer_state.pt"
 TRAINING_LOG = "training_log.parquet"
+PIPELINE_FILE = "pipeline.json"
+SEARCH_DIR = "search"
+PROFILE_DIR = "profile"
+COMPARE_DIR = "compare"
+REPORT_DIR = "report"
+NAS_SETTINGS_FILE = "nas_settings.json"
+SYNE_TUNE_DIR = "syne-tune"
+SYNE_TUNE_LOG = "tuner.log"  # syne-tune's chatter, in its folder
 RUN_KIND = "prunebench-run"
 RUN_VERSION = 1
+SEARCH_KIND = "prunebench-search"
+SEARCH_VERSION = 1
+REPORT_KIND = "prunebench-report"
+REPORT_VERSION = 1
 # Marks a folder prunebench made, so that --overwrite may empty it; hidden, like the lock files.
 OUTPUT_MARKER = ".prunebench-output"
 LOCK_PREFIX = ".prunebench-lock"
@@ -65,6 +91,16 @@ LOCK_PREFIX = ".prunebench-lock"
 def staging_path(path: Path) -> Path:
     """A hidden sibling of ``path`` that no other process uses (pid + random part)."""
     return path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(3)}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(staging)`` to a hidden sibling, then rename it onto ``path``: readers see the old file or the new one."""
+    staging = staging_path(Path(path))
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -327,3 +363,322 @@ def read_run(run_dir: Path) -> dict:
     ):
         raise PrunebenchError(f"{path} is damaged ('task' or its name, kind or metric is not text); {fix}")
     return data
+
+
+# --- the layout as types --------------------------------------------------------------------------
+
+
+def _subdirs(folder: Path) -> list[str]:
+    """Names of the folders in ``folder``; hidden ones are the atomic writers' staging or retired copies."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def write_table_atomic(parquet: Path, frame: pd.DataFrame) -> None:
+    """A table as Parquet and, beside it, as CSV for people (both atomic)."""
+    write_parquet_atomic(parquet, frame)
+    write_csv_atomic(parquet.with_suffix(".csv"), frame)
+
+
+# The columns of a models folder's index (``prunebench.search.extract_pareto`` writes it).
+EXPORT_INDEX_COLUMNS = [
+    "label", "config", "params", "parameters", "macs", "error", "metric", "test_error", "test_metric",
+    "path", "max_abs_diff",
+]  # fmt: skip
+
+
+class ModelsDir:
+    """``RUN/search/NAME/models``: a search's Pareto set as pruned models ``p00/``, ... and their index."""
+
+    INDEX = "index.parquet"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def index(self) -> Path:
+        return self.path / self.INDEX
+
+    def member(self, label: str) -> Path:
+        return self.path / label
+
+    def read_index(self, fix: str) -> pd.DataFrame | None:
+        """The index (validated), or None when the folder has none; ``fix`` says how to write it again."""
+        recover_dir(self.path)
+        return read_table(self.index, fix, columns=EXPORT_INDEX_COLUMNS) if self.index.is_file() else None
+
+    def write_index(self, frame: pd.DataFrame) -> None:
+        write_table_atomic(self.index, frame)
+
+
+class SearchDir:
+    """``RUN/search/NAME``: one search's record, log and tables (``prunebench.search.runner``)."""
+
+    META = "search.json"
+    LOG = "log.jsonl"
+    TEST_LOG = "test.jsonl"
+    MODELS = "models"
+    TABLES = ("candidates", "pareto", "hypervolume")
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+
+    @property
+    def meta(self) -> Path:
+        return self.path / self.META
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def test_log(self) -> Path:
+        return self.path / self.TEST_LOG
+
+    def table(self, name: str) -> Path:
+        """``candidates``, ``pareto`` or ``hypervolume`` as its Parquet file."""
+        if name not in self.TABLES:
+            raise ValueError(f"no search table {name!r}")
+        return self.path / f"{name}.parquet"
+
+    @property
+    def candidates(self) -> Path:
+        return self.table("candidates")
+
+    @property
+    def pareto(self) -> Path:
+        return self.table("pareto")
+
+    @property
+    def hypervolume(self) -> Path:
+        return self.table("hypervolume")
+
+    @property
+    def models(self) -> ModelsDir:
+        return ModelsDir(self.path / self.MODELS)
+
+    def read_meta(self, fix: str) -> dict:
+        return read_json(self.meta, fix)
+
+    def read_table(self, name: str, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_table(self.table(name), fix, columns)
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        write_table_atomic(self.table(name), frame)
+
+
+class ProfileDir:
+    """A profile folder (``RUN/profile/TARGET`` or any ``prunebench profile --out``): the profile table, the
+    variants' test-split scores and the calibration summary, each table with its resumable parts folder."""
+
+    TABLE = "profile.parquet"
+    TABLE_CSV = "profile.csv"  # beside the table, for people
+    PARTS = "profile.parts"
+    SCORES = "scores.parquet"
+    SCORES_PARTS = "scores.parts"
+    CALIBRATION = "calibration.json"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.target = self.path.name
+
+    @property
+    def table(self) -> Path:
+        return self.path / self.TABLE
+
+    @property
+    def parts(self) -> Path:
+        return self.path / self.PARTS
+
+    @property
+    def scores(self) -> Path:
+        return self.path / self.SCORES
+
+    @property
+    def scores_parts(self) -> Path:
+        return self.path / self.SCORES_PARTS
+
+    @property
+    def calibration(self) -> Path:
+        return self.path / self.CALIBRATION
+
+    def read_table(self, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_table(self.table, fix, columns)
+
+    def read_scores(self, fix: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+        return read_table(self.scores, fix, columns) if self.scores.is_file() else None
+
+
+class CompareDir:
+    """``RUN/compare/TARGET``: pruning vs quantization options, the budget answers and their summary."""
+
+    TABLES = ("options", "budgets")
+    SUMMARY = "compare.json"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.target = self.path.name
+
+    def table(self, name: str) -> Path:
+        if name not in self.TABLES:
+            raise ValueError(f"no comparison table {name!r}")
+        return self.path / f"{name}.parquet"
+
+    @property
+    def options(self) -> Path:
+        return self.table("options")
+
+    @property
+    def budgets(self) -> Path:
+        return self.table("budgets")
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        write_table_atomic(self.table(name), frame)
+
+
+class ReportDir:
+    """A report folder (``RUN/report`` or any ``prunebench report --out``)."""
+
+    HTML = "report.html"
+    MARKDOWN = "report.md"
+    FIGURES = "figures"
+    MANIFEST = ".prunebench-report.json"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def html(self) -> Path:
+        return self.path / self.HTML
+
+    @property
+    def markdown(self) -> Path:
+        return self.path / self.MARKDOWN
+
+    @property
+    def figures(self) -> Path:
+        return self.path / self.FIGURES
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / self.MANIFEST
+
+
+class RunDir:
+    """A run directory: every path of its layout, and its checked reads (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # --- files and folders -------------------------------------------------------------------------
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def environment_file(self) -> Path:
+        return self.path / ENVIRONMENT_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint folder (as it is: ``recovered_checkpoint`` first repairs an interrupted replacement)."""
+        return self.path / CHECKPOINT_DIR
+
+    def recovered_checkpoint(self) -> Path:
+        return recover_dir(self.checkpoint)
+
+    @property
+    def checkpoint_meta(self) -> Path:
+        return self.checkpoint / CHECKPOINT_META
+
+    @property
+    def checkpoint_weights(self) -> Path:
+        return self.checkpoint / CHECKPOINT_WEIGHTS
+
+    @property
+    def trainer_state(self) -> Path:
+        return self.checkpoint / TRAINER_STATE
+
+    @property
+    def training_log(self) -> Path:
+        return self.path / TRAINING_LOG
+
+    @property
+    def pipeline_file(self) -> Path:
+        return self.path / PIPELINE_FILE
+
+    @property
+    def report_dir(self) -> ReportDir:
+        return ReportDir(self.path / REPORT_DIR)
+
+    @property
+    def nas_settings(self) -> Path:
+        return self.path / NAS_SETTINGS_FILE
+
+    @property
+    def syne_tune_dir(self) -> Path:
+        return self.path / SYNE_TUNE_DIR
+
+    @property
+    def syne_tune_log(self) -> Path:
+        return self.syne_tune_dir / SYNE_TUNE_LOG
+
+    # --- stages --------------------------------------------------------------------------------------
+    @property
+    def search_root(self) -> Path:
+        return self.path / SEARCH_DIR
+
+    def search_dir(self, name: str) -> SearchDir:
+        return SearchDir(self.search_root / name)
+
+    def search_names(self) -> list[str]:
+        """Every search folder under RUN/search/, finished or not."""
+        return _subdirs(self.search_root)
+
+    def profile_dir(self, target: str) -> ProfileDir:
+        return ProfileDir(self.path / PROFILE_DIR / target)
+
+    def profile_targets(self) -> list[str]:
+        """Targets with a profile folder; ``profiled_targets`` only those with a consolidated table."""
+        return _subdirs(self.path / PROFILE_DIR)
+
+    def profiled_targets(self) -> list[str]:
+        return [t for t in self.profile_targets() if self.profile_dir(t).table.is_file()]
+
+    def compare_dir(self, target: str) -> CompareDir:
+        return CompareDir(self.path / COMPARE_DIR / target)
+
+    def compare_targets(self) -> list[str]:
+        return _subdirs(self.path / COMPARE_DIR)
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        return self.run_file.is_file()
+
+    def read(self) -> dict:
+        """``run.json``, checked (``read_run``)."""
+        return read_run(self.path)
+
+    def has_checkpoint(self) -> bool:
+        """True when the checkpoint's weights are there (after repairing an interrupted replacement)."""
+        self.recovered_checkpoint()
+        return self.checkpoint_weights.is_file()
+
+    def exports(self) -> dict[str, pd.DataFrame]:
+        """Each search's exported Pareto models (``models/index.parquet``) by search name; none: left out."""
+        found = {}
+        for name in self.search_names():
+            fix = f"export again with 'prunebench extract-pareto {self.path} --search {name} --overwrite'"
+            index = self.search_dir(name).models.read_index(fix)
+            if index is not None and len(index):
+                found[name] = index
+        return found

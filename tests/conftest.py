@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import TINY_MODELS, TINY_TRAIN
+from helpers import TINY_MODELS, make_tiny_run
 from prunebench.models import LoadedModel, load_model
 
 
@@ -31,23 +31,12 @@ def tiny_run(tmp_path_factory):
 
     Shared by several test files: treat it as read-only (copy it to change it).
     """
-    from prunebench.config import TrainConfig
-    from prunebench.profiling.profiler import profile_models
-    from prunebench.profiling.timing import TimingConfig
-    from prunebench.search import SearchConfig, export_pareto, run_search
-    from prunebench.supernet.training import train_supernet
+    from prunebench.config import ProfileConfig, SearchConfig, TimingConfig
+    from prunebench.profiling import profile_run
 
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
-    train_supernet(TrainConfig(**TINY_TRAIN), run_dir, show_progress=False)
-    run_search(run_dir, SearchConfig(method="random_search", samples=8, name="rs"), show_progress=False)
-    export_pareto(run_dir, search="rs", max_models=2, show_progress=False)
-    profile_models(
-        [run_dir],
-        run_dir / "profile" / "cpu",
-        variants=["fp32"],
-        batch_sizes=[1],
-        seq_lens=[16],
-        timing=TimingConfig(max_seconds=0.05),
-    )
+    searches = (SearchConfig(method="random_search", samples=8, name="rs"),)
+    run_dir = make_tiny_run(tmp_path_factory.mktemp("tiny-run") / "run", searches=searches, export={"max_models": 2})
+    timing = TimingConfig(max_seconds=0.05)
+    settings = ProfileConfig(variants=("fp32",), batch_sizes=(1,), seq_lens=(16,), timing=timing, score=False)
+    profile_run(run_dir, settings, show_progress=False)  # into RUN/profile/cpu
     return run_dir

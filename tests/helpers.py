@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from prunebench.config import TrainConfig
+from prunebench.hardware.store import ProfileRow
 from prunebench.models import LoadedModel
 
 TINY_MODELS = ["shape:bert-tiny", "shape:roberta-tiny"]
@@ -25,6 +27,40 @@ TINY_TRAIN = dict(
     max_eval_examples=64,
     max_length=32,
 )
+
+
+def tiny_train(**overrides) -> TrainConfig:
+    """``TINY_TRAIN`` with a test file's own changes (learning rate, lengths, strategy, ...)."""
+    return TrainConfig(**(TINY_TRAIN | overrides))
+
+
+def make_tiny_run(
+    folder: Path, train: TrainConfig | None = None, searches: tuple = (), export: dict | None = None
+) -> Path:
+    """A trained tiny run in ``folder``, with ``searches`` (``SearchConfig``s) run in order and, given
+    ``export`` (``export_pareto``'s options), its Pareto set exported into it. Nothing is printed."""
+    from prunebench.search import export_pareto, run_search
+    from prunebench.supernet.training import train_supernet
+
+    torch.set_num_threads(1)
+    train_supernet(train or tiny_train(), folder, show_progress=False)
+    for search in searches:
+        run_search(folder, search, show_progress=False)
+    if export is not None:
+        export_pareto(folder, show_progress=False, **export)
+    return folder
+
+
+def profile_row(model: str = "m", **fields) -> ProfileRow:
+    """A measured, ``ok`` CPU profile row of ``model`` at batch 1, sequence 16, with ``fields`` changed."""
+    base = dict(
+        model=model, model_source="somewhere", pruned=False, variant="fp32", quantization=None,
+        compute_dtype="float32", target="cpu", device="cpu: test", batch_size=1, seq_len=16, threads=1,
+        mode="measured", estimated=False, status="ok", model_key="k",
+    )  # fmt: skip
+    return ProfileRow(**(base | fields))
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Small samples of the real GLUE TSV files, in the --data-dir layout (see PROVENANCE.md there).
@@ -43,6 +79,15 @@ def token_batch(loaded: LoadedModel, batch: int = 3, length: int = 12, seed: int
     if loaded.task_kind == "multiple_choice":
         inputs = {k: v.unsqueeze(1).expand(-1, 2, -1).contiguous() for k, v in inputs.items()}
     return inputs
+
+
+def cli_error(args: list[str], monkeypatch, capsys) -> str:
+    """Run the CLI expecting a user error: exit status 2 and one line on stderr, which is returned."""
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:

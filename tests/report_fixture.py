@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from prunebench.profiling.store import SCHEMA, ProfileRow
+from helpers import profile_row
+from prunebench.hardware.store import SCHEMA
 from prunebench.rundir import RUN_KIND, RUN_VERSION, write_json_atomic, write_parquet_atomic
 
 TASKS = {  # task -> (kind, metric, examples per split)
@@ -126,21 +127,19 @@ def _profile_rows(target: str, estimated: bool, options: list[dict]) -> pd.DataF
     for option in options:
         for batch in (1, 8):
             latency = option["latency_s"] * (batch if target == "cpu" else 1 + 0.1 * batch)
-            row = ProfileRow(
-                model=option["model"],
+            row = profile_row(
+                option["model"],
                 model_source="pruned" if option["pruned"] else "minilm",
                 pruned=option["pruned"],
                 variant=option["variant"],
                 quantization=option["quantization"],
-                compute_dtype="float32",
                 target=target,
                 device="cpu" if target == "cpu" else "NVIDIA A10",
                 batch_size=batch,
                 seq_len=128,
-                threads=1,
                 mode="estimated" if estimated else "measured",
                 estimated=estimated,
-                status="ok",
+                model_key=None,
                 parameters=int(option["relative_parameters"] * FULL_PARAMETERS),
                 relative_parameters=option["relative_parameters"],
                 weight_bytes=option["weight_bytes"],
@@ -155,23 +154,11 @@ def _profile_rows(target: str, estimated: bool, options: list[dict]) -> pd.DataF
             )
             rows.append(asdict(row))
     if target != "cpu":  # a combination the target cannot run is a skipped row with its reason
-        skipped = ProfileRow(
-            model="full",
-            model_source="minilm",
-            pruned=False,
-            variant="bf16",
-            quantization=None,
-            compute_dtype="bfloat16",
-            target=target,
-            device="NVIDIA A10",
-            batch_size=1,
-            seq_len=128,
-            threads=1,
-            mode="estimated",
-            estimated=True,
-            status="skipped",
-            reason="example: bf16 is not estimated in this fixture",
-        )
+        skipped = profile_row(
+            "full", model_source="minilm", variant="bf16", compute_dtype="bfloat16", target=target,
+            device="NVIDIA A10", seq_len=128, mode="estimated", estimated=True, status="skipped",
+            reason="example: bf16 is not estimated in this fixture", model_key=None,
+        )  # fmt: skip
         rows.append(asdict(skipped))
     return pa.Table.from_pylist(rows, schema=SCHEMA).to_pandas()
 

@@ -101,3 +101,76 @@ def test_existing_output_is_refused_without_overwrite(tmp_path, monkeypatch, cap
         capsys,
     )
     assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_every_option_default_is_its_config_field():
+    """The CLI writes no default of its own: each option's default is the field of the config it fills."""
+    import inspect
+    from dataclasses import fields
+    from pathlib import Path
+
+    from prunebench import cli
+    from prunebench import config as c
+
+    TrainConfig, SearchConfig, ObjectiveSettings, EvalSettings = (
+        c.TrainConfig,
+        c.SearchConfig,
+        c.ObjectiveSettings,
+        c.EvalSettings,
+    )
+    ProfileConfig, CompareConfig, ExtractConfig, NasConfig = (
+        c.ProfileConfig,
+        c.CompareConfig,
+        c.ExtractConfig,
+        c.NasConfig,
+    )
+
+    def same_names(config) -> dict:
+        return {f.name: getattr(config, f.name) for f in fields(config)}
+
+    nas_train = NasConfig().train
+    expected = {
+        "spaces": {"model": TrainConfig.model},
+        "extract": {"model": TrainConfig.model, **same_names(ExtractConfig)},
+        "train": same_names(TrainConfig),
+        "profile": {
+            **same_names(ProfileConfig),
+            "max_seconds": ProfileConfig.timing.max_seconds,
+        },
+        "search": {
+            **same_names(SearchConfig),
+            "time_budget": SearchConfig.time_budget_s,
+            "objectives": ObjectiveSettings.names,
+            "hardware": ObjectiveSettings.target,
+            "seq_len": ObjectiveSettings.seq_len,
+            "latency_batch": ObjectiveSettings.latency_batch,
+            "variant": ObjectiveSettings.variant,
+            "eval_batch_size": EvalSettings.batch_size,
+            "workers": EvalSettings.workers,
+            "device": EvalSettings.device,
+        },
+        "nas": {**same_names(nas_train), **same_names(NasConfig)},
+        "compare": same_names(CompareConfig),
+        "run": {"preset": c.DEFAULT_PRESET, "out": Path(c.DEFAULT_RUN_DIR)},
+        "report": {"format": c.REPORT_FORMATS},
+    }
+
+    def as_config(default, field_value):
+        if isinstance(field_value, tuple) and isinstance(default, str):  # "1,8,32" -> (1, 8, 32)
+            parts = tuple(part.strip() for part in default.split(",") if part.strip())
+            return tuple(type(field_value[0])(part) for part in parts) if field_value else parts
+        if isinstance(field_value, tuple) and default is None:
+            return ()  # an empty list option (--text-columns) is the empty tuple
+        return default
+
+    checked = {}
+    for command in cli.app.registered_commands:
+        name = command.name or command.callback.__name__
+        fields_of = expected.get(name, {})
+        for parameter in inspect.signature(command.callback).parameters.values():
+            if parameter.name in fields_of and parameter.default is not inspect.Parameter.empty:
+                field_value = fields_of[parameter.name]
+                assert as_config(parameter.default, field_value) == field_value, (name, parameter.name)
+                checked.setdefault(name, []).append(parameter.name)
+    assert set(checked) == set(expected), set(expected) - set(checked)
+    assert len(checked["train"]) >= 20 and len(checked["search"]) >= 12 and len(checked["profile"]) >= 8

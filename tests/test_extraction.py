@@ -7,8 +7,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import token_batch
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract
 from prunebench.models import load_model
-from prunebench.supernet import SPACES, CostModel, MaskedSuperNetwork, extract, get_space
+from prunebench.supernet import SPACES, CostModel, MaskedSuperNetwork, get_space
 
 TOLERANCE = 1e-5
 

@@ -7,47 +7,27 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import TINY_TRAIN, make_tiny_run, run_cli
+from helpers import cli_error as _error
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+from prunebench.extract.export import verification_batch
 from prunebench.models import load_model
-from prunebench.search import SearchConfig, export_pareto, run_search
-from prunebench.search.export import INDEX_COLUMNS, choose_search, select_members
+from prunebench.search import SearchConfig, export_pareto
+from prunebench.search.extract_pareto import INDEX_COLUMNS, choose_search, select_members
 from prunebench.supernet import CostModel, MaskedSuperNetwork, Masks, get_space
-from prunebench.supernet.export import verification_batch
-from prunebench.supernet.training import train_supernet
 
-TRAIN = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="sandwich",
-    epochs=1,
-    batch_size=16,
-    learning_rate=1e-3,
-    max_train_examples=96,
-    max_eval_examples=64,
-    max_length=32,
-)
+TRAIN = TINY_TRAIN | {"learning_rate": 1e-3}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny run with one real search (test-scored) and one baseline search."""
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
-    run_search(run_dir, SearchConfig(method="random_search", samples=10, name="rs"), show_progress=False)
-    run_search(run_dir, SearchConfig(method="layer_drop", samples=3, score_test=False), show_progress=False)
-    return run_dir
-
-
-def _error(args, monkeypatch, capsys) -> str:
-    code, out, err = run_cli(args, monkeypatch, capsys)
-    assert code == 2, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+    searches = (
+        SearchConfig(method="random_search", samples=10, name="rs"),
+        SearchConfig(method="layer_drop", samples=3, score_test=False),
+    )
+    return make_tiny_run(tmp_path_factory.mktemp("export") / "run", TrainConfig(**TRAIN), searches)
 
 
 def test_export_writes_every_member_as_a_verified_pruned_model(run):

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from helpers import run_cli
+from prunebench.config import PRESETS, EvalSettings, ProfileConfig, SearchStage, TimingConfig, get_preset
 from prunebench.errors import PrunebenchError
-from prunebench.pipeline import PIPELINE_FILE, PRESETS, STAGES, ProfileStage, SearchStage, get_preset, run_pipeline
-from prunebench.profiling.variants import get_variant
+from prunebench.hardware.variants import get_variant
+from prunebench.pipeline import STAGES, run_pipeline
 from prunebench.report.compare import parse_budget
+from prunebench.rundir import PIPELINE_FILE
 from prunebench.search.methods import get_method
 from prunebench.supernet.spaces import SPACES
 from prunebench.tasks import get_task
@@ -59,13 +61,15 @@ def _tiny(preset: str = "quick"):
         train=replace(
             base.train, model="shape:bert-tiny", epochs=1, max_train_examples=96, max_eval_examples=48, max_length=32
         ),
-        search=SearchStage(method="random_search", samples=8, workers=1, baselines=("layer_drop",)),
-        profile=ProfileStage(
+        search=SearchStage(
+            method="random_search", samples=8, evaluation=EvalSettings(workers=1), baselines=("layer_drop",)
+        ),
+        max_models=2,
+        profile=ProfileConfig(
             variants=("fp32", "dynamic-int8"),
             batch_sizes=(1,),
             seq_lens=(32,),
-            max_seconds=0.2,
-            max_models=2,
+            timing=TimingConfig(max_seconds=0.2),
             score_max_examples=64,
         ),
     )

@@ -8,10 +8,11 @@ import torch
 
 from helpers import TINY_MODELS, token_batch
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract
 from prunebench.models import load_model
 from prunebench.models.pooling import apply_pooling, declared_pooling
 from prunebench.models.pruned import save_pruned
-from prunebench.supernet import MaskedSuperNetwork, extract, get_space
+from prunebench.supernet import MaskedSuperNetwork, get_space
 
 
 def _mean_pooled(spec: str):

@@ -6,9 +6,10 @@ import pandas as pd
 import pynvml
 import pytest
 
-import prunebench.profiling.hardware as hardware
+import prunebench.hardware.profiles as hardware
+from helpers import cli_error as _error
 from helpers import run_cli
-from prunebench.profiling.variants import VARIANTS
+from prunebench.hardware.variants import VARIANTS
 
 FAST = ["--max-seconds", "0.1"]
 
@@ -22,14 +23,6 @@ def no_gpu(monkeypatch):
 
     monkeypatch.setattr(pynvml, "nvmlInit", missing)
     monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
-
-
-def _error(args, monkeypatch, capsys) -> str:
-    code, out, err = run_cli(args, monkeypatch, capsys)
-    assert code == 2, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_hardware_lists_profiles_and_devices_without_a_driver(no_gpu, monkeypatch, capsys):

@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunebench.extract import extract
+from prunebench.hardware.estimate import BOUNDS, OPS_OUTSIDE, OPS_PER_LAYER, NotEstimable, estimate
+from prunebench.hardware.profiles import get_profile, load_profiles
+from prunebench.hardware.subject import subject_from_loaded
+from prunebench.hardware.variants import VARIANTS, analytic_weight_bytes
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.adapters import adapter_for
 from prunebench.models.shapes import shape_config
 from prunebench.profiling import profile_models
-from prunebench.profiling.estimate import BOUNDS, OPS_OUTSIDE, OPS_PER_LAYER, NotEstimable, estimate
-from prunebench.profiling.hardware import get_profile, load_profiles
-from prunebench.profiling.subjects import subject_from_loaded
-from prunebench.profiling.variants import VARIANTS, analytic_weight_bytes
-from prunebench.supernet import extract, get_space
+from prunebench.supernet import get_space
 
 
 def _subjects(loaded: LoadedModel):
@@ -115,7 +116,7 @@ def test_cpu_estimates_scale_with_threads(tiny_subjects):
 
 
 def test_estimate_mode_marks_every_row(tmp_path):
-    frame = profile_models(["shape:bert-tiny"], tmp_path, device="l4", estimate_only=True, batch_sizes=(1, 16))
+    frame = profile_models(["shape:bert-tiny"], tmp_path, target="l4", estimate_only=True, batch_sizes=(1, 16))
     assert len(frame) == 2 * len(VARIANTS)
     assert (frame["mode"] == "estimated").all() and frame["estimated"].all()
     assert (frame["target"] == "l4").all() and frame["timer"].dropna().eq("roofline estimate").all()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunebench.config import TimingConfig
+from prunebench.hardware.measure import PointOutOfMemory, measure_point
+from prunebench.hardware.profiles import detect_devices, load_profiles
+from prunebench.hardware.variants import VARIANTS, build_variant
 from prunebench.models import load_model
-from prunebench.profiling.hardware import detect_devices, load_profiles
-from prunebench.profiling.measure import PointOutOfMemory, measure_point
-from prunebench.profiling.timing import TimingConfig
-from prunebench.profiling.variants import VARIANTS, build_variant
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False here)"
@@ -62,8 +62,9 @@ def test_cuda_memory_records_growth_and_total_peak():
 @pytest.mark.parametrize("variant", ["fp16", "bf16", "int8", "nf4"])
 def test_pruned_layers_of_different_sizes_run_on_cuda_with_padding_masked(variant):
     from helpers import token_batch
-    from prunebench.profiling.variants import VariantSkipped, quiet_bitsandbytes
-    from prunebench.supernet import extract, get_space
+    from prunebench.extract import extract
+    from prunebench.hardware.variants import VariantSkipped, quiet_bitsandbytes
+    from prunebench.supernet import get_space
 
     loaded = load_model("shape:bert-tiny")
     uneven = {"num_heads_0": 3, "num_units_0": 37, "num_heads_1": 0, "num_units_1": 130}

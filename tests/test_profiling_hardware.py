@@ -8,8 +8,8 @@ import pynvml
 import pytest
 
 from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.profiling import hardware
-from prunebench.profiling.hardware import (
+from prunebench.hardware import profiles as hardware
+from prunebench.hardware.profiles import (
     DeviceReport,
     GpuDevice,
     detect_devices,
@@ -18,9 +18,9 @@ from prunebench.profiling.hardware import (
     gpu_caveats,
     load_profiles,
     parse_gpu_name,
+    resolve_target,
     same_gpu_model,
 )
-from prunebench.profiling.profiler import resolve_target
 
 TARGETS = {"t4", "a10", "v100", "v100-pcie", "a100", "l4", "h100", "h100-pcie", "h200", "cpu"}
 

@@ -10,12 +10,13 @@ import torch
 
 import prunebench.profiling.profiler as profiler
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract
+from prunebench.hardware.measure import PointOutOfMemory
+from prunebench.hardware.store import COLUMNS
+from prunebench.hardware.timing import LatencyStats, measure_until_stable
 from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models, read_profile_table
-from prunebench.profiling.measure import PointOutOfMemory
-from prunebench.profiling.store import COLUMNS
-from prunebench.profiling.timing import LatencyStats, measure_until_stable
-from prunebench.supernet import extract, get_space
+from prunebench.supernet import get_space
 
 FAST = TimingConfig(warmup=1, min_repeats=3, max_repeats=6, round_size=3, max_seconds=0.2)
 ENVIRONMENT_COLUMNS = ["torch_version", "transformers_version", "bitsandbytes_version", "python_version", "cpu_model"]
@@ -135,7 +136,7 @@ def test_measure_until_stable_stops_when_the_mean_is_stable_or_at_the_cap():
 
 
 def test_a_variant_that_cannot_run_here_is_skipped_with_its_reason(tmp_path, monkeypatch):
-    import prunebench.profiling.variants as variants
+    import prunebench.hardware.variants as variants
 
     monkeypatch.setattr(variants, "_bnb", lambda: None)  # as if bitsandbytes were not installed
     seen = []

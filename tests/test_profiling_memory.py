@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-import prunebench.profiling.measure as measure
+import prunebench.hardware.measure as measure
+from prunebench.hardware.measure import Measurement, PointOutOfMemory, measure_point
+from prunebench.hardware.memory import is_out_of_memory
+from prunebench.hardware.timing import LatencyStats
+from prunebench.hardware.variants import VARIANTS, BuiltVariant, LinearPlan
 from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models
-from prunebench.profiling.measure import Measurement, PointOutOfMemory, measure_point
-from prunebench.profiling.memory import is_out_of_memory
-from prunebench.profiling.timing import LatencyStats
-from prunebench.profiling.variants import VARIANTS, BuiltVariant, LinearPlan
 
 FAST = TimingConfig(warmup=0, min_repeats=2, max_repeats=2, round_size=2, max_seconds=0.1)
 CUBLAS_ALLOC = "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"

@@ -5,48 +5,23 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
-import prunebench.profiling.subjects as subjects
-from helpers import run_cli
-from prunebench.config import TrainConfig
+import prunebench.hardware.subject as subjects
+from helpers import cli_error as _error
+from helpers import make_tiny_run, run_cli
 from prunebench.profiling import TimingConfig, profile_models, read_profile_table, read_scores, score_variants
 from prunebench.profiling.profiler import to_subjects
-from prunebench.search import SearchConfig, export_pareto, run_search
-from prunebench.supernet.training import train_supernet
+from prunebench.search import SearchConfig, export_pareto
 
-TRAIN = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="sandwich",
-    epochs=1,
-    batch_size=16,
-    learning_rate=3e-3,
-    max_train_examples=96,
-    max_eval_examples=64,
-    max_length=32,
-)
 FAST = ["--device", "cpu", "--batch-sizes", "1", "--seq-lens", "16", "--max-seconds", "0.05"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny run with a finished search (nothing exported yet)."""
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("profile-run") / "run"
-    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
-    run_search(run_dir, SearchConfig(method="random_search", samples=6, name="rs"), show_progress=False)
-    return run_dir
-
-
-def _error(args, monkeypatch, capsys) -> str:
-    code, out, err = run_cli(args, monkeypatch, capsys)
-    assert code == 2, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+    searches = (SearchConfig(method="random_search", samples=6, name="rs"),)
+    return make_tiny_run(tmp_path_factory.mktemp("profile-run") / "run", searches=searches)
 
 
 def _parts(folder):

@@ -6,40 +6,21 @@ import pandas as pd
 import pytest
 import torch
 
-import prunebench.profiling.measure as measure
+import prunebench.hardware.measure as measure
 import prunebench.profiling.scoring as scoring
-import prunebench.supernet.training as training
-from prunebench.config import TrainConfig
+from helpers import make_tiny_run
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.variants import VariantSkipped
 from prunebench.profiling.scoring import COLUMNS, read_scores, score_variants
 from prunebench.profiling.subjects import run_subjects
-from prunebench.profiling.variants import VariantSkipped
-from prunebench.search import SearchConfig, export_pareto, run_search
-from prunebench.supernet.training import train_supernet
-
-TRAIN = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="sandwich",
-    epochs=1,
-    batch_size=16,
-    learning_rate=3e-3,
-    max_train_examples=96,
-    max_eval_examples=64,
-    max_length=32,
-)
+from prunebench.search import SearchConfig
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny run whose search scored its Pareto set on the test split, exported into the run."""
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("scoring") / "run"
-    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
-    run_search(run_dir, SearchConfig(method="random_search", samples=6, name="rs"), show_progress=False)
-    export_pareto(run_dir, show_progress=False)
-    return run_dir
+    searches = (SearchConfig(method="random_search", samples=6, name="rs"),)
+    return make_tiny_run(tmp_path_factory.mktemp("scoring") / "run", searches=searches, export={})
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +90,14 @@ def test_a_variant_that_cannot_be_built_is_skipped_with_its_reason(run, subjects
 
 
 def test_a_task_without_test_split_writes_nothing(run, subjects, tmp_path, monkeypatch, capsys):
-    real = training.load_training_task
+    real = scoring.load_run_task
 
     def without_test(config):
         data = real(config)
         data.test = data.test.select([])
         return data
 
-    monkeypatch.setattr(training, "load_training_task", without_test)
+    monkeypatch.setattr(scoring, "load_run_task", without_test)
     frame = score_variants(run, subjects[:1], ["fp32"], tmp_path / "s")
     assert frame.empty and not (tmp_path / "s").exists()
     assert "has no test split" in capsys.readouterr().out

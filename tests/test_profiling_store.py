@@ -3,33 +3,19 @@
 import json
 import os
 import threading
+from dataclasses import asdict, replace
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-import prunebench.profiling.store as store
+import prunebench.hardware.store as store
+from helpers import profile_row
+from prunebench.hardware.store import ProfileRow, ProfileStore, read_profile, read_profile_table
 from prunebench.profiling.profiler import write_calibration
-from prunebench.profiling.store import ProfileRow, ProfileStore, read_profile_table
 
 
 def _row(model: str = "m", batch: int = 1) -> ProfileRow:
-    return ProfileRow(
-        model=model,
-        model_source="somewhere",
-        pruned=False,
-        variant="fp32",
-        quantization=None,
-        compute_dtype="float32",
-        target="cpu",
-        device="cpu: test",
-        batch_size=batch,
-        seq_len=16,
-        threads=1,
-        mode="measured",
-        estimated=False,
-        status="ok",
-        model_key="k",
-    )
+    return profile_row(model, batch_size=batch)
 
 
 def _two_at_once(work) -> list[BaseException]:
@@ -98,3 +84,47 @@ def test_a_reader_moves_damaged_parts_aside_and_reads_the_rest(tmp_path, capsys)
     assert (parts.parts / "damaged" / files[2].name).read_bytes() == noise
     assert not parts.has(_row(batch=1)) and not parts.has(_row(batch=2))  # so a profiler measures them again
     assert read_profile_table(tmp_path)["batch_size"].tolist() == [3] and capsys.readouterr().err == ""
+
+
+def test_latency_and_memory_are_defined_on_the_row_and_survive_a_parquet_round_trip(tmp_path):
+    """One definition each: the row derives ``latency_s`` and ``memory_bytes``; the table keeps them, with their
+    neighbours (peak memory growth and total, LLM.int8's fp32 fallback), through Parquet unchanged."""
+    mib = 2**20
+    timing = dict(latency_mean_s=0.012, latency_p50_s=0.010, latency_p99_s=0.02)
+    cpu = replace(_row("cpu"), **timing, weight_bytes=80 * mib, peak_rss_growth_bytes=20 * mib)
+    cpu = replace(cpu, peak_memory_growth_bytes=20 * mib, variant="int8", quantization="bnb-int8")
+    cpu = replace(cpu, int8_fp32_fallback_linears=3, int8_fallback_weight_share=0.25)
+    cuda = replace(_row("cuda"), **timing, weight_bytes=80 * mib, torch_peak_allocated_bytes=150 * mib)
+    cuda = replace(cuda, target="a10", peak_memory_growth_bytes=60 * mib, peak_memory_total_bytes=150 * mib)
+    estimate = replace(_row("estimate"), mode="estimated", estimated=True, latency_mean_s=0.004, latency_p50_s=0.004)
+    estimate = replace(estimate, weight_bytes=80 * mib, est_peak_memory_bytes=90 * mib)
+    skipped = replace(_row("skipped"), status="skipped", reason="not here", weight_bytes=80 * mib)
+    assert (cpu.latency_s, cpu.memory_bytes) == (0.010, 100 * mib)  # p50; CPU: weights + peak RSS growth
+    assert (cuda.latency_s, cuda.memory_bytes) == (0.010, 150 * mib)  # CUDA: torch's peak allocated
+    assert (estimate.latency_s, estimate.memory_bytes) == (0.004, 90 * mib)  # the estimate's figures
+    assert (skipped.latency_s, skipped.memory_bytes) == (None, None)
+
+    parts = ProfileStore(tmp_path)
+    rows = [cpu, cuda, estimate, skipped]
+    for row in rows:
+        parts.append(row)
+    parts.consolidate()
+    back = read_profile(tmp_path, "profile again").set_index("model")
+    columns = ["latency_s", "memory_bytes", "peak_memory_growth_bytes", "peak_memory_total_bytes"]
+    columns += ["int8_fp32_fallback_linears", "int8_fallback_weight_share", "latency_mean_s", "latency_p99_s"]
+    for row in rows:
+        for column in columns:
+            stored, written = back.loc[row.model, column], getattr(row, column)
+            assert (pd.isna(stored) and written is None) or stored == written, (row.model, column)
+    schema = pq.read_schema(tmp_path / "profile.parquet")
+    assert str(schema.field("memory_bytes").type) == "int64" and str(schema.field("latency_s").type) == "double"
+    assert ProfileRow.from_record(back.reset_index().iloc[0].to_dict()) == cpu  # and back into the row itself
+
+
+def test_a_table_written_before_the_definitions_existed_reads_with_them(tmp_path):
+    record = asdict(replace(_row(), latency_p50_s=0.5, latency_mean_s=0.6, weight_bytes=10, peak_rss_growth_bytes=5))
+    old = pd.DataFrame([{k: v for k, v in record.items() if k not in ("latency_s", "memory_bytes")}])
+    (tmp_path / "profile.parquet").parent.mkdir(exist_ok=True)
+    old.to_parquet(tmp_path / "profile.parquet")
+    back = read_profile(tmp_path, "profile again")
+    assert back[["latency_s", "memory_bytes"]].values.tolist() == [[0.5, 15]]

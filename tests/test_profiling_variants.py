@@ -9,9 +9,9 @@ from torch import nn
 from transformers import BitsAndBytesConfig
 
 from helpers import TINY_MODELS, token_batch
-from prunebench.models import load_model
-from prunebench.profiling.subjects import subject_from_loaded
-from prunebench.profiling.variants import (
+from prunebench.extract import extract
+from prunebench.hardware.subject import subject_from_loaded
+from prunebench.hardware.variants import (
     VARIANTS,
     VariantSkipped,
     analytic_weight_bytes,
@@ -20,7 +20,8 @@ from prunebench.profiling.variants import (
     quiet_bitsandbytes,
     static_skip_reason,
 )
-from prunebench.supernet import extract, get_space
+from prunebench.models import load_model
+from prunebench.supernet import get_space
 
 
 def _pruned(loaded, seed: int = 3):
@@ -117,7 +118,7 @@ def test_unsupported_combinations_have_reasons():
 
 
 def test_missing_bitsandbytes_is_a_skip_not_a_crash(monkeypatch):
-    import prunebench.profiling.variants as variants
+    import prunebench.hardware.variants as variants
 
     monkeypatch.setattr(variants, "_bnb", lambda: None)
     loaded = load_model("shape:bert-tiny")
@@ -183,13 +184,13 @@ def test_int8_fallback_linears_are_recorded_from_shapes():
 
 def _fake_v100(monkeypatch):
     """torch answers as on a machine with one V100 (compute capability 7.0); nothing touches CUDA."""
-    import prunebench.profiling.profiler as profiler
-    from prunebench.profiling.hardware import DeviceReport, GpuDevice, detect_devices
+    import prunebench.hardware.profiles as profiles
+    from prunebench.hardware.profiles import DeviceReport, GpuDevice, detect_devices
 
     name = "Tesla V100-SXM2-16GB"
     gpu = GpuDevice(0, name, 16 * 2**30, (7, 0), "535.104", "nvml")
     report = DeviceReport((gpu,), detect_devices().cpu, None, True, "12.4")
-    monkeypatch.setattr(profiler, "detect_devices", lambda: report)
+    monkeypatch.setattr(profiles, "detect_devices", lambda: report)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: name)
@@ -202,7 +203,7 @@ def test_llm_int8_below_compute_capability_7_5_is_skipped_not_run(tmp_path, monk
         build_variant(load_model("shape:bert-tiny"), VARIANTS["int8"], "cuda")
     from prunebench.profiling import profile_models
 
-    frame = profile_models(["shape:bert-tiny"], tmp_path, device="v100", variants=["int8"], batch_sizes=(1, 8))
+    frame = profile_models(["shape:bert-tiny"], tmp_path, target="v100", variants=["int8"], batch_sizes=(1, 8))
     assert (frame["status"] == "skipped").all() and (frame["mode"] == "measured").all()
     assert frame["reason"].str.contains("older versions aborted the whole process").all()
     assert (frame["device"] == "Tesla V100-SXM2-16GB").all()

@@ -9,9 +9,10 @@ import torch
 
 from helpers import token_batch
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract
 from prunebench.models import load_model
 from prunebench.models.pruned import META_FILE, WEIGHTS_FILE, save_pruned
-from prunebench.supernet import extract, get_space
+from prunebench.supernet import get_space
 
 RELOAD_SCRIPT = """
 import sys, torch

@@ -14,40 +14,26 @@ import psutil
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import TINY_TRAIN, make_tiny_run, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+from prunebench.extract import extract, shared_extract
 from prunebench.models import load_model
 from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, ObjectiveSettings, SearchConfig, run_search
 from prunebench.search.importance import gradient_importance
 from prunebench.search.methods import initial_design
-from prunebench.search.slicing import shared_extract
-from prunebench.supernet import MaskedSuperNetwork, extract, get_space
-from prunebench.supernet.training import load_training_task, tokenised_rows, train_supernet
+from prunebench.supernet import MaskedSuperNetwork, get_space
 from prunebench.tasks import make_collator
+from prunebench.tasks.rows import load_run_task, tokenised_rows
 
 # A tiny super-network on ~160 real Rotten Tomatoes examples (one short epoch: the search mechanics are under test).
-TRAIN = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="sandwich",
-    epochs=1,
-    batch_size=16,
-    learning_rate=1e-3,
-    max_train_examples=160,
-    max_eval_examples=64,
-    max_length=48,
-)
+TRAIN = TINY_TRAIN | {"learning_rate": 1e-3, "max_train_examples": 160, "max_length": 48}
 SEARCH_METHODS = [m for m in METHODS if m not in ("layer_drop", "importance")]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    torch.set_num_threads(1)
-    run_dir = tmp_path_factory.mktemp("search") / "run"
-    train_supernet(TrainConfig(**TRAIN), run_dir, show_progress=False)
-    return run_dir
+    return make_tiny_run(tmp_path_factory.mktemp("search") / "run", TrainConfig(**TRAIN))
 
 
 def _search(run, **kwargs) -> SearchConfig:
@@ -129,14 +115,14 @@ def test_importance_scores_are_per_layer_normalised_gradients(run):
 
 def _rows(run):
     config = TrainConfig(**TRAIN)
-    data = load_training_task(config)
+    data = load_run_task(config)
     loaded = load_model(run / "checkpoint", task_kind="classification", num_labels=2)
     return loaded, tokenised_rows(data, loaded, config.max_length), make_collator(data.spec, loaded.tokenizer)
 
 
 def test_sliced_masked_and_two_worker_evaluation_agree(run):
     loaded, rows, collator = _rows(run)
-    data = load_training_task(TrainConfig(**TRAIN))
+    data = load_run_task(TrainConfig(**TRAIN))
     validation = rows["validation"][:200]
     space = get_space("small", loaded.dims)
     configs = [space.middle(), {"num_layers": 1, "num_heads": 3, "num_units": 100}, space.largest()]
@@ -173,7 +159,7 @@ def test_shared_slicing_equals_extraction_and_leaves_the_supernet_alone(run):
 
 
 def test_cost_objectives_with_estimated_latency_and_memory(run):
-    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", hardware="cpu", seq_len=64)
+    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", target="cpu", seq_len=64)
     result = run_search(run, _search(run, objectives=objectives, samples=3, name="costs"), show_progress=False)
     lines = _log_lines(result.search_dir / "log.jsonl")
     full, smallest = lines[0], lines[1]
@@ -192,17 +178,17 @@ def test_cost_objectives_with_estimated_latency_and_memory(run):
 
 
 def test_measured_latency_table_is_used_where_it_has_the_shape(run, tmp_path):
+    from prunebench.extract.export import export_subnetworks
     from prunebench.profiling import TimingConfig, profile_models
-    from prunebench.supernet.export import export_subnetworks
 
     loaded = load_model(run / "checkpoint")
     space = get_space("small", loaded.dims)
     export_subnetworks(loaded, space, {"middle": space.middle()}, tmp_path / "pruned")
     timing = TimingConfig(warmup=1, min_repeats=2, max_repeats=3, max_seconds=0.2)
     table = tmp_path / "profile"
-    common = dict(device="cpu", variants=["fp32"], batch_sizes=[1], seq_lens=[32], timing=timing)
+    common = dict(target="cpu", variants=["fp32"], batch_sizes=[1], seq_lens=[32], timing=timing)
     profile_models([run / "checkpoint", tmp_path / "pruned"], table, **common)
-    objectives = ObjectiveSettings(names="error,latency", hardware="cpu", seq_len=32, latency_table=str(table))
+    objectives = ObjectiveSettings(names="error,latency", target="cpu", seq_len=32, latency_table=str(table))
     result = run_search(run, _search(run, objectives=objectives, samples=4, name="measured"), show_progress=False)
     sources = [line["details"]["latency_source"] for line in _log_lines(result.search_dir / "log.jsonl")]
     assert sources[0] == "measured" and sources[2] == "measured"  # the full model and the middle one

@@ -5,25 +5,13 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli
-from prunebench.config import TrainConfig
+from helpers import run_cli, tiny_train
 from prunebench.errors import PrunebenchError
 from prunebench.models import load_model
 from prunebench.search.nas import NasConfig, run_nas
 from prunebench.supernet import get_space
 
-TRAIN = TrainConfig(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    strategy="standard",
-    epochs=2,
-    batch_size=16,
-    learning_rate=1e-3,
-    max_train_examples=96,
-    max_eval_examples=48,
-    max_length=32,
-)
+TRAIN = tiny_train(strategy="standard", epochs=2, learning_rate=1e-3, max_eval_examples=48)
 
 
 def test_moasha_fine_tunes_each_sub_network_and_writes_the_search_tables(tmp_path):

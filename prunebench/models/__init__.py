@@ -1,8 +1,10 @@
-"""Models: loading by name, family adapters, the pruned-model format."""
+"""Models: a model ready to use (``loaded``), loading by name or folder, one adapter per family, pooling,
+layer slicing and the pruned-model format (how an extracted model is saved and rebuilt)."""
 
 from prunebench.models.adapters import FamilyAdapter, adapter_for
 from prunebench.models.dims import LayerStructure, ModelDims, PrunedStructure
-from prunebench.models.loading import LoadedModel, load_model
+from prunebench.models.loaded import LoadedModel
+from prunebench.models.loading import load_model
 
 __all__ = [
     "FamilyAdapter",

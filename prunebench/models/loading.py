@@ -8,53 +8,22 @@ shape), a local Hugging Face model directory, or a directory written by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
 from prunebench.errors import PrunebenchError
-from prunebench.models.adapters import FamilyAdapter, adapter_for
-from prunebench.models.dims import ModelDims, PrunedStructure
+from prunebench.models.adapters import adapter_for
+from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import CONFIG_KEY as POOLING_CONFIG_KEY
 from prunebench.models.pooling import apply_pooling, declared_pooling
+from prunebench.models.pruned import is_pruned_dir, load_pruned
 from prunebench.models.shapes import shape_config
 
 TASK_KINDS = ("classification", "regression", "multiple_choice")
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-@dataclass
-class LoadedModel:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    adapter: FamilyAdapter
-    source: str  # the --model argument it came from
-    task_kind: str
-    structure: PrunedStructure | None = None  # set for physically pruned models
-
-    @property
-    def dims(self) -> ModelDims:
-        """Sizes of the un-pruned encoder; a pruned model reports the sizes it was cut from."""
-        return self.structure.source_dims if self.structure else ModelDims.from_config(self.model.config)
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' warnings and weight-loading progress bars for loads we expect."""
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
 
 
 def minilm_path() -> Path:
@@ -99,9 +68,7 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
             f"model {spec_text!r} is not 'minilm', 'shape:NAME' or an existing model directory; "
             "run 'prunebench spaces --help' for the accepted forms"
         )
-    from prunebench.models.pruned import is_pruned_dir, load_pruned  # pruned dirs carry their own head
-
-    if is_pruned_dir(path):
+    if is_pruned_dir(path):  # pruned dirs carry their own head
         return load_pruned(path)
     return _load_pretrained(path, spec_text, task_kind, num_labels)
 

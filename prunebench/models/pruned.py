@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoTokenizer
 from prunebench.errors import PrunebenchError
 from prunebench.models.adapters import adapter_for
 from prunebench.models.dims import PrunedStructure
-from prunebench.models.loading import LoadedModel, quiet_transformers
+from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.rundir import check_replaceable, is_empty_dir, staging_path
@@ -40,6 +40,14 @@ VERSION = 1
 
 def is_pruned_dir(path: Path) -> bool:
     return (Path(path) / META_FILE).is_file()
+
+
+def read_structure(path: Path) -> PrunedStructure | None:
+    """What a pruned model directory kept of its source model, or None when it is not a readable pruned model."""
+    try:
+        return PrunedStructure.from_dict(json.loads((Path(path) / META_FILE).read_text())["structure"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_writable_target(out_dir: Path, overwrite: bool) -> None:

@@ -1,24 +1,26 @@
-"""Profiling: hardware profiles, device detection, model variants, measurement, estimates, the profile table,
-and the variants' test-split scores (``scoring``)."""
+"""Profiling a run (after the search): its full and exported models, every variant, test-split scores.
 
-from prunebench.profiling.hardware import HardwareProfile, detect_devices, get_profile, load_profiles
-from prunebench.profiling.profiler import profile_models
+- ``subjects``: which models a call takes (names, folders, a run's checkpoint and exports);
+- ``profiler``: ``profile_run`` (``prunebench profile``: a run's models or given ones, then a run's scores)
+  and ``profile_models``, the loop over models x variants x points into a profile table;
+- ``scoring``: ``score_variants``, each model variant's test-split error.
+
+The measurement itself (profiles, variants, timers, memory, estimates, the row and its store) is
+``prunebench.hardware``.
+"""
+
+from prunebench.config import ProfileConfig, TimingConfig
+from prunebench.hardware.store import read_profile_table
+from prunebench.profiling.profiler import ProfileResult, profile_models, profile_run
 from prunebench.profiling.scoring import read_scores, score_variants
-from prunebench.profiling.store import read_profile_table
-from prunebench.profiling.subjects import Subject, resolve_subjects, run_subjects
-from prunebench.profiling.timing import TimingConfig
-from prunebench.profiling.variants import VARIANTS, build_variant
+from prunebench.profiling.subjects import resolve_subjects, run_subjects
 
 __all__ = [
-    "VARIANTS",
-    "HardwareProfile",
-    "Subject",
+    "ProfileConfig",
+    "ProfileResult",
     "TimingConfig",
-    "build_variant",
-    "detect_devices",
-    "get_profile",
-    "load_profiles",
     "profile_models",
+    "profile_run",
     "read_profile_table",
     "read_scores",
     "resolve_subjects",

@@ -1,11 +1,15 @@
-"""``profile_models``: latency and memory of model variants on a device, into a resumable Parquet table.
+"""``profile_run`` and ``profile_models``: latency and memory of model variants on a target, into a resumable table.
+
+``profile_run(source, ProfileConfig(...))`` is ``prunebench profile``: the models of a run (its
+fine-tuned model and exported Pareto models, into ``RUN/profile/TARGET``, then each variant's
+test-split score) or of model folders / names (into ``--out``). ``profile_models`` is the loop.
 
 For every model (un-pruned or pruned), variant (fp32, fp16, bf16, int8, nf4, fp4,
 dynamic-int8) and point of the batch-size x sequence-length grid, one row is written as
-soon as it is finished (``store.py``); a rerun into the same folder skips finished points.
+soon as it is finished (``hardware.store``); a rerun into the same folder skips finished points.
 
-- ``device="cpu"``: measured here at a fixed thread count (recorded in every row);
-- ``device=<GPU profile name>``: measured when that GPU is here (matched by the name NVML
+- ``target="cpu"``: measured here at a fixed thread count (recorded in every row);
+- ``target=<GPU profile name>``: measured when that GPU is here (matched by the name NVML
   reports), a clear error naming what was found when it is not;
 - ``estimate=True``: nothing runs; every row is a roofline estimate from the profile
   (``estimate.py``) with ``mode == "estimated"``;
@@ -32,86 +36,23 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from rich.console import Console
 
-from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.config import ProfileConfig, TimingConfig
+from prunebench.environment import cpu_model, git_revision
+from prunebench.errors import PrunebenchError
+from prunebench.hardware.estimate import NotEstimable, estimate
+from prunebench.hardware.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
+from prunebench.hardware.profiles import Target, resolve_target
+from prunebench.hardware.store import ProfileRow, ProfileStore
+from prunebench.hardware.subject import Subject, subject_from_loaded
+from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant, int8_fallback_fields
 from prunebench.models import LoadedModel
-from prunebench.profiling.environment import cpu_model, git_revision
-from prunebench.profiling.estimate import NotEstimable, estimate
-from prunebench.profiling.hardware import (
-    DeviceReport,
-    HardwareProfile,
-    detect_devices,
-    find_gpu,
-    get_profile,
-    load_profiles,
-    same_gpu_model,
-)
-from prunebench.profiling.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
-from prunebench.profiling.store import ProfileRow, ProfileStore, write_atomic
-from prunebench.profiling.subjects import Subject, resolve_subjects, subject_from_loaded
-from prunebench.profiling.timing import TimingConfig
-from prunebench.profiling.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant
-from prunebench.rundir import stage_lock
+from prunebench.profiling.scoring import score_variants
+from prunebench.profiling.subjects import is_run_dir, resolve_subjects, run_subjects
+from prunebench.rundir import ProfileDir, RunDir, stage_lock, write_atomic
 
-CALIBRATION_FILE = "calibration.json"
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the numbers come from: a device here (measured) or a profile's figures (estimated)."""
-
-    profile: HardwareProfile
-    mode: str  # "measured" or "estimated"
-    device: torch.device | None  # set when measuring
-    device_name: str
-    device_index: int | None = None
-    driver_version: str | None = None
-
-
-def resolve_target(
-    device: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
-) -> Target:
-    """``device`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
-    if calibrate and estimate_only:
-        raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
-    name = device.strip().lower()
-    if name == "cpu":
-        profile = get_profile("cpu")
-        if estimate_only:
-            return Target(profile, "estimated", None, profile.description)
-        return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
-    gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
-    if name not in gpu_profiles:
-        raise UnknownNameError("GPU", device, sorted(gpu_profiles))
-    profile = gpu_profiles[name]
-    if estimate_only:
-        return Target(profile, "estimated", None, profile.description)
-    report = report or detect_devices()
-    gpu = find_gpu(profile, report)
-    if gpu is None:
-        raise PrunebenchError(
-            f"GPU {name} ({profile.description}) is not on this machine: {report.found_text()}; "
-            f"pass --estimate to predict from the {name} profile, or measure with --device cpu"
-        )
-    index = _torch_index(gpu.name)
-    if index is None:
-        raise PrunebenchError(
-            f"{gpu.name} is here but torch cannot use it (CUDA available: {torch.cuda.is_available()}); "
-            "install the CUDA build of torch 2.13.0"
-        )
-    return Target(profile, "measured", torch.device("cuda", index), gpu.name, index, gpu.driver_version)
-
-
-def _torch_index(name: str) -> int | None:
-    """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
-    if not torch.cuda.is_available():
-        return None
-    for index in range(torch.cuda.device_count()):
-        # NVML names a MIG-enabled GPU by its board, torch by the slice: same model, not same name
-        if same_gpu_model(torch.cuda.get_device_name(index), name):
-            return index
-    return None
 
 
 def to_subjects(models: ModelsArg) -> list[Subject]:
@@ -192,39 +133,110 @@ def profile_models(
     models: ModelsArg,
     out_dir: Path,
     *,
-    device: str = "cpu",
+    target: str = ProfileConfig.target,
     variants: Sequence[str] | None = None,
-    batch_sizes: Sequence[int] = (1, 8, 32),
-    seq_lens: Sequence[int] = (128,),
+    batch_sizes: Sequence[int] = ProfileConfig.batch_sizes,
+    seq_lens: Sequence[int] = ProfileConfig.seq_lens,
     estimate_only: bool = False,
     calibrate: bool = False,
     threads: int = 1,
-    timing: TimingConfig = TimingConfig(),
+    timing: TimingConfig = ProfileConfig.timing,
     on_row: Callable[[ProfileRow], None] | None = None,
 ) -> pd.DataFrame:
-    """Profile ``models`` on ``device`` into ``out_dir`` (see the module docstring); returns the whole table."""
+    """Profile ``models`` on ``target`` into ``out_dir`` (see the module docstring); returns the whole table."""
     if threads < 1 or threads > (os.cpu_count() or 1) * 4:
         raise PrunebenchError(f"--threads {threads} is not sensible here ({os.cpu_count()} cores); use 1")
     specs = [get_variant(name) for name in (variants or list(VARIANTS))]
-    target = resolve_target(device, estimate_only, calibrate)
+    where = resolve_target(target, estimate_only, calibrate)
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
     with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
-        run = _Run(store, target, threads, timing, calibrate, on_row, _environment_fields(target))
+        run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where))
         with torch_threads(threads):
             for subject in subjects:
                 for spec in specs:
                     points = [(b, s) for b in batch_sizes for s in seq_lens]
-                    if target.mode == "estimated":
+                    if where.mode == "estimated":
                         run.estimate_all(subject, spec, points)
                     else:
                         run.measure_all(subject, spec, points)
         frame = store.consolidate()
         if calibrate:
-            write_calibration(frame, Path(out_dir) / CALIBRATION_FILE)
+            write_calibration(frame, ProfileDir(out_dir).calibration)
         return frame
+
+
+@dataclass
+class ProfileResult:
+    out_dir: Path  # the profile folder (``rundir.ProfileDir``)
+    table: pd.DataFrame  # the whole profile table
+    scores: pd.DataFrame | None = None  # a run's variants scored on its test split
+    calibration: pd.DataFrame | None = None  # with ``calibrate``: how far the estimates were off
+
+
+def profile_run(
+    source: Path | None,
+    config: ProfileConfig,
+    *,
+    model: str | None = None,
+    out: Path | None = None,
+    on_row: Callable[[ProfileRow], None] | None = None,
+    show_progress: bool = True,
+) -> ProfileResult:
+    """``prunebench profile [SOURCE] [--model M]``: profile, and for a run score, as ``config`` says.
+
+    ``source`` a run directory: its fine-tuned model ('full') and every Pareto model exported into it,
+    into ``RUN/profile/TARGET`` unless ``out`` says otherwise, then each variant's test-split score
+    (``config.score``; not with ``estimate`` unless asked, since nothing ran here). Otherwise a model
+    directory, a pruned model or a folder of them, and/or ``model``, into ``out``.
+    """
+    console = Console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
+    run_dir = source if source is not None and is_run_dir(source) else None
+    problems = []
+    if source is None and model is None:
+        problems.append("give a model directory or --model (minilm, shape:NAME or a directory)")
+    if run_dir is not None and model is not None:
+        problems.append(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
+    if config.score and run_dir is None:
+        problems.append("--score scores a run's models on its task's test split; give a run directory or drop --score")
+    if out is None and run_dir is None:
+        problems.append("give --out FOLDER for the profile table (only a run has a default, RUN/profile/TARGET)")
+    if problems:
+        raise PrunebenchError("; ".join(problems))
+    out = Path(out) if out is not None else RunDir(run_dir).profile_dir(config.target).path
+    resolve_target(config.target, config.estimate, config.calibrate)  # an absent GPU is refused before loading models
+    if run_dir is not None:
+        subjects = run_subjects(run_dir)
+        if len(subjects) == 1:
+            console.print(
+                f"note: {run_dir} has no exported Pareto models yet, so only its fine-tuned model ('full') is "
+                f"profiled; add them with 'prunebench extract-pareto {run_dir}' and run this again (finished "
+                "points are kept)"
+            )
+    else:
+        subjects = resolve_subjects(model=model, model_dir=source)
+    table = profile_models(
+        subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
+        seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
+        timing=config.timing, on_row=on_row,
+    )  # fmt: skip
+    result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
+    if run_dir is None or config.score is False:
+        return result
+    if config.estimate and config.score is None:
+        console.print("note: with --estimate nothing runs here, so the variants are not scored (--score: on this CPU)")
+        return result
+    if config.estimate:
+        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
+    variants = list(config.variants or VARIANTS)
+    where = "cpu" if config.estimate else config.target
+    result.scores = score_variants(
+        run_dir, subjects, variants, out, device=where, threads=config.threads,
+        max_examples=config.score_max_examples, show_progress=show_progress,
+    )  # fmt: skip
+    return result
 
 
 @dataclass
@@ -281,29 +293,9 @@ class _Run:
             result = estimate(subject, spec, self.target.profile, batch, seq_len, self.threads)
         except NotEstimable as reason:
             return self._row(subject, spec, batch, seq_len, "estimated", "skipped", reason=str(reason))
-        return self._row(
-            subject,
-            spec,
-            batch,
-            seq_len,
-            "estimated",
-            "ok",
-            notes="; ".join(result.notes) or None,
-            weight_bytes=result.weight_bytes,
-            latency_mean_s=result.latency_s,
-            latency_p50_s=result.latency_s,
-            throughput_seq_per_s=batch / result.latency_s,
-            timer="roofline estimate",
-            est_peak_memory_bytes=result.peak_memory_bytes,
-            est_compute_s=result.compute_s,
-            est_memory_s=result.memory_s,
-            est_overhead_s=result.overhead_s,
-            est_bound=result.bound,
-            est_flops=result.flops,
-            est_bytes=result.bytes_moved,
-            est_matmul_dtype=result.matmul_dtype,
-            estimate_error=None if measured_s is None else result.latency_s / measured_s - 1.0,
-        )
+        error = None if measured_s is None else result.latency_s / measured_s - 1.0
+        values = result.row_fields(batch)
+        return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:
         for batch, seq_len in self._pending(subject, spec, points, "estimated"):
@@ -345,12 +337,13 @@ class _Run:
 
     def _measure_one(self, subject: Subject, spec, built, batch: int, seq_len: int) -> None:
         base = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
+        base |= int8_fallback_fields(spec, built.plan)
         measured = self._row(subject, spec, batch, seq_len, "measured", "ok", **base)
         if self.store.has(measured):  # only its estimate was missing
             if self.calibrate:
                 previous = self.store.table()
                 match = previous[previous["mode"].eq("measured") & _same_point(previous, measured)]
-                latency = match["latency_mean_s"].iloc[0] if len(match) else None
+                latency = match["latency_s"].iloc[0] if len(match) else None
                 ok = latency is not None and not pd.isna(latency)
                 self._emit(self._estimate_row(subject, spec, batch, seq_len, float(latency) if ok else None))
             return
@@ -363,32 +356,10 @@ class _Run:
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             self._emit(replace(measured, status="error", reason=f"{type(error).__name__}: {text}"))
             return
-        stats = result.latency
-        row = replace(
-            measured,
-            latency_mean_s=stats.mean,
-            latency_p50_s=stats.median,
-            latency_p90_s=stats.p90,
-            latency_p99_s=stats.p99,
-            latency_min_s=stats.minimum,
-            latency_max_s=stats.maximum,
-            latency_std_s=stats.stdev,
-            latency_cv=stats.cv,
-            repeats=stats.repeats,
-            warmup=stats.warmup,
-            stable=stats.stable,
-            throughput_seq_per_s=batch / stats.mean,
-            timer=result.timer,
-            rss_bytes=result.rss_bytes,
-            peak_rss_growth_bytes=result.peak_rss_growth_bytes,
-            memory_method=result.memory_method,
-            torch_peak_allocated_bytes=result.torch_peak_allocated_bytes,
-            torch_peak_reserved_bytes=result.torch_peak_reserved_bytes,
-            nvml_used_bytes=result.nvml_used_bytes,
-        )
+        row = replace(measured, **result.row_fields(batch))
         self._emit(row)
         if self.calibrate:
-            self._emit(self._estimate_row(subject, spec, batch, seq_len, stats.mean))
+            self._emit(self._estimate_row(subject, spec, batch, seq_len, row.latency_s))
 
 
 def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:
@@ -421,7 +392,7 @@ def calibration_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
     summary = calibration_summary(frame)
     record = {
-        "what": "estimate_error = estimated / measured latency - 1, per measured point (profile.parquet rows)",
+        "what": f"estimate_error = estimated / measured latency - 1, per measured point ({ProfileDir.TABLE} rows)",
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),

@@ -30,22 +30,22 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
 
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
-from prunebench.profiling.measure import build_or_out_of_memory, release_memory
-from prunebench.profiling.store import RowStore, arrow_schema
-from prunebench.profiling.subjects import Subject, run_subjects, structure_hash
-from prunebench.profiling.variants import VariantSkipped, get_variant, quiet_bitsandbytes
-from prunebench.rundir import read_run, stage_lock
+from prunebench.hardware.measure import build_or_out_of_memory, release_memory
+from prunebench.hardware.profiles import resolve_target
+from prunebench.hardware.store import RowStore, arrow_schema
+from prunebench.hardware.subject import Subject, structure_hash
+from prunebench.hardware.variants import VariantSkipped, get_variant, quiet_bitsandbytes
+from prunebench.profiling.subjects import run_subjects
+from prunebench.rundir import ProfileDir, read_run, stage_lock
+from prunebench.tasks import make_collator
+from prunebench.tasks.rows import EvalSplit, load_run_task, predict, subset, tokenised_rows
 
-PARTS_DIR = "scores.parts"
-TABLE_FILE = "scores.parquet"
-CSV_FILE = "scores.csv"
 SPLIT = "test"
 
 
@@ -86,13 +86,14 @@ COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
 class ScoreStore(RowStore):
-    """One small Parquet file per finished row under ``OUT/scores.parts/``; ``consolidate`` gathers them."""
+    """One small Parquet file per finished row in the profile folder's scores parts; ``consolidate`` gathers them."""
 
     schema = SCHEMA
-    parts_dir = PARTS_DIR
-    table_file = TABLE_FILE
-    csv_file = CSV_FILE
     sort_by = ("timestamp", "model", "variant")
+
+    def __init__(self, out_dir: Path):
+        folder = ProfileDir(out_dir)
+        super().__init__(folder.scores_parts, folder.scores)
 
     def done(self, row: ScoreRow) -> bool:
         """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""
@@ -114,45 +115,14 @@ def structure_id(subject: Subject) -> str | None:
 # --- the test split --------------------------------------------------------------------------
 
 
-@dataclass
-class _Split:
-    spec: object  # TaskSpec
-    labels: np.ndarray
-    batches: list  # evaluator.Batch
-
-
-def _load_split(run_dir: Path, subject: Subject, batch_size: int, max_examples: int | None) -> _Split | None:
+def _load_split(run_dir: Path, subject: Subject, batch_size: int, max_examples: int | None) -> EvalSplit | None:
     """The run's test split, tokenised with ``subject``'s tokenizer and collated once; None when it has no rows."""
-    from prunebench.search.evaluator import make_batches
-    from prunebench.supernet.training import load_training_task, tokenised_rows
-    from prunebench.tasks import make_collator
-
     train = TrainConfig.from_dict(read_run(run_dir)["train"])
-    data = load_training_task(train)
+    data = load_run_task(train)
     if len(data.test) == 0:
         return None
-    rows = tokenised_rows(data, subject.loaded, train.max_length)[SPLIT]
-    if max_examples is not None and len(rows) > max_examples:
-        keep = np.random.default_rng(train.seed).permutation(len(rows))[:max_examples]
-        rows = [rows[i] for i in sorted(keep)]
-    labels = np.array([row["labels"] for row in rows])
-    collator = make_collator(data.spec, subject.loaded.tokenizer)
-    return _Split(data.spec, labels, make_batches(rows, collator, batch_size))
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, batches: list, device: torch.device) -> np.ndarray:
-    """Logits for every row, in the split's order (batches may be length-sorted)."""
-    parts, positions = [], []
-    with quiet_bitsandbytes():
-        for batch in batches:
-            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
-            parts.append(model(**inputs).logits.float().cpu().numpy())
-            positions.append(batch.rows)
-    values = np.concatenate(parts)
-    out = np.empty_like(values)
-    out[np.concatenate(positions)] = values
-    return out
+    rows = subset(tokenised_rows(data, subject.loaded, train.max_length)[SPLIT], max_examples, train.seed)
+    return EvalSplit.of(data.spec, rows, make_collator(data.spec, subject.loaded.tokenizer), batch_size)
 
 
 def _first_line(error: BaseException) -> str:
@@ -259,12 +229,10 @@ def scoring_device(device: str) -> torch.device:
             return torch.device(name)
         except RuntimeError:
             raise PrunebenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or a GPU profile name") from None
-    from prunebench.profiling.profiler import resolve_target  # the profile's GPU, found by its NVML name
-
-    return resolve_target(name).device
+    return resolve_target(name).device  # the profile's GPU, found by its NVML name
 
 
-def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: torch.device) -> ScoreRow:
+def _score_one(row: ScoreRow, subject: Subject, spec, split: EvalSplit, device: torch.device) -> ScoreRow:
     started = time.perf_counter()
     try:
         built, oom = build_or_out_of_memory(subject.loaded, spec, device)
@@ -277,7 +245,8 @@ def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: tor
     row.build_seconds = time.perf_counter() - started
     try:
         started = time.perf_counter()
-        logits = predict(built.model, split.batches, device)
+        with quiet_bitsandbytes():
+            logits = predict(built.model, split.batches, device)
         row.seconds = time.perf_counter() - started
     except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
         row.status, row.reason = "error", _first_line(error)
@@ -285,14 +254,8 @@ def _score_one(row: ScoreRow, subject: Subject, spec, split: _Split, device: tor
     finally:
         del built
         release_memory(device)
-    metrics = _compute(split, logits)
+    metrics = {k: float(v) for k, v in split.metrics(logits).items()}
     row.metric_name = split.spec.metric
     row.metric, row.error = metrics["metric"], metrics["error"]
     row.metrics = json.dumps(metrics, sort_keys=True)
     return row
-
-
-def _compute(split: _Split, logits: np.ndarray) -> dict[str, float]:
-    from prunebench.tasks import compute_metrics
-
-    return {k: float(v) for k, v in compute_metrics(split.spec, logits, split.labels).items()}

@@ -1,31 +1,29 @@
 """Prune, quantize or both: the options of a run on one hardware target, their fronts, and budget answers.
 
-``compare_run(run_dir, CompareConfig(...))`` joins three tables of a run directory:
+``compare_run(run_dir, CompareConfig(...))`` joins three tables of a run directory (``rundir.RunDir``):
 
-- ``profile/TARGET/profile.parquet``: latency and memory of every (model, variant) at one batch
+- the target's profile table: latency and memory of every (model, variant) at one batch
   size and sequence length (measured, or roofline estimates, marked ``estimated``);
-- ``profile/TARGET/scores.parquet``: the test-split error of every (model, variant) (the
-  quantized variants are scored too, so all options stand on one error axis); where a target
-  has no scores (an estimated GPU), those of another target of the run are used and noted;
-- ``search/NAME/models/index.parquet``: the search's test error of the exported Pareto models,
-  used for an fp32 pruned model only when the scores lack it.
+- the target's scores: the test-split error of every (model, variant) (the quantized variants
+  are scored too, so all options stand on one error axis); where a target has no scores (an
+  estimated GPU), those of another target of the run are used and noted;
+- the export index of each search's Pareto models: the search's test error, used for an fp32
+  pruned model only when the scores lack it.
 
 An option is one (model, variant). Its kind says what was done to the fine-tuned model:
 ``unpruned`` (the full model in fp32, fp16 or bf16: a cast, not quantization), ``quantize``
 (8- or 4-bit, un-pruned), ``prune`` (an extracted sub-network, fp32/fp16/bf16) and ``both``.
 
-Latency is the median (p50) seconds of one forward pass of the batch. Memory is what the
-option needs on the device at its peak: on a GPU torch's peak allocated bytes (weights
-included); on a CPU the exact weight bytes plus the peak RSS growth during the passes;
-for estimates the roofline's peak (weights + activations).
+Latency and memory are the profile row's ``latency_s`` and ``memory_bytes``, taken as they are
+(``hardware.store``: ``LATENCY_DEFINITION``, ``MEMORY_DEFINITION``; nothing is recomputed here).
 
 Budgets are absolute (``30ms``, ``0.2s``, ``200MiB``, ``1GB``) or relative to the un-pruned
 fp32 model on the same target (``50%``). For each budget the answer is the option with the
 lowest error that fits, the best of each kind, and the margin: the winner's error minus the
 best error of any other kind (negative: how much better the winner is).
 
-Outputs in ``RUN/compare/TARGET/``: ``options.parquet``, ``budgets.parquet`` (and CSVs) and
-``compare.json`` (settings, definitions, notes and what was missing).
+Outputs in the run's compare folder for the target (``rundir.CompareDir``): the options and budget
+tables (Parquet and CSV) and a summary (settings, definitions, notes and what was missing).
 """
 
 from __future__ import annotations
@@ -40,39 +38,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunebench.config import CompareConfig
 from prunebench.errors import PrunebenchError
-from prunebench.rundir import read_run, write_json_atomic, write_parquet_atomic
+from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, read_profile
+from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
 
-PROFILE_DIR = "profile"
-COMPARE_DIR = "compare"
-OPTIONS = "options"
-BUDGETS = "budgets"
-SUMMARY_FILE = "compare.json"
 FULL_MODEL = "full"  # the label profiling gives the un-pruned fine-tuned checkpoint
 REFERENCE_VARIANT = "fp32"
 KINDS = ("unpruned", "quantize", "prune", "both")
-DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")
 
-LATENCY_DEFINITION = "median (p50) seconds of one forward pass of the batch"
-MEMORY_DEFINITION = (
-    "peak device memory: GPU: torch peak allocated (weights included); CPU: exact weight bytes + peak RSS growth "
-    "during the passes; estimates: the roofline's weights + activations"
-)
 
 _UNITS = {
     "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
     "memory": {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30},
 }
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    target: str | None = None  # "cpu", "a10", ...; None: the only profiled target of the run
-    batch_size: int | None = None  # None: 1 when profiled, else the smallest profiled
-    seq_len: int | None = None  # None: the longest profiled
-    latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
-    memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
 
 
 @dataclass(frozen=True)
@@ -118,13 +98,8 @@ def _format(axis: str, value: float) -> str:
     return f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.4g} MiB"
 
 
-def _targets(run_dir: Path) -> list[str]:
-    root = run_dir / PROFILE_DIR
-    return sorted(p.name for p in root.iterdir() if (p / "profile.parquet").is_file()) if root.is_dir() else []
-
-
 def _choose_target(run_dir: Path, target: str | None) -> str:
-    targets = _targets(run_dir)
+    targets = RunDir(run_dir).profiled_targets()
     if not targets:
         raise PrunebenchError(f"{run_dir} has no profile; run 'prunebench profile {run_dir} --device cpu' first")
     if target is None:
@@ -153,15 +128,6 @@ def _point(profile: pd.DataFrame, batch_size: int | None, seq_len: int | None) -
     return int(batch), int(length)
 
 
-def _memory(row: pd.Series) -> float:
-    if row.get("estimated"):
-        return _number(row.get("est_peak_memory_bytes"))
-    allocated = _number(row.get("torch_peak_allocated_bytes"))
-    if not math.isnan(allocated):
-        return allocated
-    return _number(row.get("weight_bytes")) + _number(row.get("peak_rss_growth_bytes"), default=0.0)
-
-
 def _number(value, default: float = math.nan) -> float:
     return default if value is None or pd.isna(value) else float(value)
 
@@ -176,12 +142,12 @@ def _kind(pruned: bool, quantization) -> str:
 def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
     """Test-split errors per (model, variant): the target's own scores, others' where it has none."""
     frames = []
-    for name in [target] + [t for t in _targets(run_dir) if t != target]:
-        path = run_dir / PROFILE_DIR / name / "scores.parquet"
-        if path.is_file():
-            frame = pd.read_parquet(path)
-            frame = frame[frame["status"] == "ok"].assign(scored_on=name)
-            frames.append(frame)
+    run = RunDir(run_dir)
+    for name in [target] + [t for t in run.profiled_targets() if t != target]:
+        fix = f"score the variants again with 'prunebench profile {run_dir} --score'"
+        frame = run.profile_dir(name).read_scores(fix, columns=["model", "variant", "status", "error", "metric"])
+        if frame is not None:
+            frames.append(frame[frame["status"] == "ok"].assign(scored_on=name))
     if not frames:
         return pd.DataFrame(columns=["model", "variant", "metric_name", "metric", "error", "scored_on"])
     scores = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "variant"], keep="first")
@@ -197,19 +163,17 @@ def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
 def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
     """fp32 test (error, metric) of exported Pareto models, by profile label 'SEARCH/LABEL'."""
     found = {}
-    for index in sorted((run_dir / "search").glob("*/models/index.parquet")):
-        frame = pd.read_parquet(index)
-        if "test_error" not in frame:
-            continue
+    for search, frame in RunDir(run_dir).exports().items():
         for row in frame.itertuples():
             if row.test_error is not None and not pd.isna(row.test_error):
-                found[f"{index.parent.parent.name}/{row.label}"] = (float(row.test_error), float(row.test_metric))
+                found[f"{search}/{row.label}"] = (float(row.test_error), float(row.test_metric))
     return found
 
 
 def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
     """One row per (model, variant) profiled without error at the chosen point, with its error and kind."""
-    profile = pd.read_parquet(run_dir / PROFILE_DIR / target / "profile.parquet")
+    fix = f"profile it again with 'prunebench profile {run_dir}' for {target} (finished points are kept)"
+    profile = read_profile(RunDir(run_dir).profile_dir(target).path, fix)
     batch, length = _point(profile, batch_size, seq_len)
     notes: list[str] = []
     scores = _scores(run_dir, target, notes)
@@ -251,8 +215,8 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "metric": metric,
                 "error": error,
                 "error_source": source,
-                "latency_s": _number(row["latency_p50_s"]) if not row["estimated"] else _number(row["latency_mean_s"]),
-                "memory_bytes": _memory(pd.Series(row)),
+                "latency_s": _number(row["latency_s"]),
+                "memory_bytes": _number(row["memory_bytes"]),
                 "estimated": bool(row["estimated"]),
                 "device": row["device"],
                 "threads": row["threads"],
@@ -350,10 +314,9 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "notes": settings["notes"],
         "missing": [f"no {kind} option was profiled and scored" for kind in missing],
     }
-    out_dir = run_dir / COMPARE_DIR / target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in ((OPTIONS, options), (BUDGETS, answers)):
-        write_parquet_atomic(out_dir / f"{name}.parquet", frame)
-        frame.to_csv(out_dir / f"{name}.csv", index=False)
-    write_json_atomic(out_dir / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
-    return Comparison(target, out_dir, options, answers, summary)
+    folder = RunDir(run_dir).compare_dir(target)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.write_table("options", options)
+    folder.write_table("budgets", answers)
+    write_json_atomic(folder.summary, json.loads(json.dumps(summary, default=str)))
+    return Comparison(target, folder.path, options, answers, summary)

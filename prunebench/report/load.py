@@ -15,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
-from prunebench.rundir import ENVIRONMENT_FILE, TRAINING_LOG, read_run
+from prunebench.hardware.store import with_definitions
+from prunebench.rundir import CompareDir, ProfileDir, RunDir, SearchDir, read_run
+from prunebench.search.methods import BASELINES
 
-SEARCH_DIR = "search"
-PROFILE_DIR = "profile"
-COMPARE_DIR = "compare"
 # Baselines are written as searches (method "layer_drop", "importance"); the report shows them
 # beside the search methods, never as one of them.
-BASELINE_METHODS = ("layer_drop", "importance")
+BASELINE_METHODS = BASELINES
 
 
 @dataclass
@@ -35,7 +34,7 @@ class SearchData:
     candidates: pd.DataFrame
     pareto: pd.DataFrame
     hypervolume: pd.DataFrame
-    models: pd.DataFrame | None  # extracted Pareto models (models/index.parquet), when extracted
+    models: pd.DataFrame | None  # extracted Pareto models (their export index), when extracted
 
     @property
     def is_baseline(self) -> bool:
@@ -54,7 +53,8 @@ class SearchData:
 
 @dataclass
 class ProfileData:
-    """One ``RUN/profile/TARGET``: the ProfileRow table and, when scored, the variants' task scores."""
+    """One ``RUN/profile/TARGET``: the ProfileRow table (``latency_s``, ``memory_bytes`` as the row defines them)
+    and, when scored, the variants' task scores."""
 
     target: str
     table: pd.DataFrame
@@ -145,51 +145,43 @@ def _read_json(path: Path, missing: list[str], what: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _subdirs(path: Path) -> list[Path]:
-    # Hidden names are staging or retired copies of the atomic writers (".NAME.partial", ".NAME.old").
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) if path.is_dir() else []
-
-
-def _load_search(directory: Path, missing: list[str]) -> SearchData | None:
-    what = f"search {directory.name}"
-    meta = _read_json(directory / "search.json", missing, what) or {}
-    candidates = _read_table(directory / "candidates.parquet", missing, what)
+def _load_search(folder: SearchDir, missing: list[str]) -> SearchData | None:
+    what = f"search {folder.name}"
+    meta = _read_json(folder.meta, missing, what) or {}
+    candidates = _read_table(folder.candidates, missing, what)
     if candidates is None:
-        missing[-1] += f" (interrupted? continue it with 'prunebench search RUN --name {directory.name} --resume')"
+        missing[-1] += f" (interrupted? continue it with 'prunebench search RUN --name {folder.name} --resume')"
         return None
-    pareto = _read_table(directory / "pareto.parquet", missing, what)
+    pareto = _read_table(folder.pareto, missing, what)
     if pareto is None:
         pareto = candidates[candidates["pareto"].astype(bool)] if "pareto" in candidates else candidates.iloc[:0]
-    hypervolume = _read_table(directory / "hypervolume.parquet", missing, what)
+    hypervolume = _read_table(folder.hypervolume, missing, what)
     if hypervolume is None:
         hypervolume = pd.DataFrame({"evaluations": [], "elapsed_seconds": [], "hypervolume": []})
-    method = str(meta.get("method") or (candidates["method"].iloc[0] if len(candidates) else directory.name))
+    method = str(meta.get("method") or (candidates["method"].iloc[0] if len(candidates) else folder.name))
     models = None
-    index = directory / "models" / "index.parquet"
-    if index.is_file():
-        models = _read_table(index, missing, f"{what} models")
+    if folder.models.index.is_file():
+        models = _read_table(folder.models.index, missing, f"{what} models")
     if len(pareto) and "test_metric" not in pareto.columns:
         missing.append(f"{what}: the Pareto set is not scored on the test split (the task has no test split?)")
-    return SearchData(directory.name, method, meta, candidates, pareto, hypervolume, models)
+    return SearchData(folder.name, method, meta, candidates, pareto, hypervolume, models)
 
 
-def _load_profile(directory: Path, missing: list[str]) -> ProfileData | None:
-    what = f"profile {directory.name}"
-    table = _read_table(directory / "profile.parquet", missing, what)
+def _load_profile(folder: ProfileDir, missing: list[str]) -> ProfileData | None:
+    what = f"profile {folder.target}"
+    table = _read_table(folder.table, missing, what)
     if table is None:
         missing[-1] += " (run 'prunebench profile' again with the same --out to finish it)"
         return None
-    scores = None
-    if (directory / "scores.parquet").is_file():
-        scores = _read_table(directory / "scores.parquet", missing, what)
-    return ProfileData(directory.name, table, scores)
+    scores = _read_table(folder.scores, missing, what) if folder.scores.is_file() else None
+    return ProfileData(folder.target, with_definitions(table), scores)
 
 
-def _load_compare(directory: Path, missing: list[str]) -> CompareData | None:
-    what = f"compare {directory.name}"
-    options = _read_table(directory / "options.parquet", missing, what)
-    budgets = _read_table(directory / "budgets.parquet", missing, what)
-    meta = _read_json(directory / "compare.json", missing, what) or {}
+def _load_compare(folder: CompareDir, missing: list[str]) -> CompareData | None:
+    what = f"compare {folder.target}"
+    options = _read_table(folder.options, missing, what)
+    budgets = _read_table(folder.budgets, missing, what)
+    meta = _read_json(folder.summary, missing, what) or {}
     if options is None:
         missing[-1] += " (run 'prunebench compare' again)"
         return None
@@ -197,27 +189,28 @@ def _load_compare(directory: Path, missing: list[str]) -> CompareData | None:
         budgets = pd.DataFrame()
     for note in meta.get("missing") or []:
         missing.append(f"{what}: {note}")
-    return CompareData(meta.get("target") or directory.name, options, budgets, meta)
+    return CompareData(meta.get("target") or folder.target, options, budgets, meta)
 
 
 def load_run(path: Path) -> RunData:
     """Everything the report shows about the run in ``path``; raises PrunebenchError if it is not a run."""
     path = Path(path)
+    folder = RunDir(path)
     run = read_run(path)  # the one clear error for "not a run directory"
     data = RunData(path=path, run=run)
     missing = data.missing
-    data.environment = _read_json(path / ENVIRONMENT_FILE, missing, "environment")
+    data.environment = _read_json(folder.environment_file, missing, "environment")
     if run.get("status") != "finished":
         missing.append(
             f"training is not finished (status {run.get('status')!r}); continue it with "
             f"'prunebench train --out {path} --resume'"
         )
-    if (path / TRAINING_LOG).is_file():
-        data.training_log = _read_table(path / TRAINING_LOG, missing, "fine-tuning log")
+    if folder.training_log.is_file():
+        data.training_log = _read_table(folder.training_log, missing, "fine-tuning log")
     else:
-        missing.append("no fine-tuning curves (training_log.parquet): run 'prunebench train' to fine-tune")
+        missing.append(f"no fine-tuning curves ({folder.training_log.name}): run 'prunebench train' to fine-tune")
 
-    search_dirs = _subdirs(path / SEARCH_DIR)
+    search_dirs = [folder.search_dir(name) for name in folder.search_names()]
     if not search_dirs:
         missing.append(f"no search results: run 'prunebench search {path}'")
     data.searches = [s for s in (_load_search(d, missing) for d in search_dirs) if s is not None]
@@ -226,15 +219,15 @@ def load_run(path: Path) -> RunData:
     if data.search_methods and not data.baselines:
         missing.append(f"no baselines to compare with: run 'prunebench search {path} --method layer_drop'")
 
-    profile_dirs = _subdirs(path / PROFILE_DIR)
+    profile_dirs = [folder.profile_dir(target) for target in folder.profile_targets()]
     if not profile_dirs:
         missing.append("no hardware profiles (RUN/profile/TARGET): run 'prunebench profile' or 'prunebench run'")
     data.profiles = [p for p in (_load_profile(d, missing) for d in profile_dirs) if p is not None]
-    # Task scores do not depend on the hardware, so one target with scores.parquet is enough.
+    # Task scores do not depend on the hardware, so one target with scores is enough.
     if data.profiles and all(p.scores is None for p in data.profiles):
-        missing.append("no task scores of the profiled variants (RUN/profile/TARGET/scores.parquet)")
+        missing.append(f"no task scores of the profiled variants (RUN/profile/TARGET/{ProfileDir.SCORES})")
 
-    compare_dirs = _subdirs(path / COMPARE_DIR)
+    compare_dirs = [folder.compare_dir(target) for target in folder.compare_targets()]
     if not compare_dirs:
         missing.append(
             "no pruning-vs-quantization comparison (RUN/compare/TARGET): run 'prunebench compare' or 'prunebench run'"

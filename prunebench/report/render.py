@@ -29,11 +29,21 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
-from prunebench.report import figures
+from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.load import RunData, load_runs, relative_parameters
 from prunebench.rundir import (
+    ENVIRONMENT_FILE,
+    REPORT_KIND,
+    REPORT_VERSION,
     RUN_FILE,
+    TRAINING_LOG,
+    CompareDir,
+    ModelsDir,
+    ProfileDir,
+    ReportDir,
+    RunDir,
     check_replaceable,
     recover_dir,
     replace_dir_atomic,
@@ -42,12 +52,11 @@ from prunebench.rundir import (
 )
 
 FORMATS = ("html", "md")
-MANIFEST = ".prunebench-report.json"
-REPORT_KIND = "prunebench-report"
-HTML_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-FIGURES_DIR = "figures"
-MAX_PROFILE_ROWS = 60  # per target and run; the full table is in RUN/profile/TARGET/profile.csv
+MANIFEST = ReportDir.MANIFEST
+HTML_FILE = ReportDir.HTML
+MARKDOWN_FILE = ReportDir.MARKDOWN
+FIGURES_DIR = ReportDir.FIGURES
+MAX_PROFILE_ROWS = 60  # per target and run; the full table is in the profile folder's CSV
 ESTIMATED_MARK = "~"
 ESTIMATED_NOTE = (
     "~ marks a roofline estimate (prunebench/profiling/estimate.py), not a measurement: that hardware was not "
@@ -384,7 +393,7 @@ def _configuration(runs: list[RunData]) -> Section:
         values |= _flatten(run.train)
         values |= _flatten({k: v for k, v in task.items() if k != "name"}, "task.")
         per_run.append(values)
-    section.blocks.append(_settings_table(runs, per_run, "Resolved training configuration and task (run.json)"))
+    section.blocks.append(_settings_table(runs, per_run, f"Resolved training configuration and task ({RUN_FILE})"))
     return section
 
 
@@ -392,13 +401,13 @@ def _environment(runs: list[RunData], multi: bool) -> Section:
     section = Section("environment", "Environment and hardware")
     if any(r.environment for r in runs):
         per_run = [_flatten(r.environment or {}) for r in runs]
-        section.blocks.append(_settings_table(runs, per_run, "Where the run was trained (environment.json)"))
+        section.blocks.append(_settings_table(runs, per_run, f"Where the run was trained ({ENVIRONMENT_FILE})"))
     else:
-        section.blocks.append(Text("No environment.json in any run.", note=True))
+        section.blocks.append(Text(f"No {ENVIRONMENT_FILE} in any run.", note=True))
     targets = _TableBuilder(
         ["target", "device", "mode", "CPU", "threads", "torch", "rows", "ok"],
         multi,
-        caption="Hardware targets profiled (profile.parquet)",
+        caption=f"Hardware targets profiled ({ProfileDir.TABLE})",
     )
     for run in runs:
         for profile in run.profiles:
@@ -428,7 +437,7 @@ def _training(runs: list[RunData], multi: bool) -> Section:
     section = Section("training", "Fine-tuning curves")
     image = _image("training", "Validation error per epoch", figures.training_curves(runs))
     if image is None:
-        section.blocks.append(Text("No run has a fine-tuning log (training_log.parquet).", note=True))
+        section.blocks.append(Text(f"No run has a fine-tuning log ({TRAINING_LOG}).", note=True))
         return section
     section.blocks.append(image)
     builder = _TableBuilder(
@@ -516,7 +525,7 @@ def _pareto(runs: list[RunData], multi: bool) -> Section:
     models = _TableBuilder(
         ["search", "label", "relative params", "parameters", "validation error", "test error", "path"],
         multi,
-        caption="Extracted Pareto models (search/NAME/models/index.parquet)",
+        caption=f"Extracted Pareto models (search/NAME/models/{ModelsDir.INDEX})",
     )
     for run in runs:
         for search in sorted(run.searches, key=lambda s: (s.is_baseline, s.name)):
@@ -570,7 +579,7 @@ def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
             f"{k.replace('_', ' ')} {meta[k]}" for k in ("device", "batch_size", "seq_len", "threads") if k in meta
         ]
         prefix = f"{run.label}: " if multi else ""
-        section.blocks.append(Text(prefix + (", ".join(facts) or "no compare.json settings") + "."))
+        section.blocks.append(Text(prefix + (", ".join(facts) or f"no {CompareDir.SUMMARY} settings") + "."))
         notes = [f"Latency: {meta['latency_definition']}."] if meta.get("latency_definition") else []
         notes += [f"Memory: {meta['memory_definition']}."] if meta.get("memory_definition") else []
         notes += [f"{n}" for n in meta.get("notes") or []]
@@ -662,26 +671,18 @@ def _targets(runs: list[RunData], multi: bool) -> Section:
     return section
 
 
-def _profile_memory(row: dict):
-    """Estimated peak, torch's CUDA peak allocated, or the CPU's peak RSS growth, whichever the row has."""
-    if row.get("mode") == "estimated":
-        return row.get("est_peak_memory_bytes")
-    cuda = row.get("torch_peak_allocated_bytes")
-    return cuda if _present(cuda) else row.get("peak_rss_growth_bytes")
-
-
 def _profiles(runs: list[RunData], multi: bool) -> Section:
     section = Section("profiles", "Profiles")
     if not any(r.profiles for r in runs):
         section.blocks.append(Text("No run has hardware profiles (RUN/profile/TARGET/).", note=True))
         return section
-    columns = ["target", "model", "variant", "batch", "seq", "mode", "status", "latency mean ms", "p99 ms"]
-    columns += ["memory MiB", "weight MiB"]
+    columns = ["target", "model", "variant", "batch", "seq", "mode", "status", "latency ms", "latency mean ms"]
+    columns += ["p99 ms", "memory MiB", "weight MiB"]
     builder = _TableBuilder(columns, multi, caption="Profile rows (latency per forward pass of one batch)")
     scores = _TableBuilder(
         ["target", "model", "variant", "split", "metric", "error", "examples", "status"],
         multi,
-        caption="Task scores of the profiled variants (scores.parquet)",
+        caption=f"Task scores of the profiled variants ({ProfileDir.SCORES})",
     )
     cut = []
     for run in runs:
@@ -705,9 +706,10 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                         _text(row.get("seq_len")),
                         _text(row.get("mode")),
                         status,
+                        _ms(row.get("latency_s"), mark),
                         _ms(row.get("latency_mean_s"), mark),
                         _ms(row.get("latency_p99_s"), mark),
-                        _mib(_profile_memory(row), mark),
+                        _mib(row.get("memory_bytes"), mark),
                         _mib(row.get("weight_bytes")),
                     ],
                     estimated=bool(mark),
@@ -729,11 +731,8 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                     )
     table = builder.build()
     if table is not None:
-        table.notes.append(
-            "memory: the estimated peak for estimates, torch's peak allocated bytes on a GPU, and on a CPU the "
-            "peak RSS growth during the passes (weights loaded before are not in it; see weight MiB)."
-        )
-        table.notes += [f"{c}; the rest is in profile.csv." for c in cut]
+        table.notes += [f"latency: {LATENCY_DEFINITION}.", f"memory: {MEMORY_DEFINITION}."]
+        table.notes += [f"{c}; the rest is in {ProfileDir.TABLE_CSV}." for c in cut]
         section.blocks.append(table)
     table = scores.build()
     if table is not None:
@@ -848,7 +847,7 @@ def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
         run_path = Path(run).resolve()
         if run_path == resolved or resolved in run_path.parents:
             raise PrunebenchError(f"--out {out} holds the run {run}; write the report elsewhere, e.g. {run}/report")
-    if (out / RUN_FILE).is_file():
+    if RunDir(out).is_run():
         raise PrunebenchError(f"--out {out} is a run directory; write the report elsewhere, e.g. {out}/report")
     if out.is_dir() and any(out.iterdir()) and not _is_previous_report(out):
         if not overwrite:
@@ -901,7 +900,8 @@ def write_report(
                 written.append(image.file)
             (staging / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
             written.append(MARKDOWN_FILE)
-        manifest = {"kind": REPORT_KIND, "version": 1, "runs": [str(r) for r in runs], "formats": list(chosen)}
+        manifest = {"kind": REPORT_KIND, "version": REPORT_VERSION, "runs": [str(r) for r in runs]}
+        manifest["formats"] = list(chosen)
         write_json_atomic(staging / MANIFEST, {**manifest, "files": written})
         replace_dir_atomic(staging, out)
     except BaseException:

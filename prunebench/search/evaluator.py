@@ -2,9 +2,9 @@
 
 What makes it fast, each measured by ``benchmarks/search_methods.py``:
 
-- **tokenise and collate once**: the split's rows are sorted by length and cut into batches
-  (length buckets, so a batch pads to about its own length), collated to tensors a single
-  time and reused for every candidate;
+- **tokenise and collate once**: the split is an ``EvalSplit`` (``tasks.rows``): its rows sorted
+  by length and cut into batches (length buckets, so a batch pads to about its own length),
+  collated to tensors a single time and reused for every candidate;
 - **slice when it pays**: a candidate with narrower layers runs as a physically sliced model
   (``slicing.shared_extract``: only the kept weights are copied) when the MACs it saves over
   the split exceed the cost of slicing (``SLICING_OVERHEAD_MACS``, ``MACS_PER_COPIED_WEIGHT``); otherwise,
@@ -35,13 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prunebench.config import EvalSettings
 from prunebench.errors import PrunebenchError
-from prunebench.models.loading import LoadedModel, load_model
-from prunebench.search.slicing import shared_extract
+from prunebench.extract import shared_extract
+from prunebench.models import LoadedModel, load_model
 from prunebench.supernet.counting import layer_macs, layer_parameters
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import Masks
-from prunebench.tasks import TaskSpec, compute_metrics
+from prunebench.tasks import TaskSpec
+from prunebench.tasks.rows import Batch, EvalSplit, batch_logits, in_row_order
 
 # Slicing costs a fixed module-tree copy plus a per-weight copy (slice_layer builds each new Linear,
 # initialises it, then copies the kept rows). Timed on MiniLM on the 2-core development machine
@@ -49,53 +51,6 @@ from prunebench.tasks import TaskSpec, compute_metrics
 # so one copied weight is worth about 250 MACs and the fixed part about 3e8 MACs.
 MACS_PER_COPIED_WEIGHT = 250
 SLICING_OVERHEAD_MACS = 3e8
-SLICING_MODES = ("auto", "always", "never")
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    batch_size: int = 64
-    workers: int = 1  # processes scoring shares of the split (this one included)
-    slicing: str = "auto"  # "auto": slice when cheaper; "always"; "never" (hooks on the full model)
-    bucketed: bool = True  # sort by length before batching; False keeps the split's order
-    threads: int = 1  # torch threads per process
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise PrunebenchError(f"--eval-batch-size must be at least 1, got {self.batch_size}")
-        if self.workers < 1:
-            raise PrunebenchError(f"--workers must be at least 1, got {self.workers}")
-        if self.slicing not in SLICING_MODES:
-            raise PrunebenchError(f"slicing must be one of {', '.join(SLICING_MODES)}, got {self.slicing!r}")
-        if self.workers > 1 and self.device != "cpu":
-            raise PrunebenchError("--workers > 1 splits the work over CPU processes; use --workers 1 on a GPU")
-
-
-@dataclass
-class Batch:
-    rows: np.ndarray  # positions in the split
-    inputs: dict[str, torch.Tensor]  # collated model inputs (no labels)
-    length: int  # padded sequence length
-
-
-def make_batches(rows: list[dict], collator, batch_size: int, bucketed: bool = True) -> list[Batch]:
-    """Collate the split once: length-sorted buckets (or the split's order), each padded to its longest row."""
-    order = list(range(len(rows)))
-    if bucketed:
-        order.sort(key=lambda i: _length(rows[i]))
-    batches = []
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        inputs = collator([rows[i] for i in chunk])
-        inputs.pop("labels", None)
-        batches.append(Batch(np.array(chunk), dict(inputs), int(inputs["input_ids"].shape[-1])))
-    return batches
-
-
-def _length(row: dict) -> int:
-    ids = row["input_ids"]
-    return max(len(choice) for choice in ids) if ids and isinstance(ids[0], list) else len(ids)
 
 
 def _sequences(batch: Batch) -> int:
@@ -139,17 +94,12 @@ class _Scorer:
         copied = sum(layer_parameters(dims, h, u) for h, u in shapes)  # slicing copies every kept layer
         return "sliced" if saved > SLICING_OVERHEAD_MACS + MACS_PER_COPIED_WEIGHT * copied else "masked"
 
-    @torch.inference_mode()
     def logits(self, masks: Masks, batch_ids: list[int], mode: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        chosen = [self.batches[i] for i in batch_ids]
         if mode == "sliced":
-            model = shared_extract(self.loaded, masks).model
-            return [(self.batches[i].rows, self._run(model, i)) for i in batch_ids]
+            return batch_logits(shared_extract(self.loaded, masks).model, chosen, self.device)
         with self.supernet.masked(masks):
-            return [(self.batches[i].rows, self._run(self.model, i)) for i in batch_ids]
-
-    def _run(self, model: torch.nn.Module, index: int) -> np.ndarray:
-        inputs = {k: v.to(self.device) for k, v in self.batches[index].inputs.items()}
-        return model(**inputs).logits.float().cpu().numpy()
+            return batch_logits(self.model, chosen, self.device)
 
 
 # --- worker processes ---------------------------------------------------------------------------
@@ -248,8 +198,8 @@ class CandidateEvaluator:
         if not rows:
             raise PrunebenchError("the evaluation split is empty; the task has no validation examples to score")
         self.spec, self.settings = spec, settings
-        self.labels = np.array([row["labels"] for row in rows])
-        self.batches = make_batches(rows, collator, settings.batch_size, settings.bucketed)
+        self.split = EvalSplit.of(spec, rows, collator, settings.batch_size, settings.bucketed)
+        self.labels, self.batches = self.split.labels, self.split.batches
         self.scorer = _Scorer(loaded, self.batches, settings.slicing, torch.device(settings.device))
         count = min(settings.workers, len(self.batches))
         self.shares = shares(self.batches, count)
@@ -294,17 +244,12 @@ class CandidateEvaluator:
         parts = self.scorer.logits(masks, self.shares[0], mode)
         for future in futures:
             parts += future.result()
-        rows = np.concatenate([r for r, _ in parts])
-        values = np.concatenate([v for _, v in parts])
-        out = np.empty_like(values)
-        out[rows] = values
-        return out, mode
+        return in_row_order(parts), mode
 
     def evaluate(self, masks: Masks) -> Evaluation:
         started = time.perf_counter()
         logits, mode = self.predict(masks)
-        metrics = compute_metrics(self.spec, logits, self.labels)
-        return Evaluation(metrics, mode, time.perf_counter() - started)
+        return Evaluation(self.split.metrics(logits), mode, time.perf_counter() - started)
 
     def close(self) -> None:
         """Stop the workers and take the masking hooks off the model."""

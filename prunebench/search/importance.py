@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prunebench.models.loading import LoadedModel
-from prunebench.search.evaluator import make_batches
+from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.losses import task_loss
+from prunebench.tasks.rows import make_batches
 
 
 def gradient_importance(

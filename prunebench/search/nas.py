@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,15 +34,16 @@ from syne_tune.optimizer.scheduler import TrialScheduler
 from syne_tune.results_callback import StoreResultsCallback
 from syne_tune.tuner_callback import TunerCallback
 
-from prunebench.config import TrainConfig
+from prunebench.config import NasConfig, ObjectiveSettings
+from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
-from prunebench.profiling.environment import environment
 from prunebench.rundir import (
-    ENVIRONMENT_FILE,
-    RUN_FILE,
     RUN_KIND,
     RUN_VERSION,
+    SEARCH_KIND,
+    SEARCH_VERSION,
+    RunDir,
     check_replaceable,
     clear_output,
     is_empty_dir,
@@ -53,66 +53,12 @@ from prunebench.rundir import (
 )
 from prunebench.search.log import LogEntry, SearchLog
 from prunebench.search.methods import initial_design
-from prunebench.search.objectives import ObjectiveSettings, parse_objectives
 from prunebench.search.pareto import reference_point
-from prunebench.search.runner import (
-    CANDIDATES,
-    HYPERVOLUME,
-    LOG_FILE,
-    META_FILE,
-    NORMALISATION,
-    PARETO,
-    SEARCH_DIR,
-    SEARCH_KIND,
-    SEARCH_VERSION,
-    SearchResult,
-    _write_table,
-    candidates_frame,
-    hypervolume_frame,
-)
+from prunebench.search.runner import NORMALISATION, SearchResult, candidates_frame, hypervolume_frame
 from prunebench.supernet.spaces import SPACES, get_space
 from prunebench.tasks import get_task
 
-NAS_METHODS = ("moasha", "random_search")
-SETTINGS_FILE = "nas_settings.json"
 TRIAL_SCRIPT = Path(__file__).with_name("nas_trial.py")
-
-
-@dataclass(frozen=True)
-class NasConfig:
-    train: TrainConfig  # model, task, space, optimiser settings; epochs = the most a trial trains
-    method: str = "moasha"
-    samples: int = 20  # trials
-    workers: int = 2  # trials in parallel, one torch thread each
-    objectives: tuple[str, ...] | str = ("error", "params")
-    seq_len: int = 128
-    grace_period: int = 1  # MO-ASHA: epochs before the first stopping decision
-    reduction_factor: int = 3
-    score_test: bool = True  # trials also report the test-split metric after each epoch
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
-        unsupported = [n for n in self.objectives if n in ("latency", "memory")]
-        if unsupported:
-            raise PrunebenchError(
-                f"standard NAS reports error, params and macs; {unsupported[0]!r} needs the weight-sharing "
-                "search ('prunebench search --hardware ...')"
-            )
-        if self.method not in NAS_METHODS:
-            raise UnknownNameError("NAS method", self.method, list(NAS_METHODS))
-        if self.samples < 1:
-            raise PrunebenchError(f"--samples must be at least 1, got {self.samples}; NAS would train nothing")
-        if self.workers < 1:
-            raise PrunebenchError(f"--workers must be at least 1, got {self.workers}")
-        if self.train.space not in SPACES:
-            raise UnknownNameError("search space", self.train.space, list(SPACES))
-        if not 1 <= self.grace_period <= self.train.epochs or self.reduction_factor < 2:
-            raise PrunebenchError("MO-ASHA needs 1 <= grace period <= --epochs and a reduction factor >= 2")
-        get_task(self.train.task)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}-seed{self.train.seed}"
 
 
 def _plan_out(out: Path, overwrite: bool) -> None:
@@ -146,6 +92,9 @@ def _syne_tune_folder(path: Path):
 def run_nas(config: NasConfig, out: Path, *, overwrite: bool = False, show_progress: bool = True) -> SearchResult:
     """Run standard NAS into ``out`` (see the module docstring); returns the same tables as a search."""
     out = Path(out)
+    get_task(config.train.task)  # names in later registries, refused before anything happens
+    if config.train.space not in SPACES:
+        raise UnknownNameError("search space", config.train.space, list(SPACES))
     # syne-tune prints banners and tables; they go to syne-tune/tuner.log, our one line per trial stays here
     console = Console(file=sys.stdout, quiet=not show_progress, highlight=False, markup=False)
     _plan_out(out, overwrite)
@@ -162,15 +111,16 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
     space = get_space(train.space, loaded.dims)
     clear_output(out)
     mark_output(out)
-    search_dir = out / SEARCH_DIR / config.name
-    search_dir.mkdir(parents=True)
+    run = RunDir(out)
+    folder = run.search_dir(config.name)
+    folder.path.mkdir(parents=True)
     settings = {
         "train": train.to_dict(),
         "objectives": list(config.objectives),
         "seq_len": config.seq_len,
         "score_test": config.score_test,
     }
-    write_json_atomic(out / SETTINGS_FILE, settings)
+    write_json_atomic(run.nas_settings, settings)
     record = {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -179,8 +129,8 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "nas": {k: v for k, v in config.__dict__.items() if k != "train"},
         "train": train.to_dict(),
     }
-    write_json_atomic(out / RUN_FILE, record)
-    write_json_atomic(out / ENVIRONMENT_FILE, {**environment(), "torch_threads": 1})
+    write_json_atomic(run.run_file, record)
+    write_json_atomic(run.environment_file, {**environment(), "torch_threads": 1})
     meta = {
         "kind": SEARCH_KIND,
         "version": SEARCH_VERSION,
@@ -201,16 +151,16 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "workers": config.workers,
         "epochs": train.epochs,
     }
-    write_json_atomic(search_dir / META_FILE, {**meta, "status": "searching"})
-    log = SearchLog(search_dir / LOG_FILE, space, config.objectives)
+    write_json_atomic(folder.meta, {**meta, "status": "searching"})
+    log = SearchLog(folder.log, space, config.objectives)
     entries: list[LogEntry] = []
 
-    config_space = {**space.syne_tune_space(), "settings": str((out / SETTINGS_FILE).resolve())}
+    config_space = {**space.syne_tune_space(), "settings": str(run.nas_settings.resolve())}
     scheduler = _Limited(_scheduler(config, config_space, space), config.samples)
     callback = _LogCallback(config, space, log, entries, console)
     np.random.seed(train.seed)  # syne-tune's samplers draw from numpy's global generator
     torch.manual_seed(train.seed)
-    with _syne_tune_folder(out / "syne-tune"):
+    with _syne_tune_folder(run.syne_tune_dir):
         tuner = Tuner(
             trial_backend=LocalBackend(entry_point=str(TRIAL_SCRIPT), pass_args_as_json=True, rotate_gpus=False),
             scheduler=scheduler,
@@ -226,17 +176,17 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         )
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _quiet_syne_tune()
-        (out / "syne-tune").mkdir(exist_ok=True)
-        with open(out / "syne-tune" / "tuner.log", "w") as chatter, redirect_stdout(chatter):
+        run.syne_tune_dir.mkdir(exist_ok=True)
+        with open(run.syne_tune_log, "w") as chatter, redirect_stdout(chatter):
             tuner.run()
     callback.flush()
     objectives = list(config.objectives)
     candidates = candidates_frame(entries, objectives)
     pareto = candidates[candidates["pareto"]] if len(candidates) else candidates
     curve = hypervolume_frame(entries, objectives)
-    _write_table(search_dir, CANDIDATES, candidates)
-    _write_table(search_dir, PARETO, pareto)
-    _write_table(search_dir, HYPERVOLUME, curve)
+    folder.write_table("candidates", candidates)
+    folder.write_table("pareto", pareto)
+    folder.write_table("hypervolume", curve)
     final = {
         **meta,
         "status": "finished",
@@ -244,13 +194,13 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
         "failed_trials": tuner.tuning_status.num_trials_failed,
         "final_hypervolume": float(curve["hypervolume"].iloc[-1]) if len(curve) else 0.0,
     }
-    write_json_atomic(search_dir / META_FILE, final)
-    write_json_atomic(out / RUN_FILE, {**record, "status": "finished"})
+    write_json_atomic(folder.meta, final)
+    write_json_atomic(run.run_file, {**record, "status": "finished"})
     if not entries:
         raise PrunebenchError(
-            f"no NAS trial finished; see the trials' std.err under {out / 'syne-tune'} for the reason"
+            f"no NAS trial finished; see the trials' std.err under {run.syne_tune_dir} for the reason"
         )
-    return SearchResult(search_dir, candidates, pareto, curve, len(entries), 0, "samples", final)
+    return SearchResult(folder.path, candidates, pareto, curve, len(entries), 0, "samples", final)
 
 
 def _quiet_syne_tune() -> None:

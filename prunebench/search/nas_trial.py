@@ -16,26 +16,23 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from prunebench.config import TrainConfig
+from prunebench.models import load_model
+from prunebench.search.objectives import CostObjectives, ObjectiveSettings
+from prunebench.supernet import MaskedSuperNetwork, get_space
+from prunebench.supernet.strategies import FULL
+from prunebench.supernet.training import epoch_order, make_optimizer, train_step
+from prunebench.tasks import make_collator
+from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows, validation_rows
 
 
 def train_trial(config: dict, settings: dict, report) -> None:
-    from transformers import get_linear_schedule_with_warmup
-
-    from prunebench.config import TrainConfig
-    from prunebench.models import load_model
-    from prunebench.search.objectives import CostObjectives, ObjectiveSettings
-    from prunebench.supernet import MaskedSuperNetwork, get_space
-    from prunebench.supernet.evaluation import predict
-    from prunebench.supernet.losses import task_loss
-    from prunebench.supernet.training import load_training_task, tokenised_rows
-    from prunebench.tasks import compute_metrics, make_collator
-
     train = TrainConfig.from_dict(settings["train"])
     torch.set_num_threads(train.threads or 1)
     torch.manual_seed(train.seed)
-    data = load_training_task(train)
+    data = load_run_task(train)
     spec = data.spec
     loaded = load_model(train.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=train.seed)
     space = get_space(train.space, loaded.dims)
@@ -43,41 +40,31 @@ def train_trial(config: dict, settings: dict, report) -> None:
     objectives = ObjectiveSettings(names=tuple(settings["objectives"]), seq_len=settings["seq_len"])
     costs = CostObjectives(loaded, objectives)(masks)
     rows = tokenised_rows(data, loaded, train.max_length)
-    validation = rows["validation"]
-    if train.max_eval_examples is not None and len(validation) > train.max_eval_examples:
-        keep = np.random.default_rng(train.seed).permutation(len(validation))[: train.max_eval_examples]
-        validation = [validation[i] for i in sorted(keep)]
     collator = make_collator(spec, loaded.tokenizer)
+    validation = EvalSplit.of(spec, validation_rows(rows, train), collator)
+    test = EvalSplit.of(spec, rows["test"], collator) if settings.get("score_test") and rows["test"] else None
     supernet = MaskedSuperNetwork(loaded)
-    supernet.apply(masks)
     model = loaded.model
     steps_per_epoch = math.ceil(len(rows["train"]) / train.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(train.warmup_ratio * steps_per_epoch * train.epochs), steps_per_epoch * train.epochs
-    )
+    optimizer, scheduler = make_optimizer(model, train, steps_per_epoch * train.epochs)
     device = torch.device("cpu")
     for epoch in range(1, train.epochs + 1):
-        model.train()
-        generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
-        order = torch.randperm(len(rows["train"]), generator=generator).tolist()
-        for start in range(0, len(order), train.batch_size):
-            batch = collator([rows["train"][i] for i in order[start : start + train.batch_size]])
-            labels = batch.pop("labels")
-            optimizer.zero_grad(set_to_none=True)
-            task_loss(model(**batch).logits, labels, spec.kind).backward()
-            optimizer.step()
-            scheduler.step()
-        metrics = compute_metrics(spec, *predict(model, validation, collator, device))
+        for indices in epoch_order(len(rows["train"]), train.batch_size, train.seed, epoch):
+            batch = collator([rows["train"][i] for i in indices])
+            # the standard strategy (the full network of the plan) under the trial's fixed sub-network
+            train_step(
+                model, supernet, [FULL], lambda _: masks, batch, optimizer, scheduler, spec.kind, train.temperature
+            )
+        metrics = validation.score(model, device)  # the trial's masks stay applied
         values = {"epoch": epoch, "metric": metrics["metric"], **costs.normalised, "error": metrics["error"]}
-        if settings.get("score_test") and rows["test"]:
-            test = compute_metrics(spec, *predict(model, rows["test"], collator, device))
-            values |= {"test_metric": test["metric"], "test_error": test["error"]}
+        if test is not None:
+            scores = test.score(model, device)
+            values |= {"test_metric": scores["metric"], "test_error": scores["error"]}
         report(**values)
 
 
 def main() -> None:
-    from syne_tune import Reporter
+    from syne_tune import Reporter  # syne-tune starts this script; importing it here keeps the module light
     from syne_tune.utils import add_config_json_to_argparse, load_config_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,88 +9,41 @@ Normalisation (fixed, so hypervolumes compare across methods, seeds and sessions
   on a hardware profile / the full model's latency from the same source;
 - ``memory``: peak memory of that pass / the full model's from the same source.
 
-Latency and memory come from the profiling layer. A measured table (``prunebench profile``
-output, ``latency_table``) is used where it holds a measured row of the same shape (per
-layer kept heads and units; which heads does not matter for cost) on the same target,
-variant, batch and length, and holds the full model too; every other candidate gets the
-profile's roofline estimate. Each value's source (``measured`` / ``estimated``) is logged
-beside it. Memory is taken from a measured table only where it counts the weights too
-(torch's CUDA peak allocated); CPU measurements record RSS growth, so CPU memory is estimated.
+Latency and memory come from the measurement engine (``prunebench.hardware``). A measured table
+(``prunebench profile`` output, ``latency_table``) is used where it holds a measured row of the
+same shape (per layer kept heads and units; which heads does not matter for cost) on the same
+target, variant, batch and length, and holds the full model too; every other candidate gets the
+profile's roofline estimate. A measured row gives its ``latency_s`` and ``memory_bytes`` as the
+profile row defines them (``hardware.store``); an estimate its latency and peak memory. Each
+value's source (``measured`` / ``estimated``) is logged beside it.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.models.dims import PrunedStructure
-from prunebench.models.loading import LoadedModel
-from prunebench.search.slicing import shape_signature, shared_extract
+from prunebench.config import ObjectiveSettings
+from prunebench.errors import PrunebenchError
+from prunebench.extract import shared_extract
+from prunebench.hardware.estimate import NotEstimable, estimate
+from prunebench.hardware.profiles import get_profile
+from prunebench.hardware.store import read_profile_table
+from prunebench.hardware.subject import subject_from_loaded
+from prunebench.hardware.variants import get_variant
+from prunebench.models.loaded import LoadedModel
+from prunebench.models.pruned import read_structure
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.spaces import Masks
 
-OBJECTIVES = ("error", "params", "macs", "latency", "memory")
-COSTS = OBJECTIVES[1:]
-NEEDS_HARDWARE = ("latency", "memory")
 
-
-def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"error,params"`` -> ("error", "params"), checked: known names, no repeats, error plus a cost."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n).strip() for n in text]
-    names = [n for n in names if n]
-    for name in names:
-        if name not in OBJECTIVES:
-            raise UnknownNameError("objective", name, list(OBJECTIVES))
-    if len(set(names)) != len(names):
-        raise PrunebenchError(f"objective listed twice in {','.join(names)}; name each once, e.g. error,params")
-    if "error" not in names or len(names) < 2:
-        raise PrunebenchError(
-            f"objectives {','.join(names) or '(none)'} need 'error' and at least one cost "
-            f"({', '.join(COSTS)}); e.g. --objectives error,params"
-        )
-    return tuple(names)
-
-
-@dataclass(frozen=True)
-class ObjectiveSettings:
-    names: tuple[str, ...] = ("error", "params")
-    seq_len: int = 128  # MACs, latency and memory are stated for sequences of this many tokens
-    hardware: str | None = None  # profile name (profiles/*.toml) for latency and memory
-    latency_batch: int = 1
-    variant: str = "fp32"
-    threads: int = 1  # CPU estimates scale with the thread count
-    latency_table: str | None = None  # a 'prunebench profile' output folder with measured rows
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", parse_objectives(self.names))
-        if self.seq_len < 1 or self.latency_batch < 1 or self.threads < 1:
-            raise PrunebenchError("--seq-len, --latency-batch and --threads must be at least 1")
-        needs = [n for n in self.names if n in NEEDS_HARDWARE]
-        if needs and not self.hardware:
-            raise PrunebenchError(
-                f"objective {needs[0]!r} needs a hardware profile; pass --hardware NAME "
-                "(see 'prunebench hardware': cpu, t4, a10, ...) or drop it from --objectives"
-            )
-        if self.latency_table and not needs:
-            raise PrunebenchError("--latency-table only serves the latency and memory objectives; add one of them")
-
-    def check_hardware(self) -> None:
-        """Fail on an unknown profile or variant before anything slow happens."""
-        if self.hardware:
-            from prunebench.profiling.hardware import get_profile
-            from prunebench.profiling.variants import get_variant
-
-            get_profile(self.hardware)
-            get_variant(self.variant)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["names"] = list(self.names)
-        return data
+def check_objective_names(settings: ObjectiveSettings) -> None:
+    """Fail on an unknown hardware target or variant before anything slow happens."""
+    if settings.target:
+        get_profile(settings.target)
+        get_variant(settings.variant)
 
 
 @dataclass(frozen=True)
@@ -108,11 +61,11 @@ class CostObjectives:
         full = Masks.full(loaded.dims)
         self.full_parameters = self.counts.parameters(full)
         self.full_macs = self.counts.macs(full, settings.seq_len)
-        self.hardware = _HardwareCosts(loaded, settings) if settings.hardware else None
+        self.hardware = _HardwareCosts(loaded, settings) if settings.target else None
         self._cache: dict[tuple, Costs] = {}
 
     def __call__(self, masks: Masks) -> Costs:
-        key = shape_signature(masks)
+        key = masks.shape_signature()
         if key not in self._cache:
             self._cache[key] = self._compute(masks)
         return self._cache[key]
@@ -140,16 +93,10 @@ class _HardwareCosts:
     """Latency and memory on one hardware profile: measured rows where the table has them, else estimates."""
 
     def __init__(self, loaded: LoadedModel, settings: ObjectiveSettings):
-        from prunebench.profiling.estimate import NotEstimable, estimate
-        from prunebench.profiling.hardware import get_profile
-        from prunebench.profiling.subjects import subject_from_loaded
-        from prunebench.profiling.variants import get_variant
-
-        self._estimate, self._not_estimable, self._subject = estimate, NotEstimable, subject_from_loaded
         self.loaded, self.settings = loaded, settings
-        self.profile = get_profile(settings.hardware)
+        self.profile = get_profile(settings.target)
         self.spec = get_variant(settings.variant)
-        self.full_signature = shape_signature(Masks.full(loaded.dims))
+        self.full_signature = Masks.full(loaded.dims).shape_signature()
         self.measured = _measured_points(settings, loaded, self.profile.name) if settings.latency_table else {}
         if self.measured and self.full_signature not in self.measured:
             raise PrunebenchError(
@@ -161,18 +108,18 @@ class _HardwareCosts:
         self.full_estimate = self._estimated(Masks.full(loaded.dims))
 
     def _estimated(self, masks: Masks) -> _Point:
-        subject = self._subject("candidate", shared_extract(self.loaded, masks))
+        subject = subject_from_loaded("candidate", shared_extract(self.loaded, masks))
         s = self.settings
         try:
-            result = self._estimate(subject, self.spec, self.profile, s.latency_batch, s.seq_len, s.threads)
-        except self._not_estimable as reason:
+            result = estimate(subject, self.spec, self.profile, s.latency_batch, s.seq_len, s.threads)
+        except NotEstimable as reason:
             raise PrunebenchError(
                 f"cannot estimate {s.variant} on {self.profile.name}: {reason}; pick another --variant or --hardware"
             ) from None
         return _Point(result.latency_s, float(result.peak_memory_bytes))
 
     def __call__(self, masks: Masks) -> tuple[dict[str, float], dict[str, object]]:
-        signature = shape_signature(masks)
+        signature = masks.shape_signature()
         estimated = self._estimated(masks)
         measured, full_measured = self.measured.get(signature), self.measured.get(self.full_signature)
         if measured is not None:
@@ -192,15 +139,13 @@ class _HardwareCosts:
             "latency_source": latency_source,
             "memory_bytes": memory_bytes,
             "memory_source": memory_source,
-            "hardware": self.profile.name,
+            "target": self.profile.name,
         }
         return {"latency": latency, "memory": memory}, raw
 
 
 def _measured_points(settings: ObjectiveSettings, loaded: LoadedModel, target: str) -> dict[tuple, _Point]:
     """Measured rows of a profile table that fit these settings, keyed by their shape signature."""
-    from prunebench.profiling.store import read_profile_table
-
     folder = Path(settings.latency_table)
     if not folder.is_dir():
         raise PrunebenchError(f"latency table {folder} is not a folder; pass the --out folder of 'prunebench profile'")
@@ -218,8 +163,8 @@ def _measured_points(settings: ObjectiveSettings, loaded: LoadedModel, target: s
     for row in rows.itertuples():
         signature = _row_signature(row, loaded)
         if signature is not None:
-            memory = row.torch_peak_allocated_bytes
-            points[signature] = _Point(float(row.latency_mean_s), None if pd.isna(memory) else float(memory))
+            memory = row.memory_bytes
+            points[signature] = _Point(float(row.latency_s), None if pd.isna(memory) else float(memory))
     return points
 
 
@@ -227,11 +172,9 @@ def _row_signature(row, loaded: LoadedModel) -> tuple | None:
     """The shape a profile row measured, or None when it is not a sub-network of this model."""
     full = Masks.full(loaded.dims)
     if not row.pruned:
-        return shape_signature(full) if row.parameters == CostModel.for_model(loaded).parameters(full) else None
-    meta_path = Path(row.model_source) / "prunebench.json"
-    try:
-        structure = PrunedStructure.from_dict(json.loads(meta_path.read_text())["structure"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return full.shape_signature() if row.parameters == CostModel.for_model(loaded).parameters(full) else None
+    structure = read_structure(Path(row.model_source))
+    if structure is None:
         return None  # the pruned directory moved or is unreadable: nothing to match
     if structure.source_dims != loaded.dims:
         return None

@@ -1,14 +1,17 @@
 """``run_search``: stage two on a fine-tuned run directory, resumable, with its outputs.
 
-One search lives in ``RUN/search/NAME/`` (NAME defaults to ``METHOD-seedK``):
+One search lives in its folder of the run (``rundir.SearchDir``, ``RUN/search/NAME``; NAME defaults
+to ``METHOD-seedK``):
 
-    search.json           what the search is (method, seed, space, objectives, normalisation,
+    the record            what the search is (method, seed, space, objectives, normalisation,
                           reference point, evaluation settings) and how far it got
-    log.jsonl             one line per finished evaluation, appended as it completes
-    test.jsonl            test-split metrics of Pareto members, appended as they are scored
-    candidates.parquet    every evaluation (and .csv): config, objectives, metric, counts, times
-    pareto.parquet        the non-dominated candidates with their test-split metrics (and .csv)
-    hypervolume.parquet   hypervolume after each evaluation, with the wall time it was reached (and .csv)
+    the log               one line per finished evaluation, appended as it completes
+    the test log          test-split metrics of Pareto members, appended as they are scored
+    candidates            every evaluation (Parquet and CSV): config, objectives, metric, counts, times
+    pareto                the non-dominated candidates with their test-split metrics
+    hypervolume           hypervolume after each evaluation, with the wall time it was reached
+
+``SearchResult.load`` reads a finished search back (the Pareto export and the report use it).
 
 ``--resume`` replays the log into the method (nothing is evaluated again), drops a torn last
 line, and continues; the time budget counts the time of earlier sessions too. A repeated
@@ -18,7 +21,6 @@ config is answered from the cache (logged with ``cached = true`` and no evaluati
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,38 +32,22 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from prunebench.config import TrainConfig
+from prunebench.config import EvalSettings, SearchConfig, TrainConfig
 from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
-from prunebench.models.loading import LoadedModel, load_model
-from prunebench.rundir import (
-    CHECKPOINT_DIR,
-    read_json,
-    read_run,
-    recover_dir,
-    write_csv_atomic,
-    write_json_atomic,
-    write_parquet_atomic,
-    writer_lock,
-)
-from prunebench.search.evaluator import CandidateEvaluator, EvalSettings
+from prunebench.rundir import SEARCH_KIND, SEARCH_VERSION, RunDir, SearchDir, read_run, write_json_atomic, writer_lock
+from prunebench.search.evaluator import CandidateEvaluator
+from prunebench.search.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
-from prunebench.search.objectives import CostObjectives, ObjectiveSettings
+from prunebench.search.objectives import CostObjectives, check_objective_names
 from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
 from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
-from prunebench.supernet.training import load_training_task, read_checkpoint_meta, tokenised_rows
-from prunebench.tasks import TaskData, compute_metrics, make_collator
+from prunebench.supernet.training import read_checkpoint_meta
+from prunebench.tasks import TaskData, make_collator
+from prunebench.tasks.rows import load_run_task, subset, tokenised_rows, validation_rows
 
-SEARCH_DIR = "search"
-META_FILE = "search.json"
-LOG_FILE = "log.jsonl"
-TEST_FILE = "test.jsonl"
-CANDIDATES = "candidates"
-PARETO = "pareto"
-HYPERVOLUME = "hypervolume"
-SEARCH_KIND = "prunebench-search"
-SEARCH_VERSION = 1
 NORMALISATION = (
     "error = 1 - validation metric; params, macs = exact counts / the full model's; latency, memory = "
     "value / the full model's from the same source (measured or estimated); hypervolume of these, "
@@ -81,44 +67,6 @@ RESUME_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    method: str = "random_search"
-    samples: int | None = 100  # evaluations in total (over all sessions)
-    time_budget_s: float | None = None  # search wall time in total (over all sessions)
-    seed: int = 0
-    objectives: ObjectiveSettings = ObjectiveSettings()
-    space: str | None = None  # None: the space the super-network was trained on
-    name: str | None = None  # None: METHOD-seedK
-    max_eval_examples: int | None = None  # validation examples scored; None: what training scored
-    evaluation: EvalSettings = EvalSettings()
-    importance_examples: int = 512  # training examples the importance baseline takes gradients on
-    score_test: bool = True  # score the Pareto set on the test split
-
-    def __post_init__(self) -> None:
-        if self.samples is None and self.time_budget_s is None:
-            raise PrunebenchError("give a budget: --samples N and/or --time-budget SECONDS")
-        if self.samples is not None and (isinstance(self.samples, bool) or self.samples < 1):
-            raise PrunebenchError(f"--samples must be at least 1, got {self.samples}; the search would do nothing")
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise PrunebenchError(f"--time-budget must be positive seconds, got {self.time_budget_s}")
-        if self.max_eval_examples is not None and self.max_eval_examples < 1:
-            raise PrunebenchError(f"--max-eval-examples must be at least 1 when given, got {self.max_eval_examples}")
-        if self.importance_examples < 1:
-            raise PrunebenchError(f"--importance-examples must be at least 1, got {self.importance_examples}")
-        get_method(self.method)  # unknown or unavailable names fail before anything is loaded
-        if self.space is not None and self.space not in SPACES:
-            raise UnknownNameError("search space", self.space, list(SPACES))
-        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
-            raise PrunebenchError(
-                f"--name {self.name!r} is not a plain folder name; use letters, digits, '.', '_' and '-'"
-            )
-
-    @property
-    def search_name(self) -> str:
-        return self.name or f"{self.method}-seed{self.seed}"
-
-
 @dataclass
 class SearchResult:
     search_dir: Path
@@ -134,19 +82,51 @@ class SearchResult:
     def finished(self) -> bool:
         return self.stop_reason in ("samples", "time", "exhausted")
 
+    @classmethod
+    def load(cls, run_dir: Path, name: str) -> SearchResult:
+        """A search as its run holds it: record and tables read and checked (a damaged one is one error)."""
+        folder = RunDir(run_dir).search_dir(name)
+        fix = resume_fix(folder)
+        if not folder.pareto.is_file():
+            raise PrunebenchError(
+                f"search {name!r} in {run_dir} has not written its Pareto set ({folder.pareto.name} is missing); "
+                f"run 'prunebench search {run_dir} --name {name} --resume' (or start it) first"
+            )
+        meta = folder.read_meta(fix)
+        candidates = folder.read_table("candidates", fix) if folder.candidates.is_file() else pd.DataFrame()
+        pareto = folder.read_table("pareto", fix, columns=["config"])
+        hypervolume = folder.read_table("hypervolume", fix) if folder.hypervolume.is_file() else pd.DataFrame()
+        stop = meta.get("stop_reason", "stopped")
+        return cls(folder.path, candidates, pareto, hypervolume, 0, len(candidates), stop, meta)
+
+
+def resume_fix(folder: SearchDir) -> str:
+    """The way out of a damaged search table: the search writes its tables again when resumed."""
+    return (
+        f"write it again with 'prunebench search {folder.path.parent.parent} --name {folder.name} --resume' "
+        "(the log keeps every evaluation)"
+    )
+
 
 # --- checks before anything is loaded or written ---------------------------------------------------
 
 
+def check_names(config: SearchConfig) -> None:
+    """Unknown or unavailable method, space, hardware target or variant: refused before anything is loaded."""
+    get_method(config.method)
+    if config.space is not None and config.space not in SPACES:
+        raise UnknownNameError("search space", config.space, list(SPACES))
+    check_objective_names(config.objectives)
+
+
 def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
-    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
-    meta_path = checkpoint / "checkpoint.json"
-    if not (checkpoint / "model.safetensors").is_file() or not meta_path.is_file():
+    run = RunDir(run_dir)
+    if not run.has_checkpoint() or not run.checkpoint_meta.is_file():
         raise PrunebenchError(
             f"{run_dir} has no checkpoint to search; run 'prunebench train --out {run_dir}' (or --resume it) "
             "until it has written one, then search"
         )
-    return checkpoint, read_checkpoint_meta(checkpoint)
+    return run.checkpoint, read_checkpoint_meta(run.checkpoint)
 
 
 def _search_space(config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims) -> SearchSpace:
@@ -161,7 +141,8 @@ def _search_space(config: SearchConfig, method: type[Method], trained_space: str
     return space
 
 
-def _plan_dir(search_dir: Path, resume: bool, overwrite: bool) -> str:
+def _plan_dir(folder: SearchDir, resume: bool, overwrite: bool) -> str:
+    search_dir = folder.path
     if resume and overwrite:
         raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
     exists = search_dir.exists() and any(search_dir.iterdir())
@@ -171,8 +152,9 @@ def _plan_dir(search_dir: Path, resume: bool, overwrite: bool) -> str:
                 f"{search_dir} already holds a search; pass --resume to continue it, --overwrite to start it "
                 "again, or --name to start another"
             )
-        if not (search_dir / META_FILE).is_file():
-            raise PrunebenchError(f"{search_dir} holds no search to resume ({META_FILE} is missing); use --overwrite")
+        if not folder.meta.is_file():
+            missing = folder.meta.name
+            raise PrunebenchError(f"{search_dir} holds no search to resume ({missing} is missing); use --overwrite")
         return "continue"
     if resume and not exists:
         raise PrunebenchError(f"{search_dir} holds no search to resume; drop --resume to start it")
@@ -192,14 +174,6 @@ def _check_resumable(saved: dict, meta: dict, search_dir: Path, keys: tuple[str,
 # --- data --------------------------------------------------------------------------------------
 
 
-def _subset(rows: list[dict], cap: int | None, seed: int) -> list[dict]:
-    """The validation examples to score: a seeded subset (the one training scores) when capped."""
-    if cap is None or len(rows) <= cap:
-        return rows
-    keep = np.random.default_rng(seed).permutation(len(rows))[:cap]
-    return [rows[i] for i in sorted(keep)]
-
-
 @dataclass
 class _Loaded:
     data: TaskData
@@ -210,11 +184,11 @@ class _Loaded:
 
 
 def _load(run_dir: Path, train: TrainConfig, checkpoint: Path, cap: int | None) -> _Loaded:
-    data = load_training_task(train)
+    data = load_run_task(train)
     spec = data.spec
     model = load_model(checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
     rows = tokenised_rows(data, model, train.max_length)
-    validation = _subset(rows["validation"], cap, train.seed)
+    validation = validation_rows(rows, train, cap)  # the subset training scores
     return _Loaded(data, model, rows, validation, make_collator(spec, model.tokenizer))
 
 
@@ -235,6 +209,7 @@ def run_search(
     ``stop_after`` ends this session after that many new evaluations (tests use it for interruptions).
     """
     run_dir = Path(run_dir)
+    check_names(config)
     read_run(run_dir)  # a clear error for a folder that is not a run, before a lock file is made in it
     with writer_lock(run_dir, stage=f"search-{config.search_name}"):
         return _search(run_dir, config, resume, overwrite, show_progress, stop_after)
@@ -251,12 +226,12 @@ def _search(
     checkpoint, checkpoint_meta = _checkpoint(run_dir)
     dims = ModelDims(**checkpoint_meta["dims"])
     method_class = get_method(config.method)
-    config.objectives.check_hardware()
     space = _search_space(config, method_class, checkpoint_meta["space"], dims)
-    search_dir = run_dir / SEARCH_DIR / config.search_name
-    action = _plan_dir(search_dir, resume, overwrite)
+    folder = RunDir(run_dir).search_dir(config.search_name)
+    search_dir = folder.path
+    action = _plan_dir(folder, resume, overwrite)
     fix = "start this search again with --overwrite, or use another --name"
-    saved = read_json(search_dir / META_FILE, fix) if action == "continue" else None
+    saved = folder.read_meta(fix) if action == "continue" else None
     if saved is not None and saved.get("space") != space.name:
         _check_resumable(saved, {"space": space.name}, search_dir, ("space",))  # refuse before loading anything
     if run.get("status") != "finished":
@@ -269,12 +244,12 @@ def _search(
     if saved is not None:
         _check_resumable(saved, meta, search_dir)
         meta["sessions"] = saved.get("sessions", 0) + 1
-    log = SearchLog(search_dir / LOG_FILE, space, meta["objectives"])
+    log = SearchLog(folder.log, space, meta["objectives"])
     entries = log.read() if action == "continue" else []  # a log of another space or objectives stops here
     if action == "replace":  # only once everything needed has loaded
         shutil.rmtree(search_dir)
     search_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(search_dir / META_FILE, {**meta, "status": "searching"})
+    write_json_atomic(folder.meta, {**meta, "status": "searching"})
     if log.lines.dropped_torn_line:
         console.print(f"dropped a half-written last line of {log.path} (left by an interrupted session)")
     log.repair()
@@ -298,10 +273,10 @@ def _search(
     stop_reason, evaluated = _loop(
         config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
     )
-    outputs = _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint, console)
+    outputs = _write_outputs(folder, entries, meta, loaded, space, config, console)
     status = {"status": "finished" if stop_reason != "stopped" else "stopped", "stop_reason": stop_reason}
     final = {**meta, **status, "evaluations": len(entries), "final_hypervolume": outputs["final_hypervolume"]}
-    write_json_atomic(search_dir / META_FILE, final)
+    write_json_atomic(folder.meta, final)
     return SearchResult(
         search_dir,
         outputs["candidates"],
@@ -355,9 +330,7 @@ def _replay(method: Method, entries: list[LogEntry], objectives: list[str]) -> i
 
 
 def _importance(loaded: _Loaded, seed: int, config: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
-    from prunebench.search.importance import gradient_importance
-
-    train_rows = _subset(loaded.rows["train"], config.importance_examples, seed)
+    train_rows = subset(loaded.rows["train"], config.importance_examples, seed)
     return gradient_importance(loaded.model, train_rows, loaded.collator, device=config.evaluation.device)
 
 
@@ -469,32 +442,27 @@ def hypervolume_frame(entries: list[LogEntry], objectives: list[str]) -> pd.Data
     )
 
 
-def _write_table(search_dir: Path, name: str, frame: pd.DataFrame) -> None:
-    write_parquet_atomic(search_dir / f"{name}.parquet", frame)
-    write_csv_atomic(search_dir / f"{name}.csv", frame)
-
-
-def _write_outputs(search_dir, entries, meta, loaded, space, config, checkpoint, console) -> dict:
+def _write_outputs(folder: SearchDir, entries, meta, loaded, space, config, console) -> dict:
     objectives = meta["objectives"]
     candidates = candidates_frame(entries, objectives)
     pareto = candidates[candidates["pareto"]].copy() if len(candidates) else candidates.copy()
     if config.score_test and len(pareto) and not loaded.rows["test"]:
         console.print("note: the task has no test examples; the Pareto set is not scored on a test split")
     elif config.score_test and len(pareto):
-        tests = _test_metrics(search_dir, pareto, loaded, space, config, console)
+        tests = _test_metrics(folder, pareto, loaded, space, config, console)
         pareto["test_metric"] = [tests[config_key(json.loads(c))]["metric"] for c in pareto["config"]]
         pareto["test_error"] = [tests[config_key(json.loads(c))]["error"] for c in pareto["config"]]
     curve = hypervolume_frame(entries, objectives)
-    _write_table(search_dir, CANDIDATES, candidates)
-    _write_table(search_dir, PARETO, pareto.sort_values(objectives[1]) if len(pareto) else pareto)
-    _write_table(search_dir, HYPERVOLUME, curve)
+    folder.write_table("candidates", candidates)
+    folder.write_table("pareto", pareto.sort_values(objectives[1]) if len(pareto) else pareto)
+    folder.write_table("hypervolume", curve)
     final = float(curve["hypervolume"].iloc[-1]) if len(curve) else 0.0
     return {"candidates": candidates, "pareto": pareto, "hypervolume": curve, "final_hypervolume": final}
 
 
-def _test_metrics(search_dir, pareto, loaded, space, config, console) -> dict[str, dict]:
-    """Test-split metrics of the Pareto members, cached in test.jsonl (each scored once, ever)."""
-    store = JsonLines(search_dir / TEST_FILE)
+def _test_metrics(folder: SearchDir, pareto, loaded, space, config, console) -> dict[str, dict]:
+    """Test-split metrics of the Pareto members, cached in the search's test log (each scored once, ever)."""
+    store = JsonLines(folder.test_log)
     store.repair()
     known = {record["key"]: record["test"] for record in store.read()}
     wanted = [json.loads(c) for c in pareto["config"] if config_key(json.loads(c)) not in known]
@@ -509,7 +477,7 @@ def _test_metrics(search_dir, pareto, loaded, space, config, console) -> dict[st
         with CandidateEvaluator(loaded.model, loaded.data.spec, loaded.rows["test"], loaded.collator, settings) as ev:
             for candidate in wanted:
                 logits, _ = ev.predict(space.masks(candidate))
-                metrics = compute_metrics(loaded.data.spec, logits, ev.labels)
+                metrics = ev.split.metrics(logits)
                 store.append({"key": config_key(candidate), "config": candidate, "test": metrics})
                 known[config_key(candidate)] = metrics
     return known

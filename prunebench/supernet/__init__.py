@@ -1,8 +1,7 @@
-"""Super-network: search spaces, masking, extraction, exact counts (training comes with the fine-tuning issue)."""
+"""Super-network: search spaces, masking, exact counts, training strategies and stage-one training."""
 
 from prunebench.supernet.counting import CostModel
-from prunebench.supernet.extraction import extract
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import SPACES, Config, Masks, SearchSpace, get_space
 
-__all__ = ["SPACES", "Config", "CostModel", "Masks", "MaskedSuperNetwork", "SearchSpace", "extract", "get_space"]
+__all__ = ["SPACES", "Config", "CostModel", "Masks", "MaskedSuperNetwork", "SearchSpace", "get_space"]

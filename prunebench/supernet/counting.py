@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from prunebench.models.dims import ModelDims
-from prunebench.models.loading import LoadedModel
+from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.spaces import Masks
 
 

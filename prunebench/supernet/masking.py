@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from prunebench.models.loading import LoadedModel
+from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.spaces import Masks
 
 

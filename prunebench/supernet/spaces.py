@@ -58,6 +58,11 @@ class Masks:
     def is_full(self) -> bool:
         return bool(self.layers.all() and self.heads.all() and self.units.all())
 
+    def shape_signature(self) -> tuple[tuple[int, int], ...]:
+        """(heads, units) kept per kept layer: all that compute, latency and memory depend on."""
+        heads, units = self.heads.sum(dim=1), self.units.sum(dim=1)
+        return tuple((int(heads[i]), int(units[i])) for i in self.kept_layers())
+
 
 class SearchSpace(ABC):
     """Integer hyperparameters with inclusive ranges, and their meaning as masks."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pandas as pd
 import torch
@@ -26,16 +26,17 @@ from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from prunebench.config import STRATEGY_ALIASES, TrainConfig
+from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.models.loading import LoadedModel, load_model, quiet_transformers
-from prunebench.profiling.environment import environment
+from prunebench.models import load_model
+from prunebench.models.loaded import quiet_transformers
 from prunebench.rundir import (
-    CHECKPOINT_DIR,
-    ENVIRONMENT_FILE,
-    RUN_FILE,
+    CHECKPOINT_META,
+    CHECKPOINT_WEIGHTS,
     RUN_KIND,
     RUN_VERSION,
-    TRAINING_LOG,
+    TRAINER_STATE,
+    RunDir,
     check_replaceable,
     clear_output,
     is_empty_dir,
@@ -43,7 +44,6 @@ from prunebench.rundir import (
     read_json,
     read_run,
     read_table,
-    recover_dir,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,
@@ -51,23 +51,12 @@ from prunebench.rundir import (
     writer_lock,
 )
 from prunebench.supernet.counting import CostModel
-from prunebench.supernet.evaluation import predict
 from prunebench.supernet.losses import distillation_loss, task_loss
 from prunebench.supernet.masking import MaskedSuperNetwork
-from prunebench.supernet.spaces import SPACES, Masks, SearchSpace, get_space
-from prunebench.supernet.strategies import STRATEGIES, Strategy, get_strategy
-from prunebench.tasks import (
-    FilesTaskOptions,
-    TaskData,
-    compute_metrics,
-    get_task,
-    load_task,
-    make_collator,
-    tokenize_task,
-)
-
-TRAINER_STATE = "trainer_state.pt"
-CHECKPOINT_META = "checkpoint.json"
+from prunebench.supernet.spaces import SPACES, Config, Masks, SearchSpace, get_space
+from prunebench.supernet.strategies import STRATEGIES, Strategy, SubnetStep, get_strategy
+from prunebench.tasks import get_task, make_collator
+from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows, validation_rows
 
 
 @dataclass
@@ -99,38 +88,55 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_training_task(config: TrainConfig, seed: int | None = None) -> TaskData:
-    files = None
-    if config.task == "files":
-        if not (config.train_file and config.test_file and config.text_columns and config.label_column):
-            raise PrunebenchError("--task files needs --train, --test, --text-columns and --label-column")
-        files = FilesTaskOptions(
-            Path(config.train_file),
-            Path(config.test_file),
-            tuple(config.text_columns),
-            config.label_column,
-            task_kind=config.task_kind,
-        )
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    return load_task(
-        config.task,
-        data_dir=data_dir,
-        files=files,
-        seed=config.seed if seed is None else seed,
-        max_train_examples=config.max_train_examples,
-    )
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: int):
+    """AdamW with a linear schedule (and linear warm-up over ``warmup_ratio`` of the steps), as the paper trains."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler
 
 
-def tokenised_rows(data: TaskData, loaded: LoadedModel, max_length: int) -> dict[str, list[dict]]:
-    """Each split as a list of tokenised examples, with only the inputs the model family takes."""
-    datasets.disable_progress_bars()  # a per-split "Map" bar is noise next to the training display
-    tokenised = tokenize_task(data, loaded.tokenizer, max_length)
-    rows = {}
-    for split, dataset in tokenised.items():
-        if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
-            dataset = dataset.remove_columns("token_type_ids")
-        rows[split] = dataset.to_list()
-    return rows
+def epoch_order(count: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The training examples of one epoch in batches, shuffled by ``seed`` and ``epoch`` (so a resume repeats it)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(count, generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def train_step(
+    model: torch.nn.Module,
+    supernet: MaskedSuperNetwork,
+    plan: Sequence[SubnetStep],
+    masks_of: Callable[[Config | None], Masks],
+    batch: dict[str, torch.Tensor],
+    optimizer,
+    scheduler,
+    kind: str,
+    temperature: float,
+) -> float:
+    """One optimiser step: each sub-network of ``plan`` (its masks from ``masks_of``) adds its gradients.
+
+    The full network (``config`` None) comes first in a plan and teaches the sub-networks that distil.
+    Standard-NAS trials call it with a one-step plan whose masks are the trial's fixed sub-network.
+    The masks of the last sub-network stay applied. Returns the summed loss.
+    """
+    labels = batch.pop("labels")
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    teacher, total = None, 0.0
+    for subnet in plan:
+        supernet.apply(masks_of(subnet.config))
+        logits = model(**batch).logits
+        if subnet.distill:
+            loss = distillation_loss(logits, teacher, labels, kind, temperature)
+        else:
+            loss = task_loss(logits, labels, kind)
+        if subnet.config is None:
+            teacher = logits.detach()
+        loss.backward()
+        total += loss.item()
+    optimizer.step()
+    scheduler.step()
+    return total
 
 
 class SupernetTrainer:
@@ -138,12 +144,13 @@ class SupernetTrainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, show_progress: bool = True):
         self.config, self.run_dir = config, Path(run_dir)
+        self.folder = RunDir(run_dir)
         self.console = Console(quiet=not show_progress, markup=False)
         self.show_progress = show_progress
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
-        self.data = load_training_task(config)
+        self.data = load_run_task(config)
         spec = self.data.spec
         self.loaded = load_model(config.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=config.seed)
         if self.loaded.structure is not None:
@@ -165,56 +172,22 @@ class SupernetTrainer:
         self.cost = CostModel.for_model(self.loaded)
         self.steps_per_epoch = math.ceil(len(self.rows["train"]) / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        self.scheduler = get_linear_schedule_with_warmup(
-            self.optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps
-        )
-        self.eval_rows = self._eval_subset()
+        self.optimizer, self.scheduler = make_optimizer(self.model, config, self.total_steps)
+        self.eval_split = EvalSplit.of(spec, validation_rows(self.rows, config), self.collator)
         self.state = _State(log_rows=[])
 
-    # --- data -----------------------------------------------------------------------------------
-    def _eval_subset(self) -> list[dict]:
-        rows = self.rows["validation"]
-        cap = self.config.max_eval_examples
-        if cap is None or len(rows) <= cap:
-            return rows
-        keep = np.random.default_rng(self.config.seed).permutation(len(rows))[:cap]
-        return [rows[i] for i in sorted(keep)]
-
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.rows["train"]), generator=generator).tolist()
-        size = self.config.batch_size
-        return [order[i : i + size] for i in range(0, len(order), size)]
-
     # --- one step -------------------------------------------------------------------------------
-    def _masks(self, config) -> Masks:
+    def _masks(self, config: Config | None) -> Masks:
         return Masks.full(self.loaded.dims) if config is None else self.space.masks(config)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         rng = np.random.default_rng([self.config.seed, self.state.step])
         plan = self.strategy.plan(self.state.step / self.total_steps, rng)
-        labels = batch.pop("labels")
-        kind = self.data.spec.kind
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        teacher, total = None, 0.0
-        for subnet in plan:
-            self.supernet.apply(self._masks(subnet.config))
-            logits = self.model(**batch).logits
-            if subnet.distill:
-                loss = distillation_loss(logits, teacher, labels, kind, self.config.temperature)
-            else:
-                loss = task_loss(logits, labels, kind)
-            if subnet.config is None:
-                teacher = logits.detach()
-            loss.backward()
-            total += loss.item()
+        total = train_step(
+            self.model, self.supernet, plan, self._masks, batch, self.optimizer, self.scheduler,
+            self.data.spec.kind, self.config.temperature,
+        )  # fmt: skip
         self.supernet.reset()
-        self.optimizer.step()
-        self.scheduler.step()
         self.state.step += 1
         return total
 
@@ -225,8 +198,7 @@ class SupernetTrainer:
         for name, config in named.items():
             masks = self.space.masks(config)
             with self.supernet.masked(masks):
-                logits, labels = predict(self.model, self.eval_rows, self.collator, self.device)
-            metrics = compute_metrics(self.data.spec, logits, labels)
+                metrics = self.eval_split.score(self.model, self.device)
             rows.append(
                 {
                     "epoch": epoch,
@@ -238,7 +210,7 @@ class SupernetTrainer:
                     "error": metrics["error"],
                     "train_loss": self.state.epoch_loss / self.steps_per_epoch,
                     "epoch_seconds": self.state.epoch_seconds,
-                    "validation_examples": len(self.eval_rows),
+                    "validation_examples": len(self.eval_split),
                 }
             )
         return rows
@@ -256,8 +228,8 @@ class SupernetTrainer:
         }
 
     def save_checkpoint(self) -> None:
-        target = self.run_dir / CHECKPOINT_DIR
-        for stale in self.run_dir.glob(f".{CHECKPOINT_DIR}.partial*"):  # left by a killed writer (we hold the lock)
+        target = self.folder.checkpoint
+        for stale in self.run_dir.glob(f".{target.name}.partial*"):  # left by a killed writer (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         staging = staging_path(target)
         with quiet_transformers():
@@ -284,11 +256,11 @@ class SupernetTrainer:
         self.write_log()
 
     def write_log(self) -> None:
-        write_parquet_atomic(self.run_dir / TRAINING_LOG, pd.DataFrame(self.state.log_rows))
+        write_parquet_atomic(self.folder.training_log, pd.DataFrame(self.state.log_rows))
 
     def load_checkpoint(self) -> bool:
         """Restore weights, optimiser, scheduler and RNG from the last checkpoint; False when there is none."""
-        target = recover_dir(self.run_dir / CHECKPOINT_DIR)
+        target = self.folder.recovered_checkpoint()
         if not (target / CHECKPOINT_META).is_file():
             return False
         meta = read_checkpoint_meta(target)
@@ -301,7 +273,7 @@ class SupernetTrainer:
                 "start a new run directory or pass --overwrite"
             )
         try:
-            state = load_file(target / "model.safetensors", device=str(self.device))
+            state = load_file(target / CHECKPOINT_WEIGHTS, device=str(self.device))
             self.model.load_state_dict(state, strict=True)
             # RNG states must stay CPU byte tensors; the optimiser moves its state to the parameters' device
             trainer = torch.load(target / TRAINER_STATE, map_location="cpu", weights_only=True)
@@ -338,7 +310,7 @@ class SupernetTrainer:
             bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss=0.0)
             while self.state.step < self.total_steps:
                 epoch, first = divmod(self.state.step, self.steps_per_epoch)
-                batches = self._epoch_batches(epoch)
+                batches = epoch_order(len(self.rows["train"]), self.config.batch_size, self.config.seed, epoch)
                 for indices in batches[first:]:
                     started = time.perf_counter()
                     batch = {
@@ -423,7 +395,7 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
     """What to do with RUN: "new", "continue" (an existing matching run) or "replace" (with --overwrite)."""
     if resume and overwrite:
         raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
-    holds_run = (run_dir / RUN_FILE).is_file()
+    holds_run = RunDir(run_dir).is_run()
     if overwrite:
         check_replaceable(run_dir)  # never empty a folder prunebench did not make
     if holds_run and not overwrite:
@@ -479,7 +451,7 @@ def _train_locked(
     action = _plan_run_dir(config, run_dir, resume, overwrite)
     continuing = action == "continue"
     if continuing and read_run(run_dir).get("status") == "finished":
-        log_path = run_dir / TRAINING_LOG
+        log_path = RunDir(run_dir).training_log
         log = (
             read_table(log_path, "delete it; 'prunebench train --resume' writes it again")
             if log_path.is_file()
@@ -510,15 +482,15 @@ def _train_locked(
         },
         "total_steps": trainer.total_steps,
     }
-    write_json_atomic(run_dir / RUN_FILE, run_record)
+    write_json_atomic(RunDir(run_dir).run_file, run_record)
     env = {**environment(), "device": str(trainer.device), "torch_threads": torch.get_num_threads()}
-    write_json_atomic(run_dir / ENVIRONMENT_FILE, env)
+    write_json_atomic(RunDir(run_dir).environment_file, env)
     if resumed:
         trainer.write_log()  # the log may lag the checkpoint after a kill between the two writes
         trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
     trainer.run(stop_after_steps=stop_after_steps)
     finished = trainer.state.step >= trainer.total_steps
     if finished:
-        write_json_atomic(run_dir / RUN_FILE, {**run_record, "status": "finished"})
+        write_json_atomic(RunDir(run_dir).run_file, {**run_record, "status": "finished"})
     trainer.supernet.remove()
     return TrainResult(run_dir, trainer.state.step, trainer.total_steps, pd.DataFrame(trainer.state.log_rows), finished)

@@ -30,26 +30,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
-from prunebench.tasks.registry import (
-    CLASSIFICATION,
-    MULTIPLE_CHOICE,
-    REGRESSION,
-    GlueLayout,
-    TaskSpec,
-    get_task,
-)
-from prunebench.tasks.splits import (
-    cap_examples,
-    check_seed,
-    holdout_by_group,
-    split_train_validation,
-)
+from prunebench.tasks.registry import CLASSIFICATION, MULTIPLE_CHOICE, REGRESSION, GlueLayout, TaskSpec, get_task
+from prunebench.tasks.splits import cap_examples, check_seed, holdout_by_group, split_train_validation
+
+if TYPE_CHECKING:  # datasets is imported where it is used: importing prunebench.tasks does not need it
+    import datasets
 
 ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 SWAG_ENDINGS = 4
@@ -163,6 +154,8 @@ def _apply_protocol(raw: _Raw, seed: int, max_train_examples: int | None) -> Tas
 
 
 def _features(spec: TaskSpec, columns: list[str]) -> datasets.Features:
+    import datasets
+
     string = datasets.Value("string")
     if spec.kind == REGRESSION:
         label = datasets.Value("float32")
@@ -183,6 +176,8 @@ def _features(spec: TaskSpec, columns: list[str]) -> datasets.Features:
 
 
 def _to_dataset(frame: pd.DataFrame, spec: TaskSpec) -> datasets.Dataset:
+    import datasets
+
     columns = list(frame.columns)
     data = {col: frame[col].tolist() for col in columns}
     return datasets.Dataset.from_dict(data, features=_features(spec, columns))
@@ -200,6 +195,7 @@ def _offline_requested() -> bool:
 def _libraries_offline() -> bool:
     # The libraries read the environment once, at import; if the variable was
     # set later they would still go to the network (and retry for ~30 s).
+    import datasets
     import huggingface_hub.constants
 
     return bool(datasets.config.HF_HUB_OFFLINE or huggingface_hub.constants.HF_HUB_OFFLINE)
@@ -224,6 +220,7 @@ def _load_hub(spec: TaskSpec) -> _Raw:
         raise PrunebenchError(f"task {spec.name!r} has no hub source; use --task files")
     if _offline_requested() and not _libraries_offline():
         raise _hub_error(spec, "offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+    import datasets
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch
 from transformers import DataCollatorWithPadding
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
@@ -21,15 +20,23 @@ from prunebench.errors import PrunebenchError
 from prunebench.tasks.loading import TaskData
 from prunebench.tasks.registry import TaskSpec
 
+if TYPE_CHECKING:  # datasets is imported where it is used: importing prunebench.tasks does not need it
+    import datasets
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def tokenize_task(data: TaskData, tokenizer: Any, max_length: int = 128) -> datasets.DatasetDict:
+def tokenize_task(data: TaskData, tokenizer: Any, max_length: int = 128, progress: bool = True) -> datasets.DatasetDict:
     """Splits train/validation/test as model inputs plus ``labels`` (unpadded).
 
     Multiple choice: one row per example, each input a list with one
-    token list per choice (the context paired with each ending).
+    token list per choice (the context paired with each ending). ``progress=False`` turns off the
+    datasets library's progress bars (a per-split "Map" bar is noise next to a training display).
     """
+    import datasets
+
+    if not progress:
+        datasets.disable_progress_bars()
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
         raise PrunebenchError(f"max_length must be an integer >= 8, got {max_length!r}; pass e.g. --max-length 128")
     model_max = getattr(tokenizer, "model_max_length", None)

@@ -1,18 +1,27 @@
-"""Extract sub-networks to disk and check them against the masked super-network."""
+"""Extract sub-networks to disk and check them against the masked super-network.
+
+``extract_subnetworks(model, ExtractConfig(...), out)`` is ``prunebench extract``: one config
+(JSON) or N random ones of a space, each written as a pruned model; ``export_subnetworks`` writes
+named configs of a loaded model (the Pareto export uses it too).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from prunebench.models.loading import LoadedModel
+from prunebench.config import ExtractConfig
+from prunebench.errors import PrunebenchError
+from prunebench.extract.extraction import extract
+from prunebench.models import LoadedModel, load_model
 from prunebench.models.pruned import check_writable_target, save_pruned
 from prunebench.supernet.counting import CostModel
-from prunebench.supernet.extraction import extract
 from prunebench.supernet.masking import MaskedSuperNetwork
-from prunebench.supernet.spaces import Config, SearchSpace
+from prunebench.supernet.spaces import Config, SearchSpace, get_space
 
 VERIFY_TOLERANCE = 1e-4
 _SAMPLE_PAIRS = [
@@ -95,3 +104,39 @@ def export_subnetworks(
         if supernet is not None:
             supernet.remove()
     return results
+
+
+def read_config(text: str) -> dict:
+    """A sub-network config given as inline JSON or as the path of a JSON file."""
+    source = Path(text)
+    raw = source.read_text() if source.suffix == ".json" or source.is_file() else text
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise PrunebenchError(
+            f"--config is not valid JSON ({error.msg} at char {error.pos}); pass a JSON object or a .json file"
+        ) from None
+
+
+def extract_subnetworks(
+    model: str | Path, config: ExtractConfig, out_dir: Path, overwrite: bool = False
+) -> tuple[SearchSpace, list[ExtractedModel]]:
+    """``prunebench extract``: ``config``'s sub-networks of ``model`` as pruned models under ``out_dir``.
+
+    One config is written to ``out_dir`` itself, random ones to ``out_dir/subnet-NNN``. With ``verify``, a
+    logit difference to the masked super-network above ``VERIFY_TOLERANCE`` is an error (the models stay).
+    """
+    loaded = load_model(model, task_kind=config.task_kind, num_labels=config.num_labels, seed=config.seed)
+    space = get_space(config.space, loaded.dims)
+    if config.config is not None:
+        configs = {"": space.validate(read_config(config.config))}
+    else:
+        rng = np.random.default_rng(config.seed)
+        configs = {f"subnet-{i:03d}": space.sample(rng) for i in range(config.random)}
+    results = export_subnetworks(
+        loaded, space, configs, Path(out_dir), verify=config.verify, overwrite=overwrite, seq_len=config.seq_len
+    )
+    worst = max((r.max_abs_diff for r in results if r.max_abs_diff is not None), default=0.0)
+    if worst > VERIFY_TOLERANCE:
+        raise PrunebenchError(f"verification failed: logit difference {worst:.3e} exceeds {VERIFY_TOLERANCE:g}")
+    return space, results

@@ -57,9 +57,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from prunebench.profiling.hardware import HardwareProfile
-from prunebench.profiling.subjects import Subject
-from prunebench.profiling.variants import (
+from prunebench.hardware.profiles import HardwareProfile
+from prunebench.hardware.subject import Subject
+from prunebench.hardware.variants import (
     LinearPlan,
     VariantSpec,
     analytic_weight_bytes,
@@ -112,6 +112,28 @@ class Estimate:
     @property
     def host_s(self) -> float:
         return self.overhead_s
+
+    def row_fields(self, batch: int) -> dict:
+        """The profile row's fields of this estimate (``store.ProfileRow``; it derives latency and memory)."""
+        int8 = self.int8_fallback_weight_share is not None  # set for LLM.int8 variants only
+        return {
+            "notes": "; ".join(self.notes) or None,
+            "weight_bytes": self.weight_bytes,
+            "latency_mean_s": self.latency_s,
+            "latency_p50_s": self.latency_s,
+            "throughput_seq_per_s": batch / self.latency_s,
+            "timer": "roofline estimate",
+            "est_peak_memory_bytes": self.peak_memory_bytes,
+            "est_compute_s": self.compute_s,
+            "est_memory_s": self.memory_s,
+            "est_overhead_s": self.overhead_s,
+            "est_bound": self.bound,
+            "est_flops": self.flops,
+            "est_bytes": self.bytes_moved,
+            "est_matmul_dtype": self.matmul_dtype,
+            "int8_fp32_fallback_linears": self.int8_fp32_fallback_linears if int8 else None,
+            "int8_fallback_weight_share": self.int8_fallback_weight_share,
+        }
 
 
 class NotEstimable(Exception):

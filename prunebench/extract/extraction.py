@@ -2,9 +2,18 @@
 
 Dropped layers leave the layer list; kept layers lose the rows of q/k/v and the
 columns of the output projection of their pruned heads, and the rows/columns of
-their pruned FFN units. Layers may end up with different sizes, which plain
-``from_pretrained`` cannot rebuild: ``prunebench.models.pruned`` stores the
+their pruned FFN units (``models.slicing.slice_layer``, which the pruned-model loader
+uses too, so both build the same shapes). Layers may end up with different sizes, which
+plain ``from_pretrained`` cannot rebuild: ``prunebench.models.pruned`` stores the
 per-layer structure and rebuilds from it.
+
+``extract`` deep-copies the whole model (embeddings included) because its result is saved
+and outlives the super-network. Search only runs a candidate for a moment, so
+``shared_extract`` copies the module tree *without* its tensors (parameters and buffers are
+shared through deepcopy's memo) and only the kept layers' prunable linears get new, smaller
+tensors. The result computes exactly what ``extract`` gives, for the cost of copying the kept
+weights once. Treat it as read-only: its embeddings, LayerNorms and task head are the
+super-network's own tensors.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from torch import nn
 
 from prunebench.errors import PrunebenchError
 from prunebench.models.dims import LayerStructure, PrunedStructure
-from prunebench.models.loading import LoadedModel
+from prunebench.models.loaded import LoadedModel
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.supernet.spaces import Masks
@@ -59,3 +68,10 @@ def extract(loaded: LoadedModel, masks: Masks, share_tensors: bool = False) -> L
     adapter.set_encoder_layers(model, new_layers)
     structure = PrunedStructure(loaded.dims, tuple(kept))
     return LoadedModel(model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, structure)
+
+
+def shared_extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:
+    """The sub-network ``masks`` of ``loaded`` as a smaller model sharing ``loaded``'s unpruned tensors."""
+    if loaded.structure is not None:
+        raise ValueError("slice from the un-pruned super-network")
+    return extract(loaded, masks, share_tensors=True)

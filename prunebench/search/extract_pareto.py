@@ -1,16 +1,20 @@
 """Extract a search's Pareto set into the run as real pruned models.
 
-``export_pareto(RUN, search=NAME)`` reads ``RUN/search/NAME/pareto.parquet`` and the run's
-checkpoint, cuts every chosen member out of the super-network (``supernet.export``), and
-writes, in ``RUN/search/NAME/models/``:
+``export_pareto(RUN, search=NAME)`` reads the search's Pareto set (``SearchResult.load``) and the
+run's checkpoint, cuts every chosen member out of the super-network (``extract.export_subnetworks``),
+and writes into the search's models folder (``rundir.ModelsDir``, ``RUN/search/NAME/models/``):
 
     p00/, p01/, ...       pruned model directories (``prunebench extract`` format), in order of
                           increasing parameters
-    index.parquet         one row per model (and index.csv): label, config (JSON), params
+    the index             one row per model (Parquet and CSV): label, config (JSON), params
                           (relative), parameters, macs (at the search's sequence length), error
                           and metric (validation), test_error and test_metric (when the search
                           scored its Pareto set), path (relative to RUN), max_abs_diff (largest
                           logit difference to the masked super-network, when verified)
+
+It lives in ``search/``, not ``extract/``: it reads the search's own tables (``SearchResult``) and knows
+which searches are baselines, and ``extract/`` comes before ``search/``; the extraction itself is
+``prunebench.extract``.
 
 The folder is written beside its final place and renamed into it once complete, so it is
 either absent, the old version or the new one. Exporting the same selection again does
@@ -29,40 +33,24 @@ import pandas as pd
 from rich.console import Console
 
 from prunebench.errors import PrunebenchError
-from prunebench.models.loading import load_model
+from prunebench.extract.export import VERIFY_TOLERANCE, export_subnetworks
+from prunebench.models import load_model
 from prunebench.models.pruned import is_pruned_dir
 from prunebench.rundir import (
-    CHECKPOINT_DIR,
-    read_json,
+    EXPORT_INDEX_COLUMNS,
+    ModelsDir,
+    RunDir,
     read_run,
-    read_table,
     recover_dir,
     replace_dir_atomic,
     staging_path,
-    write_csv_atomic,
-    write_parquet_atomic,
     writer_lock,
 )
 from prunebench.search.methods import BASELINES
-from prunebench.search.runner import CANDIDATES, META_FILE, PARETO, SEARCH_DIR
-from prunebench.supernet.export import VERIFY_TOLERANCE, export_subnetworks
+from prunebench.search.runner import SearchResult
 from prunebench.supernet.spaces import get_space
 
-MODELS_DIR = "models"
-INDEX = "index"
-INDEX_COLUMNS = [
-    "label",
-    "config",
-    "params",
-    "parameters",
-    "macs",
-    "error",
-    "metric",
-    "test_error",
-    "test_metric",
-    "path",
-    "max_abs_diff",
-]
+INDEX_COLUMNS = EXPORT_INDEX_COLUMNS
 _FLOAT_COLUMNS = ("params", "error", "metric", "test_error", "test_metric", "max_abs_diff")
 
 
@@ -97,17 +85,15 @@ def index_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def list_searches(run_dir: Path) -> dict[str, dict]:
-    """The searches under ``RUN/search/`` by name, with their ``search.json`` (an empty dict where it is missing)."""
-    root = Path(run_dir) / SEARCH_DIR
+    """The run's searches by name, with their records (an empty dict where one is missing or unreadable)."""
+    run = RunDir(run_dir)
     found = {}
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if not folder.is_dir() or folder.name.startswith("."):
-            continue
-        meta_path = folder / META_FILE
+    for name in run.search_names():
+        meta_path = run.search_dir(name).meta
         try:
-            found[folder.name] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            found[name] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         except json.JSONDecodeError:
-            found[folder.name] = {}
+            found[name] = {}
     return found
 
 
@@ -132,19 +118,15 @@ def choose_search(run_dir: Path, search: str | None) -> str:
     return real[0]
 
 
-def _without_full_model(pareto: pd.DataFrame, search_dir: Path) -> pd.DataFrame:
+def _without_full_model(pareto: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
     """The Pareto set less the un-pruned config: it is the fine-tuned model itself, profiled as 'full'.
 
     Every search evaluates the largest config first (the shared initial design), so the most
     parameters among its candidates are the full model's.
     """
-    candidates = search_dir / f"{CANDIDATES}.parquet"
-    if not candidates.is_file():
+    if "parameters" not in candidates or "parameters" not in pareto:
         return pareto
-    full = read_table(candidates, _resume_fix(search_dir), columns=["parameters"])["parameters"].max()
-    if "parameters" not in pareto:
-        return pareto
-    return pareto[pareto["parameters"] < full].reset_index(drop=True)
+    return pareto[pareto["parameters"] < candidates["parameters"].max()].reset_index(drop=True)
 
 
 def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.DataFrame:
@@ -174,18 +156,8 @@ def _value(row: pd.Series, column: str) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _resume_fix(search_dir: Path) -> str:
-    """The way out of a damaged search table: the search writes its tables again when resumed."""
-    return (
-        f"write it again with 'prunebench search {search_dir.parent.parent} --name {search_dir.name} --resume' "
-        "(the log keeps every evaluation)"
-    )
-
-
-def _read_index(models_dir: Path) -> pd.DataFrame | None:
-    path = models_dir / f"{INDEX}.parquet"
-    fix = f"export again with 'prunebench extract-pareto {models_dir.parent.parent.parent} --overwrite'"
-    return read_table(path, fix, columns=INDEX_COLUMNS) if path.is_file() else None
+def _read_index(run_dir: Path, models: ModelsDir) -> pd.DataFrame | None:
+    return models.read_index(f"export again with 'prunebench extract-pareto {run_dir} --overwrite'")
 
 
 _SCORES = ("error", "metric", "test_error", "test_metric")
@@ -199,21 +171,6 @@ def _refresh_scores(index: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame |
     fresh = index_frame(fresh.to_dict("records"))
     same = all(np.allclose(fresh[c], index[c], equal_nan=True, rtol=0, atol=0) for c in _SCORES)
     return None if same else fresh
-
-
-def _write_index(folder: Path, frame: pd.DataFrame) -> None:
-    write_parquet_atomic(folder / f"{INDEX}.parquet", frame)
-    write_csv_atomic(folder / f"{INDEX}.csv", frame)
-
-
-def read_exports(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Each search's exported models (``models/index.parquet``) by search name; searches without any are left out."""
-    found = {}
-    for name in list_searches(run_dir):
-        index = _read_index(recover_dir(Path(run_dir) / SEARCH_DIR / name / MODELS_DIR))
-        if index is not None and len(index):
-            found[name] = index
-    return found
 
 
 def export_pareto(
@@ -237,8 +194,8 @@ def export_pareto(
             f"{run_dir} is not a super-network run (stage {run.get('stage', '?')!r}); its sub-networks share no "
             "checkpoint to extract from"
         )
-    checkpoint = recover_dir(run_dir / CHECKPOINT_DIR)
-    if not (checkpoint / "model.safetensors").is_file():
+    checkpoint = RunDir(run_dir).checkpoint
+    if not RunDir(run_dir).has_checkpoint():
         raise PrunebenchError(
             f"{run_dir} has no checkpoint to extract from ({checkpoint} is missing or incomplete); "
             f"run 'prunebench train --out {run_dir} --resume' until it writes one"
@@ -249,18 +206,11 @@ def export_pareto(
 
 
 def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, console) -> ParetoExport:
-    search_dir = run_dir / SEARCH_DIR / name
-    pareto_path = search_dir / f"{PARETO}.parquet"
-    if not pareto_path.is_file():
-        raise PrunebenchError(
-            f"search {name!r} in {run_dir} has not written its Pareto set ({pareto_path.name} is missing); "
-            f"run 'prunebench search {run_dir} --name {name} --resume' (or start it) first"
-        )
-    meta = read_json(search_dir / META_FILE, _resume_fix(search_dir))
-    pareto = read_table(pareto_path, _resume_fix(search_dir), columns=["config"])
+    searched = SearchResult.load(run_dir, name)
+    meta, pareto = searched.meta, searched.pareto
     if pareto.empty:
         raise PrunebenchError(f"the Pareto set of search {name!r} is empty; let the search evaluate something first")
-    pareto = _without_full_model(pareto, search_dir)
+    pareto = _without_full_model(pareto, searched.candidates)
     if pareto.empty:
         raise PrunebenchError(
             f"the Pareto set of search {name!r} holds only the un-pruned model (profiled as 'full'); "
@@ -269,9 +219,10 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
     chosen = select_members(pareto, max_models)
     configs = [json.dumps(json.loads(c), sort_keys=True) for c in chosen["config"]]
     labels = [f"p{i:02d}" for i in range(len(chosen))]
-    models_dir = recover_dir(search_dir / MODELS_DIR)
+    models = RunDir(run_dir).search_dir(name).models
+    models_dir = recover_dir(models.path)
 
-    existing = _read_index(models_dir)
+    existing = _read_index(run_dir, models)
     same = existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs
     if same:
         if all(is_pruned_dir(run_dir / path) for path in existing["path"]):
@@ -279,7 +230,7 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
             if refreshed is None:
                 console.print(f"{models_dir} already holds these {len(labels)} models; nothing to do")
                 return ParetoExport(name, models_dir, _records(existing), written=False)
-            _write_index(models_dir, refreshed)  # e.g. the search has scored its Pareto set on the test split since
+            models.write_index(refreshed)  # e.g. the search has scored its Pareto set on the test split since
             console.print(f"{models_dir} already holds these {len(labels)} models; updated their metrics")
             return ParetoExport(name, models_dir, _records(refreshed), written=False)
         console.print(f"{models_dir} lacks some of its models; writing the same {len(labels)} again")
@@ -324,12 +275,12 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
                     "metric": _value(member, "metric"),
                     "test_error": _value(member, "test_error"),
                     "test_metric": _value(member, "test_metric"),
-                    "path": (Path(SEARCH_DIR) / name / MODELS_DIR / label).as_posix(),
+                    "path": models.member(label).relative_to(run_dir).as_posix(),
                     "max_abs_diff": result.max_abs_diff,
                 }
             )
         frame = index_frame(rows)
-        _write_index(staging, frame)
+        ModelsDir(staging).write_index(frame)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 
 import torch
 
+from prunebench.config import TimingConfig
+from prunebench.hardware.memory import is_out_of_memory, peak_rss
+from prunebench.hardware.timing import LatencyStats, measure_until_stable
+from prunebench.hardware.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 from prunebench.models import LoadedModel
-from prunebench.profiling.memory import is_out_of_memory, peak_rss
-from prunebench.profiling.timing import LatencyStats, TimingConfig, measure_until_stable
-from prunebench.profiling.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 
 NUM_CHOICES = 2  # multiple-choice models get this many choices per example
 
@@ -74,6 +75,33 @@ class Measurement:
     def peak_total_bytes(self) -> int | None:
         """Everything live at the peak (weights, inputs, activations): measured on CUDA only, None on CPU."""
         return self.torch_peak_allocated_bytes
+
+    def row_fields(self, batch: int) -> dict:
+        """The profile row's fields of this measurement (``store.ProfileRow``; it derives latency and memory)."""
+        stats = self.latency
+        return {
+            "latency_mean_s": stats.mean,
+            "latency_p50_s": stats.median,
+            "latency_p90_s": stats.p90,
+            "latency_p99_s": stats.p99,
+            "latency_min_s": stats.minimum,
+            "latency_max_s": stats.maximum,
+            "latency_std_s": stats.stdev,
+            "latency_cv": stats.cv,
+            "repeats": stats.repeats,
+            "warmup": stats.warmup,
+            "stable": stats.stable,
+            "throughput_seq_per_s": batch / stats.mean,
+            "timer": self.timer,
+            "rss_bytes": self.rss_bytes,
+            "peak_rss_growth_bytes": self.peak_rss_growth_bytes,
+            "memory_method": self.memory_method,
+            "torch_peak_allocated_bytes": self.torch_peak_allocated_bytes,
+            "torch_peak_reserved_bytes": self.torch_peak_reserved_bytes,
+            "nvml_used_bytes": self.nvml_used_bytes,
+            "peak_memory_growth_bytes": self.peak_growth_bytes,
+            "peak_memory_total_bytes": self.peak_total_bytes,
+        }
 
 
 def make_inputs(loaded: LoadedModel, batch: int, seq_len: int, device: torch.device, seed: int = 0) -> dict:

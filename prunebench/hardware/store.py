@@ -1,10 +1,10 @@
 """The profile table: one row per (model, variant, device, batch, sequence length, mode), on disk.
 
-Each finished point is written at once as its own small Parquet file under
-``OUT/profile.parts/`` (write to a temporary name, then rename), so an interrupted run
-loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
-parts into ``OUT/profile.parquet`` (and ``profile.csv`` for people). Every part is
-written with the same explicit schema, so the table reads back with stable column types.
+Each finished point is written at once as its own small Parquet file in the profile folder's
+parts folder (``rundir.ProfileDir``; write to a temporary name, then rename), so an interrupted
+run loses nothing and a rerun skips the points already there. ``consolidate`` gathers the
+parts into the folder's table (Parquet, and CSV for people). Every part is written with the
+same explicit schema, so the table reads back with stable column types.
 
 A point is identified by the model's content (``model_key``: structure, config and weights
 hashed, ``subjects.content_key``) and its label, never by the path it was loaded from: a moved
@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,33 +32,35 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-PARTS_DIR = "profile.parts"
-TABLE_FILE = "profile.parquet"
-CSV_FILE = "profile.csv"
+from prunebench.rundir import ProfileDir, write_atomic
+
 MODES = ("measured", "estimated")
 STATUSES = ("ok", "skipped", "oom", "error")
 DAMAGED_DIR = "damaged"  # inside the parts folder: parts that could not be read
 SUPERSEDED_DIR = "superseded"  # inside the parts folder: rows of a model its label no longer names
 
 
-def staging_path(target: Path) -> Path:
-    """A hidden name beside ``target`` that no other process or thread writing ``target`` uses."""
-    return target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """``write(path)`` to a staging name, then rename it onto ``target``: readers see the old file or the new one."""
-    staging = staging_path(Path(target))
-    try:
-        write(staging)
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
+# The one definition of each number, of the row's ``latency_s`` and ``memory_bytes``: every reader (CLI, compare,
+# report, search objectives) takes those columns as they are.
+LATENCY_DEFINITION = (
+    "median (p50) seconds of one forward pass of the batch (mean, p90, p99, min and max kept beside it); "
+    "for an estimate, the roofline's one figure"
+)
+MEMORY_DEFINITION = (
+    "peak bytes on the device while running the batch: on a GPU, torch's peak allocated bytes "
+    "(weights, inputs and activations); on a CPU, the exact weight bytes plus the peak RSS growth during the "
+    "passes; for an estimate, the roofline's weights plus largest live activations"
+)
 
 
 @dataclass
 class ProfileRow:
-    """One point. For ``mode == "estimated"`` every number is a roofline prediction (``estimate.py``)."""
+    """One point. For ``mode == "estimated"`` every number is a roofline prediction (``estimate.py``).
+
+    ``latency_s`` and ``memory_bytes`` are the point's latency and memory (``LATENCY_DEFINITION``,
+    ``MEMORY_DEFINITION``), derived from the measured (or estimated) fields whenever a row is made;
+    a row that is not ``ok`` has neither.
+    """
 
     # what
     model: str
@@ -83,6 +86,9 @@ class ProfileRow:
     relative_parameters: float | None = None
     macs_per_sequence: int | None = None
     weight_bytes: int | None = None
+    # THE latency and memory of the point (derived, see the class docstring)
+    latency_s: float | None = None
+    memory_bytes: int | None = None
     # latency (seconds per forward pass of one batch)
     latency_mean_s: float | None = None
     latency_p50_s: float | None = None
@@ -104,7 +110,12 @@ class ProfileRow:
     torch_peak_allocated_bytes: int | None = None  # CUDA
     torch_peak_reserved_bytes: int | None = None  # CUDA
     nvml_used_bytes: int | None = None  # CUDA, the whole device
+    peak_memory_growth_bytes: int | None = None  # measured: what the passes added on top of what was resident
+    peak_memory_total_bytes: int | None = None  # measured on CUDA: everything live at the peak (weights included)
     est_peak_memory_bytes: int | None = None
+    # LLM.int8 linears whose input width is not a multiple of 4: an fp32 matmul on CUDA (int8 variants only)
+    int8_fp32_fallback_linears: int | None = None
+    int8_fallback_weight_share: float | None = None  # their share of the quantized weights
     # roofline terms (estimates only)
     est_compute_s: float | None = None
     est_memory_s: float | None = None
@@ -126,6 +137,14 @@ class ProfileRow:
     git_revision: str | None = None
     timestamp: str | None = None
 
+    def __post_init__(self) -> None:
+        self.latency_s, self.memory_bytes = _point_latency(self), _point_memory(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> ProfileRow:
+        """A row from a table's record: unknown columns dropped, missing ones None, the definitions derived."""
+        return cls(**{f.name: _plain(record.get(f.name)) for f in fields(cls)})
+
     def key(self) -> str:
         """Identity of the point: a rerun with the same key is skipped.
 
@@ -136,6 +155,49 @@ class ProfileRow:
         ident = [self.model_key, self.model, self.variant, self.target, self.device]
         ident += [self.batch_size, self.seq_len, self.threads, self.mode]
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
+
+
+def _point_latency(row: ProfileRow) -> float | None:
+    """``LATENCY_DEFINITION``: the median of the timed passes; an estimate's one figure."""
+    if row.status != "ok":
+        return None
+    return row.latency_mean_s if row.estimated else row.latency_p50_s
+
+
+def _point_memory(row: ProfileRow) -> int | None:
+    """``MEMORY_DEFINITION``: the peak on the device while running (CPU: weights + peak RSS growth)."""
+    if row.status != "ok":
+        return None
+    if row.estimated:
+        return row.est_peak_memory_bytes
+    if row.torch_peak_allocated_bytes is not None:
+        return row.torch_peak_allocated_bytes
+    if row.weight_bytes is None:
+        return None
+    return row.weight_bytes + (row.peak_rss_growth_bytes or 0)
+
+
+def _plain(value):
+    """A table value as a Python one: None for a missing number (NaN), plain ints, floats and bools."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def profile_frame(rows: list[ProfileRow]) -> pd.DataFrame:
+    """Rows as a table in the stored schema (stable column types)."""
+    return pa.Table.from_pylist([asdict(row) for row in rows], schema=SCHEMA).to_pandas()
+
+
+def with_definitions(frame: pd.DataFrame) -> pd.DataFrame:
+    """A profile table with every column of the row and ``latency_s`` / ``memory_bytes`` derived as the row
+    defines them: tables written before those columns existed read like new ones."""
+    return profile_frame([ProfileRow.from_record(record) for record in frame.to_dict("records")])
+
+
+def read_profile(folder: Path, fix: str) -> pd.DataFrame:
+    """The consolidated profile table of a profile folder (``rundir.ProfileDir``), checked and with its definitions."""
+    return with_definitions(ProfileDir(folder).read_table(fix, columns=["model", "variant", "status", "estimated"]))
 
 
 def _arrow_type(row_type: type, name: str) -> pa.DataType:
@@ -155,20 +217,16 @@ COLUMNS = [f.name for f in fields(ProfileRow)]
 
 
 class RowStore:
-    """A resumable table: one small Parquet file per finished row (named by ``row.key()``) under
-    ``OUT/<parts_dir>/``, written atomically; ``consolidate`` gathers them into a Parquet and a CSV file.
-    Subclasses name the row type, the files and the sort order. Rows have ``model`` (the label),
-    ``model_key`` (the content) and ``model_source`` columns (see the module docstring)."""
+    """A resumable table: one small Parquet file per finished row (named by ``row.key()``) in the ``parts``
+    folder, written atomically; ``consolidate`` gathers them into the ``table`` file (and a CSV beside it).
+    Subclasses name the row type, the files (from ``rundir.ProfileDir``) and the sort order. Rows have
+    ``model`` (the label), ``model_key`` (the content) and ``model_source`` columns (module docstring)."""
 
     schema: pa.Schema
-    parts_dir: str
-    table_file: str
-    csv_file: str
     sort_by: tuple[str, ...]
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-        self.parts = self.out_dir / self.parts_dir
+    def __init__(self, parts: Path, table: Path):
+        self.parts, self.table_path = Path(parts), Path(table)
 
     def _part(self, key: str) -> Path:
         return self.parts / f"{key}.parquet"
@@ -255,10 +313,14 @@ class RowStore:
     def consolidate(self) -> pd.DataFrame:
         """Write the whole table to its Parquet and CSV files (atomically) and return it."""
         frame = self.table()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, write in ((self.table_file, self._write_parquet), (self.csv_file, self._write_csv)):
-            write_atomic(self.out_dir / name, lambda staging, write=write: write(frame, staging))
+        self.table_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, write in ((self.table_path, self._write_parquet), (self.csv_path, self._write_csv)):
+            write_atomic(path, lambda staging, write=write: write(frame, staging))
         return frame
+
+    @property
+    def csv_path(self) -> Path:
+        return self.table_path.with_suffix(".csv")
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
         pq.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False), path)
@@ -270,10 +332,14 @@ class RowStore:
 
 class ProfileStore(RowStore):
     schema = SCHEMA
-    parts_dir = PARTS_DIR
-    table_file = TABLE_FILE
-    csv_file = CSV_FILE
     sort_by = ("timestamp", "model", "variant", "batch_size", "seq_len", "mode")
+
+    def __init__(self, out_dir: Path):
+        folder = ProfileDir(out_dir)
+        super().__init__(folder.parts, folder.table)
+
+    def table(self) -> pd.DataFrame:
+        return with_definitions(super().table())  # parts written before a column existed read like new ones
 
 
 def read_profile_table(out_dir: Path) -> pd.DataFrame:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
+from prunebench.environment import cpu_model
 from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.profiling.environment import cpu_model
 
 PROFILES_ENV = "PRUNEBENCH_PROFILES"
 # A source checkout keeps the profiles beside the package (DESIGN.md layout); a wheel installs
@@ -369,3 +369,63 @@ def detect_devices() -> DeviceReport:
 def find_gpu(profile: HardwareProfile, report: DeviceReport) -> GpuDevice | None:
     """The first GPU here that ``profile`` describes, or None."""
     return next((gpu for gpu in report.gpus if profile.matches(gpu.name)), None)
+
+
+# --- the target of a profiling call ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the numbers come from: a device here (measured) or a profile's figures (estimated)."""
+
+    profile: HardwareProfile
+    mode: str  # "measured" or "estimated"
+    device: torch.device | None  # set when measuring
+    device_name: str
+    device_index: int | None = None
+    driver_version: str | None = None
+
+
+def resolve_target(
+    target: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
+) -> Target:
+    """``target`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
+    if calibrate and estimate_only:
+        raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
+    name = target.strip().lower()
+    if name == "cpu":
+        profile = get_profile("cpu")
+        if estimate_only:
+            return Target(profile, "estimated", None, profile.description)
+        return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
+    gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
+    if name not in gpu_profiles:
+        raise UnknownNameError("GPU", target, sorted(gpu_profiles))
+    profile = gpu_profiles[name]
+    if estimate_only:
+        return Target(profile, "estimated", None, profile.description)
+    report = report or detect_devices()
+    gpu = find_gpu(profile, report)
+    if gpu is None:
+        raise PrunebenchError(
+            f"GPU {name} ({profile.description}) is not on this machine: {report.found_text()}; "
+            f"pass --estimate to predict from the {name} profile, or measure with --device cpu"
+        )
+    index = _torch_index(gpu.name)
+    if index is None:
+        raise PrunebenchError(
+            f"{gpu.name} is here but torch cannot use it (CUDA available: {torch.cuda.is_available()}); "
+            "install the CUDA build of torch 2.13.0"
+        )
+    return Target(profile, "measured", torch.device("cuda", index), gpu.name, index, gpu.driver_version)
+
+
+def _torch_index(name: str) -> int | None:
+    """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
+    if not torch.cuda.is_available():
+        return None
+    for index in range(torch.cuda.device_count()):
+        # NVML names a MIG-enabled GPU by its board, torch by the slice: same model, not same name
+        if same_gpu_model(torch.cuda.get_device_name(index), name):
+            return index
+    return None

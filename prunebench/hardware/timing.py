@@ -3,7 +3,8 @@
 ``measure_latency`` times a fixed number of calls with ``perf_counter``.
 ``measure_until_stable`` keeps timing in rounds until the mean is stable (its
 standard error is a small fraction of it) or a cap on calls or seconds is reached;
-it takes any timer, so the CUDA path can time with CUDA events instead.
+it takes any timer, so the CUDA path can time with CUDA events instead. When to stop is a
+``config.TimingConfig``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+
+from prunebench.config import TimingConfig
 
 # A timer runs ``fn`` ``n`` times and returns the seconds each call took.
 Timer = Callable[[Callable[[], object], int], list[float]]
@@ -83,22 +86,6 @@ def measure_latency(fn: Callable[[], object], repeats: int = 10, warmup: int = 2
     for _ in range(warmup):
         fn()
     return LatencyStats.from_times(perf_counter_timer(fn, repeats), warmup)
-
-
-@dataclass(frozen=True)
-class TimingConfig:
-    """When to stop timing one point."""
-
-    warmup: int = 3
-    min_repeats: int = 10
-    max_repeats: int = 200
-    round_size: int = 5
-    target_relative_sem: float = 0.005  # standard error of the mean <= 0.5% of the mean
-    max_seconds: float = 20.0  # per point, warm-up excluded
-
-    def __post_init__(self):
-        if self.min_repeats < 2 or self.max_repeats < self.min_repeats or self.round_size < 1 or self.warmup < 0:
-            raise ValueError(f"inconsistent timing config {self}")
 
 
 def measure_until_stable(

@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from prunebench.errors import UnknownNameError
-from prunebench.models.loading import LoadedModel
-from prunebench.profiling.memory import is_out_of_memory
+from prunebench.hardware.memory import is_out_of_memory
+from prunebench.models.loaded import LoadedModel
 
 CPU_4BIT_BLOCK_N = 32  # bitsandbytes' packed CPU 4-bit kernel works on blocks of 32 output rows...
 BNB_4BIT_BLOCKSIZE = 64  # ...and reshapes the block scales per row, so inputs must fill whole 64-blocks
@@ -204,6 +204,16 @@ class LinearPlan:
         if not self.quantized_weight_elements:
             return None
         return self.fallback_weight_elements / self.quantized_weight_elements
+
+
+def int8_fallback_fields(spec: VariantSpec, plan: LinearPlan) -> dict:
+    """The profile row's LLM.int8 fp32-fallback fields (None for other variants)."""
+    if spec.quantization != "bnb-int8":
+        return {"int8_fp32_fallback_linears": None, "int8_fallback_weight_share": None}
+    return {
+        "int8_fp32_fallback_linears": len(plan.int8_fp32_fallback),
+        "int8_fallback_weight_share": plan.int8_fallback_weight_share,
+    }
 
 
 def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> LinearPlan:
