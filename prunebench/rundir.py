@@ -193,6 +193,19 @@ def check_replaceable(folder: Path, option: str = "--out") -> None:
         )
 
 
+def check_output(folder: Path, overwrite: bool, option: str = "--out") -> None:
+    """Refuse an output folder that is a file, or holds something, unless --overwrite may replace it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise PrunebenchError(f"{option} {folder} is a file; give a folder path")
+    if folder.exists() and not is_empty_dir(folder):
+        if not overwrite:
+            raise PrunebenchError(
+                f"{folder} already exists and is not empty; pick another {option} or pass --overwrite"
+            )
+        check_replaceable(folder, option)
+
+
 def clear_output(folder: Path, option: str = "--out") -> None:
     """Empty a folder prunebench made (keeping its lock files), after ``check_replaceable``."""
     folder = Path(folder)

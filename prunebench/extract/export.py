@@ -18,7 +18,8 @@ from prunebench.config import ExtractConfig
 from prunebench.errors import PrunebenchError
 from prunebench.extract.extraction import extract
 from prunebench.models import LoadedModel, load_model
-from prunebench.models.pruned import check_writable_target, save_pruned
+from prunebench.models.pruned import save_pruned
+from prunebench.rundir import check_output
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import Config, SearchSpace, get_space
@@ -72,7 +73,7 @@ def export_subnetworks(
     """Write each named config as a pruned model under ``out_dir`` (``out_dir`` itself for a single unnamed one)."""
     targets = {name: (out_dir / name if name else out_dir) for name in configs}
     for target in targets.values():
-        check_writable_target(target, overwrite)  # refuse before anything is written
+        check_output(target, overwrite)  # refuse before anything is written
     cost = CostModel.for_model(loaded)
     supernet = MaskedSuperNetwork(loaded) if verify else None
     batch = verification_batch(loaded) if verify else None

@@ -30,7 +30,7 @@ from prunebench.models.dims import PrunedStructure
 from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
-from prunebench.rundir import check_replaceable, is_empty_dir, staging_path
+from prunebench.rundir import check_output, staging_path
 
 META_FILE = "prunebench.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -50,22 +50,12 @@ def read_structure(path: Path) -> PrunedStructure | None:
         return None
 
 
-def check_writable_target(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty directory unless asked to, and never one prunebench did not write."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PrunebenchError(f"{out_dir} is a file; give a folder path for the model")
-    if out_dir.exists() and not is_empty_dir(out_dir):
-        if not overwrite:
-            raise PrunebenchError(f"{out_dir} already exists and is not empty; pick another --out or pass --overwrite")
-        check_replaceable(out_dir)
-
-
 def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite: bool = False) -> Path:
     """Write ``loaded`` (a pruned model) to ``out_dir`` atomically: a failed write leaves any old one intact."""
     if loaded.structure is None:
         raise ValueError("save_pruned needs a model produced by extraction")
     out_dir = Path(out_dir)
-    check_writable_target(out_dir, overwrite)
+    check_output(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out_dir)
     staging.mkdir()

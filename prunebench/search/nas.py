@@ -44,9 +44,8 @@ from prunebench.rundir import (
     SEARCH_KIND,
     SEARCH_VERSION,
     RunDir,
-    check_replaceable,
+    check_output,
     clear_output,
-    is_empty_dir,
     mark_output,
     write_json_atomic,
     writer_lock,
@@ -67,12 +66,7 @@ def _plan_out(out: Path, overwrite: bool) -> None:
             f"{out} has a space in its path; syne-tune's local backend passes paths on a command line split "
             "at spaces, so pick an --out without spaces"
         )
-    if out.exists() and not out.is_dir():
-        raise PrunebenchError(f"--out {out} is a file; give a folder for the NAS run")
-    if out.exists() and not is_empty_dir(out):
-        if not overwrite:
-            raise PrunebenchError(f"{out} is not empty; pick another --out or pass --overwrite")
-        check_replaceable(out)  # never empty a folder prunebench did not make
+    check_output(out, overwrite)  # and never empty a folder prunebench did not make
 
 
 @contextmanager
