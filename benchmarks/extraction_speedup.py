@@ -83,7 +83,7 @@ def bench_model(spec: str, repeats: int) -> dict:
                     "target_fraction": fraction,
                     "shape": shape,
                     "config": config,
-                    "encoder_parameter_fraction": cost.relative_encoder_parameters(masks),
+                    "encoder_parameter_fraction": cost.encoder_fraction(masks),
                     "parameter_fraction": cost.relative_parameters(masks),
                     "ideal_speedup_mac_ratio": ideal,
                     "masked_speedup": full["median"] / masked["median"],

@@ -67,7 +67,7 @@ def score_run(run_dir: Path, max_selection_examples: int) -> list[dict]:
                 "target_fraction": fraction,
                 "shape": shape,
                 "config": sub_config,
-                "encoder_parameter_fraction": cost.relative_encoder_parameters(masks),
+                "encoder_parameter_fraction": cost.encoder_fraction(masks),
                 "parameter_fraction": cost.relative_parameters(masks),
                 "validation_metric": validation_metric,
                 "test": test,

@@ -127,7 +127,7 @@ def extract_pareto(
         str | None, typer.Option(help="Search under RUN/search/ (default: the only one that is not a baseline).")
     ] = None,
     max_models: Annotated[
-        int | None, typer.Option(help="Keep K members spread evenly over params (smallest and largest always).")
+        int | None, typer.Option(help="Keep K members spread evenly over encoder size (smallest, largest, best at half kept).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
@@ -270,7 +270,8 @@ def profile(
         bool | None,
         typer.Option(
             "--score/--no-score",
-            help="Score every model variant on the run's test split (beside the profile); default: on for a RUN.",
+            help="Score every model variant on the run's test split (beside the profile); default: on for a RUN "
+            "(with --estimate: the variants no other target scored, e.g. fp16 and bf16, on this CPU).",
         ),
     ] = ProfileConfig.score,
     score_max_examples: Annotated[
@@ -312,7 +313,7 @@ def search(
     time_budget: Annotated[
         float | None, typer.Option(help="Search wall time in seconds (all sessions).")
     ] = SearchConfig.time_budget_s,
-    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs, latency, memory.")] = _joined(
+    objectives: Annotated[str, typer.Option(help="error plus costs: encoder_params, total_params, macs, latency, memory.")] = _joined(
         ObjectiveSettings.names
     ),
     seed: Annotated[int, typer.Option(help="Seed of the method.")] = SearchConfig.seed,
@@ -383,7 +384,7 @@ def nas(
     samples: Annotated[int, typer.Option(help="Sub-networks to fine-tune.")] = NasConfig.samples,
     workers: Annotated[int, typer.Option(help="Trials in parallel (one torch thread each).")] = NasConfig.workers,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per sub-network (MO-ASHA's max).")] = NAS.epochs,
-    objectives: Annotated[str, typer.Option(help="error plus costs: params, macs.")] = _joined(NasConfig.objectives),
+    objectives: Annotated[str, typer.Option(help="error plus costs: encoder_params, total_params, macs.")] = _joined(NasConfig.objectives),
     seed: Annotated[int, typer.Option(help="Seed for data split, sampling and training.")] = NAS.seed,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = NAS.learning_rate,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = NAS.batch_size,
@@ -555,12 +556,13 @@ def _config_text(text: str, limit: int = 90) -> str:
 
 
 def _print_extracted(space, results, seq_len: int) -> None:
-    table = Table("model", "layers", "parameters", "relative", f"MACs @ {seq_len}", "max |Δ logit|")
+    table = Table("model", "layers", "parameters", "encoder", "total", f"MACs @ {seq_len}", "max |Δ logit|")
     for result in results:
         table.add_row(
             str(result.path),
             str(len(space.masks(result.config).kept_layers())),
             f"{result.parameters:,}",
+            f"{result.encoder_fraction:.3f}",
             f"{result.relative_parameters:.3f}",
             f"{result.macs / 1e6:.1f}M",
             "-" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
@@ -573,13 +575,14 @@ def _print_extracted(space, results, seq_len: int) -> None:
 
 def _print_pareto_export(result) -> None:
     table = Table(
-        "label", "params", "parameters", "MACs", "error", "metric", "test", "max |Δ logit|", "config",
+        "label", "encoder", "total", "parameters", "MACs", "error", "metric", "test", "max |Δ logit|", "config",
         title=f"Pareto models of {result.search}",
     )  # fmt: skip
     for row in result.rows:
         table.add_row(
             row["label"],
-            _float(row["params"]),
+            _float(row["encoder_fraction"]),
+            _float(row["total_fraction"]),
             f"{row['parameters']:,}",
             f"{row['macs'] / 1e6:.1f}M",
             _float(row["error"]),

@@ -144,25 +144,33 @@ def _check(problems: list[str]) -> None:
 
 # --- stage two: search ---------------------------------------------------------------------------------
 
-OBJECTIVES = ("error", "params", "macs", "latency", "memory")
+# encoder_params: the encoder's parameters (what structural pruning removes) / the full encoder's;
+# total_params: every parameter, embeddings and head included (what the weight file holds) / the full model's.
+OBJECTIVES = ("error", "encoder_params", "total_params", "macs", "latency", "memory")
 COSTS = OBJECTIVES[1:]
 NEEDS_TARGET = ("latency", "memory")  # objectives measured or estimated on a hardware target
 SLICING_MODES = ("auto", "always", "never")
 
 
 def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"error,params"`` -> ("error", "params"), checked: known names, no repeats, error plus a cost."""
+    """``"error,encoder_params"`` -> ("error", "encoder_params"), checked: known names, no repeats, error plus a cost."""
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n).strip() for n in text]
     names = [n for n in names if n]
     for name in names:
+        if name == "params":  # the name before the two counts were told apart
+            raise PrunebenchError(
+                "objective 'params' is now named for what it counts: encoder_params (the encoder, what pruning "
+                "removes) or total_params (every parameter, embeddings included); valid objectives: "
+                + ", ".join(OBJECTIVES)
+            )
         if name not in OBJECTIVES:
             raise UnknownNameError("objective", name, list(OBJECTIVES))
     if len(set(names)) != len(names):
-        raise PrunebenchError(f"objective listed twice in {','.join(names)}; name each once, e.g. error,params")
+        raise PrunebenchError(f"objective listed twice in {','.join(names)}; name each once, e.g. error,encoder_params")
     if "error" not in names or len(names) < 2:
         raise PrunebenchError(
             f"objectives {','.join(names) or '(none)'} need 'error' and at least one cost "
-            f"({', '.join(COSTS)}); e.g. --objectives error,params"
+            f"({', '.join(COSTS)}); e.g. --objectives error,encoder_params"
         )
     return tuple(names)
 
@@ -195,7 +203,7 @@ class EvalSettings:
 class ObjectiveSettings:
     """The search's objectives and what their costs are stated for (``search.objectives``)."""
 
-    names: tuple[str, ...] = ("error", "params")
+    names: tuple[str, ...] = ("error", "encoder_params")
     seq_len: int = 128  # MACs, latency and memory are stated for sequences of this many tokens
     target: str | None = None  # hardware target (profiles/*.toml) of latency and memory: cpu, t4, a10, ...
     latency_batch: int = 1
@@ -271,7 +279,7 @@ class NasConfig:
     method: str = "moasha"
     samples: int = 20  # trials
     workers: int = 2  # trials in parallel, one torch thread each
-    objectives: tuple[str, ...] | str = ("error", "params")
+    objectives: tuple[str, ...] | str = ("error", "encoder_params")
     seq_len: int = 128
     grace_period: int = 1  # MO-ASHA: epochs before the first stopping decision
     reduction_factor: int = 3
@@ -282,7 +290,7 @@ class NasConfig:
         unsupported = [n for n in self.objectives if n in NEEDS_TARGET]
         if unsupported:
             raise PrunebenchError(
-                f"standard NAS reports error, params and macs; {unsupported[0]!r} needs the weight-sharing "
+                f"standard NAS reports error, encoder_params, total_params and macs; {unsupported[0]!r} needs the weight-sharing "
                 "search ('prunebench search --hardware ...')"
             )
         if self.method not in NAS_METHODS:

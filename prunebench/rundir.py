@@ -12,7 +12,7 @@ name every path, so no other module spells a file name of it:
       search/NAME/           one search (``SearchDir``): search.json, log.jsonl, test.jsonl, candidates,
                              pareto (with test-split metrics), hypervolume (.parquet + .csv)
       search/NAME/models/    the Pareto set extracted as pruned models (``ModelsDir``):
-                             p00/, p01/, ... by increasing params, index.parquet (+ .csv)
+                             p00/, p01/, ... by increasing encoder size, index.parquet (+ .csv)
       profile/TARGET/        ``prunebench profile RUN`` (``ProfileDir``; TARGET = cpu or a GPU profile name):
                              profile.parquet (+ .csv, profile.parts/) latency and memory of every
                              model variant; scores.parquet (+ .csv, scores.parts/) their test-split
@@ -396,7 +396,7 @@ def write_table_atomic(parquet: Path, frame: pd.DataFrame) -> None:
 
 # The columns of a models folder's index (``prunebench.search.extract_pareto`` writes it).
 EXPORT_INDEX_COLUMNS = [
-    "label", "config", "params", "parameters", "macs", "error", "metric", "test_error", "test_metric",
+    "label", "config", "encoder_fraction", "total_fraction", "encoder_parameters", "parameters", "macs", "error", "metric", "test_error", "test_metric",
     "path", "max_abs_diff",
 ]  # fmt: skip
 
@@ -560,6 +560,7 @@ class ReportDir:
 
     HTML = "report.html"
     MARKDOWN = "report.md"
+    SUMMARY = "summary.json"  # the answer for scripts and CI gates (``report.answer``; schema in the README)
     FIGURES = "figures"
     MANIFEST = ".prunebench-report.json"
 

@@ -26,7 +26,7 @@ HAND_TABLE = [
 ]
 
 
-def _write_run(run_dir, table=HAND_TABLE, target="cpu", estimated=False, scores=True):
+def _write_run(run_dir, table=HAND_TABLE, target="cpu", estimated=False, scores=True, chance_error=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     run = {"kind": RUN_KIND, "version": RUN_VERSION, "status": "finished", "task": {"name": "t", "metric": "accuracy"}}
     (run_dir / "run.json").write_text(json.dumps(run))
@@ -64,7 +64,10 @@ def _write_run(run_dir, table=HAND_TABLE, target="cpu", estimated=False, scores=
     rows.append({**rows[0], "variant": "bf16", "status": "skipped", "latency_p50_s": None, "latency_mean_s": None})
     pd.DataFrame(rows).to_parquet(out / "profile.parquet")
     if scores:
-        pd.DataFrame(score_rows).assign(status="ok").to_parquet(out / "scores.parquet")
+        frame = pd.DataFrame(score_rows).assign(status="ok", examples=1000)
+        if chance_error is not None:
+            frame["chance_error"] = chance_error
+        frame.to_parquet(out / "scores.parquet")
     return run_dir
 
 
@@ -104,12 +107,13 @@ def test_budget_answers_against_hand_made_table(tmp_path):
     quarter = budgets.loc["25% of fp32 (10 ms)"]
     assert quarter["best_kind"] == "both" and quarter["best_option"] == "s/p01 dynamic-int8"
     assert quarter["prune_error"] == pytest.approx(0.25) and math.isnan(quarter["quantize_error"])
-    assert quarter["margin"] == pytest.approx(0.16 - 0.25)
+    assert quarter["margin"] == pytest.approx(0.25 - 0.16) and quarter["runner_up_option"] == "s/p00 fp32"
     # 50% = 20 ms: dynamic int8 of the full model (0.12) beats pruning (p01 fp32, 0.15) by 3 points.
     half = budgets.loc["50% of fp32 (20 ms)"]
     assert half["best_kind"] == "quantize" and half["best_option"] == "full dynamic-int8"
-    assert half["margin"] == pytest.approx(0.12 - 0.15)
-    assert "quantize (full dynamic-int8" in half["answer"] and "3.0 points" in half["answer"]
+    assert half["margin"] == pytest.approx(0.15 - 0.12)
+    assert "deploy full dynamic-int8 (quantized)" in half["answer"]
+    assert "pruned: s/p01 fp32, error 0.150 (3.0 points more error)" in half["answer"]
     # An absolute budget: 12 ms admits the same as 10 ms.
     assert budgets.loc["12 ms"]["best_option"] == "s/p01 dynamic-int8"
     # 100%: the full fp32 model itself (0.10) is best.
@@ -127,18 +131,52 @@ def test_a_pruned_model_with_every_parameter_is_not_a_prune_option(tmp_path):
     assert any("s/full-copy" in note and "same model as 'full'" in note for note in result.summary["notes"])
 
 
-def test_nothing_fits_is_an_answer_not_a_crash():
+def test_nothing_fits_names_the_closest_option_and_its_miss():
     options = pd.DataFrame(
-        [{"option": "a", "kind": "prune", "error": 0.2, "latency_s": 0.5, "memory_bytes": 1.0, "estimated": False}]
+        [
+            {"option": "a", "kind": "prune", "error": 0.2, "latency_s": 0.5, "memory_bytes": 1.0, "estimated": False},
+            {"option": "b", "kind": "prune", "error": 0.1, "latency_s": 0.9, "memory_bytes": 1.0, "estimated": False},
+        ]
     )
     answers = answer_budgets(options, [Budget("latency", 0.1, "100 ms")])
     assert answers["best_kind"].iloc[0] is None and "nothing fits" in answers["answer"].iloc[0]
+    assert answers["closest_option"].iloc[0] == "a" and answers["closest_over"].iloc[0] == pytest.approx(5.0)
+    assert "the closest is a (pruned, error 0.200) with latency 500 ms, 5.00x the budget" in answers["answer"].iloc[0]
+
+
+def test_headline_names_the_winning_kind_when_quantization_or_both_win(tmp_path):
+    result = compare_run(_write_run(tmp_path / "run"), CompareConfig(latency_budgets=("25%", "50%"), memory_budgets=()))
+    quarter, half = result.budgets["answer"]
+    # 25% (10 ms): pruned + quantized p01 (0.16, 9 ms) beats pruned p00 (0.25); nothing quantized-only fits.
+    assert quarter.startswith("Within 25% of fp32 (10 ms) latency: deploy s/p01 dynamic-int8 (pruned + quantized)")
+    assert "latency 9 ms (0.22x fp32)" in quarter and "quantized: nothing fits" in quarter
+    # 50% (20 ms): quantizing the full model (0.12, 16 ms) beats pruning (0.15) and both (0.16).
+    assert half.startswith("Within 50% of fp32 (20 ms) latency: deploy full dynamic-int8 (quantized): test error 0.120")
+    assert "against 0.100 for the full fp32 model" in half and "latency 16 ms (0.40x fp32)" in half
+
+
+def test_an_option_at_chance_is_never_the_answer(tmp_path):
+    table = [row if row[0] != "s/p00" else (*row[:-1], 0.49) for row in HAND_TABLE]  # p00: 0.49, chance 0.5
+    result = compare_run(
+        _write_run(tmp_path / "run", table=table, chance_error=0.5),
+        CompareConfig(latency_budgets=("25%", "5ms"), memory_budgets=()),
+    )
+    options = result.options.set_index("option")
+    assert options.loc["s/p00 fp32", "chance"] and not options.loc["s/p01 fp32", "chance"]
+    assert not options.loc["s/p00 fp32", "front_latency"]
+    quarter, tiny = result.budgets.to_dict("records")
+    assert quarter["best_option"] == "s/p01 dynamic-int8" and pd.isna(quarter["prune_option"])
+    # 5 ms: nothing useful fits; the closest useful option is p01 dynamic-int8 at 9 ms (p00 at 10 ms is chance).
+    assert pd.isna(tiny["best_option"]) and tiny["closest_option"] == "s/p01 dynamic-int8"
+    assert tiny["closest_over"] == pytest.approx(9 / 5)
+    assert any("≈ chance" in note and "s/p00 fp32" in note for note in result.summary["notes"])
 
 
 def test_estimated_target_is_marked(tmp_path):
     result = compare_run(_write_run(tmp_path / "run", target="a10", estimated=True))
     assert result.options["estimated"].all() and result.summary["estimated"]
-    assert result.budgets["answer"].str.endswith("[estimated]").all()
+    assert result.budgets["answer"].str.contains("ESTIMATED latency and memory, not measured").all()
+    assert result.budgets["answer"].str.contains("latency ~").any()
     # Estimates have no p50: the estimated mean is the latency.
     assert result.options.set_index("option").loc["full fp32", "latency_s"] == pytest.approx(0.040)
 

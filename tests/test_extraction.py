@@ -110,7 +110,7 @@ def test_cost_model_relative_counts(tiny):
     cost, space = CostModel.for_model(tiny), get_space("small", tiny.dims)
     assert cost.relative_parameters(space.masks(space.largest())) == 1.0
     half = space.masks({"num_layers": 1, "num_heads": 4, "num_units": 256})
-    assert cost.relative_encoder_parameters(half) == pytest.approx(0.5)
+    assert cost.encoder_fraction(half) == pytest.approx(0.5)
     assert cost.parameters(half) == sum(p.numel() for p in tiny.model.parameters()) - cost.encoder_parameters(half)
 
 

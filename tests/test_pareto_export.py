@@ -39,7 +39,7 @@ def test_export_writes_every_member_as_a_verified_pruned_model(run):
     assert list(index.columns) == INDEX_COLUMNS
     assert (result.models_dir / "index.csv").is_file()
     assert len(index) == len(pareto) and index["label"].tolist() == [f"p{i:02d}" for i in range(len(pareto))]
-    assert index["params"].is_monotonic_increasing
+    assert index["encoder_fraction"].is_monotonic_increasing
     by_config = {json.dumps(json.loads(row.config), sort_keys=True): row for row in pareto.itertuples()}
     assert set(index["config"]) == set(by_config)
     loaded = load_model(run / "checkpoint")
@@ -54,7 +54,7 @@ def test_export_writes_every_member_as_a_verified_pruned_model(run):
             member.test_metric,
             member.test_error,
         )
-        assert row.params == pytest.approx(member.params) and row.path == f"search/rs/models/{row.label}"
+        assert row.encoder_fraction == pytest.approx(member.encoder_params) and row.path == f"search/rs/models/{row.label}"
         pruned = load_model(run / row.path)
         assert row.parameters == sum(p.numel() for p in pruned.model.parameters())
         meta = json.loads((run / row.path / "prunebench.json").read_text())
@@ -84,7 +84,7 @@ def _hand_made_search(run, tmp_path):
         rows.append(
             {
                 "error": 0.4 - 0.1 * i,
-                "params": cost.relative_parameters(space.masks(config)),
+                "encoder_params": cost.encoder_fraction(space.masks(config)),
                 "metric": 0.6 + 0.1 * i,
                 "config": json.dumps(config),
             }
@@ -116,13 +116,15 @@ def test_same_selection_is_left_alone_another_needs_overwrite(run, tmp_path):
     fewer = export_pareto(copy, max_models=3, overwrite=True, verify=False, show_progress=False)
     index = pd.read_parquet(fewer.models_dir / "index.parquet")
     assert index["label"].tolist() == ["p00", "p01", "p02"] and index["max_abs_diff"].isna().all()
-    assert index["config"].tolist() == [first.rows[i]["config"] for i in (0, 2, 3)]  # nearest to the middle params
+    # the smallest, the largest, and the best at no more than half the encoder (p01: 2 of 4 heads, 64 units)
+    assert index["config"].tolist() == [first.rows[i]["config"] for i in (0, 1, 3)]
     assert sorted(p.name for p in fewer.models_dir.iterdir()) == ["index.csv", "index.parquet", "p00", "p01", "p02"]
     assert json.loads((fewer.models_dir / "p01" / "prunebench.json").read_text())["provenance"]["config"] == {
         "num_layers": 2,
-        "num_heads": 4,
-        "num_units": 128,
+        "num_heads": 2,
+        "num_units": 64,
     }
+    assert index["encoder_fraction"].iloc[1] <= 0.5 < first.rows[2]["encoder_fraction"]
     shutil.rmtree(fewer.models_dir / "p02")  # a model lost: the same selection is written again, no --overwrite
     repaired = export_pareto(copy, max_models=3, verify=False, show_progress=False)
     assert repaired.written and (fewer.models_dir / "p02" / "model.safetensors").is_file()
@@ -144,7 +146,7 @@ def test_the_unpruned_config_is_not_exported(run, tmp_path):
     full = {"num_layers": dims.num_layers, "num_heads": dims.num_heads, "num_units": dims.intermediate_size}
     pareto = pd.read_parquet(folder / "pareto.parquet")
     pareto = pd.concat(
-        [pareto, pd.DataFrame([{"error": 0.01, "params": 1.0, "metric": 0.99, "config": json.dumps(full)}])]
+        [pareto, pd.DataFrame([{"error": 0.01, "encoder_params": 1.0, "metric": 0.99, "config": json.dumps(full)}])]
     )
     pareto["parameters"] = [cost.parameters(space.masks(json.loads(c))) for c in pareto["config"]]
     pareto.to_parquet(folder / "pareto.parquet")
@@ -154,7 +156,7 @@ def test_the_unpruned_config_is_not_exported(run, tmp_path):
     assert len(index) == (pareto["parameters"] < full_count).sum() >= 2
     assert json.dumps(full, sort_keys=True) not in set(index["config"]) and (index["parameters"] < full_count).all()
     # Nothing but the full model on the front: nothing to export, said in one line.
-    pareto[pareto["params"] == 1.0].to_parquet(folder / "pareto.parquet")
+    pareto[pareto["encoder_params"] == 1.0].to_parquet(folder / "pareto.parquet")
     with pytest.raises(PrunebenchError, match="only the un-pruned model"):
         export_pareto(copy, search="hand", overwrite=True, show_progress=False)
 
@@ -170,6 +172,15 @@ def test_max_models_spreads_over_params_keeping_both_ends():
     assert len(select_members(pareto, 5)) == 5 and select_members(pareto, 2)["params"].tolist() == [0.1, 1.0]
     counts = pareto.rename(columns={"params": "parameters"})  # a search without the params objective
     assert select_members(counts, 4)["parameters"].tolist() == [0.1, 0.5, 0.9, 1.0]
+
+
+def test_max_models_keeps_the_best_member_at_half_the_encoder():
+    """The report's headline point, at most half the encoder, is always exported when the front reaches it."""
+    sizes = [0.05, 0.3, 0.45, 0.55, 0.8, 1.0]
+    pareto = pd.DataFrame({"encoder_fraction": sizes, "error": [0.5, 0.3, 0.2, 0.15, 0.12, 0.1], "config": list("abcdef")})
+    # Spread alone would take 0.05, 0.55 (nearest the middle, 0.525) and 1.0.
+    assert select_members(pareto, 3)["encoder_fraction"].tolist() == [0.05, 0.45, 1.0]
+    assert select_members(pareto, 4)["encoder_fraction"].tolist() == [0.05, 0.45, 0.55, 1.0]
 
 
 def test_default_search_must_be_unambiguous(run, tmp_path):

@@ -53,7 +53,7 @@ def test_a_50_percent_subnetwork_is_estimated_faster(tiny_subjects, target, vari
     full, half, _ = tiny_subjects
     profile = get_profile(target)
     # bert-tiny is mostly embeddings: "50%" is of the encoder
-    assert half.cost.relative_encoder_parameters(half.masks) == pytest.approx(0.5)
+    assert half.cost.encoder_fraction(half.masks) == pytest.approx(0.5)
     for batch in (1, 32):
         try:
             full_estimate = estimate(full, VARIANTS[variant], profile, batch, 128)
@@ -79,7 +79,7 @@ def test_compute_bound_estimates_follow_the_mac_count(base_subjects):
     full, _, width = base_subjects
     t4 = get_profile("t4")
     big, small = (estimate(s, VARIANTS["fp32"], t4, 64, 256) for s in (full, width))
-    assert width.cost.relative_encoder_parameters(width.masks) == pytest.approx(0.5, abs=0.01)
+    assert width.cost.encoder_fraction(width.masks) == pytest.approx(0.5, abs=0.01)
     assert big.bound == small.bound == "compute"
     assert small.latency_s == pytest.approx(big.latency_s * width.macs(256) / full.macs(256), rel=1e-9)
     assert small.latency_s < 0.6 * big.latency_s  # width pruning pays off once the GPU is busy

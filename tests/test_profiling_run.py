@@ -153,7 +153,7 @@ def test_another_pareto_selection_under_the_same_labels_is_profiled_and_scored_a
     # A search that went on to find more members is stood in for by its pareto.parquet: every pruned candidate.
     search = first / "search" / "rs"
     candidates = pd.read_parquet(search / "candidates.parquet")
-    candidates[candidates["params"] < 1].to_parquet(search / "pareto.parquet")
+    candidates[candidates["encoder_params"] < 1].to_parquet(search / "pareto.parquet")
     export_pareto(first, max_models=2, overwrite=True, show_progress=False)  # p00, p01: smallest and largest
     two = _labels(first)
     assert _profile_and_score(first) == (sorted(["full", *two]),) * 2

@@ -19,7 +19,7 @@ from prunebench.report import render, write_report
 from prunebench.report.load import load_runs
 
 SECTIONS = [
-    "Summary",
+    "Answer: what to deploy",
     "Run configuration",
     "Environment and hardware",
     "Fine-tuning curves",
@@ -105,9 +105,15 @@ def test_html_has_every_section_and_valid_embedded_figures(full_report):
     outline = _outline(html)
     assert [text for tag, text in outline.headings if tag == "h2"] == SECTIONS
     h3 = [text for tag, text in outline.headings if tag == "h3"]
-    assert h3 == ["Target a10 — ESTIMATED (roofline model, not measured)", "Target cpu — measured"]
+    assert h3 == [
+        "On a10: ESTIMATED (roofline model, not measured)",
+        "On cpu: measured",
+        "Target a10 — ESTIMATED (roofline model, not measured)",
+        "Target cpu — measured",
+    ]
     images = DATA_URI.findall(html)
-    assert len(images) == 7  # training, search front, hypervolume, latency and memory for two targets
+    # the answer per target; training, search front, hypervolume; latency and memory for two targets
+    assert len(images) == 9
     for encoded in images:
         picture = PILImage.open(io.BytesIO(base64.b64decode(encoded)))
         picture.verify()
@@ -123,27 +129,31 @@ def test_html_tables_hold_the_runs_numbers(full_report):
     outline = _outline(result.html.read_text())
     budgets = pd.read_parquet(run / "compare" / "cpu" / "budgets.parquet")
     cpu_budgets = _records(_table(outline, "Budgets on cpu"))
-    assert [r["answer"] for r in cpu_budgets] == budgets["answer"].tolist()
-    assert {r["best option"] for r in cpu_budgets} == set(budgets["best_option"])
+    assert [r["deploy"] for r in cpu_budgets] == budgets["best_option"].fillna("nothing fits").tolist()
+    for answer in budgets["answer"]:  # the answers in words lead the report
+        assert f"<li>{answer}</li>" in result.html.read_text()
 
-    pareto = pd.read_parquet(run / "search" / "nsga2-seed0" / "pareto.parquet").sort_values("params")
+    pareto = pd.read_parquet(run / "search" / "nsga2-seed0" / "pareto.parquet").sort_values("encoder_params")
     shown = [r for r in _records(_table(outline, "Non-dominated sub-networks")) if r["search"] == "nsga2-seed0"]
     assert len(shown) == len(pareto)
     smallest = pareto.iloc[0]
-    assert shown[0]["relative params"] == f"{smallest['params']:.3f}"
-    assert shown[0]["validation error"] == f"{smallest['error']:.3f}"
+    assert shown[0]["encoder"] == f"{smallest['encoder_fraction']:.3f}"
+    assert shown[0]["total params"] == f"{smallest['total_fraction']:.3f}"
+    assert shown[0]["MACs"] != "-" and shown[0]["validation error"] == f"{smallest['error']:.3f}"
     assert shown[0]["test metric"] == f"accuracy {smallest['test_metric']:.3f}"
     assert shown[0]["config"] == json.dumps(json.loads(smallest["config"]), separators=(",", ":")).replace('"', "")
+    pareto_rows = _records(_table(outline, "Non-dominated sub-networks"))
+    layer_drop = [r for r in pareto_rows if r["search"] == "layer_drop-seed0"]
+    assert layer_drop and all(r["config"].startswith("layers kept: ") for r in layer_drop)
 
     hypervolume = _records(_table(outline, "Final hypervolume per search"))
     roles = {r["search"]: r["role"] for r in hypervolume}
     assert roles == {"nsga2-seed0": "search method", "random_search-seed0": "search method"} | {
         "layer_drop-seed0": "baseline"
     }
-    summary = _records(_table(outline, "Pruning near half the parameters"))
-    cpu = {r["what"]: r for r in summary if r["target"] == "cpu"}
-    assert cpu["pruned, best at <= 55% params"]["option"] == HALF_OPTION
-    assert cpu["int8 (full model)"]["option"] == "full int8" and cpu["nf4 (full model)"]["option"] == "full nf4"
+    glance = {r["option"]: r for r in _records(_table(outline, "cpu: the full model in every variant"))}
+    assert {"full fp32", "full int8", "full nf4", HALF_OPTION} <= set(glance)  # every quantized variant
+    assert glance[HALF_OPTION]["encoder"] == "0.48" and glance["full fp32"]["x fp32"] == "1.00x"
 
 
 def test_every_estimated_number_is_marked(full_report):
@@ -152,8 +162,10 @@ def test_every_estimated_number_is_marked(full_report):
     html = result.html.read_text()
     outline = _outline(html)
     tables_with_a10 = [t for t in outline.tables if any("a10" in cell for row in t["rows"] for cell in row)]
-    tables_with_a10 += [t for t in outline.tables if "on a10" in t["caption"]]
-    assert len(tables_with_a10) >= 5  # summary, targets profiled, budgets, options, profile rows
+    tables_with_a10 += [t for t in outline.tables if "on a10" in t["caption"] or t["caption"].startswith("a10:")]
+    assert len(tables_with_a10) >= 5  # the answer, targets profiled, budgets, options, profile rows
+    glance = _records(_table(outline, "a10: the full model in every variant"))
+    assert all(r["latency ms"].startswith("~") for r in glance)
     for table in tables_with_a10:
         assert any("roofline estimate" in note for note in table["notes"]), table["caption"]
     options = _records(_table(outline, "Options on a10"))
@@ -166,6 +178,8 @@ def test_every_estimated_number_is_marked(full_report):
     assert all(not r["latency mean ms"].startswith("~") for r in profile_rows if r["target"] == "cpu")
     alts = re.findall(r'<img src="[^"]+" alt="([^"]+)"', html)
     assert [a for a in alts if a.startswith("a10")] == [
+        "a10: test error vs latency of every option (ESTIMATED latency); the full model and the latency budget "
+        "answers marked",
         "a10: error vs latency (estimated)",
         "a10: error vs memory (estimated)",
     ]
@@ -178,7 +192,7 @@ def test_markdown_has_pipe_tables_and_linked_figures(full_report):
         assert f"\n## {title}\n" in text
     assert text.count("| --- |") >= 10
     links = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", text)
-    assert len(links) == 7
+    assert len(links) == 9
     for _, link in links:
         path = result.out / link
         assert not link.startswith(("/", "http")) and path.is_file()
@@ -321,7 +335,7 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
         loaded = driver.execute_script(
             "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"
         )
-        assert loaded == 7
+        assert loaded == 9
         shot = tmp_path / "report.png"
         assert driver.save_screenshot(str(shot))
         picture = PILImage.open(shot)

@@ -38,7 +38,7 @@ EMPHASIS = "**bold** _em_ ~~gone~~"
 ATTRIBUTE = '" onmouseover="alert(1)'  # would close an attribute value and open an event handler
 MATH = r"$\foo$ costs $5 to $6"  # mathtext to matplotlib (an unknown command fails the figure), math on GitHub
 HOSTILE = [SCRIPT, IMG, LINK, WEB_LINK, IMAGE, CODE, EMPHASIS, ATTRIBUTE, MATH]
-FIGURES = 7  # the fixture run's figures: training, search front, hypervolume, two per compared target
+FIGURES = 9  # the fixture run's figures: the answer per target; training, search front, hypervolume; two per target
 
 # Every element report.html.j2 writes; user text may add none.
 HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "nav", "ul", "li", "a"}

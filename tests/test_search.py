@@ -57,11 +57,11 @@ def test_every_method_returns_valid_configs_and_its_tables(run, method):
     assert result.finished and len(lines) == len(result.candidates) == 6
     for line in lines:
         assert space.validate(line["config"]) == line["config"]
-        assert set(line["objectives"]) == {"error", "params"}
+        assert set(line["objectives"]) == {"error", "encoder_params"}
         assert line["method"] == method and line["seed"] == 0
-        assert 0 <= line["objectives"]["error"] <= 1 and 0 < line["objectives"]["params"] <= 1
+        assert 0 <= line["objectives"]["error"] <= 1 and 0 < line["objectives"]["encoder_params"] <= 1
     assert [line["config"] for line in lines[:3]] == initial_design(space)  # the same initial design for all
-    assert lines[0]["objectives"]["params"] == 1.0
+    assert lines[0]["objectives"]["encoder_params"] == 1.0
     for table in ("candidates", "pareto", "hypervolume"):
         assert (result.search_dir / f"{table}.parquet").is_file() and (result.search_dir / f"{table}.csv").is_file()
     pareto = pd.read_parquet(result.search_dir / "pareto.parquet")
@@ -99,7 +99,7 @@ def test_baselines_give_one_point_per_budget(run):
     heads = [sum(v for k, v in c.items() if k.startswith("head_")) for c in kept]
     units = [sum(v for k, v in c.items() if k.startswith("unit_")) for c in kept]
     assert heads == [8, 6, 4, 2] and units == [512, 384, 256, 128]  # fractions 1, 3/4, 1/2, 1/4 of 2x4 and 2x256
-    assert ranked.candidates["params"].is_monotonic_decreasing
+    assert ranked.candidates["encoder_params"].is_monotonic_decreasing
 
 
 def test_importance_scores_are_per_layer_normalised_gradients(run):
@@ -159,17 +159,18 @@ def test_shared_slicing_equals_extraction_and_leaves_the_supernet_alone(run):
 
 
 def test_cost_objectives_with_estimated_latency_and_memory(run):
-    objectives = ObjectiveSettings(names="error,params,macs,latency,memory", target="cpu", seq_len=64)
+    objectives = ObjectiveSettings(names="error,encoder_params,total_params,macs,latency,memory", target="cpu", seq_len=64)
     result = run_search(run, _search(run, objectives=objectives, samples=3, name="costs"), show_progress=False)
     lines = _log_lines(result.search_dir / "log.jsonl")
     full, smallest = lines[0], lines[1]
-    assert {k: full["objectives"][k] for k in ("params", "macs", "latency", "memory")} == {
-        "params": 1.0,
+    assert {k: full["objectives"][k] for k in ("encoder_params", "total_params", "macs", "latency", "memory")} == {
+        "encoder_params": 1.0,
+        "total_params": 1.0,
         "macs": 1.0,
         "latency": 1.0,
         "memory": 1.0,
     }
-    for name in ("params", "macs", "latency", "memory"):
+    for name in ("encoder_params", "total_params", "macs", "latency", "memory"):
         assert smallest["objectives"][name] < 1.0
     assert full["details"]["latency_source"] == smallest["details"]["latency_source"] == "estimated"
     assert smallest["objectives"]["macs"] == smallest["details"]["macs_count"] / full["details"]["macs_count"]

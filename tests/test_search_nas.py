@@ -23,12 +23,12 @@ def test_moasha_fine_tunes_each_sub_network_and_writes_the_search_tables(tmp_pat
     for line in lines:
         assert space.validate(line["config"]) == line["config"]
         assert 1 <= line["details"]["epochs"] <= 2 and line["method"] == "moasha"
-        assert 0 <= line["objectives"]["error"] <= 1 and 0 < line["objectives"]["params"] <= 1
+        assert 0 <= line["objectives"]["error"] <= 1 and 0 < line["objectives"]["encoder_params"] <= 1
         assert 0 <= line["details"]["test_metric"] <= 1
     for table in ("candidates", "pareto", "hypervolume"):
         assert (result.search_dir / f"{table}.parquet").is_file()
     pareto = pd.read_parquet(result.search_dir / "pareto.parquet")
-    assert len(pareto) >= 1 and {"error", "params", "config", "test_metric"} <= set(pareto.columns)
+    assert len(pareto) >= 1 and {"error", "encoder_params", "config", "test_metric"} <= set(pareto.columns)
     run = json.loads((tmp_path / "nas" / "run.json").read_text())
     assert run["stage"] == "nas" and run["status"] == "finished"
     assert (tmp_path / "nas" / "syne-tune" / "tuner.log").is_file()

@@ -39,12 +39,12 @@ def test_hypervolume_curve_is_the_volume_of_each_prefix():
 
 
 def test_objectives_are_parsed_and_checked():
-    assert parse_objectives("error, params,macs") == ("error", "params", "macs")
+    assert parse_objectives("error, encoder_params,macs") == ("error", "encoder_params", "macs")
     with pytest.raises(PrunebenchError, match="unknown objective 'size'"):
         parse_objectives("error,size")
     with pytest.raises(PrunebenchError, match="need 'error' and at least one cost"):
-        parse_objectives("params,macs")
+        parse_objectives("encoder_params,macs")
     with pytest.raises(PrunebenchError, match="need 'error' and at least one cost"):
         parse_objectives("error")
     with pytest.raises(PrunebenchError, match="listed twice"):
-        parse_objectives("error,params,params")
+        parse_objectives("error,total_params,total_params")

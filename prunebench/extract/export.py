@@ -39,7 +39,9 @@ class ExtractedModel:
     config: Config
     parameters: int  # counted on the saved model
     analytic_parameters: int
-    relative_parameters: float
+    relative_parameters: float  # all parameters / the full model's (what the file holds)
+    encoder_parameters: int
+    encoder_fraction: float  # encoder parameters / the full encoder's (what pruning removed)
     macs: int
     seq_len: int
     max_abs_diff: float | None  # masked vs extracted logits, when verified
@@ -96,6 +98,8 @@ def export_subnetworks(
                     parameters=sum(p.numel() for p in pruned.model.parameters()),
                     analytic_parameters=cost.parameters(masks),
                     relative_parameters=cost.relative_parameters(masks),
+                    encoder_parameters=cost.encoder_parameters(masks),
+                    encoder_fraction=cost.encoder_fraction(masks),
                     macs=cost.macs(masks, seq_len),
                     seq_len=seq_len,
                     max_abs_diff=diff,

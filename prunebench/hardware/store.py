@@ -43,13 +43,13 @@ SUPERSEDED_DIR = "superseded"  # inside the parts folder: rows of a model its la
 # The one definition of each number, of the row's ``latency_s`` and ``memory_bytes``: every reader (CLI, compare,
 # report, search objectives) takes those columns as they are.
 LATENCY_DEFINITION = (
-    "median (p50) seconds of one forward pass of the batch (mean, p90, p99, min and max kept beside it); "
-    "for an estimate, the roofline's one figure"
+    "the median (p50) time of one forward pass of the batch (stored in seconds, shown in ms; mean, p90, p99, "
+    "min and max kept beside it); for an estimate, the roofline's one figure"
 )
 MEMORY_DEFINITION = (
-    "peak bytes on the device while running the batch: on a GPU, torch's peak allocated bytes "
-    "(weights, inputs and activations); on a CPU, the exact weight bytes plus the peak RSS growth during the "
-    "passes; for an estimate, the roofline's weights plus largest live activations"
+    "peak memory on the device (stored in bytes, shown in MiB) while running the batch: on a GPU, torch's peak "
+    "allocated bytes (weights, inputs and activations); on a CPU, the exact weight bytes plus the peak RSS "
+    "growth during the passes; for an estimate, the roofline's weights plus largest live activations"
 )
 
 
@@ -83,7 +83,9 @@ class ProfileRow:
     model_key: str | None = None  # what the model is (subjects.content_key); ``model`` is its label here
     # exact counts
     parameters: int | None = None
-    relative_parameters: float | None = None
+    relative_parameters: float | None = None  # all parameters / the source model's (embeddings included)
+    encoder_parameters: int | None = None
+    encoder_fraction: float | None = None  # encoder parameters / the source model's encoder (what pruning removes)
     macs_per_sequence: int | None = None
     weight_bytes: int | None = None
     # THE latency and memory of the point (derived, see the class docstring)

@@ -50,6 +50,14 @@ class Subject:
     def relative_parameters(self) -> float:
         return self.cost.relative_parameters(self.masks)
 
+    @property
+    def encoder_parameters(self) -> int:
+        return self.cost.encoder_parameters(self.masks)
+
+    @property
+    def encoder_fraction(self) -> float:
+        return self.cost.encoder_fraction(self.masks)
+
     def macs(self, seq_len: int) -> int:
         return self.cost.macs(self.masks, seq_len)
 

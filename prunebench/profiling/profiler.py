@@ -225,18 +225,41 @@ def profile_run(
     result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
     if run_dir is None or config.score is False:
         return result
-    if config.estimate and config.score is None:
-        console.print("note: with --estimate nothing runs here, so the variants are not scored (--score: on this CPU)")
-        return result
-    if config.estimate:
-        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
     variants = list(config.variants or VARIANTS)
+    if config.estimate and config.score is None:
+        # An estimated target's answer needs every variant's error; the variants no other target of the
+        # run has scored (on a GPU target: fp16 and bf16, what everyone deploys there) are scored here.
+        variants = _unscored_variants(run_dir, config.target, variants, subjects)
+        if not variants:
+            return result
+        console.print(
+            f"note: {config.target} is estimated, so {', '.join(variants)} are scored on this CPU, where the run "
+            "was trained (--no-score skips it); GPU numerics differ slightly"
+        )
+    elif config.estimate:
+        console.print("note: scoring on this CPU (--estimate measured nothing on a GPU)")
     where = "cpu" if config.estimate else config.target
     result.scores = score_variants(
         run_dir, subjects, variants, out, device=where, threads=config.threads,
         max_examples=config.score_max_examples, show_progress=show_progress,
     )  # fmt: skip
     return result
+
+
+def _unscored_variants(run_dir: Path, target: str, variants: list[str], subjects: list[Subject]) -> list[str]:
+    """The variants some of the run's models have no test-split score for on any other target of the run."""
+    run = RunDir(run_dir)
+    keys = {s.content_key for s in subjects}
+    scored: dict[str, set] = {}
+    for name in run.profiled_targets():
+        if name == target:
+            continue
+        fix = f"score its variants again with 'prunebench profile {run_dir} --score' for {name}"
+        frame = run.profile_dir(name).read_scores(fix, columns=["model_key", "variant", "status"])
+        if frame is not None:
+            for row in frame[frame["status"] == "ok"].itertuples():
+                scored.setdefault(row.variant, set()).add(row.model_key)
+    return [v for v in variants if not keys <= scored.get(v, set())]
 
 
 @dataclass
@@ -272,6 +295,8 @@ class _Run:
             status=status,
             parameters=subject.parameters,
             relative_parameters=subject.relative_parameters,
+            encoder_parameters=subject.encoder_parameters,
+            encoder_fraction=subject.encoder_fraction,
             macs_per_sequence=subject.macs(seq_len),
             timestamp=datetime.now(UTC).isoformat(timespec="microseconds"),  # also the table's row order
             **self.environment,

@@ -62,6 +62,7 @@ class ScoreRow:
     metric_name: str | None = None  # the task's primary metric: accuracy, f1, matthews, spearman
     metric: float | None = None
     error: float | None = None  # 1 - metric
+    chance_error: float | None = None  # the error of the majority class (the mean, for regression) on this split
     metrics: str | None = None  # JSON: every metric compute_metrics gives
     seconds: float | None = None  # predicting the split (after the variant is built)
     build_seconds: float | None = None
@@ -173,6 +174,8 @@ def score_variants(
         store = ScoreStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
 
+        chance_error: float | None = None  # known once the split is loaded
+
         def base(subject: Subject, spec, examples: int) -> ScoreRow:
             return ScoreRow(
                 model=subject.label,
@@ -183,6 +186,7 @@ def score_variants(
                 threads=threads,
                 examples=examples,
                 max_examples=max_examples,
+                chance_error=chance_error,
                 model_source=subject.source,
                 model_structure=structure_id(subject),
                 task=task,
@@ -197,6 +201,7 @@ def score_variants(
             console.print(f"note: task {task!r} has no test split here; the variants are not scored (nothing written)")
             return SCHEMA.empty_table().to_pandas()
         examples = len(split.labels)
+        chance_error = split.chance()["error"]
         console.print(f"scoring {len(pending)} model variant(s) on the test split ({examples} examples, {device_name})")
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)

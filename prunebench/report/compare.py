@@ -170,6 +170,25 @@ def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
+def _chance_of(scores: pd.DataFrame) -> tuple[float, float]:
+    """The run's chance error on the test split and its example count (NaN: scored before either was kept)."""
+    if "chance_error" not in scores or not scores["chance_error"].notna().any():
+        return math.nan, math.nan
+    known = scores[scores["chance_error"].notna()]
+    return float(known["chance_error"].iloc[0]), _number(known["examples"].iloc[0]) if "examples" in known else math.nan
+
+
+def _at_chance(frame: pd.DataFrame) -> pd.Series:
+    """True where an option is no better than the majority class (the mean, for regression).
+
+    "No better" allows for the test split's noise: within 1/sqrt(n) of the chance error, two standard
+    errors of an accuracy near 0.5 on n examples (the widest), or worse.
+    """
+    tolerance = (1 / np.sqrt(frame["test_examples"].astype(float).clip(lower=1))).fillna(0.0)
+    at_chance = frame["error"].astype(float) >= frame["chance_error"].astype(float) - tolerance
+    return at_chance & frame["chance_error"].notna()
+
+
 def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
     """One row per (model, variant) profiled without error at the chosen point, with its error and kind."""
     fix = f"profile it again with 'prunebench profile {run_dir}' for {target} (finished points are kept)"
@@ -193,6 +212,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     options, unscored = [], []
     for row in rows.to_dict("records"):
         score = scores[(scores["model"] == row["model"]) & (scores["variant"] == row["variant"])]
+        chance_error, examples = _chance_of(scores)
         if len(score):
             error, metric, source = float(score["error"].iloc[0]), float(score["metric"].iloc[0]), "test"
         elif row["variant"] == REFERENCE_VARIANT and row["model"] in search_errors:
@@ -209,12 +229,15 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "kind": _kind(row["pruned"], row["quantization"]),
                 "pruned": bool(row["pruned"]),
                 "quantization": row["quantization"],
-                "relative_parameters": row["relative_parameters"],
+                "encoder_fraction": _number(row.get("encoder_fraction")),
+                "total_fraction": _number(row["relative_parameters"]),
                 "weight_bytes": row["weight_bytes"],
                 "metric_name": task.get("metric"),
                 "metric": metric,
                 "error": error,
                 "error_source": source,
+                "chance_error": chance_error,
+                "test_examples": examples,
                 "latency_s": _number(row["latency_s"]),
                 "memory_bytes": _number(row["memory_bytes"]),
                 "estimated": bool(row["estimated"]),
@@ -232,8 +255,12 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
             f"no option of {run_dir} on {target} has both a profile and a test-split error; "
             f"run 'prunebench profile {run_dir} --score' for this target"
         )
-    for axis, column in (("latency", "latency_s"), ("memory", "memory_bytes")):
-        valid = frame[column].notna()
+    frame["chance"] = _at_chance(frame)
+    for axis, column in _AXIS_COLUMNS.items():
+        reference = _reference(frame, column)
+        frame[f"{axis}_ratio"] = frame[column] / reference if reference else math.nan
+    for axis, column in _AXIS_COLUMNS.items():
+        valid = frame[column].notna() & ~frame["chance"]
         front = np.zeros(len(frame), dtype=bool)
         points = frame.loc[valid, ["error", column]].to_numpy(dtype=float)
         front[np.flatnonzero(valid)[non_dominated(points)]] = True
@@ -247,45 +274,129 @@ def _reference(options: pd.DataFrame, column: str) -> float | None:
     return float(full[column].iloc[0]) if len(full) and not pd.isna(full[column].iloc[0]) else None
 
 
+KIND_NAMES = {"unpruned": "unpruned", "quantize": "quantized", "prune": "pruned", "both": "pruned + quantized"}
+_AXIS_COLUMNS = {"latency": "latency_s", "memory": "memory_bytes"}
+
+
+def option_facts(row: pd.Series | dict | None) -> dict | None:
+    """The numbers an answer gives for one option (summary.json's winner / runner_up)."""
+    if row is None:
+        return None
+    return {
+        "option": row["option"],
+        "kind": row["kind"],
+        "test_error": _number(row["error"]),
+        "latency_ms": _number(row.get("latency_s")) * 1e3,
+        "memory_mib": _number(row.get("memory_bytes")) / 2**20,
+        "latency_ratio": _number(row.get("latency_ratio")),
+        "memory_ratio": _number(row.get("memory_ratio")),
+        "estimated": bool(row.get("estimated")),
+    }
+
+
 def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataFrame:
-    """For each budget: the best option of each kind that fits, the overall best, and its margin."""
+    """For each budget: the lowest-error option that fits, the best of each other kind, and the margin.
+
+    Options marked ``chance`` (no better than the majority class) are never an answer. ``margin`` is
+    the runner-up's error minus the winner's (>= 0: how much lower the winner's error is), the
+    runner-up being the best option of any other kind that fits. When nothing fits, ``closest_*``
+    name the useful option nearest the budget and ``closest_over`` how many times the budget it needs.
+    """
+    useful = options[~options["chance"].astype(bool)] if "chance" in options else options
+    full = options[options["option"] == f"{FULL_MODEL} {REFERENCE_VARIANT}"]
     rows = []
     for budget in budgets:
-        column = "latency_s" if budget.axis == "latency" else "memory_bytes"
-        fits = options[options[column] <= budget.value]
+        column = _AXIS_COLUMNS[budget.axis]
+        fits = useful[useful[column] <= budget.value]
         row: dict = {"axis": budget.axis, "budget": budget.value, "budget_label": budget.label}
         row["estimated"] = bool(fits["estimated"].any()) if len(fits) else bool(options["estimated"].any())
         best_by_kind = {}
-        for kind in ("prune", "quantize", "both", "unpruned"):
+        for kind in KINDS:
             candidates = fits[fits["kind"] == kind]
-            if len(candidates):
-                best = candidates.sort_values(["error", column]).iloc[0]
+            best = candidates.sort_values(["error", column]).iloc[0] if len(candidates) else None
+            if best is not None:
                 best_by_kind[kind] = best
-                row[f"{kind}_option"], row[f"{kind}_error"] = best["option"], float(best["error"])
-            else:
-                row[f"{kind}_option"], row[f"{kind}_error"] = None, math.nan
-        if not best_by_kind:
-            row.update(best_kind=None, best_option=None, best_error=math.nan, margin=math.nan)
-            row["answer"] = f"nothing fits a {budget.axis} budget of {budget.label}"
-            row["answer"] += " [estimated]" if row["estimated"] else ""
-        else:
-            kind, best = min(best_by_kind.items(), key=lambda item: (item[1]["error"], item[1][column]))
-            others = [float(b["error"]) for k, b in best_by_kind.items() if k != kind]
-            margin = float(best["error"]) - min(others) if others else math.nan
-            row.update(best_kind=kind, best_option=best["option"], best_error=float(best["error"]), margin=margin)
-            row["answer"] = _answer(budget, kind, best, margin)
+            row[f"{kind}_option"] = None if best is None else best["option"]
+            row[f"{kind}_error"] = math.nan if best is None else float(best["error"])
+        ranked = sorted(best_by_kind.values(), key=lambda b: (float(b["error"]), float(b[column])))
+        winner, runner_up = (ranked + [None, None])[:2]
+        row["best_kind"] = None if winner is None else winner["kind"]
+        row["best_option"] = None if winner is None else winner["option"]
+        row["best_error"] = math.nan if winner is None else float(winner["error"])
+        row["runner_up_option"] = None if runner_up is None else runner_up["option"]
+        row["margin"] = math.nan if runner_up is None else float(runner_up["error"]) - float(winner["error"])
+        closest = None
+        if winner is None:
+            over = useful[useful[column].notna() & (useful[column] > budget.value)]
+            closest = over.sort_values([column, "error"]).iloc[0] if len(over) else None
+        row["closest_option"] = None if closest is None else closest["option"]
+        row["closest_over"] = math.nan if closest is None else float(closest[column]) / budget.value
+        reference = full.iloc[0] if len(full) else None
+        row["answer"] = answer_sentence(budget, winner, best_by_kind, reference, closest, options)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _answer(budget: Budget, kind: str, best: pd.Series, margin: float) -> str:
-    verb = {"prune": "prune", "quantize": "quantize", "both": "prune and quantize", "unpruned": "keep the full model"}
-    text = f"within {budget.label} {budget.axis}: {verb[kind]} ({best['option']}, error {best['error']:.3f})"
-    if not math.isnan(margin):
-        text += f", {abs(margin) * 100:.1f} points of error {'below' if margin < 0 else 'level with'} the next kind"
-    else:
-        text += ", the only kind that fits"
-    return text + (" [estimated]" if best["estimated"] else "")
+def _ratio_text(row: pd.Series, axis: str) -> str:
+    ratio = _number(row.get(f"{axis}_ratio"))
+    return "" if math.isnan(ratio) else f" ({ratio:.2f}x fp32)"
+
+
+def _value_text(row: pd.Series, axis: str) -> str:
+    value = _number(row.get(_AXIS_COLUMNS[axis]))
+    if math.isnan(value):
+        return f"{axis} not profiled"
+    shown = f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.1f} MiB"
+    return f"{axis} {'~' if row.get('estimated') else ''}{shown}{_ratio_text(row, axis)}"
+
+
+def _points(difference: float) -> str:
+    return f"{abs(difference) * 100:.1f} points"
+
+
+def answer_sentence(
+    budget: Budget,
+    winner: pd.Series | None,
+    best_by_kind: dict[str, pd.Series],
+    reference: pd.Series | None,
+    closest: pd.Series | None,
+    options: pd.DataFrame,
+) -> str:
+    """The budget's answer as a person says it: what to deploy, its numbers, and what each other kind gives."""
+    within = f"Within {budget.label} {budget.axis}"
+    estimated = bool(options["estimated"].any())
+    if estimated:
+        within += " (ESTIMATED latency and memory, not measured)"
+    if winner is None:
+        text = f"{within}: nothing fits"
+        chance = options[options["chance"].astype(bool)] if "chance" in options else options.iloc[:0]
+        if len(chance[chance[_AXIS_COLUMNS[budget.axis]] <= budget.value]):
+            text += " that is better than chance (only options ≈ chance do)"
+        if closest is not None:
+            needed = float(closest[_AXIS_COLUMNS[budget.axis]]) / budget.value
+            text += (
+                f"; the closest is {closest['option']} ({KIND_NAMES[closest['kind']]}, error {closest['error']:.3f}) "
+                f"with {_value_text(closest, budget.axis)}, {needed:.2f}x the budget"
+            )
+        return text + "."
+    text = f"{within}: deploy {winner['option']} ({KIND_NAMES[winner['kind']]}): test error {winner['error']:.3f}"
+    if reference is not None and reference["option"] != winner["option"]:
+        text += f" against {reference['error']:.3f} for the full fp32 model"
+    text += f"; {_value_text(winner, 'latency')}, {_value_text(winner, 'memory')}."
+    others = []
+    for kind in KINDS:
+        if kind == winner["kind"]:
+            continue
+        best = best_by_kind.get(kind)
+        if best is None:
+            others.append(f"{KIND_NAMES[kind]}: nothing fits")
+            continue
+        difference = float(best["error"]) - float(winner["error"])
+        gap = "the same error" if abs(difference) < 5e-4 else f"{_points(difference)} more error"
+        others.append(f"{KIND_NAMES[kind]}: {best['option']}, error {best['error']:.3f} ({gap})")
+    if others:
+        text += " Best of the other kinds: " + "; ".join(others) + "."
+    return text
 
 
 def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Comparison:
@@ -300,6 +411,12 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
     answers = answer_budgets(options, budgets)
     answers.insert(0, "target", target)
     missing = [kind for kind in KINDS if kind not in set(options["kind"])]
+    chance = sorted(options.loc[options["chance"], "option"])
+    if chance:
+        settings["notes"].append(
+            f"≈ chance (no better than the majority class or mean, error {options['chance_error'].iloc[0]:.3f}), "
+            f"never an answer: {', '.join(chance)}"
+        )
     summary = {
         "target": target,
         "device": str(options["device"].iloc[0]),
@@ -310,6 +427,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "latency_definition": LATENCY_DEFINITION,
         "memory_definition": MEMORY_DEFINITION,
         "error_definition": "1 - the task's metric on the test split",
+        "chance_error": _number(options["chance_error"].iloc[0]) if len(options) else math.nan,
         "config": asdict(config),
         "notes": settings["notes"],
         "missing": [f"no {kind} option was profiled and scored" for kind in missing],

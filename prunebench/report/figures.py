@@ -19,7 +19,8 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from prunebench.report.load import CompareData, RunData, relative_parameters
+from prunebench.report.compare import KIND_NAMES
+from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
 
 KINDS = ("unpruned", "quantize", "prune", "both")
 KIND_MARKERS = {"unpruned": "o", "quantize": "s", "prune": "^", "both": "D"}
@@ -100,19 +101,28 @@ def training_curves(runs: list[RunData]) -> Figure | None:
     return figure
 
 
+def _size(frame: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The encoder fraction, or for a search logged before it existed the total fraction, with its axis label."""
+    encoder = encoder_fraction(frame)
+    if len(frame) and encoder.notna().any():
+        return encoder, "encoder fraction (encoder parameters / the full encoder's)"
+    return total_fraction(frame), "total fraction (all parameters, embeddings included)"
+
+
 def search_front(runs: list[RunData]) -> Figure | None:
-    """Error against relative parameters: every candidate, the joint Pareto front, baselines apart."""
+    """Error against the encoder fraction: every candidate, the joint Pareto front, baselines apart."""
     runs = [r for r in runs if any(len(s.candidates) for s in r.searches)]
     if not runs:
         return None
     methods = sorted({s.method for r in runs for s in r.search_methods})
     colours = _palette(methods)
     with _style():
-        figure, axes = _panels(len(runs), "Search: validation error vs relative parameters")
+        figure, axes = _panels(len(runs), "Search: validation error vs encoder fraction")
         for run, ax in zip(runs, axes, strict=True):
-            points = []
+            points, label = [], "encoder fraction"
             for search in run.search_methods:
-                frame = search.candidates.assign(rel=relative_parameters(search.candidates))
+                size, label = _size(search.candidates)
+                frame = search.candidates.assign(rel=size)
                 frame = frame[~frame["cached"].astype(bool)] if "cached" in frame else frame
                 ax.scatter(
                     frame["rel"], frame["error"], s=18, alpha=0.45, color=colours[search.method],
@@ -127,13 +137,13 @@ def search_front(runs: list[RunData]) -> Figure | None:
                     marker="o", markersize=4, label="Pareto front (all search methods)",
                 )  # fmt: skip
             for baseline in run.baselines:
-                frame = baseline.candidates.assign(rel=relative_parameters(baseline.candidates))
+                frame = baseline.candidates.assign(rel=_size(baseline.candidates)[0])
                 ax.scatter(
                     frame["rel"], frame["error"], s=60, marker=BASELINE_MARKERS.get(baseline.method, "*"),
                     facecolor="white", edgecolor="crimson", linewidth=1.5, label=f"baseline: {_plain(baseline.name)}",
                 )  # fmt: skip
             ax.set_title(_plain(run.label), fontsize=10)
-            ax.set_xlabel("relative parameters (1 = full model)")
+            ax.set_xlabel(f"{label}; 1 = full model")
             ax.set_ylabel(f"validation error (1 - {_plain(run.metric_name)})")
             ax.legend(fontsize=7, loc="best")
     return figure
@@ -193,4 +203,51 @@ def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | No
             ax.set_xlabel(f"{axis} ({unit}{', estimated' if compare.estimated else ''})")
             ax.set_ylabel(f"error (1 - {_plain(run.metric_name)})")
             ax.legend(fontsize=7, loc="best")
+    return figure
+
+
+def answer_tradeoff(run: RunData, compare: CompareData) -> Figure | None:
+    """The headline figure of one target: test error against latency for every option of every kind,
+    the full fp32 model and each latency budget's answer picked out, options at chance greyed."""
+    column, scale, unit, _ = AXES["latency"]
+    options = compare.options
+    if column not in options or not options[column].notna().any():
+        return None
+    frame = options.assign(x=options[column].astype(float) * scale)
+    chance = frame["chance"].astype(bool) if "chance" in frame else pd.Series(False, index=frame.index)
+    title = f"{_plain(compare.target)}: what to deploy" + (f"\n{ESTIMATED_TITLE}" if compare.estimated else "")
+    with _style():
+        figure, (ax,) = _panels(1, title)
+        figure.set_size_inches(PANEL_WIDTH * 1.6, PANEL_HEIGHT * 1.3)
+        colours = _palette(list(KINDS))
+        useful = frame[~chance]
+        present = [k for k in KINDS if k in set(useful["kind"])]
+        for kind in present:
+            rows = useful[useful["kind"] == kind]
+            ax.scatter(
+                rows["x"], rows["error"], s=55, marker=KIND_MARKERS[kind], color=colours[kind], label=KIND_NAMES[kind]
+            )
+        if chance.any():
+            rows = frame[chance]
+            ax.scatter(rows["x"], rows["error"], s=45, marker="x", color="grey", label="≈ chance (never an answer)")
+        full = frame[frame["option"] == "full fp32"]
+        if len(full):
+            ax.scatter(full["x"], full["error"], s=260, marker="*", color="black", zorder=5, label="full model, fp32")
+        budgets = compare.budgets
+        winners = budgets[(budgets["axis"] == "latency") & budgets["best_option"].notna()] if len(budgets) else budgets
+        for option, group in winners.groupby("best_option") if len(winners) else []:
+            row = frame[frame["option"] == option]
+            if not len(row):
+                continue
+            x, y = float(row["x"].iloc[0]), float(row["error"].iloc[0])
+            ax.scatter([x], [y], s=230, facecolor="none", edgecolor="crimson", linewidth=2, zorder=6)
+            budgets = ", ".join(str(label).split(" (")[0] for label in group["budget_label"])
+            ax.annotate(
+                _plain(f"{option}\n(answer within {budgets})"), (x, y), xytext=(8, 8), textcoords="offset points",
+                fontsize=7, color="crimson",
+            )  # fmt: skip
+        ax.scatter([], [], s=120, facecolor="none", edgecolor="crimson", linewidth=2, label="a latency budget's answer")
+        ax.set_xlabel(f"latency ({unit}{', ESTIMATED' if compare.estimated else ''})")
+        ax.set_ylabel(f"test error (1 - {_plain(run.metric_name)})")
+        ax.legend(fontsize=7, loc="best")
     return figure

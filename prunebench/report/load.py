@@ -42,7 +42,7 @@ class SearchData:
 
     @property
     def objectives(self) -> list[str]:
-        return list(self.meta.get("objectives") or ["error", "params"])
+        return list(self.meta.get("objectives") or ["error", "total_params"])  # searches before the names
 
     @property
     def final_hypervolume(self) -> float | None:
@@ -252,15 +252,28 @@ def load_runs(paths: list[Path]) -> list[RunData]:
     return runs
 
 
-def relative_parameters(frame: pd.DataFrame) -> pd.Series:
-    """Each candidate's parameters as a fraction of the full model's.
+def encoder_fraction(frame: pd.DataFrame) -> pd.Series:
+    """Each row's encoder parameters as a fraction of the full encoder's (what structural pruning removes).
 
-    The ``params`` objective is exactly that when the search used it; otherwise the count is
-    divided by the largest in the table, which is the full model because every search method
-    starts from the largest sub-network (and the layer-drop baseline keeps all layers first).
+    Searches log it beside every candidate (``encoder_fraction``), whatever they searched; the
+    ``encoder_params`` objective is the same number. Tables from before both existed give NaN.
     """
-    if "params" in frame.columns:
-        return frame["params"].astype(float)
+    for column in ("encoder_fraction", "encoder_params"):
+        if column in frame.columns:
+            return frame[column].astype(float)
+    return pd.Series(float("nan"), index=frame.index)
+
+
+def total_fraction(frame: pd.DataFrame) -> pd.Series:
+    """Each row's parameters, embeddings and head included, as a fraction of the full model's.
+
+    The logged fraction where there is one (``total_params`` was called ``params`` before the two
+    counts were told apart); otherwise the count over the largest in the table, which is the full
+    model because every search starts from the largest sub-network.
+    """
+    for column in ("total_fraction", "total_params", "params"):
+        if column in frame.columns:
+            return frame[column].astype(float)
     if "parameters" in frame.columns and len(frame):
         return frame["parameters"].astype(float) / float(frame["parameters"].max())
     return pd.Series(float("nan"), index=frame.index)

@@ -32,7 +32,9 @@ import pandas as pd
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
-from prunebench.report.load import RunData, load_runs, relative_parameters
+from prunebench.report import answer
+from prunebench.report.compare import FULL_MODEL, KIND_NAMES
+from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
 from prunebench.rundir import (
     ENVIRONMENT_FILE,
     REPORT_KIND,
@@ -55,6 +57,7 @@ FORMATS = ("html", "md")
 MANIFEST = ReportDir.MANIFEST
 HTML_FILE = ReportDir.HTML
 MARKDOWN_FILE = ReportDir.MARKDOWN
+SUMMARY_FILE = ReportDir.SUMMARY
 FIGURES_DIR = ReportDir.FIGURES
 MAX_PROFILE_ROWS = 60  # per target and run; the full table is in the profile folder's CSV
 ESTIMATED_MARK = "~"
@@ -62,8 +65,6 @@ ESTIMATED_NOTE = (
     "~ marks a roofline estimate (prunebench/profiling/estimate.py), not a measurement: that hardware was not "
     "available, so treat these numbers as predictions."
 )
-HALF = 0.5  # the summary compares pruning to quantization at about half the parameters
-HALF_SLACK = 0.05
 
 
 # --- document model ------------------------------------------------------------------------------
@@ -139,6 +140,7 @@ class ReportResult:
     out: Path
     html: Path | None
     markdown: Path | None
+    summary: Path  # summary.json: the answer as data
     figures: list[Path]  # PNG files beside the Markdown (none when only HTML is written)
     missing: list[str]  # "RUN LABEL: what is missing" for every run
     runs: list[str]  # the run labels, in the order given
@@ -192,6 +194,9 @@ def _config_text(text, limit: int = 80) -> str:
     if not isinstance(text, str):
         return "-"
     compact = text.replace('"', "").replace(" ", "")
+    layers = re.findall(r"layer_(\d+):([01])", compact)
+    if layers and len(layers) == compact.count(":"):  # a layer-drop config: name the kept layers, never cut
+        return "layers kept: " + (",".join(i for i, keep in layers if keep == "1") or "none")
     if len(compact) <= limit:
         return compact
     try:
@@ -250,113 +255,160 @@ def _safe_name(text: str) -> str:
 # --- sections ------------------------------------------------------------------------------------
 
 
-def _closest_to_half(frame: pd.DataFrame, rel: pd.Series) -> pd.Series | None:
-    """The lowest-error row at no more than about half the parameters, else the one nearest half."""
-    known = rel.notna() & frame["error"].notna()  # a row without both numbers cannot be ranked
-    frame, rel = frame[known], rel[known].astype(float)
-    if not len(frame):
+def _plural(count, word: str) -> str:
+    return f"{count} {word}" if str(count) == "1" else f"{count} {word}s"
+
+
+def _ratio(value) -> str:
+    return f"{float(value):.2f}x" if _present(value) else "-"
+
+
+def _error_cell(row: dict) -> str:
+    return _num(row.get("error")) + (" ≈ chance" if _flag(row.get("chance")) else "")
+
+
+def _run_line(run: RunData, facts: dict) -> str:
+    train, task = run.train, run.run.get("task") or {}
+    line = (
+        f"Task {run.task} ({task.get('kind', '?')}, {run.metric_name}), model {run.model}, strategy {run.strategy}, "
+        f"space {train.get('space', '?')}, {_plural(train.get('epochs', '?'), 'epoch')} of fine-tuning "
+        f"({run.run.get('status', '?')})"
+    )
+    full = facts.get("full")
+    if full is not None:
+        line += f". The fine-tuned full model's test error is {full['test_error']:.3f}"
+        line += f" ({run.metric_name} {1 - full['test_error']:.3f})"
+    if facts.get("chance_error") is not None:
+        line += f"; the majority class (the mean, for regression) scores {facts['chance_error']:.3f}"
+    return line + "."
+
+
+def _embeddings_text(run: RunData, share: dict | None) -> str | None:
+    if share is None:
         return None
-    small = frame[rel <= HALF + HALF_SLACK]
-    if len(small):
-        return small.loc[small["error"].astype(float).idxmin()]
-    return frame.loc[(rel - HALF).abs().idxmin()]
+    return (
+        f"Embeddings and task head are {share['share']:.0%} of {run.model}'s {_count(share['parameters'])} "
+        f"parameters ({share['fp32_mib']:.1f} MiB in fp32). Structural pruning removes encoder weights only, so "
+        "every pruned model keeps them: this report states sizes as the encoder fraction (encoder parameters / "
+        "the full encoder's) beside the total fraction (all parameters), and memory can fall by at most "
+        f"{1 - share['share']:.0%} of the weights however much of the encoder goes. The 8- and 4-bit variants "
+        "quantize the linear layers only, so the embeddings stay in fp32 in every option."
+    )
 
 
-def _quantized(options: pd.DataFrame, name: str) -> pd.Series | None:
-    quantize = options[options["kind"] == "quantize"]
-    for column in ("variant", "quantization"):
-        if column in quantize.columns:
-            rows = quantize[quantize[column].astype(str).str.lower() == name]
-            if len(rows):
-                return rows.sort_values("error", na_position="last").iloc[0]
-    return None
+def _half_text(facts: dict) -> str:
+    best, full = facts.get("best_at_half_encoder"), facts.get("full")
+    if best is None:
+        return (
+            "No extracted and scored sub-network has at most 50% of the encoder's parameters and beats chance; "
+            "search longer or export more Pareto members ('prunebench extract-pareto RUN --max-models K')."
+        )
+    text = (
+        f"Best pruned model at no more than half the encoder: {best['option']}, with "
+        f"{best['encoder_fraction']:.0%} of the encoder's parameters ({best['total_fraction']:.0%} of all), "
+        f"test error {best['test_error']:.3f}"
+    )
+    if full is not None and best["relative_accuracy_drop"] is not None:
+        drop = best["relative_accuracy_drop"]
+        text += f" against {full['test_error']:.3f} for the full model: a {abs(drop):.1%} relative "
+        text += "drop in the metric" if drop >= 0 else "gain in the metric"
+    return text + "."
+
+
+def _glance_rows(compare, facts: dict) -> pd.DataFrame:
+    """The options the answer turns on: the full model's every variant, the best pruned model at half the
+    encoder with its quantized variants, and every budget's winner."""
+    options = compare.options
+    best = facts.get("best_at_half_encoder")
+    keep = options["model"] == FULL_MODEL
+    if best is not None:
+        keep |= options["model"] == best["option"].rsplit(" ", 1)[0]
+    keep |= options["option"].isin(set(compare.budgets.get("best_option", pd.Series(dtype=str)).dropna()))
+    frame = options[keep].copy()
+    frame["_order"] = frame["kind"].map({k: i for i, k in enumerate(figures.KINDS)}).fillna(len(figures.KINDS))
+    return frame.sort_values(["_order", "latency_s"])
+
+
+def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict) -> None:
+    for row in _glance_rows(compare, facts).to_dict("records"):
+        mark = ESTIMATED_MARK if _flag(row.get("estimated")) else ""
+        builder.add(
+            run,
+            [
+                _text(row.get("option")),
+                KIND_NAMES.get(row.get("kind"), _text(row.get("kind"))),
+                _num(row.get("encoder_fraction"), 2),
+                _mib(row.get("weight_bytes")),
+                _error_cell(row),
+                _ms(row.get("latency_s"), mark),
+                _ratio(row.get("latency_ratio")),
+                _mib(row.get("memory_bytes"), mark),
+                _ratio(row.get("memory_ratio")),
+            ],
+            estimated=bool(mark),
+        )
+
+
+def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
+    compares = [(r, c) for r in runs for c in r.compares if c.target == target]
+    estimated = any(c.estimated for _, c in compares)
+    title = f"On {target}: " + ("ESTIMATED (roofline model, not measured)" if estimated else "measured")
+    section = Section(f"answer-{_safe_name(target)}", title)
+    for run, compare in compares:
+        prefix = f"{run.label}: " if multi else ""
+        meta = compare.meta
+        where = (
+            f"{prefix}{'Estimated for' if estimated else 'Measured on'} {meta.get('device', target)}, "
+            f"{_plural(meta.get('threads', '?'), 'thread')}, batch {meta.get('batch_size', '?')} x "
+            f"{meta.get('seq_len', '?')} tokens; error on the test split."
+        )
+        section.blocks.append(Text(where, note=estimated))
+        image = _image(
+            f"answer-{_safe_name(target)}-{_safe_name(run.label)}",
+            f"{target}: test error vs latency of every option"
+            + (" (ESTIMATED latency)" if estimated else "")
+            + "; the full model and the latency budget answers marked",
+            figures.answer_tradeoff(run, compare),
+        )
+        if image is not None:
+            section.blocks.append(image)
+        answers = [prefix + str(a) for a in compare.budgets.get("answer", pd.Series(dtype=str)).dropna()]
+        if answers:
+            section.blocks.append(Bullets(answers))
+    glance = _TableBuilder(
+        ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "x fp32", "memory MiB", "x fp32"],
+        multi,
+        caption=f"{target}: the full model in every variant, the best pruned model at half the encoder "
+        "(and quantized), and each budget's answer",
+    )
+    for run, compare in compares:
+        _glance_rows_into(glance, run, compare, summaries[run.label])
+    table = glance.build()
+    if table is not None:
+        section.blocks.append(table)
+    return section
 
 
 def _summary(runs: list[RunData], multi: bool) -> Section:
-    section = Section("summary", "Summary")
-    lines = []
+    section = Section("summary", "Answer: what to deploy")
+    summaries = {run.label: answer.run_summary(run) for run in runs}
     for run in runs:
-        train, task = run.train, run.run.get("task") or {}
-        line = (
-            f"{run.label}: task {run.task} ({task.get('kind', '?')}, {run.metric_name}), model {run.model}, "
-            f"strategy {run.strategy}, space {train.get('space', '?')}, {train.get('epochs', '?')} epochs; "
-            f"training {run.run.get('status', '?')}"
-        )
-        log = run.training_log
-        if log is not None and len(log) and "largest" in set(log["subnetwork"]):
-            last = log[log["subnetwork"] == "largest"].sort_values("epoch").iloc[-1]
-            line += f"; largest sub-network validation error {_num(last['error'])} after epoch {int(last['epoch'])}"
-        counts = f"{len(run.search_methods)} search(es), {len(run.baselines)} baseline(s), "
-        counts += f"{len(run.profiles)} profiled target(s), {len(run.compares)} compared target(s)"
-        lines.append(f"{line}. {counts}.")
-    section.blocks.append(Bullets(lines))
-
-    compare_table = _TableBuilder(
-        ["target", "what", "option", "relative params", "weight MiB", "error", "latency ms", "memory MiB"],
-        multi,
-        caption="Pruning near half the parameters vs 8-bit and 4-bit quantization of the full model "
-        "(error on the test split; latency and memory on each target)",
-    )
-    search_table = _TableBuilder(
-        ["search", "relative params", "parameters", "validation error", "test error", "config"],
-        multi,
-        caption="Best searched sub-network at about half the parameters (Pareto sets of the search methods)",
-    )
-    for run in runs:
-        for compare in run.compares:
-            options = compare.options
-            pruned = options[options["kind"] == "prune"]
-            half = _closest_to_half(pruned, pruned["relative_parameters"].astype(float))
-            within = half is not None and float(half["relative_parameters"]) <= HALF + HALF_SLACK
-            picks = [
-                ("full model", options[options["kind"] == "unpruned"].nsmallest(1, "error")),
-                (f"pruned, {'best at <= 55%' if within else 'closest to 50%'} params", half),
-                ("int8 (full model)", _quantized(options, "int8")),
-                ("nf4 (full model)", _quantized(options, "nf4")),
-            ]
-            for what, row in picks:
-                if isinstance(row, pd.DataFrame):
-                    row = row.iloc[0] if len(row) else None
-                if row is None:
-                    compare_table.add(run, [compare.target, what, "not in the comparison", *["-"] * 5])
-                    continue
-                mark = ESTIMATED_MARK if _flag(row.get("estimated")) else ""
-                compare_table.add(
-                    run,
-                    [
-                        compare.target,
-                        what,
-                        _text(row["option"]),
-                        _num(row["relative_parameters"], 2),
-                        _mib(row.get("weight_bytes")),
-                        _num(row["error"]),
-                        _ms(row.get("latency_s"), mark),
-                        _mib(row.get("memory_bytes"), mark),
-                    ],
-                    estimated=bool(mark),
-                )
-        fronts = [s.pareto.assign(search=s.name) for s in run.search_methods if len(s.pareto)]
-        if fronts:
-            joint = pd.concat(fronts, ignore_index=True)
-            best = _closest_to_half(joint, relative_parameters(joint))
-            if best is not None:
-                search_table.add(
-                    run,
-                    [
-                        best["search"],
-                        _num(relative_parameters(joint).loc[best.name], 3),
-                        _count(best.get("parameters")),
-                        _num(best["error"]),
-                        _num(best.get("test_error")),
-                        _config_text(best.get("config")),
-                    ],
-                )
-    for table in (search_table.build(), compare_table.build()):
-        if table is not None:
-            section.blocks.append(table)
-    if not any(run.compares for run in runs):
+        facts = summaries[run.label]
+        prefix = f"{run.label}: " if multi else ""
+        section.blocks.append(Text(prefix + _run_line(run, facts)))
+        share = _embeddings_text(run, facts["embeddings"])
+        if share is not None:
+            section.blocks.append(Text(share))
+        section.blocks.append(Text(prefix + _half_text(facts)))
+    targets = sorted({c.target for r in runs for c in r.compares})
+    section.subsections = [_answer_section(runs, target, summaries, multi) for target in targets]
+    if not targets:
         section.blocks.append(
-            Text("No pruning-vs-quantization comparison yet: run 'prunebench compare' (see Missing).", note=True)
+            Text(
+                "No answer per hardware target yet: no run has a pruning-vs-quantization comparison "
+                "(run 'prunebench compare RUN', or 'prunebench run'; see Missing).",
+                note=True,
+            )
         )
     return section
 
@@ -441,9 +493,10 @@ def _training(runs: list[RunData], multi: bool) -> Section:
         return section
     section.blocks.append(image)
     builder = _TableBuilder(
-        ["epoch", "sub-network", "relative params", "metric", "error", "train loss", "epoch seconds"],
+        ["epoch", "sub-network", "encoder", "total params", "metric", "error", "train loss", "epoch seconds"],
         multi,
-        caption="Last epoch: validation scores of the largest, middle and smallest sub-networks",
+        caption="Last epoch: validation scores of the largest, middle and smallest sub-networks "
+        "(encoder: fraction of the encoder's parameters; total params: of all parameters)",
     )
     for run in runs:
         log = run.training_log
@@ -456,6 +509,7 @@ def _training(runs: list[RunData], multi: bool) -> Section:
                 [
                     str(row.epoch),
                     str(row.subnetwork),
+                    _num(getattr(row, "encoder_fraction", None), 3),
                     _num(row.relative_parameters, 3),
                     f"{row.metric_name} {_num(row.metric)}",
                     _num(row.error),
@@ -481,7 +535,7 @@ def _search(runs: list[RunData], multi: bool) -> Section:
         )
     )
     for image in (
-        _image("search-front", "Error vs relative parameters", figures.search_front(runs)),
+        _image("search-front", "Validation error vs encoder fraction", figures.search_front(runs)),
         _image("search-hypervolume", "Hypervolume over evaluations", figures.hypervolume_curves(runs)),
     ):
         if image is not None:
@@ -518,43 +572,46 @@ def _search(runs: list[RunData], multi: bool) -> Section:
 def _pareto(runs: list[RunData], multi: bool) -> Section:
     section = Section("pareto", "Pareto set")
     builder = _TableBuilder(
-        ["search", "role", "relative params", "parameters", "MACs", "validation error", "test metric", "config"],
+        ["search", "role", "encoder", "total params", "parameters", "MACs", "validation error", "test metric"]
+        + ["config"],
         multi,
-        caption="Non-dominated sub-networks of each search, with their test-split metric where scored",
+        caption="Non-dominated sub-networks of each search, with their test-split metric where scored "
+        "(encoder: fraction of the encoder's parameters; total params: of all parameters, embeddings included)",
     )
     models = _TableBuilder(
-        ["search", "label", "relative params", "parameters", "validation error", "test error", "path"],
+        ["search", "label", "encoder", "total params", "parameters", "validation error", "test error", "path"],
         multi,
         caption=f"Extracted Pareto models (search/NAME/models/{ModelsDir.INDEX})",
     )
     for run in runs:
         for search in sorted(run.searches, key=lambda s: (s.is_baseline, s.name)):
-            pareto = search.pareto
-            rel = relative_parameters(pareto)
-            for index, row in pareto.assign(_rel=rel).sort_values("_rel").iterrows():
+            pareto = search.pareto.assign(_enc=encoder_fraction(search.pareto), _tot=total_fraction(search.pareto))
+            for row in pareto.sort_values(["_enc", "_tot"]).to_dict("records"):
                 test = row.get("test_metric")
                 builder.add(
                     run,
                     [
                         search.name,
                         "baseline" if search.is_baseline else "search method",
-                        _num(rel.loc[index], 3),
+                        _num(row["_enc"], 3),
+                        _num(row["_tot"], 3),
                         _count(row.get("parameters")),
-                        _count(row.get("macs")),
+                        _count(row.get("macs_count", row.get("macs"))),  # "macs" is the normalised objective
                         _num(row["error"]),
                         f"{run.metric_name} {_num(test)}" if _present(test) else "not scored",
                         _config_text(row.get("config")),
                     ],
                 )
             if search.models is not None:
-                for row in search.models.to_dict("records"):
-                    rel_model = row.get("params", row.get("relative_parameters"))
+                index = search.models.assign(_enc=encoder_fraction(search.models), _tot=total_fraction(search.models))
+                for row in index.to_dict("records"):
                     models.add(
                         run,
                         [
                             search.name,
                             _text(row.get("label")),
-                            _num(rel_model, 3),
+                            _num(row["_enc"], 3),
+                            _num(row["_tot"], 3),
                             _count(row.get("parameters")),
                             _num(row.get("error")),
                             _num(row.get("test_error")),
@@ -595,55 +652,56 @@ def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
         if image is not None:
             section.blocks.append(image)
     budgets = _TableBuilder(
-        ["axis", "budget", "best kind", "best option", "best error", "prune", "quantize", "both", "margin", "answer"],
+        ["budget", "deploy", "kind", "test error", "runner-up (another kind)", "its error", "margin"],
         multi,
-        caption=f"Budgets on {target}: the option with the lowest error that fits, and the best of each kind",
+        caption=f"Budgets on {target}: the option with the lowest test error that fits, and the best option of "
+        "any other kind (margin: how many points more error it has); the answers in words are in the summary",
     )
     options = _TableBuilder(
-        ["option", "kind", "relative params", "weight MiB", "error", "latency ms", "memory MiB", "on front"],
+        ["option", "kind", "encoder", "total params", "weight MiB", "test error", "latency ms", "x fp32"]
+        + ["memory MiB", "x fp32", "on front"],
         multi,
-        caption=f"Options on {target}: un-pruned, quantized, pruned, and both",
+        caption=f"Options on {target}: un-pruned, quantized, pruned, and pruned + quantized "
+        "(encoder / total params: fractions of the full model's encoder / of all its parameters)",
     )
     for run, compare in compares:
+        by_option = compare.options.set_index("option", drop=False)
         for row in compare.budgets.to_dict("records"):
             mark = ESTIMATED_MARK if _flag(row.get("estimated")) or compare.estimated else ""
-            budget = f"{mark}{row.get('budget_label', '-')}"
-
-            def kind_cell(kind: str, row=row) -> str:
-                option = row.get(f"{kind}_option")
-                return f"{option} ({_num(row.get(f'{kind}_error'))})" if _present(option) else "nothing fits"
-
+            best, runner = row.get("best_option"), row.get("runner_up_option")
+            if _present(best):
+                deploy = [_text(best), KIND_NAMES.get(row.get("best_kind"), "-"), _num(row.get("best_error"))]
+            else:
+                closest = row.get("closest_option")
+                over = f"closest: {closest}, {float(row['closest_over']):.2f}x" if _present(closest) else "-"
+                deploy = ["nothing fits", "-", over]
+            runner_error = by_option.loc[runner, "error"] if _present(runner) and runner in by_option.index else None
+            margin = row.get("margin")
             budgets.add(
                 run,
-                [
-                    _text(row.get("axis")),
-                    budget,
-                    _text(row.get("best_kind")),
-                    _text(row.get("best_option")),
-                    _num(row.get("best_error")),
-                    kind_cell("prune"),
-                    kind_cell("quantize"),
-                    kind_cell("both"),
-                    _num(row.get("margin")),
-                    (mark + " " if mark else "") + _text(row.get("answer")),
-                ],
+                [f"{mark}{row.get('axis', '-')} {row.get('budget_label', '-')}", *deploy]
+                + [_text(runner), _num(runner_error), f"{float(margin) * 100:.1f} points" if _present(margin) else "-"],
                 estimated=bool(mark),
             )
         frame = compare.options.copy()
         frame["_order"] = frame["kind"].map({k: i for i, k in enumerate(figures.KINDS)}).fillna(len(figures.KINDS))
-        for row in frame.sort_values(["_order", "relative_parameters"], ascending=[True, False]).to_dict("records"):
+        frame = frame.assign(_enc=encoder_fraction(frame), _tot=total_fraction(frame))
+        for row in frame.sort_values(["_order", "_tot"], ascending=[True, False]).to_dict("records"):
             mark = ESTIMATED_MARK if _flag(row.get("estimated")) else ""
             fronts = [axis for axis in ("latency", "memory") if _flag(row.get(f"front_{axis}"))]
             options.add(
                 run,
                 [
                     _text(row.get("option")),
-                    _text(row.get("kind")),
-                    _num(row.get("relative_parameters"), 2),
+                    KIND_NAMES.get(row.get("kind"), _text(row.get("kind"))),
+                    _num(row["_enc"], 2),
+                    _num(row["_tot"], 2),
                     _mib(row.get("weight_bytes")),
-                    _num(row.get("error")),
+                    _error_cell(row),
                     _ms(row.get("latency_s"), mark),
+                    _ratio(row.get("latency_ratio")),
                     _mib(row.get("memory_bytes"), mark),
+                    _ratio(row.get("memory_ratio")),
                     ", ".join(fronts) or "-",
                 ],
                 estimated=bool(mark),
@@ -900,6 +958,8 @@ def write_report(
                 written.append(image.file)
             (staging / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
             written.append(MARKDOWN_FILE)
+        write_json_atomic(staging / SUMMARY_FILE, answer.report_summary(data))  # whatever the formats
+        written.append(SUMMARY_FILE)
         manifest = {"kind": REPORT_KIND, "version": REPORT_VERSION, "runs": [str(r) for r in runs]}
         manifest["formats"] = list(chosen)
         write_json_atomic(staging / MANIFEST, {**manifest, "files": written})
@@ -911,6 +971,7 @@ def write_report(
         out=out,
         html=out / HTML_FILE if "html" in chosen else None,
         markdown=out / MARKDOWN_FILE if "md" in chosen else None,
+        summary=out / SUMMARY_FILE,
         figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
         missing=[f"{run.label}: {note}" for run in data for note in run.missing],
         runs=[run.label for run in data],

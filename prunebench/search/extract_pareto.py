@@ -5,9 +5,11 @@ run's checkpoint, cuts every chosen member out of the super-network (``extract.e
 and writes into the search's models folder (``rundir.ModelsDir``, ``RUN/search/NAME/models/``):
 
     p00/, p01/, ...       pruned model directories (``prunebench extract`` format), in order of
-                          increasing parameters
-    the index             one row per model (Parquet and CSV): label, config (JSON), params
-                          (relative), parameters, macs (at the search's sequence length), error
+                          increasing encoder parameters
+    the index             one row per model (Parquet and CSV): label, config (JSON),
+                          encoder_fraction (encoder parameters / the full encoder's),
+                          total_fraction (all parameters / the full model's), encoder_parameters,
+                          parameters, macs (at the search's sequence length), error
                           and metric (validation), test_error and test_metric (when the search
                           scored its Pareto set), path (relative to RUN), max_abs_diff (largest
                           logit difference to the masked super-network, when verified)
@@ -51,7 +53,7 @@ from prunebench.search.runner import SearchResult
 from prunebench.supernet.spaces import get_space
 
 INDEX_COLUMNS = EXPORT_INDEX_COLUMNS
-_FLOAT_COLUMNS = ("params", "error", "metric", "test_error", "test_metric", "max_abs_diff")
+_FLOAT_COLUMNS = ("encoder_fraction", "total_fraction", "error", "metric", "test_error", "test_metric", "max_abs_diff")
 
 
 @dataclass
@@ -76,7 +78,7 @@ def index_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     for column in _FLOAT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    for column in ("parameters", "macs"):
+    for column in ("encoder_parameters", "parameters", "macs"):
         frame[column] = frame[column].astype("int64")
     return frame
 
@@ -129,19 +131,36 @@ def _without_full_model(pareto: pd.DataFrame, candidates: pd.DataFrame) -> pd.Da
     return pareto[pareto["parameters"] < candidates["parameters"].max()].reset_index(drop=True)
 
 
-def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.DataFrame:
-    """The members to export, by increasing params; ``max_models``: that many spread evenly over params.
+HALF_ENCODER = 0.5  # the paper's headline point: about half the encoder removed
 
-    The smallest and the largest are always kept; between them each member is the one nearest
-    to an evenly spaced params value that is not taken yet.
+
+def _size_column(pareto: pd.DataFrame) -> str:
+    """The encoder fraction where the search logged it; older searches have only total counts."""
+    for column in ("encoder_fraction", "encoder_params", "total_fraction", "total_params", "params"):
+        if column in pareto:
+            return column
+    return "parameters"
+
+
+def select_members(pareto: pd.DataFrame, max_models: int | None = None) -> pd.DataFrame:
+    """The members to export, by increasing encoder size; ``max_models``: that many spread evenly over it.
+
+    The smallest and the largest are always kept, and so is the lowest-error member at no more
+    than half the encoder (the report's headline point); between them each member is the one
+    nearest to an evenly spaced size that is not taken yet.
     """
-    size = "params" if "params" in pareto else "parameters"  # a search without the params objective has the counts
+    size = _size_column(pareto)
     ordered = pareto.sort_values([size, "error"], kind="stable").reset_index(drop=True)
     if max_models is None or len(ordered) <= max_models:
         return ordered
     params = ordered[size].to_numpy(dtype=float)
     chosen: list[int] = []
-    for target in np.linspace(params[0], params[-1], max_models):
+    if size == "encoder_fraction" or size == "encoder_params":
+        half = ordered.index[params <= HALF_ENCODER]
+        if len(half) and max_models >= 3:
+            chosen.append(int(ordered.loc[half, "error"].astype(float).idxmin()))
+    targets = list(np.linspace(params[0], params[-1], max_models - len(chosen)))
+    for target in targets:
         distance = np.abs(params - target)
         distance[chosen] = np.inf
         chosen.append(int(np.argmin(distance)))
@@ -268,7 +287,9 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
                 {
                     "label": label,
                     "config": config,
-                    "params": result.relative_parameters,
+                    "encoder_fraction": result.encoder_fraction,
+                    "total_fraction": result.relative_parameters,
+                    "encoder_parameters": result.encoder_parameters,
                     "parameters": result.parameters,
                     "macs": result.macs,
                     "error": _value(member, "error"),

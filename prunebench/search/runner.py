@@ -49,7 +49,8 @@ from prunebench.tasks import TaskData, make_collator
 from prunebench.tasks.rows import load_run_task, subset, tokenised_rows, validation_rows
 
 NORMALISATION = (
-    "error = 1 - validation metric; params, macs = exact counts / the full model's; latency, memory = "
+    "error = 1 - validation metric; encoder_params = encoder parameters / the full encoder's; "
+    "total_params (embeddings included), macs = exact counts / the full model's; latency, memory = "
     "value / the full model's from the same source (measured or estimated); hypervolume of these, "
     f"all minimised, against the reference point {REFERENCE} in every objective"
 )

@@ -68,8 +68,14 @@ class CostModel:
         return self.outside_macs + sum(layer_macs(self.dims, h, u, seq_len) for h, u in self._kept(masks))
 
     def relative_parameters(self, masks: Masks) -> float:
-        """Parameters relative to the full model (the default cost objective)."""
+        """All parameters (embeddings and head included: what the weight file holds) / the full model's."""
         return self.parameters(masks) / self.parameters(Masks.full(self.dims))
 
-    def relative_encoder_parameters(self, masks: Masks) -> float:
+    def encoder_fraction(self, masks: Masks) -> float:
+        """Encoder parameters (what structural pruning removes) / the full encoder's: the default cost."""
         return self.encoder_parameters(masks) / self.encoder_parameters(Masks.full(self.dims))
+
+    @property
+    def embedding_share(self) -> float:
+        """The part of the full model's parameters outside the encoder: no pruning of the encoder removes it."""
+        return self.outside_parameters / self.parameters(Masks.full(self.dims))

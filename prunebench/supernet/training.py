@@ -204,6 +204,7 @@ class SupernetTrainer:
                     "epoch": epoch,
                     "step": self.state.step,
                     "subnetwork": name,
+                    "encoder_fraction": self.cost.encoder_fraction(masks),
                     "relative_parameters": self.cost.relative_parameters(masks),
                     "metric_name": self.data.spec.metric,
                     "metric": metrics["metric"],
@@ -336,12 +337,12 @@ class SupernetTrainer:
 
     def _show_epoch(self, epoch: int) -> None:
         table = Table(title=f"epoch {epoch}: validation ({self.data.spec.metric})")
-        for column in ("sub-network", "relative parameters", self.data.spec.metric, "train loss", "seconds"):
+        for column in ("sub-network", "encoder fraction", self.data.spec.metric, "train loss", "seconds"):
             table.add_column(column)
         for row in self.state.log_rows[-3:]:
             table.add_row(
                 row["subnetwork"],
-                f"{row['relative_parameters']:.3f}",
+                f"{row['encoder_fraction']:.3f}",
                 f"{row['metric']:.4f}",
                 f"{row['train_loss']:.4f}",
                 f"{row['epoch_seconds']:.1f}",

@@ -85,3 +85,20 @@ def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     out["metric"] = out[spec.metric]
     out["error"] = 1.0 - out["metric"]
     return out
+
+
+def chance_metrics(spec: TaskSpec, labels: np.ndarray) -> dict[str, float]:
+    """The metrics of a model that ignores its input: the majority class (the mean, for regression).
+
+    A sub-network no better than this has learned nothing usable, however small it is.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if spec.kind == REGRESSION:
+        constant = np.full(len(labels), float(np.mean(labels.astype("float64"))) if len(labels) else 0.0)
+        return compute_metrics(spec, constant, labels)
+    classes = labels.astype("int64")
+    majority = int(np.bincount(classes).argmax()) if len(classes) else 0
+    logits = np.zeros((len(classes), max(int(classes.max(initial=0)) + 1, spec.num_labels or 2, 2)))
+    logits[:, majority] = 1.0
+    return compute_metrics(spec, logits, labels)
+

@@ -25,7 +25,7 @@ from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models.loaded import LoadedModel
 from prunebench.tasks.loading import FilesTaskOptions, TaskData, load_task
-from prunebench.tasks.metrics import compute_metrics
+from prunebench.tasks.metrics import chance_metrics, compute_metrics
 from prunebench.tasks.registry import TaskSpec
 from prunebench.tasks.tokenization import tokenize_task
 
@@ -157,6 +157,10 @@ class EvalSplit:
     def metrics(self, logits: np.ndarray) -> dict[str, float]:
         """The task's metrics of ``logits`` (in the split's order), with ``metric`` and ``error``."""
         return compute_metrics(self.spec, logits, self.labels)
+
+    def chance(self) -> dict[str, float]:
+        """The metrics of the majority class (the mean, for regression) on this split."""
+        return chance_metrics(self.spec, self.labels)
 
     def predict(self, model: torch.nn.Module, device: torch.device) -> np.ndarray:
         return predict(model, self.batches, device)

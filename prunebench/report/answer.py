@@ -1,0 +1,219 @@
+"""The report's answer as data: what the full model scores, the best pruned model at half the encoder,
+and for every hardware target and budget what to deploy.
+
+``report_summary(runs)`` is what the report writes as ``summary.json`` (schema in the README) and what
+its headline section says in words, so the two never disagree. Everything here is read from tables
+the earlier stages wrote (``report.load``); nothing is measured or recomputed.
+
+Parameter counts name what they count: the *encoder fraction* (encoder parameters / the full
+encoder's: what structural pruning removes) and the *total fraction* (every parameter, embeddings
+and task head included: what the weight file holds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, option_facts
+from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
+
+SCHEMA_VERSION = 1
+HALF_ENCODER = 0.5  # the paper's headline point: half the encoder's parameters removed
+FP32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class BestAtHalf:
+    """The lowest-test-error pruned model at no more than half the encoder (never one at chance)."""
+
+    option: str
+    encoder_fraction: float
+    total_fraction: float
+    test_error: float
+    relative_accuracy_drop: float | None  # (full metric - its metric) / full metric; None without the full model
+    source: str  # which table it was read from
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """What no pruning of the encoder removes: the embeddings and the task head."""
+
+    parameters: int  # the full model's
+    encoder_parameters: int
+    share: float  # of the full model's parameters outside the encoder
+    fp32_mib: float  # their weight in fp32: the floor under every pruned model's weights
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _full_option(compare: CompareData) -> pd.Series | None:
+    options = compare.options
+    if "option" not in options:
+        return None
+    full = options[options["option"] == f"{FULL_MODEL} {REFERENCE_VARIANT}"]
+    return full.iloc[0] if len(full) else None
+
+
+def full_model(run: RunData) -> dict | None:
+    """The fine-tuned, un-pruned model in fp32: its test error, from a comparison or the profile's scores."""
+    for compare in run.compares:
+        row = _full_option(compare)
+        if row is not None:
+            return {"variant": REFERENCE_VARIANT, "test_error": float(row["error"])}
+    for profile in run.profiles:
+        scores = profile.scores
+        if scores is not None and len(scores):
+            rows = scores[(scores["model"] == FULL_MODEL) & (scores["variant"] == REFERENCE_VARIANT)]
+            rows = rows[rows["status"] == "ok"] if "status" in rows else rows
+            if len(rows):
+                return {"variant": REFERENCE_VARIANT, "test_error": float(rows["error"].iloc[0])}
+    return None
+
+
+def _drop(full_error: float | None, error: float) -> float | None:
+    if full_error is None or full_error >= 1:
+        return None
+    return ((1 - full_error) - (1 - error)) / (1 - full_error)
+
+
+def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
+    """The pruned model at <= 50% of the encoder with the lowest test error: from the comparisons (every
+    profiled and scored pruned option), else from the extracted Pareto models' index."""
+    full_error = None if full is None else full["test_error"]
+    found: list[BestAtHalf] = []
+    for compare in run.compares:
+        options = compare.options
+        if "encoder_fraction" not in options:
+            continue
+        pruned = options[(options["kind"] == "prune") & (options["encoder_fraction"] <= HALF_ENCODER)]
+        if "chance" in pruned:
+            pruned = pruned[~pruned["chance"].astype(bool)]
+        for row in pruned.to_dict("records"):
+            found.append(
+                BestAtHalf(
+                    row["option"], float(row["encoder_fraction"]), float(row["total_fraction"]), float(row["error"]),
+                    _drop(full_error, float(row["error"])), f"compare {compare.target}",
+                )
+            )  # fmt: skip
+    if not found:
+        for search in run.searches:
+            index = search.models
+            if index is None or not len(index):
+                continue
+            frame = index.assign(_enc=encoder_fraction(index), _tot=total_fraction(index))
+            frame = frame[(frame["_enc"] <= HALF_ENCODER) & frame["test_error"].notna()]
+            for row in frame.to_dict("records"):
+                found.append(
+                    BestAtHalf(
+                        f"{search.name}/{row['label']} {REFERENCE_VARIANT}", float(row["_enc"]), float(row["_tot"]),
+                        float(row["test_error"]), _drop(full_error, float(row["test_error"])), "export index",
+                    )
+                )  # fmt: skip
+    return min(found, key=lambda b: (b.test_error, b.encoder_fraction)) if found else None
+
+
+def embeddings(run: RunData) -> Embeddings | None:
+    """The full model's parameters inside and outside the encoder, from a profile row or a search's log."""
+    frames = [p.table[~p.table["pruned"].astype(bool)] for p in run.profiles if "pruned" in p.table]
+    frames += [s.candidates for s in run.searches]
+    for frame in frames:
+        if not len(frame) or "encoder_parameters" not in frame or "parameters" not in frame:
+            continue
+        known = frame[frame["encoder_parameters"].notna() & frame["parameters"].notna()]
+        if len(known):
+            largest = known.loc[known["parameters"].astype(float).idxmax()]
+            total, encoder = int(largest["parameters"]), int(largest["encoder_parameters"])
+            outside = total - encoder
+            return Embeddings(total, encoder, outside / total, outside * FP32_BYTES / 2**20)
+    return None
+
+
+def _budget_answer(compare: CompareData, row: dict) -> dict:
+    options = compare.options.set_index("option", drop=False)
+
+    def facts(name) -> dict | None:
+        return option_facts(options.loc[name]) if isinstance(name, str) and name in options.index else None
+
+    closest = facts(row.get("closest_option"))
+    if closest is not None:
+        closest["times_the_budget"] = _finite(row.get("closest_over"))
+    return {
+        "budget": row.get("budget_label"),
+        "axis": row.get("axis"),
+        "winner": facts(row.get("best_option")),
+        "runner_up": facts(row.get("runner_up_option")),
+        "margin": _finite(row.get("margin")),
+        "closest_if_nothing_fits": closest,
+        "answer": row.get("answer"),
+    }
+
+
+def target_answers(run: RunData) -> list[dict]:
+    """Per compared target: how it was profiled, and each budget's winner and runner-up (another kind)."""
+    targets = []
+    for compare in run.compares:
+        meta = compare.meta
+        targets.append(
+            {
+                "target": compare.target,
+                "mode": "estimated" if compare.estimated else "measured",
+                "device": meta.get("device"),
+                "threads": meta.get("threads"),
+                "batch_size": meta.get("batch_size"),
+                "seq_len": meta.get("seq_len"),
+                "budgets": [_budget_answer(compare, row) for row in compare.budgets.to_dict("records")],
+            }
+        )
+    return targets
+
+
+def run_summary(run: RunData) -> dict:
+    full = full_model(run)
+    best = best_at_half_encoder(run, full)
+    share = embeddings(run)
+    chance = [_finite(c.meta.get("chance_error")) for c in run.compares]
+    return {
+        "run": str(run.path),
+        "label": run.label,
+        "task": run.task,
+        "model": run.model,
+        "metric": run.metric_name,
+        "chance_error": next((c for c in chance if c is not None), None),
+        "full": full,
+        "best_at_half_encoder": None if best is None else asdict(best),
+        "embeddings": None if share is None else asdict(share),
+        "targets": target_answers(run),
+        "missing": list(run.missing),
+    }
+
+
+def _json_safe(value):
+    """NaN and infinities become null (JSON has neither); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def report_summary(runs: list[RunData]) -> dict:
+    """summary.json: every run's answer under ``runs``; a report of one run also has its keys at the top."""
+    per_run = [run_summary(run) for run in runs]
+    summary: dict = {"schema_version": SCHEMA_VERSION}
+    if len(per_run) == 1:
+        summary |= per_run[0]
+    summary["runs"] = per_run
+    return _json_safe(summary)
