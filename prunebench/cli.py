@@ -127,7 +127,8 @@ def extract_pareto(
         str | None, typer.Option(help="Search under RUN/search/ (default: the only one that is not a baseline).")
     ] = None,
     max_models: Annotated[
-        int | None, typer.Option(help="Keep K members spread evenly over encoder size (smallest, largest, best at half kept).")
+        int | None,
+        typer.Option(help="Keep K members spread evenly over encoder size (smallest, largest, best at half kept)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
@@ -313,9 +314,9 @@ def search(
     time_budget: Annotated[
         float | None, typer.Option(help="Search wall time in seconds (all sessions).")
     ] = SearchConfig.time_budget_s,
-    objectives: Annotated[str, typer.Option(help="error plus costs: encoder_params, total_params, macs, latency, memory.")] = _joined(
-        ObjectiveSettings.names
-    ),
+    objectives: Annotated[
+        str, typer.Option(help="error plus costs: encoder_params, total_params, macs, latency, memory.")
+    ] = _joined(ObjectiveSettings.names),
     seed: Annotated[int, typer.Option(help="Seed of the method.")] = SearchConfig.seed,
     space: Annotated[
         str | None, typer.Option(help="Search space (default: the one the run trained).")
@@ -384,7 +385,9 @@ def nas(
     samples: Annotated[int, typer.Option(help="Sub-networks to fine-tune.")] = NasConfig.samples,
     workers: Annotated[int, typer.Option(help="Trials in parallel (one torch thread each).")] = NasConfig.workers,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per sub-network (MO-ASHA's max).")] = NAS.epochs,
-    objectives: Annotated[str, typer.Option(help="error plus costs: encoder_params, total_params, macs.")] = _joined(NasConfig.objectives),
+    objectives: Annotated[str, typer.Option(help="error plus costs: encoder_params, total_params, macs.")] = _joined(
+        NasConfig.objectives
+    ),
     seed: Annotated[int, typer.Option(help="Seed for data split, sampling and training.")] = NAS.seed,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = NAS.learning_rate,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = NAS.batch_size,

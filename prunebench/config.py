@@ -153,7 +153,7 @@ SLICING_MODES = ("auto", "always", "never")
 
 
 def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"error,encoder_params"`` -> ("error", "encoder_params"), checked: known names, no repeats, error plus a cost."""
+    """``"error,encoder_params"`` -> ("error", "encoder_params"), checked: known names, no repeats, error + a cost."""
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n).strip() for n in text]
     names = [n for n in names if n]
     for name in names:
@@ -290,8 +290,8 @@ class NasConfig:
         unsupported = [n for n in self.objectives if n in NEEDS_TARGET]
         if unsupported:
             raise PrunebenchError(
-                f"standard NAS reports error, encoder_params, total_params and macs; {unsupported[0]!r} needs the weight-sharing "
-                "search ('prunebench search --hardware ...')"
+                f"standard NAS reports error, encoder_params, total_params and macs; {unsupported[0]!r} needs the "
+                "weight-sharing search ('prunebench search --hardware ...')"
             )
         if self.method not in NAS_METHODS:
             raise UnknownNameError("NAS method", self.method, list(NAS_METHODS))

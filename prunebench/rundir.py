@@ -396,8 +396,8 @@ def write_table_atomic(parquet: Path, frame: pd.DataFrame) -> None:
 
 # The columns of a models folder's index (``prunebench.search.extract_pareto`` writes it).
 EXPORT_INDEX_COLUMNS = [
-    "label", "config", "encoder_fraction", "total_fraction", "encoder_parameters", "parameters", "macs", "error", "metric", "test_error", "test_metric",
-    "path", "max_abs_diff",
+    "label", "config", "encoder_fraction", "total_fraction", "encoder_parameters", "parameters", "macs", "error",
+    "metric", "test_error", "test_metric", "path", "max_abs_diff",
 ]  # fmt: skip
 
 

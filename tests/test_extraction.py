@@ -114,6 +114,29 @@ def test_cost_model_relative_counts(tiny):
     assert cost.parameters(half) == sum(p.numel() for p in tiny.model.parameters()) - cost.encoder_parameters(half)
 
 
+@pytest.mark.parametrize("shape", ["bert-tiny", "minilm"])
+def test_encoder_and_total_fractions_are_exact_against_the_extracted_model(shape):
+    """The two counts the report names, counted on the saved model's own tensors: the encoder's (what pruning
+    removes) and all of them (embeddings and head included)."""
+    torch.manual_seed(0)
+    loaded = load_model(f"shape:{shape}")
+    cost, space = CostModel.for_model(loaded), get_space("medium", loaded.dims)
+
+    def counts(model) -> tuple[int, int]:
+        encoder = sum(p.numel() for p in model.adapter.encoder_layers(model.model).parameters())
+        return encoder, sum(p.numel() for p in model.model.parameters())
+
+    full_encoder, full_total = counts(loaded)
+    assert cost.embedding_share == pytest.approx(1 - full_encoder / full_total)
+    for config in _configs(space, 3, seed=5):
+        masks = space.masks(config)
+        encoder, total = counts(extract(loaded, masks))
+        assert cost.encoder_fraction(masks) == encoder / full_encoder  # exact: the same integers divided
+        assert cost.relative_parameters(masks) == total / full_total
+    if shape == "minilm":  # all-MiniLM-L6-v2's shape: the embeddings are over half of its weights
+        assert cost.embedding_share == pytest.approx(0.531, abs=0.001)
+
+
 def test_extracting_a_pruned_model_is_refused(tiny):
     space = get_space("small", tiny.dims)
     pruned = extract(tiny, space.masks(space.middle()))

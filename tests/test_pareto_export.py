@@ -54,7 +54,9 @@ def test_export_writes_every_member_as_a_verified_pruned_model(run):
             member.test_metric,
             member.test_error,
         )
-        assert row.encoder_fraction == pytest.approx(member.encoder_params) and row.path == f"search/rs/models/{row.label}"
+        assert (
+            row.encoder_fraction == pytest.approx(member.encoder_params) and row.path == f"search/rs/models/{row.label}"
+        )
         pruned = load_model(run / row.path)
         assert row.parameters == sum(p.numel() for p in pruned.model.parameters())
         meta = json.loads((run / row.path / "prunebench.json").read_text())
@@ -177,7 +179,9 @@ def test_max_models_spreads_over_params_keeping_both_ends():
 def test_max_models_keeps_the_best_member_at_half_the_encoder():
     """The report's headline point, at most half the encoder, is always exported when the front reaches it."""
     sizes = [0.05, 0.3, 0.45, 0.55, 0.8, 1.0]
-    pareto = pd.DataFrame({"encoder_fraction": sizes, "error": [0.5, 0.3, 0.2, 0.15, 0.12, 0.1], "config": list("abcdef")})
+    pareto = pd.DataFrame(
+        {"encoder_fraction": sizes, "error": [0.5, 0.3, 0.2, 0.15, 0.12, 0.1], "config": list("abcdef")}
+    )
     # Spread alone would take 0.05, 0.55 (nearest the middle, 0.525) and 1.0.
     assert select_members(pareto, 3)["encoder_fraction"].tolist() == [0.05, 0.45, 1.0]
     assert select_members(pareto, 4)["encoder_fraction"].tolist() == [0.05, 0.45, 0.55, 1.0]

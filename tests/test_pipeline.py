@@ -96,6 +96,24 @@ def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
     assert len(budgets) == 8 and budgets["answer"].str.len().gt(0).all()
     html = (result.report_dir / "report.html").read_text()
     assert "rotten_tomatoes" in html and (result.report_dir / "report.md").is_file()
+    # summary.json: the same answer for scripts, with the keys the README documents.
+    summary = json.loads((result.report_dir / "summary.json").read_text())
+    assert summary["full"] == {"variant": "fp32", "test_error": options.set_index("option").loc["full fp32", "error"]}
+    best = summary["best_at_half_encoder"]
+    assert best is None or {"option", "encoder_fraction", "total_fraction", "test_error"} | {
+        "relative_accuracy_drop"
+    } <= set(best)
+    if best is not None:
+        assert best["encoder_fraction"] <= 0.5 and best["total_fraction"] > best["encoder_fraction"]
+    (target,) = summary["targets"]
+    assert (target["target"], target["mode"]) == ("cpu", "measured") and len(target["budgets"]) == 8
+    facts = {"option", "kind", "test_error", "latency_ms", "memory_mib"}
+    for answer, row in zip(target["budgets"], budgets.to_dict("records"), strict=True):
+        assert answer["budget"] == row["budget_label"] and answer["answer"] == row["answer"]
+        winner, runner_up = answer["winner"], answer["runner_up"]
+        assert (winner is None) == pd.isna(row["best_option"])
+        assert winner is None or (facts <= set(winner) and winner["option"] == row["best_option"])
+        assert runner_up is None or (facts <= set(runner_up) and runner_up["kind"] != winner["kind"])
 
     # Again: nothing is retrained, re-searched or re-measured; the new session is recorded beside the first.
     searched = (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text()

@@ -214,6 +214,25 @@ def test_a_run_with_only_training_reports_what_is_missing(tmp_path):
         assert any(needle in note for note in result.missing), result.missing
         assert needle in result.html.read_text() and needle in result.markdown.read_text()
     assert len(DATA_URI.findall(result.html.read_text())) == 1  # the fine-tuning curves only
+    summary = json.loads(result.summary.read_text())  # what exists, and what is missing, never a traceback
+    assert summary["targets"] == [] and summary["full"] is None and summary["best_at_half_encoder"] is None
+    assert [f"{result.runs[0]}: {note}" for note in summary["missing"]] == result.missing
+
+
+def test_summary_json_holds_the_answer_of_the_report(full_report):
+    run, result = full_report
+    summary = json.loads(result.summary.read_text())
+    assert summary["schema_version"] == 1 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
+    best = summary["best_at_half_encoder"]
+    assert best["option"] == HALF_OPTION and best["encoder_fraction"] == 0.48
+    assert best["relative_accuracy_drop"] == pytest.approx(0.028 / 0.81)
+    assert summary["embeddings"]["share"] == pytest.approx(0.531, abs=0.001)
+    assert {t["target"]: t["mode"] for t in summary["targets"]} == {"cpu": "measured", "a10": "estimated"}
+    cpu = next(t for t in summary["targets"] if t["target"] == "cpu")
+    budgets = pd.read_parquet(run / "compare" / "cpu" / "budgets.parquet")
+    assert [b["winner"]["option"] if b["winner"] else None for b in cpu["budgets"]] == [
+        None if pd.isna(o) else o for o in budgets["best_option"]
+    ]
 
 
 def test_damaged_tables_become_notes_not_crashes(tmp_path):

@@ -159,7 +159,9 @@ def test_shared_slicing_equals_extraction_and_leaves_the_supernet_alone(run):
 
 
 def test_cost_objectives_with_estimated_latency_and_memory(run):
-    objectives = ObjectiveSettings(names="error,encoder_params,total_params,macs,latency,memory", target="cpu", seq_len=64)
+    objectives = ObjectiveSettings(
+        names="error,encoder_params,total_params,macs,latency,memory", target="cpu", seq_len=64
+    )
     result = run_search(run, _search(run, objectives=objectives, samples=3, name="costs"), show_progress=False)
     lines = _log_lines(result.search_dir / "log.jsonl")
     full, smallest = lines[0], lines[1]

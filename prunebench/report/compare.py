@@ -379,7 +379,10 @@ def answer_sentence(
                 f"with {_value_text(closest, budget.axis)}, {needed:.2f}x the budget"
             )
         return text + "."
-    text = f"{within}: deploy {winner['option']} ({KIND_NAMES[winner['kind']]}): test error {winner['error']:.3f}"
+    if reference is not None and reference["option"] == winner["option"]:
+        text = f"{within}: keep the full model as it is ({winner['option']}): test error {winner['error']:.3f}"
+    else:
+        text = f"{within}: deploy {winner['option']} ({KIND_NAMES[winner['kind']]}): test error {winner['error']:.3f}"
     if reference is not None and reference["option"] != winner["option"]:
         text += f" against {reference['error']:.3f} for the full fp32 model"
     text += f"; {_value_text(winner, 'latency')}, {_value_text(winner, 'memory')}."

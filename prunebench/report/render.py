@@ -291,7 +291,8 @@ def _embeddings_text(run: RunData, share: dict | None) -> str | None:
         f"parameters ({share['fp32_mib']:.1f} MiB in fp32). Structural pruning removes encoder weights only, so "
         "every pruned model keeps them: this report states sizes as the encoder fraction (encoder parameters / "
         "the full encoder's) beside the total fraction (all parameters), and memory can fall by at most "
-        f"{1 - share['share']:.0%} of the weights however much of the encoder goes. The 8- and 4-bit variants "
+        f"{1 - share['share']:.0%} of the weights by pruning alone, however much of the encoder goes. The 8- and "
+        "4-bit variants "
         "quantize the linear layers only, so the embeddings stay in fp32 in every option."
     )
 
@@ -400,7 +401,8 @@ def _summary(runs: list[RunData], multi: bool) -> Section:
         if share is not None:
             section.blocks.append(Text(share))
         section.blocks.append(Text(prefix + _half_text(facts)))
-    targets = sorted({c.target for r in runs for c in r.compares})
+    estimated = {c.target for r in runs for c in r.compares if c.estimated}
+    targets = sorted({c.target for r in runs for c in r.compares}, key=lambda t: (t in estimated, t))  # measured first
     section.subsections = [_answer_section(runs, target, summaries, multi) for target in targets]
     if not targets:
         section.blocks.append(

@@ -101,4 +101,3 @@ def chance_metrics(spec: TaskSpec, labels: np.ndarray) -> dict[str, float]:
     logits = np.zeros((len(classes), max(int(classes.max(initial=0)) + 1, spec.num_labels or 2, 2)))
     logits[:, majority] = 1.0
     return compute_metrics(spec, logits, labels)
-
