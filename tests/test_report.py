@@ -362,3 +362,15 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
         shades = sum(1 for count in picture.convert("L").histogram() if count)
         assert shades > 20  # text and figures, not a blank page
         assert severe_console_messages(driver) == []
+        # At 1400 px the answer and the budget tables are read without scrolling sideways.
+        driver.set_window_size(1400, 1000)
+        cut = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.table-wrap')).filter(w => "
+            "w.querySelector('caption') && /^(Budgets on|\\w+: the full model)/.test("
+            "w.querySelector('caption').textContent) && w.scrollWidth > w.clientWidth + 1).length"
+        )
+        wraps = driver.execute_script(
+            "return Array.from(document.querySelectorAll('caption')).filter(c => "
+            "/^(Budgets on|\\w+: the full model)/.test(c.textContent)).length"
+        )
+        assert wraps == 4 and cut == 0
