@@ -65,13 +65,21 @@ def test_profile_run_full_then_pareto_models_resuming(run, monkeypatch, capsys):
     assert _parts(out / "profile.parts") == parts and _parts(out / "scores.parts") == score_parts  # nothing redone
 
 
-def test_estimates_for_a_gpu_go_to_their_own_folder_unscored(run, monkeypatch, capsys):
-    args = ["profile", str(run), "--gpu", "t4", "--estimate", "--variants", "fp32,int8", "--batch-sizes", "1"]
+def test_estimates_for_a_gpu_go_to_their_own_folder_and_score_what_no_target_scored(run, monkeypatch, capsys):
+    """An estimated GPU's answer needs every variant's error: those the CPU profile scored are borrowed, the rest
+    (fp16 here, what a GPU deploys) are scored on this CPU by default, and the note says so."""
+    code, _, err = run_cli(["profile", str(run), *FAST, "--variants", "fp32", "--score"], monkeypatch, capsys)
+    assert code == 0, err
+    args = ["profile", str(run), "--gpu", "t4", "--estimate", "--variants", "fp32,fp16", "--batch-sizes", "1"]
     code, stdout, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
     frame = pd.read_parquet(run / "profile" / "t4" / "profile.parquet")
     assert (frame["mode"] == "estimated").all() and "full" in set(frame["model"])
-    assert not (run / "profile" / "t4" / "scores.parquet").exists() and "not scored" in stdout
+    scores = pd.read_parquet(run / "profile" / "t4" / "scores.parquet")
+    assert set(scores["variant"]) == {"fp16"} and set(scores["device"]) == {"cpu"}
+    assert "fp16 are scored on this CPU" in stdout
+    code, stdout, _ = run_cli([*args, "--no-score"], monkeypatch, capsys)
+    assert code == 0 and "scored on this CPU" not in stdout
 
 
 def test_python_api_takes_a_run_directory(run):

@@ -177,7 +177,7 @@ def test_cost_objectives_with_estimated_latency_and_memory(run):
     assert full["details"]["latency_source"] == smallest["details"]["latency_source"] == "estimated"
     assert smallest["objectives"]["macs"] == smallest["details"]["macs_count"] / full["details"]["macs_count"]
     assert result.candidates["macs"].tolist() == [line["objectives"]["macs"] for line in lines]
-    assert result.meta["reference_point"] == [1.1] * 5
+    assert result.meta["reference_point"] == [1.1] * 6
 
 
 def test_measured_latency_table_is_used_where_it_has_the_shape(run, tmp_path):

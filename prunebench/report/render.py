@@ -32,7 +32,7 @@ import pandas as pd
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
-from prunebench.report import answer
+from prunebench.report.answer import report_summary, run_summary
 from prunebench.report.compare import FULL_MODEL, KIND_NAMES
 from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
 from prunebench.rundir import (
@@ -392,7 +392,7 @@ def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict]
 
 def _summary(runs: list[RunData], multi: bool) -> Section:
     section = Section("summary", "Answer: what to deploy")
-    summaries = {run.label: answer.run_summary(run) for run in runs}
+    summaries = {run.label: run_summary(run) for run in runs}
     for run in runs:
         facts = summaries[run.label]
         prefix = f"{run.label}: " if multi else ""
@@ -960,7 +960,7 @@ def write_report(
                 written.append(image.file)
             (staging / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
             written.append(MARKDOWN_FILE)
-        write_json_atomic(staging / SUMMARY_FILE, answer.report_summary(data))  # whatever the formats
+        write_json_atomic(staging / SUMMARY_FILE, report_summary(data))  # whatever the formats
         written.append(SUMMARY_FILE)
         manifest = {"kind": REPORT_KIND, "version": REPORT_VERSION, "runs": [str(r) for r in runs]}
         manifest["formats"] = list(chosen)
