@@ -77,16 +77,14 @@ def spaces(model: ModelOption = TrainConfig.model) -> None:
 
     loaded = load_model(model)
     cost = CostModel.for_model(loaded)
-    table = Table(
-        "space", "hyperparameters", "configs", "largest", "middle", "smallest", title="parameters per sub-network"
-    )
+    title = "all parameters per sub-network (encoder fraction kept)"
+    table = Table("space", "hyperparameters", "configs", "largest", "middle", "smallest", title=title)
     for space_class in SPACES.values():
         space = space_class(loaded.dims)
-        counts = [cost.parameters(space.masks(c)) for c in (space.largest(), space.middle(), space.smallest())]
-        table.add_row(
-            space.name, str(len(space.ranges)), _size_text(space.size()), *(f"{n / 1e6:.2f}M" for n in counts)
-        )
-    console.print(f"{model}: {loaded.dims}")
+        masks = [space.masks(c) for c in (space.largest(), space.middle(), space.smallest())]
+        counts = [f"{cost.parameters(m) / 1e6:.2f}M ({cost.encoder_fraction(m):.2f})" for m in masks]
+        table.add_row(space.name, str(len(space.ranges)), _size_text(space.size()), *counts)
+    console.print(f"{model}: {loaded.dims}; embeddings and head are {cost.embedding_share:.0%} of the parameters")
     console.print(table)
     for space_class in SPACES.values():
         console.print(f"  {space_class.name}: {space_class.description}")
