@@ -487,7 +487,7 @@ class _Run:
                 self._emit(self._row(subject, spec, batch, seq_len, "measured", "error", reason=_error_text(error)))
             return
         for index, member in enumerate(members):
-            if member not in owed:
+            if (_member_id(member), point) not in memory:
                 continue
             subject, spec = member
             values = memory[(_member_id(member), point)].row_fields(batch) | base[_member_id(member)]
