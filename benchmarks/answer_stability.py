@@ -128,7 +128,9 @@ def _models(loaded) -> dict:
     from prunebench.supernet import get_space
 
     space = get_space("small", loaded.dims)
-    pruned = {f"{shape}-50": extract(loaded, space.masks(space.at_fraction(0.5, shape))) for shape in ("depth", "width")}
+    pruned = {
+        f"{shape}-50": extract(loaded, space.masks(space.at_fraction(0.5, shape))) for shape in ("depth", "width")
+    }
     return {"full": loaded, **pruned}
 
 
@@ -144,7 +146,9 @@ def _options(points: list[dict]):
 
     frame = pd.DataFrame(points)
     frame["option"] = frame["model"] + " " + frame["variant"]
-    frame["kind"] = [_kind(m != "full", None if v == "fp32" else v) for m, v in zip(frame["model"], frame["variant"])]
+    frame["kind"] = [
+        _kind(m != "full", None if v == "fp32" else v) for m, v in zip(frame["model"], frame["variant"], strict=True)
+    ]
     frame["error"] = [ERRORS[(m, v)] for m, v in zip(frame["model"], frame["variant"], strict=True)]
     return frame.assign(memory_bytes=1.0, estimated=False)
 
@@ -200,7 +204,11 @@ def _after(models: dict, timing) -> dict:
     keep = ["model", "variant", "latency_s", "latency_ratio", "latency_ratio_low", "latency_ratio_high", "stable"]
     points = frame[keep + ["remeasured", "latency_cv"]].rename(columns={"latency_cv": "cv"})
     points = points.astype(object).where(points.notna(), None).to_dict("records")
-    return {"points": points, "answers": _answers(_options(frame[keep].to_dict("records"))), "warning": machine["warning"]}
+    return {
+        "points": points,
+        "answers": _answers(_options(frame[keep].to_dict("records"))),
+        "warning": machine["warning"],
+    }
 
 
 def _same_answer(answers: list[str]) -> bool:
