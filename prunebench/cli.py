@@ -276,6 +276,9 @@ def profile(
     score_max_examples: Annotated[
         int | None, typer.Option(help="Score on a seeded subset of this many test examples (default: all).")
     ] = ProfileConfig.score_max_examples,
+    remeasure_unstable: Annotated[
+        bool, typer.Option(help="Measure no new point: time the profile's unstable points again.")
+    ] = ProfileConfig.remeasure_unstable,
 ) -> None:
     """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT's profile table.
 
@@ -296,6 +299,7 @@ def profile(
         timing=TimingConfig(max_seconds=max_seconds),
         score=score,
         score_max_examples=score_max_examples,
+        remeasure_unstable=remeasure_unstable,
     )
     result = profile_run(model_dir, config, model=model, out=out, on_row=_print_progress)
     _print_profile(result)

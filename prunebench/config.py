@@ -349,9 +349,15 @@ class TimingConfig:
     round_size: int = 5
     target_relative_sem: float = 0.005  # standard error of the mean <= 0.5% of the mean
     max_seconds: float = 10.0  # per point, warm-up excluded
+    # Points of one (batch, sequence length) are timed in interleaved rounds with the reference (the un-pruned
+    # fp32 model); at most this many variants are resident and timed together (the reference included).
+    group_max: int = 8
+    remeasure_attempts: int = 2  # at the end of a sweep, unstable points are re-measured up to this many times
 
     def __post_init__(self):
         if self.min_repeats < 2 or self.max_repeats < self.min_repeats or self.round_size < 1 or self.warmup < 0:
+            raise ValueError(f"inconsistent timing config {self}")
+        if self.group_max < 2 or self.remeasure_attempts < 0:
             raise ValueError(f"inconsistent timing config {self}")
         if not self.max_seconds > 0:
             raise PrunebenchError(f"--max-seconds must be positive, got {self.max_seconds}")
@@ -380,6 +386,7 @@ class ProfileConfig:
     timing: TimingConfig = TimingConfig()
     score: bool | None = None  # score every variant on a run's test split; None: yes for a run
     score_max_examples: int | None = None  # a seeded subset of the test split; None: all of it
+    remeasure_unstable: bool = False  # only re-measure the profile's unstable points (no new points)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", self.target.strip().lower())
@@ -394,6 +401,8 @@ class ProfileConfig:
             problems.append(f"--threads must be at least 1, got {self.threads}")
         if self.variants is not None and not self.variants:
             problems.append("--variants needs at least one variant (or leave it out for all)")
+        if self.remeasure_unstable and self.estimate:
+            problems.append("--remeasure-unstable times measured points again; drop --estimate")
         _check(problems)
 
 

@@ -492,6 +492,7 @@ class ProfileDir:
     SCORES = "scores.parquet"
     SCORES_PARTS = "scores.parts"
     CALIBRATION = "calibration.json"
+    MACHINE = "machine.json"  # the machine's state (load, busy processes) before and after each profile call
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -516,6 +517,10 @@ class ProfileDir:
     @property
     def calibration(self) -> Path:
         return self.path / self.CALIBRATION
+
+    @property
+    def machine(self) -> Path:
+        return self.path / self.MACHINE
 
     def read_table(self, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
         return read_table(self.table, fix, columns)

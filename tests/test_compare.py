@@ -216,3 +216,52 @@ def test_bad_input(tmp_path):
     unscored = _write_run(tmp_path / "unscored", scores=False)
     with pytest.raises(PrunebenchError, match="--score"):
         compare_run(unscored)
+
+
+# --- ratios and noise (issue 18) -------------------------------------------------------------------------------
+
+
+def _options(*rows) -> pd.DataFrame:
+    """Options of hand-made (option, kind, error, latency ms, ratio, low, high); the reference is 40 ms."""
+    columns = ["option", "kind", "error", "latency_s", "latency_ratio", "latency_ratio_low", "latency_ratio_high"]
+    frame = pd.DataFrame([(o, k, e, ms / 1e3, r, lo, hi) for o, k, e, ms, r, lo, hi in rows], columns=columns)
+    return frame.assign(memory_bytes=1.0, estimated=False)
+
+
+REFERENCE = ("full fp32", "unpruned", 0.10, 40.0, 1.0, 1.0, 1.0)
+HALF = Budget("latency", 0.020, "50% of fp32 (20 ms)", fraction=0.5)
+
+
+def test_a_relative_budget_is_judged_on_the_ratio_and_an_absolute_one_on_seconds():
+    # p01 ran during a burst: 25 ms, 62% of the reference's 40 ms, but 45% of the fp32 model timed in the same rounds
+    options = _options(REFERENCE, ("s/p01 fp32", "prune", 0.15, 25.0, 0.45, 0.44, 0.46))
+    answers = answer_budgets(options, [HALF, Budget("latency", 0.020, "20 ms")]).set_index("budget_label")
+    assert answers.loc["50% of fp32 (20 ms)", "best_option"] == "s/p01 fp32"
+    assert pd.isna(answers.loc["20 ms", "best_option"])  # seconds: 25 ms does not fit 20 ms
+    assert not answers.loc["50% of fp32 (20 ms)", "within_noise"]
+    # without ratios (an estimate, an older profile) a relative budget falls back on the seconds
+    older = options.assign(latency_ratio=math.nan, latency_ratio_low=math.nan, latency_ratio_high=math.nan)
+    assert pd.isna(answer_budgets(older, [HALF])["best_option"].iloc[0])
+
+
+def test_overlapping_intervals_across_the_budget_are_within_noise():
+    runner_up = ("s/p02 fp32", "prune", 0.15, 12.0, 0.30, 0.29, 0.31)
+    # the winner's interval reaches above 50%: timing again may leave it out, and p02 would win
+    doubtful = ("full dynamic-int8", "quantize", 0.12, 19.0, 0.48, 0.46, 0.53)
+    row = answer_budgets(_options(REFERENCE, doubtful, runner_up), [HALF]).iloc[0]
+    assert row["best_option"] == "full dynamic-int8" and row["within_noise"]
+    assert row["within_noise_of"] == "s/p02 fp32"
+    assert "full dynamic-int8 or s/p02 fp32, within noise" in row["answer"]
+    assert "0.48 [0.46, 0.53]" in row["answer"] and "0.30 [0.29, 0.31]" in row["answer"]
+    # the same winner, clearly inside the budget: one answer
+    sure = ("full dynamic-int8", "quantize", 0.12, 19.0, 0.48, 0.47, 0.49)
+    row = answer_budgets(_options(REFERENCE, sure, runner_up), [HALF]).iloc[0]
+    assert not row["within_noise"] and row["within_noise_of"] is None and "within noise" not in row["answer"]
+    # a better option left out only by a ratio just above the line is within noise too
+    better = ("s/p03 fp32", "prune", 0.11, 21.0, 0.51, 0.49, 0.53)
+    row = answer_budgets(_options(REFERENCE, sure, better), [HALF]).iloc[0]
+    assert row["best_option"] == "full dynamic-int8" and row["within_noise_of"] == "s/p03 fp32"
+    assert row["within_noise"]
+    # ... but not when its whole interval lies above the line
+    above = ("s/p03 fp32", "prune", 0.11, 22.0, 0.55, 0.53, 0.57)
+    assert not answer_budgets(_options(REFERENCE, sure, above), [HALF]).iloc[0]["within_noise"]

@@ -15,6 +15,7 @@ from report_fixture import HALF_OPTION, make_report_run
 
 from helpers import headless_chromium, run_cli, severe_console_messages
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.machine import append_machine_record
 from prunebench.report import render, write_report
 from prunebench.report.load import load_runs
 
@@ -27,6 +28,7 @@ SECTIONS = [
     "Pareto set",
     "Hardware targets: pruning vs quantization",
     "Profiles",
+    "Measurement conditions",
     "Missing",
 ]
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -105,9 +107,9 @@ def test_html_has_every_section_and_valid_embedded_figures(full_report):
     outline = _outline(html)
     assert [text for tag, text in outline.headings if tag == "h2"] == SECTIONS
     h3 = [text for tag, text in outline.headings if tag == "h3"]
-    assert h3 == [
-        "On a10: ESTIMATED (roofline model, not measured)",
+    assert h3 == [  # the answer's measured targets first
         "On cpu: measured",
+        "On a10: ESTIMATED (roofline model, not measured)",
         "Target a10 — ESTIMATED (roofline model, not measured)",
         "Target cpu — measured",
     ]
@@ -233,6 +235,23 @@ def test_summary_json_holds_the_answer_of_the_report(full_report):
     assert [b["winner"]["option"] if b["winner"] else None for b in cpu["budgets"]] == [
         None if pd.isna(o) else o for o in budgets["best_option"]
     ]
+
+
+def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):
+    run = make_report_run(tmp_path / "run", with_compare=False)
+    folder = run / "profile" / "cpu"
+    table = pd.read_parquet(folder / "profile.parquet")
+    first = table.index[(table["mode"] == "measured") & (table["status"] == "ok")][0]
+    table["stable"] = True
+    table.loc[first, "stable"] = False
+    table.to_parquet(folder / "profile.parquet")
+    record = {"what": "profiled", "warning": "profiled under load: other processes used 1.3 cores (burner)"}
+    append_machine_record(folder / "machine.json", record)
+    result = write_report([run], tmp_path / "out")
+    for text in (result.html.read_text(), result.markdown.read_text()):
+        assert "other processes used 1.3 cores (burner)" in text and "--remeasure-unstable" in text
+        point = f"{table.loc[first, 'model']} {table.loc[first, 'variant']} (batch {table.loc[first, 'batch_size']}"
+        assert "1 measured point(s) still unstable" in text and point in text
 
 
 def test_damaged_tables_become_notes_not_crashes(tmp_path):

@@ -28,14 +28,20 @@ Running out of memory raises ``PointOutOfMemory`` so the caller can record the p
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from prunebench.config import TimingConfig
 from prunebench.hardware.memory import is_out_of_memory, peak_rss
-from prunebench.hardware.timing import LatencyStats, measure_until_stable
+from prunebench.hardware.timing import (
+    InterleavedTimes,
+    LatencyStats,
+    measure_interleaved,
+    measure_until_stable,
+    perf_counter_timer,
+)
 from prunebench.hardware.variants import BuiltVariant, build_variant, quiet_bitsandbytes
 from prunebench.models import LoadedModel
 
@@ -78,20 +84,7 @@ class Measurement:
 
     def row_fields(self, batch: int) -> dict:
         """The profile row's fields of this measurement (``store.ProfileRow``; it derives latency and memory)."""
-        stats = self.latency
-        return {
-            "latency_mean_s": stats.mean,
-            "latency_p50_s": stats.median,
-            "latency_p90_s": stats.p90,
-            "latency_p99_s": stats.p99,
-            "latency_min_s": stats.minimum,
-            "latency_max_s": stats.maximum,
-            "latency_std_s": stats.stdev,
-            "latency_cv": stats.cv,
-            "repeats": stats.repeats,
-            "warmup": stats.warmup,
-            "stable": stats.stable,
-            "throughput_seq_per_s": batch / stats.mean,
+        return latency_fields(self.latency, batch) | {
             "timer": self.timer,
             "rss_bytes": self.rss_bytes,
             "peak_rss_growth_bytes": self.peak_rss_growth_bytes,
@@ -102,6 +95,24 @@ class Measurement:
             "peak_memory_growth_bytes": self.peak_growth_bytes,
             "peak_memory_total_bytes": self.peak_total_bytes,
         }
+
+
+def latency_fields(stats: LatencyStats, batch: int) -> dict:
+    """The profile row's latency fields of timed passes (``store.ProfileRow``)."""
+    return {
+        "latency_mean_s": stats.mean,
+        "latency_p50_s": stats.median,
+        "latency_p90_s": stats.p90,
+        "latency_p99_s": stats.p99,
+        "latency_min_s": stats.minimum,
+        "latency_max_s": stats.maximum,
+        "latency_std_s": stats.stdev,
+        "latency_cv": stats.cv,
+        "repeats": stats.repeats,
+        "warmup": stats.warmup,
+        "stable": stats.stable,
+        "throughput_seq_per_s": batch / stats.mean,
+    }
 
 
 def make_inputs(loaded: LoadedModel, batch: int, seq_len: int, device: torch.device, seed: int = 0) -> dict:
@@ -262,3 +273,33 @@ def _torch_pci_bus_id(device: torch.device) -> str | None:
     if bus is None or dev is None:
         return None
     return f"{domain or 0:08x}:{bus:02x}:{dev:02x}.0"
+
+
+def time_interleaved(
+    members: Sequence[tuple[BuiltVariant, LoadedModel]], batch: int, seq_len: int, timing: TimingConfig
+) -> InterleavedTimes:
+    """Latency of several built variants at one point, timed in interleaved rounds (``measure_interleaved``).
+
+    Every variant must be on the same device. Memory is not measured here: with several variants resident,
+    the device's peak (CUDA) and the RSS growth (CPU, where freed heap is reused) would mix them up, so
+    ``measure_point`` measures it with one variant resident. Out of memory raises ``PointOutOfMemory``.
+    """
+    devices = {built.device for built, _ in members}
+    if len(devices) != 1:
+        raise ValueError(f"interleaved variants must share one device, got {sorted(map(str, devices))}")
+    device = devices.pop()
+    try:
+        forwards = []
+        for built, loaded in members:
+            inputs = make_inputs(loaded, batch, seq_len, device)
+            forwards.append(lambda model=built.model, inputs=inputs: model(**inputs))
+        timer = cuda_event_timer(device) if device.type == "cuda" else perf_counter_timer
+        with torch.inference_mode(), quiet_bitsandbytes():
+            return measure_interleaved(forwards, timing, timer=timer)
+    except Exception as error:  # as in measure_point: only out-of-memory becomes a record
+        if not is_out_of_memory(error):
+            raise
+        message = _first_line(error)
+    forwards = []
+    release_memory(device)
+    raise PointOutOfMemory(message)

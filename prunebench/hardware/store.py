@@ -46,6 +46,11 @@ LATENCY_DEFINITION = (
     "the median (p50) time of one forward pass of the batch (stored in seconds, shown in ms; mean, p90, p99, "
     "min and max kept beside it); for an estimate, the roofline's one figure"
 )
+RATIO_DEFINITION = (
+    "latency_ratio: the point's median pass over the reference's (the un-pruned fp32 model at the same batch and "
+    "sequence length), both timed in the same interleaved rounds, so load from elsewhere slows both alike; "
+    "latency_ratio_low/high: a 95% percentile bootstrap interval over the rounds (resampled in pairs)"
+)
 MEMORY_DEFINITION = (
     "peak memory on the device (stored in bytes, shown in MiB) while running the batch: on a GPU, torch's peak "
     "allocated bytes (weights, inputs and activations); on a CPU, the exact weight bytes plus the peak RSS "
@@ -102,7 +107,14 @@ class ProfileRow:
     latency_cv: float | None = None
     repeats: int | None = None
     warmup: int | None = None
-    stable: bool | None = None
+    stable: bool | None = None  # the mean met the stability rule; False after the end-of-sweep re-measurements too
+    # relative latency: this point and the reference timed in the same interleaved rounds (RATIO_DEFINITION)
+    latency_ratio: float | None = None
+    latency_ratio_low: float | None = None  # bootstrap interval over the rounds (hardware.timing.CONFIDENCE)
+    latency_ratio_high: float | None = None
+    ratio_reference: str | None = None  # "MODEL VARIANT" the ratio is to (the un-pruned fp32 model)
+    interleaved_with: int | None = None  # points timed in the same rounds, this one included
+    remeasured: int | None = None  # times re-measured at the end of a sweep for being unstable
     throughput_seq_per_s: float | None = None
     timer: str | None = None
     # memory

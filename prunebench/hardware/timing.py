@@ -107,3 +107,116 @@ def measure_until_stable(
         if time.perf_counter() - started >= config.max_seconds and len(times) >= 2:
             break
     return LatencyStats.from_times(times, config.warmup, stable=stable)
+
+
+# -- interleaved timing ----------------------------------------------------------------------------------------
+
+CONFIDENCE = 0.95  # of every latency ratio's interval
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # the same rounds give the same interval
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """A point's median latency over the reference's, both timed in the same rounds, with a bootstrap interval."""
+
+    ratio: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class InterleavedTimes:
+    """What ``measure_interleaved`` timed: ``times[i][r]`` is the seconds of callable ``i`` in round ``r``."""
+
+    times: list[list[float]]
+    warmup: int
+    stable: list[bool]  # per callable: its mean met the stability rule (``TimingConfig.target_relative_sem``)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.times[0]) if self.times else 0
+
+    def stats(self, index: int) -> LatencyStats:
+        return LatencyStats.from_times(self.times[index], self.warmup, stable=self.stable[index])
+
+    def ratio(self, index: int, reference: int) -> RatioInterval:
+        return ratio_interval(self.times[reference], self.times[index])
+
+
+def interleaved_order(count: int, rounds: int) -> list[int]:
+    """Which callable runs when: 0, 1, ..., count-1, then again, round after round (A B C A B C ...).
+
+    Interleaving makes a burst of load from elsewhere land on every callable alike, so their ratio holds
+    even when each one's absolute latency moves; timing A A A, then B B B puts a burst on one of them only.
+    """
+    return [index for _ in range(rounds) for index in range(count)]
+
+
+def measure_interleaved(
+    fns: Sequence[Callable[[], object]], config: TimingConfig = TimingConfig(), timer: Timer = perf_counter_timer
+) -> InterleavedTimes:
+    """Time ``fns`` in interleaved rounds (one pass of each per round, in ``interleaved_order``).
+
+    Stops once every callable's mean is stable (``target_relative_sem``) after ``min_repeats`` rounds, or at
+    ``max_repeats`` rounds, or after ``max_seconds`` per callable (so a group takes as long as its points would
+    one after another). Warm-up passes are interleaved too.
+    """
+    if not fns:
+        raise ValueError("nothing to time")
+    for index in interleaved_order(len(fns), config.warmup):
+        fns[index]()
+    times: list[list[float]] = [[] for _ in fns]
+    started = time.perf_counter()
+    budget = config.max_seconds * len(fns)
+    stable = [False] * len(fns)
+    while len(times[0]) < config.max_repeats:
+        rounds = min(config.round_size, config.max_repeats - len(times[0]))
+        for index in interleaved_order(len(fns), rounds):
+            times[index] += timer(fns[index], 1)
+        if len(times[0]) >= config.min_repeats:
+            stable = [
+                LatencyStats.from_times(t, config.warmup).relative_sem <= config.target_relative_sem for t in times
+            ]
+            if all(stable):
+                break
+        if time.perf_counter() - started >= budget and len(times[0]) >= 2:
+            break
+    if len(times[0]) >= 2:
+        stable = [LatencyStats.from_times(t, config.warmup).relative_sem <= config.target_relative_sem for t in times]
+    return InterleavedTimes(times, config.warmup, stable)
+
+
+def _median_ratio(reference, times, axis=-1):
+    import numpy as np
+
+    return np.median(times, axis=axis) / np.median(reference, axis=axis)
+
+
+def ratio_interval(reference: Sequence[float], times: Sequence[float], confidence: float = CONFIDENCE) -> RatioInterval:
+    """median(times) / median(reference) over paired rounds, with a percentile bootstrap interval over rounds.
+
+    Rounds are resampled as pairs (``paired=True``): a round slowed by load elsewhere slows both of its
+    passes, and resampling the two series apart would count that shared burst as noise of the ratio.
+    """
+    import numpy as np
+    from scipy import stats  # here, not at the top: importing scipy costs the profiling path's start
+
+    reference, times = np.asarray(reference, dtype=float), np.asarray(times, dtype=float)
+    if len(reference) != len(times) or len(times) < 1:
+        raise ValueError(f"paired rounds needed, got {len(reference)} and {len(times)} times")
+    ratio = float(_median_ratio(reference, times))
+    if len(times) < 3 or np.all(times == times[0]) and np.all(reference == reference[0]):
+        return RatioInterval(ratio, ratio, ratio)  # too few rounds, or nothing varied: no spread to resample
+    result = stats.bootstrap(
+        (reference, times),
+        _median_ratio,
+        paired=True,
+        vectorized=True,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return RatioInterval(ratio, min(low, ratio), max(high, ratio))

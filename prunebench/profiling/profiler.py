@@ -16,6 +16,14 @@ soon as it is finished (``hardware.store``); a rerun into the same folder skips 
 - ``calibrate=True``: each measured point also gets the estimate for the same point, with
   ``estimate_error`` = estimated / measured latency - 1; ``calibration.json`` summarises it.
 
+Measured points of one (batch, sequence length) are timed in interleaved rounds together with the
+reference, the un-pruned model in fp32 (A B C A B C ..., not A A A B B B), so that load from elsewhere
+hits them alike; each row carries its ``latency_ratio`` to the reference with a bootstrap interval
+(``store.RATIO_DEFINITION``). Memory is measured with one variant resident at a time. Points still
+unstable at the end of a sweep are timed again, up to ``TimingConfig.remeasure_attempts`` times
+(``remeasure_unstable=True`` does only that). The machine's load before and after each call is kept in
+the folder (``hardware.machine``).
+
 Unsupported combinations become ``skipped`` rows with the reason; running out of memory
 becomes an ``oom`` row and the loop goes on; a variant that fails on this device becomes
 ``error`` rows with the error's first line.
@@ -42,11 +50,29 @@ from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import cpu_model, git_revision
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.estimate import NotEstimable, estimate
-from prunebench.hardware.measure import PointOutOfMemory, build_or_out_of_memory, measure_point, release_memory
+from prunebench.hardware.machine import append_machine_record, machine_state, read_machine_record, session_record
+from prunebench.hardware.measure import (
+    Measurement,
+    PointOutOfMemory,
+    build_or_out_of_memory,
+    latency_fields,
+    measure_point,
+    release_memory,
+    time_interleaved,
+)
 from prunebench.hardware.profiles import Target, resolve_target
 from prunebench.hardware.store import ProfileRow, ProfileStore
 from prunebench.hardware.subject import Subject, subject_from_loaded
-from prunebench.hardware.variants import VARIANTS, VariantSkipped, compute_dtype, get_variant, int8_fallback_fields
+from prunebench.hardware.timing import InterleavedTimes
+from prunebench.hardware.variants import (
+    VARIANTS,
+    BuiltVariant,
+    VariantSkipped,
+    VariantSpec,
+    compute_dtype,
+    get_variant,
+    int8_fallback_fields,
+)
 from prunebench.models import LoadedModel
 from prunebench.profiling.scoring import score_variants
 from prunebench.profiling.subjects import is_run_dir, resolve_subjects, run_subjects
@@ -142,8 +168,12 @@ def profile_models(
     threads: int = 1,
     timing: TimingConfig = ProfileConfig.timing,
     on_row: Callable[[ProfileRow], None] | None = None,
+    remeasure_unstable: bool = False,
 ) -> pd.DataFrame:
-    """Profile ``models`` on ``target`` into ``out_dir`` (see the module docstring); returns the whole table."""
+    """Profile ``models`` on ``target`` into ``out_dir`` (see the module docstring); returns the whole table.
+
+    ``remeasure_unstable``: measure no new point, only time the unstable ones again (``_Run.remeasure_unstable``).
+    """
     if threads < 1 or threads > (os.cpu_count() or 1) * 4:
         raise PrunebenchError(f"--threads {threads} is not sensible here ({os.cpu_count()} cores); use 1")
     specs = [get_variant(name) for name in (variants or list(VARIANTS))]
@@ -154,14 +184,20 @@ def profile_models(
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
         run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where))
-        with torch_threads(threads):
+        points = [(b, s) for b in batch_sizes for s in seq_lens]
+        if where.mode == "estimated":
             for subject in subjects:
                 for spec in specs:
-                    points = [(b, s) for b in batch_sizes for s in seq_lens]
-                    if where.mode == "estimated":
-                        run.estimate_all(subject, spec, points)
-                    else:
-                        run.measure_all(subject, spec, points)
+                    run.estimate_all(subject, spec, points)
+        else:
+            before = machine_state()  # what else ran: the warning a report shows for a profile taken under load
+            with torch_threads(threads):
+                if not remeasure_unstable:
+                    run.measure_grid(subjects, specs, points)
+                still = run.remeasure_unstable(subjects, specs, explicit=remeasure_unstable)
+            what = "re-measured unstable points" if remeasure_unstable else "profiled"
+            record = session_record(before, machine_state(), threads, what) | {"unstable_points": still}
+            append_machine_record(ProfileDir(out_dir).machine, record)
         frame = store.consolidate()
         if calibrate:
             write_calibration(frame, ProfileDir(out_dir).calibration)
@@ -220,9 +256,11 @@ def profile_run(
     table = profile_models(
         subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
         seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
-        timing=config.timing, on_row=on_row,
+        timing=config.timing, on_row=on_row, remeasure_unstable=config.remeasure_unstable,
     )  # fmt: skip
     result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
+    if not config.estimate:
+        _print_measurement_warnings(console, out, run_dir or out)
     if run_dir is None or config.score is False:
         return result
     variants = list(config.variants or VARIANTS)
@@ -260,6 +298,23 @@ def _unscored_variants(run_dir: Path, target: str, variants: list[str], subjects
             for row in frame[frame["status"] == "ok"].itertuples():
                 scored.setdefault(row.variant, set()).add(row.model_key)
     return [v for v in variants if not keys <= scored.get(v, set())]
+
+
+def measurement_warnings(out_dir: Path) -> list[str]:
+    """What makes a profile folder's latencies doubtful: the latest call's load warning, unstable points."""
+    sessions = read_machine_record(ProfileDir(out_dir).machine)
+    found = [sessions[-1]["warning"]] if sessions and sessions[-1].get("warning") else []
+    unstable = sessions[-1].get("unstable_points") if sessions else None
+    if unstable:
+        found.append(f"{unstable} measured point(s) are still unstable after re-measuring (stable = false)")
+    return found
+
+
+def _print_measurement_warnings(console: Console, out_dir: Path, source: Path) -> None:
+    warnings = measurement_warnings(out_dir)
+    if warnings:
+        advice = f"re-run 'prunebench profile {source} --remeasure-unstable' on a quieter machine"
+        console.print(f"warning: {'; '.join(warnings)}; {advice}")
 
 
 @dataclass
@@ -328,27 +383,148 @@ class _Run:
 
     # -- measurements ------------------------------------------------------------------------
 
-    def measure_all(self, subject: Subject, spec, points) -> None:
-        pending = self._pending(subject, spec, points, "measured")
+    def measure_grid(self, subjects: Sequence[Subject], specs: Sequence[VariantSpec], points) -> None:
+        """Measure every pending point, interleaved per (batch, sequence length) with the reference.
+
+        Members (model, variant) are taken in groups of at most ``timing.group_max`` (the reference in every
+        group, so every row gets its ratio). Per group: memory with one variant resident at a time
+        (``measure_point``), then latency with the whole group resident, in interleaved rounds per point
+        (``time_interleaved``). A group's rows are written when its point is timed: killed in between, the
+        group is measured again, and finished points are kept.
+        """
+        reference = _reference_member(subjects)
+        members = [(subject, spec) for subject in subjects for spec in specs]
         if self.calibrate:  # a point measured earlier without its estimate still gets one
-            pending = sorted(set(pending) | set(self._pending(subject, spec, points, "estimated")))
-        if not pending:
+            self._estimates_of_measured(members, points)
+        pending = {_member_id(m): self._pending(m[0], m[1], points, "measured") for m in members}
+        reference_id = _member_id(reference) if reference is not None else None
+        others = [m for m in members if pending[_member_id(m)] and _member_id(m) != reference_id]
+        reference_pending = pending.get(reference_id, [])
+        if not others and not reference_pending:
             return
+        size = self.timing.group_max - (reference is not None)
+        chunks = [others[i : i + size] for i in range(0, len(others), size)] or [[]]
+        for number, chunk in enumerate(chunks):
+            work = {_member_id(m): pending[_member_id(m)] for m in chunk}
+            if reference is not None:
+                work[reference_id] = reference_pending if number == 0 else []
+            self._measure_group(([reference] if reference is not None else []) + chunk, work, reference)
+
+    def _estimates_of_measured(self, members, points) -> None:
+        """Calibrating: the estimate of a point measured earlier (without ``--calibrate``), against its latency."""
+        previous = None
+        for subject, spec in members:
+            for batch, seq_len in points:
+                measured = self._row(subject, spec, batch, seq_len, "measured", "ok")
+                estimated = self._row(subject, spec, batch, seq_len, "estimated", "ok")
+                if not self.store.has(measured) or self.store.has(estimated):
+                    continue
+                previous = self.store.table() if previous is None else previous
+                match = previous[previous["mode"].eq("measured") & _same_point(previous, measured)]
+                latency = match["latency_s"].iloc[0] if len(match) else None
+                ok = latency is not None and not pd.isna(latency)
+                self._emit(self._estimate_row(subject, spec, batch, seq_len, float(latency) if ok else None))
+
+    def _measure_group(self, group, work: dict, reference) -> None:
         device = self.target.device
-        try:
-            built, oom = build_or_out_of_memory(subject.loaded, spec, device)
-        except VariantSkipped as reason:
-            self._record_unmeasurable(subject, spec, pending, "skipped", str(reason))
+        memory: dict[tuple, Measurement] = {}
+        base: dict[tuple, dict] = {}
+        for member in group:
+            subject, spec = member
+            todo = work[_member_id(member)]
+            if not todo:
+                continue
+            built = self._build(member, todo)
+            if built is None:
+                continue
+            base[_member_id(member)] = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
+            base[_member_id(member)] |= int8_fallback_fields(spec, built.plan)
+            try:
+                for batch, seq_len in todo:
+                    found = self._memory_point(member, built, batch, seq_len)
+                    if found is not None:
+                        memory[(_member_id(member), (batch, seq_len))] = found
+            finally:
+                del built
+                release_memory(device)
+        if not memory:
             return
-        if built is None:
-            self._record_unmeasurable(subject, spec, pending, "oom", f"out of memory loading the variant: {oom}")
-            return
+        timed = [m for m in group if m is reference or any(key[0] == _member_id(m) for key in memory)]
+        resident = self._build_all(timed, memory)
         try:
-            for batch, seq_len in pending:
-                self._measure_one(subject, spec, built, batch, seq_len)
+            for point in sorted({key[1] for key in memory}):
+                at_point = [m for m in timed if _member_id(m) in resident]
+                at_point = [m for m in at_point if m is reference or (_member_id(m), point) in memory]
+                if any((_member_id(m), point) in memory for m in at_point):
+                    self._time_point(at_point, resident, point, reference, memory, base)
         finally:
-            del built
+            resident.clear()
             release_memory(device)
+
+    def _build(self, member, todo) -> BuiltVariant | None:
+        """The member's variant built on the device; None with its rows recorded when it cannot be."""
+        subject, spec = member
+        try:
+            built, oom = build_or_out_of_memory(subject.loaded, spec, self.target.device)
+        except VariantSkipped as reason:
+            self._record_unmeasurable(subject, spec, todo, "skipped", str(reason))
+            return None
+        if built is None:
+            self._record_unmeasurable(subject, spec, todo, "oom", f"out of memory loading the variant: {oom}")
+        return built
+
+    def _build_all(self, members, memory: dict) -> dict:
+        """Every member built for interleaved timing; one that runs out of memory now gets ``oom`` rows."""
+        resident = {}
+        for member in members:
+            todo = sorted(key[1] for key in memory if key[0] == _member_id(member))
+            built = self._build(member, todo)
+            if built is None:
+                for point in todo:
+                    memory.pop((_member_id(member), point))
+                continue
+            resident[_member_id(member)] = built
+        return resident
+
+    def _memory_point(self, member, built, batch: int, seq_len: int) -> Measurement | None:
+        """The point's memory with only this variant resident; None with an oom or error row when it fails."""
+        subject, spec = member
+        measured = self._row(subject, spec, batch, seq_len, "measured", "ok")
+        try:
+            return measure_point(built, subject.loaded, batch, seq_len, MEMORY_TIMING)
+        except PointOutOfMemory as reason:
+            self._emit(replace(measured, status="oom", reason=str(reason)))
+        except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
+            self._emit(replace(measured, status="error", reason=_error_text(error)))
+        return None
+
+    def _time_point(self, members, resident: dict, point, reference, memory: dict, base: dict) -> None:
+        batch, seq_len = point
+        owed = [m for m in members if (_member_id(m), point) in memory]
+        try:
+            times = self._interleave(members, resident, point)
+        except PointOutOfMemory as reason:
+            for subject, spec in owed:
+                self._emit(self._row(subject, spec, batch, seq_len, "measured", "oom", reason=str(reason)))
+            return
+        except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
+            for subject, spec in owed:
+                self._emit(self._row(subject, spec, batch, seq_len, "measured", "error", reason=_error_text(error)))
+            return
+        for index, member in enumerate(members):
+            if (_member_id(member), point) not in memory:
+                continue
+            subject, spec = member
+            values = memory[(_member_id(member), point)].row_fields(batch) | base[_member_id(member)]
+            values |= latency_fields(times.stats(index), batch) | _ratio_fields(times, index, members, reference)
+            row = self._row(subject, spec, batch, seq_len, "measured", "ok", **values)
+            self._emit(row)
+            if self.calibrate:
+                self._emit(self._estimate_row(subject, spec, batch, seq_len, row.latency_s))
+
+    def _interleave(self, members, resident: dict, point) -> InterleavedTimes:
+        pairs = [(resident[_member_id(m)], m[0].loaded) for m in members]
+        return time_interleaved(pairs, point[0], point[1], self.timing)
 
     def _record_unmeasurable(self, subject: Subject, spec, pending, status: str, reason: str) -> None:
         """Rows for points of a variant that could not be built here (and, calibrating, their estimates)."""
@@ -360,31 +536,112 @@ class _Run:
             if estimated is not None and not self.store.has(estimated):
                 self._emit(estimated)
 
-    def _measure_one(self, subject: Subject, spec, built, batch: int, seq_len: int) -> None:
-        base = {"weight_bytes": built.weight_bytes, "notes": "; ".join(built.notes) or None}
-        base |= int8_fallback_fields(spec, built.plan)
-        measured = self._row(subject, spec, batch, seq_len, "measured", "ok", **base)
-        if self.store.has(measured):  # only its estimate was missing
-            if self.calibrate:
-                previous = self.store.table()
-                match = previous[previous["mode"].eq("measured") & _same_point(previous, measured)]
-                latency = match["latency_s"].iloc[0] if len(match) else None
-                ok = latency is not None and not pd.isna(latency)
-                self._emit(self._estimate_row(subject, spec, batch, seq_len, float(latency) if ok else None))
-            return
+    # -- unstable points, again ---------------------------------------------------------------------
+
+    def remeasure_unstable(self, subjects: Sequence[Subject], specs: Sequence[VariantSpec], explicit: bool) -> int:
+        """Time the unstable measured points again with the reference, up to ``timing.remeasure_attempts`` times.
+
+        At the end of a sweep a point is re-measured until it has been ``remeasure_attempts`` times in all;
+        asked for (``explicit``, ``--remeasure-unstable``), every unstable point gets that many attempts more.
+        Memory is kept; latency, stability and ratio are replaced, and ``remeasured`` counts the attempts.
+        Returns how many points are still unstable.
+        """
+        members = {(s.label, spec.name): (s, spec) for s in subjects for spec in specs}
+        reference = _reference_member(subjects)
+        attempts = self.timing.remeasure_attempts
+        # how many attempts each point may have had in all when this call ends
+        limit = {
+            row.key(): (row.remeasured or 0) + attempts if explicit else attempts
+            for row in self._unstable_rows(members)
+        }
+        for _ in range(attempts):
+            due = [
+                row for row in self._unstable_rows(members) if (row.remeasured or 0) < limit.get(row.key(), attempts)
+            ]
+            if not due:
+                break
+            size = self.timing.group_max - (reference is not None)
+            for point in sorted({(row.batch_size, row.seq_len) for row in due}):
+                rows = [row for row in due if (row.batch_size, row.seq_len) == point]
+                for start in range(0, len(rows), size):
+                    self._remeasure_rows(rows[start : start + size], members, reference, point)
+        return len(self._unstable_rows(members))
+
+    def _unstable_rows(self, members: dict) -> list[ProfileRow]:
+        table = self.store.table()
+        flagged = table[table["mode"].eq("measured") & table["status"].eq("ok") & table["stable"].eq(False)]
+        rows = [ProfileRow.from_record(record) for record in flagged.to_dict("records")]
+        here = (self.target.profile.name, self.target.device_name, self.threads)
+        return [
+            row
+            for row in rows
+            if (row.model, row.variant) in members
+            and row.model_key == members[(row.model, row.variant)][0].content_key
+            and (row.target, row.device, row.threads) == here
+        ]
+
+    def _remeasure_rows(self, rows: list[ProfileRow], members: dict, reference, point) -> None:
+        group = [members[(row.model, row.variant)] for row in rows]
+        ids = [_member_id(m) for m in group]
+        timed = ([reference] if reference is not None and _member_id(reference) not in ids else []) + group
+        resident = {}
         try:
-            result = measure_point(built, subject.loaded, batch, seq_len, self.timing)
-        except PointOutOfMemory as reason:
-            self._emit(replace(measured, status="oom", reason=str(reason)))
-            return
-        except (RuntimeError, AssertionError, NotImplementedError, ValueError) as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            self._emit(replace(measured, status="error", reason=f"{type(error).__name__}: {text}"))
-            return
-        row = replace(measured, **result.row_fields(batch))
-        self._emit(row)
-        if self.calibrate:
-            self._emit(self._estimate_row(subject, spec, batch, seq_len, row.latency_s))
+            for member in timed:
+                built, _ = build_or_out_of_memory(member[0].loaded, member[1], self.target.device)
+                if built is None:
+                    return  # the rows stay as they are, still flagged unstable
+                resident[_member_id(member)] = built
+            times = self._interleave(timed, resident, point)
+        except (PointOutOfMemory, VariantSkipped, RuntimeError, AssertionError, NotImplementedError, ValueError):
+            return  # as above: nothing better was measured, the earlier rows stand
+        finally:
+            resident.clear()
+            release_memory(self.target.device)
+        for row, member in zip(rows, group, strict=True):
+            index = [_member_id(m) for m in timed].index(_member_id(member))
+            values = latency_fields(times.stats(index), row.batch_size) | _ratio_fields(times, index, timed, reference)
+            stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+            again = replace(row, **values, remeasured=(row.remeasured or 0) + 1, timestamp=stamp)
+            self._emit(again)
+            if self.calibrate:  # the estimate's error is against the latency now measured
+                self._emit(self._estimate_row(member[0], member[1], row.batch_size, row.seq_len, again.latency_s))
+
+
+MEMORY_TIMING = TimingConfig(warmup=1, min_repeats=2, max_repeats=3, round_size=1, max_seconds=1.0)
+REFERENCE_LABEL = "full"  # the label profiling gives the un-pruned fine-tuned model
+REFERENCE_VARIANT = "fp32"
+
+
+def _reference_member(subjects: Sequence[Subject]) -> tuple[Subject, VariantSpec] | None:
+    """What every ratio is to: the un-pruned model (labelled 'full' where there is one) in fp32; None without one."""
+    unpruned = [s for s in subjects if not s.pruned]
+    named = [s for s in unpruned if s.label == REFERENCE_LABEL]
+    found = (named or unpruned or [None])[0]
+    return (found, get_variant(REFERENCE_VARIANT)) if found is not None else None
+
+
+def _member_id(member: tuple[Subject, VariantSpec]) -> tuple[str, str]:
+    return member[0].label, member[1].name
+
+
+def _ratio_fields(times: InterleavedTimes, index: int, members, reference) -> dict:
+    """The ratio of member ``index`` to the reference timed in the same rounds (None fields without a reference)."""
+    ids = [_member_id(m) for m in members]
+    if reference is None or _member_id(reference) not in ids:
+        return {"interleaved_with": len(members)}
+    found = times.ratio(index, ids.index(_member_id(reference)))
+    return {
+        "latency_ratio": found.ratio,
+        "latency_ratio_low": found.low,
+        "latency_ratio_high": found.high,
+        "ratio_reference": f"{reference[0].label} {reference[1].name}",
+        "interleaved_with": len(members),
+    }
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{type(error).__name__}: {text}"
 
 
 def _same_point(frame: pd.DataFrame, row: ProfileRow) -> pd.Series:

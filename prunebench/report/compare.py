@@ -18,7 +18,10 @@ Latency and memory are the profile row's ``latency_s`` and ``memory_bytes``, tak
 (``hardware.store``: ``LATENCY_DEFINITION``, ``MEMORY_DEFINITION``; nothing is recomputed here).
 
 Budgets are absolute (``30ms``, ``0.2s``, ``200MiB``, ``1GB``) or relative to the un-pruned
-fp32 model on the same target (``50%``). For each budget the answer is the option with the
+fp32 model on the same target (``50%``). A relative latency budget is judged on each option's
+``latency_ratio``, timed in the same interleaved rounds as the fp32 model (``_fits``); when the
+ratio intervals of the winner and the runner-up overlap across the budget's line, the answer names
+both, "within noise" (``_within_noise``). For each budget the answer is the option with the
 lowest error that fits, the best of each kind, and the margin: the winner's error minus the
 best error of any other kind (negative: how much better the winner is).
 
@@ -40,7 +43,7 @@ import pandas as pd
 
 from prunebench.config import CompareConfig
 from prunebench.errors import PrunebenchError
-from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, read_profile
+from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
 
@@ -60,6 +63,7 @@ class Budget:
     axis: str  # "latency" or "memory"
     value: float  # seconds or bytes
     label: str
+    fraction: float | None = None  # a relative budget: the share of the un-pruned fp32 model (0.5 for "50%")
 
 
 @dataclass
@@ -89,7 +93,7 @@ def parse_budget(text: str, axis: str, reference: float | None) -> Budget:
                 "give an absolute budget or profile the full model"
             )
         value = reference * number / 100
-        return Budget(axis, value, f"{text.strip()} of fp32 ({_format(axis, value)})")
+        return Budget(axis, value, f"{text.strip()} of fp32 ({_format(axis, value)})", fraction=number / 100)
     value = number * units[unit]
     return Budget(axis, value, _format(axis, value))
 
@@ -239,6 +243,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "chance_error": chance_error,
                 "test_examples": examples,
                 "latency_s": _number(row["latency_s"]),
+                **_ratio_columns(row),
                 "memory_bytes": _number(row["memory_bytes"]),
                 "estimated": bool(row["estimated"]),
                 "device": row["device"],
@@ -258,7 +263,9 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     frame["chance"] = _at_chance(frame)
     for axis, column in _AXIS_COLUMNS.items():
         reference = _reference(frame, column)
-        frame[f"{axis}_ratio"] = frame[column] / reference if reference else math.nan
+        plain = frame[column] / reference if reference else pd.Series(math.nan, index=frame.index)
+        # a latency ratio timed in the same rounds as the reference (interleaved) stands; others are plain quotients
+        frame[f"{axis}_ratio"] = frame[f"{axis}_ratio"].fillna(plain) if f"{axis}_ratio" in frame else plain
     for axis, column in _AXIS_COLUMNS.items():
         valid = frame[column].notna() & ~frame["chance"]
         front = np.zeros(len(frame), dtype=bool)
@@ -307,7 +314,7 @@ def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataF
     rows = []
     for budget in budgets:
         column = _AXIS_COLUMNS[budget.axis]
-        fits = useful[useful[column] <= budget.value]
+        fits = useful[_fits(useful, budget)]
         row: dict = {"axis": budget.axis, "budget": budget.value, "budget_label": budget.label}
         row["estimated"] = bool(fits["estimated"].any()) if len(fits) else bool(options["estimated"].any())
         best_by_kind = {}
@@ -327,12 +334,14 @@ def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataF
         row["margin"] = math.nan if runner_up is None else float(runner_up["error"]) - float(winner["error"])
         closest = None
         if winner is None:
-            over = useful[useful[column].notna() & (useful[column] > budget.value)]
+            over = useful[useful[column].notna() & ~_fits(useful, budget)]
             closest = over.sort_values([column, "error"]).iloc[0] if len(over) else None
         row["closest_option"] = None if closest is None else closest["option"]
         row["closest_over"] = math.nan if closest is None else float(closest[column]) / budget.value
         reference = full.iloc[0] if len(full) else None
         row["answer"] = answer_sentence(budget, winner, best_by_kind, reference, closest, options)
+        noise = {"within_noise": False, "within_noise_of": None}
+        row.update(noise if winner is None else _noise_fields(useful, budget, winner, row["answer"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -402,6 +411,83 @@ def answer_sentence(
     return text
 
 
+def _ratio_columns(row: dict) -> dict:
+    """A profile row's ratio to the fp32 reference timed in the same rounds, and whether its timing was stable."""
+    stable = row.get("stable")
+    return {
+        "latency_ratio": _number(row.get("latency_ratio")),
+        "latency_ratio_low": _number(row.get("latency_ratio_low")),
+        "latency_ratio_high": _number(row.get("latency_ratio_high")),
+        "stable": None if stable is None or pd.isna(stable) else bool(stable),
+    }
+
+
+def _has_ratios(options: pd.DataFrame, budget: Budget) -> bool:
+    return budget.axis == "latency" and budget.fraction is not None and "latency_ratio" in options.columns
+
+
+def _fits(options: pd.DataFrame, budget: Budget) -> pd.Series:
+    """Which options fit ``budget``. A latency budget in % of fp32 is judged on the ratio to fp32 timed in the same
+    rounds (``hardware.store.RATIO_DEFINITION``), which load elsewhere moves far less than the seconds; an option
+    without a ratio (an estimate, a profile from before ratios) and an absolute budget are judged on the seconds."""
+    column = "latency_s" if budget.axis == "latency" else "memory_bytes"
+    by_value = options[column] <= budget.value
+    if not _has_ratios(options, budget):
+        return by_value
+    ratio = options["latency_ratio"]
+    return (ratio <= budget.fraction).where(ratio.notna(), by_value).astype(bool)
+
+
+def _could_fit(options: pd.DataFrame, budget: Budget) -> pd.Series:
+    """Options that fit, or would within the noise: the low end of their ratio's interval is within the budget."""
+    if not _has_ratios(options, budget):
+        return _fits(options, budget)
+    low = options["latency_ratio_low"]
+    return (low <= budget.fraction).where(low.notna(), _fits(options, budget)).astype(bool)
+
+
+def _runner_up(options: pd.DataFrame, budget: Budget, winner: pd.Series) -> pd.Series | None:
+    """The answer if the noise fell the other way: the best other option (lowest error) that could fit."""
+    others = options[_could_fit(options, budget) & (options["option"] != winner["option"])]
+    if others.empty:
+        return None
+    return others.sort_values(["error", "latency_ratio"]).iloc[0]
+
+
+def _within_noise(winner: pd.Series, runner_up: pd.Series, budget: Budget) -> bool:
+    """Whether the winner and the runner-up are within noise of each other for ``budget``: their ratio intervals
+    overlap across the budget's line, so that timing again could change the answer. That is the case when the
+    runner-up could fit and either the winner might not fit (its interval reaches above the line) or the runner-up,
+    with an error no worse, is left out only by its ratio lying just above the line."""
+    line = budget.fraction
+    if line is None or pd.isna(runner_up["latency_ratio_low"]) or runner_up["latency_ratio_low"] > line:
+        return False
+    winner_may_not_fit = not pd.isna(winner["latency_ratio_high"]) and winner["latency_ratio_high"] > line
+    runner_up_left_out = runner_up["latency_ratio"] > line and runner_up["error"] <= winner["error"]
+    return bool(winner_may_not_fit or runner_up_left_out)
+
+
+def _noise_fields(options: pd.DataFrame, budget: Budget, winner: pd.Series, answer: str) -> dict:
+    """The budget row's ``within_noise`` and ``within_noise_of`` (the option that might win instead, of any kind);
+    when within noise, the answer says so."""
+    runner_up = _runner_up(options, budget, winner) if _has_ratios(options, budget) else None
+    if runner_up is None or not _within_noise(winner, runner_up, budget):
+        return {"within_noise": False, "within_noise_of": None}
+    answer = f"{answer} {_noise_text(winner, runner_up)}."
+    return {"within_noise": True, "within_noise_of": runner_up["option"], "answer": answer}
+
+
+def _interval(option: pd.Series) -> str:
+    return f"{option['latency_ratio']:.2f} [{option['latency_ratio_low']:.2f}, {option['latency_ratio_high']:.2f}]"
+
+
+def _noise_text(winner: pd.Series, runner_up: pd.Series) -> str:
+    return (
+        f"Timing noise: {winner['option']} or {runner_up['option']}, within noise (latency / fp32 "
+        f"{_interval(winner)} and {_interval(runner_up)}, 95% intervals)"
+    )
+
+
 def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Comparison:
     """Options, fronts and budget answers of ``run_dir`` on one target, written to RUN/compare/TARGET/."""
     run_dir = Path(run_dir)
@@ -429,6 +515,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "estimated": bool(options["estimated"].any()),
         "latency_definition": LATENCY_DEFINITION,
         "memory_definition": MEMORY_DEFINITION,
+        "ratio_definition": RATIO_DEFINITION,
         "error_definition": "1 - the task's metric on the test split",
         "chance_error": _number(options["chance_error"].iloc[0]) if len(options) else math.nan,
         "config": asdict(config),

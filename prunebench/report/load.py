@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.machine import read_machine_record
 from prunebench.hardware.store import with_definitions
 from prunebench.rundir import CompareDir, ProfileDir, RunDir, SearchDir, read_run
 from prunebench.search.methods import BASELINES
@@ -59,6 +60,7 @@ class ProfileData:
     target: str
     table: pd.DataFrame
     scores: pd.DataFrame | None
+    machine: list[dict] = field(default_factory=list)  # the machine's state around each profile call, latest last
 
 
 @dataclass
@@ -174,7 +176,7 @@ def _load_profile(folder: ProfileDir, missing: list[str]) -> ProfileData | None:
         missing[-1] += " (run 'prunebench profile' again with the same --out to finish it)"
         return None
     scores = _read_table(folder.scores, missing, what) if folder.scores.is_file() else None
-    return ProfileData(folder.target, with_definitions(table), scores)
+    return ProfileData(folder.target, with_definitions(table), scores, read_machine_record(folder.machine))
 
 
 def _load_compare(folder: CompareDir, missing: list[str]) -> CompareData | None:

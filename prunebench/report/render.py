@@ -800,6 +800,44 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
     return section
 
 
+MAX_UNSTABLE_LISTED = 12
+
+
+def _measurement_notes(runs: list[RunData], multi: bool) -> Section:
+    """How far the measured latencies hold: profiles taken under load, points still unstable after re-measuring."""
+    section = Section("measurement", "Measurement conditions")
+    items = []
+    for run in runs:
+        prefix = f"{run.label}: " if multi else ""
+        for profile in run.profiles:
+            latest = profile.machine[-1] if profile.machine else {}
+            if latest.get("warning"):
+                items.append(
+                    f"{prefix}profile {profile.target}: {latest['warning']}. Latency ratios (timed interleaved with "
+                    f"fp32) hold up better than seconds; re-run 'prunebench profile {run.path} --remeasure-unstable' "
+                    "on a quieter machine (it resumes and times only the unstable points again)."
+                )
+            table = profile.table
+            if "stable" not in table.columns:
+                continue
+            unstable = table[table["mode"].eq("measured") & table["status"].eq("ok") & table["stable"].eq(False)]
+            if len(unstable):
+                names = [
+                    f"{r['model']} {r['variant']} (batch {r['batch_size']}, seq {r['seq_len']})"
+                    for r in unstable.head(MAX_UNSTABLE_LISTED).to_dict("records")
+                ]
+                more = f" and {len(unstable) - len(names)} more" if len(unstable) > len(names) else ""
+                items.append(
+                    f"{prefix}profile {profile.target}: {len(unstable)} measured point(s) still unstable after "
+                    f"re-measuring (their mean did not settle): {', '.join(names)}{more}."
+                )
+    if items:
+        section.blocks.append(Bullets(items))
+    else:
+        section.blocks.append(Text("No profile was taken under load, and every measured point was stable.", note=True))
+    return section
+
+
 def _missing(runs: list[RunData]) -> Section:
     section = Section("missing", "Missing")
     items = [f"{run.label}: {note}" for run in runs for note in run.missing]
@@ -819,6 +857,7 @@ def build_document(runs: list[RunData]) -> Document:
         _pareto(runs, multi),
         _targets(runs, multi),
         _profiles(runs, multi),
+        _measurement_notes(runs, multi),
         _missing(runs),
     ]
     return Document("prunebench report", [r.label for r in runs], sections)

@@ -1,0 +1,146 @@
+"""The state of the machine around a measurement: load, other busy processes, CPU frequency.
+
+A latency measured while other processes compete for the cores is slower and noisier than on an idle
+machine. Ratios timed in interleaved rounds hold up far better than absolute latencies, but not
+completely, so every profile records what else was running before and after it
+(``rundir.ProfileDir.machine``) and warns when it was taken under load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from prunebench.rundir import write_json_atomic
+
+SAMPLE_SECONDS = 0.5  # how long other processes' CPU use is sampled
+BUSY_PROCESS_SHARE = 0.10  # a process using at least this share of one core is listed
+OTHERS_BUSY_CORES = 0.5  # other processes together using this many cores: the profile was taken under load
+TOP_PROCESSES = 5
+
+
+@dataclass
+class BusyProcess:
+    pid: int
+    name: str
+    cpu_cores: float  # share of one core used during the sample (1.0: one core fully busy)
+
+
+@dataclass
+class MachineState:
+    """One look at the machine. ``cpu_mhz`` is None where the frequency cannot be read (many VMs)."""
+
+    time: str
+    load_average: tuple[float, float, float]  # 1, 5 and 15 minutes
+    cpu_count: int
+    cpu_busy_share: float  # of all cores, during the sample
+    others_busy_cores: float  # cores used by processes other than this one and its children, during the sample
+    busy_processes: list[BusyProcess] = field(default_factory=list)
+    cpu_mhz: float | None = None
+    cpu_mhz_max: float | None = None
+
+
+def _ours() -> set[int]:
+    me = psutil.Process()
+    return {me.pid} | {child.pid for child in me.children(recursive=True)}
+
+
+def _cpu_frequency() -> tuple[float | None, float | None]:
+    try:
+        found = psutil.cpu_freq()
+    except (OSError, NotImplementedError, AttributeError):
+        return None, None
+    if found is None or not found.current:
+        return None, None
+    return float(found.current), float(found.max) if found.max else None
+
+
+def machine_state(sample_seconds: float = SAMPLE_SECONDS) -> MachineState:
+    """The load average, CPU frequency and the busiest other processes, sampled over ``sample_seconds``."""
+    ours = _ours()
+    processes = []
+    for process in psutil.process_iter(["pid", "name"]):
+        if process.pid in ours:
+            continue
+        try:
+            process.cpu_percent(None)  # the first call starts the process's sample
+            processes.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    psutil.cpu_percent(None)
+    time.sleep(sample_seconds)
+    busy = []
+    for process in processes:
+        try:
+            cores = process.cpu_percent(None) / 100
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        busy.append(BusyProcess(process.pid, process.info.get("name") or "?", round(cores, 3)))
+    busy.sort(key=lambda p: p.cpu_cores, reverse=True)
+    mhz, mhz_max = _cpu_frequency()
+    return MachineState(
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_average=tuple(round(x, 2) for x in os.getloadavg()),
+        cpu_count=os.cpu_count() or 1,
+        cpu_busy_share=round(psutil.cpu_percent(None) / 100, 3),
+        others_busy_cores=round(sum(p.cpu_cores for p in busy), 3),
+        busy_processes=[p for p in busy[:TOP_PROCESSES] if p.cpu_cores >= BUSY_PROCESS_SHARE],
+        cpu_mhz=mhz,
+        cpu_mhz_max=mhz_max,
+    )
+
+
+def load_warning(before: MachineState, after: MachineState, threads: int) -> str | None:
+    """Why a profile taken between ``before`` and ``after`` at ``threads`` threads was under load, or None.
+
+    Under load: other processes used at least ``OTHERS_BUSY_CORES`` cores at either look, or the 1-minute
+    load average before the profile (when it was not running yet) already claimed the cores it needs.
+    """
+    reasons = []
+    others = max(before.others_busy_cores, after.others_busy_cores)
+    if others >= OTHERS_BUSY_CORES:
+        names = sorted({p.name for state in (before, after) for p in state.busy_processes})
+        reasons.append(f"other processes used {others:.1f} cores ({', '.join(names) or 'many small ones'})")
+    free = before.cpu_count - threads
+    if before.load_average[0] > free:
+        reasons.append(
+            f"the 1-minute load average was {before.load_average[0]:.2f} before it, on {before.cpu_count} cores "
+            f"with {threads} thread(s) to run"
+        )
+    if not reasons:
+        return None
+    return "profiled under load: " + "; ".join(reasons)
+
+
+def session_record(before: MachineState, after: MachineState, threads: int, what: str) -> dict:
+    """One profile call's entry in the profile folder's machine record."""
+    return {
+        "what": what,
+        "threads": threads,
+        "before": asdict(before),
+        "after": asdict(after),
+        "warning": load_warning(before, after, threads),
+    }
+
+
+KEEP_SESSIONS = 20  # the machine record keeps this many profile calls, the latest last
+
+
+def read_machine_record(path: Path) -> list[dict]:
+    """The profile calls recorded at ``path`` (``rundir.ProfileDir.machine``), oldest first; [] without one."""
+    try:
+        sessions = json.loads(path.read_text()).get("sessions")
+    except (OSError, ValueError, AttributeError):
+        return []  # absent, or unreadable: the record is advice, never a reason to stop
+    return sessions if isinstance(sessions, list) else []
+
+
+def append_machine_record(path: Path, record: dict) -> None:
+    sessions = (read_machine_record(path) + [record])[-KEEP_SESSIONS:]
+    write_json_atomic(path, {"what": "machine state before and after each profile call", "sessions": sessions})

@@ -1,0 +1,191 @@
+"""Interleaved timing, latency ratios with their intervals, unstable points timed again, the machine's state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import prunebench.profiling.profiler as profiler
+from helpers import cli_error, run_cli
+from prunebench.extract import extract
+from prunebench.hardware.machine import BusyProcess, MachineState, load_warning
+from prunebench.hardware.timing import InterleavedTimes, measure_interleaved, ratio_interval
+from prunebench.models import load_model
+from prunebench.profiling import TimingConfig, profile_models
+from prunebench.supernet import get_space
+
+FAST = TimingConfig(warmup=1, min_repeats=3, max_repeats=6, round_size=3, max_seconds=0.2)
+
+
+# --- the order of the passes -----------------------------------------------------------------------------------
+
+
+def test_passes_are_interleaved_round_by_round_warm_up_included():
+    log: list[str] = []
+    fns = [lambda name=name: log.append(name) for name in "ABC"]
+    config = TimingConfig(warmup=2, min_repeats=4, max_repeats=4, round_size=2, max_seconds=60)
+    times = measure_interleaved(fns, config)
+    assert log == list("ABC") * (2 + 4)  # A B C A B C ..., never A A A B B B
+    assert times.rounds == 4 and all(len(t) == 4 for t in times.times)
+
+
+@pytest.fixture(scope="module")
+def models():
+    loaded = load_model("shape:bert-tiny")
+    space = get_space("small", loaded.dims)
+    return {"full": loaded, "half": extract(loaded, space.masks(space.middle()))}
+
+
+def test_a_shape_is_timed_as_one_group_with_the_reference(models, tmp_path, monkeypatch):
+    groups = []
+    real = profiler._Run._interleave
+
+    def spy(self, members, resident, point):
+        groups.append((point, [f"{subject.label} {spec.name}" for subject, spec in members]))
+        return real(self, members, resident, point)
+
+    monkeypatch.setattr(profiler._Run, "_interleave", spy)
+    frame = profile_models(
+        models, tmp_path, variants=["dynamic-int8", "fp32"], batch_sizes=(1, 2), seq_lens=(8,),
+        timing=replace(FAST, remeasure_attempts=0),
+    )  # fmt: skip
+    everything = ["full fp32", "full dynamic-int8", "half dynamic-int8", "half fp32"]
+    assert [(point, sorted(names)) for point, names in groups] == [
+        ((1, 8), sorted(everything)),
+        ((2, 8), sorted(everything)),
+    ]
+    assert all(names[0] == "full fp32" for _, names in groups)  # the reference, though not asked for first
+    assert (frame["ratio_reference"] == "full fp32").all() and (frame["interleaved_with"] == 4).all()
+    reference = frame[(frame["model"] == "full") & (frame["variant"] == "fp32")]
+    assert (reference["latency_ratio"] == 1.0).all()
+    assert (frame["latency_ratio_low"] <= frame["latency_ratio"]).all()
+    assert (frame["latency_ratio"] <= frame["latency_ratio_high"]).all()
+    # the ratio is the p50s' ratio, measured in the same rounds
+    by = frame.set_index(["model", "variant", "batch_size"])
+    half = by.loc[("half", "fp32", 1)]
+    assert half["latency_ratio"] == pytest.approx(half["latency_p50_s"] / by.loc[("full", "fp32", 1), "latency_p50_s"])
+
+
+def test_the_reference_is_timed_again_for_points_added_later_without_a_new_row(models, tmp_path):
+    timing = replace(FAST, remeasure_attempts=0)
+    profile_models(
+        {"full": models["full"]}, tmp_path, variants=["fp32"], batch_sizes=(1,), seq_lens=(8,), timing=timing
+    )
+    seen = []
+    frame = profile_models(
+        models, tmp_path, variants=["fp32"], batch_sizes=(1,), seq_lens=(8,), timing=timing, on_row=seen.append
+    )
+    assert [row.model for row in seen] == ["half"]  # the finished reference point is kept ...
+    assert seen[0].interleaved_with == 2 and seen[0].latency_ratio is not None  # ... and timed beside it again
+    assert len(frame) == 2
+
+
+# --- the interval ---------------------------------------------------------------------------------------------
+
+
+def test_interval_of_a_constructed_series():
+    rng = np.random.default_rng(7)
+    load = rng.uniform(1.0, 2.0, 60)  # each round slowed by load from elsewhere, up to 2x
+    reference = 0.010 * load * (1 + 0.005 * rng.standard_normal(60))
+    half = 0.005 * load * (1 + 0.005 * rng.standard_normal(60))
+    found = ratio_interval(reference, half)
+    assert found.low < 0.5 < found.high and found.high - found.low < 0.01  # paired rounds: the load cancels
+    unpaired = ratio_interval(rng.permutation(reference), half)  # the same times, rounds no longer matched
+    assert unpaired.high - unpaired.low > 5 * (found.high - found.low)
+    exact = ratio_interval(reference, 0.5 * reference)
+    assert exact.ratio == exact.low == exact.high == pytest.approx(0.5)
+    assert ratio_interval(reference, reference * 1.25).ratio == pytest.approx(1.25)
+    # a ratio that really varies from round to round gets an interval to show it
+    wobbly = ratio_interval(reference, reference * np.where(np.arange(60) % 2, 0.4, 0.6))
+    assert wobbly.low <= 0.5 <= wobbly.high and wobbly.high - wobbly.low > 0.05
+
+
+# --- unstable points, again at the end ----------------------------------------------------------------------
+
+
+def _flag_unstable(monkeypatch, variant: str, times: int | None):
+    """Timing that reports ``variant`` unstable the first ``times`` times it is timed (None: always)."""
+    real = profiler._Run._interleave
+    calls = []
+
+    def flaky(self, members, resident, point):
+        found = real(self, members, resident, point)
+        names = [spec.name for _, spec in members]
+        calls.append(names)
+        flagged = variant in names and (times is None or sum(variant in c for c in calls) <= times)
+        stable = [not (flagged and name == variant) for name in names]  # the others: stable, whatever this CPU did
+        return InterleavedTimes(found.times, found.warmup, stable)
+
+    monkeypatch.setattr(profiler._Run, "_interleave", flaky)
+    return calls
+
+
+def test_an_unstable_point_is_measured_again_at_the_end_of_the_sweep(models, tmp_path, monkeypatch):
+    calls = _flag_unstable(monkeypatch, "dynamic-int8", times=1)
+    frame = profile_models(
+        {"full": models["full"]}, tmp_path, variants=["fp32", "dynamic-int8"], batch_sizes=(1,), seq_lens=(8,),
+        timing=FAST,
+    )  # fmt: skip
+    assert calls == [["fp32", "dynamic-int8"], ["fp32", "dynamic-int8"]]  # the sweep, then the re-measurement
+    by = frame.set_index("variant")
+    assert by.loc["dynamic-int8", "stable"] and by.loc["dynamic-int8", "remeasured"] == 1
+    assert pd.isna(by.loc["fp32", "remeasured"])  # stable the first time: its row is the sweep's
+    assert by.loc["dynamic-int8", "latency_ratio"] > 0
+    record = json.loads((tmp_path / "machine.json").read_text())["sessions"][-1]
+    assert record["unstable_points"] == 0
+
+
+def test_still_unstable_after_the_cap_stays_flagged_and_remeasure_unstable_tries_again(models, tmp_path, monkeypatch):
+    calls = _flag_unstable(monkeypatch, "dynamic-int8", times=None)
+    args = dict(variants=["fp32", "dynamic-int8"], seq_lens=(8,), timing=replace(FAST, remeasure_attempts=2))
+    frame = profile_models({"full": models["full"]}, tmp_path, batch_sizes=(1,), **args)
+    assert len(calls) == 3  # the sweep and two attempts
+    by = frame.set_index("variant")
+    assert not by.loc["dynamic-int8", "stable"] and by.loc["dynamic-int8", "remeasured"] == 2
+    assert json.loads((tmp_path / "machine.json").read_text())["sessions"][-1]["unstable_points"] == 1
+    stamp = by.loc["fp32", "timestamp"]
+
+    calls.clear()
+    again = profile_models({"full": models["full"]}, tmp_path, batch_sizes=(1,), **args)  # a plain rerun: capped
+    assert calls == [] and again["timestamp"].equals(frame["timestamp"])
+
+    again = profile_models({"full": models["full"]}, tmp_path, batch_sizes=(1, 2), remeasure_unstable=True, **args)
+    assert len(calls) == 2 and len(again) == 2  # two more attempts; batch 2 is not measured: no new points
+    by = again.set_index("variant")
+    assert by.loc["dynamic-int8", "remeasured"] == 4 and by.loc["fp32", "timestamp"] == stamp
+    sessions = json.loads((tmp_path / "machine.json").read_text())["sessions"]
+    assert [s["what"] for s in sessions] == ["profiled", "profiled", "re-measured unstable points"]
+
+
+def test_remeasure_unstable_from_the_cli(models, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "p"
+    base = ["profile", "--model", "shape:bert-tiny", "--device", "cpu", "--out", str(out), "--variants", "fp32"]
+    base += ["--batch-sizes", "1", "--seq-lens", "8", "--max-seconds", "0.05"]
+    code, _, err = run_cli(base, monkeypatch, capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*base, "--batch-sizes", "2", "--remeasure-unstable"], monkeypatch, capsys)
+    assert code == 0, err
+    assert pd.read_parquet(out / "profile.parquet")["batch_size"].tolist() == [1]  # nothing new measured
+    line = cli_error([*base, "--remeasure-unstable", "--estimate"], monkeypatch, capsys)
+    assert "--remeasure-unstable" in line and "--estimate" in line
+
+
+# --- the machine's state ------------------------------------------------------------------------------------------
+
+
+def _state(load=0.1, others=0.0, busy=()):
+    return MachineState("t", (load, load, load), 2, 0.0, others, [BusyProcess(1, n, 1.0) for n in busy])
+
+
+def test_load_warning():
+    assert load_warning(_state(), _state(), threads=1) is None
+    busy = load_warning(_state(), _state(others=1.2, busy=["burner"]), threads=1)
+    assert busy.startswith("profiled under load") and "1.2 cores" in busy and "burner" in busy
+    loaded = load_warning(_state(load=1.8), _state(), threads=1)
+    assert "load average was 1.80" in loaded and "2 cores" in loaded
+    assert load_warning(_state(load=0.9), _state(), threads=1) is None  # one core left for one thread
+    assert load_warning(_state(load=0.9), _state(), threads=2) is not None
