@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pynvml
 import pytest
+import torch
 
-import prunebench.hardware.profiles as hardware
 from helpers import cli_error as _error
 from helpers import run_cli
 from prunebench.hardware.variants import VARIANTS
@@ -22,7 +22,7 @@ def no_gpu(monkeypatch):
         raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
 
     monkeypatch.setattr(pynvml, "nvmlInit", missing)
-    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 def test_hardware_lists_profiles_and_devices_without_a_driver(no_gpu, monkeypatch, capsys):
