@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ from prunebench.config import (
 )
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
-from prunebench.rundir import read_run
+from prunebench.rundir import ProfileDir, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -50,7 +51,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(markup=False)  # user paths and names are printed as they are, never as markup
+# Piped into a file or a log, rich would cut tables at 80 columns: there they get the room they need (a terminal,
+# or COLUMNS when set, keeps its width). User paths and names are printed as they are, never as markup.
+PIPED_WIDTH = 400
+console = Console(markup=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
 
 
 # --- checks as arguments are parsed: light (no torch, pandas or the search stack), so a wrong argument is
@@ -118,16 +122,24 @@ def _data_fields(
     return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items() if value is not None}
 
 
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (tables as lists of rows) instead of tables.")
+]
+
+
 def _joined(values) -> str:
     """A tuple default as the comma-separated text an option takes."""
     return ",".join(str(value) for value in values)
 
 
 @app.command()
-def tasks() -> None:
+def tasks(as_json: JsonOption = False) -> None:
     """List the registered tasks: name, kind, metric, source."""
     from prunebench.tasks import list_tasks
 
+    if as_json:
+        return _print_json([{k: getattr(s, k) for k in ("name", "kind", "metric", "num_labels", "source")}
+                            for s in list_tasks()])  # fmt: skip
     table = Table("task", "kind", "metric", "labels", "source")
     for spec in list_tasks():
         labels = str(spec.num_labels) if spec.num_labels else "from data"  # the files task infers its labels
@@ -200,11 +212,17 @@ def extract_pareto(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with their index)."""
     from prunebench.search import export_pareto
 
-    result = export_pareto(run, search=search, max_models=max_models, overwrite=overwrite, verify=verify)
+    result = export_pareto(
+        run, search=search, max_models=max_models, overwrite=overwrite, verify=verify, show_progress=not as_json
+    )
+    if as_json:
+        return _print_json({"search": result.search, "models_dir": result.models_dir, "written": result.written,
+                            "models": result.rows})  # fmt: skip
     _print_pareto_export(result)
 
 
@@ -354,6 +372,7 @@ def profile(
     score_max_examples: Annotated[
         int | None, typer.Option(help="Score on a seeded subset of this many test examples (default: all).")
     ] = ProfileConfig.score_max_examples,
+    as_json: JsonOption = False,
 ) -> None:
     """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT's profile table.
 
@@ -374,7 +393,11 @@ def profile(
     )
     from prunebench.profiling import profile_run
 
-    result = profile_run(model_dir, config, model=model, out=out, on_row=_print_progress)
+    on_row = None if as_json else _print_progress
+    result = profile_run(model_dir, config, model=model, out=out, on_row=on_row, show_progress=not as_json)
+    if as_json:
+        return _print_json({"table": ProfileDir(result.out_dir).table, "profile": result.table,
+                            "scores": result.scores, "calibration": result.calibration})  # fmt: skip
     _print_profile(result)
 
 
@@ -423,6 +446,7 @@ def search(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = EvalSettings.device,
     resume: Annotated[bool, typer.Option(help="Continue the search in RUN/search/NAME from its log.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start RUN/search/NAME again.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Multi-objective search of the run's sub-networks (shared weights); Pareto set and hypervolume."""
     config = SearchConfig(
@@ -445,7 +469,10 @@ def search(
     )
     from prunebench.search import run_search
 
-    result = run_search(run, config, resume=resume, overwrite=overwrite)
+    result = run_search(run, config, resume=resume, overwrite=overwrite, show_progress=not as_json)
+    if as_json:
+        state = {"search_dir": result.search_dir, "finished": result.finished, "stop_reason": result.stop_reason}
+        return _print_json({**state, "meta": result.meta, "pareto": result.pareto})
     _print_search(result, method)
 
 
@@ -529,6 +556,7 @@ def compare(
     memory_budgets: Annotated[
         str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
     ] = _joined(CompareConfig.memory_budgets),
+    as_json: JsonOption = False,
 ) -> None:
     """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
     config = CompareConfig(
@@ -540,7 +568,11 @@ def compare(
     )
     from prunebench.report.compare import compare_run
 
-    _print_comparison(compare_run(run, config))
+    result = compare_run(run, config)
+    if as_json:
+        return _print_json({"target": result.target, "out_dir": result.out_dir, "summary": result.summary,
+                            "options": result.options, "budgets": result.budgets})  # fmt: skip
+    _print_comparison(result)
 
 
 @app.command("run")
@@ -663,6 +695,26 @@ def main() -> None:
 
 
 # --- printing ----------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: object) -> object:
+    """``value`` as plain JSON data: a pandas table as its rows, NaN as null, paths and others as text."""
+    if hasattr(value, "to_json") and hasattr(value, "columns"):
+        return json.loads(value.to_json(orient="records"))  # pandas writes NaN as null
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # a numpy number
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _print_json(data: object) -> None:
+    """``data`` as JSON on stdout, for scripts and logs: nothing else is printed with --json."""
+    sys.stdout.write(json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def _present(value) -> bool:
@@ -795,7 +847,6 @@ def _print_progress(row) -> None:
 
 def _print_profile(result) -> None:
     from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
-    from prunebench.rundir import ProfileDir
 
     columns = ["model", "variant", "batch", "seq", "mode", "status", "latency ms", "mean ms", "p99 ms"]
     table = Table(*columns, "weights MiB", "memory MiB", "note")
