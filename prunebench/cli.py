@@ -307,10 +307,12 @@ def hardware() -> None:
     profiles = load_profiles()
     console.print(_profiles_table(profiles))
     console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
+    console.print("looking for devices (NVML, then torch; loading torch takes a few seconds)...", style="dim")
     report = detect_devices()
     console.print(_devices_table(profiles, report))
     if not report.gpus:
         console.print(f"no GPU: {report.nvml_error or 'none found'}")
+    console.print(f"CPU measurements use {ProfileConfig.threads} torch thread unless 'profile --threads N' says more")
 
 
 @app.command()
@@ -829,8 +831,7 @@ def _devices_table(profiles, report) -> Table:
     cpu = report.cpu
     found.add_row(
         "CPU",
-        f"{cpu.model} ({cpu.machine}), {cpu.physical_cores} cores / {cpu.logical_cores} threads, "
-        f"torch uses {cpu.torch_threads}",
+        f"{cpu.model} ({cpu.machine}), {cpu.physical_cores} cores / {cpu.logical_cores} threads",
         "-" if cpu.memory_total_bytes is None else f"{cpu.memory_total_bytes / 1e9:.1f}",
         "-",
         "-",

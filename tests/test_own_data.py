@@ -10,6 +10,7 @@ one epoch on 96 examples, an 8-sample search, fp32 and dynamic int8); the comman
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -123,6 +124,10 @@ def test_whole_number_labels_are_guessed_as_classes_with_the_way_to_say_otherwis
             "--epochs", "1", "--max-length", "32", "--out", "runs/guessed"]  # fmt: skip
     code, out, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, out + err
+    # not a terminal: plain progress lines, with the loss split, the time per step and the time left
+    assert re.search(
+        r"step \d+/\d+ \(epoch 1\) loss [\d.]+ to labels, [\d.]+ to teacher · [\d.]+ s/step · \d+:\d\d left", out
+    )
     notes = [record.getMessage() for record in caplog.records if "guessed" in record.getMessage()]
     assert len(notes) == 1 and "'classification'" in notes[0] and "pass --task-kind regression" in notes[0]
     assert json.loads((user_folder / "runs" / "guessed" / "run.json").read_text())["task"]["num_labels"] == 5

@@ -300,6 +300,8 @@ def _nvml_gpus() -> tuple[list[GpuDevice], str | None]:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:  # NVMLError_LibraryNotFound where there is no driver
+        if isinstance(error, pynvml.NVMLError_LibraryNotFound | pynvml.NVMLError_DriverNotLoaded):
+            return [], f"no NVIDIA driver or GPU found ({type(error).__name__})"
         return [], f"{type(error).__name__}: {error}"
     try:
         driver = _text(pynvml.nvmlSystemGetDriverVersion())
