@@ -20,7 +20,7 @@ import numbers
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import InitVar, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from prunebench.errors import PrunebenchError, UnknownNameError
@@ -106,20 +106,17 @@ class TrainConfig:
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     task_kind: str | None = None  # "classification" or "regression"; None: guessed from the labels
+    # Not a field: False for a config read back from a run (from_dict), whose names this version may no longer
+    # know; its values are checked, its names and option combinations were checked when the run was made.
+    asked_now: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, asked_now: bool = True) -> None:
         type_problems = field_type_problems(self)
         if type_problems:
             raise PrunebenchError("wrong value types: " + "; ".join(type_problems))
         object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         object.__setattr__(self, "text_columns", tuple(self.text_columns))
-        problems = [  # every problem at once, not only the first; names first
-            unknown_name("task", self.task, TASK_NAMES) if task_key(self.task) not in _TASK_KEYS else None,
-            model_problem(self.model, must_exist=False),
-            unknown_name("search space", self.space, SPACE_NAMES),
-            unknown_name("strategy", self.strategy, (*STRATEGY_NAMES, *STRATEGY_ALIASES)),
-        ]
-        problems = [problem for problem in problems if problem]
+        problems = self._request_problems() if asked_now else []  # every problem at once, not only the first
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "max_length": self.max_length}
         for name, value in positive.items():
             if value < 1:
@@ -136,6 +133,21 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.temperature > 0:
             problems.append(f"--temperature must be positive, got {self.temperature}")
+        if self.task_kind not in (None, "classification", "regression"):
+            problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")
+        elif self.task_kind is not None and self.task != "files":
+            problems.append(f"--task-kind is for --task files; task {self.task!r} has its own kind")
+        if problems:
+            raise PrunebenchError("; ".join(problems))
+
+    def _request_problems(self) -> list[str]:
+        """Unknown names, and your-own-data options without --task files or --task files without them."""
+        problems = [
+            unknown_name("task", self.task, TASK_NAMES) if task_key(self.task) not in _TASK_KEYS else None,
+            model_problem(self.model, must_exist=False),
+            unknown_name("search space", self.space, SPACE_NAMES),
+            unknown_name("strategy", self.strategy, (*STRATEGY_NAMES, *STRATEGY_ALIASES)),
+        ]
         files = {"--train": self.train_file, "--test": self.test_file, "--text-columns": self.text_columns,
                  "--label-column": self.label_column}  # fmt: skip
         if task_key(self.task) == "files" and not all(files.values()):
@@ -144,12 +156,7 @@ class TrainConfig:
         elif task_key(self.task) != "files" and any(files.values()):
             given = ", ".join(option for option, value in files.items() if value)
             problems.append(f"{given}: only for your own data; add --task files (task {self.task!r} has its own data)")
-        if self.task_kind not in (None, "classification", "regression"):
-            problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")
-        elif self.task_kind is not None and self.task != "files":
-            problems.append(f"--task-kind is for --task files; task {self.task!r} has its own kind")
-        if problems:
-            raise PrunebenchError("; ".join(problems))
+        return [problem for problem in problems if problem]
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -159,7 +166,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "text_columns" else v) for k, v in data.items() if k in known})
+        values = {k: (tuple(v) if k == "text_columns" else v) for k, v in data.items() if k in known}
+        return cls(**values, asked_now=False)
 
     # Settings that may change when a run is resumed (they do not change what is trained).
     RESUMABLE_CHANGES = ("device", "threads", "max_eval_examples")

@@ -360,6 +360,10 @@ def recover_dir(target: Path) -> Path:
 def read_run(run_dir: Path) -> dict:
     """The run's ``run.json``; a clear error when RUN is not a run directory."""
     path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).exists():
+        raise PrunebenchError(
+            f"{run_dir} is not a prunebench run (it does not exist); create one with 'prunebench train'"
+        )
     if not path.is_file():
         raise PrunebenchError(f"{run_dir} is not a prunebench run (no {RUN_FILE}); create one with 'prunebench train'")
     fix = "repair it, or start the run again with 'prunebench train --overwrite'"

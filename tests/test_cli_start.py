@@ -129,3 +129,7 @@ def test_task_names_are_looked_up_loosely_and_a_moved_model_folder_still_reads_b
     assert config.TrainConfig(task="STS-B").task == "STS-B"  # get_task finds it; the config keeps what was asked
     # a run's config read back from run.json names a model folder that may be gone since: not an error there
     assert config.TrainConfig.from_dict({"model": "/moved/away"}).model == "/moved/away"
+    # and a task or strategy this version no longer knows: names are checked when a run is asked for, not read
+    assert config.TrainConfig.from_dict({"task": "retired", "strategy": "old"}).task == "retired"
+    with pytest.raises(PrunebenchError, match="--epochs must be at least 1"):  # its values are still checked
+        config.TrainConfig.from_dict({"task": "retired", "epochs": 0})
