@@ -6,6 +6,7 @@ user waits for. The goal is under 1 s for every argument error on the 2-core dev
 
     python benchmarks/cli_start.py --label after               # the installed prunebench
     python benchmarks/cli_start.py --label before --source /path/to/old/checkout   # its prunebench/ first
+    python benchmarks/cli_start.py --label after_fast_start --source . --note "commit ..."
 
 Results are merged into benchmarks/results/cli_start.json under the label.
 """
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--source", help="a checkout whose prunebench/ is imported instead of the installed one")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated command names (default: all)")
+    parser.add_argument("--note", default="", help="what code was timed (kept with the label as 'code')")
     options = parser.parse_args()
     chosen = [n for n in COMMANDS if not options.only or n in options.only.split(",")]
     load_before = os.getloadavg()
@@ -97,6 +99,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commands": results,
     }
+    if options.note:
+        record["code"] = options.note
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "cli_start"}
     data["what"] = "whole-process wall time of `python -m prunebench.cli ARGS`, median of N runs"
     data[options.label] = record

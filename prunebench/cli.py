@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from prunebench.config import (
     DEFAULT_PRESET,
@@ -31,12 +33,17 @@ from prunebench.config import (
     ObjectiveSettings,
     ProfileConfig,
     SearchConfig,
+    TimingConfig,
     TrainConfig,
+    check_model,
+    get_preset,
     int_list,
     target_from_flags,
     text_list,
 )
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.profiles import check_target
+from prunebench.rundir import ProfileDir, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -44,12 +51,80 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(markup=False)  # user paths and names are printed as they are, never as markup
+# Piped into a file or a log, rich would cut tables at 80 columns: there they get the room they need (a terminal,
+# or COLUMNS when set, keeps its width). User paths and names are printed as they are, never as markup.
+PIPED_WIDTH = 400
+console = Console(markup=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
+
+
+# --- checks as arguments are parsed: light (no torch, pandas or the search stack), so a wrong argument is
+# refused at once (benchmarks/cli_start.py); names are checked by the configs, made before any stage loads
+
+
+def _checked_model(value: str | None) -> str | None:
+    """``--model``: 'minilm', a known 'shape:NAME' or an existing directory."""
+    if value is not None:
+        check_model(value)
+    return value
+
+
+def _checked_runs(value: Path | list[Path] | None) -> Path | list[Path] | None:
+    """RUN arguments: run directories, each with a readable run.json."""
+    for run in value if isinstance(value, list) else [value] if value is not None else []:
+        read_run(run)
+    return value
+
+
+def _checked_target(value: str | None) -> str | None:
+    """``--gpu`` / ``--hardware``: the name of a hardware profile (profiles/*.toml)."""
+    return None if value is None else check_target(value)
+
 
 ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' (e.g. shape:bert-base) or a model directory.")
-]
+    str,
+    typer.Option(
+        "--model", "-m", help="'minilm', 'shape:NAME' (e.g. shape:bert-base) or a model directory.",
+        callback=_checked_model,
+    ),
+]  # fmt: skip
 NAS = NasConfig.train  # the defaults of a standard-NAS trial's training
+
+# The data options `train` and `run` share (your own files: --task files)
+DataDirOption = Annotated[Path | None, typer.Option(help="Local GLUE TSV folder (DIR/SST-2/train.tsv, ...).")]
+TrainFileOption = Annotated[
+    Path | None, typer.Option("--train", help="--task files: training file (.csv, .tsv, .jsonl, .parquet).")
+]
+TestFileOption = Annotated[Path | None, typer.Option("--test", help="--task files: test file, same columns.")]
+TextColumnsOption = Annotated[
+    str | None, typer.Option(help="--task files: text column, or two comma-separated for sentence pairs.")
+]
+LabelColumnOption = Annotated[str | None, typer.Option(help="--task files: label column.")]
+TaskKindOption = Annotated[
+    str | None,
+    typer.Option(help="--task files: classification or regression (default: guessed from the labels, and said why)."),
+]
+
+
+def _data_fields(
+    data_dir: Path | None,
+    train: Path | None,
+    test: Path | None,
+    text_columns: str | None,
+    label_column: str | None,
+    task_kind: str | None,
+) -> dict:
+    """The data options given (not None), as ``TrainConfig`` fields."""
+    fields = {
+        "data_dir": data_dir, "train_file": train, "test_file": test,
+        "text_columns": text_list(text_columns) if text_columns is not None else None,
+        "label_column": label_column, "task_kind": task_kind,
+    }  # fmt: skip
+    return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items() if value is not None}
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (tables as lists of rows) instead of tables.")
+]
 
 
 def _joined(values) -> str:
@@ -58,10 +133,13 @@ def _joined(values) -> str:
 
 
 @app.command()
-def tasks() -> None:
+def tasks(as_json: JsonOption = False) -> None:
     """List the registered tasks: name, kind, metric, source."""
     from prunebench.tasks import list_tasks
 
+    if as_json:
+        return _print_json([{k: getattr(s, k) for k in ("name", "kind", "metric", "num_labels", "source")}
+                            for s in list_tasks()])  # fmt: skip
     table = Table("task", "kind", "metric", "labels", "source")
     for spec in list_tasks():
         labels = str(spec.num_labels) if spec.num_labels else "from data"  # the files task infers its labels
@@ -111,16 +189,19 @@ def extract(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
+    settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
     from prunebench.extract import extract_subnetworks
 
-    settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
     search_space, results = extract_subnetworks(model, settings, out, overwrite=overwrite)
     _print_extracted(search_space, results, seq_len)
 
 
 @app.command("extract-pareto")
 def extract_pareto(
-    run: Annotated[Path, typer.Argument(help="A run directory with a finished search ('prunebench search').")],
+    run: Annotated[
+        Path,
+        typer.Argument(help="A run directory with a finished search ('prunebench search').", callback=_checked_runs),
+    ],
     search: Annotated[
         str | None, typer.Option(help="Search under RUN/search/ (default: the only one that is not a baseline).")
     ] = None,
@@ -130,11 +211,17 @@ def extract_pareto(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with their index)."""
     from prunebench.search import export_pareto
 
-    result = export_pareto(run, search=search, max_models=max_models, overwrite=overwrite, verify=verify)
+    result = export_pareto(
+        run, search=search, max_models=max_models, overwrite=overwrite, verify=verify, show_progress=not as_json
+    )
+    if as_json:
+        return _print_json({"search": result.search, "models_dir": result.models_dir, "written": result.written,
+                            "models": result.rows})  # fmt: skip
     _print_pareto_export(result)
 
 
@@ -174,21 +261,16 @@ def train(
     checkpoint_every: Annotated[
         int | None, typer.Option(help="Also checkpoint every N steps.")
     ] = TrainConfig.checkpoint_every,
-    data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder (DIR/SST-2/train.tsv, ...).")] = None,
-    train_file: Annotated[Path | None, typer.Option("--train", help="--task files: training file.")] = None,
-    test_file: Annotated[Path | None, typer.Option("--test", help="--task files: test file.")] = None,
-    text_columns: Annotated[str | None, typer.Option(help="--task files: text column(s), comma-separated.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="--task files: label column.")] = TrainConfig.label_column,
-    task_kind: Annotated[
-        str | None,
-        typer.Option(help="--task files: force classification or regression (default: guessed, and said why)."),
-    ] = TrainConfig.task_kind,
+    data_dir: DataDirOption = None,
+    train_file: TrainFileOption = None,
+    test_file: TestFileOption = None,
+    text_columns: TextColumnsOption = None,
+    label_column: LabelColumnOption = TrainConfig.label_column,
+    task_kind: TaskKindOption = TrainConfig.task_kind,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
     """Fine-tune a super-network (stage one) into a run directory; resumable."""
-    from prunebench.supernet.training import train_supernet
-
     config = TrainConfig(
         model=model,
         task=task,
@@ -207,13 +289,10 @@ def train(
         device=device,
         threads=threads,
         checkpoint_every=checkpoint_every,
-        data_dir=str(data_dir) if data_dir else None,
-        train_file=str(train_file) if train_file else None,
-        test_file=str(test_file) if test_file else None,
-        text_columns=text_list(text_columns or ""),
-        label_column=label_column,
-        task_kind=task_kind,
+        **_data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind),
     )
+    from prunebench.supernet.training import train_supernet
+
     result = train_supernet(config, out, resume=resume, overwrite=overwrite)
     state = "finished" if result.finished else "stopped"
     console.print(f"{out}: training {state} at step {result.step} of {result.total_steps}")
@@ -227,10 +306,12 @@ def hardware() -> None:
     profiles = load_profiles()
     console.print(_profiles_table(profiles))
     console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
+    console.print("looking for devices (NVML, then torch; loading torch takes a few seconds)...", style="dim")
     report = detect_devices()
     console.print(_devices_table(profiles, report))
     if not report.gpus:
         console.print(f"no GPU: {report.nvml_error or 'none found'}")
+    console.print(f"CPU measurements use {ProfileConfig.threads} torch thread unless 'profile --threads N' says more")
 
 
 @app.command()
@@ -243,13 +324,30 @@ def profile(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the profile table (resumable); for a RUN: RUN/profile/TARGET.")
+        Path | None,
+        typer.Option(
+            help="Folder for the profile table (resumable). Needed unless MODEL_DIR is a run: RUN/profile/TARGET."
+        ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="'minilm', 'shape:NAME' or a model directory (the full model).")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="'minilm', 'shape:NAME' or a model directory (the full model).",
+            callback=_checked_model,
+        ),
     ] = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU profile to measure on (or estimate for): t4, a10, ...")] = None,
-    device: Annotated[str | None, typer.Option(help="'cpu' to measure on this machine's CPU.")] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU profile to measure on (or estimate for): t4, a10, ... Give exactly one of --gpu and --device.",
+            callback=_checked_target,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="'cpu' to measure on this machine's CPU. Give exactly one of --gpu and --device.")
+    ] = None,
     variants: Annotated[
         str | None, typer.Option(help="Comma-separated: fp32,fp16,bf16,int8,nf4,fp4,dynamic-int8 (default: all).")
     ] = None,
@@ -279,15 +377,13 @@ def profile(
     remeasure_unstable: Annotated[
         bool, typer.Option(help="Measure no new point: time the profile's unstable points again.")
     ] = ProfileConfig.remeasure_unstable,
+    as_json: JsonOption = False,
 ) -> None:
     """Latency and memory of MODEL_DIR / --model and its variants on a GPU or this CPU, into OUT's profile table.
 
     For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
     ('prunebench extract-pareto'), and each variant's test-split score (beside the profile).
     """
-    from prunebench.config import TimingConfig
-    from prunebench.profiling import profile_run
-
     config = ProfileConfig(
         target=target_from_flags(gpu, device, required=True),
         variants=text_list(variants) if variants else None,
@@ -301,13 +397,19 @@ def profile(
         score_max_examples=score_max_examples,
         remeasure_unstable=remeasure_unstable,
     )
-    result = profile_run(model_dir, config, model=model, out=out, on_row=_print_progress)
+    from prunebench.profiling import profile_run
+
+    on_row = None if as_json else _print_progress
+    result = profile_run(model_dir, config, model=model, out=out, on_row=on_row, show_progress=not as_json)
+    if as_json:
+        return _print_json({"table": ProfileDir(result.out_dir).table, "profile": result.table,
+                            "scores": result.scores, "calibration": result.calibration})  # fmt: skip
     _print_profile(result)
 
 
 @app.command()
 def search(
-    run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.")],
+    run: Annotated[Path, typer.Argument(help="A run directory written by 'prunebench train'.", callback=_checked_runs)],
     method: Annotated[
         str,
         typer.Option(help="random_search, local_search, morea, nsga2, ehvi, lsbo; baselines layer_drop, importance."),
@@ -325,7 +427,8 @@ def search(
     ] = SearchConfig.space,
     name: Annotated[str | None, typer.Option(help="Folder under RUN/search/ (default: METHOD-seedK).")] = None,
     hardware: Annotated[
-        str | None, typer.Option(help="Hardware profile for latency/memory: cpu, t4, a10, ...")
+        str | None,
+        typer.Option(help="Hardware profile for latency/memory: cpu, t4, a10, ...", callback=_checked_target),
     ] = ObjectiveSettings.target,
     latency_table: Annotated[
         Path | None, typer.Option(help="A 'prunebench profile' --out folder with measured rows to use.")
@@ -349,10 +452,9 @@ def search(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = EvalSettings.device,
     resume: Annotated[bool, typer.Option(help="Continue the search in RUN/search/NAME from its log.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start RUN/search/NAME again.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Multi-objective search of the run's sub-networks (shared weights); Pareto set and hypervolume."""
-    from prunebench.search import run_search
-
     config = SearchConfig(
         method=method,
         samples=samples,
@@ -371,7 +473,12 @@ def search(
         max_eval_examples=max_eval_examples,
         evaluation=EvalSettings(batch_size=eval_batch_size, workers=workers, device=device),
     )
-    result = run_search(run, config, resume=resume, overwrite=overwrite)
+    from prunebench.search import run_search
+
+    result = run_search(run, config, resume=resume, overwrite=overwrite, show_progress=not as_json)
+    if as_json:
+        state = {"search_dir": result.search_dir, "finished": result.finished, "stop_reason": result.stop_reason}
+        return _print_json({**state, "meta": result.meta, "pareto": result.pareto})
     _print_search(result, method)
 
 
@@ -403,8 +510,6 @@ def nas(
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
     """Standard NAS: fine-tune each sampled sub-network in isolation, MO-ASHA stopping (syne-tune, local backend)."""
-    from prunebench.search.nas import run_nas
-
     config = NasConfig(
         train=TrainConfig(
             model=model,
@@ -426,17 +531,29 @@ def nas(
         objectives=objectives,
         seq_len=seq_len,
     )
+    from prunebench.search.nas import run_nas
+
     result = run_nas(config, out, overwrite=overwrite)
     _print_nas(result, method)
 
 
 @app.command()
 def compare(
-    run: Annotated[Path, typer.Argument(help="A run directory that has been searched and profiled.")],
-    gpu: Annotated[str | None, typer.Option(help="GPU profile the run was profiled on (or estimated for).")] = None,
+    run: Annotated[
+        Path, typer.Argument(help="A run directory that has been searched and profiled.", callback=_checked_runs)
+    ],
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU profile the run was profiled on (or estimated for). At most one of --gpu and --device; "
+            "neither: the run's only profiled target.",
+            callback=_checked_target,
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Batch size to compare at (default 1).")
+        int | None,
+        typer.Option(help="Batch size to compare at (default: 1 when profiled, else the smallest profiled)."),
     ] = CompareConfig.batch_size,
     seq_len: Annotated[
         int | None, typer.Option(help="Sequence length to compare at (default: the longest).")
@@ -447,10 +564,9 @@ def compare(
     memory_budgets: Annotated[
         str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
     ] = _joined(CompareConfig.memory_budgets),
+    as_json: JsonOption = False,
 ) -> None:
     """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
-    from prunebench.report.compare import compare_run
-
     config = CompareConfig(
         target=target_from_flags(gpu, device, required=False),
         batch_size=batch_size,
@@ -458,7 +574,13 @@ def compare(
         latency_budgets=text_list(latency_budgets),
         memory_budgets=text_list(memory_budgets),
     )
-    _print_comparison(compare_run(run, config))
+    from prunebench.report.compare import compare_run
+
+    result = compare_run(run, config)
+    if as_json:
+        return _print_json({"target": result.target, "out_dir": result.out_dir, "summary": result.summary,
+                            "options": result.options, "budgets": result.budgets})  # fmt: skip
+    _print_comparison(result)
 
 
 @app.command("run")
@@ -466,17 +588,28 @@ def run_command(
     preset: Annotated[
         str, typer.Option(help="quick (packaged MiniLM, <= 30 min on 2 CPU cores) or paper.")
     ] = DEFAULT_PRESET,
-    model: Annotated[str | None, typer.Option(help="Override the preset's model (minilm, shape:NAME, a dir).")] = None,
-    task: Annotated[str | None, typer.Option(help="Override the preset's task (see 'prunebench tasks').")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Override the preset's model (minilm, shape:NAME, a dir).", callback=_checked_model),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Override the preset's task (see 'prunebench tasks'), or 'files' for your own.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    train_file: TrainFileOption = None,
+    test_file: TestFileOption = None,
+    text_columns: TextColumnsOption = None,
+    label_column: LabelColumnOption = None,
+    task_kind: TaskKindOption = None,
     out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path(DEFAULT_RUN_DIR),
     overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
-    from prunebench.config import get_preset
+    data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
+    config = get_preset(preset).with_overrides(model=model, task=task, **data)
     from prunebench.pipeline import run_pipeline
     from prunebench.rundir import ReportDir
 
-    config = get_preset(preset).with_overrides(model=model, task=task)
     result = run_pipeline(config, out, overwrite=overwrite)
     report = ReportDir(result.report_dir)
     console.print(f"report: {report.html} and {report.markdown}")
@@ -484,7 +617,10 @@ def run_command(
 
 @app.command()
 def report(
-    runs: Annotated[list[Path], typer.Argument(help="One or more run directories; several aggregate into one report.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="One or more run directories; several aggregate into one report.", callback=_checked_runs),
+    ],
     out: Annotated[Path, typer.Option(help="Folder for the report: HTML, Markdown and its figures.")],
     format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = _joined(REPORT_FORMATS),
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
@@ -505,9 +641,56 @@ def report(
             console.print(f"  {note}", highlight=False, soft_wrap=True)
 
 
+# --- help in the habits of command-line tools -------------------------------------------------------------
+
+# An option's value is shown by what it is (`--out DIR`), not by its Python type, which typer would show
+# (`<path>`, `<str>`); flags show none. Options not named here show N (integers), NUMBER or their own name.
+METAVARS = {
+    "out": "DIR", "data_dir": "DIR", "latency_table": "DIR", "train_file": "FILE", "test_file": "FILE",
+    "text_columns": "COLUMNS", "label_column": "COLUMN", "task_kind": "KIND", "gpu": "NAME", "device": "DEVICE",
+    "hardware": "NAME", "preset": "NAME", "search": "NAME", "name": "NAME", "config": "JSON", "variant": "NAME",
+    "variants": "LIST", "batch_sizes": "LIST", "seq_lens": "LIST", "objectives": "LIST", "latency_budgets": "LIST",
+    "memory_budgets": "LIST", "format": "LIST", "time_budget": "SECONDS", "max_seconds": "SECONDS",
+}  # fmt: skip
+
+
+class _Argument(TyperArgument):
+    """A positional argument shown as RUN (required) or [RUN] (optional), with no type beside it."""
+
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or (self.name or "").upper()
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+
+def _metavar(option: TyperOption) -> str:
+    if option.is_flag:
+        return ""
+    if option.name in METAVARS:
+        return METAVARS[option.name]
+    annotation = getattr(getattr(option, "type_descriptor", None), "annotation", None)  # typer's record of it
+    return {int: "N", float: "NUMBER"}.get(annotation, (option.name or "").upper())  # type: ignore[arg-type]
+
+
+def _command() -> typer.core.TyperGroup:
+    """The command typer builds from ``app``, with each value named by what it is (METAVARS)."""
+    group = typer.main.get_command(app)
+    for command in [group, *group.commands.values()]:
+        help_option = command.get_help_option(typer.Context(command))  # made once and kept by the command
+        for param in [*command.params, *([help_option] if help_option else [])]:
+            if isinstance(param, TyperArgument):
+                param.metavar = param.metavar or (param.name or "").upper()
+                param.__class__ = _Argument
+            elif isinstance(param, TyperOption) and param.metavar is None:
+                param.metavar = _metavar(param)
+    return group
+
+
 def main() -> None:
     try:
-        app()
+        _command()(prog_name="prunebench")
     except PrunebenchError as error:
         # Plain text: a message holds user paths and names, which rich must not read as markup.
         message = " ".join(str(error).split())  # one line, whatever the message held
@@ -520,6 +703,26 @@ def main() -> None:
 
 
 # --- printing ----------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: object) -> object:
+    """``value`` as plain JSON data: a pandas table as its rows, NaN as null, paths and others as text."""
+    if hasattr(value, "to_json") and hasattr(value, "columns"):
+        return json.loads(value.to_json(orient="records"))  # pandas writes NaN as null
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # a numpy number
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _print_json(data: object) -> None:
+    """``data`` as JSON on stdout, for scripts and logs: nothing else is printed with --json."""
+    sys.stdout.write(json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def _present(value) -> bool:
@@ -636,8 +839,7 @@ def _devices_table(profiles, report) -> Table:
     cpu = report.cpu
     found.add_row(
         "CPU",
-        f"{cpu.model} ({cpu.machine}), {cpu.physical_cores} cores / {cpu.logical_cores} threads, "
-        f"torch uses {cpu.torch_threads}",
+        f"{cpu.model} ({cpu.machine}), {cpu.physical_cores} cores / {cpu.logical_cores} threads",
         "-" if cpu.memory_total_bytes is None else f"{cpu.memory_total_bytes / 1e9:.1f}",
         "-",
         "-",
@@ -654,7 +856,6 @@ def _print_progress(row) -> None:
 
 def _print_profile(result) -> None:
     from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
-    from prunebench.rundir import ProfileDir
 
     columns = ["model", "variant", "batch", "seq", "mode", "status", "latency ms", "mean ms", "p99 ms"]
     table = Table(*columns, "weights MiB", "memory MiB", "note")

@@ -20,11 +20,63 @@ import numbers
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import InitVar, asdict, dataclass, fields, replace
+from pathlib import Path
 
 from prunebench.errors import PrunebenchError, UnknownNameError
 
 STRATEGY_ALIASES = {"one_shot": "full"}
+
+# --- the names the registries of later rooms hold ------------------------------------------------------
+# What each name does lives in its registry (tasks.registry, models.shapes, supernet.spaces and
+# .strategies, search.methods, hardware.variants); the names are also here, so that a config is checked
+# the moment it is made, before torch is imported, and a wrong argument is refused at once
+# (benchmarks/cli_start.py). tests/test_cli_start.py checks that each tuple equals its registry.
+TASK_NAMES = ("rte", "mrpc", "cola", "stsb", "sst2", "qnli", "mnli", "qqp", "imdb", "swag", "rotten_tomatoes", "files")
+MODEL_SHAPES = ("bert-base", "bert-large", "roberta-base", "minilm", "bert-tiny", "roberta-tiny")
+TASK_KINDS = ("classification", "regression", "multiple_choice")
+SPACE_NAMES = ("layer", "small", "medium", "large")
+STRATEGY_NAMES = ("standard", "random", "random_linear", "sandwich", "kd", "full")
+SEARCH_METHODS = ("random_search", "local_search", "morea", "nsga2", "ehvi", "lsbo", "layer_drop", "importance")
+UNAVAILABLE_METHODS = {
+    "rsbo": "random-scalarisation BO re-weights every past observation at each step, which no maintained library "
+    "offers here (syne-tune 0.16 dropped its scalarised searchers; its leftover module fails to import) and "
+    "prunebench does not hand-write GP code; use lsbo (linear scalarisation) or ehvi",
+}
+VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8")
+
+
+def task_key(name: str) -> str:
+    """How a task name is looked up: "STS-B", "sst-2" and "Rotten-Tomatoes" all find their task."""
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def unknown_name(kind: str, name: str, known: tuple[str, ...] | list[str]) -> str | None:
+    """The one-line problem when ``name`` is not in ``known`` (None when it is)."""
+    return None if name in known else f"unknown {kind} {name!r}; known: {', '.join(known)}"
+
+
+def model_problem(model: str, must_exist: bool = True) -> str | None:
+    """The problem with a ``--model`` value (None: none): 'minilm', 'shape:NAME' of a known shape, or a
+    directory (checked only with ``must_exist``; a run read back may name a folder moved since)."""
+    if model.startswith("shape:"):
+        return unknown_name("model shape", model, [f"shape:{shape}" for shape in MODEL_SHAPES])
+    if must_exist and model != "minilm" and not Path(model).is_dir():
+        return (
+            f"model {model!r} is not 'minilm', 'shape:NAME' or an existing model directory; "
+            "run 'prunebench spaces --help' for the accepted forms"
+        )
+    return None
+
+
+def check_model(model: str) -> None:
+    """``model_problem`` as an error."""
+    problem = model_problem(model)
+    if problem:
+        raise PrunebenchError(problem)
+
+
+_TASK_KEYS = {task_key(name) for name in TASK_NAMES}
 
 
 @dataclass(frozen=True)
@@ -54,14 +106,17 @@ class TrainConfig:
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     task_kind: str | None = None  # "classification" or "regression"; None: guessed from the labels
+    # Not a field: False for a config read back from a run (from_dict), whose names this version may no longer
+    # know; its values are checked, its names and option combinations were checked when the run was made.
+    asked_now: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, asked_now: bool = True) -> None:
         type_problems = field_type_problems(self)
         if type_problems:
             raise PrunebenchError("wrong value types: " + "; ".join(type_problems))
         object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         object.__setattr__(self, "text_columns", tuple(self.text_columns))
-        problems = []  # every problem at once, not only the first
+        problems = self._request_problems() if asked_now else []  # every problem at once, not only the first
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "max_length": self.max_length}
         for name, value in positive.items():
             if value < 1:
@@ -85,6 +140,24 @@ class TrainConfig:
         if problems:
             raise PrunebenchError("; ".join(problems))
 
+    def _request_problems(self) -> list[str]:
+        """Unknown names, and your-own-data options without --task files or --task files without them."""
+        problems = [
+            unknown_name("task", self.task, TASK_NAMES) if task_key(self.task) not in _TASK_KEYS else None,
+            model_problem(self.model, must_exist=False),
+            unknown_name("search space", self.space, SPACE_NAMES),
+            unknown_name("strategy", self.strategy, (*STRATEGY_NAMES, *STRATEGY_ALIASES)),
+        ]
+        files = {"--train": self.train_file, "--test": self.test_file, "--text-columns": self.text_columns,
+                 "--label-column": self.label_column}  # fmt: skip
+        if task_key(self.task) == "files" and not all(files.values()):
+            missing = ", ".join(option for option, value in files.items() if not value)
+            problems.append(f"--task files needs --train, --test, --text-columns and --label-column; missing {missing}")
+        elif task_key(self.task) != "files" and any(files.values()):
+            given = ", ".join(option for option, value in files.items() if value)
+            problems.append(f"{given}: only for your own data; add --task files (task {self.task!r} has its own data)")
+        return [problem for problem in problems if problem]
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["text_columns"] = list(self.text_columns)
@@ -93,7 +166,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "text_columns" else v) for k, v in data.items() if k in known})
+        values = {k: (tuple(v) if k == "text_columns" else v) for k, v in data.items() if k in known}
+        return cls(**values, asked_now=False)
 
     # Settings that may change when a run is resumed (they do not change what is trained).
     RESUMABLE_CHANGES = ("device", "threads", "max_eval_examples")
@@ -247,7 +321,12 @@ class SearchConfig:
     score_test: bool = True  # score the Pareto set on the test split
 
     def __post_init__(self) -> None:
-        problems = []
+        if self.method in UNAVAILABLE_METHODS:
+            raise PrunebenchError(f"method {self.method!r} is not available: {UNAVAILABLE_METHODS[self.method]}")
+        problems = [unknown_name("search method", self.method, SEARCH_METHODS)]
+        if self.space is not None:
+            problems.append(unknown_name("search space", self.space, SPACE_NAMES))
+        problems = [problem for problem in problems if problem]
         if self.samples is None and self.time_budget_s is None:
             problems.append("give a budget: --samples N and/or --time-budget SECONDS")
         if self.samples is not None and (isinstance(self.samples, bool) or self.samples < 1):
@@ -326,7 +405,11 @@ class ExtractConfig:
     verify: bool = False  # compare each extracted model with the masked super-network
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            unknown_name("search space", self.space, SPACE_NAMES),
+            unknown_name("task kind", self.task_kind, TASK_KINDS),
+        ]
+        problems = [problem for problem in problems if problem]
         if (self.config is None) == (self.random is None):
             problems.append("give exactly one of --config JSON and --random N")
         if self.random is not None and self.random < 1:
@@ -403,6 +486,9 @@ class ProfileConfig:
             problems.append("--variants needs at least one variant (or leave it out for all)")
         if self.remeasure_unstable and self.estimate:
             problems.append("--remeasure-unstable times measured points again; drop --estimate")
+        problems += [
+            unknown_name("variant", name, VARIANT_NAMES) for name in self.variants or () if name not in VARIANT_NAMES
+        ]
         _check(problems)
 
 
@@ -478,8 +564,10 @@ class PipelineConfig:
     compare: CompareConfig = CompareConfig()
     report_formats: tuple[str, ...] = REPORT_FORMATS
 
-    def with_overrides(self, model: str | None = None, task: str | None = None) -> PipelineConfig:
-        changes = {k: v for k, v in (("model", model), ("task", task)) if v is not None}
+    def with_overrides(self, **train_fields) -> PipelineConfig:
+        """The preset with the given ``TrainConfig`` fields changed (None: the preset's), e.g. ``model``, ``task``
+        and your own data (``train_file``, ``test_file``, ``text_columns``, ``label_column``, ``task_kind``)."""
+        changes = {key: value for key, value in train_fields.items() if value is not None}
         return replace(self, train=replace(self.train, **changes)) if changes else self
 
     def to_dict(self) -> dict:

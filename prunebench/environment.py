@@ -8,8 +8,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 PACKAGES = ("prunebench", "torch", "transformers", "datasets", "safetensors", "numpy", "pandas", "syne-tune")
 
 
@@ -44,6 +42,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def environment() -> dict:
+    import torch  # here, not at the top: the CLI's argument checks read cpu_model() without torch
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -55,11 +55,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
+
+if TYPE_CHECKING:  # pandas loads where a table is read, so checking a run is quick (prunebench's fast start)
+    import pandas as pd
 
 # The layout's names: spelt here and nowhere else (the classes at the end give their paths).
 RUN_FILE = "run.json"
@@ -142,6 +144,7 @@ def read_json(path: Path, fix: str) -> dict:
 
 def read_table(path: Path, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A Parquet table from ``path``; a damaged file or missing columns is one error naming it and ``fix``."""
+    import pandas as pd
     import pyarrow  # pandas reads Parquet through it; its errors are what a damaged file raises
 
     path = Path(path)
@@ -357,6 +360,10 @@ def recover_dir(target: Path) -> Path:
 def read_run(run_dir: Path) -> dict:
     """The run's ``run.json``; a clear error when RUN is not a run directory."""
     path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).exists():
+        raise PrunebenchError(
+            f"{run_dir} is not a prunebench run (it does not exist); create one with 'prunebench train'"
+        )
     if not path.is_file():
         raise PrunebenchError(f"{run_dir} is not a prunebench run (no {RUN_FILE}); create one with 'prunebench train'")
     fix = "repair it, or start the run again with 'prunebench train --overwrite'"

@@ -5,11 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from prunebench.config import TrainConfig
+from prunebench.config import (
+    EvalSettings,
+    PipelineConfig,
+    ProfileConfig,
+    SearchStage,
+    TimingConfig,
+    TrainConfig,
+    get_preset,
+)
 from prunebench.hardware.store import ProfileRow
 from prunebench.models import LoadedModel
 
@@ -27,6 +36,29 @@ TINY_TRAIN = dict(
     max_eval_examples=64,
     max_length=32,
 )
+
+
+def tiny_pipeline(preset: str = "quick") -> PipelineConfig:
+    """A preset cut down to run in seconds: bert-tiny, one epoch on 96 examples, an 8-sample random search,
+    at most 2 Pareto models, fp32 and dynamic int8 at batch 1, sequence 32."""
+    base = get_preset(preset)
+    return replace(
+        base,
+        train=replace(
+            base.train, model="shape:bert-tiny", epochs=1, max_train_examples=96, max_eval_examples=48, max_length=32
+        ),
+        search=SearchStage(
+            method="random_search", samples=8, evaluation=EvalSettings(workers=1), baselines=("layer_drop",)
+        ),
+        max_models=2,
+        profile=ProfileConfig(
+            variants=("fp32", "dynamic-int8"),
+            batch_sizes=(1,),
+            seq_lens=(32,),
+            timing=TimingConfig(max_seconds=0.2),
+            score_max_examples=64,
+        ),
+    )
 
 
 def tiny_train(**overrides) -> TrainConfig:

@@ -174,3 +174,21 @@ def test_every_option_default_is_its_config_field():
                 checked.setdefault(name, []).append(parameter.name)
     assert set(checked) == set(expected), set(expected) - set(checked)
     assert len(checked["train"]) >= 20 and len(checked["search"]) >= 12 and len(checked["profile"]) >= 8
+
+
+def test_help_names_values_by_what_they_are_not_by_python_type(monkeypatch, capsys):
+    from prunebench import cli
+
+    names = [command.name or command.callback.__name__ for command in cli.app.registered_commands]
+    for args in (["--help"], *([name, "--help"] for name in names)):
+        code, out, _ = run_cli(args, monkeypatch, capsys)
+        assert code == 0, args
+        for python_type in ("<str>", "<int>", "<float>", "<bool>", "<path>", "list[", "None"):
+            assert python_type not in out, (args, python_type)
+        usage = next(line for line in out.splitlines() if "Usage:" in line)
+        assert "prunebench" in usage and "{" not in usage, usage
+    _, out, _ = run_cli(["profile", "--help"], monkeypatch, capsys)
+    assert "[MODEL_DIR]" in out and "--out" in out and "DIR" in out
+    assert out.count("Give exactly one of --gpu and --device") == 2  # the required choice, said in the help
+    _, out, _ = run_cli(["report", "--help"], monkeypatch, capsys)
+    assert "RUNS..." in out and "[default: html,md]" in out

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
-from helpers import run_cli
-from prunebench.config import PRESETS, EvalSettings, ProfileConfig, SearchStage, TimingConfig, get_preset
+from helpers import run_cli, tiny_pipeline
+from prunebench.config import PRESETS, get_preset
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.variants import get_variant
 from prunebench.pipeline import STAGES, run_pipeline
@@ -54,31 +53,10 @@ def test_unknown_preset_is_a_clear_error(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def _tiny(preset: str = "quick"):
-    base = get_preset(preset)
-    return replace(
-        base,
-        train=replace(
-            base.train, model="shape:bert-tiny", epochs=1, max_train_examples=96, max_eval_examples=48, max_length=32
-        ),
-        search=SearchStage(
-            method="random_search", samples=8, evaluation=EvalSettings(workers=1), baselines=("layer_drop",)
-        ),
-        max_models=2,
-        profile=ProfileConfig(
-            variants=("fp32", "dynamic-int8"),
-            batch_sizes=(1,),
-            seq_lens=(32,),
-            timing=TimingConfig(max_seconds=0.2),
-            score_max_examples=64,
-        ),
-    )
-
-
 def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
     torch.set_num_threads(1)
     run_dir = tmp_path / "run"
-    result = run_pipeline(_tiny(), run_dir, show_progress=False)
+    result = run_pipeline(tiny_pipeline(), run_dir, show_progress=False)
     record = json.loads((run_dir / PIPELINE_FILE).read_text())
     assert list(record["sessions"][-1]["stages"]) == list(STAGES)
     assert all(stage["status"] == "done" for stage in record["sessions"][-1]["stages"].values())
@@ -118,7 +96,7 @@ def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
     # Again: nothing is retrained, re-searched or re-measured; the new session is recorded beside the first.
     searched = (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text()
     measured = profile["timestamp"].tolist()
-    run_pipeline(_tiny(), run_dir, show_progress=False)
+    run_pipeline(tiny_pipeline(), run_dir, show_progress=False)
     record = json.loads((run_dir / PIPELINE_FILE).read_text())
     assert len(record["sessions"]) == 2
     assert (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text() == searched
@@ -130,5 +108,5 @@ def test_pipeline_refuses_a_foreign_directory(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(PrunebenchError, match="not empty"):
-        run_pipeline(_tiny(), out, show_progress=False)
+        run_pipeline(tiny_pipeline(), out, show_progress=False)
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1

@@ -6,6 +6,7 @@ import sys
 
 import pynvml
 import pytest
+import torch
 
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.hardware import profiles as hardware
@@ -151,7 +152,7 @@ def _no_driver(monkeypatch):
         raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
 
     monkeypatch.setattr(pynvml, "nvmlInit", missing)
-    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 def test_without_a_driver_detection_falls_back_cleanly(monkeypatch):
@@ -165,7 +166,7 @@ def test_without_a_driver_detection_falls_back_cleanly(monkeypatch):
 
 def test_without_nvidia_ml_py_detection_still_works(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
-    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     report = detect_devices()
     assert report.gpus == () and "not installed" in report.nvml_error
 
@@ -194,7 +195,7 @@ def test_present_gpu_is_matched_by_its_nvml_name():
 
 
 def test_gpu_seen_by_nvml_but_not_by_torch_says_how_to_fix(monkeypatch):
-    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PrunebenchError, match="CUDA build of torch"):
         resolve_target("a10", report=_report_with("NVIDIA A10"))
 

@@ -33,11 +33,13 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from prunebench.environment import cpu_model
 from prunebench.errors import PrunebenchError, UnknownNameError
+
+if TYPE_CHECKING:
+    import torch
 
 PROFILES_ENV = "PRUNEBENCH_PROFILES"
 # A source checkout keeps the profiles beside the package (DESIGN.md layout); a wheel installs
@@ -298,6 +300,8 @@ def _nvml_gpus() -> tuple[list[GpuDevice], str | None]:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:  # NVMLError_LibraryNotFound where there is no driver
+        if isinstance(error, pynvml.NVMLError_LibraryNotFound | pynvml.NVMLError_DriverNotLoaded):
+            return [], f"no NVIDIA driver or GPU found ({type(error).__name__})"
         return [], f"{type(error).__name__}: {error}"
     try:
         driver = _text(pynvml.nvmlSystemGetDriverVersion())
@@ -333,6 +337,8 @@ def _text(value: str | bytes) -> str:
 
 
 def _torch_gpus() -> list[GpuDevice]:
+    import torch  # in the functions that ask torch: reading and checking profile names needs no torch
+
     if not torch.cuda.is_available():
         return []
     gpus = []
@@ -343,6 +349,8 @@ def _torch_gpus() -> list[GpuDevice]:
 
 
 def _cpu() -> CpuDevice:
+    import torch
+
     try:
         import psutil
 
@@ -354,6 +362,8 @@ def _cpu() -> CpuDevice:
 
 def detect_devices() -> DeviceReport:
     """GPUs from pynvml (torch where pynvml cannot be used), and the CPU."""
+    import torch
+
     gpus, nvml_error = _nvml_gpus()
     if not gpus:
         gpus = _torch_gpus()
@@ -386,10 +396,22 @@ class Target:
     driver_version: str | None = None
 
 
+def check_target(target: str) -> str:
+    """``target`` as a profile name ("cpu" or a GPU's), lower-cased; an unknown GPU is one error naming the known
+    ones. Reads the profile files only (no torch), so the CLI checks ``--gpu`` before anything heavy loads."""
+    name = target.strip().lower()
+    gpu_profiles = sorted(key for key, p in load_profiles().items() if p.kind == "gpu")
+    if name != "cpu" and name not in gpu_profiles:
+        raise UnknownNameError("GPU", target, gpu_profiles)
+    return name
+
+
 def resolve_target(
     target: str, estimate_only: bool = False, calibrate: bool = False, report: DeviceReport | None = None
 ) -> Target:
     """``target`` is "cpu" or a GPU profile name; a GPU that is not here is an error unless estimating."""
+    import torch
+
     if calibrate and estimate_only:
         raise PrunebenchError("--calibrate compares measurements with estimates; drop --estimate")
     name = target.strip().lower()
@@ -398,10 +420,7 @@ def resolve_target(
         if estimate_only:
             return Target(profile, "estimated", None, profile.description)
         return Target(profile, "measured", torch.device("cpu"), f"cpu: {cpu_model()}")
-    gpu_profiles = {key: p for key, p in load_profiles().items() if p.kind == "gpu"}
-    if name not in gpu_profiles:
-        raise UnknownNameError("GPU", target, sorted(gpu_profiles))
-    profile = gpu_profiles[name]
+    profile = get_profile(check_target(name))
     if estimate_only:
         return Target(profile, "estimated", None, profile.description)
     report = report or detect_devices()
@@ -422,6 +441,8 @@ def resolve_target(
 
 def _torch_index(name: str) -> int | None:
     """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
+    import torch
+
     if not torch.cuda.is_available():
         return None
     for index in range(torch.cuda.device_count()):

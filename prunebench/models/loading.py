@@ -14,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
+from prunebench.config import TASK_KINDS, check_model
 from prunebench.errors import PrunebenchError
 from prunebench.models.adapters import adapter_for
 from prunebench.models.loaded import LoadedModel, quiet_transformers
@@ -22,7 +23,6 @@ from prunebench.models.pooling import apply_pooling, declared_pooling
 from prunebench.models.pruned import is_pruned_dir, load_pruned
 from prunebench.models.shapes import shape_config
 
-TASK_KINDS = ("classification", "regression", "multiple_choice")
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -62,12 +62,8 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
         # (30,522 ids) fits every shape's embedding table.
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         return LoadedModel(model, tokenizer, adapter, spec_text, task_kind)
+    check_model(spec_text)
     path = Path(spec_text)
-    if not path.is_dir():
-        raise PrunebenchError(
-            f"model {spec_text!r} is not 'minilm', 'shape:NAME' or an existing model directory; "
-            "run 'prunebench spaces --help' for the accepted forms"
-        )
     if is_pruned_dir(path):  # pruned dirs carry their own head
         return load_pruned(path)
     return _load_pretrained(path, spec_text, task_kind, num_labels)

@@ -45,6 +45,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from prunebench.config import UNAVAILABLE_METHODS
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.search.log import config_key
 from prunebench.search.pareto import REFERENCE, non_dominated
@@ -478,11 +479,7 @@ METHODS: dict[str, type[Method]] = {
     cls.name: cls for cls in (RandomSearch, LocalSearch, MOREA, NSGA2, EHVI, LSBO, LayerDrop, ImportancePruning)
 }
 BASELINES = ("layer_drop", "importance")
-NOT_AVAILABLE = {
-    "rsbo": "random-scalarisation BO re-weights every past observation at each step, which no maintained library "
-    "offers here (syne-tune 0.16 dropped its scalarised searchers; its leftover module fails to import) and "
-    "prunebench does not hand-write GP code; use lsbo (linear scalarisation) or ehvi",
-}
+NOT_AVAILABLE = UNAVAILABLE_METHODS  # named in config, so that a SearchConfig refuses them at once
 
 
 def get_method(name: str) -> type[Method]:

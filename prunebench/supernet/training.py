@@ -51,7 +51,7 @@ from prunebench.rundir import (
     writer_lock,
 )
 from prunebench.supernet.counting import CostModel
-from prunebench.supernet.losses import distillation_loss, task_loss
+from prunebench.supernet.losses import distillation_gap, distillation_terms, task_loss
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import SPACES, Config, Masks, SearchSpace, get_space
 from prunebench.supernet.strategies import STRATEGIES, Strategy, SubnetStep, get_strategy
@@ -102,6 +102,20 @@ def epoch_order(count: int, batch_size: int, seed: int, epoch: int) -> list[list
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+@dataclass
+class StepLoss:
+    """One optimiser step's loss, summed over its sub-networks: ``total`` is what was optimised. Shown split,
+    since with distillation ``total`` is dominated by a constant (``losses.distillation_gap``): ``labels``, the
+    loss to the labels, and ``distillation``, the students' distance from the teacher (0 when they agree)."""
+
+    total: float = 0.0
+    labels: float = 0.0
+    distillation: float = 0.0
+
+    def text(self) -> str:
+        return f"loss {self.labels:.4f} to labels, {self.distillation:.4f} to teacher"
+
+
 def train_step(
     model: torch.nn.Module,
     supernet: MaskedSuperNetwork,
@@ -112,31 +126,34 @@ def train_step(
     scheduler,
     kind: str,
     temperature: float,
-) -> float:
+) -> StepLoss:
     """One optimiser step: each sub-network of ``plan`` (its masks from ``masks_of``) adds its gradients.
 
     The full network (``config`` None) comes first in a plan and teaches the sub-networks that distil.
     Standard-NAS trials call it with a one-step plan whose masks are the trial's fixed sub-network.
-    The masks of the last sub-network stay applied. Returns the summed loss.
+    The masks of the last sub-network stay applied. Returns the loss, summed and split (``StepLoss``).
     """
     labels = batch.pop("labels")
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    teacher, total = None, 0.0
+    teacher, step = None, StepLoss()
     for subnet in plan:
         supernet.apply(masks_of(subnet.config))
         logits = model(**batch).logits
         if subnet.distill:
-            loss = distillation_loss(logits, teacher, labels, kind, temperature)
+            to_teacher, to_labels = distillation_terms(logits, teacher, labels, kind, temperature)
+            loss = to_teacher + to_labels
+            step.distillation += distillation_gap(logits.detach(), teacher, kind, temperature)
         else:
-            loss = task_loss(logits, labels, kind)
+            loss = to_labels = task_loss(logits, labels, kind)
         if subnet.config is None:
             teacher = logits.detach()
         loss.backward()
-        total += loss.item()
+        step.total += loss.item()
+        step.labels += to_labels.item()
     optimizer.step()
     scheduler.step()
-    return total
+    return step
 
 
 class SupernetTrainer:
@@ -180,16 +197,16 @@ class SupernetTrainer:
     def _masks(self, config: Config | None) -> Masks:
         return Masks.full(self.loaded.dims) if config is None else self.space.masks(config)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> StepLoss:
         rng = np.random.default_rng([self.config.seed, self.state.step])
         plan = self.strategy.plan(self.state.step / self.total_steps, rng)
-        total = train_step(
+        loss = train_step(
             self.model, self.supernet, plan, self._masks, batch, self.optimizer, self.scheduler,
             self.data.spec.kind, self.config.temperature,
         )  # fmt: skip
         self.supernet.reset()
         self.state.step += 1
-        return total
+        return loss
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, epoch: int) -> list[dict]:
@@ -296,7 +313,7 @@ class SupernetTrainer:
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[loss]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
@@ -307,8 +324,9 @@ class SupernetTrainer:
         """Train to the end (or until ``stop_after_steps`` optimiser steps are done in total)."""
         every = self.config.checkpoint_every
         log_every = max(1, self.total_steps // 20)
+        session = (time.perf_counter(), self.state.step)  # this session's start: time per step and time left
         with self._progress() as progress:
-            bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss=0.0)
+            bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss="")
             while self.state.step < self.total_steps:
                 epoch, first = divmod(self.state.step, self.steps_per_epoch)
                 batches = epoch_order(len(self.rows["train"]), self.config.batch_size, self.config.seed, epoch)
@@ -318,14 +336,12 @@ class SupernetTrainer:
                         k: v.to(self.device) for k, v in self.collator([self.rows["train"][i] for i in indices]).items()
                     }
                     loss = self.train_step(batch)
-                    self.state.epoch_loss += loss
+                    self.state.epoch_loss += loss.total
                     self.state.epoch_seconds += time.perf_counter() - started
-                    progress.update(bar, advance=1, epoch=epoch + 1, loss=loss)
+                    progress.update(bar, advance=1, epoch=epoch + 1, loss=loss.text())
                     if not self.console.is_terminal and self.state.step % log_every == 0:
-                        # rich draws no live bar into a log file; say how far we are instead
-                        self.console.print(
-                            f"step {self.state.step}/{self.total_steps} (epoch {epoch + 1}) loss {loss:.4f}"
-                        )
+                        # rich draws no live bar into a log file; say how far we are and how long is left
+                        self.console.print(self._step_line(epoch + 1, loss, session))
                     if stop_after_steps is not None and self.state.step >= stop_after_steps:
                         return
                     if every and self.state.step % every == 0 and self.state.step % self.steps_per_epoch:
@@ -334,6 +350,15 @@ class SupernetTrainer:
                 self._show_epoch(epoch + 1)
                 self.state.epoch_loss, self.state.epoch_seconds = 0.0, 0.0
                 self.save_checkpoint()
+
+    def _step_line(self, epoch: int, loss: StepLoss, session: tuple[float, int]) -> str:
+        """``step 12/250 (epoch 1) loss ... · 0.84 s/step · 3:28 left``: a progress line for a log file."""
+        per_step = (time.perf_counter() - session[0]) / max(1, self.state.step - session[1])
+        left = int(per_step * (self.total_steps - self.state.step))
+        return (
+            f"step {self.state.step}/{self.total_steps} (epoch {epoch}) {loss.text()} · {per_step:.2f} s/step · "
+            f"{left // 60}:{left % 60:02d} left"
+        )
 
     def _show_epoch(self, epoch: int) -> None:
         table = Table(title=f"epoch {epoch}: validation ({self.data.spec.metric})")

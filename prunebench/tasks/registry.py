@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prunebench.config import task_key
 from prunebench.errors import UnknownNameError
 
 CLASSIFICATION = "classification"
@@ -258,8 +259,7 @@ _TASKS: tuple[TaskSpec, ...] = (
 
 
 def _key(name: str) -> str:
-    # "STS-B", "sst-2", "Rotten-Tomatoes" all find their task.
-    return name.strip().lower().replace("-", "").replace("_", "")
+    return task_key(name)  # "STS-B", "sst-2", "Rotten-Tomatoes" all find their task
 
 
 _BY_KEY: dict[str, TaskSpec] = {_key(spec.name): spec for spec in _TASKS}
