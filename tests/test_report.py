@@ -393,3 +393,14 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
             "/^(Budgets on|\\w+: the full model)/.test(c.textContent)).length"
         )
         assert wraps == 4 and cut == 0
+
+
+def test_slow_bitsandbytes_int8_on_a_cpu_is_explained_where_it_shows():
+    from prunebench.report.load import CompareData
+
+    options = pd.DataFrame({"option": ["full fp32", "full int8"], "latency_ratio": [1.0, 1.83]})
+    cpu = CompareData("cpu", options, pd.DataFrame(), {"device": "cpu: AMD EPYC", "estimated": False})
+    assert "1.83x the fp32 time" in render._slow_bitsandbytes_int8(cpu)
+    faster = CompareData("cpu", options.assign(latency_ratio=[1.0, 0.9]), pd.DataFrame(), cpu.meta)
+    gpu = CompareData("a10", options, pd.DataFrame(), {"device": "NVIDIA A10", "estimated": True})
+    assert render._slow_bitsandbytes_int8(faster) is None and render._slow_bitsandbytes_int8(gpu) is None

@@ -279,7 +279,10 @@ def _run_line(run: RunData, facts: dict) -> str:
         line += f". The fine-tuned full model's test error is {full['test_error']:.3f}"
         line += f" ({run.metric_name} {1 - full['test_error']:.3f})"
     if facts.get("chance_error") is not None:
-        line += f"; the majority class (the mean, for regression) scores {facts['chance_error']:.3f}"
+        line += (
+            f"; always predicting the majority class (the mean, for regression) gives test error "
+            f"{facts['chance_error']:.3f}, and no option that close to it is ever the answer"
+        )
     return line + "."
 
 
@@ -350,6 +353,21 @@ def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict
         )
 
 
+def _slow_bitsandbytes_int8(compare) -> str | None:
+    """Why bitsandbytes int8 loses to fp32 on a CPU, said where the report shows it (measured CPU targets only)."""
+    options = compare.options
+    if compare.estimated or "latency_ratio" not in options or not str(compare.meta.get("device", "")).startswith("cpu"):
+        return None
+    int8 = options[(options["option"] == "full int8") & (options["latency_ratio"] > 1)]
+    if not len(int8):
+        return None
+    return (
+        f"bitsandbytes int8 (LLM.int8) takes {float(int8['latency_ratio'].iloc[0]):.2f}x the fp32 time here: it "
+        "is built for GPUs, and on a CPU it quantizes the activations and splits off outliers at every matmul "
+        "without fast int8 kernels. dynamic-int8 (PyTorch's int8 CPU kernels) is the int8 to deploy on a CPU."
+    )
+
+
 def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
     compares = [(r, c) for r in runs for c in r.compares if c.target == target]
     estimated = any(c.estimated for _, c in compares)
@@ -376,6 +394,9 @@ def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict]
         answers = [prefix + str(a) for a in compare.budgets.get("answer", pd.Series(dtype=str)).dropna()]
         if answers:
             section.blocks.append(Bullets(answers))
+        slow = _slow_bitsandbytes_int8(compare)
+        if slow is not None:
+            section.blocks.append(Text(prefix + slow, note=True))
     glance = _TableBuilder(
         ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "x fp32", "memory MiB", "x fp32"],
         multi,
