@@ -394,3 +394,11 @@ def test_model_based_methods_do_not_spend_evaluations_on_repeats(run, method):
         run, _search(run, method=method, samples=10, name=f"{method}-fresh", score_test=False), show_progress=False
     )
     assert len(result.candidates) == 10 and not result.candidates["cached"].any()
+
+
+def test_search_lines_say_the_time_left_from_this_sessions_pace():
+    from prunebench.search.runner import _time_left
+
+    # 3 evaluated in 30 s this session (2 replayed from the log), 5 of 10 done: 5 x 10 s left
+    assert _time_left(30.0, 3, 10, 5) == " · 0:50 left"
+    assert _time_left(30.0, 3, None, 5) == "" and _time_left(30.0, 0, 10, 5) == "" and _time_left(9.0, 3, 10, 10) == ""

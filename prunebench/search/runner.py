@@ -316,6 +316,14 @@ def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: Trai
     }
 
 
+def _time_left(seconds: float, done_now: int, samples: int | None, done: int) -> str:
+    """`` · 1:23 left`` from this session's pace (plain text, so a log file shows it too); empty without a budget."""
+    if not samples or done_now < 1 or done >= samples:
+        return ""
+    left = int(seconds / done_now * (samples - done))
+    return f" · {left // 60}:{left % 60:02d} left"
+
+
 def _vector(entry: LogEntry, objectives: list[str]) -> np.ndarray:
     return np.array([entry.objectives[name] for name in objectives], dtype=float)
 
@@ -340,6 +348,7 @@ def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, 
     objectives = meta["objectives"]
     cache = {config_key(e.config): e for e in entries}
     elapsed_before = entries[-1].elapsed_seconds if entries else 0.0
+    replayed = len(entries)  # this session's pace, for the time left, counts only what it evaluates
     session, evaluated = meta["sessions"], 0
     evaluator = None
     started = time.perf_counter()
@@ -396,7 +405,10 @@ def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, 
             method.tell(candidate, _vector(entry, objectives))
             shown = "  ".join(f"{name} {entry.objectives[name]:.4f}" for name in objectives)
             how = "cached" if cached else f"{details['mode']}, {seconds:.2f} s"
-            console.print(f"{len(entries):>5}{'/' + str(config.samples) if config.samples else ''}  {shown}  ({how})")
+            console.print(
+                f"{len(entries):>5}{'/' + str(config.samples) if config.samples else ''}  {shown}  ({how})"
+                + _time_left(time.perf_counter() - started, len(entries) - replayed, config.samples, len(entries))
+            )
     finally:
         if evaluator is not None:
             evaluator.close()
