@@ -206,7 +206,8 @@ def score_variants(
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            for subject, spec in pending:
+            started = time.perf_counter()
+            for done, (subject, spec) in enumerate(pending, start=1):
                 row = _score_one(base(subject, spec, examples), subject, spec, split, torch_device)
                 row.timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
                 store.append(row)
@@ -216,7 +217,9 @@ def score_variants(
                     shown = f"{row.metric_name} {row.metric:.4f} ({row.seconds:.1f} s)"
                 else:
                     shown = f"{row.status}: {row.reason}"
-                console.print(f"  {row.model} {row.variant}: {shown}", style="dim")
+                left = int((time.perf_counter() - started) / done * (len(pending) - done))
+                eta = f" · {done}/{len(pending)}, {left // 60}:{left % 60:02d} left" if done < len(pending) else ""
+                console.print(f"  {row.model} {row.variant}: {shown}{eta}", style="dim")
         finally:
             torch.set_num_threads(previous)
         return store.consolidate()
