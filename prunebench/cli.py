@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 from pathlib import Path
@@ -41,6 +40,7 @@ from prunebench.config import (
     target_from_flags,
     text_list,
 )
+from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
 from prunebench.rundir import ProfileDir, read_run
@@ -51,10 +51,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Piped into a file or a log, rich would cut tables at 80 columns: there they get the room they need (a terminal,
-# or COLUMNS when set, keeps its width). User paths and names are printed as they are, never as markup.
-PIPED_WIDTH = 400
-console = Console(markup=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
+# As wide as the output allows (a log or a pipe gets whole lines); user paths and names are printed as they are,
+# never as markup.
+console = make_console(markup=False)
 
 
 # --- checks as arguments are parsed: light (no torch, pandas or the search stack), so a wrong argument is

@@ -8,6 +8,22 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+# Piped into a file or a log, rich would cut lines and tables at 80 columns: there they get the room they need (a
+# terminal, or COLUMNS when set, keeps its width).
+PIPED_WIDTH = 400
+
+
+def console(**options):
+    """A rich Console for progress and tables, as wide as its output allows (one place for every stage)."""
+    import sys
+
+    from rich.console import Console  # here, so that importing this module stays light
+
+    file = options.get("file", sys.stderr if options.get("stderr") else sys.stdout)
+    wide = not file.isatty() and not os.environ.get("COLUMNS")
+    return Console(**({"width": PIPED_WIDTH} if wide else {}), **options)
+
+
 PACKAGES = ("prunebench", "torch", "transformers", "datasets", "safetensors", "numpy", "pandas", "syne-tune")
 
 

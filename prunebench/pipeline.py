@@ -28,10 +28,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.text import Text
 
 from prunebench.config import PipelineConfig, SearchConfig
+from prunebench.environment import console as make_console
 from prunebench.hardware.variants import VARIANTS
 from prunebench.profiling import profile_run, run_subjects, score_variants
 from prunebench.report import write_report
@@ -66,7 +66,7 @@ def run_pipeline(
     """Run every stage into ``run_dir`` (see the module docstring); an interrupted pipeline resumes."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
-    console = Console(quiet=not show_progress, highlight=False, markup=False)
+    console = make_console(quiet=not show_progress, highlight=False, markup=False)
     result = PipelineResult(run_dir, run.report_dir.path)
     started = time.perf_counter()
     search = config.search

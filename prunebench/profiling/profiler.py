@@ -47,6 +47,7 @@ import torch
 from rich.console import Console
 
 from prunebench.config import ProfileConfig, TimingConfig
+from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.estimate import NotEstimable, estimate
@@ -228,7 +229,7 @@ def profile_run(
     (``config.score``; not with ``estimate`` unless asked, since nothing ran here). Otherwise a model
     directory, a pruned model or a folder of them, and/or ``model``, into ``out``.
     """
-    console = Console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
+    console = make_console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
     run_dir = source if source is not None and is_run_dir(source) else None
     problems = []
     if source is None and model is None:

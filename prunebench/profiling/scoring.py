@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from rich.console import Console
 
 from prunebench.config import TrainConfig
+from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.measure import build_or_out_of_memory, release_memory
 from prunebench.hardware.profiles import resolve_target
@@ -153,7 +153,7 @@ def score_variants(
     nothing written, when the task has no test split.
     """
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False, markup=False)
+    console = make_console(quiet=not show_progress, highlight=False, markup=False)
     if batch_size < 1:
         raise PrunebenchError(f"the scoring batch size must be at least 1, got {batch_size}")
     if max_examples is not None and max_examples < 1:

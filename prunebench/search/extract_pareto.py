@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
+from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.extract.export import VERIFY_TOLERANCE, export_subnetworks
 from prunebench.models import load_model
@@ -202,7 +202,7 @@ def export_pareto(
 ) -> ParetoExport:
     """Extract the Pareto set of ``RUN/search/NAME`` as pruned models (see the module docstring)."""
     run_dir = Path(run_dir)
-    console = Console(quiet=not show_progress, highlight=False, markup=False)
+    console = make_console(quiet=not show_progress, highlight=False, markup=False)
     if max_models is not None and (isinstance(max_models, bool) or max_models < 2):
         raise PrunebenchError(f"--max-models must be at least 2 (the smallest and largest are kept), got {max_models}")
     if not run_dir.is_dir():

@@ -35,6 +35,7 @@ from syne_tune.results_callback import StoreResultsCallback
 from syne_tune.tuner_callback import TunerCallback
 
 from prunebench.config import NasConfig, ObjectiveSettings
+from prunebench.environment import console as make_console
 from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
@@ -90,7 +91,7 @@ def run_nas(config: NasConfig, out: Path, *, overwrite: bool = False, show_progr
     if config.train.space not in SPACES:
         raise UnknownNameError("search space", config.train.space, list(SPACES))
     # syne-tune prints banners and tables; they go to syne-tune/tuner.log, our one line per trial stays here
-    console = Console(file=sys.stdout, quiet=not show_progress, highlight=False, markup=False)
+    console = make_console(file=sys.stdout, quiet=not show_progress, highlight=False, markup=False)
     _plan_out(out, overwrite)
     with writer_lock(out):
         return _run_nas(config, out, console)

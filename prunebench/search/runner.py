@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 
 from prunebench.config import EvalSettings, SearchConfig, TrainConfig
+from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
@@ -219,7 +219,7 @@ def run_search(
 def _search(
     run_dir: Path, config: SearchConfig, resume: bool, overwrite: bool, show_progress: bool, stop_after: int | None
 ) -> SearchResult:
-    console = Console(quiet=not show_progress, highlight=False, markup=False)
+    console = make_console(quiet=not show_progress, highlight=False, markup=False)
     run = read_run(run_dir)
     if "train" not in run:
         raise PrunebenchError(f"{run_dir} is not a super-network run (no training config); search a 'train' run")

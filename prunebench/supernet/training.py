@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from prunebench.config import STRATEGY_ALIASES, TrainConfig
+from prunebench.environment import console as make_console
 from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
@@ -162,7 +162,7 @@ class SupernetTrainer:
     def __init__(self, config: TrainConfig, run_dir: Path, show_progress: bool = True):
         self.config, self.run_dir = config, Path(run_dir)
         self.folder = RunDir(run_dir)
-        self.console = Console(quiet=not show_progress, markup=False)
+        self.console = make_console(quiet=not show_progress, markup=False)
         self.show_progress = show_progress
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -483,7 +483,9 @@ def _train_locked(
             if log_path.is_file()
             else (pd.DataFrame())
         )
-        Console(quiet=not show_progress, markup=False).print(f"{run_dir}: training already finished; nothing to do")
+        make_console(quiet=not show_progress, markup=False).print(
+            f"{run_dir}: training already finished; nothing to do"
+        )
         step = int(log["step"].max()) if len(log) else 0
         return TrainResult(run_dir, step, step, log, True)
     trainer = SupernetTrainer(config, run_dir, show_progress)
