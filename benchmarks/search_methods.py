@@ -9,7 +9,7 @@ writes one to runs/bench-quality/full), on this CPU with 1 torch thread per proc
   buckets (prunebench's evaluator in one process), the same with 2 threads, and the same with
   two 1-thread worker processes. Target (issue 4): the evaluator >= 3x masked throughput.
 - ``methods``: every search method for ``--evaluations`` evaluations and each of ``--seeds``
-  (objectives error and params), plus the two baselines once each (they have no randomness):
+  (objectives error and total_params, called params when the results were recorded), plus the two baselines once each (they have no randomness):
   hypervolume (mean, spread) at 25/50/100 evaluations, evaluations per minute. Targets: the best
   method's hypervolume above random search's at 100 evaluations, and above both baselines.
   Searches are written to RUN/search/bench-METHOD-seedK and resumed when run again, so an
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prunebench.config import TrainConfig
+from prunebench.config import ObjectiveSettings, TrainConfig
 from prunebench.environment import environment
 from prunebench.models import load_model
 from prunebench.rundir import RunDir, read_run
@@ -152,6 +152,8 @@ def _search_config(method: str, seed: int, args) -> SearchConfig:
         name=f"bench-{method}-seed{seed}",
         max_eval_examples=args.max_eval_examples,
         evaluation=EvalSettings(batch_size=args.batch_size, workers=args.workers),
+        # the objectives the recorded results were measured with (then named "params")
+        objectives=ObjectiveSettings(names=("error", "total_params")),
         score_test=args.score_test,
     )
 
@@ -266,9 +268,9 @@ def main() -> None:
         "run": str(args.run),
         "device": "cpu",
         "threads_per_process": 1,
-        "objectives": ["error", "params"],
+        "objectives": ["error", "total_params"],
         "reference_point": [REFERENCE, REFERENCE],
-        "normalisation": "error = 1 - validation accuracy; params = parameters / the full model's",
+        "normalisation": "error = 1 - validation accuracy; total_params = parameters / the full model's",
         "evaluations_per_method": args.evaluations,
         "seeds": args.seeds,
         "throughput": existing.get("throughput"),
