@@ -9,7 +9,8 @@ writes one to runs/bench-quality/full), on this CPU with 1 torch thread per proc
   buckets (prunebench's evaluator in one process), the same with 2 threads, and the same with
   two 1-thread worker processes. Target (issue 4): the evaluator >= 3x masked throughput.
 - ``methods``: every search method for ``--evaluations`` evaluations and each of ``--seeds``
-  (objectives error and total_params, called params when the results were recorded), plus the two baselines once each (they have no randomness):
+  (objectives error and total_params, called params when the results were recorded), plus the two
+  baselines once each (they have no randomness):
   hypervolume (mean, spread) at 25/50/100 evaluations, evaluations per minute. Targets: the best
   method's hypervolume above random search's at 100 evaluations, and above both baselines.
   Searches are written to RUN/search/bench-METHOD-seedK and resumed when run again, so an
