@@ -598,8 +598,10 @@ PRESETS: dict[str, PipelineConfig] = {
         # two evaluation processes of one thread each: both cores of a small machine
         search=SearchStage(method="morea", samples=60, evaluation=EvalSettings(workers=2), baselines=("layer_drop",)),
         max_models=4,
+        # batch 1 only, the point the answer is given at: interleaved timing with the fp32 reference (issue 18)
+        # took 9.5 minutes for batch 1 and 8 at 3 s per point, which put the demo over its 25 minutes
         profile=ProfileConfig(
-            variants=("fp32", "int8", "nf4", "dynamic-int8"), batch_sizes=(1, 8), timing=TimingConfig(max_seconds=3.0)
+            variants=("fp32", "int8", "nf4", "dynamic-int8"), batch_sizes=(1,), timing=TimingConfig(max_seconds=2.0)
         ),
     ),
     "paper": PipelineConfig(
