@@ -99,23 +99,33 @@ def machine_state(sample_seconds: float = SAMPLE_SECONDS) -> MachineState:
 def load_warning(before: MachineState, after: MachineState, threads: int) -> str | None:
     """Why a profile taken between ``before`` and ``after`` at ``threads`` threads was under load, or None.
 
-    Under load: other processes used at least ``OTHERS_BUSY_CORES`` cores at either look, or the 1-minute
-    load average before the profile (when it was not running yet) already claimed the cores it needs.
+    Under load: other processes used at least ``OTHERS_BUSY_CORES`` cores at either look. The load average
+    alone is no evidence: it trails by minutes and counts this process's own earlier work (in
+    ``prunebench run``, the search just before the profile), so it is only quoted beside the measured share.
     """
-    reasons = []
     others = max(before.others_busy_cores, after.others_busy_cores)
-    if others >= OTHERS_BUSY_CORES:
-        names = sorted({p.name for state in (before, after) for p in state.busy_processes})
-        reasons.append(f"other processes used {others:.1f} cores ({', '.join(names) or 'many small ones'})")
-    free = before.cpu_count - threads
-    if before.load_average[0] > free:
-        reasons.append(
-            f"the 1-minute load average was {before.load_average[0]:.2f} before it, on {before.cpu_count} cores "
-            f"with {threads} thread(s) to run"
-        )
-    if not reasons:
+    if others < OTHERS_BUSY_CORES or others <= 0:
         return None
-    return "profiled under load: " + "; ".join(reasons)
+    names = sorted({p.name for state in (before, after) for p in state.busy_processes})
+    return (
+        f"profiled under load: other processes used {others:.1f} cores ({', '.join(names) or 'many small ones'}); "
+        f"the 1-minute load average was {before.load_average[0]:.2f} before it, on {before.cpu_count} cores "
+        f"with {threads} thread(s) to run"
+    )
+
+
+def record_warning(session: dict) -> str | None:
+    """A recorded profile call's load warning, judged again from its stored looks by the rule above (records
+    written by an earlier rule say what that rule said; their looks are what was measured)."""
+    try:
+        looks = [session["before"], session["after"]]
+        states = [
+            MachineState(**{**look, "busy_processes": [BusyProcess(**p) for p in look.get("busy_processes", [])]})
+            for look in looks
+        ]
+    except (KeyError, TypeError):
+        return session.get("warning")
+    return load_warning(states[0], states[1], int(session.get("threads") or 1))
 
 
 def session_record(before: MachineState, after: MachineState, threads: int, what: str) -> dict:

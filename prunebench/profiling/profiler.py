@@ -51,7 +51,13 @@ from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.estimate import NotEstimable, estimate
-from prunebench.hardware.machine import append_machine_record, machine_state, read_machine_record, session_record
+from prunebench.hardware.machine import (
+    append_machine_record,
+    machine_state,
+    read_machine_record,
+    record_warning,
+    session_record,
+)
 from prunebench.hardware.measure import (
     Measurement,
     PointOutOfMemory,
@@ -304,7 +310,8 @@ def _unscored_variants(run_dir: Path, target: str, variants: list[str], subjects
 def measurement_warnings(out_dir: Path) -> list[str]:
     """What makes a profile folder's latencies doubtful: the latest call's load warning, unstable points."""
     sessions = read_machine_record(ProfileDir(out_dir).machine)
-    found = [sessions[-1]["warning"]] if sessions and sessions[-1].get("warning") else []
+    warning = record_warning(sessions[-1]) if sessions else None
+    found = [warning] if warning else []
     unstable = sessions[-1].get("unstable_points") if sessions else None
     if unstable:
         found.append(f"{unstable} measured point(s) are still unstable after re-measuring (stable = false)")

@@ -31,6 +31,7 @@ import pandas as pd
 
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.machine import record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import report_summary, run_summary
 from prunebench.report.compare import FULL_MODEL, KIND_NAMES
@@ -831,10 +832,10 @@ def _measurement_notes(runs: list[RunData], multi: bool) -> Section:
     for run in runs:
         prefix = f"{run.label}: " if multi else ""
         for profile in run.profiles:
-            latest = profile.machine[-1] if profile.machine else {}
-            if latest.get("warning"):
+            warning = record_warning(profile.machine[-1]) if profile.machine else None
+            if warning:
                 items.append(
-                    f"{prefix}profile {profile.target}: {latest['warning']}. Latency ratios (timed interleaved with "
+                    f"{prefix}profile {profile.target}: {warning}. Latency ratios (timed interleaved with "
                     f"fp32) hold up better than seconds; re-run 'prunebench profile {run.path} --remeasure-unstable' "
                     "on a quieter machine (it resumes and times only the unstable points again)."
                 )
