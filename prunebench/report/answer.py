@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import pandas as pd
-
-from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, option_facts
+from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, full_fp32, option_facts
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
 
 SCHEMA_VERSION = 1
@@ -55,18 +53,10 @@ def _finite(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _full_option(compare: CompareData) -> pd.Series | None:
-    options = compare.options
-    if "option" not in options:
-        return None
-    full = options[options["option"] == f"{FULL_MODEL} {REFERENCE_VARIANT}"]
-    return full.iloc[0] if len(full) else None
-
-
 def full_model(run: RunData) -> dict | None:
     """The fine-tuned, un-pruned model in fp32: its test error, from a comparison or the profile's scores."""
     for compare in run.compares:
-        row = _full_option(compare)
+        row = full_fp32(compare.options)
         if row is not None:
             return {"variant": REFERENCE_VARIANT, "test_error": float(row["error"])}
     for profile in run.profiles:

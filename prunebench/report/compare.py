@@ -276,9 +276,17 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     return frame.reset_index(drop=True), {"batch_size": batch, "seq_len": length, "notes": notes}
 
 
+def full_fp32(options: pd.DataFrame) -> pd.Series | None:
+    """The un-pruned fp32 model's option: the reference of every ratio and relative budget."""
+    if "option" not in options:
+        return None
+    full = options[options["option"] == f"{FULL_MODEL} {REFERENCE_VARIANT}"]
+    return full.iloc[0] if len(full) else None
+
+
 def _reference(options: pd.DataFrame, column: str) -> float | None:
-    full = options[(options["model"] == FULL_MODEL) & (options["variant"] == REFERENCE_VARIANT)]
-    return float(full[column].iloc[0]) if len(full) and not pd.isna(full[column].iloc[0]) else None
+    full = full_fp32(options)
+    return None if full is None or pd.isna(full[column]) else float(full[column])
 
 
 KIND_NAMES = {"unpruned": "unpruned", "quantize": "quantized", "prune": "pruned", "both": "pruned + quantized"}
@@ -310,7 +318,7 @@ def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataF
     name the useful option nearest the budget and ``closest_over`` how many times the budget it needs.
     """
     useful = options[~options["chance"].astype(bool)] if "chance" in options else options
-    full = options[options["option"] == f"{FULL_MODEL} {REFERENCE_VARIANT}"]
+    reference = full_fp32(options)
     rows = []
     for budget in budgets:
         column = _AXIS_COLUMNS[budget.axis]
@@ -338,7 +346,6 @@ def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataF
             closest = over.sort_values([column, "error"]).iloc[0] if len(over) else None
         row["closest_option"] = None if closest is None else closest["option"]
         row["closest_over"] = math.nan if closest is None else float(closest[column]) / budget.value
-        reference = full.iloc[0] if len(full) else None
         row["answer"] = answer_sentence(budget, winner, best_by_kind, reference, closest, options)
         noise = {"within_noise": False, "within_noise_of": None}
         row.update(noise if winner is None else _noise_fields(useful, budget, winner, row["answer"]))
@@ -430,7 +437,7 @@ def _fits(options: pd.DataFrame, budget: Budget) -> pd.Series:
     """Which options fit ``budget``. A latency budget in % of fp32 is judged on the ratio to fp32 timed in the same
     rounds (``hardware.store.RATIO_DEFINITION``), which load elsewhere moves far less than the seconds; an option
     without a ratio (an estimate, a profile from before ratios) and an absolute budget are judged on the seconds."""
-    column = "latency_s" if budget.axis == "latency" else "memory_bytes"
+    column = _AXIS_COLUMNS[budget.axis]
     by_value = options[column] <= budget.value
     if not _has_ratios(options, budget):
         return by_value

@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from prunebench.report.compare import KIND_NAMES
+from prunebench.report.compare import KIND_NAMES, full_fp32
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
 
 KINDS = ("unpruned", "quantize", "prune", "both")
@@ -230,9 +230,10 @@ def answer_tradeoff(run: RunData, compare: CompareData) -> Figure | None:
         if chance.any():
             rows = frame[chance]
             ax.scatter(rows["x"], rows["error"], s=45, marker="x", color="grey", label="≈ chance (never an answer)")
-        full = frame[frame["option"] == "full fp32"]
-        if len(full):
-            ax.scatter(full["x"], full["error"], s=260, marker="*", color="black", zorder=5, label="full model, fp32")
+        full = full_fp32(frame)
+        if full is not None:
+            star = {"s": 260, "marker": "*", "color": "black", "zorder": 5, "label": "full model, fp32"}
+            ax.scatter([full["x"]], [full["error"]], **star)
         budgets = compare.budgets
         winners = budgets[(budgets["axis"] == "latency") & budgets["best_option"].notna()] if len(budgets) else budgets
         for option, group in winners.groupby("best_option") if len(winners) else []:
