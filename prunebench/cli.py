@@ -398,8 +398,7 @@ def profile(
     )
     from prunebench.profiling import profile_run
 
-    on_row = None if as_json else _print_progress
-    result = profile_run(model_dir, config, model=model, out=out, on_row=on_row, show_progress=not as_json)
+    result = profile_run(model_dir, config, model=model, out=out, show_progress=not as_json)
     if as_json:
         return _print_json({"table": ProfileDir(result.out_dir).table, "profile": result.table,
                             "scores": result.scores, "calibration": result.calibration})  # fmt: skip
@@ -845,12 +844,6 @@ def _devices_table(profiles, report) -> Table:
         "cpu",
     )
     return found
-
-
-def _print_progress(row) -> None:
-    if row.mode == "measured":
-        what = f"{row.latency_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
-        console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
 
 
 def _print_profile(result) -> None:
