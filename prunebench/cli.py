@@ -44,7 +44,7 @@ from prunebench.config import (
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
-from prunebench.rundir import ProfileDir, read_run
+from prunebench.rundir import ProfileDir, SweepDir, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -73,6 +73,14 @@ def _checked_runs(value: Path | list[Path] | None) -> Path | list[Path] | None:
     for run in value if isinstance(value, list) else [value] if value is not None else []:
         read_run(run)
     return value
+
+
+def _checked_report_sources(value: list[Path]) -> list[Path]:
+    """``report``'s arguments: run directories, or one sweep folder (``prunebench sweep --out``)."""
+    if len(value) == 1 and SweepDir(value[0]).is_sweep():
+        SweepDir(value[0]).read()
+        return value
+    return _checked_runs(value)  # type: ignore[return-value]
 
 
 def _checked_target(value: str | None) -> str | None:
@@ -641,9 +649,14 @@ def run_command(
 def report(
     runs: Annotated[
         list[Path],
-        typer.Argument(help="One or more run directories; several aggregate into one report.", callback=_checked_runs),
+        typer.Argument(
+            help="Run directories (several aggregate into one report), or one sweep folder (every cell in one table).",
+            callback=_checked_report_sources,
+        ),
     ],
-    out: Annotated[Path, typer.Option(help="Folder for the report: HTML, Markdown and its figures.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the report: HTML, Markdown and its figures (a sweep's: SWEEP/report).")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = _joined(REPORT_FORMATS),
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
 ) -> None:
@@ -651,7 +664,14 @@ def report(
     from prunebench.report import write_report
     from prunebench.rundir import ReportDir
 
-    result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
+    if len(runs) == 1 and SweepDir(runs[0]).is_sweep():
+        from prunebench.report.sweep import write_sweep_report
+
+        result = write_sweep_report(runs[0], out, formats=format.split(","), overwrite=overwrite)
+    elif out is None:
+        raise PrunebenchError("give --out DIR, the folder for the report (only a sweep folder's has a default)")
+    else:
+        result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
     for path in (result.html, result.markdown):
         if path is not None:
             console.print(f"wrote {path}")
@@ -663,6 +683,44 @@ def report(
             console.print(f"  {note}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def sweep(
+    grid: Annotated[
+        Path,
+        typer.Argument(help="Grid file (TOML): axes (model, task, strategy, space, method, seed, target) and settings."),
+    ],
+    out: Annotated[Path, typer.Option(help="Sweep folder: one run directory per cell; resumed when run again.")],
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local Ray started here."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Cells at once (default: local CPUs over a cell's CPUs; on a cluster, all).")
+    ] = None,
+) -> None:
+    """Run a grid of pipelines on Ray, each cell a run directory; failed cells are recorded; report in SWEEP/report."""
+    from prunebench.sweep.cluster import probe, require_ray
+    from prunebench.sweep.grid import load_grid
+
+    loaded = load_grid(grid)  # every problem of the grid, before Ray or torch loads and before anything is written
+    require_ray()
+    if workers is not None and workers < 1:
+        raise PrunebenchError(f"--workers must be at least 1, got {workers}")
+    if address is not None:
+        probe(address)
+    from prunebench.sweep.runner import exit_code, run_sweep
+
+    result = run_sweep(loaded, out, address=address, workers=workers)
+    console.print(
+        f"{len(result.cells)} cells: {len(result.ran)} ran, {len(result.skipped)} finished before, "
+        f"{len(result.failed)} failed · {result.seconds / 60:.1f} min · report: {result.report}"
+    )
+    for name in result.failed:
+        entry = next(c for c in result.cells if c["name"] == name)
+        console.print(f"  failed: {name}: {entry['error']} (log: {SweepDir(out).log(name)})", soft_wrap=True)
+    raise typer.Exit(exit_code(result))
+
+
 # --- help in the habits of command-line tools -------------------------------------------------------------
 
 # An option's value is shown by what it is (`--out DIR`), not by its Python type, which typer would show
@@ -672,7 +730,7 @@ METAVARS = {
     "text_columns": "COLUMNS", "label_column": "COLUMN", "task_kind": "KIND", "gpu": "NAME", "device": "DEVICE",
     "hardware": "NAME", "preset": "NAME", "search": "NAME", "name": "NAME", "config": "JSON", "variant": "NAME",
     "variants": "LIST", "batch_sizes": "LIST", "seq_lens": "LIST", "objectives": "LIST", "latency_budgets": "LIST",
-    "memory_budgets": "LIST", "format": "LIST", "time_budget": "SECONDS", "max_seconds": "SECONDS",
+    "memory_budgets": "LIST", "format": "LIST", "address": "ADDRESS", "time_budget": "SECONDS", "max_seconds": "SECONDS",
 }  # fmt: skip
 
 

@@ -121,3 +121,17 @@ def run_pipeline(
     write_json_atomic(run.pipeline_file, record)
     console.rule(f"done in {clock(result.seconds)} · report: {run.report_dir.html}")
     return result
+
+
+def pipeline_finished(config: PipelineConfig, run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a finished pipeline of ``config``: its last session ran every stage to the
+    end, with these settings (``prunebench sweep`` skips such a cell without starting it)."""
+    path = RunDir(run_dir).pipeline_file
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    last = (record.get("sessions") or [{}])[-1] if isinstance(record, dict) else {}
+    stages = last.get("stages") or {} if isinstance(last, dict) else {}
+    done = "seconds" in last and all((stages.get(name) or {}).get("status") == "done" for name in STAGES)
+    return done and record.get("config") == json.loads(json.dumps(config.to_dict(), default=str))

@@ -23,6 +23,15 @@ name every path, so no other module spells a file name of it:
       pipeline.json          ``prunebench run`` only: preset, each stage's status and seconds
       nas_settings.json, syne-tune/   a standard-NAS folder (``prunebench nas --out``) only
 
+A sweep folder (``prunebench sweep --out``, ``SweepDir``) holds many runs:
+
+    SWEEP/
+      sweep.json             what the sweep is (grid, axes) and every cell's status, error and seconds
+      grid.toml              the grid file the sweep last ran
+      cells/NAME/            one ordinary run directory per cell
+      logs/NAME.log          each cell's output
+      report/                ``prunebench report SWEEP``: every cell in one table (report.html, summary.json)
+
 A profile folder and a report folder may also stand alone (``prunebench profile --out``,
 ``prunebench report --out``): ``ProfileDir`` and ``ReportDir`` name their files wherever they are.
 
@@ -83,6 +92,12 @@ RUN_KIND = "prunebench-run"
 RUN_VERSION = 1
 SEARCH_KIND = "prunebench-search"
 SEARCH_VERSION = 1
+SWEEP_FILE = "sweep.json"
+SWEEP_GRID = "grid.toml"
+SWEEP_CELLS = "cells"
+SWEEP_LOGS = "logs"
+SWEEP_KIND = "prunebench-sweep"
+SWEEP_VERSION = 1
 REPORT_KIND = "prunebench-report"
 REPORT_VERSION = 1
 # Marks a folder prunebench made, so that --overwrite may empty it; hidden, like the lock files.
@@ -708,3 +723,48 @@ class RunDir:
             if index is not None and len(index):
                 found[name] = index
         return found
+
+
+class SweepDir:
+    """A sweep folder (``prunebench sweep --out``): the record, the grid, one run directory per cell, logs."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def record(self) -> Path:
+        return self.path / SWEEP_FILE
+
+    @property
+    def grid(self) -> Path:
+        return self.path / SWEEP_GRID
+
+    @property
+    def cells(self) -> Path:
+        return self.path / SWEEP_CELLS
+
+    def cell(self, name: str) -> RunDir:
+        return RunDir(self.cells / name)
+
+    def log(self, name: str) -> Path:
+        return self.path / SWEEP_LOGS / f"{name}.log"
+
+    @property
+    def report_dir(self) -> ReportDir:
+        return ReportDir(self.path / REPORT_DIR)
+
+    def is_sweep(self) -> bool:
+        return self.record.is_file()
+
+    def read(self) -> dict:
+        """``sweep.json``, checked: its kind, and a list of cells each with a name and a status."""
+        fix = f"run the sweep again ('prunebench sweep GRID --out {self.path}') to write it anew"
+        data = read_json(self.record, fix)
+        if data.get("kind") != SWEEP_KIND:
+            raise PrunebenchError(f"{self.record} is not a prunebench sweep record; {fix}")
+        cells = data.get("cells")
+        if not isinstance(cells, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("status"), str) for c in cells
+        ):
+            raise PrunebenchError(f"{self.record} is damaged ('cells' is not a list of named cells); {fix}")
+        return data

@@ -1013,7 +1013,21 @@ def write_report(
     data = load_runs([Path(r) for r in runs])
     _check_out(out, runs, overwrite)
     document = build_document(data)
+    written = write_document(document, report_summary(data), out, chosen, [str(r) for r in runs])
+    return ReportResult(
+        out=out,
+        html=out / HTML_FILE if "html" in chosen else None,
+        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
+        summary=out / SUMMARY_FILE,
+        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
+        missing=[f"{run.label}: {note}" for run in data for note in run.missing],
+        runs=[run.label for run in data],
+    )
 
+
+def write_document(document: Document, summary: dict, out: Path, chosen: tuple[str, ...], sources: list[str]) -> list[str]:
+    """``document`` in the ``chosen`` formats and ``summary`` as summary.json, swapped into ``out`` at once (after
+    ``_check_out``); returns the files written, relative to ``out``. ``sources``: what it reports on (manifest)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -1032,21 +1046,13 @@ def write_report(
                 written.append(image.file)
             (staging / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
             written.append(MARKDOWN_FILE)
-        write_json_atomic(staging / SUMMARY_FILE, report_summary(data))  # whatever the formats
+        write_json_atomic(staging / SUMMARY_FILE, summary)  # whatever the formats
         written.append(SUMMARY_FILE)
-        manifest = {"kind": REPORT_KIND, "version": REPORT_VERSION, "runs": [str(r) for r in runs]}
+        manifest = {"kind": REPORT_KIND, "version": REPORT_VERSION, "runs": sources}
         manifest["formats"] = list(chosen)
         write_json_atomic(staging / MANIFEST, {**manifest, "files": written})
         replace_dir_atomic(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ReportResult(
-        out=out,
-        html=out / HTML_FILE if "html" in chosen else None,
-        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
-        summary=out / SUMMARY_FILE,
-        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
-        missing=[f"{run.label}: {note}" for run in data for note in run.missing],
-        runs=[run.label for run in data],
-    )
+    return written

@@ -1,0 +1,272 @@
+"""The report of a sweep folder (``prunebench sweep``): every cell in one table, and each group of cells that
+differ only in their seed summarised as mean ± standard deviation.
+
+Per cell, read from its run directory (``report.load``) and the sweep's record (``rundir.SweepDir``):
+the main search's final hypervolume, its error at half the encoder (the lowest test error of its Pareto
+set at <= 50% of the encoder's parameters; the validation error when the set was not scored on the
+test split), the same two numbers of every baseline, and the best pruned model at <= 50% of the
+encoder with its relative drop from the full model (``report.answer``, the figure a single run's
+report gives). A cell that failed shows its error; one not run yet shows its status.
+
+The document goes through the same templates as a run's report (values escaped in HTML and
+Markdown alike), and ``summary.json`` holds the same numbers for scripts.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prunebench.errors import PrunebenchError
+from prunebench.report.answer import HALF_ENCODER, run_summary
+from prunebench.report.answer import _json_safe as json_safe
+from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
+from prunebench.report.render import (
+    FIGURES_DIR,
+    FORMATS,
+    HTML_FILE,
+    MARKDOWN_FILE,
+    SUMMARY_FILE,
+    Bullets,
+    Document,
+    ReportResult,
+    Section,
+    Table,
+    Text,
+    _check_formats,
+    _check_out,
+    write_document,
+)
+from prunebench.rundir import SweepDir
+
+SCHEMA_VERSION = 1
+GROUP_AXES = ("model", "task", "strategy", "space", "method", "target")  # a group: every axis but the seed
+
+
+@dataclass
+class CellFacts:
+    name: str
+    axes: dict
+    status: str
+    error: str | None
+    seconds: float | None
+    log: str | None
+    hypervolume: float | None = None
+    error_at_half: float | None = None
+    error_split: str | None = None  # "test" or "validation"
+    baselines: dict = field(default_factory=dict)  # method -> {"hypervolume", "error_at_half_encoder"}
+    best_at_half: dict | None = None  # report.answer's best pruned model at <= 50% of the encoder
+    full_test_error: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, **{f"axis_{k}": v for k, v in self.axes.items()}, "axes": self.axes,
+            "status": self.status, "error": self.error, "seconds": self.seconds, "log": self.log,
+            "hypervolume": self.hypervolume, "error_at_half_encoder": self.error_at_half,
+            "error_at_half_encoder_split": self.error_split, "baselines": self.baselines,
+            "full_test_error": self.full_test_error, "best_at_half_encoder": self.best_at_half, "missing": self.notes,
+        }  # fmt: skip
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def error_at_half(search: SearchData) -> tuple[float | None, str | None]:
+    """The lowest error of the search's Pareto set at <= 50% of the encoder: on the test split where it was
+    scored there, else on validation (the split the search ran on)."""
+    pareto = search.pareto
+    if not len(pareto):
+        return None, None
+    within = pareto[encoder_fraction(pareto) <= HALF_ENCODER]
+    column, split = ("test_error", "test") if "test_error" in pareto.columns else ("error", "validation")
+    values = [v for v in (_finite(x) for x in within.get(column, [])) if v is not None]
+    return (min(values), split) if values else (None, split)
+
+
+def _main_search(run: RunData, axes: dict) -> SearchData | None:
+    name = f"{axes.get('method')}-seed{axes.get('seed')}"  # SearchConfig.search_name of the pipeline's search
+    named = [s for s in run.searches if s.name == name]
+    return named[0] if named else (run.search_methods[0] if run.search_methods else None)
+
+
+def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
+    """What the report shows of one cell: its record entry, and its run's numbers when it has a run."""
+    facts = CellFacts(entry["name"], dict(entry.get("axes") or {}), entry["status"], entry.get("error"),
+                      _finite(entry.get("seconds")), entry.get("log"))  # fmt: skip
+    folder = sweep.cell(entry["name"])
+    if not folder.is_run():
+        return facts
+    try:
+        run = load_run(folder.path)
+    except PrunebenchError as error:  # a damaged run.json: shown on the cell, the other cells still report
+        facts.notes.append(str(error))
+        return facts
+    facts.notes = list(run.missing)
+    main = _main_search(run, facts.axes)
+    if main is not None:
+        facts.hypervolume = _finite(main.final_hypervolume)
+        facts.error_at_half, facts.error_split = error_at_half(main)
+    for baseline in run.baselines:
+        value, _ = error_at_half(baseline)
+        facts.baselines[baseline.method] = {"hypervolume": _finite(baseline.final_hypervolume),
+                                            "error_at_half_encoder": value}  # fmt: skip
+    summary = run_summary(run)
+    facts.best_at_half = summary["best_at_half_encoder"]
+    facts.full_test_error = (summary["full"] or {}).get("test_error")
+    return facts
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def _drop(facts: CellFacts) -> float | None:
+    best = facts.best_at_half or {}
+    return _finite(best.get("relative_accuracy_drop"))
+
+
+def groups(cells: list[CellFacts]) -> list[dict]:
+    """Cells that differ only in their seed, with the mean and standard deviation of their numbers."""
+    found: dict[tuple, list[CellFacts]] = {}
+    for cell in cells:
+        found.setdefault(tuple(cell.axes.get(a) for a in GROUP_AXES), []).append(cell)
+    out = []
+    for key, members in found.items():
+        done = [c for c in members if c.status == "done"]
+
+        def values(get, done=done) -> list[float]:
+            return [v for v in (get(c) for c in done) if v is not None]
+
+        def stats(numbers: list[float]) -> dict:
+            return {"mean": statistics.mean(numbers) if numbers else None,
+                    "sd": statistics.stdev(numbers) if len(numbers) > 1 else None, "n": len(numbers)}  # fmt: skip
+
+        methods = sorted({m for c in done for m in c.baselines})
+        out.append({
+            **dict(zip(GROUP_AXES, key, strict=True)), "cells": len(members), "done": len(done),
+            "seeds": sorted(c.axes.get("seed") for c in done),
+            "hypervolume": stats(values(lambda c: c.hypervolume)),
+            "error_at_half_encoder": stats(values(lambda c: c.error_at_half)),
+            "relative_drop_at_half_encoder": stats(values(_drop)),
+            "baselines": {m: {"hypervolume": stats(values(lambda c, m=m: (c.baselines.get(m) or {}).get("hypervolume"))),
+                              "error_at_half_encoder": stats(values(
+                                  lambda c, m=m: (c.baselines.get(m) or {}).get("error_at_half_encoder")))}
+                          for m in methods},
+        })  # fmt: skip
+    return out
+
+
+def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
+    columns = ["cell", "task", "strategy", "method", "space", "seed", "status", "hypervolume", "error ≤50% enc."]
+    columns += [f"{m} hypervolume" for m in baselines] + [f"{m} error ≤50%" for m in baselines]
+    columns += ["best ≤50% encoder", "its encoder", "relative drop", "minutes"]
+    rows = []
+    for c in cells:
+        best = c.best_at_half or {}
+        status = c.status if c.error is None else f"{c.status}: {c.error}"
+        rows.append([
+            c.name, str(c.axes.get("task", "-")), str(c.axes.get("strategy", "-")), str(c.axes.get("method", "-")),
+            str(c.axes.get("space", "-")), str(c.axes.get("seed", "-")), status, _num(c.hypervolume),
+            _num(c.error_at_half) + (" (val.)" if c.error_split == "validation" and c.error_at_half is not None else ""),
+            *[_num((c.baselines.get(m) or {}).get("hypervolume")) for m in baselines],
+            *[_num((c.baselines.get(m) or {}).get("error_at_half_encoder")) for m in baselines],
+            str(best.get("option", "-")), _num(_finite(best.get("encoder_fraction")), 2), _pct(_drop(c)),
+            _num(None if c.seconds is None else c.seconds / 60, 1),
+        ])  # fmt: skip
+    notes = [
+        "hypervolume: the main search's final hypervolume (error against the encoder's size, normalised as the "
+        "search records). error ≤50% enc.: the lowest test error of its Pareto set at no more than half of the "
+        "encoder's parameters ((val.): validation error, the set was not scored on test). best ≤50% encoder: the "
+        "lowest-test-error extracted and scored pruned model at half the encoder, and its relative drop in the "
+        "metric from the full model (positive: worse)."
+    ]
+    return Table(columns, rows, "Every cell", notes)
+
+
+def _groups_table(found: list[dict], baselines: list[str]) -> Table:
+    columns = ["model", "task", "strategy", "method", "space", "target", "seeds done", "hypervolume",
+               "error ≤50% enc.", "relative drop"] + [f"{m} hypervolume" for m in baselines]  # fmt: skip
+
+    def cell(stats: dict, percent: bool = False) -> str:
+        if stats["mean"] is None:
+            return "-"
+        show = f"{stats['mean']:+.1%}" if percent else f"{stats['mean']:.3f}"
+        if stats["sd"] is None:
+            return show
+        return show + " ± " + (f"{stats['sd']:.1%}" if percent else f"{stats['sd']:.3f}")
+
+    rows = [[str(g[a]) for a in ("model", "task", "strategy", "method", "space", "target")]
+            + [f"{g['done']}/{g['cells']}", cell(g["hypervolume"]), cell(g["error_at_half_encoder"]),
+               cell(g["relative_drop_at_half_encoder"], percent=True)]
+            + [cell(g["baselines"][m]["hypervolume"]) if m in g["baselines"] else "-" for m in baselines]
+            for g in found]  # fmt: skip
+    return Table(columns, rows, "Over seeds: mean ± standard deviation of the finished cells")
+
+
+def build_sweep_document(sweep: SweepDir, record: dict, cells: list[CellFacts]) -> Document:
+    counts = {s: sum(c.status == s for c in cells) for s in ("done", "failed", "running", "waiting")}
+    baselines = sorted({m for c in cells for m in c.baselines})
+    overview = Section("sweep", f"Sweep of {len(cells)} cells")
+    axes = "; ".join(f"{axis}: {', '.join(map(str, values))}" for axis, values in (record.get("axes") or {}).items())
+    minutes = sum(c.seconds or 0.0 for c in cells) / 60
+    overview.blocks.append(Text(
+        f"Grid {record.get('grid', '?')} on preset {record.get('preset', '?')}; axes {axes or '(the preset only)'}. "
+        f"{counts['done']} done, {counts['failed']} failed, {counts['running']} running, {counts['waiting']} waiting; "
+        f"the cells' pipelines took {minutes:.1f} minutes in all (summed over cells, not wall time)."
+    ))  # fmt: skip
+    failed = [f"{c.name}: {c.error} (log: {c.log})" for c in cells if c.status == "failed"]
+    if failed:
+        overview.blocks += [Text("Failed cells, with their error:"), Bullets(failed)]
+    overview.blocks.append(_cells_table(cells, baselines))
+    found = groups(cells)
+    overview.subsections.append(Section("groups", "Over seeds", [_groups_table(found, baselines)]))
+    reports = [str(sweep.cell(c.name).report_dir.html.relative_to(sweep.path)) for c in cells
+               if sweep.cell(c.name).report_dir.html.is_file()]  # fmt: skip
+    missing = [f"{c.name}: {note}" for c in cells for note in c.notes]
+    details = Section("cells", "Each cell's own report", [Bullets(reports) if reports else Text("None yet.")])
+    gaps = Section("missing", "Missing", [Bullets(missing) if missing else Text("Nothing is missing.")])
+    return Document("prunebench sweep report", [c.name for c in cells], [overview, details, gaps])
+
+
+def sweep_summary(sweep: SweepDir, record: dict, cells: list[CellFacts]) -> dict:
+    return json_safe({
+        "schema_version": SCHEMA_VERSION, "kind": "prunebench-sweep-report", "sweep": str(sweep.path),
+        "grid": record.get("grid"), "preset": record.get("preset"), "axes": record.get("axes"),
+        "counts": {s: sum(c.status == s for c in cells) for s in ("done", "failed", "running", "waiting")},
+        "cells": [c.to_dict() for c in cells], "groups": groups(cells),
+    })  # fmt: skip
+
+
+def write_sweep_report(
+    sweep_dir: Path, out: Path | None = None, formats=FORMATS, overwrite: bool = False
+) -> ReportResult:
+    """The report of the sweep folder ``sweep_dir`` into ``out`` (default: its ``report/``)."""
+    chosen = _check_formats(formats)
+    sweep = SweepDir(sweep_dir)
+    record = sweep.read()
+    out = Path(out) if out is not None else sweep.report_dir.path
+    cells = [cell_facts(sweep, entry) for entry in record["cells"]]
+    _check_out(out, [sweep.cell(c.name).path for c in cells], overwrite)
+    document = build_sweep_document(sweep, record, cells)
+    written = write_document(document, sweep_summary(sweep, record, cells), out, chosen, [str(sweep.path)])
+    return ReportResult(
+        out=out,
+        html=out / HTML_FILE if "html" in chosen else None,
+        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
+        summary=out / SUMMARY_FILE,
+        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
+        missing=[f"{c.name}: {c.status}" + (f" ({c.error})" if c.error else "") for c in cells if c.status != "done"],
+        runs=[c.name for c in cells],
+    )
