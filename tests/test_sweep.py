@@ -205,7 +205,7 @@ def test_tiny_sweep_on_local_ray_fails_one_model_reports_and_resumes_nothing(tmp
     groups = {(g["model"], g["strategy"]): g for g in summary["groups"]}
     assert groups["shape:bert-tiny", "full"]["done"] == 2 and groups["shape:bert-tiny", "full"]["hypervolume"]["n"] == 2
     assert groups[str(broken), "full"]["done"] == 0
-    assert "| bert-tiny-rotten\\_tomatoes-full" in (report.path / "report.md").read_text()
+    assert "| bert-tiny-rotten_tomatoes-full" in (report.path / "report.md").read_text()
 
     # Again, without the broken model: every cell is finished, so nothing runs (Ray is not even started).
     pipelines = {c["name"]: (out / c["run_dir"] / "pipeline.json").read_text() for c in by_status["done"]}
@@ -235,3 +235,20 @@ def test_report_of_a_damaged_sweep_record_is_one_line(tmp_path, monkeypatch, cap
 
     with pytest.raises(PrunebenchError, match="give --out"):  # run directories still need --out
         report([tmp_path], None)
+
+
+def test_data_dir_is_relative_to_the_grid_and_reaches_the_glue_tasks_only(tmp_path):
+    from prunebench.sweep.grid import DATA_DIR_TASKS
+    from prunebench.tasks import list_tasks
+
+    assert set(DATA_DIR_TASKS) == {spec.name for spec in list_tasks() if spec.glue is not None}
+    (tmp_path / "data" / "glue").mkdir(parents=True)
+    (tmp_path / "grids").mkdir()
+    path = tmp_path / "grids" / "g.toml"
+    path.write_text('[axes]\ntask = ["rotten_tomatoes", "SST-2"]\n[train]\ndata_dir = "../data/glue"\n')
+    rotten, sst2 = load_grid(path).cells
+    assert rotten.config.train.data_dir is None and sst2.config.train.task == "sst2"
+    assert sst2.config.train.data_dir == str((tmp_path / "data" / "glue").resolve())
+    path.write_text('[train]\ndata_dir = "../nowhere"\n')
+    with pytest.raises(PrunebenchError, match="data_dir .*nowhere is not a folder"):
+        load_grid(path)

@@ -27,7 +27,8 @@ A grid is a TOML file::
 
 An axis left out takes the preset's value. The settings tables take the fields of the configs in
 ``prunebench.config`` (their checks apply); a field an axis owns (``model``, ``task``, ``strategy``,
-``space``, ``seed``, ``method``, ``target``) is set in ``[axes]`` only. A GPU target also moves the
+``space``, ``seed``, ``method``, ``target``) is set in ``[axes]`` only. ``[train] data_dir`` (the GLUE
+TSVs' folder) is relative to the grid file, and reaches only the GLUE tasks' cells. A GPU target also moves the
 cell's fine-tuning and search onto CUDA, and asks Ray for one GPU of that type
 (``RAY_ACCELERATOR_TYPES``). Every problem is found before anything runs, and they are reported
 together in one line naming the grid file, the key and the valid values.
@@ -66,6 +67,8 @@ RESOURCE_KEYS = ("cpus",)
 AXIS_FIELDS = {"train": ("model", "task", "strategy", "space", "seed", "device"), "search": ("method", "seed"),
                "profile": ("target",)}  # fmt: skip
 SWEEP_TASKS = tuple(name for name in TASK_NAMES if name != "files")  # your own files need paths per cell
+# The tasks that read [train] data_dir (GLUE TSVs); the others load their own data and refuse one.
+DATA_DIR_TASKS = ("rte", "mrpc", "cola", "stsb", "sst2", "qnli", "mnli", "qqp")
 # Ray's accelerator_type of each GPU profile: the label Ray derives from the GPU's name on a node
 # ("Tesla T4" -> T4, "NVIDIA A10" -> A10, "NVIDIA H100 PCIe" -> H100).
 RAY_ACCELERATOR_TYPES = {
@@ -132,7 +135,8 @@ def _axis_value(axis: str, value: object, problems: list[str]) -> object:
         if problem:
             problems.append(f"{where}: {problem}")
             return None
-        return value
+        # a model folder as an absolute path: Ray's workers need not share this working directory
+        return value if value == "minilm" or value.startswith("shape:") else str(Path(value).resolve())
     if axis == "task":
         found = [name for name in SWEEP_TASKS if task_key(name) == task_key(value)]
         if not found:
@@ -232,7 +236,8 @@ def cell_name(axes: dict) -> str:
 def _cell(base: PipelineConfig, axes: dict, cpus: float | None) -> Cell:
     gpu = axes["target"] != "cpu"
     train = replace(base.train, model=axes["model"], task=axes["task"], strategy=axes["strategy"],
-                    space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu")  # fmt: skip
+                    space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu",
+                    data_dir=base.train.data_dir if axes["task"] in DATA_DIR_TASKS else None)  # fmt: skip
     search = replace(base.search, method=axes["method"], seed=axes["seed"])
     if gpu:  # candidates are scored on the GPU, in one process
         search = replace(search, evaluation=replace(search.evaluation, device="cuda", workers=1))
@@ -281,6 +286,12 @@ def parse_grid(text: str, path: Path, data: dict) -> Grid:
     except (PrunebenchError, TypeError, ValueError) as error:
         problems.append(" ".join(str(error).split()))
     cpus = _resources(data.get("resources"), problems)
+    data_dir = base.train.data_dir
+    if data_dir is not None:  # relative to the grid file, so that a committed grid finds its data from anywhere
+        data_dir = (Path(path).parent / data_dir).resolve()
+        if not data_dir.is_dir():
+            problems.append(f"[train] data_dir {data_dir} is not a folder; give the folder of the GLUE TSVs")
+        base = replace(base, train=replace(base.train, data_dir=str(data_dir)))
     if problems:
         raise PrunebenchError(f"grid file {path}: " + "; ".join(problems))
 

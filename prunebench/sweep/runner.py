@@ -203,8 +203,8 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str
                     needs = {"num_cpus": cell.cpus, "num_gpus": cell.gpus, "max_retries": 0}
                     if cell.accelerator_type:
                         needs["accelerator_type"] = cell.accelerator_type
-                    ref = remote.options(**needs).remote(
-                        cell.config, str(sweep.cell(cell.name).path), str(sweep.log(cell.name))
+                    ref = remote.options(**needs).remote(  # absolute paths: a worker has a working directory of its own
+                        cell.config, str(sweep.cell(cell.name).path.resolve()), str(sweep.log(cell.name).resolve())
                     )
                     in_flight[ref] = cell
                     entries[cell.name].update(status="running", error=None)
