@@ -655,7 +655,7 @@ def report(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the report: HTML, Markdown and its figures (a sweep's: SWEEP/report).")
+        Path | None, typer.Option(help="Folder for the report: HTML, Markdown, figures (a sweep's: SWEEP/report).")
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = _joined(REPORT_FORMATS),
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
@@ -687,7 +687,7 @@ def report(
 def sweep(
     grid: Annotated[
         Path,
-        typer.Argument(help="Grid file (TOML): axes (model, task, strategy, space, method, seed, target) and settings."),
+        typer.Argument(help="Grid file (TOML): axes (model, task, strategy, space, method, seed, target), settings."),
     ],
     out: Annotated[Path, typer.Option(help="Sweep folder: one run directory per cell; resumed when run again.")],
     address: Annotated[
@@ -730,7 +730,8 @@ METAVARS = {
     "text_columns": "COLUMNS", "label_column": "COLUMN", "task_kind": "KIND", "gpu": "NAME", "device": "DEVICE",
     "hardware": "NAME", "preset": "NAME", "search": "NAME", "name": "NAME", "config": "JSON", "variant": "NAME",
     "variants": "LIST", "batch_sizes": "LIST", "seq_lens": "LIST", "objectives": "LIST", "latency_budgets": "LIST",
-    "memory_budgets": "LIST", "format": "LIST", "address": "ADDRESS", "time_budget": "SECONDS", "max_seconds": "SECONDS",
+    "memory_budgets": "LIST", "format": "LIST", "time_budget": "SECONDS", "max_seconds": "SECONDS",
+    "address": "ADDRESS",
 }  # fmt: skip
 
 

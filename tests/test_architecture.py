@@ -26,6 +26,7 @@ ROOMS = (
     "profiling",
     "report",
     "pipeline",
+    "sweep",
     "cli",
 )
 

@@ -1025,7 +1025,9 @@ def write_report(
     )
 
 
-def write_document(document: Document, summary: dict, out: Path, chosen: tuple[str, ...], sources: list[str]) -> list[str]:
+def write_document(
+    document: Document, summary: dict, out: Path, chosen: tuple[str, ...], sources: list[str]
+) -> list[str]:
     """``document`` in the ``chosen`` formats and ``summary`` as summary.json, swapped into ``out`` at once (after
     ``_check_out``); returns the files written, relative to ``out``. ``sources``: what it reports on (manifest)."""
     try:

@@ -160,10 +160,8 @@ def groups(cells: list[CellFacts]) -> list[dict]:
             "hypervolume": stats(values(lambda c: c.hypervolume)),
             "error_at_half_encoder": stats(values(lambda c: c.error_at_half)),
             "relative_drop_at_half_encoder": stats(values(_drop)),
-            "baselines": {m: {"hypervolume": stats(values(lambda c, m=m: (c.baselines.get(m) or {}).get("hypervolume"))),
-                              "error_at_half_encoder": stats(values(
-                                  lambda c, m=m: (c.baselines.get(m) or {}).get("error_at_half_encoder")))}
-                          for m in methods},
+            "baselines": {m: {key: stats(values(lambda c, m=m, key=key: (c.baselines.get(m) or {}).get(key)))
+                              for key in ("hypervolume", "error_at_half_encoder")} for m in methods},
         })  # fmt: skip
     return out
 
@@ -176,10 +174,11 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
     for c in cells:
         best = c.best_at_half or {}
         status = c.status if c.error is None else f"{c.status}: {c.error}"
+        validation = c.error_split == "validation" and c.error_at_half is not None
         rows.append([
             c.name, str(c.axes.get("task", "-")), str(c.axes.get("strategy", "-")), str(c.axes.get("method", "-")),
             str(c.axes.get("space", "-")), str(c.axes.get("seed", "-")), status, _num(c.hypervolume),
-            _num(c.error_at_half) + (" (val.)" if c.error_split == "validation" and c.error_at_half is not None else ""),
+            _num(c.error_at_half) + (" (val.)" if validation else ""),
             *[_num((c.baselines.get(m) or {}).get("hypervolume")) for m in baselines],
             *[_num((c.baselines.get(m) or {}).get("error_at_half_encoder")) for m in baselines],
             str(best.get("option", "-")), _num(_finite(best.get("encoder_fraction")), 2), _pct(_drop(c)),

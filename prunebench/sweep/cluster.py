@@ -23,7 +23,8 @@ def require_ray() -> None:
     """One error naming the extra when Ray is not installed."""
     if importlib.util.find_spec("ray") is None:
         raise PrunebenchError(
-            f"prunebench sweep runs on Ray, which is not installed; install the extra: pip install 'prunebench[{EXTRA}]'"
+            "prunebench sweep runs on Ray, which is not installed; install the extra: "
+            f"pip install 'prunebench[{EXTRA}]'"
         )
 
 

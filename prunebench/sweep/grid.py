@@ -280,7 +280,9 @@ def parse_grid(text: str, path: Path, data: dict) -> Grid:
     axes = _axes(data.get("axes", {}), problems)
     changes = {section: _overridden(getattr(base, section), data[section], section, problems)
                for section in SECTIONS if section in data}  # fmt: skip
-    changes |= {key: tuple(data[key]) if isinstance(data[key], list) else data[key] for key in TOP_FIELDS if key in data}
+    changes |= {
+        key: tuple(data[key]) if isinstance(data[key], list) else data[key] for key in TOP_FIELDS if key in data
+    }
     try:
         base = replace(base, **changes)
     except (PrunebenchError, TypeError, ValueError) as error:

@@ -103,7 +103,8 @@ def _record(grid: Grid, sweep: SweepDir, workers: int, address: str | None) -> d
         cells.append({
             "name": cell.name, "axes": cell.axes, "status": kept.get("status", "waiting"), "error": kept.get("error"),
             "seconds": kept.get("seconds"), "finished": kept.get("finished"),
-            "run_dir": str(Path(sweep.cells.name) / cell.name), "log": str(Path(sweep.log(cell.name).relative_to(sweep.path))),
+            "run_dir": str(sweep.cell(cell.name).path.relative_to(sweep.path)),
+            "log": str(sweep.log(cell.name).relative_to(sweep.path)),
             "resources": {"cpus": cell.cpus, "gpus": cell.gpus, "accelerator_type": cell.accelerator_type},
         })  # fmt: skip
     return {
@@ -126,8 +127,8 @@ class _Progress:
         if show and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.live = Progress(TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                                 console=self.console, transient=False)  # fmt: skip
+            columns = (TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+            self.live = Progress(*columns, console=self.console, transient=False)
             self.task = self.live.add_task("", total=total)
             self.live.start()
 
@@ -135,8 +136,8 @@ class _Progress:
         c = self.counts
         waiting = self.total - c["done"] - c["failed"] - c["running"] - c["skipped"]
         elapsed = time.perf_counter() - self.started
-        text = (f"{c['done']} done, {c['running']} running, {c['failed']} failed, {waiting} waiting"
-                + (f", {c['skipped']} finished before" if c["skipped"] else "") + f" · {_clock(elapsed)} elapsed")  # fmt: skip
+        text = f"{c['done']} done, {c['running']} running, {c['failed']} failed, {waiting} waiting"
+        text += (f", {c['skipped']} finished before" if c["skipped"] else "") + f" · {_clock(elapsed)} elapsed"
         if self.durations and (waiting or c["running"]):
             mean = sum(self.durations) / len(self.durations)
             eta = mean * (waiting + c["running"]) / max(1, min(self.workers, waiting + c["running"]))
@@ -279,4 +280,3 @@ def run_sweep(
 def exit_code(result: SweepResult) -> int:
     """The command's exit status: 0 when every cell is done, 1 when any failed."""
     return 1 if result.failed else 0
-
