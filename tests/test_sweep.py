@@ -252,3 +252,20 @@ def test_data_dir_is_relative_to_the_grid_and_reaches_the_glue_tasks_only(tmp_pa
     path.write_text('[train]\ndata_dir = "../nowhere"\n')
     with pytest.raises(PrunebenchError, match="data_dir .*nowhere is not a folder"):
         load_grid(path)
+
+
+def test_a_cell_the_cluster_cannot_serve_is_recorded_not_waited_for(tmp_path, monkeypatch, capsys):
+    """A T4 profiling cell on a local Ray without a GPU: failed at once with the reason, never queued forever."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the cell would run")
+    path = tmp_path / "t4.toml"
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = "t4"\n[search.evaluation]\nworkers = 1\n')
+    out = tmp_path / "sweep"
+    code, stdout, err = run_cli(["sweep", str(path), "--out", str(out), "--workers", "1"], monkeypatch, capsys)
+    assert code == 1, stdout + err
+    (cell,) = SweepDir(out).read()["cells"]
+    assert cell["status"] == "failed" and cell["error"] == "not run: needs a GPU (T4); the cluster has none"
+    assert cell["resources"] == {"cpus": 1.0, "gpus": 1.0, "accelerator_type": "T4"}
+    assert not (out / cell["run_dir"]).exists()  # nothing ran

@@ -63,7 +63,7 @@ class CellFacts:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, **{f"axis_{k}": v for k, v in self.axes.items()}, "axes": self.axes,
+            "name": self.name, "axes": self.axes,
             "status": self.status, "error": self.error, "seconds": self.seconds, "log": self.log,
             "hypervolume": self.hypervolume, "error_at_half_encoder": self.error_at_half,
             "error_at_half_encoder_split": self.error_split, "baselines": self.baselines,

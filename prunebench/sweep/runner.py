@@ -95,8 +95,9 @@ def _check_out(out: Path) -> None:
 
 def _record(grid: Grid, sweep: SweepDir, workers: int, address: str | None) -> dict:
     """The sweep's record for this grid: cells of an earlier session keep their status, error and seconds."""
-    earlier = {c["name"]: c for c in sweep.read().get("cells", [])} if sweep.is_sweep() else {}
-    sessions = sweep.read().get("sessions", []) if sweep.is_sweep() else []
+    before = sweep.read() if sweep.is_sweep() else {}
+    earlier = {c["name"]: c for c in before.get("cells", [])}
+    sessions = before.get("sessions", [])
     cells = []
     for cell in grid.cells:
         kept = earlier.get(cell.name, {})
@@ -171,11 +172,11 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str
     entries = {c["name"]: c for c in record["cells"]}
     num_cpus = workers * max(cell.cpus for cell in pending)
 
-    def finish(cell: Cell, outcome: dict) -> None:
+    def finish(cell: Cell, outcome: dict, was_running: bool = True) -> None:
         entry = entries[cell.name]
         entry.update(status=outcome["status"], error=outcome.get("error"), finished=_now())
         entry["seconds"] = round(float(outcome.get("seconds") or 0.0), 1)
-        progress.counts["running"] -= outcome.pop("_was_running", True)
+        progress.counts["running"] -= was_running
         progress.counts[outcome["status"]] += 1
         if outcome["status"] == "failed":
             result.failed.append(cell.name)
@@ -195,7 +196,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str
             if unmet is None:
                 queue.append(cell)
             else:
-                finish(cell, {"status": "failed", "error": f"not run: {unmet}", "seconds": 0.0, "_was_running": False})
+                finish(cell, {"status": "failed", "error": f"not run: {unmet}", "seconds": 0.0}, was_running=False)
         in_flight: dict = {}
         try:
             while queue or in_flight:
