@@ -269,3 +269,19 @@ def test_a_cell_the_cluster_cannot_serve_is_recorded_not_waited_for(tmp_path, mo
     assert cell["status"] == "failed" and cell["error"] == "not run: needs a GPU (T4); the cluster has none"
     assert cell["resources"] == {"cpus": 1.0, "gpus": 1.0, "accelerator_type": "T4"}
     assert not (out / cell["run_dir"]).exists()  # nothing ran
+
+
+def test_the_findings_grid_is_valid():
+    """benchmarks/findings.toml: 4 tasks x 6 strategies x 2 seeds of MiniLM, both baselines in every cell."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "findings.toml"
+    glue = path.parent.parent.parent / "shared" / "data" / "glue"  # ../shared beside the checkout
+    if not glue.is_dir():
+        pytest.skip(f"{glue} is not here (the GLUE TSVs the findings read)")
+    cells = load_grid(path).cells
+    assert len(cells) == 48 and {c.config.train.model for c in cells} == {"minilm"}
+    assert {c.axes["task"] for c in cells} == {"rotten_tomatoes", "sst2", "mrpc", "stsb"}
+    assert {c.axes["strategy"] for c in cells} == {"standard", "random", "random_linear", "sandwich", "kd", "full"}
+    for cell in cells:
+        assert cell.config.search.baselines == ("layer_drop", "importance") and cell.config.search.samples == 100
+        assert (cell.config.train.data_dir is None) == (cell.axes["task"] == "rotten_tomatoes")
+        assert cell.config.train.max_train_examples == 2000 and cell.cpus == 1.0
