@@ -285,3 +285,21 @@ def test_the_findings_grid_is_valid():
         assert cell.config.search.baselines == ("layer_drop", "importance") and cell.config.search.samples == 100
         assert (cell.config.train.data_dir is None) == (cell.axes["task"] == "rotten_tomatoes")
         assert cell.config.train.max_train_examples == 2000 and cell.cpus == 1.0
+
+
+def test_progress_in_a_log_is_plain_lines_with_an_eta(capsys):
+    import time
+
+    from prunebench.sweep.runner import _Progress
+
+    progress = _Progress(total=5, workers=2, show=True)  # captured output is not a terminal: plain lines
+    progress.counts.update(done=1, running=1, skipped=1)
+    progress.durations.append(10.0)
+    progress.running_since["a"] = time.perf_counter() - 4.0
+    progress.update(force=True)
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    # 3 cells still to finish at 10 s each, 4 s of the running one spent, 2 at a time: (30 - 4) / 2 = 13 s
+    assert line.startswith("cells 2/5: 1 done, 1 running, 0 failed, 2 waiting, 1 finished before"), line
+    assert line.endswith("ETA 0:13") or line.endswith("ETA 0:12"), line
+    progress.update()  # within a minute of the last line: nothing more in a log
+    assert capsys.readouterr().out == ""

@@ -236,7 +236,7 @@ def build_sweep_document(sweep: SweepDir, record: dict, cells: list[CellFacts]) 
     missing = [f"{c.name}: {note}" for c in cells for note in c.notes]
     details = Section("cells", "Each cell's own report", [Bullets(reports) if reports else Text("None yet.")])
     gaps = Section("missing", "Missing", [Bullets(missing) if missing else Text("Nothing is missing.")])
-    return Document("prunebench sweep report", [c.name for c in cells], [overview, details, gaps])
+    return Document("prunebench sweep report", [f"the sweep {sweep.path}"], [overview, details, gaps])
 
 
 def sweep_summary(sweep: SweepDir, record: dict, cells: list[CellFacts]) -> dict:

@@ -123,6 +123,7 @@ class _Progress:
         self.total, self.workers, self.started = total, workers, time.perf_counter()
         self.counts = {"done": 0, "running": 0, "failed": 0, "skipped": 0}
         self.durations: list[float] = []
+        self.running_since: dict[str, float] = {}  # cell -> when it started
         self.live = None
         self.last_line = 0.0
         if show and self.console.is_terminal:
@@ -141,7 +142,9 @@ class _Progress:
         text += (f", {c['skipped']} finished before" if c["skipped"] else "") + f" · {_clock(elapsed)} elapsed"
         if self.durations and (waiting or c["running"]):
             mean = sum(self.durations) / len(self.durations)
-            eta = mean * (waiting + c["running"]) / max(1, min(self.workers, waiting + c["running"]))
+            now = time.perf_counter()
+            spent = sum(min(now - since, mean) for since in self.running_since.values())  # of the running cells
+            eta = max(0.0, mean * (waiting + c["running"]) - spent) / max(1, min(self.workers, waiting + c["running"]))
             text += f" · ETA {_clock(eta)}"
         return text
 
@@ -177,6 +180,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str
         entry.update(status=outcome["status"], error=outcome.get("error"), finished=_now())
         entry["seconds"] = round(float(outcome.get("seconds") or 0.0), 1)
         progress.counts["running"] -= was_running
+        progress.running_since.pop(cell.name, None)
         progress.counts[outcome["status"]] += 1
         if outcome["status"] == "failed":
             result.failed.append(cell.name)
@@ -212,6 +216,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str
                     entries[cell.name].update(status="running", error=None)
                     result.ran.append(cell.name)
                     progress.counts["running"] += 1
+                    progress.running_since[cell.name] = time.perf_counter()
                     write_json_atomic(sweep.record, record)
                     progress.update(force=True)
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
