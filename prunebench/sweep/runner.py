@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prunebench.environment import clock
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.pipeline import pipeline_finished, run_pipeline
@@ -139,13 +140,13 @@ class _Progress:
         waiting = self.total - c["done"] - c["failed"] - c["running"] - c["skipped"]
         elapsed = time.perf_counter() - self.started
         text = f"{c['done']} done, {c['running']} running, {c['failed']} failed, {waiting} waiting"
-        text += (f", {c['skipped']} finished before" if c["skipped"] else "") + f" · {_clock(elapsed)} elapsed"
+        text += (f", {c['skipped']} finished before" if c["skipped"] else "") + f" · {clock(elapsed)} elapsed"
         if self.durations and (waiting or c["running"]):
             mean = sum(self.durations) / len(self.durations)
             now = time.perf_counter()
             spent = sum(min(now - since, mean) for since in self.running_since.values())  # of the running cells
             eta = max(0.0, mean * (waiting + c["running"]) - spent) / max(1, min(self.workers, waiting + c["running"]))
-            text += f" · ETA {_clock(eta)}"
+            text += f" · ETA {clock(eta)}"
         return text
 
     def update(self, force: bool = False) -> None:
@@ -162,12 +163,6 @@ class _Progress:
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:d}:{minutes:02d}:{rest:02d}" if hours else f"{minutes:d}:{rest:02d}"
 
 
 def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, address: str | None, workers: int,
