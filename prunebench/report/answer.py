@@ -186,12 +186,12 @@ def run_summary(run: RunData) -> dict:
     }
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN and infinities become null (JSON has neither); numpy scalars become Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, str):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -206,4 +206,4 @@ def report_summary(runs: list[RunData]) -> dict:
     if len(per_run) == 1:
         summary |= per_run[0]
     summary["runs"] = per_run
-    return _json_safe(summary)
+    return json_safe(summary)

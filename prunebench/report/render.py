@@ -970,7 +970,7 @@ def _is_previous_report(folder: Path) -> bool:
     return manifest is not None and _files_in(folder) <= {MANIFEST, *manifest.get("files", [])}
 
 
-def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
+def check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
     recover_dir(out)  # a kill between the two renames of an earlier write leaves the old report aside
     if out.exists() and not out.is_dir():
         raise PrunebenchError(f"--out {out} is a file; give a folder for the report")
@@ -991,7 +991,7 @@ def _check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
             check_replaceable(out)  # --overwrite replaces an earlier report, never a folder of someone's files
 
 
-def _check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(formats, str):
         formats = formats.split(",")
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
@@ -1006,12 +1006,12 @@ def write_report(
     runs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS, overwrite: bool = False
 ) -> ReportResult:
     """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring."""
-    chosen = _check_formats(formats)
+    chosen = check_formats(formats)
     if not runs:
         raise PrunebenchError("give at least one run directory to report on")
     out = Path(out)
     data = load_runs([Path(r) for r in runs])
-    _check_out(out, runs, overwrite)
+    check_out(out, runs, overwrite)
     document = build_document(data)
     written = write_document(document, report_summary(data), out, chosen, [str(r) for r in runs])
     return ReportResult(
@@ -1029,7 +1029,7 @@ def write_document(
     document: Document, summary: dict, out: Path, chosen: tuple[str, ...], sources: list[str]
 ) -> list[str]:
     """``document`` in the ``chosen`` formats and ``summary`` as summary.json, swapped into ``out`` at once (after
-    ``_check_out``); returns the files written, relative to ``out``. ``sources``: what it reports on (manifest)."""
+    ``check_out``); returns the files written, relative to ``out``. ``sources``: what it reports on (manifest)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunebench.errors import PrunebenchError
-from prunebench.report.answer import HALF_ENCODER, run_summary
-from prunebench.report.answer import _json_safe as json_safe
+from prunebench.report.answer import HALF_ENCODER, json_safe, run_summary
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
     FIGURES_DIR,
@@ -35,8 +34,8 @@ from prunebench.report.render import (
     Section,
     Table,
     Text,
-    _check_formats,
-    _check_out,
+    check_formats,
+    check_out,
     write_document,
 )
 from prunebench.rundir import SweepDir
@@ -252,12 +251,12 @@ def write_sweep_report(
     sweep_dir: Path, out: Path | None = None, formats=FORMATS, overwrite: bool = False
 ) -> ReportResult:
     """The report of the sweep folder ``sweep_dir`` into ``out`` (default: its ``report/``)."""
-    chosen = _check_formats(formats)
+    chosen = check_formats(formats)
     sweep = SweepDir(sweep_dir)
     record = sweep.read()
     out = Path(out) if out is not None else sweep.report_dir.path
     cells = [cell_facts(sweep, entry) for entry in record["cells"]]
-    _check_out(out, [sweep.cell(c.name).path for c in cells], overwrite)
+    check_out(out, [sweep.cell(c.name).path for c in cells], overwrite)
     document = build_sweep_document(sweep, record, cells)
     written = write_document(document, sweep_summary(sweep, record, cells), out, chosen, [str(sweep.path)])
     return ReportResult(

@@ -81,7 +81,7 @@ def run_cell(config, run_dir: str, log: str) -> dict:
     return {"status": "done", "error": None, "seconds": time.perf_counter() - started}
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: Path) -> None:
     """A sweep writes into a new or empty folder, or one of its own sweeps; never into a run or someone's files."""
     sweep = SweepDir(out)
     if out.exists() and not out.is_dir():
@@ -241,7 +241,7 @@ def run_sweep(
     sweep = SweepDir(out)
     if workers is not None and workers < 1:
         raise PrunebenchError(f"--workers must be at least 1, got {workers}")
-    _check_out(out)
+    check_out(out)
     started = time.perf_counter()
     with writer_lock(out):  # one sweep writes this folder; each cell's run takes its own lock as well
         pending = [c for c in grid.cells if not pipeline_finished(c.config, sweep.cell(c.name).path)]
