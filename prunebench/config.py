@@ -43,7 +43,7 @@ UNAVAILABLE_METHODS = {
     "offers here (syne-tune 0.16 dropped its scalarised searchers; its leftover module fails to import) and "
     "prunebench does not hand-write GP code; use lsbo (linear scalarisation) or ehvi",
 }
-VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8")
+VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8", "onnx-fp32", "onnx-int8")
 
 
 def task_key(name: str) -> str:
