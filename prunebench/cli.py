@@ -186,9 +186,22 @@ def extract(
         bool, typer.Option(help="Compare each extracted model with the masked super-network.")
     ] = ExtractConfig.verify,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
+    trim_vocab: Annotated[
+        str | None,
+        typer.Option(
+            "--trim-vocab", metavar="RUN|DATAFILE",
+            help="Also trim the vocabulary to the tokens of a run's training split or a file of texts "
+            "(alone, without --config/--random: the un-pruned model).",
+        ),
+    ] = ExtractConfig.trim_vocab,
+    trim_top_k: Annotated[
+        int | None, typer.Option(help="With --trim-vocab: keep only the K most frequent tokens (and special ones).")
+    ] = ExtractConfig.trim_top_k,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
-    settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
+    settings = ExtractConfig(
+        space, config, random, seed, task_kind, num_labels, seq_len, verify, trim_vocab, trim_top_k
+    )  # fmt: skip
     from prunebench.extract import extract_subnetworks
 
     search_space, results = extract_subnetworks(model, settings, out, overwrite=overwrite)
@@ -767,7 +780,7 @@ def _print_extracted(space, results, seq_len: int) -> None:
     for result in results:
         table.add_row(
             str(result.path),
-            str(len(space.masks(result.config).kept_layers())),
+            str(len(space.masks(result.config).kept_layers())) if result.config is not None else "all",
             f"{result.parameters:,}",
             f"{result.encoder_fraction:.3f}",
             f"{result.relative_parameters:.3f}",
@@ -778,6 +791,16 @@ def _print_extracted(space, results, seq_len: int) -> None:
     diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
     if diffs:
         console.print(f"largest absolute logit difference, masked vs extracted: {max(diffs):.3e}")
+    for result in results:
+        if result.trim is not None:
+            trim = result.trim
+            unseen = trim["test_unseen_token_share"]
+            console.print(
+                f"{result.path}: vocabulary trimmed to {trim['kept_tokens']:,} of {trim['source_vocab_size']:,} tokens "
+                f"({trim['source']}): {trim['parameters_before']:,} -> {trim['parameters']:,} parameters, "
+                f"{trim['weight_bytes_before'] / 2**20:.2f} -> {trim['weight_bytes'] / 2**20:.2f} MiB"
+                + ("" if unseen is None else f"; test-split tokens outside it: {unseen:.2%}")
+            )
 
 
 def _print_pareto_export(result) -> None:

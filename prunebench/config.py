@@ -403,6 +403,8 @@ class ExtractConfig:
     num_labels: int = 2
     seq_len: int = 128  # the MAC count is stated for this sequence length
     verify: bool = False  # compare each extracted model with the masked super-network
+    trim_vocab: str | None = None  # keep the vocabulary of this run's training split or data file (extract.vocab)
+    trim_top_k: int | None = None  # ...only its k most frequent tokens (special tokens besides)
 
     def __post_init__(self) -> None:
         problems = [
@@ -410,13 +412,49 @@ class ExtractConfig:
             unknown_name("task kind", self.task_kind, TASK_KINDS),
         ]
         problems = [problem for problem in problems if problem]
-        if (self.config is None) == (self.random is None):
-            problems.append("give exactly one of --config JSON and --random N")
+        if self.trim_vocab is not None:
+            problems.append(trim_source_problem(self.trim_vocab))
+            problems = [problem for problem in problems if problem]
+        if self.trim_top_k is not None and (self.trim_vocab is None or self.trim_top_k < 1):
+            problems.append("--trim-top-k needs --trim-vocab and a count of at least 1")
+        if self.config is not None and self.random is not None or (
+            self.config is None and self.random is None and self.trim_vocab is None
+        ):
+            problems.append("give exactly one of --config JSON and --random N (or neither, to only --trim-vocab)")
         if self.random is not None and self.random < 1:
             problems.append(f"--random must be at least 1, got {self.random}")
         if self.seq_len < 1 or self.num_labels < 1:
             problems.append("--seq-len and --num-labels must be at least 1")
         _check(problems)
+
+
+TRIM_TEXT_SUFFIXES = ("txt", "csv", "tsv", "jsonl", "json", "parquet")  # data files --trim-vocab reads
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def trim_file_suffix(path: Path) -> str:
+    """A trim data file's format from its name, a compression suffix aside ('reviews.csv.gz' -> 'csv')."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1].lstrip(".") if suffixes else ""
+
+
+def trim_source_problem(value: str) -> str | None:
+    """What is wrong with a --trim-vocab source (a run directory or a data file of texts); None when nothing is."""
+    path = Path(value)
+    if path.is_dir():
+        if not (path / "run.json").is_file():
+            return f"--trim-vocab {value} is a folder but not a run (no run.json); give a run directory or a data file"
+        return None
+    if not path.is_file():
+        return f"--trim-vocab {value} does not exist; give a run directory or a data file of texts"
+    if trim_file_suffix(path) not in TRIM_TEXT_SUFFIXES:
+        return (
+            f"--trim-vocab {value}: cannot read this kind of file; use a run directory or a file ending in "
+            + ", ".join("." + suffix for suffix in TRIM_TEXT_SUFFIXES)
+        )
+    return None
 
 
 # --- profiling ---------------------------------------------------------------------------------------

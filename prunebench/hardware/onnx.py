@@ -187,6 +187,17 @@ class OrtModule(nn.Module):
         return SequenceClassifierOutput(logits=torch.from_numpy(logits).to(self.device))
 
 
+def verify_onnx(loaded: LoadedModel, precision: str = "fp32") -> float:
+    """The largest absolute logit difference, ONNX Runtime against PyTorch, on real sentence pairs (padded)."""
+    from prunebench.extract import verification_batch
+
+    batch = verification_batch(loaded)
+    session = OrtModule(onnx_model(loaded, precision), torch.device("cpu"))
+    with torch.no_grad():
+        reference = loaded.model(**batch).logits
+    return (session(**batch).logits - reference).abs().max().item()
+
+
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.int64).numpy()
 

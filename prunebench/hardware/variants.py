@@ -41,10 +41,11 @@ import torch
 from torch import nn
 
 from prunebench.errors import UnknownNameError
+from prunebench.extract import VERIFY_TOLERANCE
 from prunebench.hardware.memory import is_out_of_memory
 from prunebench.hardware.onnx import EXPORTER as ONNX_EXPORTER
 from prunebench.hardware.onnx import OPSET as ONNX_OPSET
-from prunebench.hardware.onnx import OnnxExportFailed, OrtModule, initializer_bytes, onnx_model
+from prunebench.hardware.onnx import OnnxExportFailed, OrtModule, initializer_bytes, onnx_model, verify_onnx
 from prunebench.hardware.onnx import skip_reason as onnx_skip_reason
 from prunebench.models.loaded import LoadedModel
 
@@ -360,7 +361,16 @@ def _build_onnx(loaded: LoadedModel, spec: VariantSpec, device: torch.device, pl
     except OnnxExportFailed as reason:
         raise VariantSkipped(str(reason)) from None
     session = OrtModule(exported, device)
-    notes = [f"exported with {ONNX_EXPORTER}, opset {ONNX_OPSET}; run by onnxruntime {_onnxruntime_version()}"]
+    difference = verify_onnx(loaded, precision)
+    if precision == "fp32" and not difference <= VERIFY_TOLERANCE:
+        raise VariantSkipped(
+            f"the ONNX export's logits differ from PyTorch's by {difference:.3e} (> {VERIFY_TOLERANCE:g}) on real "
+            "sentences; not profiled"
+        )
+    notes = [
+        f"exported with {ONNX_EXPORTER}, opset {ONNX_OPSET}; run by onnxruntime {_onnxruntime_version()}; "
+        f"logits vs PyTorch fp32 on real sentences: max |difference| {difference:.2e}"
+    ]
     if precision == "int8":
         notes.append("onnxruntime.quantization.quantize_dynamic (int8 weights, activations quantized per call)")
     return BuiltVariant(spec, session.eval(), device, torch.float32, initializer_bytes(exported), plan, notes)
@@ -405,7 +415,8 @@ def weight_bytes(model: nn.Module) -> int:
     Counted from the tensors themselves: int8 weights with their per-row scales (LLM.int8),
     packed 4-bit weights with their block scales and code book, torch dynamic int8 weights
     (1 byte each, plus scale and zero point per tensor or channel) with their fp32 biases.
-    Buffers (position ids) and a backend's private packing copies are not counted.
+    A trimmed vocabulary's id lookup (``models.vocab``, int32) is counted; other buffers (position ids)
+    and a backend's private packing copies are not.
     """
     total = 0
     for module in model.modules():
@@ -415,6 +426,7 @@ def weight_bytes(model: nn.Module) -> int:
             total += _quant_state_bytes(getattr(param, "quant_state", None))
         if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
             total += _dynamic_quantized_bytes(module)
+        total += _tensor_bytes(getattr(module, "vocab_map", None))  # a trimmed vocabulary's id lookup
     return total
 
 
@@ -441,6 +453,7 @@ def analytic_weight_bytes(loaded: LoadedModel, spec: VariantSpec, device_kind: s
     total = 0
     for name, module in loaded.model.named_modules():
         params = dict(module.named_parameters(recurse=False))
+        total += _tensor_bytes(getattr(module, "vocab_map", None))
         if name not in quantized:
             total += sum(p.numel() for p in params.values()) * float_bytes
             continue
