@@ -44,6 +44,7 @@ UNAVAILABLE_METHODS = {
     "prunebench does not hand-write GP code; use lsbo (linear scalarisation) or ehvi",
 }
 VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8", "onnx-fp32", "onnx-int8")
+ONNX_VARIANT_NAMES = ("onnx-fp32", "onnx-int8")  # run by ONNX Runtime (hardware.variants: runtime "onnxruntime")
 
 
 def task_key(name: str) -> str:

@@ -15,7 +15,7 @@ from prunebench.hardware import onnx as onnx_room
 from prunebench.hardware.variants import VARIANTS, VariantSkipped, build_variant
 from prunebench.models import load_model
 from prunebench.profiling import profile_models, profile_run
-from prunebench.report.compare import compare_run
+from prunebench.report.compare import answer_budgets, compare_run, parse_budget
 from prunebench.supernet import get_space
 
 pytest.importorskip("onnxruntime")
@@ -107,7 +107,7 @@ def test_onnx_int8_is_profiled_scored_and_compared_as_its_own_kind(tiny_run, tmp
     onnx_rows = table[table["variant"].isin(["onnx-fp32", "onnx-int8"])]
     assert len(onnx_rows) == 2 * table["model"].nunique()
     assert (onnx_rows["status"] == "ok").all(), onnx_rows["reason"].tolist()
-    assert onnx_rows["latency_ratio"].notna().all() and (onnx_rows["memory_bytes"] > onnx_rows["weight_bytes"]).all()
+    assert onnx_rows["latency_ratio"].notna().all() and (onnx_rows["memory_bytes"] >= onnx_rows["weight_bytes"]).all()
     full = table[table["model"] == "full"].set_index("variant")
     assert full.loc["onnx-int8", "weight_bytes"] < full.loc["onnx-fp32", "weight_bytes"]
     assert full.loc["onnx-int8", "quantization"] == "onnx-dynamic-int8"
@@ -120,5 +120,16 @@ def test_onnx_int8_is_profiled_scored_and_compared_as_its_own_kind(tiny_run, tmp
     kinds = comparison.options.set_index("option")["kind"]
     assert kinds["full onnx-int8"] == kinds["full onnx-fp32"] == "onnx"
     pruned = [o for o in kinds.index if o.endswith("onnx-int8") and not o.startswith("full")]
-    assert pruned and all(kinds[o] == "prune+onnx" for o in pruned)
-    assert "onnx_option" in comparison.budgets.columns
+    assert pruned and all(kinds[o] == "prune_onnx" for o in pruned)
+    assert "onnx_option" in comparison.budgets.columns and "prune_onnx_option" in comparison.budgets.columns
+    # the tiny run predicts at chance, so no option is an answer there; taken as useful, the answer names the new kinds
+    useful = comparison.options.assign(chance=False)
+    budget = parse_budget("1GB", "memory", None)
+    answer = answer_budgets(useful, [budget])["answer"].iloc[0]
+    assert "ONNX Runtime" in answer and "pruned + ONNX Runtime" in answer
+
+
+def test_the_configs_onnx_names_are_the_onnx_runtime_variants():
+    from prunebench.config import ONNX_VARIANT_NAMES
+
+    assert ONNX_VARIANT_NAMES == tuple(name for name, spec in VARIANTS.items() if spec.is_onnx)
