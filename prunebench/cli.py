@@ -189,7 +189,8 @@ def extract(
     trim_vocab: Annotated[
         str | None,
         typer.Option(
-            "--trim-vocab", metavar="RUN|DATAFILE",
+            "--trim-vocab",
+            metavar="RUN|DATAFILE",
             help="Also trim the vocabulary to the tokens of a run's training split or a file of texts "
             "(alone, without --config/--random: the un-pruned model).",
         ),
@@ -223,6 +224,9 @@ def extract_pareto(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
+    trim_vocab: Annotated[
+        bool, typer.Option(help="Also write the run's models with the vocabulary of its training split (RUN/vocab/).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with their index)."""
@@ -231,6 +235,12 @@ def extract_pareto(
     result = export_pareto(
         run, search=search, max_models=max_models, overwrite=overwrite, verify=verify, show_progress=not as_json
     )
+    if trim_vocab:
+        from prunebench.extract.vocab import trim_run
+
+        for trimmed in trim_run(run, overwrite=overwrite):
+            if not as_json:
+                console.print(f"{trimmed.label}: {trimmed.summary['kept_tokens']:,} tokens kept, {trimmed.path}")
     if as_json:
         return _print_json({"search": result.search, "models_dir": result.models_dir, "written": result.written,
                             "models": result.rows})  # fmt: skip
@@ -615,10 +625,18 @@ def run_command(
     task_kind: TaskKindOption = None,
     out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path(DEFAULT_RUN_DIR),
     overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
+    trim_vocab: Annotated[
+        bool | None,
+        typer.Option(help="Also profile the models with the vocabulary of the training split (default: the preset's)."),
+    ] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
     config = get_preset(preset).with_overrides(model=model, task=task, **data)
+    if trim_vocab is not None:
+        from dataclasses import replace
+
+        config = replace(config, trim_vocab=trim_vocab)
     from prunebench.pipeline import run_pipeline
     from prunebench.rundir import ReportDir
 

@@ -418,8 +418,10 @@ class ExtractConfig:
             problems = [problem for problem in problems if problem]
         if self.trim_top_k is not None and (self.trim_vocab is None or self.trim_top_k < 1):
             problems.append("--trim-top-k needs --trim-vocab and a count of at least 1")
-        if self.config is not None and self.random is not None or (
-            self.config is None and self.random is None and self.trim_vocab is None
+        if (
+            self.config is not None
+            and self.random is not None
+            or (self.config is None and self.random is None and self.trim_vocab is None)
         ):
             problems.append("give exactly one of --config JSON and --random N (or neither, to only --trim-vocab)")
         if self.random is not None and self.random < 1:
@@ -602,6 +604,7 @@ class PipelineConfig:
     profile: ProfileConfig = ProfileConfig()  # profiling happens on this machine (target "cpu")
     compare: CompareConfig = CompareConfig()
     report_formats: tuple[str, ...] = REPORT_FORMATS
+    trim_vocab: bool = False  # also profile the run's models with the vocabulary of the training split
 
     def with_overrides(self, **train_fields) -> PipelineConfig:
         """The preset with the given ``TrainConfig`` fields changed (None: the preset's), e.g. ``model``, ``task``

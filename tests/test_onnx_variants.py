@@ -70,7 +70,9 @@ def test_missing_onnxruntime_is_a_skipped_row_naming_the_package(monkeypatch, tm
     )  # fmt: skip
     onnx_rows = frame[frame["variant"].str.startswith("onnx")]
     assert len(onnx_rows) == 2 and (onnx_rows["status"] == "skipped").all()
-    assert onnx_rows["reason"].str.contains("pip install").all() and onnx_rows["reason"].str.contains("onnxruntime").all()
+    assert (
+        onnx_rows["reason"].str.contains("pip install").all() and onnx_rows["reason"].str.contains("onnxruntime").all()
+    )
     assert (frame.loc[frame["variant"] == "fp32", "status"] == "ok").all()
 
 

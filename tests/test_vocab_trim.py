@@ -103,7 +103,9 @@ def test_trimming_composes_with_pruning_and_every_quantized_variant(sentences):
         assert built.weight_bytes < untrimmed.weight_bytes, name
 
 
-def test_extract_cli_trims_a_pruned_model_from_a_run_and_reports_the_unseen_share(tiny_run, tmp_path, monkeypatch, capsys):
+def test_extract_cli_trims_a_pruned_model_from_a_run_and_reports_the_unseen_share(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "pruned"
     config = json.dumps({"num_layers": 1, "num_heads": 2, "num_units": 64})
     args = ["extract", "--model", "shape:bert-tiny", "--space", "small", "--config", config, "--out", str(out)]

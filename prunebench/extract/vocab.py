@@ -24,7 +24,7 @@ import pandas as pd
 
 from prunebench.config import TrainConfig, trim_file_suffix
 from prunebench.errors import PrunebenchError
-from prunebench.models import LoadedModel
+from prunebench.models import LoadedModel, load_model
 from prunebench.models.vocab import VocabTrim, trim_embeddings
 from prunebench.rundir import read_run
 from prunebench.tasks.rows import load_run_task, tokenised_rows
@@ -103,7 +103,9 @@ def read_texts(path: Path) -> list[str]:
         else:
             frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise PrunebenchError(f"--trim-vocab cannot read {path} ({error}); give a readable text or table file") from None
+        raise PrunebenchError(
+            f"--trim-vocab cannot read {path} ({error}); give a readable text or table file"
+        ) from None
     texts = [
         str(cell).strip()
         for column in frame.columns
@@ -126,7 +128,9 @@ def kept_ids(loaded: LoadedModel, counts: Counter, top_k: int | None = None) -> 
 def _unknown_id(loaded: LoadedModel) -> int:
     unknown = loaded.tokenizer.unk_token_id
     if unknown is None:
-        raise PrunebenchError(f"the tokenizer of {loaded.source} has no unknown token; its vocabulary cannot be trimmed")
+        raise PrunebenchError(
+            f"the tokenizer of {loaded.source} has no unknown token; its vocabulary cannot be trimmed"
+        )
     return int(unknown)
 
 
@@ -180,3 +184,60 @@ def trim_summary(result: TrimResult) -> dict:
 
 def write_trim_summary(result: TrimResult, folder: Path) -> None:
     (Path(folder) / "trim.json").write_text(json.dumps(trim_summary(result), indent=2))
+
+
+# --- a run's own models ----------------------------------------------------------------------------------
+
+TRIMMED_SUFFIX = "+vocab"  # a trimmed model's profile label: the untrimmed model's label and this
+
+
+@dataclass(frozen=True)
+class TrimmedRunModel:
+    label: str  # "full+vocab", "SEARCH/LABEL+vocab"
+    path: Path
+    summary: dict
+
+
+def trimmed_folder_name(label: str) -> str:
+    return label.replace("/", "--")
+
+
+def trim_run(run_dir: Path, top_k: int | None = None, overwrite: bool = False) -> list[TrimmedRunModel]:
+    """The run's fine-tuned model and every exported Pareto model with the vocabulary of its training split.
+
+    Written to RUN/vocab/LABEL (``rundir.RunDir.vocab_root``) with ``trim.json``; profiling a run takes them as
+    ``LABEL+vocab`` (``profiling.subjects.run_subjects``). A model already trimmed there is kept (``overwrite``:
+    trimmed again).
+    """
+    from prunebench.models.pruned import is_pruned_dir, save_pruned
+    from prunebench.rundir import RunDir
+
+    run_dir = Path(run_dir)
+    folder = RunDir(run_dir)
+    run = folder.read()
+    task = run.get("task") or {}
+    if "train" not in run or not folder.has_checkpoint():
+        raise PrunebenchError(f"{run_dir} has no fine-tuned checkpoint to trim; run 'prunebench train' first")
+    models = {
+        "full": lambda: load_model(folder.checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
+    }
+    for search, index in folder.exports().items():
+        for row in index.itertuples():
+            models[f"{search}/{row.label}"] = lambda path=run_dir / row.path: load_model(path)
+    found: TrimCounts | None = None
+    results = []
+    for label, load in models.items():
+        target = folder.vocab_root / trimmed_folder_name(label)
+        if is_pruned_dir(target) and (target / "trim.json").is_file() and not overwrite:
+            results.append(
+                TrimmedRunModel(label + TRIMMED_SUFFIX, target, json.loads((target / "trim.json").read_text()))
+            )
+            continue
+        loaded = load()
+        found = found or token_counts(run_dir, loaded)
+        result = trim_with_counts(loaded, found, top_k)
+        save_pruned(result.loaded, target, {"model": loaded.source, "trimmed_from": label}, overwrite=True)
+        summary = trim_summary(result) | {"label": label}
+        (target / "trim.json").write_text(json.dumps(summary, indent=2))
+        results.append(TrimmedRunModel(label + TRIMMED_SUFFIX, target, summary))
+    return results

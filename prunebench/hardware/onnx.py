@@ -55,7 +55,9 @@ def skip_reason(device_kind: str) -> str | None:
     """Why ONNX Runtime variants cannot run on this kind of device here (None: they can)."""
     missing = [name for name in ("onnxruntime", "onnx") if not _importable(name)]
     if missing:
-        return f"{' and '.join(missing)} not installed (pip install 'prunebench[onnx]' or pip install {' '.join(missing)})"
+        return (
+            f"{' and '.join(missing)} not installed (pip install 'prunebench[onnx]' or pip install {' '.join(missing)})"
+        )
     import onnxruntime
 
     if device_kind == "cuda" and CUDA_PROVIDER not in onnxruntime.get_available_providers():
