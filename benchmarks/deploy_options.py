@@ -149,7 +149,7 @@ def main() -> None:
             "memory_ratio": "memory_bytes (exact weight bytes + peak RSS growth during the passes) over fp32's",
         },
         "left_out": [
-            f"shape:bert-base at batch 8: about 3-4 s per fp32 pass on one shared core (bnb int8 several times "
+            "shape:bert-base at batch 8: about 3-4 s per fp32 pass on one shared core (bnb int8 several times "
             "that), too slow for this machine's time budget; measured at batch "
             + ", ".join(map(str, BERT_BASE_BATCHES)),
             "test error: the benchmark's models are not fine-tuned (MiniLM has a fresh head); the test-split error "
