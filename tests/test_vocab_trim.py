@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -166,3 +167,33 @@ def test_counts_come_from_the_runs_training_split(tiny_run):
     loaded = load_model("shape:bert-tiny")
     found = token_counts(tiny_run, loaded)
     assert found.test_ids and sum(found.counts.values()) > 1000
+
+
+def test_a_runs_trimmed_models_are_profiled_scored_and_compared_as_their_own_kinds(tiny_run, tmp_path):
+    import shutil
+
+    from prunebench.config import CompareConfig, ProfileConfig, TimingConfig
+    from prunebench.extract.vocab import trim_run
+    from prunebench.profiling import profile_run, run_subjects
+    from prunebench.report.compare import compare_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    trimmed = trim_run(run)
+    labels = {s.label for s in run_subjects(run)}
+    assert {t.label for t in trimmed} <= labels and "full+vocab" in labels
+    assert trim_run(run)[0].path == trimmed[0].path  # kept, not trimmed twice
+    settings = ProfileConfig(
+        variants=("fp32", "dynamic-int8"), batch_sizes=(1,), seq_lens=(16,), timing=TimingConfig(max_seconds=0.05),
+        score_max_examples=48,
+    )  # fmt: skip
+    result = profile_run(run, settings, show_progress=False)
+    table = result.table.set_index(["model", "variant"])
+    assert table.loc[("full+vocab", "fp32"), "vocab_kept"] == trimmed[0].summary["kept_tokens"]
+    assert table.loc[("full+vocab", "fp32"), "weight_bytes"] < table.loc[("full", "fp32"), "weight_bytes"]
+    assert pd.isna(table.loc[("full", "fp32"), "vocab_kept"])
+    scores = result.scores.set_index(["model", "variant"])
+    assert scores.loc[("full+vocab", "fp32"), "status"] == "ok"  # the test error after trimming, beside before
+    kinds = compare_run(run, CompareConfig(memory_budgets=("50%",))).options.set_index("option")["kind"]
+    assert kinds["full+vocab fp32"] == "trim" and kinds["full+vocab dynamic-int8"] == "trim_quantize"
+    assert {kinds[o] for o in kinds.index if "/" in o and o.endswith("+vocab fp32")} == {"trim_prune"}
