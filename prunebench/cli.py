@@ -39,11 +39,12 @@ from prunebench.config import (
     int_list,
     target_from_flags,
     text_list,
+    trim_source_problem,
 )
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
-from prunebench.rundir import ProfileDir, read_run
+from prunebench.rundir import ProfileDir, RunDir, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -71,6 +72,16 @@ def _checked_runs(value: Path | list[Path] | None) -> Path | list[Path] | None:
     """RUN arguments: run directories, each with a readable run.json."""
     for run in value if isinstance(value, list) else [value] if value is not None else []:
         read_run(run)
+    return value
+
+
+def _checked_trim_source(value: str | None) -> str | None:
+    """``--trim-vocab``: a run directory or an existing data file of texts."""
+    problem = None if value is None else trim_source_problem(value)
+    if problem is None and value is not None and Path(value).is_dir() and not RunDir(Path(value)).is_run():
+        problem = f"--trim-vocab {value} is a folder but not a run; give a run directory or a data file of texts"
+    if problem:
+        raise PrunebenchError(problem)
     return value
 
 
@@ -191,6 +202,7 @@ def extract(
         typer.Option(
             "--trim-vocab",
             metavar="RUN|DATAFILE",
+            callback=_checked_trim_source,
             help="Also trim the vocabulary to the tokens of a run's training split or a file of texts "
             "(alone, without --config/--random: the un-pruned model).",
         ),

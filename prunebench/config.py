@@ -447,9 +447,7 @@ def trim_source_problem(value: str) -> str | None:
     """What is wrong with a --trim-vocab source (a run directory or a data file of texts); None when nothing is."""
     path = Path(value)
     if path.is_dir():
-        if not (path / "run.json").is_file():
-            return f"--trim-vocab {value} is a folder but not a run (no run.json); give a run directory or a data file"
-        return None
+        return None  # a run: checked as the CLI parses it (``rundir``), and again where it is read
     if not path.is_file():
         return f"--trim-vocab {value} does not exist; give a run directory or a data file of texts"
     if trim_file_suffix(path) not in TRIM_TEXT_SUFFIXES:

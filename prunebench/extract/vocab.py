@@ -26,7 +26,7 @@ from prunebench.config import TrainConfig, trim_file_suffix
 from prunebench.errors import PrunebenchError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.vocab import VocabTrim, trim_embeddings
-from prunebench.rundir import read_run
+from prunebench.rundir import RunDir, read_run
 from prunebench.tasks.rows import load_run_task, tokenised_rows
 
 FILE_MAX_LENGTH = 512  # tokens per text of a data file (a run's own max_length is used for a run)
@@ -55,12 +55,14 @@ class TrimResult:
 
 
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and (path / "run.json").is_file()
+    return path.is_dir() and RunDir(path).is_run()
 
 
 def token_counts(source: Path, loaded: LoadedModel) -> TrimCounts:
     """How often each token id occurs in ``source`` (a run's training split or a data file's texts)."""
     source = Path(source)
+    if source.is_dir() and not _is_run(source):
+        raise PrunebenchError(f"--trim-vocab {source} is a folder but not a run; give a run directory or a data file")
     if _is_run(source):
         run = read_run(source)
         if "train" not in run:
@@ -210,7 +212,6 @@ def trim_run(run_dir: Path, top_k: int | None = None, overwrite: bool = False) -
     trimmed again).
     """
     from prunebench.models.pruned import is_pruned_dir, save_pruned
-    from prunebench.rundir import RunDir
 
     run_dir = Path(run_dir)
     folder = RunDir(run_dir)
