@@ -47,7 +47,8 @@ def test_every_variant_builds_on_cpu_with_exact_weight_bytes(tiny):
             sizes[spec.name] = built.weight_bytes
             logits = _logits(built.model, inputs)
             assert logits.shape == reference.shape and torch.isfinite(logits).all()
-            assert (logits - reference).abs().max() < 0.05, spec.name  # the same model, approximately
+            # the same model, approximately (ONNX Runtime's int8 also quantizes the embeddings, per tensor)
+            assert (logits - reference).abs().max() < (0.1 if spec.is_onnx else 0.05), spec.name
         assert sizes["fp32"] == 4 * parameters
         assert sizes["fp16"] == sizes["bf16"] == 2 * parameters
         # the tiny models are mostly embeddings (kept in fp32): quantization only shrinks the linears
@@ -154,7 +155,8 @@ def test_layers_of_different_sizes_run_under_every_variant_with_padding_masked(n
         if spec.dtype is not None and not spec.is_onnx:  # an ONNX Runtime session holds no torch parameters
             assert floats == {spec.dtype}, spec.name  # weights (embeddings, LayerNorms, head) all cast
         logits = _logits(built.model, inputs)
-        assert torch.isfinite(logits).all() and (logits - reference).abs().max() < 0.02, spec.name
+        tolerance = 0.1 if spec.quantization == "onnx-dynamic-int8" else 0.02  # int8 embeddings there too
+        assert torch.isfinite(logits).all() and (logits - reference).abs().max() < tolerance, spec.name
         if spec.quantization in ("torch-dynamic-int8", "onnx-dynamic-int8"):
             continue  # it scales activations per tensor, so padded tokens shift every row a little
         # the mask (int64 here; transformers turns it into the model's dtype) hides the padded tokens:
