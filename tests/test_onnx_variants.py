@@ -95,6 +95,10 @@ def test_a_gpu_without_the_cuda_provider_is_skipped_with_the_reason(monkeypatch)
     reason = onnx_room.skip_reason("cuda")
     assert "CUDAExecutionProvider" in reason and "onnxruntime-gpu" in reason
     assert onnx_room.skip_reason("cpu") is None
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert "not profiled yet" in onnx_room.skip_reason("cuda")  # its memory is outside torch's allocator
 
 
 def test_onnx_int8_is_profiled_scored_and_compared_as_its_own_kind(tiny_run, tmp_path):
