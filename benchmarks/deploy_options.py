@@ -125,6 +125,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "deploy_options.json")
     parser.add_argument("--models", default="minilm,shape:bert-base")
+    parser.add_argument(
+        "--work", type=Path, default=None,
+        help="Keep the profile folders here (default: a temporary folder); a rerun resumes finished points.",
+    )  # fmt: skip
+    parser.add_argument("--note", action="append", default=[], help="A note to keep in the JSON (repeatable).")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     counts = _trim_counts(load_model("minilm"))  # shape:bert-base uses MiniLM's tokenizer
@@ -133,9 +138,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deploy-options-") as folder:
         for name in args.models.split(","):
             batches = MINILM_BATCHES if name == "minilm" else BERT_BASE_BATCHES
-            results.append(bench_model(name, batches, counts, Path(folder)))
+            results.append(bench_model(name, batches, counts, args.work or Path(folder)))
             print(json.dumps({"model": name, "seconds": results[-1]["seconds"]}), flush=True)
-    record = {
+            _write(
+                args.out, _record(results, started) | {"notes": args.note}
+            )  # after each model: a timeout keeps what was measured
+
+
+def _write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"wrote {path}")
+
+
+def _record(results: list[dict], started: float) -> dict:
+    return {
         "what": __doc__.split("\n\n")[0],
         "threads": THREADS,
         "torch_threads": torch.get_num_threads(),
@@ -158,9 +175,6 @@ def main() -> None:
         "environment": environment(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
