@@ -15,6 +15,7 @@ from prunebench.hardware import onnx as onnx_room
 from prunebench.hardware.variants import VARIANTS, VariantSkipped, build_variant
 from prunebench.models import load_model
 from prunebench.profiling import profile_models, profile_run
+from prunebench.report import write_report
 from prunebench.report.compare import answer_budgets, compare_run, parse_budget
 from prunebench.supernet import get_space
 
@@ -133,6 +134,9 @@ def test_onnx_int8_is_profiled_scored_and_compared_as_its_own_kind(tiny_run, tmp
     budget = parse_budget("1GB", "memory", None)
     answer = answer_budgets(useful, [budget])["answer"].iloc[0]
     assert "ONNX Runtime" in answer and "pruned + ONNX Runtime" in answer
+    report = write_report([run], tmp_path / "report", formats=["html", "md"])
+    markdown = report.markdown.read_text()
+    assert "full onnx-int8" in markdown and "pruned + ONNX Runtime" in markdown  # the options table names the kind
 
 
 def test_the_configs_onnx_names_are_the_onnx_runtime_variants():
