@@ -182,7 +182,16 @@ def test_a_runs_trimmed_models_are_profiled_scored_and_compared_as_their_own_kin
     trimmed = trim_run(run)
     labels = {s.label for s in run_subjects(run)}
     assert {t.label for t in trimmed} <= labels and "full+vocab" in labels
-    assert trim_run(run)[0].path == trimmed[0].path  # kept, not trimmed twice
+    stamps = {t.label: (t.path / "model.safetensors").stat().st_mtime_ns for t in trim_run(run)}
+    assert stamps == {t.label: (t.path / "model.safetensors").stat().st_mtime_ns for t in trimmed}  # kept, not redone
+    # a Pareto model written again (new weights under the same label): its old trim is stale, left out, redone
+    pareto = next(t for t in trimmed if t.label != "full+vocab")
+    weights = run / pareto.summary["source_path"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    assert pareto.label not in {s.label for s in run_subjects(run)}
+    again = {t.label: t for t in trim_run(run)}
+    assert again[pareto.label].summary["source_stamp"] != pareto.summary["source_stamp"]
+    assert pareto.label in {s.label for s in run_subjects(run)}
     settings = ProfileConfig(
         variants=("fp32", "dynamic-int8"), batch_sizes=(1,), seq_lens=(16,), timing=TimingConfig(max_seconds=0.05),
         score_max_examples=48,

@@ -204,12 +204,28 @@ def trimmed_folder_name(label: str) -> str:
     return label.replace("/", "--")
 
 
+def source_stamp(model_dir: Path) -> list:
+    """The weight files of an untrimmed model directory as [name, size, mtime] entries: what it was trimmed from."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def trim_is_current(trimmed_dir: Path, run_dir: Path) -> bool:
+    """Whether a trimmed run model was made from the weights its untrimmed model has now (not a stale trim)."""
+    try:
+        summary = json.loads((Path(trimmed_dir) / "trim.json").read_text())
+        return summary["source_stamp"] == source_stamp(Path(run_dir) / summary["source_path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def trim_run(run_dir: Path, top_k: int | None = None, overwrite: bool = False) -> list[TrimmedRunModel]:
     """The run's fine-tuned model and every exported Pareto model with the vocabulary of its training split.
 
     Written to RUN/vocab/LABEL (``rundir.RunDir.vocab_root``) with ``trim.json``; profiling a run takes them as
-    ``LABEL+vocab`` (``profiling.subjects.run_subjects``). A model already trimmed there is kept (``overwrite``:
-    trimmed again).
+    ``LABEL+vocab`` (``profiling.subjects.run_subjects``). A model already trimmed from the weights its untrimmed
+    model has now is kept (``overwrite``: trimmed again); one trimmed from other weights (a new export under the
+    same label) is trimmed again.
     """
     from prunebench.models.pruned import is_pruned_dir, save_pruned
 
@@ -219,26 +235,28 @@ def trim_run(run_dir: Path, top_k: int | None = None, overwrite: bool = False) -
     task = run.get("task") or {}
     if "train" not in run or not folder.has_checkpoint():
         raise PrunebenchError(f"{run_dir} has no fine-tuned checkpoint to trim; run 'prunebench train' first")
-    models = {
-        "full": lambda: load_model(folder.checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
-    }
+    sources = {"full": folder.checkpoint}
     for search, index in folder.exports().items():
         for row in index.itertuples():
-            models[f"{search}/{row.label}"] = lambda path=run_dir / row.path: load_model(path)
+            sources[f"{search}/{row.label}"] = run_dir / row.path
     found: TrimCounts | None = None
     results = []
-    for label, load in models.items():
+    for label, source in sources.items():
         target = folder.vocab_root / trimmed_folder_name(label)
-        if is_pruned_dir(target) and (target / "trim.json").is_file() and not overwrite:
-            results.append(
-                TrimmedRunModel(label + TRIMMED_SUFFIX, target, json.loads((target / "trim.json").read_text()))
-            )
+        if is_pruned_dir(target) and trim_is_current(target, run_dir) and not overwrite:
+            summary = json.loads((target / "trim.json").read_text())
+            results.append(TrimmedRunModel(label + TRIMMED_SUFFIX, target, summary))
             continue
-        loaded = load()
+        stamp = source_stamp(source)  # taken before loading: weights rewritten meanwhile make the trim stale
+        if label == "full":
+            loaded = load_model(source, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
+        else:
+            loaded = load_model(source)
         found = found or token_counts(run_dir, loaded)
         result = trim_with_counts(loaded, found, top_k)
         save_pruned(result.loaded, target, {"model": loaded.source, "trimmed_from": label}, overwrite=True)
-        summary = trim_summary(result) | {"label": label}
+        relative = str(Path(source).resolve().relative_to(run_dir.resolve()))
+        summary = trim_summary(result) | {"label": label, "source_path": relative, "source_stamp": stamp}
         (target / "trim.json").write_text(json.dumps(summary, indent=2))
         results.append(TrimmedRunModel(label + TRIMMED_SUFFIX, target, summary))
     return results

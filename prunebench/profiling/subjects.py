@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from prunebench.errors import PrunebenchError
-from prunebench.extract.vocab import TRIMMED_SUFFIX
+from prunebench.extract.vocab import TRIMMED_SUFFIX, trim_is_current
 from prunebench.hardware.subject import Subject, load_subject, subject_from_loaded
 from prunebench.models import load_model
 from prunebench.models.pruned import is_pruned_dir
@@ -60,7 +60,8 @@ def run_subjects(run_dir: Path) -> list[Subject]:
 
 def _trimmed_subjects(folder: RunDir, labels: set[str]) -> list[Subject]:
     """The run's models with a trimmed vocabulary (``extract.vocab.trim_run``), as ``LABEL+vocab``; a trimmed
-    model whose untrimmed model is no longer among the run's (a new Pareto export) is left out."""
+    model whose untrimmed model is no longer among the run's, or has other weights now (a new Pareto export),
+    is left out until ``trim_run`` trims it again."""
     found = []
     root = folder.vocab_root
     for path in sorted(root.iterdir()) if root.is_dir() else []:
@@ -68,7 +69,7 @@ def _trimmed_subjects(folder: RunDir, labels: set[str]) -> list[Subject]:
         if not (is_pruned_dir(path) and summary.is_file()):
             continue
         label = json.loads(summary.read_text()).get("label")
-        if label in labels:
+        if label in labels and trim_is_current(path, folder.path):
             found.append(load_subject(f"{label}{TRIMMED_SUFFIX}", path))
     return found
 
