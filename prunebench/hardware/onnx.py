@@ -44,7 +44,6 @@ from prunebench.models.loaded import LoadedModel
 OPSET = 17
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
-EXPORTER = "torch.onnx.export (TorchScript exporter, dynamo=False), dynamic batch and sequence axes"
 
 _EXPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {"fp32": bytes, "int8": bytes}
 

@@ -43,7 +43,6 @@ from torch import nn
 from prunebench.errors import UnknownNameError
 from prunebench.extract import VERIFY_TOLERANCE
 from prunebench.hardware.memory import is_out_of_memory
-from prunebench.hardware.onnx import EXPORTER as ONNX_EXPORTER
 from prunebench.hardware.onnx import OPSET as ONNX_OPSET
 from prunebench.hardware.onnx import OnnxExportFailed, OrtModule, initializer_bytes, onnx_model, verify_onnx
 from prunebench.hardware.onnx import skip_reason as onnx_skip_reason
@@ -368,11 +367,10 @@ def _build_onnx(loaded: LoadedModel, spec: VariantSpec, device: torch.device, pl
             "sentences; not profiled"
         )
     notes = [
-        f"exported with {ONNX_EXPORTER}, opset {ONNX_OPSET}; run by onnxruntime {_onnxruntime_version()}; "
-        f"logits vs PyTorch fp32 on real sentences: max |difference| {difference:.2e}"
+        f"torch.onnx.export (dynamic axes, opset {ONNX_OPSET}), onnxruntime {_onnxruntime_version()}"
+        + (" quantize_dynamic int8" if precision == "int8" else "")
+        + f"; max |logit - PyTorch fp32| on real sentences {difference:.1e}"
     ]
-    if precision == "int8":
-        notes.append("onnxruntime.quantization.quantize_dynamic (int8 weights, activations quantized per call)")
     return BuiltVariant(spec, session.eval(), device, torch.float32, initializer_bytes(exported), plan, notes)
 
 
