@@ -40,11 +40,12 @@ from prunebench.config import (
     int_list,
     target_from_flags,
     text_list,
+    trim_source_problem,
 )
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
-from prunebench.rundir import ProfileDir, SweepDir, read_run
+from prunebench.rundir import ProfileDir, RunDir, SweepDir, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -81,6 +82,16 @@ def _checked_report_sources(value: list[Path]) -> list[Path]:
         SweepDir(value[0]).read()
         return value
     return _checked_runs(value)  # type: ignore[return-value]
+
+
+def _checked_trim_source(value: str | None) -> str | None:
+    """``--trim-vocab``: a run directory or an existing data file of texts."""
+    problem = None if value is None else trim_source_problem(value)
+    if problem is None and value is not None and Path(value).is_dir() and not RunDir(Path(value)).is_run():
+        problem = f"--trim-vocab {value} is a folder but not a run; give a run directory or a data file of texts"
+    if problem:
+        raise PrunebenchError(problem)
+    return value
 
 
 def _checked_target(value: str | None) -> str | None:
@@ -210,9 +221,24 @@ def extract(
     ] = ExtractConfig.verify,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
     as_json: JsonOption = False,
+    trim_vocab: Annotated[
+        str | None,
+        typer.Option(
+            "--trim-vocab",
+            metavar="RUN|DATAFILE",
+            callback=_checked_trim_source,
+            help="Also trim the vocabulary to the tokens of a run's training split or a file of texts "
+            "(alone, without --config/--random: the un-pruned model).",
+        ),
+    ] = ExtractConfig.trim_vocab,
+    trim_top_k: Annotated[
+        int | None, typer.Option(help="With --trim-vocab: keep only the K most frequent tokens (and special ones).")
+    ] = ExtractConfig.trim_top_k,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
-    settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
+    settings = ExtractConfig(
+        space, config, random, seed, task_kind, num_labels, seq_len, verify, trim_vocab, trim_top_k
+    )  # fmt: skip
     from prunebench.extract import extract_subnetworks
 
     search_space, results = extract_subnetworks(model, settings, out, overwrite=overwrite)
@@ -236,6 +262,9 @@ def extract_pareto(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace models exported earlier with another selection.")] = False,
     verify: Annotated[bool, typer.Option(help="Compare each extracted model with the masked super-network.")] = True,
+    trim_vocab: Annotated[
+        bool, typer.Option(help="Also write the run's models with the vocabulary of its training split (RUN/vocab/).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Extract a search's Pareto set as pruned models into RUN/search/NAME/models/ (with their index)."""
@@ -244,6 +273,12 @@ def extract_pareto(
     result = export_pareto(
         run, search=search, max_models=max_models, overwrite=overwrite, verify=verify, show_progress=not as_json
     )
+    if trim_vocab:
+        from prunebench.extract.vocab import trim_run
+
+        for trimmed in trim_run(run, overwrite=overwrite):
+            if not as_json:
+                console.print(f"{trimmed.label}: {trimmed.summary['kept_tokens']:,} tokens kept, {trimmed.path}")
     if as_json:
         return _print_json({"search": result.search, "models_dir": result.models_dir, "written": result.written,
                             "models": result.rows})  # fmt: skip
@@ -633,10 +668,18 @@ def run_command(
     task_kind: TaskKindOption = None,
     out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path(DEFAULT_RUN_DIR),
     overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
+    trim_vocab: Annotated[
+        bool | None,
+        typer.Option(help="Also profile the models with the vocabulary of the training split (default: the preset's)."),
+    ] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
     config = get_preset(preset).with_overrides(model=model, task=task, **data)
+    if trim_vocab is not None:
+        from dataclasses import replace
+
+        config = replace(config, trim_vocab=trim_vocab)
     from prunebench.pipeline import run_pipeline
     from prunebench.rundir import ReportDir
 
@@ -851,7 +894,7 @@ def _print_extracted(space, results, seq_len: int) -> None:
     for result in results:
         table.add_row(
             str(result.path),
-            str(len(space.masks(result.config).kept_layers())),
+            str(len(space.masks(result.config).kept_layers())) if result.config is not None else "all",
             f"{result.parameters:,}",
             f"{result.encoder_fraction:.3f}",
             f"{result.relative_parameters:.3f}",
@@ -862,6 +905,16 @@ def _print_extracted(space, results, seq_len: int) -> None:
     diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
     if diffs:
         console.print(f"largest absolute logit difference, masked vs extracted: {max(diffs):.3e}")
+    for result in results:
+        if result.trim is not None:
+            trim = result.trim
+            unseen = trim["test_unseen_token_share"]
+            console.print(
+                f"{result.path}: vocabulary trimmed to {trim['kept_tokens']:,} of {trim['source_vocab_size']:,} tokens "
+                f"({trim['source']}): {trim['parameters_before']:,} -> {trim['parameters']:,} parameters, "
+                f"{trim['weight_bytes_before'] / 2**20:.2f} -> {trim['weight_bytes'] / 2**20:.2f} MiB"
+                + ("" if unseen is None else f"; test-split tokens outside it: {unseen:.2%}")
+            )
 
 
 def _print_pareto_export(result) -> None:

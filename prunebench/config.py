@@ -43,7 +43,8 @@ UNAVAILABLE_METHODS = {
     "offers here (syne-tune 0.16 dropped its scalarised searchers; its leftover module fails to import) and "
     "prunebench does not hand-write GP code; use lsbo (linear scalarisation) or ehvi",
 }
-VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8")
+VARIANT_NAMES = ("fp32", "fp16", "bf16", "int8", "nf4", "fp4", "dynamic-int8", "onnx-fp32", "onnx-int8")
+ONNX_VARIANT_NAMES = ("onnx-fp32", "onnx-int8")  # run by ONNX Runtime (hardware.variants: runtime "onnxruntime")
 
 
 def task_key(name: str) -> str:
@@ -403,6 +404,8 @@ class ExtractConfig:
     num_labels: int = 2
     seq_len: int = 128  # the MAC count is stated for this sequence length
     verify: bool = False  # compare each extracted model with the masked super-network
+    trim_vocab: str | None = None  # keep the vocabulary of this run's training split or data file (extract.vocab)
+    trim_top_k: int | None = None  # ...only its k most frequent tokens (special tokens besides)
 
     def __post_init__(self) -> None:
         problems = [
@@ -410,13 +413,49 @@ class ExtractConfig:
             unknown_name("task kind", self.task_kind, TASK_KINDS),
         ]
         problems = [problem for problem in problems if problem]
-        if (self.config is None) == (self.random is None):
-            problems.append("give exactly one of --config JSON and --random N")
+        if self.trim_vocab is not None:
+            problems.append(trim_source_problem(self.trim_vocab))
+            problems = [problem for problem in problems if problem]
+        if self.trim_top_k is not None and (self.trim_vocab is None or self.trim_top_k < 1):
+            problems.append("--trim-top-k needs --trim-vocab and a count of at least 1")
+        if (
+            self.config is not None
+            and self.random is not None
+            or (self.config is None and self.random is None and self.trim_vocab is None)
+        ):
+            problems.append("give exactly one of --config JSON and --random N (or neither, to only --trim-vocab)")
         if self.random is not None and self.random < 1:
             problems.append(f"--random must be at least 1, got {self.random}")
         if self.seq_len < 1 or self.num_labels < 1:
             problems.append("--seq-len and --num-labels must be at least 1")
         _check(problems)
+
+
+TRIM_TEXT_SUFFIXES = ("txt", "csv", "tsv", "jsonl", "json", "parquet")  # data files --trim-vocab reads
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def trim_file_suffix(path: Path) -> str:
+    """A trim data file's format from its name, a compression suffix aside ('reviews.csv.gz' -> 'csv')."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1].lstrip(".") if suffixes else ""
+
+
+def trim_source_problem(value: str) -> str | None:
+    """What is wrong with a --trim-vocab source (a run directory or a data file of texts); None when nothing is."""
+    path = Path(value)
+    if path.is_dir():
+        return None  # a run: checked as the CLI parses it (``rundir``), and again where it is read
+    if not path.is_file():
+        return f"--trim-vocab {value} does not exist; give a run directory or a data file of texts"
+    if trim_file_suffix(path) not in TRIM_TEXT_SUFFIXES:
+        return (
+            f"--trim-vocab {value}: cannot read this kind of file; use a run directory or a file ending in "
+            + ", ".join("." + suffix for suffix in TRIM_TEXT_SUFFIXES)
+        )
+    return None
 
 
 # --- profiling ---------------------------------------------------------------------------------------
@@ -567,6 +606,7 @@ class PipelineConfig:
     profile: ProfileConfig = ProfileConfig()  # profiling happens on this machine (target "cpu")
     compare: CompareConfig = CompareConfig()
     report_formats: tuple[str, ...] = REPORT_FORMATS
+    trim_vocab: bool = False  # also profile the run's models with the vocabulary of the training split
 
     def with_overrides(self, **train_fields) -> PipelineConfig:
         """The preset with the given ``TrainConfig`` fields changed (None: the preset's), e.g. ``model``, ``task``

@@ -33,6 +33,7 @@ from rich.text import Text
 from prunebench.config import PipelineConfig, SearchConfig
 from prunebench.environment import clock
 from prunebench.environment import console as make_console
+from prunebench.extract.vocab import trim_run
 from prunebench.hardware.variants import VARIANTS
 from prunebench.profiling import profile_run, run_subjects, score_variants
 from prunebench.report import write_report
@@ -87,6 +88,7 @@ def run_pipeline(
         "extract": lambda: export_pareto(
             run_dir, search=search.search_name, max_models=config.max_models, show_progress=show_progress
         ),
+        **({"trim-vocab": lambda: trim_run(run_dir)} if config.trim_vocab else {}),
         "profile": lambda: profile_run(
             run_dir, replace(config.profile, score=False), show_progress=show_progress
         ),

@@ -83,6 +83,7 @@ TRAINING_LOG = "training_log.parquet"
 PIPELINE_FILE = "pipeline.json"
 SEARCH_DIR = "search"
 PROFILE_DIR = "profile"
+VOCAB_DIR = "vocab"  # the run's models with a trimmed vocabulary (extract.vocab.trim_run)
 COMPARE_DIR = "compare"
 REPORT_DIR = "report"
 NAS_SETTINGS_FILE = "nas_settings.json"
@@ -680,6 +681,11 @@ class RunDir:
 
     def search_dir(self, name: str) -> SearchDir:
         return SearchDir(self.search_root / name)
+
+    @property
+    def vocab_root(self) -> Path:
+        """RUN/vocab/: the fine-tuned and exported models again, each with a trimmed vocabulary."""
+        return self.path / VOCAB_DIR
 
     def search_names(self) -> list[str]:
         """Every search folder under RUN/search/, finished or not."""

@@ -110,3 +110,19 @@ def test_pipeline_refuses_a_foreign_directory(tmp_path):
     with pytest.raises(PrunebenchError, match="not empty"):
         run_pipeline(tiny_pipeline(), out, show_progress=False)
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+
+def test_the_trim_vocab_option_adds_a_stage_and_the_trimmed_options(tmp_path):
+    from dataclasses import replace
+
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    run_pipeline(replace(tiny_pipeline(), trim_vocab=True), run_dir, show_progress=False)
+    stages = list(json.loads((run_dir / PIPELINE_FILE).read_text())["sessions"][-1]["stages"])
+    assert stages.index("trim-vocab") == stages.index("extract") + 1
+    options = pd.read_parquet(run_dir / "compare" / "cpu" / "options.parquet").set_index("option")
+    assert options.loc["full+vocab fp32", "kind"] == "trim" and options.loc["full+vocab dynamic-int8", "kind"] == (
+        "trim_quantize"
+    )
+    assert {"trim_prune", "trim_both"} <= set(options["kind"])
+    assert options.loc["full+vocab fp32", "weight_bytes"] < options.loc["full fp32", "weight_bytes"]

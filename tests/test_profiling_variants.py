@@ -42,11 +42,13 @@ def test_every_variant_builds_on_cpu_with_exact_weight_bytes(tiny):
         sizes = {}
         for spec in VARIANTS.values():
             built = build_variant(loaded, spec, "cpu")
-            assert built.weight_bytes == analytic_weight_bytes(loaded, spec, "cpu"), spec.name
+            if not spec.is_onnx:  # ONNX: the export's initializers (tests/test_onnx_variants.py)
+                assert built.weight_bytes == analytic_weight_bytes(loaded, spec, "cpu"), spec.name
             sizes[spec.name] = built.weight_bytes
             logits = _logits(built.model, inputs)
             assert logits.shape == reference.shape and torch.isfinite(logits).all()
-            assert (logits - reference).abs().max() < 0.05, spec.name  # the same model, approximately
+            # the same model, approximately (ONNX Runtime's int8 also quantizes the embeddings, per tensor)
+            assert (logits - reference).abs().max() < (0.1 if spec.is_onnx else 0.05), spec.name
         assert sizes["fp32"] == 4 * parameters
         assert sizes["fp16"] == sizes["bf16"] == 2 * parameters
         # the tiny models are mostly embeddings (kept in fp32): quantization only shrinks the linears
@@ -150,11 +152,12 @@ def test_layers_of_different_sizes_run_under_every_variant_with_padding_masked(n
     for spec in VARIANTS.values():  # every variant runs on CPU
         built = build_variant(pruned, spec, "cpu")
         floats = {p.dtype for p in built.model.parameters() if p.is_floating_point()}
-        if spec.dtype is not None:
+        if spec.dtype is not None and not spec.is_onnx:  # an ONNX Runtime session holds no torch parameters
             assert floats == {spec.dtype}, spec.name  # weights (embeddings, LayerNorms, head) all cast
         logits = _logits(built.model, inputs)
-        assert torch.isfinite(logits).all() and (logits - reference).abs().max() < 0.02, spec.name
-        if spec.quantization == "torch-dynamic-int8":
+        tolerance = 0.1 if spec.quantization == "onnx-dynamic-int8" else 0.02  # int8 embeddings there too
+        assert torch.isfinite(logits).all() and (logits - reference).abs().max() < tolerance, spec.name
+        if spec.quantization in ("torch-dynamic-int8", "onnx-dynamic-int8"):
             continue  # it scales activations per tensor, so padded tokens shift every row a little
         # the mask (int64 here; transformers turns it into the model's dtype) hides the padded tokens:
         # changing them changes nothing in row 0, while without the mask they do change it

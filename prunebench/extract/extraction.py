@@ -67,7 +67,9 @@ def extract(loaded: LoadedModel, masks: Masks, share_tensors: bool = False) -> L
         kept.append(LayerStructure(index, tuple(heads), tuple(units)))
     adapter.set_encoder_layers(model, new_layers)
     structure = PrunedStructure(loaded.dims, tuple(kept))
-    return LoadedModel(model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, structure)
+    return LoadedModel(
+        model.eval(), loaded.tokenizer, adapter, loaded.source, loaded.task_kind, structure, loaded.vocab
+    )
 
 
 def shared_extract(loaded: LoadedModel, masks: Masks) -> LoadedModel:

@@ -156,6 +156,8 @@ def matmul_dtype(spec: VariantSpec, profile: HardwareProfile) -> str:
 
 
 def skip_reason(spec: VariantSpec, profile: HardwareProfile) -> str | None:
+    if spec.is_onnx:
+        return "ONNX Runtime variants are measured, not estimated: the roofline models eager PyTorch's operators"
     reason = static_skip_reason(spec, _device_kind(profile), profile.compute_capability)
     if reason:
         return reason

@@ -93,6 +93,7 @@ class ProfileRow:
     encoder_fraction: float | None = None  # encoder parameters / the source model's encoder (what pruning removes)
     macs_per_sequence: int | None = None
     weight_bytes: int | None = None
+    vocab_kept: int | None = None  # rows of a trimmed vocabulary's embedding table (None: not trimmed)
     # THE latency and memory of the point (derived, see the class docstring)
     latency_s: float | None = None
     memory_bytes: int | None = None

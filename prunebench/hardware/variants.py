@@ -19,9 +19,12 @@ not a multiple of 4 with an fp32 matmul instead of its int8 kernel on CUDA (cuBL
 lists those linears and their share of the quantized weights, from the shapes alone, so the
 figure is the same on a CPU (where bitsandbytes' int8 matmul is fp32 for every linear anyway).
 
+ONNX Runtime variants (``onnx-fp32``, ``onnx-int8``: runtime ``onnxruntime``) are the model exported
+with ``torch.onnx.export`` and run by an ONNX Runtime session behind the same call (``hardware.onnx``).
+
 A combination that cannot run (bf16 below compute capability 8.0, LLM.int8 below 7.5, dynamic
-int8 on a GPU, bitsandbytes missing) raises ``VariantSkipped`` with the reason instead of failing
-later.
+int8 on a GPU, bitsandbytes or onnxruntime missing, a model the ONNX exporter refuses) raises
+``VariantSkipped`` with the reason instead of failing later.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ import torch
 from torch import nn
 
 from prunebench.errors import UnknownNameError
+from prunebench.extract import VERIFY_TOLERANCE
 from prunebench.hardware.memory import is_out_of_memory
+from prunebench.hardware.onnx import OPSET as ONNX_OPSET
+from prunebench.hardware.onnx import OnnxExportFailed, OrtModule, initializer_bytes, onnx_model, verify_onnx
+from prunebench.hardware.onnx import skip_reason as onnx_skip_reason
 from prunebench.models.loaded import LoadedModel
 
 CPU_4BIT_BLOCK_N = 32  # bitsandbytes' packed CPU 4-bit kernel works on blocks of 32 output rows...
@@ -54,7 +61,8 @@ class VariantSpec:
     name: str
     description: str
     dtype: torch.dtype | None  # the model's float dtype; None: the device's compute dtype (quantized variants)
-    quantization: str | None  # None, "bnb-int8", "bnb-nf4", "bnb-fp4", "torch-dynamic-int8"
+    quantization: str | None  # None, "bnb-int8", "bnb-nf4", "bnb-fp4", "torch-dynamic-int8", "onnx-dynamic-int8"
+    runtime: str = "torch"  # what runs it: "torch", or "onnxruntime" (an ONNX export in an ONNX Runtime session)
 
     @property
     def is_quantized(self) -> bool:
@@ -63,6 +71,10 @@ class VariantSpec:
     @property
     def is_bnb(self) -> bool:
         return bool(self.quantization and self.quantization.startswith("bnb-"))
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.runtime == "onnxruntime"
 
 
 VARIANTS: dict[str, VariantSpec] = {
@@ -75,6 +87,10 @@ VARIANTS: dict[str, VariantSpec] = {
         VariantSpec("nf4", "bitsandbytes 4-bit NormalFloat linears (blocksize 64)", None, "bnb-nf4"),
         VariantSpec("fp4", "bitsandbytes 4-bit float linears (blocksize 64)", None, "bnb-fp4"),
         VariantSpec("dynamic-int8", "torch dynamic int8 linears (CPU only)", None, "torch-dynamic-int8"),
+        VariantSpec("onnx-fp32", "ONNX Runtime, fp32 (torch.onnx.export)", torch.float32, None, "onnxruntime"),
+        VariantSpec(
+            "onnx-int8", "ONNX Runtime dynamic int8 (quantize_dynamic)", None, "onnx-dynamic-int8", "onnxruntime"
+        ),
     )
 }
 
@@ -166,6 +182,8 @@ def runtime_skip_reason(spec: VariantSpec, device: torch.device) -> str | None:
             return f"this bitsandbytes build does not support {device.type} (supports {', '.join(sorted(supported))})"
     if spec.quantization == "torch-dynamic-int8" and torch.backends.quantized.engine == "none":
         return "this torch build has no quantized CPU engine (fbgemm/x86/qnnpack) for dynamic int8"
+    if spec.is_onnx:
+        return onnx_skip_reason(device.type)
     return None
 
 
@@ -218,7 +236,7 @@ def int8_fallback_fields(spec: VariantSpec, plan: LinearPlan) -> dict:
 
 def plan_linears(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> LinearPlan:
     """Which ``nn.Linear`` modules ``spec`` quantizes on this kind of device, and why the others are kept."""
-    if not spec.is_quantized:
+    if not spec.is_quantized or spec.is_onnx:  # ONNX Runtime's quantizer chooses its own nodes
         return LinearPlan((), {})
     skip = loaded.adapter.quantization_skip_modules
     packing = spec.quantization in ("bnb-nf4", "bnb-fp4") and _cpu_4bit_packing(device_kind)
@@ -299,6 +317,8 @@ def build_variant(loaded: LoadedModel, spec: VariantSpec, device: torch.device |
         raise VariantSkipped(reason)
     dtype = compute_dtype(spec, device.type)
     plan = plan_linears(loaded, spec, device.type)
+    if spec.is_onnx:
+        return _build_onnx(loaded, spec, device, plan)
     model = copy.deepcopy(loaded.model).to(dtype=dtype)  # cast before quantizing: bnb keeps int8 weights as int8
     try:
         if spec.is_bnb:
@@ -330,6 +350,34 @@ def build_variant(loaded: LoadedModel, spec: VariantSpec, device: torch.device |
             "use bitsandbytes' generic CPU 4-bit path"
         )
     return BuiltVariant(spec, model.eval(), device, dtype, weight_bytes(model), plan, notes)
+
+
+def _build_onnx(loaded: LoadedModel, spec: VariantSpec, device: torch.device, plan: LinearPlan) -> BuiltVariant:
+    """An ONNX Runtime session of ``loaded``'s export (``hardware.onnx``); an export that fails is skipped."""
+    precision = "int8" if spec.quantization else "fp32"
+    try:
+        exported = onnx_model(loaded, precision)
+    except OnnxExportFailed as reason:
+        raise VariantSkipped(str(reason)) from None
+    session = OrtModule(exported, device)
+    difference = verify_onnx(loaded, precision)
+    if precision == "fp32" and not difference <= VERIFY_TOLERANCE:
+        raise VariantSkipped(
+            f"the ONNX export's logits differ from PyTorch's by {difference:.3e} (> {VERIFY_TOLERANCE:g}) on real "
+            "sentences; not profiled"
+        )
+    notes = [
+        f"torch.onnx.export (dynamic axes, opset {ONNX_OPSET}), onnxruntime {_onnxruntime_version()}"
+        + (" quantize_dynamic int8" if precision == "int8" else "")
+        + f"; max |logit - PyTorch fp32| on real sentences {difference:.1e}"
+    ]
+    return BuiltVariant(spec, session.eval(), device, torch.float32, initializer_bytes(exported), plan, notes)
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _first_line(error: BaseException) -> str:
@@ -365,7 +413,8 @@ def weight_bytes(model: nn.Module) -> int:
     Counted from the tensors themselves: int8 weights with their per-row scales (LLM.int8),
     packed 4-bit weights with their block scales and code book, torch dynamic int8 weights
     (1 byte each, plus scale and zero point per tensor or channel) with their fp32 biases.
-    Buffers (position ids) and a backend's private packing copies are not counted.
+    A trimmed vocabulary's id lookup (``models.vocab``, int32) is counted; other buffers (position ids)
+    and a backend's private packing copies are not.
     """
     total = 0
     for module in model.modules():
@@ -375,6 +424,7 @@ def weight_bytes(model: nn.Module) -> int:
             total += _quant_state_bytes(getattr(param, "quant_state", None))
         if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
             total += _dynamic_quantized_bytes(module)
+        total += _tensor_bytes(getattr(module, "vocab_map", None))  # a trimmed vocabulary's id lookup
     return total
 
 
@@ -388,13 +438,20 @@ def _dynamic_quantized_bytes(module: nn.Module) -> int:
 
 
 def analytic_weight_bytes(loaded: LoadedModel, spec: VariantSpec, device_kind: str) -> int:
-    """What ``weight_bytes`` of the built variant will be, from the fp32 model's shapes alone (no build)."""
+    """What ``weight_bytes`` of the built variant will be, from the fp32 model's shapes alone (no build).
+
+    Not for ONNX Runtime variants: which tensors the exporter keeps and the quantizer turns into int8 is
+    theirs to decide, so their weight bytes are counted on the export (``onnx.initializer_bytes``).
+    """
+    if spec.is_onnx:
+        raise ValueError(f"{spec.name}: ONNX weight bytes are counted on the export, not from shapes")
     float_bytes = torch.empty(0, dtype=compute_dtype(spec, device_kind)).element_size()
     plan = plan_linears(loaded, spec, device_kind)
     quantized = set(plan.quantized)
     total = 0
     for name, module in loaded.model.named_modules():
         params = dict(module.named_parameters(recurse=False))
+        total += _tensor_bytes(getattr(module, "vocab_map", None))
         if name not in quantized:
             total += sum(p.numel() for p in params.values()) * float_bytes
             continue

@@ -11,6 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from prunebench.models.adapters import FamilyAdapter
 from prunebench.models.dims import ModelDims, PrunedStructure
+from prunebench.models.vocab import VocabTrim
 
 
 @dataclass
@@ -21,6 +22,7 @@ class LoadedModel:
     source: str  # the --model argument it came from
     task_kind: str
     structure: PrunedStructure | None = None  # set for physically pruned models
+    vocab: VocabTrim | None = None  # set for models with a trimmed vocabulary (``models.vocab``)
 
     @property
     def dims(self) -> ModelDims:

@@ -8,7 +8,9 @@ A pruned model directory holds:
 - ``prunebench.json``: ``{"format": "prunebench-pruned", "version": 1, "task_kind": ...,
   "structure": {"source_dims": {...}, "layers": [{"source_layer", "heads", "units"}, ...]},
   "provenance": {...}}``, where heads and units are indices in the model it was cut from
-  and provenance records the source model, space and config.
+  and provenance records the source model, space and config; a model with a trimmed vocabulary
+  (``models.vocab``) adds ``"vocab": {...}`` (``VocabTrim``), and when only its vocabulary was
+  trimmed, ``"structure"`` is null.
 
 Loading builds the family's model from ``config.json``, slices every layer to the
 stored sizes and loads the weights strictly, so a wrong file fails loudly.
@@ -30,6 +32,7 @@ from prunebench.models.dims import PrunedStructure
 from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
+from prunebench.models.vocab import VocabTrim, empty_trimmed_table
 from prunebench.rundir import check_output, staging_path
 
 META_FILE = "prunebench.json"
@@ -45,15 +48,16 @@ def is_pruned_dir(path: Path) -> bool:
 def read_structure(path: Path) -> PrunedStructure | None:
     """What a pruned model directory kept of its source model, or None when it is not a readable pruned model."""
     try:
-        return PrunedStructure.from_dict(json.loads((Path(path) / META_FILE).read_text())["structure"])
+        structure = json.loads((Path(path) / META_FILE).read_text())["structure"]
+        return PrunedStructure.from_dict(structure) if structure is not None else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite: bool = False) -> Path:
     """Write ``loaded`` (a pruned model) to ``out_dir`` atomically: a failed write leaves any old one intact."""
-    if loaded.structure is None:
-        raise ValueError("save_pruned needs a model produced by extraction")
+    if loaded.structure is None and loaded.vocab is None:
+        raise ValueError("save_pruned needs a model produced by extraction or vocabulary trimming")
     out_dir = Path(out_dir)
     check_output(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -68,9 +72,11 @@ def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite:
             "format": FORMAT,
             "version": VERSION,
             "task_kind": loaded.task_kind,
-            "structure": loaded.structure.to_dict(),
+            "structure": loaded.structure.to_dict() if loaded.structure is not None else None,
             "provenance": provenance,
         }
+        if loaded.vocab is not None:
+            meta["vocab"] = loaded.vocab.to_dict()
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -91,14 +97,17 @@ def load_pruned(path: Path) -> LoadedModel:
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
-        structure = PrunedStructure.from_dict(meta["structure"])
+        structure = PrunedStructure.from_dict(meta["structure"]) if meta["structure"] is not None else None
+        vocab = VocabTrim.from_dict(meta["vocab"]) if meta.get("vocab") is not None else None
+        if structure is None and vocab is None:
+            raise ValueError("neither a pruned structure nor a trimmed vocabulary")
         task_kind = meta["task_kind"]
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PrunebenchError(
             f"{path} is not a readable prunebench pruned model ({error}); re-run 'prunebench extract'"
         ) from None
-    if config.num_hidden_layers != len(structure.layers):
+    if structure is not None and config.num_hidden_layers != len(structure.layers):
         raise PrunebenchError(
             f"{path}: config.json has {config.num_hidden_layers} layers but {META_FILE} lists "
             f"{len(structure.layers)}; the directory is mixed up, re-run 'prunebench extract'"
@@ -106,8 +115,10 @@ def load_pruned(path: Path) -> LoadedModel:
     adapter = adapter_for(config)
     with quiet_transformers():
         model = adapter.model_class(task_kind)(config)
-    for layer, kept in zip(adapter.encoder_layers(model), structure.layers, strict=True):
+    for layer, kept in zip(adapter.encoder_layers(model), structure.layers if structure else (), strict=False):
         slice_layer(adapter, layer, list(range(len(kept.heads))), list(range(len(kept.units))))
+    if vocab is not None:
+        empty_trimmed_table(model, vocab)
     try:
         state = load_file(path / WEIGHTS_FILE)
         model.load_state_dict(state, strict=True)
@@ -119,4 +130,4 @@ def load_pruned(path: Path) -> LoadedModel:
         ) from None
     apply_pooling(model, adapter)  # as recorded in config.json
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return LoadedModel(model.eval(), tokenizer, adapter, str(path), task_kind, structure)
+    return LoadedModel(model.eval(), tokenizer, adapter, str(path), task_kind, structure, vocab)

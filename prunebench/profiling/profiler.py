@@ -380,6 +380,7 @@ class _Run:
             encoder_parameters=subject.encoder_parameters,
             encoder_fraction=subject.encoder_fraction,
             macs_per_sequence=subject.macs(seq_len),
+            vocab_kept=subject.loaded.vocab.kept if subject.loaded.vocab is not None else None,
             timestamp=datetime.now(UTC).isoformat(timespec="microseconds"),  # also the table's row order
             **self.environment,
             **values,

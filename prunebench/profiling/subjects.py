@@ -9,9 +9,11 @@ pruned model directory written by ``prunebench extract``, or a folder of such di
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prunebench.errors import PrunebenchError
+from prunebench.extract.vocab import TRIMMED_SUFFIX, trim_is_current
 from prunebench.hardware.subject import Subject, load_subject, subject_from_loaded
 from prunebench.models import load_model
 from prunebench.models.pruned import is_pruned_dir
@@ -52,7 +54,24 @@ def run_subjects(run_dir: Path) -> list[Subject]:
                     f"export it again with 'prunebench extract-pareto {run_dir} --search {search} --overwrite'"
                 )
             subjects.append(load_subject(f"{search}/{row.label}", path))
+    subjects += _trimmed_subjects(folder, {s.label for s in subjects})
     return subjects
+
+
+def _trimmed_subjects(folder: RunDir, labels: set[str]) -> list[Subject]:
+    """The run's models with a trimmed vocabulary (``extract.vocab.trim_run``), as ``LABEL+vocab``; a trimmed
+    model whose untrimmed model is no longer among the run's, or has other weights now (a new Pareto export),
+    is left out until ``trim_run`` trims it again."""
+    found = []
+    root = folder.vocab_root
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        summary = path / "trim.json"
+        if not (is_pruned_dir(path) and summary.is_file()):
+            continue
+        label = json.loads(summary.read_text()).get("label")
+        if label in labels and trim_is_current(path, folder.path):
+            found.append(load_subject(f"{label}{TRIMMED_SUFFIX}", path))
+    return found
 
 
 def is_run_dir(path: Path) -> bool:

@@ -12,7 +12,9 @@
 
 An option is one (model, variant). Its kind says what was done to the fine-tuned model:
 ``unpruned`` (the full model in fp32, fp16 or bf16: a cast, not quantization), ``quantize``
-(8- or 4-bit, un-pruned), ``prune`` (an extracted sub-network, fp32/fp16/bf16) and ``both``.
+(8- or 4-bit, un-pruned), ``prune`` (an extracted sub-network, fp32/fp16/bf16) and ``both``;
+``onnx`` (run by ONNX Runtime, fp32 or its int8, un-pruned) and ``prune_onnx``; and each of these
+with a trimmed vocabulary (``trim``, ``trim_quantize``, ... ``trim_prune_onnx``).
 
 Latency and memory are the profile row's ``latency_s`` and ``memory_bytes``, taken as they are
 (``hardware.store``: ``LATENCY_DEFINITION``, ``MEMORY_DEFINITION``; nothing is recomputed here).
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunebench.config import CompareConfig
+from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
@@ -49,7 +51,11 @@ from prunebench.search.pareto import non_dominated
 
 FULL_MODEL = "full"  # the label profiling gives the un-pruned fine-tuned checkpoint
 REFERENCE_VARIANT = "fp32"
-KINDS = ("unpruned", "quantize", "prune", "both")
+BASE_KINDS = ("unpruned", "quantize", "prune", "both")  # always named in an answer, "nothing fits" included
+KINDS = (
+    *BASE_KINDS, "onnx", "prune_onnx",
+    "trim", "trim_quantize", "trim_prune", "trim_both", "trim_onnx", "trim_prune_onnx",
+)  # fmt: skip
 
 
 _UNITS = {
@@ -136,11 +142,16 @@ def _number(value, default: float = math.nan) -> float:
     return default if value is None or pd.isna(value) else float(value)
 
 
-def _kind(pruned: bool, quantization) -> str:
+def _kind(pruned: bool, quantization, variant: str | None = None, vocab_kept=None) -> str:
     quantized = quantization is not None and not pd.isna(quantization)
-    return {(False, False): "unpruned", (False, True): "quantize", (True, False): "prune", (True, True): "both"}[
-        (bool(pruned), quantized)
-    ]
+    if variant in ONNX_VARIANT_NAMES:
+        kind = "prune_onnx" if pruned else "onnx"
+    else:
+        kind = {(False, False): "unpruned", (False, True): "quantize", (True, False): "prune", (True, True): "both"}[
+            (bool(pruned), quantized)
+        ]
+    trimmed = vocab_kept is not None and not pd.isna(vocab_kept)
+    return ("trim" if kind == "unpruned" else f"trim_{kind}") if trimmed else kind
 
 
 def _scores(run_dir: Path, target: str, notes: list[str]) -> pd.DataFrame:
@@ -230,7 +241,8 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "model": row["model"],
                 "variant": row["variant"],
                 "option": f"{row['model']} {row['variant']}",
-                "kind": _kind(row["pruned"], row["quantization"]),
+                "kind": _kind(row["pruned"], row["quantization"], row["variant"], row.get("vocab_kept")),
+                "vocab_kept": row.get("vocab_kept"),
                 "pruned": bool(row["pruned"]),
                 "quantization": row["quantization"],
                 "encoder_fraction": _number(row.get("encoder_fraction")),
@@ -289,7 +301,13 @@ def _reference(options: pd.DataFrame, column: str) -> float | None:
     return None if full is None or pd.isna(full[column]) else float(full[column])
 
 
-KIND_NAMES = {"unpruned": "unpruned", "quantize": "quantized", "prune": "pruned", "both": "pruned + quantized"}
+KIND_NAMES = {
+    "unpruned": "unpruned", "quantize": "quantized", "prune": "pruned", "both": "pruned + quantized",
+    "onnx": "ONNX Runtime", "prune_onnx": "pruned + ONNX Runtime",
+    "trim": "trimmed vocabulary", "trim_quantize": "trimmed vocabulary + quantized",
+    "trim_prune": "pruned + trimmed vocabulary", "trim_both": "pruned + trimmed vocabulary + quantized",
+    "trim_onnx": "trimmed vocabulary + ONNX Runtime", "trim_prune_onnx": "pruned + trimmed vocabulary + ONNX Runtime",
+}  # fmt: skip
 _AXIS_COLUMNS = {"latency": "latency_s", "memory": "memory_bytes"}
 
 
@@ -403,8 +421,9 @@ def answer_sentence(
         text += f" against {reference['error']:.3f} for the full fp32 model"
     text += f"; {_value_text(winner, 'latency')}, {_value_text(winner, 'memory')}."
     others = []
+    present = set(options["kind"]) if "kind" in options else set()
     for kind in KINDS:
-        if kind == winner["kind"]:
+        if kind == winner["kind"] or (kind not in BASE_KINDS and kind not in present):
             continue
         best = best_by_kind.get(kind)
         if best is None:
@@ -506,7 +525,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
     ]
     answers = answer_budgets(options, budgets)
     answers.insert(0, "target", target)
-    missing = [kind for kind in KINDS if kind not in set(options["kind"])]
+    missing = [kind for kind in BASE_KINDS if kind not in set(options["kind"])]
     chance = sorted(options.loc[options["chance"], "option"])
     if chance:
         settings["notes"].append(

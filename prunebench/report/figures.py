@@ -19,11 +19,13 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from prunebench.report.compare import KIND_NAMES, full_fp32
+from prunebench.report.compare import KIND_NAMES, KINDS, full_fp32
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
 
-KINDS = ("unpruned", "quantize", "prune", "both")
-KIND_MARKERS = {"unpruned": "o", "quantize": "s", "prune": "^", "both": "D"}
+KIND_MARKERS = {
+    "unpruned": "o", "quantize": "s", "prune": "^", "both": "D", "onnx": "P", "prune_onnx": "X",
+    "trim": "h", "trim_quantize": "p", "trim_prune": "v", "trim_both": "d", "trim_onnx": "*", "trim_prune_onnx": "8",
+}  # fmt: skip
 BASELINE_MARKERS = {"layer_drop": "X", "importance": "P"}
 AXES = {  # compare axis -> (options column, scale to the shown unit, unit, front flag)
     "latency": ("latency_s", 1e3, "ms per batch", "front_latency"),

@@ -40,6 +40,7 @@ class CostModel:
     dims: ModelDims
     outside_parameters: int  # embeddings, pooler, task head
     outside_macs: int  # pooler and task head, per sequence
+    trimmed_parameters: int = 0  # word-embedding parameters a trimmed vocabulary removed (``models.vocab``)
 
     @classmethod
     def for_model(cls, loaded: LoadedModel) -> CostModel:
@@ -52,7 +53,10 @@ class CostModel:
             for m in model.modules()
             if isinstance(m, nn.Linear) and id(m) not in encoder_modules
         )
-        return cls(loaded.dims, outside_parameters, outside_macs)
+        trimmed = 0
+        if loaded.vocab is not None:
+            trimmed = (loaded.vocab.source_vocab_size - loaded.vocab.kept) * loaded.model.config.hidden_size
+        return cls(loaded.dims, outside_parameters, outside_macs, trimmed)
 
     def _kept(self, masks: Masks) -> list[tuple[int, int]]:
         heads, units = masks.heads.sum(dim=1), masks.units.sum(dim=1)
@@ -68,8 +72,11 @@ class CostModel:
         return self.outside_macs + sum(layer_macs(self.dims, h, u, seq_len) for h, u in self._kept(masks))
 
     def relative_parameters(self, masks: Masks) -> float:
-        """All parameters (embeddings and head included: what the weight file holds) / the full model's."""
-        return self.parameters(masks) / self.parameters(Masks.full(self.dims))
+        """All parameters (embeddings and head included: what the weight file holds) / the full model's.
+
+        The full model is the untrimmed one: a trimmed vocabulary's removed rows count in the denominator.
+        """
+        return self.parameters(masks) / (self.parameters(Masks.full(self.dims)) + self.trimmed_parameters)
 
     def encoder_fraction(self, masks: Masks) -> float:
         """Encoder parameters (what structural pruning removes) / the full encoder's: the default cost."""
