@@ -37,7 +37,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -67,7 +67,7 @@ from prunebench.hardware.measure import (
     release_memory,
     time_interleaved,
 )
-from prunebench.hardware.profiles import Target, resolve_target
+from prunebench.hardware.profiles import Target, choose_target, resolve_target
 from prunebench.hardware.store import ProfileRow, ProfileStore
 from prunebench.hardware.subject import Subject, subject_from_loaded
 from prunebench.hardware.timing import InterleavedTimes
@@ -82,8 +82,8 @@ from prunebench.hardware.variants import (
 )
 from prunebench.models import LoadedModel
 from prunebench.profiling.scoring import score_variants
-from prunebench.profiling.subjects import is_run_dir, resolve_subjects, run_subjects
-from prunebench.rundir import ProfileDir, RunDir, stage_lock, write_atomic
+from prunebench.profiling.subjects import resolve_subjects, run_subjects
+from prunebench.rundir import ProfileDir, RunDir, profile_request, stage_lock, write_atomic
 
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
@@ -217,6 +217,7 @@ class ProfileResult:
     table: pd.DataFrame  # the whole profile table
     scores: pd.DataFrame | None = None  # a run's variants scored on its test split
     calibration: pd.DataFrame | None = None  # with ``calibrate``: how far the estimates were off
+    notes: list[str] = field(default_factory=list)  # what the call decided for the user: estimates, defaults
 
 
 def profile_run(
@@ -236,20 +237,18 @@ def profile_run(
     directory, a pruned model or a folder of them, and/or ``model``, into ``out``.
     """
     console = make_console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
-    run_dir = source if source is not None and is_run_dir(source) else None
-    problems = []
-    if source is None and model is None:
-        problems.append("give a model directory or --model (minilm, shape:NAME or a directory)")
-    if run_dir is not None and model is not None:
-        problems.append(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
-    if config.score and run_dir is None:
-        problems.append("--score scores a run's models on its task's test split; give a run directory or drop --score")
-    if out is None and run_dir is None:
-        problems.append("give --out FOLDER for the profile table (only a run has a default, RUN/profile/TARGET)")
+    request, problems = profile_request(source, model, out, config.target, config.score)
     if problems:
         raise PrunebenchError("; ".join(problems))
-    out = Path(out) if out is not None else RunDir(run_dir).profile_dir(config.target).path
-    resolve_target(config.target, config.estimate, config.calibrate)  # an absent GPU is refused before loading models
+    run_dir, out = request.run_dir, request.out
+    # an absent GPU is refused (--measure, --calibrate) or estimated, said in one line, before loading models
+    where, notice = choose_target(config.target, config.estimate, config.measure, config.calibrate)
+    if where.mode == "estimated" and not config.estimate:
+        config = replace(config, estimate=True)
+    notes = [notice] if notice else []
+    notes += [f"default {what}" for what in request.defaults]
+    for line in notes:
+        console.print(line)
     if run_dir is not None:
         subjects = run_subjects(run_dir)
         if len(subjects) == 1:
@@ -259,13 +258,14 @@ def profile_run(
                 "points are kept)"
             )
     else:
-        subjects = resolve_subjects(model=model, model_dir=source)
+        subjects = resolve_subjects(model=request.model, model_dir=request.source)
     table = profile_models(
         subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
         seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
         timing=config.timing, on_row=on_row, remeasure_unstable=config.remeasure_unstable,
     )  # fmt: skip
-    result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
+    calibration = calibration_summary(table) if config.calibrate else None
+    result = ProfileResult(out, table, calibration=calibration, notes=notes)
     if not config.estimate:
         _print_measurement_warnings(console, out, run_dir or out)
     if run_dir is None or config.score is False:
