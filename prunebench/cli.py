@@ -889,7 +889,7 @@ def _print_profile(result) -> None:
         )
     console.print(table)
     if estimated:
-        console.print("~ = ESTIMATE from the profile's figures (roofline), not a measurement (column 'estimated'); "
+        console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated'); "
                       "bound = what set the estimate: host/launch (per-operator host cost, the same at every batch "
                       "size until the device takes longer), memory (traffic / bandwidth) or compute (FLOPs / "
                       "throughput)", soft_wrap=True)  # fmt: skip
