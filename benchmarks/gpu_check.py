@@ -71,7 +71,10 @@ class Check:
     def step(self, name: str, run, *, needs_s: float = 0.0) -> object:
         entry: dict = {"status": "ok"}
         if self.left_s() < needs_s:
-            entry = {"status": "not run", "reason": f"{self.left_s():.0f} s left of the budget, the step needs {needs_s:.0f}"}
+            entry = {
+                "status": "not run",
+                "reason": f"{self.left_s():.0f} s left of the budget, the step needs {needs_s:.0f}",
+            }
             self.record["steps"][name] = entry
             print(f"[{name}] not run: {entry['reason']}", flush=True)
             return None
@@ -250,12 +253,12 @@ def train_step(check: Check, model: str, device: str, work: Path) -> dict:
     first = train_supernet(config, run, show_progress=False, stop_after_steps=3)
     resumed = train_supernet(config, run, resume=True, show_progress=False)  # reads the trainer state back
     check.run_dir, check.train_config = run, config
-    log = resumed.log
-    losses = [float(v) for v in log["loss"]] if "loss" in log else []
+    log = resumed.log  # the epoch's validation scores of the largest, middle and smallest sub-networks
+    losses = [float(v) for v in log["train_loss"]] if "train_loss" in log else []
     if not resumed.finished or not losses or not all(math.isfinite(v) for v in losses):
         raise RuntimeError(f"training did not finish with finite losses: finished={resumed.finished} {losses[:5]}")
     return {"steps_before_stop": first.steps, "steps": resumed.steps, "total_steps": resumed.total_steps,
-            "resumed": True, "losses": losses[:20]}  # fmt: skip
+            "resumed": True, "log": json.loads(log.to_json(orient="records"))}  # fmt: skip
 
 
 def search_eval_step(check: Check, device: str) -> dict:
@@ -287,8 +290,10 @@ def search_eval_step(check: Check, device: str) -> dict:
     sliced = [e.metrics["error"] for e in scores["always"]]
     if not np.allclose(masked, sliced, atol=0.05):  # fp differences can flip a prediction or two
         raise RuntimeError(f"masked and sliced errors differ: {masked} vs {sliced}")
-    return {"candidates": len(candidates), "errors_masked": masked, "errors_sliced": sliced,
-            "modes": [e.mode for e in scores["always"]], "seconds": [round(e.seconds, 4) for e in scores["never"]]}  # fmt: skip
+    seconds = [round(e.seconds, 4) for e in scores["never"]]
+    modes = [e.mode for e in scores["always"]]
+    return {"candidates": len(candidates), "errors_masked": masked, "errors_sliced": sliced, "modes": modes,
+            "seconds_masked": seconds}  # fmt: skip
 
 
 # --- 5. out of memory -------------------------------------------------------------------------------------------
@@ -349,7 +354,7 @@ def estimate_errors(frame) -> list[dict]:
     grouped = rows.groupby(["variant", "batch_size"])["estimate_error"]
     summary = grouped.agg(points="count", median_error="median", min_error="min", max_error="max").reset_index()
     bounds = rows.groupby(["variant", "batch_size"])["est_bound"].agg(lambda b: ",".join(sorted(set(b))))
-    summary["est_bound"] = [bounds.loc[(v, b)] for v, b in zip(summary["variant"], summary["batch_size"])]
+    summary["est_bound"] = [bounds.loc[(v, b)] for v, b in zip(summary["variant"], summary["batch_size"], strict=True)]
     return json.loads(summary.to_json(orient="records"))
 
 
@@ -360,7 +365,7 @@ def finish(check: Check, out: Path) -> Path:
     columns = [c for c in ROW_COLUMNS if c in frame.columns]
     check.record["rows"] = json.loads(frame[columns].to_json(orient="records"))
     check.record["estimate_error"] = estimate_errors(frame) if len(frame) else []
-    check.record["estimate_error_definition"] = "estimated / measured latency - 1 (a roofline estimate vs a measurement)"
+    check.record["estimate_error_definition"] = "estimated / measured latency - 1 (roofline estimate vs measurement)"
     check.record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     check.record["failed_steps"] = check.failed()
     gpu = check.record.get("environment", {}).get("profile")
@@ -405,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         if target is None:
             print("no GPU with a profile: nothing to measure", file=sys.stderr)
         else:
-            check.step(f"profile-{shapes[0].split(':')[1]}", lambda: profile_step(check, shapes[0], target, work, points))
+            first = f"profile-{shapes[0].split(':')[1]}"
+            check.step(first, lambda: profile_step(check, shapes[0], target, work, points))
             check.step("train", lambda: train_step(check, train_model, device, work), needs_s=30)
             if check.run_dir is not None:
                 check.step("search-eval", lambda: search_eval_step(check, device), needs_s=20)

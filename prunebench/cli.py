@@ -559,8 +559,10 @@ def compare(
     device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
     measure: Annotated[
         bool,
-        typer.Option(help="--gpu NAME the run has no profile for: refuse estimates when that GPU is not here "
-                     "(default: profiled first, estimated where absent, and said so)."),
+        typer.Option(
+            help="--gpu NAME the run has no profile for: refuse estimates when that GPU is not here "
+            "(default: profiled first, estimated where absent, and said so)."
+        ),
     ] = CompareConfig.measure,
     batch_size: Annotated[
         int | None,

@@ -440,7 +440,10 @@ def resolve_target(
 
 
 def choose_target(
-    target: str, estimate: bool = False, measure: bool = False, calibrate: bool = False,
+    target: str,
+    estimate: bool = False,
+    measure: bool = False,
+    calibrate: bool = False,
     report: DeviceReport | None = None,
 ) -> tuple[Target, str | None]:
     """The target of a profiling call and, when the named GPU is absent and estimates stand in for it, the one line
