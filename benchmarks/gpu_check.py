@@ -170,7 +170,7 @@ def subnetwork_configs(dims) -> dict[str, dict]:
     odd, half = {}, {}
     for i in range(layers):
         odd[f"num_heads_{i}"] = max(1, heads - (i % 3))
-        odd[f"num_units_{i}"] = max(1, units * (layers - i) // (layers + 1) - 1 - 2 * (i % 2))  # odd or 2 mod 4
+        odd[f"num_units_{i}"] = units * (layers - i) // (layers + 1) // 4 * 4 + 1 + 2 * (i % 2)  # 1 or 3 mod 4
         half[f"num_heads_{i}"] = heads // 2 if i % 2 == 0 else 0
         half[f"num_units_{i}"] = (units // 2) // 8 * 8 if i % 2 == 0 else 0
     return {"odd-widths": odd, "half-layers": half}
@@ -257,7 +257,7 @@ def train_step(check: Check, model: str, device: str, work: Path) -> dict:
     losses = [float(v) for v in log["train_loss"]] if "train_loss" in log else []
     if not resumed.finished or not losses or not all(math.isfinite(v) for v in losses):
         raise RuntimeError(f"training did not finish with finite losses: finished={resumed.finished} {losses[:5]}")
-    return {"steps_before_stop": first.steps, "steps": resumed.steps, "total_steps": resumed.total_steps,
+    return {"steps_before_stop": first.step, "steps": resumed.step, "total_steps": resumed.total_steps,
             "resumed": True, "log": json.loads(log.to_json(orient="records"))}  # fmt: skip
 
 
