@@ -50,6 +50,10 @@ from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.corrections import Corrections, none_measured_note
+from prunebench.hardware.corrections import from_pairs as correction_pairs
+from prunebench.hardware.corrections import load as load_corrections
+from prunebench.hardware.corrections import save as save_corrections
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.machine import (
     append_machine_record,
@@ -191,6 +195,7 @@ def profile_models(
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
         run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where))
+        run.corrections = None if calibrate else load_corrections(where.profile)
         points = [(b, s) for b in batch_sizes for s in seq_lens]
         if where.mode == "estimated":
             for subject in subjects:
@@ -207,7 +212,7 @@ def profile_models(
             append_machine_record(ProfileDir(out_dir).machine, record)
         frame = store.consolidate()
         if calibrate:
-            write_calibration(frame, ProfileDir(out_dir).calibration)
+            write_calibration(frame, ProfileDir(out_dir).calibration, where)
         return frame
 
 
@@ -334,6 +339,7 @@ class _Run:
     calibrate: bool
     on_row: Callable[[ProfileRow], None] | None
     environment: dict
+    corrections: Corrections | None = None  # measured corrections of the target's estimates (not when calibrating)
 
     def _row(self, subject: Subject, spec, batch: int, seq_len: int, mode: str, status: str, **values) -> ProfileRow:
         kind = self.target.device.type if self.target.device is not None else self.target.profile.kind
@@ -383,6 +389,16 @@ class _Run:
             return self._row(subject, spec, batch, seq_len, "estimated", "skipped", reason=str(reason))
         error = None if measured_s is None else result.latency_s / measured_s - 1.0
         values = result.row_fields(batch)
+        if self.calibrate:  # the raw estimate, against the measurement: what a correction is made from
+            return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
+        factor = self.corrections.factor(spec.name, result.bound) if self.corrections is not None else None
+        if factor is None:
+            values["est_error_note"] = none_measured_note(self.target.profile)
+        else:
+            latency = result.latency_s * factor
+            note = self.corrections.note(spec.name, result.bound)
+            values |= {"latency_mean_s": latency, "latency_p50_s": latency, "throughput_seq_per_s": batch / latency,
+                       "est_correction": factor, "est_error_note": note}  # fmt: skip
         return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:
@@ -679,7 +695,9 @@ def calibration_summary(frame: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
+def write_calibration(frame: pd.DataFrame, path: Path, target: Target | None = None) -> dict:
+    """``calibration.json``: the estimate error per variant and, measured on ``target``, the corrections later
+    estimates for it use (``hardware.corrections``), also kept as the target's record beside the profiles."""
     summary = calibration_summary(frame)
     record = {
         "what": f"estimate_error = estimated / measured latency - 1, per measured point ({ProfileDir.TABLE} rows)",
@@ -687,5 +705,14 @@ def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),
     }
+    if target is not None and target.mode == "measured":
+        rows = frame[frame["mode"].eq("estimated") & frame["estimate_error"].notna() & frame["est_bound"].notna()]
+        rows = rows[rows["target"].eq(target.profile.name)]
+        pairs = list(zip(rows["variant"], rows["est_bound"], rows["estimate_error"].astype(float), strict=True))
+        if pairs:
+            corrections = correction_pairs(target.profile.name, target.device_name, pairs)
+            record["corrections"] = corrections.to_dict()
+            saved = save_corrections(corrections) if target.profile.kind == "gpu" else None
+            record["corrections_file"] = str(saved) if saved is not None else None
     write_atomic(path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
     return record
