@@ -895,6 +895,9 @@ def _print_profile(result) -> None:
                       "bound = what set the estimate: host/launch (per-operator host cost, the same at every batch "
                       "size until the device takes longer), memory (traffic / bandwidth) or compute (FLOPs / "
                       "throughput)", soft_wrap=True)  # fmt: skip
+    if estimated and "est_error_note" in result.table:
+        for note in sorted(set(result.table["est_error_note"].dropna())):
+            console.print(f"estimate error: {note}", soft_wrap=True)
     console.print(f"latency: {LATENCY_DEFINITION}; memory: {MEMORY_DEFINITION}", soft_wrap=True)
     folder = ProfileDir(result.out_dir)
     if result.calibration is not None:

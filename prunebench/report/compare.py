@@ -110,6 +110,17 @@ def _profile_first(run_dir: Path, config: CompareConfig) -> None:
     profile_run(run_dir, ProfileConfig(target=config.target, measure=config.measure))
 
 
+def _estimate_error_notes(rows: pd.DataFrame, target: str) -> list[str]:
+    """Beside estimated figures: the measured estimate error they were corrected with, or that none was measured."""
+    estimated = rows[rows["estimated"].astype(bool)]
+    if estimated.empty:
+        return []
+    said = estimated["est_error_note"].dropna() if "est_error_note" in estimated else pd.Series(dtype=str)
+    if said.empty:  # a profile written before corrections existed
+        return [f"{target}: ESTIMATES, error unknown: no measurement has calibrated them"]
+    return [f"{target}: {note}" for note in sorted(set(said))]
+
+
 def _choose_target(run_dir: Path, target: str | None) -> str:
     targets = RunDir(run_dir).profiled_targets()
     if not targets:
@@ -220,6 +231,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         names = sorted(set(rows.loc[copies, "model"]))
         notes.append(f"left out {', '.join(names)}: the un-pruned configuration, the same model as 'full'")
         rows = rows[~copies]
+    notes += _estimate_error_notes(rows, target)
     task = read_run(run_dir).get("task", {})
     options, unscored = [], []
     for row in rows.to_dict("records"):
