@@ -104,3 +104,29 @@ def test_gpu_check_oom_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     result = check.oom_step(state, "cpu", tmp_path)
     assert result["status"] == {4096: "oom", 1: "ok"} and "_check" not in result
     assert "out of memory" in result["oom_reason"].lower()
+
+
+def _report(*names: str):
+    from prunebench.hardware.profiles import CpuDevice, DeviceReport, GpuDevice
+
+    gpus = tuple(GpuDevice(i, name, 24 * 2**30, (8, 6), "550.54", "nvml") for i, name in enumerate(names))
+    cpu = CpuDevice("test CPU", 2, 2, 1, None, "x86_64")
+    return DeviceReport(gpus, cpu, None if names else "no NVIDIA driver or GPU found", False, None)
+
+
+def test_an_absent_gpu_is_estimated_with_one_line_or_refused_with_measure():
+    from prunebench.errors import PrunebenchError
+    from prunebench.hardware.profiles import choose_target
+
+    target, notice = choose_target("a10", report=_report())
+    assert target.mode == "estimated" and target.device is None
+    assert notice.startswith("no A10 on this machine (found no GPU") and "ESTIMATES from profiles/a10.toml" in notice
+    target, notice = choose_target("a10", report=_report("NVIDIA L4"))  # another GPU is here: named
+    assert target.mode == "estimated" and "found GPU 0: NVIDIA L4" in notice
+    # NVML sees the A10 but this torch has no CUDA: estimated, and said why
+    target, notice = choose_target("a10", report=_report("NVIDIA A10"))
+    assert target.mode == "estimated" and "NVIDIA A10 is here but torch cannot use it" in notice
+    for flags in ({"measure": True}, {"calibrate": True}):
+        with pytest.raises(PrunebenchError, match="there is no A10 to measure on this machine"):
+            choose_target("a10", report=_report("NVIDIA L4"), **flags)
+    assert choose_target("a10", estimate=True) == (choose_target("a10", estimate=True)[0], None)  # asked: no notice

@@ -97,9 +97,7 @@ def test_bad_options_get_one_line_errors(tmp_path, monkeypatch, capsys):
     assert "1 to 512 tokens" in _error([*base, "--device", "cpu", "--seq-lens", "1024"], monkeypatch, capsys)
     assert "unknown variant 'int2'" in _error([*base, "--device", "cpu", "--variants", "int2"], monkeypatch, capsys)
     assert "drop --estimate" in _error([*base, "--device", "cpu", "--estimate", "--calibrate"], monkeypatch, capsys)
-    assert "give a model directory or --model" in _error(
-        ["profile", "--device", "cpu", "--out", str(tmp_path / "p")], monkeypatch, capsys
-    )
+    assert "drop --estimate" in _error([*base, "--gpu", "a10", "--estimate", "--calibrate"], monkeypatch, capsys)
     assert not (tmp_path / "p").exists()
 
 
