@@ -195,10 +195,14 @@ def profile_step(check: Check, shape: str, target: str, work: Path, points: dict
 
     models = extract_family(shape, work / f"models-{shape.split(':')[1]}")
     timing = TimingConfig(**points["timing"])
+    folder = work / f"profile-{shape.split(':')[1]}"
     table = profile_models(
-        models, work / f"profile-{shape.split(':')[1]}", target=target, batch_sizes=points["batch_sizes"],
+        models, folder, target=target, batch_sizes=points["batch_sizes"],
         seq_lens=points["seq_lens"], calibrate=True, timing=timing,
     )  # fmt: skip
+    # the corrections later estimates for this GPU use (hardware/corrections.py): commit them as
+    # profiles/corrections/<gpu>.json after the call
+    check.record.setdefault("calibration", {})[shape] = json.loads((folder / "calibration.json").read_text())
     table = table.assign(family=shape)
     check.tables.append(table)
     measured = table[table["mode"] == "measured"]
