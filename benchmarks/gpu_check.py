@@ -244,8 +244,8 @@ def train_config(model: str, device: str, work: Path, examples: int):
     train, test = write_task_files(work / "task", examples)
     return TrainConfig(
         model=model, task="files", train_file=str(train), test_file=str(test), text_columns=("text",),
-        label_column="label", task_kind="classification", strategy="full", epochs=1, batch_size=8, max_length=64, device=device,
-        threads=None if device != "cpu" else 1, checkpoint_every=2, max_eval_examples=32, seed=0,
+        label_column="label", task_kind="classification", strategy="full", epochs=1, batch_size=8, max_length=64,
+        device=device, threads=None if device != "cpu" else 1, checkpoint_every=2, max_eval_examples=32, seed=0,
     )  # fmt: skip
 
 
