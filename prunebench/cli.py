@@ -9,6 +9,7 @@ load none of torch, transformers or the search and data libraries.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -149,13 +150,27 @@ def tasks(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def spaces(model: ModelOption = TrainConfig.model) -> None:
+def spaces(model: ModelOption = TrainConfig.model, as_json: JsonOption = False) -> None:
     """Show each search space on MODEL: its size and the parameters of its largest, middle and smallest configs."""
     from prunebench.models import load_model
     from prunebench.supernet import SPACES, CostModel
 
     loaded = load_model(model)
     cost = CostModel.for_model(loaded)
+    if as_json:
+        found = []
+        for space_class in SPACES.values():
+            space = space_class(loaded.dims)
+            ends = {"largest": space.largest(), "middle": space.middle(), "smallest": space.smallest()}
+            sizes = {
+                name: {"parameters": cost.parameters(m), "encoder_fraction": cost.encoder_fraction(m), "config": c}
+                for name, c in ends.items()
+                for m in [space.masks(c)]
+            }
+            found.append({"space": space.name, "description": space_class.description,
+                          "hyperparameters": len(space.ranges), "configs": space.size(), **sizes})  # fmt: skip
+        return _print_json({"model": model, "dims": loaded.dims.to_dict(), "embedding_share": cost.embedding_share,
+                            "spaces": found})  # fmt: skip
     title = "all parameters per sub-network (encoder fraction kept)"
     table = Table("space", "hyperparameters", "configs", "largest", "middle", "smallest", title=title)
     for space_class in SPACES.values():
@@ -188,12 +203,15 @@ def extract(
         bool, typer.Option(help="Compare each extracted model with the masked super-network.")
     ] = ExtractConfig.verify,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
     settings = ExtractConfig(space, config, random, seed, task_kind, num_labels, seq_len, verify)
     from prunebench.extract import extract_subnetworks
 
     search_space, results = extract_subnetworks(model, settings, out, overwrite=overwrite)
+    if as_json:
+        return _print_json(results)
     _print_extracted(search_space, results, seq_len)
 
 
@@ -300,11 +318,13 @@ def train(
 
 
 @app.command()
-def hardware() -> None:
+def hardware(as_json: JsonOption = False) -> None:
     """List the hardware profiles (datasheet figures) and the devices found on this machine."""
     from prunebench.hardware.profiles import detect_devices, load_profiles
 
     profiles = load_profiles()
+    if as_json:
+        return _print_json({"profiles": list(profiles.values()), "devices": detect_devices()})
     console.print(_profiles_table(profiles))
     console.print("dense peak TFLOPS (int8: TOPS); the cpu profile's figures are per core; sources in profiles/*.toml")
     console.print("looking for devices (NVML, then torch; loading torch takes a few seconds)...", style="dim")
@@ -404,8 +424,7 @@ def profile(
     check_all(problems)
     from prunebench.profiling import profile_run
 
-    on_row = None if as_json else _print_progress
-    result = profile_run(model_dir, config, model=model, out=out, on_row=on_row, show_progress=not as_json)
+    result = profile_run(model_dir, config, model=model, out=out, show_progress=not as_json)
     if as_json:
         return _print_json({"table": ProfileDir(result.out_dir).table, "profile": result.table,
                             "scores": result.scores, "calibration": result.calibration,
@@ -514,6 +533,7 @@ def nas(
     seq_len: Annotated[int, typer.Option(help="Sequence length MACs are stated for.")] = NasConfig.seq_len,
     data_dir: Annotated[Path | None, typer.Option(help="Local GLUE TSV folder.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Standard NAS: fine-tune each sampled sub-network in isolation, MO-ASHA stopping (syne-tune, local backend)."""
     config = NasConfig(
@@ -539,7 +559,10 @@ def nas(
     )
     from prunebench.search.nas import run_nas
 
-    result = run_nas(config, out, overwrite=overwrite)
+    result = run_nas(config, out, overwrite=overwrite, show_progress=not as_json)
+    if as_json:
+        return _print_json({"search_dir": result.search_dir, "meta": result.meta, "pareto": result.pareto,
+                            "candidates": result.candidates})  # fmt: skip
     _print_nas(result, method)
 
 
@@ -722,6 +745,8 @@ def _jsonable(value: object) -> object:
     """``value`` as plain JSON data: a pandas table as its rows, NaN as null, paths and others as text."""
     if hasattr(value, "to_json") and hasattr(value, "columns"):
         return json.loads(value.to_json(orient="records"))  # pandas writes NaN as null
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -859,12 +884,6 @@ def _devices_table(profiles, report) -> Table:
         "cpu",
     )
     return found
-
-
-def _print_progress(row) -> None:
-    if row.mode == "measured":
-        what = f"{row.latency_s * 1e3:.2f} ms" if row.status == "ok" else f"{row.status}: {row.reason}"
-        console.print(f"  {row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}: {what}", style="dim")
 
 
 def _print_profile(result) -> None:

@@ -445,7 +445,11 @@ class TimingConfig:
     min_repeats: int = 10
     max_repeats: int = 200
     round_size: int = 5
-    target_relative_sem: float = 0.005  # standard error of the mean <= 0.5% of the mean
+    target_relative_sem: float = 0.005  # one point alone: standard error of the mean <= 0.5% of the mean
+    # Points timed with the reference: stable once the 95% interval of the ratio to the reference (for the
+    # reference, of its median) reaches at most this fraction either side of it. The answer is judged on ratios,
+    # and a mean's standard error on a shared CPU is driven by rare stalls that the median and ratio ignore.
+    target_relative_interval: float = 0.02
     max_seconds: float = 10.0  # per point, warm-up excluded
     # Points of one (batch, sequence length) are timed in interleaved rounds with the reference (the un-pruned
     # fp32 model); at most this many variants are resident and timed together (the reference included).
@@ -455,7 +459,7 @@ class TimingConfig:
     def __post_init__(self):
         if self.min_repeats < 2 or self.max_repeats < self.min_repeats or self.round_size < 1 or self.warmup < 0:
             raise ValueError(f"inconsistent timing config {self}")
-        if self.group_max < 2 or self.remeasure_attempts < 0:
+        if self.group_max < 2 or self.remeasure_attempts < 0 or not self.target_relative_interval > 0:
             raise ValueError(f"inconsistent timing config {self}")
         if not self.max_seconds > 0:
             raise PrunebenchError(f"--max-seconds must be positive, got {self.max_seconds}")

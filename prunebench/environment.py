@@ -24,6 +24,20 @@ def console(**options):
     return Console(**({"width": PIPED_WIDTH} if wide else {}), **options)
 
 
+def clock(seconds: float) -> str:
+    """``m:ss`` (minutes may pass 59): how progress lines write elapsed and remaining time."""
+    minutes, rest = divmod(max(0, int(seconds)), 60)
+    return f"{minutes:d}:{rest:02d}"
+
+
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """``m:ss`` left at the pace so far (``done`` of ``total`` items in ``elapsed`` seconds); empty when nothing
+    is done yet or everything is. Plain text, so that a log file shows it as a terminal does."""
+    if done < 1 or done >= total:
+        return ""
+    return clock(elapsed / done * (total - done))
+
+
 PACKAGES = ("prunebench", "torch", "transformers", "datasets", "safetensors", "numpy", "pandas", "syne-tune")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from rich.text import Text
 
 from prunebench.config import PipelineConfig, SearchConfig
+from prunebench.environment import clock
 from prunebench.environment import console as make_console
 from prunebench.hardware.variants import VARIANTS
 from prunebench.profiling import profile_run, run_subjects, score_variants
@@ -75,9 +76,6 @@ def run_pipeline(
         exists = run.search_dir(stage.search_name).meta.is_file()  # resume what exists
         run_search(run_dir, stage, resume=exists, show_progress=show_progress)
 
-    def row_line(row) -> None:
-        console.print(f"  {row.model} {row.variant} batch {row.batch_size}: {_point(row)}")
-
     stages: dict[str, Callable[[], object]] = {
         # A run of the same settings continues (or is left alone when finished); --overwrite starts over.
         "train": lambda: train_supernet(
@@ -90,7 +88,7 @@ def run_pipeline(
             run_dir, search=search.search_name, max_models=config.max_models, show_progress=show_progress
         ),
         "profile": lambda: profile_run(
-            run_dir, replace(config.profile, score=False), on_row=row_line, show_progress=show_progress
+            run_dir, replace(config.profile, score=False), show_progress=show_progress
         ),
         "score": lambda: score_variants(
             run_dir, run_subjects(run_dir), config.profile.variants or list(VARIANTS),
@@ -109,7 +107,7 @@ def run_pipeline(
     with writer_lock(run_dir):  # the whole run, every stage: one pipeline at a time, and no stage beside it
         for number, (name, stage) in enumerate(stages.items(), start=1):
             elapsed = time.perf_counter() - started
-            console.rule(Text(f"{number}/{len(stages)} {name} · {_clock(elapsed)} elapsed", style="bold"))
+            console.rule(Text(f"{number}/{len(stages)} {name} · {clock(elapsed)} elapsed", style="bold"))
             stage_started = time.perf_counter()
             result.stages[name] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
             if name != "train":  # the run directory exists once training has started
@@ -121,15 +119,5 @@ def run_pipeline(
     session["seconds"] = round(result.seconds, 1)
     record["seconds"] = round(sum(s.get("seconds", 0.0) for s in record["sessions"]), 1)  # all sessions
     write_json_atomic(run.pipeline_file, record)
-    console.rule(f"done in {_clock(result.seconds)} · report: {run.report_dir.html}")
+    console.rule(f"done in {clock(result.seconds)} · report: {run.report_dir.html}")
     return result
-
-
-def _point(row) -> str:
-    """A profiled point in one line: the latency, or why there is none."""
-    return f"{row.latency_s * 1e3:.1f} ms (p50)" if row.status == "ok" else f"{row.status}: {row.reason}"
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes:d}:{rest:02d}"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import run_cli
 
@@ -42,3 +43,36 @@ def test_json_output_of_profile_and_compare_is_the_result_as_data(tiny_run, tmp_
 
     code, out, _ = run_cli(["tasks", "--json"], monkeypatch, capsys)
     assert code == 0 and "rotten_tomatoes" in [task["name"] for task in json.loads(out)]
+
+
+def test_json_output_of_spaces_extract_hardware_and_nas(tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli(["spaces", "--model", "shape:bert-tiny", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    spaces = {row["space"]: row for row in data["spaces"]}
+    assert {"layer", "small", "medium", "large"} <= set(spaces) and 0 < data["embedding_share"] < 1
+    small = spaces["small"]
+    assert small["largest"]["encoder_fraction"] == 1.0 > small["smallest"]["encoder_fraction"]
+    assert small["largest"]["parameters"] > small["middle"]["parameters"] > small["smallest"]["parameters"]
+
+    args = ["extract", "--model", "shape:bert-tiny", "--space", "small", "--random", "2", "--verify", "--json"]
+    code, out, err = run_cli([*args, "--out", str(tmp_path / "x")], monkeypatch, capsys)
+    assert code == 0, err
+    models = json.loads(out)
+    assert len(models) == 2 and all((tmp_path / "x" / p).is_dir() for p in ("subnet-000", "subnet-001"))
+    assert all(row["max_abs_diff"] < 1e-4 and 0 < row["encoder_fraction"] <= 1 for row in models)
+    assert all(isinstance(row["config"], dict) and row["parameters"] > 0 for row in models)
+
+    code, out, err = run_cli(["hardware", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert {"t4", "a10", "cpu"} <= {profile["name"] for profile in data["profiles"]}
+    assert data["devices"]["cpu"]["logical_cores"] >= 1 and isinstance(data["devices"]["gpus"], list)
+
+    args = ["nas", "--out", str(tmp_path / "nas"), "--model", "shape:bert-tiny", "--method", "random_search"]
+    args += ["--samples", "2", "--workers", "1", "--epochs", "1", "--max-train-examples", "32"]
+    code, out, err = run_cli([*args, "--max-eval-examples", "16", "--max-length", "32", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["candidates"]) == 2 and data["meta"]["method"] == "random_search"
+    assert 1 <= len(data["pareto"]) <= 2 and (Path(data["search_dir"]) / "pareto.parquet").is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pynvml
 import pytest
@@ -121,4 +123,8 @@ def test_cpu_profile_of_extracted_models_with_calibration(tmp_path, monkeypatch,
     assert (measured["status"] == "ok").all() and (measured["threads"] == 1).all()
     assert estimated["estimate_error"].notna().all()
     assert (out_dir / "calibration.json").is_file() and "median_abs_error" in out
+    # a line per measured point, counting them and, before the last, giving the time left
+    lines = [line.strip() for line in out.splitlines() if " batch 2 seq 16: " in line and "re-measured" not in line]
+    assert len(lines) == 6 and lines[-1].endswith(" · 6/6")
+    assert re.search(r"ms \(p50\) · 1/6, \d+:\d\d left$", lines[0]), lines[0]
     assert measured[measured["model"] != "full"]["pruned"].all()

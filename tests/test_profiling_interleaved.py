@@ -13,7 +13,13 @@ import prunebench.profiling.profiler as profiler
 from helpers import cli_error, run_cli
 from prunebench.extract import extract
 from prunebench.hardware.machine import BusyProcess, MachineState, load_warning
-from prunebench.hardware.timing import InterleavedTimes, measure_interleaved, ratio_interval
+from prunebench.hardware.timing import (
+    InterleavedTimes,
+    interval_stable,
+    measure_interleaved,
+    median_interval,
+    ratio_interval,
+)
 from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models
 from prunebench.supernet import get_space
@@ -44,9 +50,9 @@ def test_a_shape_is_timed_as_one_group_with_the_reference(models, tmp_path, monk
     groups = []
     real = profiler._Run._interleave
 
-    def spy(self, members, resident, point):
+    def spy(self, members, resident, point, reference):
         groups.append((point, [f"{subject.label} {spec.name}" for subject, spec in members]))
-        return real(self, members, resident, point)
+        return real(self, members, resident, point, reference)
 
     monkeypatch.setattr(profiler._Run, "_interleave", spy)
     frame = profile_models(
@@ -104,6 +110,41 @@ def test_interval_of_a_constructed_series():
     assert wobbly.low <= 0.5 <= wobbly.high and wobbly.high - wobbly.low > 0.05
 
 
+def test_stable_means_the_ratio_is_known_to_the_target_not_that_the_mean_is_still():
+    rng = np.random.default_rng(3)
+    rounds = 80
+    load = rng.uniform(1.0, 1.6, rounds)  # bursts from elsewhere hit both passes of a round
+    stalls = np.where(rng.uniform(size=rounds) < 0.05, 4.0, 1.0)  # and rare stalls: a mean's error stays wide
+    reference = 0.010 * load * stalls * (1 + 0.003 * rng.standard_normal(rounds))
+    steady = 0.005 * load * stalls * (1 + 0.003 * rng.standard_normal(rounds))
+    jumpy = 0.005 * load * stalls * rng.choice([0.5, 1.5], rounds)  # the ratio itself moves round to round
+    times = [list(reference), list(steady), list(jumpy)]
+    assert interval_stable(times, 1, reference=0, target=0.02)
+    assert not interval_stable(times, 2, reference=0, target=0.02)
+    assert not interval_stable([t[:2] for t in times], 1, reference=0, target=0.02)  # too few rounds to tell
+    # the reference is judged on its median's interval: the load makes that wide here, a steady series not
+    assert not interval_stable(times, 0, reference=0, target=0.02)
+    assert interval_stable([list(0.010 * (1 + 0.003 * rng.standard_normal(rounds)))], 0, reference=0, target=0.02)
+    median, low, high = median_interval(reference)
+    assert low <= median <= high and median == pytest.approx(np.median(reference))
+
+
+def test_interleaved_timing_stops_once_every_ratio_is_within_the_target():
+    wobble = iter(np.random.default_rng(5).uniform(0.999, 1.001, 10_000))
+
+    def timer(fn, n):  # a made-up clock: each callable returns its own latency, with a 0.1% wobble
+        return [fn() * next(wobble) for _ in range(n)]
+
+    config = TimingConfig(warmup=0, min_repeats=10, max_repeats=200, round_size=5, max_seconds=60)
+    steady = measure_interleaved([lambda: 0.010, lambda: 0.004], config, timer=timer, reference=0)
+    assert all(steady.stable) and steady.rounds < 30  # known within 2% long before the cap: stopped early
+    swings = iter(np.random.default_rng(6).choice([0.5, 1.5], 10_000))
+    jumpy = measure_interleaved([lambda: 0.010, lambda: 0.004 * next(swings)], config, timer=timer, reference=0)
+    assert jumpy.stable == [True, False] and jumpy.rounds == 200  # its ratio never settles: timed to the cap
+    with pytest.raises(ValueError, match="reference"):
+        measure_interleaved([lambda: 0.010], config, timer=timer, reference=2)
+
+
 # --- unstable points, again at the end ----------------------------------------------------------------------
 
 
@@ -112,8 +153,8 @@ def _flag_unstable(monkeypatch, variant: str, times: int | None):
     real = profiler._Run._interleave
     calls = []
 
-    def flaky(self, members, resident, point):
-        found = real(self, members, resident, point)
+    def flaky(self, members, resident, point, reference):
+        found = real(self, members, resident, point, reference)
         names = [spec.name for _, spec in members]
         calls.append(names)
         flagged = variant in names and (times is None or sum(variant in c for c in calls) <= times)

@@ -254,6 +254,26 @@ def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):
         assert "1 measured point(s) still unstable" in text and point in text
 
 
+def test_an_unstable_latency_is_marked_next_to_it_with_its_interval(tmp_path):
+    run = make_report_run(tmp_path / "run")
+    path = run / "compare" / "cpu" / "options.parquet"
+    options = pd.read_parquet(path)
+    options["stable"] = True
+    options.loc[options["option"] == "full int8", "stable"] = False
+    options["latency_ratio_low"], options["latency_ratio_high"] = (
+        options["latency_ratio"] * 0.9,
+        options["latency_ratio"] * 1.1,
+    )
+    options.to_parquet(path)
+    result = write_report([run], tmp_path / "out", formats=("html",))
+    header, *rows = _table(_outline(result.html.read_text()), "cpu: the full model")["rows"]
+    latency_ratio = {row[0]: row[header.index("latency ms") + 1] for row in rows}  # the "x fp32" beside latency
+    int8 = options.set_index("option").loc["full int8"]
+    low, high = int8["latency_ratio_low"], int8["latency_ratio_high"]
+    assert latency_ratio["full int8"] == f"{int8['latency_ratio']:.2f}x [{low:.2f}, {high:.2f}] unstable"
+    assert latency_ratio["full fp32"] == "1.00x [0.90, 1.10]"  # stable: no mark
+
+
 def test_damaged_tables_become_notes_not_crashes(tmp_path):
     run = make_report_run(tmp_path / "run", with_compare=False)
     (run / "search" / "nsga2-seed0" / "candidates.parquet").write_bytes(b"not parquet")

@@ -8,6 +8,7 @@ import time
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -52,6 +53,14 @@ def test_every_strategy_trains_and_lowers_the_loss(strategy, tmp_path):
     assert trainer.state.step == trainer.total_steps == 3 * 15
     assert _mean_loss(trainer) < before - 0.01
     assert len(trainer.state.log_rows) == 3 * 3  # largest, middle, smallest after each epoch
+    # the epoch's loss is logged split: to the labels, and the students' distance from the teacher
+    log = pd.DataFrame(trainer.state.log_rows)
+    assert (log["train_loss_labels"] > 0).all() and (log["train_loss_distillation"] >= 0).all()
+    assert (log["train_loss"] >= log["train_loss_labels"] + log["train_loss_distillation"] - 1e-9).all()
+    plans = [trainer.strategy.plan(p, np.random.default_rng(0)) for p in (0.0, 0.5, 1.0)]
+    if not any(step.distill for plan in plans for step in plan):
+        assert (log["train_loss_distillation"] == 0).all()
+        assert np.allclose(log["train_loss"], log["train_loss_labels"])
 
 
 def test_distillation_loss_matches_its_definition():

@@ -276,13 +276,18 @@ def _torch_pci_bus_id(device: torch.device) -> str | None:
 
 
 def time_interleaved(
-    members: Sequence[tuple[BuiltVariant, LoadedModel]], batch: int, seq_len: int, timing: TimingConfig
+    members: Sequence[tuple[BuiltVariant, LoadedModel]],
+    batch: int,
+    seq_len: int,
+    timing: TimingConfig,
+    reference: int | None = None,
 ) -> InterleavedTimes:
     """Latency of several built variants at one point, timed in interleaved rounds (``measure_interleaved``).
 
     Every variant must be on the same device. Memory is not measured here: with several variants resident,
     the device's peak (CUDA) and the RSS growth (CPU, where freed heap is reused) would mix them up, so
     ``measure_point`` measures it with one variant resident. Out of memory raises ``PointOutOfMemory``.
+    ``reference``: the index of the member the others' ratios are to (it sets the stability rule).
     """
     devices = {built.device for built, _ in members}
     if len(devices) != 1:
@@ -295,7 +300,7 @@ def time_interleaved(
             forwards.append(lambda model=built.model, inputs=inputs: model(**inputs))
         timer = cuda_event_timer(device) if device.type == "cuda" else perf_counter_timer
         with torch.inference_mode(), quiet_bitsandbytes():
-            return measure_interleaved(forwards, timing, timer=timer)
+            return measure_interleaved(forwards, timing, timer=timer, reference=reference)
     except Exception as error:  # as in measure_point: only out-of-memory becomes a record
         if not is_out_of_memory(error):
             raise

@@ -154,37 +154,78 @@ def interleaved_order(count: int, rounds: int) -> list[int]:
 
 
 def measure_interleaved(
-    fns: Sequence[Callable[[], object]], config: TimingConfig = TimingConfig(), timer: Timer = perf_counter_timer
+    fns: Sequence[Callable[[], object]],
+    config: TimingConfig = TimingConfig(),
+    timer: Timer = perf_counter_timer,
+    reference: int | None = None,
 ) -> InterleavedTimes:
     """Time ``fns`` in interleaved rounds (one pass of each per round, in ``interleaved_order``).
 
-    Stops once every callable's mean is stable (``target_relative_sem``) after ``min_repeats`` rounds, or at
-    ``max_repeats`` rounds, or after ``max_seconds`` per callable (so a group takes as long as its points would
-    one after another). Warm-up passes are interleaved too.
+    Stops once every callable is stable after ``min_repeats`` rounds, or at ``max_repeats`` rounds, or after
+    ``max_seconds`` per callable (so a group takes as long as its points would one after another). Warm-up
+    passes are interleaved too. With a ``reference`` (an index into ``fns``), stable is ``interval_stable``;
+    without one, each mean's standard error (``target_relative_sem``).
     """
     if not fns:
         raise ValueError("nothing to time")
+    if reference is not None and not 0 <= reference < len(fns):
+        raise ValueError(f"reference {reference} is not one of the {len(fns)} callables")
     for index in interleaved_order(len(fns), config.warmup):
         fns[index]()
     times: list[list[float]] = [[] for _ in fns]
     started = time.perf_counter()
     budget = config.max_seconds * len(fns)
     stable = [False] * len(fns)
+    checked_at = 0
     while len(times[0]) < config.max_repeats:
         rounds = min(config.round_size, config.max_repeats - len(times[0]))
         for index in interleaved_order(len(fns), rounds):
             times[index] += timer(fns[index], 1)
-        if len(times[0]) >= config.min_repeats:
-            stable = [
-                LatencyStats.from_times(t, config.warmup).relative_sem <= config.target_relative_sem for t in times
-            ]
+        done = len(times[0])
+        # The interval costs a bootstrap per callable: judged again once the rounds grew by a quarter, so
+        # the checks take a small, fixed share of the timing.
+        if done >= config.min_repeats and (done >= 1.25 * checked_at or done >= config.max_repeats):
+            checked_at = done
+            stable = _stability(times, config, reference)
             if all(stable):
                 break
-        if time.perf_counter() - started >= budget and len(times[0]) >= 2:
+        if time.perf_counter() - started >= budget and done >= 2:
             break
-    if len(times[0]) >= 2:
-        stable = [LatencyStats.from_times(t, config.warmup).relative_sem <= config.target_relative_sem for t in times]
+    if len(times[0]) >= 2 and checked_at != len(times[0]):
+        stable = _stability(times, config, reference)
     return InterleavedTimes(times, config.warmup, stable)
+
+
+def _stability(times: list[list[float]], config: TimingConfig, reference: int | None) -> list[bool]:
+    if reference is None:
+        return [LatencyStats.from_times(t, config.warmup).relative_sem <= config.target_relative_sem for t in times]
+    return [interval_stable(times, index, reference, config.target_relative_interval) for index in range(len(times))]
+
+
+def interval_stable(times: Sequence[Sequence[float]], index: int, reference: int, target: float) -> bool:
+    """Whether callable ``index`` is known well enough: the 95% interval of its ratio to the ``reference``
+    (of the reference's own median, for the reference) lies within ``target`` either side of the figure."""
+    if len(times[index]) < 3:
+        return False
+    if index == reference:
+        median, low, high = median_interval(times[index])
+    else:
+        found = ratio_interval(times[reference], times[index])
+        median, low, high = found.ratio, found.low, found.high
+    return median > 0 and max(median - low, high - median) <= target * median
+
+
+def median_interval(times: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """The median of ``times`` and a distribution-free interval for it (order statistics, scipy's quantile test)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(times, dtype=float)
+    median = float(np.median(values))
+    found = stats.quantile_test(values, q=median, p=0.5).confidence_interval(confidence)
+    low = -math.inf if np.isnan(found.low) else float(found.low)  # too few values for a bound: unbounded
+    high = math.inf if np.isnan(found.high) else float(found.high)
+    return median, min(low, median), max(high, median)
 
 
 def _median_ratio(reference, times, axis=-1):

@@ -48,7 +48,7 @@ from rich.console import Console
 
 from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import console as make_console
-from prunebench.environment import cpu_model, git_revision
+from prunebench.environment import cpu_model, git_revision, time_left
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import Corrections, none_measured_note
 from prunebench.hardware.corrections import from_pairs as correction_pairs
@@ -180,10 +180,12 @@ def profile_models(
     timing: TimingConfig = ProfileConfig.timing,
     on_row: Callable[[ProfileRow], None] | None = None,
     remeasure_unstable: bool = False,
+    show_progress: bool = False,
 ) -> pd.DataFrame:
     """Profile ``models`` on ``target`` into ``out_dir`` (see the module docstring); returns the whole table.
 
     ``remeasure_unstable``: measure no new point, only time the unstable ones again (``_Run.remeasure_unstable``).
+    ``show_progress``: a line per measured point, with how many are left and the time left at the pace so far.
     """
     if threads < 1 or threads > (os.cpu_count() or 1) * 4:
         raise PrunebenchError(f"--threads {threads} is not sensible here ({os.cpu_count()} cores); use 1")
@@ -194,7 +196,8 @@ def profile_models(
     with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
-        run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where))
+        console = make_console(highlight=False, markup=False, soft_wrap=True) if show_progress else None
+        run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where), console)
         run.corrections = None if calibrate else load_corrections(where.profile)
         points = [(b, s) for b in batch_sizes for s in seq_lens]
         if where.mode == "estimated":
@@ -267,7 +270,7 @@ def profile_run(
     table = profile_models(
         subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
         seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
-        timing=config.timing, on_row=on_row, remeasure_unstable=config.remeasure_unstable,
+        timing=config.timing, on_row=on_row, remeasure_unstable=config.remeasure_unstable, show_progress=show_progress,
     )  # fmt: skip
     calibration = calibration_summary(table) if config.calibrate else None
     result = ProfileResult(out, table, calibration=calibration, notes=notes)
@@ -331,6 +334,20 @@ def _print_measurement_warnings(console: Console, out_dir: Path, source: Path) -
 
 
 @dataclass
+class _Pace:
+    """Measured points written in this call, of those pending when it began: the "3/40, 1:20 left" of a line."""
+
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def tick(self) -> str:
+        self.done += 1
+        left = time_left(time.perf_counter() - self.started, self.done, self.total)
+        return f" · {self.done}/{self.total}, {left} left" if left else f" · {self.done}/{self.total}"
+
+
+@dataclass
 class _Run:
     store: ProfileStore
     target: Target
@@ -339,6 +356,8 @@ class _Run:
     calibrate: bool
     on_row: Callable[[ProfileRow], None] | None
     environment: dict
+    console: Console | None = None  # progress lines, one per measured point
+    pace: _Pace = field(default_factory=lambda: _Pace(0))
     corrections: Corrections | None = None  # measured corrections of the target's estimates (not when calibrating)
 
     def _row(self, subject: Subject, spec, batch: int, seq_len: int, mode: str, status: str, **values) -> ProfileRow:
@@ -376,6 +395,11 @@ class _Run:
         self.store.append(row)
         if self.on_row is not None:
             self.on_row(row)
+        if self.console is not None and row.mode == "measured":
+            shown = f"{row.latency_s * 1e3:.2f} ms (p50)" if row.status == "ok" else f"{row.status}: {row.reason}"
+            how_far = " · re-measured (was unstable)" if row.remeasured else self.pace.tick()
+            where = f"{row.model} {row.variant} batch {row.batch_size} seq {row.seq_len}"
+            self.console.print(f"  {where}: {shown}{how_far}", style="dim")
 
     def _pending(self, subject: Subject, spec, points, mode: str) -> list[tuple[int, int]]:
         return [(b, s) for b, s in points if not self.store.has(self._row(subject, spec, b, s, mode, "ok"))]
@@ -421,6 +445,7 @@ class _Run:
         if self.calibrate:  # a point measured earlier without its estimate still gets one
             self._estimates_of_measured(members, points)
         pending = {_member_id(m): self._pending(m[0], m[1], points, "measured") for m in members}
+        self.pace = _Pace(sum(len(found) for found in pending.values()))
         reference_id = _member_id(reference) if reference is not None else None
         others = [m for m in members if pending[_member_id(m)] and _member_id(m) != reference_id]
         reference_pending = pending.get(reference_id, [])
@@ -526,7 +551,7 @@ class _Run:
         batch, seq_len = point
         owed = [m for m in members if (_member_id(m), point) in memory]
         try:
-            times = self._interleave(members, resident, point)
+            times = self._interleave(members, resident, point, reference)
         except PointOutOfMemory as reason:
             for subject, spec in owed:
                 self._emit(self._row(subject, spec, batch, seq_len, "measured", "oom", reason=str(reason)))
@@ -546,9 +571,11 @@ class _Run:
             if self.calibrate:
                 self._emit(self._estimate_row(subject, spec, batch, seq_len, row.latency_s))
 
-    def _interleave(self, members, resident: dict, point) -> InterleavedTimes:
+    def _interleave(self, members, resident: dict, point, reference) -> InterleavedTimes:
         pairs = [(resident[_member_id(m)], m[0].loaded) for m in members]
-        return time_interleaved(pairs, point[0], point[1], self.timing)
+        ids = [_member_id(m) for m in members]
+        index = ids.index(_member_id(reference)) if reference is not None and _member_id(reference) in ids else None
+        return time_interleaved(pairs, point[0], point[1], self.timing, reference=index)
 
     def _record_unmeasurable(self, subject: Subject, spec, pending, status: str, reason: str) -> None:
         """Rows for points of a variant that could not be built here (and, calibrating, their estimates)."""
@@ -615,7 +642,7 @@ class _Run:
                 if built is None:
                     return  # the rows stay as they are, still flagged unstable
                 resident[_member_id(member)] = built
-            times = self._interleave(timed, resident, point)
+            times = self._interleave(timed, resident, point, reference)
         except (PointOutOfMemory, VariantSkipped, RuntimeError, AssertionError, NotImplementedError, ValueError):
             return  # as above: nothing better was measured, the earlier rows stand
         finally:

@@ -35,6 +35,7 @@ import torch
 
 from prunebench.config import TrainConfig
 from prunebench.environment import console as make_console
+from prunebench.environment import time_left
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.measure import build_or_out_of_memory, release_memory
 from prunebench.hardware.profiles import resolve_target
@@ -217,8 +218,8 @@ def score_variants(
                     shown = f"{row.metric_name} {row.metric:.4f} ({row.seconds:.1f} s)"
                 else:
                     shown = f"{row.status}: {row.reason}"
-                left = int((time.perf_counter() - started) / done * (len(pending) - done))
-                eta = f" · {done}/{len(pending)}, {left // 60}:{left % 60:02d} left" if done < len(pending) else ""
+                left = time_left(time.perf_counter() - started, done, len(pending))
+                eta = f" · {done}/{len(pending)}, {left} left" if left else ""
                 console.print(f"  {row.model} {row.variant}: {shown}{eta}", style="dim")
         finally:
             torch.set_num_threads(previous)

@@ -264,6 +264,17 @@ def _ratio(value) -> str:
     return f"{float(value):.2f}x" if _present(value) else "-"
 
 
+def _latency_ratio_cell(row: dict) -> str:
+    """The latency ratio to fp32 with its 95% interval when timed beside it, and "unstable" when still so after
+    re-measuring: said next to the figure, not only in the measurement conditions."""
+    text = _ratio(row.get("latency_ratio"))
+    low, high = row.get("latency_ratio_low"), row.get("latency_ratio_high")
+    if _present(low) and _present(high) and float(high) > float(low):
+        text += f" [{float(low):.2f}, {float(high):.2f}]"
+    stable = row.get("stable")
+    return text + (" unstable" if _present(stable) and not bool(stable) else "")
+
+
 def _error_cell(row: dict) -> str:
     return _num(row.get("error")) + (" ≈ chance" if _flag(row.get("chance")) else "")
 
@@ -346,7 +357,7 @@ def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict
                 _mib(row.get("weight_bytes")),
                 _error_cell(row),
                 _ms(row.get("latency_s"), mark),
-                _ratio(row.get("latency_ratio")),
+                _latency_ratio_cell(row),
                 _mib(row.get("memory_bytes"), mark),
                 _ratio(row.get("memory_ratio")),
             ],

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from prunebench.config import EvalSettings, SearchConfig, TrainConfig
+from prunebench.environment import clock
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import LoadedModel, load_model
@@ -320,8 +321,7 @@ def _time_left(seconds: float, done_now: int, samples: int | None, done: int) ->
     """`` · 1:23 left`` from this session's pace (plain text, so a log file shows it too); empty without a budget."""
     if not samples or done_now < 1 or done >= samples:
         return ""
-    left = int(seconds / done_now * (samples - done))
-    return f" · {left // 60}:{left % 60:02d} left"
+    return f" · {clock(seconds / done_now * (samples - done))} left"
 
 
 def _vector(entry: LogEntry, objectives: list[str]) -> np.ndarray:

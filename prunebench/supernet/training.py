@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from prunebench.config import STRATEGY_ALIASES, TrainConfig
+from prunebench.environment import clock, environment
 from prunebench.environment import console as make_console
-from prunebench.environment import environment
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
 from prunebench.models.loaded import quiet_transformers
@@ -76,6 +76,8 @@ class _State:
     epoch_loss: float = 0.0  # summed step losses in the current epoch
     epoch_seconds: float = 0.0
     log_rows: list | None = None
+    epoch_loss_labels: float = 0.0  # the parts of ``epoch_loss`` (``StepLoss``), summed the same way
+    epoch_loss_distillation: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -227,6 +229,8 @@ class SupernetTrainer:
                     "metric": metrics["metric"],
                     "error": metrics["error"],
                     "train_loss": self.state.epoch_loss / self.steps_per_epoch,
+                    "train_loss_labels": self.state.epoch_loss_labels / self.steps_per_epoch,
+                    "train_loss_distillation": self.state.epoch_loss_distillation / self.steps_per_epoch,
                     "epoch_seconds": self.state.epoch_seconds,
                     "validation_examples": len(self.eval_split),
                 }
@@ -268,6 +272,8 @@ class SupernetTrainer:
             "epoch_loss": self.state.epoch_loss,
             "epoch_seconds": self.state.epoch_seconds,
             "log": self.state.log_rows,
+            "epoch_loss_labels": self.state.epoch_loss_labels,
+            "epoch_loss_distillation": self.state.epoch_loss_distillation,
         }
         write_json_atomic(staging / CHECKPOINT_META, meta)
         replace_dir_atomic(staging, target)
@@ -304,7 +310,8 @@ class SupernetTrainer:
         torch.set_rng_state(trainer["torch_rng"])
         if trainer.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
-        self.state = _State(meta["step"], meta["epoch_loss"], meta["epoch_seconds"], meta["log"])
+        parts = (meta.get("epoch_loss_labels", 0.0), meta.get("epoch_loss_distillation", 0.0))  # older: absent
+        self.state = _State(meta["step"], meta["epoch_loss"], meta["epoch_seconds"], meta["log"], *parts)
         return True
 
     # --- the loop -------------------------------------------------------------------------------
@@ -337,6 +344,8 @@ class SupernetTrainer:
                     }
                     loss = self.train_step(batch)
                     self.state.epoch_loss += loss.total
+                    self.state.epoch_loss_labels += loss.labels
+                    self.state.epoch_loss_distillation += loss.distillation
                     self.state.epoch_seconds += time.perf_counter() - started
                     progress.update(bar, advance=1, epoch=epoch + 1, loss=loss.text())
                     if not self.console.is_terminal and self.state.step % log_every == 0:
@@ -349,27 +358,28 @@ class SupernetTrainer:
                 self.state.log_rows.extend(self.evaluate(epoch + 1))
                 self._show_epoch(epoch + 1)
                 self.state.epoch_loss, self.state.epoch_seconds = 0.0, 0.0
+                self.state.epoch_loss_labels, self.state.epoch_loss_distillation = 0.0, 0.0
                 self.save_checkpoint()
 
     def _step_line(self, epoch: int, loss: StepLoss, session: tuple[float, int]) -> str:
         """``step 12/250 (epoch 1) loss ... · 0.84 s/step · 3:28 left``: a progress line for a log file."""
         per_step = (time.perf_counter() - session[0]) / max(1, self.state.step - session[1])
-        left = int(per_step * (self.total_steps - self.state.step))
-        return (
-            f"step {self.state.step}/{self.total_steps} (epoch {epoch}) {loss.text()} · {per_step:.2f} s/step · "
-            f"{left // 60}:{left % 60:02d} left"
-        )
+        left = clock(per_step * (self.total_steps - self.state.step))
+        where = f"step {self.state.step}/{self.total_steps} (epoch {epoch})"
+        return f"{where} {loss.text()} · {per_step:.2f} s/step · {left} left"
 
     def _show_epoch(self, epoch: int) -> None:
         table = Table(title=f"epoch {epoch}: validation ({self.data.spec.metric})")
-        for column in ("sub-network", "encoder fraction", self.data.spec.metric, "train loss", "seconds"):
+        columns = ("sub-network", "encoder fraction", self.data.spec.metric, "loss to labels", "loss to teacher")
+        for column in (*columns, "seconds"):
             table.add_column(column)
         for row in self.state.log_rows[-3:]:
             table.add_row(
                 row["subnetwork"],
                 f"{row['encoder_fraction']:.3f}",
                 f"{row['metric']:.4f}",
-                f"{row['train_loss']:.4f}",
+                f"{row['train_loss_labels']:.4f}",
+                f"{row['train_loss_distillation']:.4f}",
                 f"{row['epoch_seconds']:.1f}",
             )
         self.console.print(table)
