@@ -343,7 +343,7 @@ def oom_step(check: Check, target: str, work: Path) -> dict:
 
 # --- the results ----------------------------------------------------------------------------------------------
 
-ROW_COLUMNS = ["family", "model", "variant", "batch_size", "seq_len", "mode", "status", "reason", "latency_s",
+ROW_COLUMNS = ["family", "target", "model", "variant", "batch_size", "seq_len", "mode", "status", "reason", "latency_s",
                "latency_mean_s", "latency_p99_s", "latency_ratio", "stable", "memory_bytes", "peak_memory_growth_bytes",
                "peak_memory_total_bytes", "weight_bytes", "est_bound", "est_compute_s", "est_memory_s",
                "est_overhead_s", "estimate_error", "int8_fp32_fallback_linears", "int8_fallback_weight_share",
@@ -362,6 +362,19 @@ def estimate_errors(frame) -> list[dict]:
     return json.loads(summary.to_json(orient="records"))
 
 
+def corrections_of(frame, check: Check) -> dict | None:
+    """The corrections of every family's calibrated points together: what to commit as
+    ``profiles/corrections/<gpu>.json`` (``prunebench.hardware.corrections``; each family's call wrote its own)."""
+    from prunebench.hardware.corrections import from_pairs
+
+    rows = frame[(frame["mode"] == "estimated") & frame["estimate_error"].notna() & frame["est_bound"].notna()]
+    gpus = check.record.get("environment", {}).get("gpus") or [{"name": "cpu (dry run)"}]
+    if rows.empty:
+        return None
+    pairs = list(zip(rows["variant"], rows["est_bound"], rows["estimate_error"].astype(float), strict=True))
+    return from_pairs(str(rows["target"].iloc[0]), gpus[0]["name"], pairs).to_dict()
+
+
 def finish(check: Check, out: Path) -> Path:
     import pandas as pd
 
@@ -369,6 +382,7 @@ def finish(check: Check, out: Path) -> Path:
     columns = [c for c in ROW_COLUMNS if c in frame.columns]
     check.record["rows"] = json.loads(frame[columns].to_json(orient="records"))
     check.record["estimate_error"] = estimate_errors(frame) if len(frame) else []
+    check.record["corrections"] = corrections_of(frame, check) if len(frame) else None
     check.record["estimate_error_definition"] = "estimated / measured latency - 1 (roofline estimate vs measurement)"
     check.record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     check.record["failed_steps"] = check.failed()
