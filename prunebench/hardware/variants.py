@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import logging
 import math
 import signal
@@ -200,7 +201,8 @@ def runtime_skip_reason(spec: VariantSpec, device: torch.device) -> str | None:
     reason = None if old_gpu_int8 else static_skip_reason(spec, device.type, capability)
     if reason:
         return reason
-    if old_gpu_int8 and _bnb() is not None:  # e.g. a V100: tried in a process of its own before it runs here
+    # e.g. a V100: tried in a process of its own before bitsandbytes runs (or is even imported) in this one
+    if old_gpu_int8 and importlib.util.find_spec("bitsandbytes") is not None:
         failed = isolated_int8_probe(device.index or 0)
         if failed:
             cc = f"{capability[0]}.{capability[1]}"
