@@ -35,7 +35,9 @@ from prunebench.config import (
     SearchConfig,
     TimingConfig,
     TrainConfig,
+    check_all,
     check_model,
+    collect,
     get_preset,
     int_list,
     target_from_flags,
@@ -45,7 +47,7 @@ from prunebench.config import (
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import check_target
-from prunebench.rundir import ProfileDir, RunDir, SweepDir, read_run
+from prunebench.rundir import ProfileDir, RunDir, SweepDir, profile_request, read_run
 
 app = typer.Typer(
     help="Structural pruning of fine-tuned transformer encoders with NAS, measured on real hardware.",
@@ -388,7 +390,8 @@ def profile(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for the profile table (resumable). Needed unless MODEL_DIR is a run: RUN/profile/TARGET."
+            help="Folder for the profile table (resumable); default: RUN/profile/TARGET for a run, else "
+            "./prunebench-profile/TARGET (printed)."
         ),
     ] = None,
     model: Annotated[
@@ -396,14 +399,15 @@ def profile(
         typer.Option(
             "--model",
             "-m",
-            help="'minilm', 'shape:NAME' or a model directory (the full model).",
+            help="'minilm', 'shape:NAME' or a model directory (the full model); default without MODEL_DIR: minilm.",
             callback=_checked_model,
         ),
     ] = None,
     gpu: Annotated[
         str | None,
         typer.Option(
-            help="GPU profile to measure on (or estimate for): t4, a10, ... Give exactly one of --gpu and --device.",
+            help="GPU profile to measure on: t4, a10, ...; when that GPU is not here, estimated from its profile "
+            "(said in one line; --measure refuses). Give exactly one of --gpu and --device.",
             callback=_checked_target,
         ),
     ] = None,
@@ -421,6 +425,9 @@ def profile(
     calibrate: Annotated[
         bool, typer.Option(help="Measure, estimate the same points, and store the error.")
     ] = ProfileConfig.calibrate,
+    measure: Annotated[
+        bool, typer.Option(help="Refuse estimates: an absent --gpu is an error (default: estimated, and said so).")
+    ] = ProfileConfig.measure,
     threads: Annotated[int, typer.Option(help="torch threads (recorded in every row).")] = ProfileConfig.threads,
     max_seconds: Annotated[
         float, typer.Option(help="Cap on timed seconds per point.")
@@ -446,25 +453,25 @@ def profile(
     For a run directory: its fine-tuned model ('full') and every Pareto model exported into it
     ('prunebench extract-pareto'), and each variant's test-split score (beside the profile).
     """
-    config = ProfileConfig(
-        target=target_from_flags(gpu, device, required=True),
-        variants=text_list(variants) if variants else None,
-        batch_sizes=int_list(batch_sizes, "--batch-sizes"),
-        seq_lens=int_list(seq_lens, "--seq-lens"),
-        estimate=estimate,
-        calibrate=calibrate,
-        threads=threads,
-        timing=TimingConfig(max_seconds=max_seconds),
-        score=score,
-        score_max_examples=score_max_examples,
-        remeasure_unstable=remeasure_unstable,
-    )
+    problems: list[str] = []  # every missing or conflicting argument, in one message before anything loads
+    target = collect(problems, lambda: target_from_flags(gpu, device, required=True), "cpu")
+    config = collect(problems, lambda: ProfileConfig(
+        target=target, variants=text_list(variants) if variants else None,
+        batch_sizes=collect(problems, lambda: int_list(batch_sizes, "--batch-sizes"), (1,)),
+        seq_lens=collect(problems, lambda: int_list(seq_lens, "--seq-lens"), (1,)),
+        estimate=estimate, calibrate=calibrate, measure=measure, threads=threads,
+        timing=collect(problems, lambda: TimingConfig(max_seconds=max_seconds), TimingConfig()),
+        score=score, score_max_examples=score_max_examples, remeasure_unstable=remeasure_unstable,
+    ))  # fmt: skip
+    problems += profile_request(model_dir, model, out, target, score)[1]
+    check_all(problems)
     from prunebench.profiling import profile_run
 
     result = profile_run(model_dir, config, model=model, out=out, show_progress=not as_json)
     if as_json:
         return _print_json({"table": ProfileDir(result.out_dir).table, "profile": result.table,
-                            "scores": result.scores, "calibration": result.calibration})  # fmt: skip
+                            "scores": result.scores, "calibration": result.calibration,
+                            "notes": result.notes})  # fmt: skip
     _print_profile(result)
 
 
@@ -616,6 +623,13 @@ def compare(
         ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="'cpu' for the run's CPU profile.")] = None,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            help="--gpu NAME the run has no profile for: refuse estimates when that GPU is not here "
+            "(default: profiled first, estimated where absent, and said so)."
+        ),
+    ] = CompareConfig.measure,
     batch_size: Annotated[
         int | None,
         typer.Option(help="Batch size to compare at (default: 1 when profiled, else the smallest profiled)."),
@@ -632,13 +646,13 @@ def compare(
     as_json: JsonOption = False,
 ) -> None:
     """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
-    config = CompareConfig(
-        target=target_from_flags(gpu, device, required=False),
-        batch_size=batch_size,
-        seq_len=seq_len,
-        latency_budgets=text_list(latency_budgets),
-        memory_budgets=text_list(memory_budgets),
-    )
+    problems: list[str] = []  # every missing or conflicting argument, in one message before anything loads
+    target = collect(problems, lambda: target_from_flags(gpu, device, required=False))
+    config = collect(problems, lambda: CompareConfig(
+        target=target, batch_size=batch_size, seq_len=seq_len, latency_budgets=text_list(latency_budgets),
+        memory_budgets=text_list(memory_budgets), measure=measure,
+    ))  # fmt: skip
+    check_all(problems)
     from prunebench.report.compare import compare_run
 
     result = compare_run(run, config)
@@ -987,10 +1001,12 @@ def _devices_table(profiles, report) -> Table:
 def _print_profile(result) -> None:
     from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 
+    estimated = bool(result.table["estimated"].any())
     columns = ["model", "variant", "batch", "seq", "mode", "status", "latency ms", "mean ms", "p99 ms"]
-    table = Table(*columns, "weights MiB", "memory MiB", "note")
+    table = Table(*columns, "weights MiB", "memory MiB", *(["bound"] if estimated else []), "note")
     for row in result.table.itertuples():
         mark = "~" if row.mode == "estimated" else ""
+        bound = [_text(getattr(row, "est_bound", None)) if mark else "-"] if estimated else []
         table.add_row(
             row.model,
             row.variant,
@@ -1001,11 +1017,18 @@ def _print_profile(result) -> None:
             *(_ms(value, mark) for value in (row.latency_s, row.latency_mean_s, row.latency_p99_s)),
             _mb(row.weight_bytes),
             _mb(row.memory_bytes, mark),
+            *bound,
             _text(row.reason) or _text(row.notes),
         )
     console.print(table)
-    if result.table["estimated"].any():
-        console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated')")
+    if estimated:
+        console.print("~ = roofline estimate from the profile's figures, not a measurement (column 'estimated'); "
+                      "bound = what set the estimate: host/launch (per-operator host cost, the same at every batch "
+                      "size until the device takes longer), memory (traffic / bandwidth) or compute (FLOPs / "
+                      "throughput)", soft_wrap=True)  # fmt: skip
+    if estimated and "est_error_note" in result.table:
+        for note in sorted(set(result.table["est_error_note"].dropna())):
+            console.print(f"estimate error: {note}", soft_wrap=True)
     console.print(f"latency: {LATENCY_DEFINITION}; memory: {MEMORY_DEFINITION}", soft_wrap=True)
     folder = ProfileDir(result.out_dir)
     if result.calibration is not None:

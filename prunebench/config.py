@@ -217,6 +217,21 @@ def _check(problems: list[str]) -> None:
         raise PrunebenchError("; ".join(problems))
 
 
+def collect(problems: list[str], make: typing.Callable[[], typing.Any], default: typing.Any = None) -> typing.Any:
+    """``make()``, or ``default`` with its error's text added to ``problems``: a command gathers every problem of
+    its arguments before it reports them in one message."""
+    try:
+        return make()
+    except PrunebenchError as error:
+        problems.append(str(error))
+        return default
+
+
+def check_all(problems: list[str]) -> None:
+    """One error for every problem a command gathered (``collect``); nothing when there is none."""
+    _check(problems)
+
+
 # --- stage two: search ---------------------------------------------------------------------------------
 
 # encoder_params: the encoder's parameters (what structural pruning removes) / the full encoder's;
@@ -508,6 +523,7 @@ class ProfileConfig:
     seq_lens: tuple[int, ...] = (128,)
     estimate: bool = False  # predict from the target's profile instead of measuring
     calibrate: bool = False  # measure, estimate the same points, store the error
+    measure: bool = False  # an absent GPU is an error (not estimated instead)
     threads: int = 1  # torch threads, recorded in every row
     timing: TimingConfig = TimingConfig()
     score: bool | None = None  # score every variant on a run's test split; None: yes for a run
@@ -529,6 +545,10 @@ class ProfileConfig:
             problems.append("--variants needs at least one variant (or leave it out for all)")
         if self.remeasure_unstable and self.estimate:
             problems.append("--remeasure-unstable times measured points again; drop --estimate")
+        if self.measure and self.estimate:
+            problems.append("--measure refuses estimates and --estimate asks for them; give one of them")
+        if self.calibrate and self.estimate:
+            problems.append("--calibrate compares measurements with estimates; drop --estimate")
         problems += [
             unknown_name("variant", name, VARIANT_NAMES) for name in self.variants or () if name not in VARIANT_NAMES
         ]
@@ -566,6 +586,7 @@ class CompareConfig:
     seq_len: int | None = None  # None: the longest profiled
     latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
     memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
+    measure: bool = False  # a GPU target the run has no profile for: an absent GPU is an error, not estimated
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latency_budgets", tuple(self.latency_budgets))

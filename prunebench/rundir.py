@@ -63,6 +63,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,9 @@ REPORT_KIND = "prunebench-report"
 REPORT_VERSION = 1
 # Marks a folder prunebench made, so that --overwrite may empty it; hidden, like the lock files.
 OUTPUT_MARKER = ".prunebench-output"
+# Where ``prunebench profile`` writes without --out and without a run: one folder per target, here.
+DEFAULT_PROFILE_OUT = "prunebench-profile"
+DEFAULT_PROFILE_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2: what ``prunebench profile --gpu a10`` profiles
 LOCK_PREFIX = ".prunebench-lock"
 
 
@@ -402,6 +406,42 @@ def read_run(run_dir: Path) -> dict:
 
 
 # --- the layout as types --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What a ``prunebench profile`` call reads and where it writes, its defaults applied (no torch needed)."""
+
+    run_dir: Path | None  # the run whose models are profiled, when the source is one
+    source: Path | None  # a model directory, a pruned model or a folder of them (not a run)
+    model: str | None  # the un-pruned model by name or folder
+    out: Path  # the profile folder
+    defaults: tuple[str, ...]  # what was taken by default, to say so: "model minilm", "folder prunebench-profile/a10"
+
+
+def profile_request(source: Path | None, model: str | None, out: Path | None, target: str, score: bool | None):
+    """``(ProfileRequest, problems)`` for ``prunebench profile [SOURCE] [--model M] [--out OUT]``.
+
+    Nothing given: the packaged MiniLM (``DEFAULT_PROFILE_MODEL``) into ``prunebench-profile/TARGET`` here. A run
+    brings its models and its folder (``RUN/profile/TARGET``). Every conflict is a problem (a list, empty when none).
+    """
+    run_dir = Path(source) if source is not None and RunDir(source).is_run() else None
+    problems, defaults = [], []
+    if run_dir is not None and model is not None:
+        problems.append(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
+    if score and run_dir is None:
+        problems.append("--score scores a run's models on its task's test split; give a run directory or drop --score")
+    if source is None and model is None:
+        model = DEFAULT_PROFILE_MODEL
+        defaults.append(f"model {model} (the packaged all-MiniLM-L6-v2; --model or MODEL_DIR to choose)")
+    if out is None:
+        if run_dir is not None:
+            out = RunDir(run_dir).profile_dir(target).path
+        else:
+            out = Path(DEFAULT_PROFILE_OUT) / target
+            defaults.append(f"folder {out} (--out to choose)")
+    plain_source = None if run_dir is not None or source is None else Path(source)
+    return ProfileRequest(run_dir, plain_source, model, Path(out), tuple(defaults)), problems
 
 
 def _subdirs(folder: Path) -> list[str]:

@@ -209,8 +209,8 @@ def test_bad_input(tmp_path):
     with pytest.raises(PrunebenchError, match="not a prunebench run"):
         compare_run(tmp_path)
     run = _write_run(tmp_path / "run")
-    with pytest.raises(PrunebenchError, match="no profile for 'a10'"):
-        compare_run(run, CompareConfig(target="a10"))
+    with pytest.raises(PrunebenchError, match="--measure refuses estimates, and there is no A10"):
+        compare_run(run, CompareConfig(target="a10", measure=True))  # not profiled there, and no A10 here
     with pytest.raises(PrunebenchError, match="was not profiled"):
         compare_run(run, CompareConfig(batch_size=32))
     unscored = _write_run(tmp_path / "unscored", scores=False)

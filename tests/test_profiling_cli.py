@@ -37,13 +37,20 @@ def test_hardware_lists_profiles_and_devices_without_a_driver(no_gpu, monkeypatc
     assert out.index("looking for devices") < out.index("devices here")  # said before the slow part
 
 
-def test_absent_gpu_fails_clearly_naming_what_was_found(no_gpu, tmp_path, monkeypatch, capsys):
-    line = _error(
-        ["profile", "--model", "shape:bert-tiny", "--gpu", "a10", "--out", str(tmp_path / "p")], monkeypatch, capsys
-    )
-    assert "GPU a10" in line and "not on this machine" in line
-    assert "found no GPU" in line and "--estimate" in line
+def test_absent_gpu_with_measure_fails_clearly_naming_what_was_found(no_gpu, tmp_path, monkeypatch, capsys):
+    args = ["profile", "--model", "shape:bert-tiny", "--gpu", "a10", "--measure", "--out", str(tmp_path / "p")]
+    line = _error(args, monkeypatch, capsys)
+    assert "there is no A10 to measure on this machine" in line
+    assert "found no GPU" in line and "drop --measure" in line
     assert not (tmp_path / "p").exists()
+
+
+def test_absent_gpu_without_measure_is_estimated_and_said_so(no_gpu, tmp_path, monkeypatch, capsys):
+    args = ["profile", "--model", "shape:bert-tiny", "--gpu", "t4", "--batch-sizes", "1", "--out", str(tmp_path / "p")]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert out.startswith("no T4 on this machine (found no GPU") and "ESTIMATES from profiles/t4.toml" in out
+    assert pd.read_parquet(tmp_path / "p" / "profile.parquet")["estimated"].all()
 
 
 def test_estimate_for_an_absent_gpu_marks_every_row(no_gpu, tmp_path, monkeypatch, capsys):
@@ -92,9 +99,7 @@ def test_bad_options_get_one_line_errors(tmp_path, monkeypatch, capsys):
     assert "1 to 512 tokens" in _error([*base, "--device", "cpu", "--seq-lens", "1024"], monkeypatch, capsys)
     assert "unknown variant 'int2'" in _error([*base, "--device", "cpu", "--variants", "int2"], monkeypatch, capsys)
     assert "drop --estimate" in _error([*base, "--device", "cpu", "--estimate", "--calibrate"], monkeypatch, capsys)
-    assert "give a model directory or --model" in _error(
-        ["profile", "--device", "cpu", "--out", str(tmp_path / "p")], monkeypatch, capsys
-    )
+    assert "drop --estimate" in _error([*base, "--gpu", "a10", "--estimate", "--calibrate"], monkeypatch, capsys)
     assert not (tmp_path / "p").exists()
 
 

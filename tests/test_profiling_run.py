@@ -91,8 +91,10 @@ def test_python_api_takes_a_run_directory(run):
 def test_bad_input_gets_one_line(run, tmp_path, monkeypatch, capsys):
     line = _error(["profile", str(run), *FAST, "--model", "shape:bert-tiny"], monkeypatch, capsys)
     assert "is a run" in line and "drop --model" in line
-    line = _error(["profile", "--model", "shape:bert-tiny", *FAST], monkeypatch, capsys)
-    assert "give --out" in line and "RUN/profile/TARGET" in line
+    line = _error(
+        ["profile", str(run), *FAST, "--model", "shape:bert-tiny", "--measure", "--estimate"], monkeypatch, capsys
+    )
+    assert "drop --model" in line and "--measure refuses estimates" in line  # every problem in one message
     line = _error(
         ["profile", "--model", "shape:bert-tiny", *FAST, "--score", "--out", str(tmp_path / "p")], monkeypatch, capsys
     )

@@ -439,6 +439,41 @@ def resolve_target(
     return Target(profile, "measured", torch.device("cuda", index), gpu.name, index, gpu.driver_version)
 
 
+def choose_target(
+    target: str,
+    estimate: bool = False,
+    measure: bool = False,
+    calibrate: bool = False,
+    report: DeviceReport | None = None,
+) -> tuple[Target, str | None]:
+    """The target of a profiling call and, when the named GPU is absent and estimates stand in for it, the one line
+    that says so (``None`` otherwise).
+
+    ``measure`` or ``calibrate``: an absent GPU is an error naming what was found (scripts that must not get
+    estimates). ``estimate``: the profile's figures, without looking for the GPU.
+    """
+    name = target.strip().lower()
+    if name == "cpu" or estimate:
+        return resolve_target(name, estimate, calibrate, report), None
+    report = report or detect_devices()
+    profile = get_profile(check_target(name))
+    found = find_gpu(profile, report)
+    if found is not None and _torch_index(found.name) is not None:
+        return resolve_target(name, False, calibrate, report), None
+    why = f"{found.name} is here but torch cannot use it: no CUDA build of torch" if found else report.found_text()
+    if measure or calibrate:
+        flag, does = ("--measure", "refuses estimates") if measure else ("--calibrate", "measures")
+        raise PrunebenchError(
+            f"{flag} {does}, and there is no {name.upper()} to measure on this machine ({why}); run it where one "
+            f"is, or drop {flag} to get estimates from profiles/{profile.path.name}"
+        )
+    notice = (
+        f"no {name.upper()} on this machine ({why}): ESTIMATES from profiles/{profile.path.name}, not measurements "
+        "(marked ~); --measure makes this an error"
+    )
+    return Target(profile, "estimated", None, profile.description), notice
+
+
 def _torch_index(name: str) -> int | None:
     """torch's index of the GPU named ``name`` (torch and NVML may order GPUs differently)."""
     import torch

@@ -140,6 +140,8 @@ class ProfileRow:
     est_bytes: float | None = None
     est_matmul_dtype: str | None = None
     estimate_error: float | None = None  # with --calibrate: estimated / measured latency - 1
+    est_correction: float | None = None  # the measured correction the latency was multiplied by (corrections.py)
+    est_error_note: str | None = None  # what the estimate was corrected with, or that no measurement checked it
     # environment
     driver_version: str | None = None
     cuda_version: str | None = None

@@ -30,8 +30,13 @@ int8 on a GPU, bitsandbytes or onnxruntime missing, a model the ONNX exporter re
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import logging
 import math
+import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,10 +129,10 @@ def static_skip_reason(spec: VariantSpec, device_kind: str, capability: tuple[in
         if spec.is_bnb and capability < BNB_MIN_CAPABILITY:
             return f"bitsandbytes 0.50 needs compute capability >= 6.0; this GPU has {cc}"
         if spec.quantization == "bnb-int8" and capability < BNB_INT8_MIN_CAPABILITY:
-            # Not measured rather than measured in a subprocess: there is no int8 kernel to time here.
+            # An estimate's answer; a measurement first tries it in a process of its own (runtime_skip_reason).
             return (
                 f"bitsandbytes LLM.int8 needs compute capability >= 7.5 (int8 tensor cores); this GPU has {cc}. "
-                "bitsandbytes 0.50 does not check it and older versions aborted the whole process, so it is not run"
+                "bitsandbytes 0.50 does not check it and older versions aborted the whole process"
             )
     return None
 
@@ -168,11 +173,59 @@ def quiet_bitsandbytes() -> Iterator[None]:
         logger.setLevel(level)
 
 
+# Run in a process of its own (``isolated_int8_probe``): one LLM.int8 linear on the GPU, checked against fp32.
+INT8_PROBE = """
+import sys, torch, bitsandbytes as bnb
+torch.manual_seed(0)
+device = torch.device("cuda", int(sys.argv[1]))
+linear = torch.nn.Linear(64, 64).half()
+int8 = bnb.nn.Linear8bitLt(64, 64, has_fp16_weights=False, threshold=6.0)
+int8.load_state_dict(linear.state_dict())
+int8, linear = int8.to(device), linear.to(device)
+x = torch.randn(8, 64, dtype=torch.float16, device=device)
+got, want = int8(x).float(), linear(x).float()
+torch.cuda.synchronize(device)
+error = ((got - want).abs().max() / want.abs().max()).item()
+assert error < 0.1, f"wrong results (largest error {error:.3g} of the largest output)"
+print("ok")
+"""
+
+
+@functools.cache
+def isolated_int8_probe(device_index: int, code: str = INT8_PROBE, timeout_s: float = 180.0) -> str | None:
+    """None when one LLM.int8 linear ran correctly on GPU ``device_index`` in a separate Python process; else what
+    happened, in words. A kernel that aborts (older bitsandbytes on compute capability 7.0) kills that process, not
+    the sweep. Once per device and session."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(device_index)], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not finish within {timeout_s:.0f} s"
+    if done.returncode == 0 and done.stdout.strip().endswith("ok"):
+        return None
+    if done.returncode < 0:
+        return f"killed its process ({signal.Signals(-done.returncode).name})"
+    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return f"failed: {last[:300]}"
+
+
 def runtime_skip_reason(spec: VariantSpec, device: torch.device) -> str | None:
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    reason = static_skip_reason(spec, device.type, capability)
+    old_gpu_int8 = spec.quantization == "bnb-int8" and capability is not None
+    old_gpu_int8 = old_gpu_int8 and BNB_MIN_CAPABILITY <= capability < BNB_INT8_MIN_CAPABILITY
+    reason = None if old_gpu_int8 else static_skip_reason(spec, device.type, capability)
     if reason:
         return reason
+    # e.g. a V100: tried in a process of its own before bitsandbytes runs (or is even imported) in this one
+    if old_gpu_int8 and importlib.util.find_spec("bitsandbytes") is not None:
+        failed = isolated_int8_probe(device.index or 0)
+        if failed:
+            cc = f"{capability[0]}.{capability[1]}"
+            return (
+                f"bitsandbytes LLM.int8 on this GPU (compute capability {cc}, below the 7.5 its int8 kernels need), "
+                f"tried in a separate process first, {failed}; not measured"
+            )
     if spec.is_bnb:
         bnb = _bnb()
         if bnb is None:

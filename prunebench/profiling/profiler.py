@@ -50,6 +50,10 @@ from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision, time_left
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.corrections import Corrections, none_measured_note
+from prunebench.hardware.corrections import from_pairs as correction_pairs
+from prunebench.hardware.corrections import load as load_corrections
+from prunebench.hardware.corrections import save as save_corrections
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.machine import (
     append_machine_record,
@@ -67,7 +71,7 @@ from prunebench.hardware.measure import (
     release_memory,
     time_interleaved,
 )
-from prunebench.hardware.profiles import Target, resolve_target
+from prunebench.hardware.profiles import Target, choose_target, resolve_target
 from prunebench.hardware.store import ProfileRow, ProfileStore
 from prunebench.hardware.subject import Subject, subject_from_loaded
 from prunebench.hardware.timing import InterleavedTimes
@@ -82,8 +86,8 @@ from prunebench.hardware.variants import (
 )
 from prunebench.models import LoadedModel
 from prunebench.profiling.scoring import score_variants
-from prunebench.profiling.subjects import is_run_dir, resolve_subjects, run_subjects
-from prunebench.rundir import ProfileDir, RunDir, stage_lock, write_atomic
+from prunebench.profiling.subjects import resolve_subjects, run_subjects
+from prunebench.rundir import ProfileDir, RunDir, profile_request, stage_lock, write_atomic
 
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
@@ -194,6 +198,7 @@ def profile_models(
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
         console = make_console(highlight=False, markup=False, soft_wrap=True) if show_progress else None
         run = _Run(store, where, threads, timing, calibrate, on_row, _environment_fields(where), console)
+        run.corrections = None if calibrate else load_corrections(where.profile)
         points = [(b, s) for b in batch_sizes for s in seq_lens]
         if where.mode == "estimated":
             for subject in subjects:
@@ -210,7 +215,7 @@ def profile_models(
             append_machine_record(ProfileDir(out_dir).machine, record)
         frame = store.consolidate()
         if calibrate:
-            write_calibration(frame, ProfileDir(out_dir).calibration)
+            write_calibration(frame, ProfileDir(out_dir).calibration, where)
         return frame
 
 
@@ -220,6 +225,7 @@ class ProfileResult:
     table: pd.DataFrame  # the whole profile table
     scores: pd.DataFrame | None = None  # a run's variants scored on its test split
     calibration: pd.DataFrame | None = None  # with ``calibrate``: how far the estimates were off
+    notes: list[str] = field(default_factory=list)  # what the call decided for the user: estimates, defaults
 
 
 def profile_run(
@@ -239,20 +245,18 @@ def profile_run(
     directory, a pruned model or a folder of them, and/or ``model``, into ``out``.
     """
     console = make_console(quiet=not show_progress, highlight=False, markup=False, soft_wrap=True)
-    run_dir = source if source is not None and is_run_dir(source) else None
-    problems = []
-    if source is None and model is None:
-        problems.append("give a model directory or --model (minilm, shape:NAME or a directory)")
-    if run_dir is not None and model is not None:
-        problems.append(f"{run_dir} is a run: it brings its fine-tuned model (profiled as 'full'); drop --model")
-    if config.score and run_dir is None:
-        problems.append("--score scores a run's models on its task's test split; give a run directory or drop --score")
-    if out is None and run_dir is None:
-        problems.append("give --out FOLDER for the profile table (only a run has a default, RUN/profile/TARGET)")
+    request, problems = profile_request(source, model, out, config.target, config.score)
     if problems:
         raise PrunebenchError("; ".join(problems))
-    out = Path(out) if out is not None else RunDir(run_dir).profile_dir(config.target).path
-    resolve_target(config.target, config.estimate, config.calibrate)  # an absent GPU is refused before loading models
+    run_dir, out = request.run_dir, request.out
+    # an absent GPU is refused (--measure, --calibrate) or estimated, said in one line, before loading models
+    where, notice = choose_target(config.target, config.estimate, config.measure, config.calibrate)
+    if where.mode == "estimated" and not config.estimate:
+        config = replace(config, estimate=True)
+    notes = [notice] if notice else []
+    notes += [f"default {what}" for what in request.defaults]
+    for line in notes:
+        console.print(line)
     if run_dir is not None:
         subjects = run_subjects(run_dir)
         if len(subjects) == 1:
@@ -262,13 +266,14 @@ def profile_run(
                 "points are kept)"
             )
     else:
-        subjects = resolve_subjects(model=model, model_dir=source)
+        subjects = resolve_subjects(model=request.model, model_dir=request.source)
     table = profile_models(
         subjects, out, target=config.target, variants=config.variants, batch_sizes=config.batch_sizes,
         seq_lens=config.seq_lens, estimate_only=config.estimate, calibrate=config.calibrate, threads=config.threads,
         timing=config.timing, on_row=on_row, remeasure_unstable=config.remeasure_unstable, show_progress=show_progress,
     )  # fmt: skip
-    result = ProfileResult(out, table, calibration=calibration_summary(table) if config.calibrate else None)
+    calibration = calibration_summary(table) if config.calibrate else None
+    result = ProfileResult(out, table, calibration=calibration, notes=notes)
     if not config.estimate:
         _print_measurement_warnings(console, out, run_dir or out)
     if run_dir is None or config.score is False:
@@ -353,6 +358,7 @@ class _Run:
     environment: dict
     console: Console | None = None  # progress lines, one per measured point
     pace: _Pace = field(default_factory=lambda: _Pace(0))
+    corrections: Corrections | None = None  # measured corrections of the target's estimates (not when calibrating)
 
     def _row(self, subject: Subject, spec, batch: int, seq_len: int, mode: str, status: str, **values) -> ProfileRow:
         kind = self.target.device.type if self.target.device is not None else self.target.profile.kind
@@ -408,6 +414,16 @@ class _Run:
             return self._row(subject, spec, batch, seq_len, "estimated", "skipped", reason=str(reason))
         error = None if measured_s is None else result.latency_s / measured_s - 1.0
         values = result.row_fields(batch)
+        if self.calibrate:  # the raw estimate, against the measurement: what a correction is made from
+            return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
+        factor = self.corrections.factor(spec.name, result.bound) if self.corrections is not None else None
+        if factor is None:
+            values["est_error_note"] = none_measured_note(self.target.profile)
+        else:
+            latency = result.latency_s * factor
+            note = self.corrections.note(spec.name, result.bound)
+            values |= {"latency_mean_s": latency, "latency_p50_s": latency, "throughput_seq_per_s": batch / latency,
+                       "est_correction": factor, "est_error_note": note}  # fmt: skip
         return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:
@@ -707,7 +723,9 @@ def calibration_summary(frame: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
-def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
+def write_calibration(frame: pd.DataFrame, path: Path, target: Target | None = None) -> dict:
+    """``calibration.json``: the estimate error per variant and, measured on ``target``, the corrections later
+    estimates for it use (``hardware.corrections``), also kept as the target's record beside the profiles."""
     summary = calibration_summary(frame)
     record = {
         "what": f"estimate_error = estimated / measured latency - 1, per measured point ({ProfileDir.TABLE} rows)",
@@ -715,5 +733,14 @@ def write_calibration(frame: pd.DataFrame, path: Path) -> dict:
         "unix_time": time.time(),
         "by_variant": summary.to_dict(orient="records"),
     }
+    if target is not None and target.mode == "measured":
+        rows = frame[frame["mode"].eq("estimated") & frame["estimate_error"].notna() & frame["est_bound"].notna()]
+        rows = rows[rows["target"].eq(target.profile.name)]
+        pairs = list(zip(rows["variant"], rows["est_bound"], rows["estimate_error"].astype(float), strict=True))
+        if pairs:
+            corrections = correction_pairs(target.profile.name, target.device_name, pairs)
+            record["corrections"] = corrections.to_dict()
+            saved = save_corrections(corrections) if target.profile.kind == "gpu" else None
+            record["corrections_file"] = str(saved) if saved is not None else None
     write_atomic(path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
     return record

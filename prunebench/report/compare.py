@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig
+from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
@@ -106,6 +106,25 @@ def parse_budget(text: str, axis: str, reference: float | None) -> Budget:
 
 def _format(axis: str, value: float) -> str:
     return f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.4g} MiB"
+
+
+def _profile_first(run_dir: Path, config: CompareConfig) -> None:
+    """``compare --gpu NAME`` on a run not yet profiled there: profile it first (``prunebench profile RUN --gpu NAME``),
+    measured where that GPU is here, else estimated and said so in one line (``config.measure``: an error)."""
+    from prunebench.profiling import profile_run  # the measurement stack, only when there is something to profile
+
+    profile_run(run_dir, ProfileConfig(target=config.target, measure=config.measure))
+
+
+def _estimate_error_notes(rows: pd.DataFrame, target: str) -> list[str]:
+    """Beside estimated figures: the measured estimate error they were corrected with, or that none was measured."""
+    estimated = rows[rows["estimated"].astype(bool)]
+    if estimated.empty:
+        return []
+    said = estimated["est_error_note"].dropna() if "est_error_note" in estimated else pd.Series(dtype=str)
+    if said.empty:  # a profile written before corrections existed
+        return [f"{target}: ESTIMATES, error unknown: no measurement has calibrated them"]
+    return [f"{target}: {note}" for note in sorted(set(said))]
 
 
 def _choose_target(run_dir: Path, target: str | None) -> str:
@@ -223,6 +242,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         names = sorted(set(rows.loc[copies, "model"]))
         notes.append(f"left out {', '.join(names)}: the un-pruned configuration, the same model as 'full'")
         rows = rows[~copies]
+    notes += _estimate_error_notes(rows, target)
     task = read_run(run_dir).get("task", {})
     options, unscored = [], []
     for row in rows.to_dict("records"):
@@ -518,6 +538,8 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
     """Options, fronts and budget answers of ``run_dir`` on one target, written to RUN/compare/TARGET/."""
     run_dir = Path(run_dir)
     read_run(run_dir)  # a clear error if this is not a run directory
+    if config.target not in (None, "cpu") and config.target not in RunDir(run_dir).profiled_targets():
+        _profile_first(run_dir, config)
     target = _choose_target(run_dir, config.target)
     options, settings = build_options(run_dir, target, config.batch_size, config.seq_len)
     budgets = [parse_budget(text, "latency", _reference(options, "latency_s")) for text in config.latency_budgets] + [

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pymoo.indicators.hv import HV
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+# pymoo is imported where a front or a volume is computed: the search evaluator, and so a GPU check that runs
+# one, import without it (the lent GPU machine has no pymoo; benchmarks/gpu_check.py).
 
 # Every normalised objective is referenced at 1.1: relative costs are 1.0 for the full model, so
 # the full model (and any sub-network with an error below 1.1) still adds volume.
@@ -28,6 +29,8 @@ def _as_matrix(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 def non_dominated(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     """Indices of the points no other point dominates (duplicates of a front point are all kept), sorted."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
     matrix = _as_matrix(points)
     if len(matrix) == 0:
         return np.zeros(0, dtype=int)
@@ -40,6 +43,8 @@ def reference_point(num_objectives: int) -> np.ndarray:
 
 def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: np.ndarray | None = None) -> float:
     """Volume dominated by ``points`` and bounded by ``reference`` (default: ``REFERENCE`` everywhere)."""
+    from pymoo.indicators.hv import HV
+
     matrix = _as_matrix(points)
     if len(matrix) == 0:
         return 0.0

@@ -1,0 +1,125 @@
+"""Measured corrections of the roofline estimates: what ``--calibrate`` learnt on a device, used by later estimates.
+
+``prunebench profile --gpu NAME --calibrate`` measures each point and estimates it too. From those pairs, per
+variant and per *regime* (the bound that set the estimate: ``host/launch``, ``memory`` or ``compute``), the
+correction is the median of measured / estimated latency. It is stored with the date, the device and the
+prunebench version in ``calibration.json`` of the profile folder and, as the hardware target's record, in
+``corrections/<target>.json`` under the hardware profiles (``profiles/``, or ``PRUNEBENCH_CORRECTIONS`` when set)
+for a GPU target (a CPU's correction depends on the host, so it stays in the profile folder only).
+
+Later estimates for that target multiply their latency by the correction of their variant and regime (the
+variant's median over regimes where its own regime was not measured). A target with no record of its own may
+borrow the record of a GPU of the same architecture (same compute capability: H100 and H200, V100 SXM and PCIe),
+and says so. Every corrected figure is still an estimate: the row keeps ``estimated = true`` and says in
+``est_error_note`` what it was corrected with, or that no measurement of this target exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prunebench.hardware.profiles import HardwareProfile, load_profiles, profiles_dir
+
+CORRECTIONS_ENV = "PRUNEBENCH_CORRECTIONS"
+CORRECTIONS_DIR = "corrections"
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """A target's measured corrections: ``factors[variant][regime]`` = median measured / estimated latency."""
+
+    target: str
+    device: str  # the device measured, as NVML or torch named it
+    date: str  # when it was measured (UTC, ISO 8601)
+    factors: dict[str, dict[str, float]]
+    points: dict[str, dict[str, int]] = field(default_factory=dict)
+    borrowed_by: str | None = None  # set when another target of the same architecture uses this record
+
+    def factor(self, variant: str, regime: str) -> float | None:
+        by_regime = self.factors.get(variant) or {}
+        if regime in by_regime:
+            return by_regime[regime]
+        return statistics.median(by_regime.values()) if by_regime else None
+
+    def note(self, variant: str, regime: str) -> str | None:
+        """What the estimate was corrected with, for the row and the report (None: nothing for this variant)."""
+        found = self.factor(variant, regime)
+        if found is None:
+            return None
+        whose = f"measured on {self.device} on {self.date[:10]}"
+        if self.borrowed_by is not None:
+            whose += f", borrowed from target {self.target} (same architecture as {self.borrowed_by})"
+        own = regime in (self.factors.get(variant) or {})
+        what = f"{variant} {regime}-bound" if own else f"{variant} (median over its measured regimes)"
+        return (
+            f"ESTIMATE corrected x{found:.2f} ({what}; estimate error before correction {1 / found - 1:+.0%}; {whose})"
+        )
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if key != "borrowed_by"}
+
+
+def corrections_dir() -> Path:
+    if os.environ.get(CORRECTIONS_ENV):
+        return Path(os.environ[CORRECTIONS_ENV])
+    return profiles_dir() / CORRECTIONS_DIR
+
+
+def from_pairs(target: str, device: str, pairs: list[tuple[str, str, float]], date: str | None = None) -> Corrections:
+    """Corrections from ``(variant, regime, estimated / measured - 1)`` of calibrated points."""
+    grouped: dict[str, dict[str, list[float]]] = {}
+    for variant, regime, error in pairs:
+        if error is None or not error > -1:
+            continue
+        grouped.setdefault(variant, {}).setdefault(regime, []).append(1.0 / (1.0 + error))
+    factors = {v: {r: statistics.median(f) for r, f in by.items()} for v, by in grouped.items()}
+    points = {v: {r: len(f) for r, f in by.items()} for v, by in grouped.items()}
+    return Corrections(target, device, date or datetime.now(UTC).isoformat(timespec="seconds"), factors, points)
+
+
+def save(corrections: Corrections, directory: Path | None = None) -> Path | None:
+    """Write the target's record (``corrections/<target>.json``); None when that folder cannot be written."""
+    folder = Path(directory) if directory is not None else corrections_dir()
+    path = folder / f"{corrections.target}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        staging.write_text(json.dumps(corrections.to_dict(), indent=2) + "\n")
+        os.replace(staging, path)
+    except OSError:
+        return None
+    return path
+
+
+def _read(path: Path) -> Corrections | None:
+    try:
+        data = json.loads(path.read_text())
+        return Corrections(data["target"], data["device"], data["date"], data["factors"], data.get("points", {}))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged record corrects nothing; the estimate says none was measured
+
+
+def load(profile: HardwareProfile, directory: Path | None = None) -> Corrections | None:
+    """The target's own record, else one of a GPU of the same architecture (labelled borrowed), else None."""
+    folder = Path(directory) if directory is not None else corrections_dir()
+    own = _read(folder / f"{profile.name}.json")
+    if own is not None or profile.kind != "gpu" or profile.compute_capability is None:
+        return own
+    for name, other in sorted(load_profiles().items()):
+        if name != profile.name and other.kind == "gpu" and other.compute_capability == profile.compute_capability:
+            found = _read(folder / f"{name}.json")
+            if found is not None:
+                return Corrections(found.target, found.device, found.date, found.factors, found.points, profile.name)
+    return None
+
+
+def none_measured_note(profile: HardwareProfile) -> str:
+    return (
+        f"ESTIMATE, error unknown: no measurement of {profile.name} (or a GPU of its architecture) has calibrated "
+        f"it yet ('prunebench profile --gpu {profile.name} --calibrate' where one is)"
+    )

@@ -1,0 +1,78 @@
+"""Estimates that learn from measurements (issue 12, item 4): ``--calibrate`` on a GPU stores measured / estimated
+per variant and regime with the date and the device; later estimates for that GPU use it, a GPU of the same
+architecture borrows it (labelled), and every estimated row says what corrected it or that nothing was measured."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from prunebench.hardware import corrections
+from prunebench.hardware.profiles import Target, get_profile
+from prunebench.profiling import profile_models
+from prunebench.profiling.profiler import write_calibration
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    folder = tmp_path / "corrections"
+    monkeypatch.setenv(corrections.CORRECTIONS_ENV, str(folder))
+    return folder
+
+
+def test_corrections_are_the_median_measured_over_estimated_per_variant_and_regime():
+    pairs = [
+        ("fp16", "compute", 1.0),
+        ("fp16", "compute", 0.0),
+        ("fp16", "compute", -0.5),
+        ("fp32", "host/launch", 0.25),
+    ]
+    found = corrections.from_pairs("h100", "NVIDIA H100 80GB HBM3", pairs, date="2026-12-02T16:00:00+00:00")
+    assert found.factor("fp16", "compute") == pytest.approx(1.0)  # median of 0.5, 1.0, 2.0
+    assert found.factor("fp32", "host/launch") == pytest.approx(0.8)
+    assert found.factor("fp32", "compute") == pytest.approx(0.8)  # another regime: the variant's median
+    assert found.factor("int8", "compute") is None
+    assert found.points == {"fp16": {"compute": 3}, "fp32": {"host/launch": 1}}
+
+
+def test_saved_record_is_used_by_its_gpu_and_borrowed_by_the_same_architecture_only(store):
+    record = corrections.from_pairs("h100", "NVIDIA H100 80GB HBM3", [("fp16", "compute", 1.0)], "2026-12-02")
+    assert corrections.save(record) == store / "h100.json"
+    own = corrections.load(get_profile("h100"))
+    assert own.borrowed_by is None and "measured on NVIDIA H100 80GB HBM3 on 2026-12-02" in own.note("fp16", "compute")
+    borrowed = corrections.load(get_profile("h200"))  # Hopper too: compute capability 9.0
+    assert borrowed.borrowed_by == "h200"
+    assert "borrowed from target h100 (same architecture as h200)" in borrowed.note("fp16", "compute")
+    assert corrections.load(get_profile("a100")) is None  # Ampere 8.0 borrows nothing from Hopper
+    (store / "a100.json").write_text("{damaged")
+    assert corrections.load(get_profile("a100")) is None
+
+
+def test_calibrating_on_a_gpu_writes_the_record_with_date_and_device(store, tmp_path):
+    frame = pd.DataFrame(
+        {"mode": ["estimated", "estimated", "measured"], "target": ["a10"] * 3, "variant": ["fp16"] * 3,
+         "est_bound": ["compute", "compute", None], "estimate_error": [-0.5, -0.5, None]}
+    )  # fmt: skip
+    target = Target(get_profile("a10"), "measured", None, "NVIDIA A10", 0)
+    record = write_calibration(frame, tmp_path / "calibration.json", target)
+    assert record["corrections"]["factors"] == {"fp16": {"compute": 2.0}}
+    assert record["corrections"]["device"] == "NVIDIA A10" and record["corrections"]["date"]
+    saved = json.loads((store / "a10.json").read_text())
+    assert saved["factors"] == {"fp16": {"compute": 2.0}} and record["corrections_file"] == str(store / "a10.json")
+
+
+def test_later_estimates_use_the_correction_and_say_so(store, tmp_path):
+    points = {"batch_sizes": [1], "seq_lens": [16], "variants": ["fp32", "fp16"], "estimate_only": True}
+    before = profile_models(["shape:bert-tiny"], tmp_path / "before", target="a10", **points).set_index("variant")
+    assert before["est_error_note"].str.contains("error unknown: no measurement of a10").all()
+    assert before["est_correction"].isna().all()
+    bound = before.loc["fp16", "est_bound"]
+    corrections.save(corrections.from_pairs("a10", "NVIDIA A10", [("fp16", bound, 1.0)], "2026-12-02"))
+    after = profile_models(["shape:bert-tiny"], tmp_path / "after", target="a10", **points).set_index("variant")
+    assert after.loc["fp16", "latency_s"] == pytest.approx(before.loc["fp16", "latency_s"] * 0.5)
+    assert after.loc["fp16", "est_correction"] == pytest.approx(0.5) and bool(after.loc["fp16", "estimated"])
+    assert "ESTIMATE corrected x0.50" in after.loc["fp16", "est_error_note"]
+    assert "estimate error before correction +100%" in after.loc["fp16", "est_error_note"]
+    assert after.loc["fp32", "latency_s"] == pytest.approx(before.loc["fp32", "latency_s"])  # nothing measured
