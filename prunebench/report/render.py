@@ -146,6 +146,19 @@ class ReportResult:
     missing: list[str]  # "RUN LABEL: what is missing" for every run
     runs: list[str]  # the run labels, in the order given
 
+    @classmethod
+    def written(cls, out: Path, chosen, written: list[str], missing: list[str], runs: list[str]) -> ReportResult:
+        """What ``write_document`` wrote into ``out`` (``written``: its files, relative to ``out``)."""
+        return cls(
+            out=out,
+            html=out / HTML_FILE if "html" in chosen else None,
+            markdown=out / MARKDOWN_FILE if "md" in chosen else None,
+            summary=out / SUMMARY_FILE,
+            figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
+            missing=missing,
+            runs=runs,
+        )
+
 
 # --- formatting ----------------------------------------------------------------------------------
 
@@ -1014,15 +1027,8 @@ def write_report(
     check_out(out, runs, overwrite)
     document = build_document(data)
     written = write_document(document, report_summary(data), out, chosen, [str(r) for r in runs])
-    return ReportResult(
-        out=out,
-        html=out / HTML_FILE if "html" in chosen else None,
-        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
-        summary=out / SUMMARY_FILE,
-        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
-        missing=[f"{run.label}: {note}" for run in data for note in run.missing],
-        runs=[run.label for run in data],
-    )
+    missing = [f"{run.label}: {note}" for run in data for note in run.missing]
+    return ReportResult.written(out, chosen, written, missing, [run.label for run in data])
 
 
 def write_document(

@@ -23,11 +23,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.report.answer import HALF_ENCODER, json_safe, run_summary
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
-    FIGURES_DIR,
     FORMATS,
-    HTML_FILE,
-    MARKDOWN_FILE,
-    SUMMARY_FILE,
     Bullets,
     Document,
     ReportResult,
@@ -259,12 +255,5 @@ def write_sweep_report(
     check_out(out, [sweep.cell(c.name).path for c in cells], overwrite)
     document = build_sweep_document(sweep, record, cells)
     written = write_document(document, sweep_summary(sweep, record, cells), out, chosen, [str(sweep.path)])
-    return ReportResult(
-        out=out,
-        html=out / HTML_FILE if "html" in chosen else None,
-        markdown=out / MARKDOWN_FILE if "md" in chosen else None,
-        summary=out / SUMMARY_FILE,
-        figures=[out / name for name in written if name.startswith(f"{FIGURES_DIR}/")],
-        missing=[f"{c.name}: {c.status}" + (f" ({c.error})" if c.error else "") for c in cells if c.status != "done"],
-        runs=[c.name for c in cells],
-    )
+    missing = [f"{c.name}: {c.status}" + (f" ({c.error})" if c.error else "") for c in cells if c.status != "done"]
+    return ReportResult.written(out, chosen, written, missing, [c.name for c in cells])
