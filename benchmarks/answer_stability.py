@@ -161,7 +161,8 @@ def _answers(options) -> dict:
     answers = answer_budgets(options, budgets)
     found = {}
     for text, row in zip(BUDGETS, answers.to_dict("records"), strict=True):
-        runner_up = row.get("runner_up_option") if row.get("within_noise") else None
+        # the option that might win instead (of any kind), not the best of the other kinds
+        runner_up = row.get("within_noise_of") if row.get("within_noise") else None
         found[text] = row["best_option"] if runner_up is None else f"{row['best_option']} | {runner_up} (noise)"
     return found
 
