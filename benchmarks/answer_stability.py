@@ -9,7 +9,10 @@ bounded in time). Each condition is repeated ``--repeats`` times, with both meth
 - before: each point timed on its own, one after another (A A A, B B B: ``measure_point``, as the
   profiler did before issue 18); relative budgets judged on seconds against the fp32 model's seconds.
 - after: ``profile_models`` as it is now: each shape's points timed in interleaved rounds with the fp32
-  reference; relative budgets judged on ``latency_ratio``, "within noise" when intervals overlap.
+  reference; relative budgets judged on ``latency_ratio``, "within noise" when intervals overlap. At one
+  thread the ratio is taken on the timing thread's CPU time per pass (``ratio_clock`` "thread_cpu"); the
+  wall-time ratio of the same rounds (``wall_ratio``, p50 over p50, what the interleaved profile used before)
+  is kept beside it, so the summary's ``after_wall`` shows what the CPU clock changed.
 
 The budget answers come from ``report.compare.answer_budgets``. The test errors are FIXED PLACEHOLDERS
 (full fp32 lowest, int8 slightly higher, the sub-networks higher still): errors do not depend on load,
@@ -100,7 +103,8 @@ def main() -> None:
         "benchmark": "answer_stability",
         "question": "do budget answers (and latency ratios to fp32) hold under background CPU load?",
         "measured": "CPU wall-clock latency of one forward pass (inference_mode, perf_counter) at batch "
-        f"{BATCH}, sequence {SEQ_LEN}, {THREADS} thread; p50 per point; ratio = p50 / fp32 p50",
+        f"{BATCH}, sequence {SEQ_LEN}, {THREADS} thread; p50 per point; before: ratio = p50 / fp32 p50 (wall); "
+        "after: ratio of the timing thread's median CPU time per pass (time.thread_time) to fp32's, same rounds",
         "model": "minilm (all-MiniLM-L6-v2 as shipped, random 2-label head); depth-50: first 3 layers; "
         "width-50: 6 layers, 6 heads and 768 FFN units each",
         "options": [f"{m} {v}" for m, v in ERRORS],
@@ -115,7 +119,10 @@ def main() -> None:
         "environment": environment(),
         "wall_time_s": round(time.time() - started, 1),
         "runs": runs,
-        "summary": {method: _summary(runs, method) for method in ("before", "after")},
+        "summary": {
+            **{method: _summary(runs, method) for method in ("before", "after")},
+            "after_wall": _wall_ratio_moves(runs),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
@@ -203,7 +210,10 @@ def _after(models: dict, timing) -> dict:
         )  # fmt: skip
         machine = json.loads((Path(folder) / "machine.json").read_text())["sessions"][-1]
     keep = ["model", "variant", "latency_s", "latency_ratio", "latency_ratio_low", "latency_ratio_high", "stable"]
-    points = frame[keep + ["remeasured", "latency_cv"]].rename(columns={"latency_cv": "cv"})
+    reference = frame.loc[(frame["model"] == "full") & (frame["variant"] == "fp32"), "latency_p50_s"].iloc[0]
+    frame = frame.assign(wall_ratio=frame["latency_p50_s"] / reference)
+    extra = ["remeasured", "latency_cv", "ratio_clock", "cpu_p50_s", "waited_share", "wall_ratio"]
+    points = frame[keep + extra].rename(columns={"latency_cv": "cv"})
     points = points.astype(object).where(points.notna(), None).to_dict("records")
     return {
         "points": points,
@@ -259,9 +269,35 @@ def _summary(runs: list[dict], method: str) -> dict:
     }
 
 
+def _wall_ratio_moves(runs: list[dict]) -> dict:
+    """How far the interleaved rounds' wall-time ratios moved over the runs (no answers: they have no interval)."""
+    import statistics
+
+    moves, waited = {}, {}
+    for model, variant in ERRORS:
+        if (model, variant) == ("full", "fp32"):
+            continue
+        points = [
+            next(p for p in run["after"]["points"] if p["model"] == model and p["variant"] == variant) for run in runs
+        ]
+        mean = statistics.fmean(p["wall_ratio"] for p in points)
+        moves[f"{model} {variant}"] = round(max(abs(p["wall_ratio"] / mean - 1) for p in points), 4)
+    for run in runs:
+        shares = [p["waited_share"] for p in run["after"]["points"] if p.get("waited_share") is not None]
+        waited[f"{run['condition']} #{run['repeat']}"] = round(max(shares), 4) if shares else None
+    return {
+        "ratio_max_deviation_from_mean": max(moves.values()),
+        "ratio_max_deviation_by_option": moves,
+        "max_waited_share_by_run": waited,
+    }
+
+
 def _print_table(summary: dict) -> None:
     print(f"{'method':8s} {'same answer':>12s} {'same/noise':>11s} {'max ratio move':>15s} {'fp32 ms min-max':>16s}")
     for method, found in summary.items():
+        if method == "after_wall":
+            print(f"{'(wall)':8s} {'':>23s} {found['ratio_max_deviation_from_mean']:>14.1%}  same rounds, wall time")
+            continue
         seconds = found["fp32_seconds"]
         print(
             f"{method:8s} {found['budgets_same_answer']:>6d} of {found['budgets']:<3d} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -70,10 +71,33 @@ def test_a_shape_is_timed_as_one_group_with_the_reference(models, tmp_path, monk
     assert (reference["latency_ratio"] == 1.0).all()
     assert (frame["latency_ratio_low"] <= frame["latency_ratio"]).all()
     assert (frame["latency_ratio"] <= frame["latency_ratio_high"]).all()
-    # the ratio is the p50s' ratio, measured in the same rounds
+    # one CPU thread: the ratio is the timing thread's median CPU times' ratio, measured in the same rounds
+    assert (frame["ratio_clock"] == "thread_cpu").all() and frame["waited_share"].between(0, 1).all()
     by = frame.set_index(["model", "variant", "batch_size"])
     half = by.loc[("half", "fp32", 1)]
-    assert half["latency_ratio"] == pytest.approx(half["latency_p50_s"] / by.loc[("full", "fp32", 1), "latency_p50_s"])
+    assert half["latency_ratio"] == pytest.approx(half["cpu_p50_s"] / by.loc[("full", "fp32", 1), "cpu_p50_s"])
+
+
+def _spin(seconds: float) -> None:
+    """Keep this thread busy for ``seconds`` of its own CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_ratios_on_thread_cpu_time_leave_out_the_time_the_thread_did_not_run():
+    # B spends half the CPU time of A, then waits three times that long off the CPU (as a time-sliced pass
+    # waits for its core): on wall time B takes twice as long as A, on the thread's CPU time half as long.
+    fns = [lambda: _spin(0.004), lambda: (_spin(0.002), time.sleep(0.006))]
+    config = TimingConfig(warmup=1, min_repeats=5, max_repeats=5, round_size=5, max_seconds=60)
+    wall = measure_interleaved(fns, config, reference=0)
+    assert wall.ratio_clock == "wall" and wall.cpu_times is None and wall.waited_share(1) is None
+    assert wall.ratio(1, 0).ratio == pytest.approx(2.0, rel=0.25)
+    cpu = measure_interleaved(fns, config, reference=0, thread_cpu=True)
+    assert cpu.ratio_clock == "thread_cpu" and [len(t) for t in cpu.cpu_times] == [5, 5]
+    assert cpu.ratio(1, 0).ratio == pytest.approx(0.5, rel=0.25)
+    assert cpu.stats(1).median == pytest.approx(0.008, rel=0.5)  # the latency itself stays wall time
+    assert cpu.waited_share(0) < 0.2 and cpu.waited_share(1) == pytest.approx(0.75, abs=0.15)
 
 
 def test_the_reference_is_timed_again_for_points_added_later_without_a_new_row(models, tmp_path):

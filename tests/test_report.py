@@ -254,6 +254,27 @@ def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):
         assert "1 measured point(s) still unstable" in text and point in text
 
 
+def test_points_stretched_by_time_slicing_are_named_with_the_clock_of_their_ratios(tmp_path):
+    run = make_report_run(tmp_path / "run", with_compare=False)
+    folder = run / "profile" / "cpu"
+    table = pd.read_parquet(folder / "profile.parquet")
+    measured = table.index[(table["mode"] == "measured") & (table["status"] == "ok")]
+    table["ratio_clock"], table["waited_share"] = None, None
+    table.loc[measured, "ratio_clock"] = "thread_cpu"
+    table.loc[measured, "waited_share"] = 0.01
+    table.loc[measured[:2], "waited_share"] = [0.3, 0.42]
+    table.to_parquet(folder / "profile.parquet")
+    result = write_report([run], tmp_path / "out")
+    for text in (result.html.read_text(), result.markdown.read_text()):
+        assert "CPU time per pass (one thread), which other processes" in text
+        assert f"2 of {len(measured)} measured point(s) were off the CPU for more than 5%" in text
+        assert "(up to 42%)" in text
+    table["ratio_clock"] = "wall"  # timed on wall time (several threads, or a GPU): no such notes
+    table.to_parquet(folder / "profile.parquet")
+    text = write_report([run], tmp_path / "out2", formats=("html",)).html.read_text()
+    assert "CPU time" not in text and "off the CPU" not in text
+
+
 def test_an_unstable_latency_is_marked_next_to_it_with_its_interval(tmp_path):
     run = make_report_run(tmp_path / "run")
     path = run / "compare" / "cpu" / "options.parquet"

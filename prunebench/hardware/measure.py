@@ -299,8 +299,11 @@ def time_interleaved(
             inputs = make_inputs(loaded, batch, seq_len, device)
             forwards.append(lambda model=built.model, inputs=inputs: model(**inputs))
         timer = cuda_event_timer(device) if device.type == "cuda" else perf_counter_timer
+        # One CPU thread does all the work (ONNX Runtime's sessions take torch's thread count too), so that
+        # thread's CPU time is the pass without the time other processes took the core away: ratios use it.
+        thread_cpu = device.type == "cpu" and torch.get_num_threads() == 1
         with torch.inference_mode(), quiet_bitsandbytes():
-            return measure_interleaved(forwards, timing, timer=timer, reference=reference)
+            return measure_interleaved(forwards, timing, timer=timer, reference=reference, thread_cpu=thread_cpu)
     except Exception as error:  # as in measure_point: only out-of-memory becomes a record
         if not is_out_of_memory(error):
             raise

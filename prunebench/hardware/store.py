@@ -49,7 +49,9 @@ LATENCY_DEFINITION = (
 RATIO_DEFINITION = (
     "latency_ratio: the point's median pass over the reference's (the un-pruned fp32 model at the same batch and "
     "sequence length), both timed in the same interleaved rounds, so load from elsewhere slows both alike; "
-    "latency_ratio_low/high: a 95% percentile bootstrap interval over the rounds (resampled in pairs)"
+    "latency_ratio_low/high: a 95% percentile bootstrap interval over the rounds (resampled in pairs); "
+    "ratio_clock 'thread_cpu' (one CPU thread): both on the timing thread's CPU time per pass, which time-slicing "
+    "with other processes does not stretch, 'wall': on wall time"
 )
 MEMORY_DEFINITION = (
     "peak memory on the device (stored in bytes, shown in MiB) while running the batch: on a GPU, torch's peak "
@@ -114,6 +116,9 @@ class ProfileRow:
     latency_ratio_low: float | None = None  # bootstrap interval over the rounds (hardware.timing.CONFIDENCE)
     latency_ratio_high: float | None = None
     ratio_reference: str | None = None  # "MODEL VARIANT" the ratio is to (the un-pruned fp32 model)
+    ratio_clock: str | None = None  # what the ratio was taken on: "thread_cpu" (one CPU thread) or "wall"
+    cpu_p50_s: float | None = None  # median CPU time of the timing thread per pass (one CPU thread)
+    waited_share: float | None = None  # share of the passes' wall time the thread was not running (time-sliced)
     interleaved_with: int | None = None  # points timed in the same rounds, this one included
     remeasured: int | None = None  # times re-measured at the end of a sweep for being unstable
     throughput_seq_per_s: float | None = None

@@ -125,23 +125,50 @@ class RatioInterval:
     high: float
 
 
+WALL_CLOCK = "wall"
+THREAD_CPU_CLOCK = "thread_cpu"
+
+
 @dataclass(frozen=True)
 class InterleavedTimes:
-    """What ``measure_interleaved`` timed: ``times[i][r]`` is the seconds of callable ``i`` in round ``r``."""
+    """What ``measure_interleaved`` timed: ``times[i][r]`` is the wall seconds of callable ``i`` in round ``r``.
+
+    ``cpu_times[i][r]``, where recorded, is the CPU time the calling thread spent in that same pass. Ratios are
+    taken on it then (``ratio_clock``): with one thread doing all the work, a pass's CPU time is what its wall
+    time would be if no other process had taken the core away, so time-slicing with a busy neighbour (which
+    stretches short and long passes unequally) does not move the ratio. Latencies stay wall time.
+    """
 
     times: list[list[float]]
     warmup: int
     stable: list[bool]  # per callable: its mean met the stability rule (``TimingConfig.target_relative_sem``)
+    cpu_times: list[list[float]] | None = None
 
     @property
     def rounds(self) -> int:
         return len(self.times[0]) if self.times else 0
 
+    @property
+    def ratio_clock(self) -> str:
+        return WALL_CLOCK if self.cpu_times is None else THREAD_CPU_CLOCK
+
     def stats(self, index: int) -> LatencyStats:
         return LatencyStats.from_times(self.times[index], self.warmup, stable=self.stable[index])
 
     def ratio(self, index: int, reference: int) -> RatioInterval:
-        return ratio_interval(self.times[reference], self.times[index])
+        clock = self.times if self.cpu_times is None else self.cpu_times
+        return ratio_interval(clock[reference], clock[index])
+
+    def cpu_median(self, index: int) -> float | None:
+        return statistics.median(self.cpu_times[index]) if self.cpu_times is not None else None
+
+    def waited_share(self, index: int) -> float | None:
+        """The share of callable ``index``'s timed wall time in which its thread was not running (time-sliced
+        with other work, or blocked): 0 on a quiet machine; None where no CPU time was recorded."""
+        if self.cpu_times is None:
+            return None
+        wall = math.fsum(self.times[index])
+        return max(0.0, 1.0 - math.fsum(self.cpu_times[index]) / wall) if wall > 0 else 0.0
 
 
 def interleaved_order(count: int, rounds: int) -> list[int]:
@@ -158,13 +185,16 @@ def measure_interleaved(
     config: TimingConfig = TimingConfig(),
     timer: Timer = perf_counter_timer,
     reference: int | None = None,
+    thread_cpu: bool = False,
 ) -> InterleavedTimes:
     """Time ``fns`` in interleaved rounds (one pass of each per round, in ``interleaved_order``).
 
     Stops once every callable is stable after ``min_repeats`` rounds, or at ``max_repeats`` rounds, or after
     ``max_seconds`` per callable (so a group takes as long as its points would one after another). Warm-up
     passes are interleaved too. With a ``reference`` (an index into ``fns``), stable is ``interval_stable``;
-    without one, each mean's standard error (``target_relative_sem``).
+    without one, each mean's standard error (``target_relative_sem``). ``thread_cpu``: also record each
+    pass's CPU time on this thread (``time.thread_time``), and judge ratios and their stability on it; only
+    meaningful when the callables do all their work on the calling thread (one CPU thread, no GPU).
     """
     if not fns:
         raise ValueError("nothing to time")
@@ -173,6 +203,7 @@ def measure_interleaved(
     for index in interleaved_order(len(fns), config.warmup):
         fns[index]()
     times: list[list[float]] = [[] for _ in fns]
+    cpu_times: list[list[float]] | None = [[] for _ in fns] if thread_cpu else None
     started = time.perf_counter()
     budget = config.max_seconds * len(fns)
     stable = [False] * len(fns)
@@ -180,20 +211,24 @@ def measure_interleaved(
     while len(times[0]) < config.max_repeats:
         rounds = min(config.round_size, config.max_repeats - len(times[0]))
         for index in interleaved_order(len(fns), rounds):
+            cpu_started = time.thread_time()
             times[index] += timer(fns[index], 1)
+            if cpu_times is not None:
+                cpu_times[index].append(time.thread_time() - cpu_started)
         done = len(times[0])
+        judged = times if cpu_times is None else cpu_times
         # The interval costs a bootstrap per callable: judged again once the rounds grew by a quarter, so
         # the checks take a small, fixed share of the timing.
         if done >= config.min_repeats and (done >= 1.25 * checked_at or done >= config.max_repeats):
             checked_at = done
-            stable = _stability(times, config, reference)
+            stable = _stability(judged, config, reference)
             if all(stable):
                 break
         if time.perf_counter() - started >= budget and done >= 2:
             break
     if len(times[0]) >= 2 and checked_at != len(times[0]):
-        stable = _stability(times, config, reference)
-    return InterleavedTimes(times, config.warmup, stable)
+        stable = _stability(times if cpu_times is None else cpu_times, config, reference)
+    return InterleavedTimes(times, config.warmup, stable, cpu_times)
 
 
 def _stability(times: list[list[float]], config: TimingConfig, reference: int | None) -> list[bool]:

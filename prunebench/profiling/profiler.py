@@ -679,14 +679,16 @@ def _member_id(member: tuple[Subject, VariantSpec]) -> tuple[str, str]:
 def _ratio_fields(times: InterleavedTimes, index: int, members, reference) -> dict:
     """The ratio of member ``index`` to the reference timed in the same rounds (None fields without a reference)."""
     ids = [_member_id(m) for m in members]
+    clock = {"cpu_p50_s": times.cpu_median(index), "waited_share": times.waited_share(index)}
     if reference is None or _member_id(reference) not in ids:
-        return {"interleaved_with": len(members)}
+        return clock | {"interleaved_with": len(members)}
     found = times.ratio(index, ids.index(_member_id(reference)))
-    return {
+    return clock | {
         "latency_ratio": found.ratio,
         "latency_ratio_low": found.low,
         "latency_ratio_high": found.high,
         "ratio_reference": f"{reference[0].label} {reference[1].name}",
+        "ratio_clock": times.ratio_clock,
         "interleaved_with": len(members),
     }
 

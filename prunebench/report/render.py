@@ -864,6 +864,7 @@ def _measurement_notes(runs: list[RunData], multi: bool) -> Section:
                     "on a quieter machine (it resumes and times only the unstable points again)."
                 )
             table = profile.table
+            items += _clock_notes(table, f"{prefix}profile {profile.target}")
             if "stable" not in table.columns:
                 continue
             unstable = table[table["mode"].eq("measured") & table["status"].eq("ok") & table["stable"].eq(False)]
@@ -875,13 +876,35 @@ def _measurement_notes(runs: list[RunData], multi: bool) -> Section:
                 more = f" and {len(unstable) - len(names)} more" if len(unstable) > len(names) else ""
                 items.append(
                     f"{prefix}profile {profile.target}: {len(unstable)} measured point(s) still unstable after "
-                    f"re-measuring (their mean did not settle): {', '.join(names)}{more}."
+                    f"re-measuring (their timing did not settle to the stability rule): {', '.join(names)}{more}."
                 )
     if items:
         section.blocks.append(Bullets(items))
     else:
         section.blocks.append(Text("No profile was taken under load, and every measured point was stable.", note=True))
     return section
+
+
+WAITED_SHARE_NOTED = 0.05  # a point whose thread was off the CPU for more of its timed passes than this
+
+
+def _clock_notes(table: pd.DataFrame, where: str) -> list[str]:
+    """What the ratios were timed on, and the points whose seconds time-slicing with other processes stretched."""
+    measured = table[table["mode"].eq("measured") & table["status"].eq("ok")]
+    if "ratio_clock" not in measured.columns or not measured["ratio_clock"].eq("thread_cpu").any():
+        return []
+    notes = [
+        f"{where}: latency ratios are taken on the timing thread's CPU time per pass (one thread), which other "
+        "processes taking the core away do not stretch; the milliseconds are wall time."
+    ]
+    waited = measured[measured["waited_share"].fillna(0) > WAITED_SHARE_NOTED]
+    if len(waited):
+        notes.append(
+            f"{where}: {len(waited)} of {len(measured)} measured point(s) were off the CPU for more than "
+            f"{WAITED_SHARE_NOTED:.0%} of their timed passes (up to {waited['waited_share'].max():.0%}): another "
+            "process had the core, so their milliseconds are longer than on a quiet machine; their ratios are not."
+        )
+    return notes
 
 
 def _missing(runs: list[RunData]) -> Section:
