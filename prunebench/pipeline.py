@@ -30,7 +30,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from prunebench.config import PipelineConfig, SearchConfig
+from prunebench.config import PipelineConfig, SearchConfig, TrainConfig
 from prunebench.environment import clock
 from prunebench.environment import console as make_console
 from prunebench.extract.vocab import trim_run
@@ -136,4 +136,27 @@ def pipeline_finished(config: PipelineConfig, run_dir: Path) -> bool:
     last = (record.get("sessions") or [{}])[-1] if isinstance(record, dict) else {}
     stages = last.get("stages") or {} if isinstance(last, dict) else {}
     done = "seconds" in last and all((stages.get(name) or {}).get("status") == "done" for name in STAGES)
-    return done and record.get("config") == json.loads(json.dumps(config.to_dict(), default=str))
+    return done and _same_settings(record.get("config"), _plain(config), _plain(_DEFAULTS))
+
+
+# Every setting at its default: what a run recorded before a setting existed ran with.
+_DEFAULTS = PipelineConfig(preset="", description="", train=TrainConfig())
+
+
+def _plain(config: PipelineConfig) -> dict:
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _same_settings(recorded, current, default) -> bool:
+    """``recorded`` (a run's stored config) asks for what ``current`` does. A setting added to prunebench since
+    the run was recorded is missing from it: the run had its default then, so it matches when ``current`` keeps
+    that default (a finished sweep cell stays finished when a later version adds an option)."""
+    if not isinstance(recorded, dict) or not isinstance(current, dict):
+        return recorded == current
+    default = default if isinstance(default, dict) else {}
+    return all(
+        _same_settings(recorded[key], value, default.get(key))
+        if key in recorded
+        else key in default and value == default[key]
+        for key, value in current.items()
+    )

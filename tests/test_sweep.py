@@ -307,3 +307,29 @@ def test_progress_in_a_log_is_plain_lines_with_an_eta(capsys):
     assert line.endswith("ETA 0:13") or line.endswith("ETA 0:12"), line
     progress.update()  # within a minute of the last line: nothing more in a log
     assert capsys.readouterr().out == ""
+
+
+def test_a_finished_cell_stays_finished_when_a_later_version_adds_a_setting(tmp_path):
+    from dataclasses import replace
+
+    from prunebench.config import get_preset
+    from prunebench.pipeline import STAGES, pipeline_finished
+    from prunebench.rundir import RunDir, write_json_atomic
+
+    config = get_preset("quick")
+    recorded = json.loads(json.dumps(config.to_dict(), default=str))
+    del recorded["trim_vocab"], recorded["train"]["warmup_ratio"]  # settings this run's version did not have
+    session = {"seconds": 1.0, "stages": {name: {"status": "done"} for name in STAGES}}
+    run = tmp_path / "cell"
+    run.mkdir()
+    write_json_atomic(RunDir(run).pipeline_file, {"config": recorded, "sessions": [session]})
+    # the missing settings are at their defaults now: what the run had, so it is finished
+    assert pipeline_finished(replace(config, train=replace(config.train, warmup_ratio=0.0)), run)
+    # a missing setting asked for at another value, or a recorded one changed: not this run's settings
+    assert not pipeline_finished(config, run)  # the quick preset warms up for 10%, the run did not
+    assert not pipeline_finished(replace(config, trim_vocab=True, train=replace(config.train, warmup_ratio=0.0)), run)
+    changed = replace(config, train=replace(config.train, warmup_ratio=0.0, epochs=3))
+    assert not pipeline_finished(changed, run)
+    session["stages"]["report"]["status"] = "running"
+    write_json_atomic(RunDir(run).pipeline_file, {"config": recorded, "sessions": [session]})
+    assert not pipeline_finished(replace(config, train=replace(config.train, warmup_ratio=0.0)), run)
