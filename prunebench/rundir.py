@@ -771,6 +771,47 @@ class RunDir:
         return found
 
 
+# A run's results without its bulk: no checkpoint, model weights, vocabulary copies, resumable parts (the
+# consolidated tables hold the same rows), reports (their HTML embeds the figures) or locks. What a sweep's
+# findings commit keeps of each cell (``copy_results``, benchmarks/findings.py).
+BULK_DIRS = (CHECKPOINT_DIR, VOCAB_DIR, REPORT_DIR, SYNE_TUNE_DIR)
+BULK_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".parts")
+
+
+def result_files(run: Path) -> list[Path]:
+    """The files of the run directory ``run`` that hold its results (see ``BULK_DIRS``), relative to it."""
+    run = Path(run)
+    found = []
+    for path in sorted(run.rglob("*")):
+        relative = path.relative_to(run)
+        skipped = relative.parts[0] in BULK_DIRS or any(
+            part.endswith(BULK_SUFFIXES) or part.startswith((LOCK_PREFIX, ".")) for part in relative.parts
+        )
+        if path.is_file() and not skipped:
+            found.append(relative)
+    return found
+
+
+def copy_results(run: Path, to: Path) -> list[Path]:
+    """Copy the results of the run directory ``run`` into ``to`` (replacing what it held): a run that reads as
+    finished (``pipeline.json``) and reports, but cannot train or extract further."""
+    files = result_files(run)
+    staging = staging_path(Path(to))
+    try:
+        staging.mkdir(parents=True)
+        for relative in files:
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(run) / relative, staging / relative)
+        if Path(to).exists():
+            shutil.rmtree(to)
+        Path(to).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, to)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return files
+
+
 class SweepDir:
     """A sweep folder (``prunebench sweep --out``): the record, the grid, one run directory per cell, logs."""
 

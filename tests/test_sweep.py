@@ -333,3 +333,26 @@ def test_a_finished_cell_stays_finished_when_a_later_version_adds_a_setting(tmp_
     session["stages"]["report"]["status"] = "running"
     write_json_atomic(RunDir(run).pipeline_file, {"config": recorded, "sessions": [session]})
     assert not pipeline_finished(replace(config, train=replace(config.train, warmup_ratio=0.0)), run)
+
+
+def test_copy_results_keeps_the_tables_and_leaves_the_bulk(tmp_path):
+    from prunebench.rundir import copy_results, result_files
+
+    run = tmp_path / "cell"
+    search = "search/morea-seed0"
+    kept = ["run.json", "pipeline.json", "training_log.parquet", f"{search}/pareto.parquet",
+            f"{search}/models/index.parquet", "profile/cpu/profile.parquet", "compare/cpu/options.csv"]  # fmt: skip
+    bulk = ["checkpoint/model.safetensors", "checkpoint/checkpoint.json", f"{search}/models/p00/model.safetensors",
+            f"{search}/models/p00/model.onnx", "profile/cpu/profile.parts/a.parquet", "report/report.html",
+            "vocab/p00/config.json", ".prunebench-lock", "profile/cpu/.profile.parquet.partial-1-ab"]  # fmt: skip
+    for name in kept + bulk:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(name)
+    assert sorted(map(str, result_files(run))) == sorted(kept)
+    target = tmp_path / "committed" / "cell"
+    target.mkdir(parents=True)
+    (target / "stale.json").write_text("from an earlier copy")
+    copy_results(run, target)
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert found == sorted(kept) and (target / "run.json").read_text() == "run.json"
+    assert [p.name for p in (tmp_path / "committed").iterdir()] == ["cell"]  # no staging folder left behind
