@@ -771,11 +771,11 @@ class RunDir:
         return found
 
 
-# A run's results without its bulk: no checkpoint, model weights, vocabulary copies, resumable parts (the
-# consolidated tables hold the same rows), reports (their HTML embeds the figures) or locks. What a sweep's
-# findings commit keeps of each cell (``copy_results``, benchmarks/findings.py).
+# A run's results without its bulk: no checkpoint, extracted models, vocabulary copies, resumable parts and
+# search logs (the consolidated tables hold the same rows), CSV twins of Parquet tables, reports (their HTML
+# embeds the figures) or locks. What a sweep's findings commit keeps of each cell (``copy_results``).
 BULK_DIRS = (CHECKPOINT_DIR, VOCAB_DIR, REPORT_DIR, SYNE_TUNE_DIR)
-BULK_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".parts")
+BULK_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".parts", ".jsonl")
 
 
 def result_files(run: Path) -> list[Path]:
@@ -784,10 +784,14 @@ def result_files(run: Path) -> list[Path]:
     found = []
     for path in sorted(run.rglob("*")):
         relative = path.relative_to(run)
-        skipped = relative.parts[0] in BULK_DIRS or any(
-            part.endswith(BULK_SUFFIXES) or part.startswith((LOCK_PREFIX, ".")) for part in relative.parts
+        in_model = SearchDir.MODELS in relative.parts[:-2]  # search/NAME/models/p00/...: a model's own files
+        skipped = (
+            in_model
+            or relative.parts[0] in BULK_DIRS
+            or any(part.endswith(BULK_SUFFIXES) or part.startswith((LOCK_PREFIX, ".")) for part in relative.parts)
         )
-        if path.is_file() and not skipped:
+        twin = path.suffix == ".csv" and path.with_suffix(".parquet").is_file()
+        if path.is_file() and not skipped and not twin:
             found.append(relative)
     return found
 

@@ -341,10 +341,11 @@ def test_copy_results_keeps_the_tables_and_leaves_the_bulk(tmp_path):
     run = tmp_path / "cell"
     search = "search/morea-seed0"
     kept = ["run.json", "pipeline.json", "training_log.parquet", f"{search}/pareto.parquet",
-            f"{search}/models/index.parquet", "profile/cpu/profile.parquet", "compare/cpu/options.csv"]  # fmt: skip
+            f"{search}/models/index.parquet", "profile/cpu/profile.parquet", "compare/cpu/machine.csv"]  # fmt: skip
     bulk = ["checkpoint/model.safetensors", "checkpoint/checkpoint.json", f"{search}/models/p00/model.safetensors",
-            f"{search}/models/p00/model.onnx", "profile/cpu/profile.parts/a.parquet", "report/report.html",
-            "vocab/p00/config.json", ".prunebench-lock", "profile/cpu/.profile.parquet.partial-1-ab"]  # fmt: skip
+            f"{search}/models/p00/model.onnx", f"{search}/models/p00/tokenizer.json", "report/report.html",
+            "profile/cpu/profile.parts/a.parquet", "vocab/p00/config.json", f"{search}/log.jsonl",
+            "profile/cpu/profile.csv", ".prunebench-lock", "profile/cpu/.profile.parquet.partial-1-ab"]  # fmt: skip
     for name in kept + bulk:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(name)
