@@ -11,6 +11,8 @@ put back before the next session's sweep so that it skips them:
     python benchmarks/findings.py collect      # finished cells -> benchmarks/results/findings (commit it)
     python benchmarks/findings.py report       # reports/findings/ from what is committed
     python benchmarks/findings.py cost         # (e): standard NAS, 10 trials -> results/findings_cost.json
+    python benchmarks/findings.py methods      # (d): from the two spaces' search_methods.py reports (it prints
+                                               #      the train and search commands while they are missing)
 
 A restored cell is finished only where its settings are the grid's (``pipeline.pipeline_finished``): the
 grid's data folder is an absolute path in them, so a clone elsewhere runs the cells again.
@@ -43,7 +45,8 @@ LIVE = ROOT / "runs" / "findings"
 COMMITTED = ROOT / "benchmarks" / "results" / "findings"
 REPORT = ROOT / "reports" / "findings"
 GRID = ROOT / "benchmarks" / "findings.toml"
-METHODS_RESULTS = ROOT / "benchmarks" / "results" / "findings_methods.json"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+METHODS_RESULTS = RESULTS_DIR / "findings_methods.json"
 COST_RESULTS = ROOT / "benchmarks" / "results" / "findings_cost.json"
 TASKS = ("rotten_tomatoes", "sst2", "mrpc", "stsb")
 STRATEGIES = ("standard", "random", "random_linear", "sandwich", "kd", "full")
@@ -477,7 +480,7 @@ def cost(trials: int) -> None:
         sys.exit(f"{COST_CELL} is not committed yet; run the sweep and 'collect' first")
     config = _configs()[COST_CELL]
     train = replace(config.train, strategy="standard")  # each trial: plain fine-tuning of its sub-network
-    nas = NasConfig(train=train, method="moasha", samples=trials, workers=1, objectives=config.search.objectives,
+    nas = NasConfig(train=train, method="moasha", samples=trials, workers=1, objectives=config.search.objectives.names,
                     seq_len=config.train.max_length, score_test=False)  # fmt: skip
     started = time.perf_counter()
     found = run_nas(nas, NAS_OUT, overwrite=True)
@@ -546,12 +549,88 @@ def cost(trials: int) -> None:
     print(f"wrote {COST_RESULTS}")
 
 
+# -- (d): search methods on the medium and large spaces ---------------------------------------------------------
+
+METHOD_SPACES = ("medium", "large")
+METHODS_OUT = ROOT / "runs" / "findings-methods"  # METHODS_OUT/SPACE: a full-strategy super-network per space
+METHOD_SEEDS = 5
+SIGNIFICANCE = 0.05
+
+
+def methods_plan() -> list[str]:
+    """The commands behind (d), in order; each resumes where it stopped."""
+    train = _configs()[COST_CELL].train
+    commands = []
+    for space in METHOD_SPACES:
+        run = (METHODS_OUT / space).relative_to(ROOT)
+        commands.append(
+            f"prunebench train --out {run} --model minilm --task {train.task} --strategy full --space {space} "
+            f"--seed 0 --epochs {train.epochs} --batch-size {train.batch_size} --learning-rate {train.learning_rate} "
+            f"--warmup-ratio {train.warmup_ratio} --max-train-examples {train.max_train_examples} "
+            f"--max-eval-examples {train.max_eval_examples} --max-length {train.max_length} --resume"
+        )
+        commands.append(
+            f"python benchmarks/search_methods.py {run} --part methods --seeds "
+            f"{','.join(map(str, range(METHOD_SEEDS)))} --evaluations 100 --workers 1"
+        )
+        commands.append(
+            f"python benchmarks/search_methods.py {run} --part report --seeds "
+            f"{','.join(map(str, range(METHOD_SEEDS)))} --out benchmarks/results/findings_methods_{space}.json"
+        )
+    return commands
+
+
+def methods() -> None:
+    """(d) from the two spaces' search_methods reports: hypervolume over evaluations per method (mean ± sd over
+    seeds), and a Mann-Whitney U test of each method's final hypervolumes against random search's."""
+    from scipy import stats
+
+    by_space, outcomes = {}, []
+    for space in METHOD_SPACES:
+        path = RESULTS_DIR / f"findings_methods_{space}.json"
+        if not path.is_file():
+            print(f"{path.relative_to(ROOT)} is missing; the plan:\n  " + "\n  ".join(methods_plan()))
+            return
+        table = json.loads(path.read_text())["methods"]
+        random = [r["final_hypervolume"] for r in table["random_search"]["runs"]]
+        rows = {}
+        for method, found in table.items():
+            finals = [r["final_hypervolume"] for r in found["runs"]]
+            test = None
+            if method != "random_search" and len(finals) >= 2 and len(random) >= 2:
+                test = stats.mannwhitneyu(finals, random, alternative="greater")
+            rows[method] = {
+                "hypervolume": found["hypervolume"],
+                "seeds": len(finals),
+                "above_random_p": None if test is None else float(test.pvalue),
+                "significant": None if test is None else bool(test.pvalue < SIGNIFICANCE),
+            }
+        by_space[space] = rows
+        outcomes.append(any(r["significant"] for r in rows.values()))
+    verdict = _verdict(outcomes, len(METHOD_SPACES)).replace("tasks", "spaces")
+    parts = []
+    for space, rows in by_space.items():
+        significant = [m for m, r in rows.items() if r["significant"]]
+        parts.append(f"{space}: " + (", ".join(significant) + " above random search" if significant else
+                                     "no method significantly above random search"))  # fmt: skip
+    finding = {
+        "rule": f"on each space, at least one method's final hypervolumes (100 evaluations, {METHOD_SEEDS} seeds) "
+        f"are above random search's by a one-sided Mann-Whitney U test at p < {SIGNIFICANCE}",
+        "verdict": verdict,
+        "sentence": f"(d) {verdict}: " + "; ".join(parts) + ".",
+        "by_space": by_space,
+    }
+    METHODS_RESULTS.write_text(json.dumps({"benchmark": "findings_methods", "finding": finding}, indent=2))
+    print(finding["sentence"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["restore", "collect", "report", "cost"])
+    parser.add_argument("step", choices=["restore", "collect", "report", "cost", "methods"])
     parser.add_argument("--trials", type=int, default=10, help="cost: standard-NAS trials to measure")
     args = parser.parse_args()
-    steps = {"restore": restore, "collect": collect, "report": report, "cost": lambda: cost(args.trials)}
+    steps = {"restore": restore, "collect": collect, "report": report, "cost": lambda: cost(args.trials),
+             "methods": methods}  # fmt: skip
     try:
         steps[args.step]()
     except Exception as error:  # a PrunebenchError (missing or damaged sweep record): one line
