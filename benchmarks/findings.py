@@ -558,7 +558,8 @@ SIGNIFICANCE = 0.05
 
 
 def methods_plan() -> list[str]:
-    """The commands behind (d), in order; each resumes where it stopped."""
+    """The commands behind (d), in order; each resumes where it stopped (training with --resume, given once its
+    folder exists)."""
     train = _configs()[COST_CELL].train
     commands = []
     for space in METHOD_SPACES:
@@ -567,7 +568,8 @@ def methods_plan() -> list[str]:
             f"prunebench train --out {run} --model minilm --task {train.task} --strategy full --space {space} "
             f"--seed 0 --epochs {train.epochs} --batch-size {train.batch_size} --learning-rate {train.learning_rate} "
             f"--warmup-ratio {train.warmup_ratio} --max-train-examples {train.max_train_examples} "
-            f"--max-eval-examples {train.max_eval_examples} --max-length {train.max_length} --resume"
+            f"--max-eval-examples {train.max_eval_examples} --max-length {train.max_length}"
+            + (" --resume" if (METHODS_OUT / space).exists() else "")
         )
         commands.append(
             f"python benchmarks/search_methods.py {run} --part methods --seeds "
