@@ -402,3 +402,39 @@ def test_search_lines_say_the_time_left_from_this_sessions_pace():
     # 3 evaluated in 30 s this session (2 replayed from the log), 5 of 10 done: 5 x 10 s left
     assert _time_left(30.0, 3, 10, 5) == " · 0:50 left"
     assert _time_left(30.0, 3, None, 5) == "" and _time_left(30.0, 0, 10, 5) == "" and _time_left(9.0, 3, 10, 10) == ""
+
+
+@pytest.mark.parametrize("method", ["local_search", "nsga2"])
+def test_round_units_search_logs_extracts_and_resumes_rounded_sub_networks(run, tmp_path, method):
+    """--round-units 8: every logged config has unit counts in multiples of 8 (what was evaluated), search.json
+    records it, the exported Pareto models have those widths, and a search.json written before the setting
+    existed resumes as one without rounding."""
+    from prunebench.search import export_pareto
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("search"))
+    result = run_search(copy, _search(copy, method=method, samples=8, round_units=8, name="r8"), show_progress=False)
+    assert result.meta["round_units"] == 8
+    units = [line["config"]["num_units"] for line in _log_lines(result.search_dir / "log.jsonl")]
+    assert len(units) == 8 and all(value % 8 == 0 for value in units)
+    exported = export_pareto(copy, "r8", show_progress=False)
+    widths = [
+        module.out_features
+        for row in exported.rows
+        for name, module in load_model(exported.models_dir / row["label"]).model.named_modules()
+        if name.endswith("intermediate.dense")
+    ]
+    assert widths and all(value % 8 == 0 for value in widths)
+
+    plain = run_search(copy, _search(copy, method=method, samples=3, name="old"), show_progress=False)
+    assert plain.meta["round_units"] == 1  # the run trained without rounding
+    meta_path = plain.search_dir / "search.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["round_units"]  # as written by an earlier version
+    meta_path.write_text(json.dumps(meta))
+    resumed = run_search(copy, _search(copy, method=method, samples=5, name="old"), resume=True, show_progress=False)
+    assert resumed.replayed == 3 and resumed.evaluated == 2
+    with pytest.raises(PrunebenchError, match="another round_units \\(1; this one has 8\\)"):
+        run_search(
+            copy, _search(copy, method=method, samples=6, name="old", round_units=8), resume=True, show_progress=False
+        )

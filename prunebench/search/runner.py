@@ -66,7 +66,10 @@ RESUME_KEYS = (
     "task",
     "validation_examples",
     "max_length",
+    "round_units",
 )
+# What a search recorded before a resume key existed ran with (its search.json lacks the key).
+RESUME_DEFAULTS = {"round_units": 1}
 
 
 @dataclass
@@ -131,8 +134,11 @@ def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
     return run.checkpoint, read_checkpoint_meta(run.checkpoint)
 
 
-def _search_space(config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims) -> SearchSpace:
-    space = get_space(method.space_name or config.space or trained_space, dims)
+def _search_space(
+    config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims, trained_rounding: int = 1
+) -> SearchSpace:
+    round_units = config.round_units if config.round_units is not None else trained_rounding
+    space = get_space(method.space_name or config.space or trained_space, dims, round_units)
     limit = method.max_hyperparameters
     if limit is not None and len(space.ranges) > limit:
         raise PrunebenchError(
@@ -165,10 +171,11 @@ def _plan_dir(folder: SearchDir, resume: bool, overwrite: bool) -> str:
 
 def _check_resumable(saved: dict, meta: dict, search_dir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     for key in keys:
-        if saved.get(key) != meta.get(key):
+        recorded = saved.get(key, RESUME_DEFAULTS.get(key))
+        if recorded != meta.get(key):
             raise PrunebenchError(
                 f"the search log in {search_dir} was written by a search with another {key} "
-                f"({saved.get(key)!r}; this one has {meta.get(key)!r}); use another --name, "
+                f"({recorded!r}; this one has {meta.get(key)!r}); use another --name, "
                 "or --overwrite to start it again"
             )
 
@@ -228,7 +235,7 @@ def _search(
     checkpoint, checkpoint_meta = _checkpoint(run_dir)
     dims = ModelDims(**checkpoint_meta["dims"])
     method_class = get_method(config.method)
-    space = _search_space(config, method_class, checkpoint_meta["space"], dims)
+    space = _search_space(config, method_class, checkpoint_meta["space"], dims, train.round_units)
     folder = RunDir(run_dir).search_dir(config.search_name)
     search_dir = folder.path
     action = _plan_dir(folder, resume, overwrite)
@@ -298,6 +305,7 @@ def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: Trai
         "method": config.method,
         "seed": config.seed,
         "space": space.name,
+        "round_units": space.round_units,  # extraction cuts the same sub-networks (extract_pareto)
         "dims": asdict(space.dims),
         "objectives": list(config.objectives.names),
         "objective_settings": config.objectives.to_dict(),
