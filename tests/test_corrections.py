@@ -76,3 +76,20 @@ def test_later_estimates_use_the_correction_and_say_so(store, tmp_path):
     assert "ESTIMATE corrected x0.50" in after.loc["fp16", "est_error_note"]
     assert "estimate error before correction +100%" in after.loc["fp16", "est_error_note"]
     assert after.loc["fp32", "latency_s"] == pytest.approx(before.loc["fp32", "latency_s"])  # nothing measured
+    assert (before["est_error_label"] == corrections.NOT_MEASURED_LABEL).all()
+    assert after.loc["fp16", "est_error_label"] == f"est., corrected x0.50: measured on NVIDIA A10, fp16 {bound}-bound"
+    assert after.loc["fp32", "est_error_label"] == corrections.NOT_MEASURED_LABEL
+
+
+def test_the_label_beside_an_estimate_falls_back_for_rows_written_before_labels():
+    label = "est., corrected x2.00: measured on NVIDIA A10, fp16 compute-bound"
+    assert corrections.estimate_label({"est_error_label": label, "est_correction": 2.0}) == label
+    assert corrections.estimate_label({"est_error_label": None, "est_correction": 2.0}) == "est., corrected x2.00"
+    assert corrections.estimate_label({"est_correction": float("nan")}) == corrections.NOT_MEASURED_LABEL
+    assert corrections.estimate_label({}) == corrections.NOT_MEASURED_LABEL
+    record = corrections.Corrections("a10", "NVIDIA A10", "2026-12-02", {"fp16": {"compute": 2.0, "memory": 4.0}})
+    assert (
+        record.label("fp16", "host/launch")
+        == "est., corrected x3.00: measured on NVIDIA A10, fp16, median of its regimes"
+    )
+    assert record.label("int8", "compute") is None

@@ -50,7 +50,7 @@ from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision, time_left
 from prunebench.errors import PrunebenchError
-from prunebench.hardware.corrections import Corrections, none_measured_note
+from prunebench.hardware.corrections import NOT_MEASURED_LABEL, Corrections, none_measured_note
 from prunebench.hardware.corrections import from_pairs as correction_pairs
 from prunebench.hardware.corrections import load as load_corrections
 from prunebench.hardware.corrections import save as save_corrections
@@ -418,12 +418,15 @@ class _Run:
             return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
         factor = self.corrections.factor(spec.name, result.bound) if self.corrections is not None else None
         if factor is None:
-            values["est_error_note"] = none_measured_note(self.target.profile)
+            values |= {"est_error_note": none_measured_note(self.target.profile), "est_error_label": NOT_MEASURED_LABEL}
         else:
             latency = result.latency_s * factor
-            note = self.corrections.note(spec.name, result.bound)
+            note, label = (
+                self.corrections.note(spec.name, result.bound),
+                self.corrections.label(spec.name, result.bound),
+            )
             values |= {"latency_mean_s": latency, "latency_p50_s": latency, "throughput_seq_per_s": batch / latency,
-                       "est_correction": factor, "est_error_note": note}  # fmt: skip
+                       "est_correction": factor, "est_error_note": note, "est_error_label": label}  # fmt: skip
         return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:
