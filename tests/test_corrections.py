@@ -93,3 +93,36 @@ def test_the_label_beside_an_estimate_falls_back_for_rows_written_before_labels(
         == "est., corrected x3.00: measured on NVIDIA A10, fp16, median of its regimes"
     )
     assert record.label("int8", "compute") is None
+
+
+def test_search_objectives_estimate_latency_with_the_targets_correction(store):
+    """The search's estimated latency objective uses the correction the profiler uses: with a record giving
+    factor 2 for fp16 on the A10, every candidate's latency is twice the uncorrected one, labelled so."""
+    from prunebench.config import ObjectiveSettings
+    from prunebench.models import load_model
+    from prunebench.search.objectives import CostObjectives
+    from prunebench.supernet import Masks, get_space
+
+    loaded = load_model("shape:bert-tiny")
+    settings = ObjectiveSettings(names="error,latency,memory", target="a10", variant="fp16", seq_len=16)
+    space = get_space("small", loaded.dims)
+    candidates = [Masks.full(loaded.dims), space.masks({"num_layers": 1, "num_heads": 2, "num_units": 100})]
+    plain_costs = CostObjectives(loaded, settings)
+    plain = [plain_costs(masks) for masks in candidates]
+    assert plain_costs.latency_correction is None and plain_costs.latency_estimates.startswith("not corrected")
+    assert all(cost.raw["latency_correction"] is None for cost in plain)
+
+    regimes = ("host/launch", "memory", "compute")  # the same factor whatever bound sets an estimate
+    corrections.save(corrections.from_pairs("a10", "NVIDIA A10", [("fp16", r, -0.5) for r in regimes], "2026-12-02"))
+    corrected_costs = CostObjectives(loaded, settings)
+    corrected = [corrected_costs(masks) for masks in candidates]
+    for before, after in zip(plain, corrected, strict=True):
+        assert after.raw["latency_s"] == pytest.approx(2 * before.raw["latency_s"])
+        assert after.raw["latency_correction"] == pytest.approx(2.0) and after.raw["latency_source"] == "estimated"
+        assert after.raw["memory_bytes"] == before.raw["memory_bytes"]  # only latency is calibrated
+        assert after.normalised["latency"] == pytest.approx(before.normalised["latency"])  # one factor: same ratio
+    assert corrected_costs.latency_correction["factors"] == {r: pytest.approx(2.0) for r in regimes}
+    assert corrected_costs.latency_estimates.startswith("corrected per regime with the fp16 correction measured on")
+
+    settings_int8 = ObjectiveSettings(names="error,latency", target="a10", variant="int8", seq_len=16)
+    assert CostObjectives(loaded, settings_int8).latency_correction is None  # the record corrects fp16 only

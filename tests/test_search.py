@@ -438,3 +438,31 @@ def test_round_units_search_logs_extracts_and_resumes_rounded_sub_networks(run, 
         run_search(
             copy, _search(copy, method=method, samples=6, name="old", round_units=8), resume=True, show_progress=False
         )
+
+
+def test_search_record_says_whether_estimated_latency_was_corrected(run, tmp_path, monkeypatch):
+    """search.json labels the estimated latency corrected (with the record) or not; each candidate logs its factor;
+    a search cannot be resumed under another correction, which would mix two scales in one log."""
+    from prunebench.hardware import corrections
+
+    monkeypatch.setenv(corrections.CORRECTIONS_ENV, str(tmp_path / "corrections"))
+    objectives = ObjectiveSettings(names="error,latency", target="a10", variant="fp16", seq_len=32)
+    plain = run_search(run, _search(run, objectives=objectives, samples=2, name="a10-plain"), show_progress=False)
+    assert plain.meta["latency_correction"] is None
+    assert plain.meta["latency_estimates"].startswith("not corrected: ESTIMATE, error unknown")
+    regimes = ("host/launch", "memory", "compute")
+    corrections.save(corrections.from_pairs("a10", "NVIDIA A10", [("fp16", r, -0.5) for r in regimes], "2026-12-02"))
+    fixed = run_search(run, _search(run, objectives=objectives, samples=2, name="a10-fixed"), show_progress=False)
+    saved = json.loads((fixed.search_dir / "search.json").read_text())
+    assert saved["latency_estimates"].startswith("corrected per regime with the fp16 correction measured on NVIDIA A10")
+    assert saved["latency_correction"]["device"] == "NVIDIA A10" and saved["latency_correction"]["variant"] == "fp16"
+    plain_lines, fixed_lines = _log_lines(plain.search_dir / "log.jsonl"), _log_lines(fixed.search_dir / "log.jsonl")
+    assert [line["config"] for line in plain_lines] == [line["config"] for line in fixed_lines]
+    for before, after in zip(plain_lines, fixed_lines, strict=True):
+        assert before["details"]["latency_correction"] is None
+        assert after["details"]["latency_correction"] == pytest.approx(2.0)
+        assert after["details"]["latency_s"] == pytest.approx(2 * before["details"]["latency_s"])
+    with pytest.raises(PrunebenchError, match="another latency_correction \\(None; this one has"):
+        run_search(
+            run, _search(run, objectives=objectives, samples=4, name="a10-plain"), resume=True, show_progress=False
+        )

@@ -55,14 +55,19 @@ class Corrections:
         found = self.factor(variant, regime)
         if found is None:
             return None
-        whose = f"measured on {self.device} on {self.date[:10]}"
-        if self.borrowed_by is not None:
-            whose += f", borrowed from target {self.target} (same architecture as {self.borrowed_by})"
         own = regime in (self.factors.get(variant) or {})
         what = f"{variant} {regime}-bound" if own else f"{variant} (median over its measured regimes)"
         return (
-            f"ESTIMATE corrected x{found:.2f} ({what}; estimate error before correction {1 / found - 1:+.0%}; {whose})"
+            f"ESTIMATE corrected x{found:.2f} ({what}; estimate error before correction {1 / found - 1:+.0%}; "
+            f"{self.source()})"
         )
+
+    def source(self) -> str:
+        """Where and when the record was measured, and whether it is borrowed."""
+        whose = f"measured on {self.device} on {self.date[:10]}"
+        if self.borrowed_by is not None:
+            whose += f", borrowed from target {self.target} (same architecture as {self.borrowed_by})"
+        return whose
 
     def label(self, variant: str, regime: str) -> str | None:
         """``note`` in a few words, for a table cell beside the corrected figure (None: nothing for this variant)."""
@@ -130,6 +135,28 @@ def load(profile: HardwareProfile, directory: Path | None = None) -> Corrections
             if found is not None:
                 return Corrections(found.target, found.device, found.date, found.factors, found.points, profile.name)
     return None
+
+
+@dataclass(frozen=True)
+class CorrectedLatency:
+    """An estimate's latency after the target's measured correction, and the words that say what corrected it."""
+
+    latency_s: float
+    factor: float | None  # None: nothing measured corrects this variant on this target; latency_s is the raw one
+    note: str  # est_error_note
+    label: str  # est_error_label
+
+
+def correct(
+    corrections: Corrections | None, profile: HardwareProfile, variant: str, regime: str, latency_s: float
+) -> CorrectedLatency:
+    """``latency_s`` (a roofline estimate of ``variant`` in ``regime`` on ``profile``) with the correction the
+    profiler and the search objectives apply: the target's own record or a borrowed one, else unchanged."""
+    factor = corrections.factor(variant, regime) if corrections is not None else None
+    if factor is None:
+        return CorrectedLatency(latency_s, None, none_measured_note(profile), NOT_MEASURED_LABEL)
+    note, label = corrections.note(variant, regime), corrections.label(variant, regime)
+    return CorrectedLatency(latency_s * factor, factor, note, label)  # type: ignore[arg-type]
 
 
 def none_measured_note(profile: HardwareProfile) -> str:

@@ -67,9 +67,10 @@ RESUME_KEYS = (
     "validation_examples",
     "max_length",
     "round_units",
+    "latency_correction",
 )
 # What a search recorded before a resume key existed ran with (its search.json lacks the key).
-RESUME_DEFAULTS = {"round_units": 1}
+RESUME_DEFAULTS = {"round_units": 1, "latency_correction": None}
 
 
 @dataclass
@@ -249,7 +250,8 @@ def _search(
     torch.set_num_threads(config.evaluation.threads)
     cap = config.max_eval_examples if config.max_eval_examples is not None else train.max_eval_examples
     loaded = _load(run_dir, train, checkpoint, cap)
-    meta = _meta(config, space, loaded, train, checkpoint)
+    costs = CostObjectives(loaded.model, config.objectives)
+    meta = _meta(config, space, loaded, train, checkpoint, costs)
     if saved is not None:
         _check_resumable(saved, meta, search_dir)
         meta["sessions"] = saved.get("sessions", 0) + 1
@@ -277,7 +279,6 @@ def _search(
     if mismatched:
         console.print(f"note: {config.method} proposed {mismatched} other config(s) while replaying; kept the log's")
 
-    costs = CostObjectives(loaded.model, config.objectives)
     replayed = len(entries)
     stop_reason, evaluated = _loop(
         config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
@@ -298,7 +299,14 @@ def _search(
     )
 
 
-def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: TrainConfig, checkpoint: Path) -> dict:
+def _meta(
+    config: SearchConfig,
+    space: SearchSpace,
+    loaded: _Loaded,
+    train: TrainConfig,
+    checkpoint: Path,
+    costs: CostObjectives,
+) -> dict:
     return {
         "kind": SEARCH_KIND,
         "version": SEARCH_VERSION,
@@ -309,6 +317,8 @@ def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: Trai
         "dims": asdict(space.dims),
         "objectives": list(config.objectives.names),
         "objective_settings": config.objectives.to_dict(),
+        "latency_estimates": costs.latency_estimates,  # corrected by a measurement or not (None: no hardware)
+        "latency_correction": costs.latency_correction,
         "normalisation": NORMALISATION,
         "reference_point": reference_point(len(config.objectives.names)).tolist(),
         "initial_design": initial_design(space) if config.method not in BASELINES else [],
