@@ -90,7 +90,7 @@ def test_the_label_beside_an_estimate_falls_back_for_rows_written_before_labels(
     record = corrections.Corrections("a10", "NVIDIA A10", "2026-12-02", {"fp16": {"compute": 2.0, "memory": 4.0}})
     assert (
         record.label("fp16", "host/launch")
-        == "est., corrected x3.00: measured on NVIDIA A10, fp16, median of its regimes"
+        == "est., corrected x3.00: measured on NVIDIA A10, fp16, median of its measured regimes"
     )
     assert record.label("int8", "compute") is None
 

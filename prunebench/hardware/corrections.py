@@ -50,17 +50,28 @@ class Corrections:
             return by_regime[regime]
         return statistics.median(by_regime.values()) if by_regime else None
 
+    def _which(self, variant: str, regime: str) -> str:
+        """The factor ``factor`` picks, in words."""
+        own = regime in (self.factors.get(variant) or {})
+        return f"{variant} {regime}-bound" if own else f"{variant}, median of its measured regimes"
+
     def note(self, variant: str, regime: str) -> str | None:
         """What the estimate was corrected with, for the row and the report (None: nothing for this variant)."""
         found = self.factor(variant, regime)
         if found is None:
             return None
-        own = regime in (self.factors.get(variant) or {})
-        what = f"{variant} {regime}-bound" if own else f"{variant} (median over its measured regimes)"
         return (
-            f"ESTIMATE corrected x{found:.2f} ({what}; estimate error before correction {1 / found - 1:+.0%}; "
-            f"{self.source()})"
+            f"ESTIMATE corrected x{found:.2f} ({self._which(variant, regime)}; estimate error before correction "
+            f"{1 / found - 1:+.0%}; {self.source()})"
         )
+
+    def label(self, variant: str, regime: str) -> str | None:
+        """``note`` in a few words, for a table cell beside the corrected figure (None: nothing for this variant)."""
+        found = self.factor(variant, regime)
+        if found is None:
+            return None
+        device = self.device + (f", borrowed from {self.target}" if self.borrowed_by is not None else "")
+        return f"est., corrected x{found:.2f}: measured on {device}, {self._which(variant, regime)}"
 
     def source(self) -> str:
         """Where and when the record was measured, and whether it is borrowed."""
@@ -68,16 +79,6 @@ class Corrections:
         if self.borrowed_by is not None:
             whose += f", borrowed from target {self.target} (same architecture as {self.borrowed_by})"
         return whose
-
-    def label(self, variant: str, regime: str) -> str | None:
-        """``note`` in a few words, for a table cell beside the corrected figure (None: nothing for this variant)."""
-        found = self.factor(variant, regime)
-        if found is None:
-            return None
-        own = regime in (self.factors.get(variant) or {})
-        what = f"{variant} {regime}-bound" if own else f"{variant}, median of its regimes"
-        device = self.device + (f", borrowed from {self.target}" if self.borrowed_by is not None else "")
-        return f"est., corrected x{found:.2f}: measured on {device}, {what}"
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if key != "borrowed_by"}
