@@ -109,6 +109,10 @@ ModelOption = Annotated[
     ),
 ]  # fmt: skip
 NAS = NasConfig.train  # the defaults of a standard-NAS trial's training
+RoundUnitsHelp = (
+    "Round every searched FFN unit count up to a multiple of N (at most the full width; 0 stays 0): "
+    "LLM.int8 runs FFN widths that are not a multiple of 4 as an fp32 matmul on CUDA. 1: no rounding."
+)
 
 # The data options `train` and `run` share (your own files: --task files)
 DataDirOption = Annotated[Path | None, typer.Option(help="Local GLUE TSV folder (DIR/SST-2/train.tsv, ...).")]
@@ -236,10 +240,11 @@ def extract(
     trim_top_k: Annotated[
         int | None, typer.Option(help="With --trim-vocab: keep only the K most frequent tokens (and special ones).")
     ] = ExtractConfig.trim_top_k,
+    round_units: Annotated[int, typer.Option(help=RoundUnitsHelp)] = ExtractConfig.round_units,
 ) -> None:
     """Extract sub-networks of MODEL as physically smaller models (safetensors + per-layer shapes)."""
     settings = ExtractConfig(
-        space, config, random, seed, task_kind, num_labels, seq_len, verify, trim_vocab, trim_top_k
+        space, config, random, seed, task_kind, num_labels, seq_len, verify, trim_vocab, trim_top_k, round_units
     )  # fmt: skip
     from prunebench.extract import extract_subnetworks
 
@@ -295,6 +300,7 @@ def train(
         str, typer.Option(help="Task name (see 'prunebench tasks'), or 'files' for your own data.")
     ] = TrainConfig.task,
     space: Annotated[str, typer.Option(help="Search space: layer, small, medium or large.")] = TrainConfig.space,
+    round_units: Annotated[int, typer.Option(help=RoundUnitsHelp)] = TrainConfig.round_units,
     strategy: Annotated[
         str, typer.Option(help="standard, random, random_linear, sandwich, kd, full (alias one_shot).")
     ] = TrainConfig.strategy,
@@ -337,6 +343,7 @@ def train(
         model=model,
         task=task,
         space=space,
+        round_units=round_units,
         strategy=strategy,
         learning_rate=learning_rate,
         warmup_ratio=warmup_ratio,
@@ -493,6 +500,9 @@ def search(
     space: Annotated[
         str | None, typer.Option(help="Search space (default: the one the run trained).")
     ] = SearchConfig.space,
+    round_units: Annotated[
+        int | None, typer.Option(help=RoundUnitsHelp + " Default: the run's.")
+    ] = SearchConfig.round_units,
     name: Annotated[str | None, typer.Option(help="Folder under RUN/search/ (default: METHOD-seedK).")] = None,
     hardware: Annotated[
         str | None,
@@ -537,6 +547,7 @@ def search(
             latency_table=str(latency_table) if latency_table else None,
         ),
         space=space,
+        round_units=round_units,
         name=name,
         max_eval_examples=max_eval_examples,
         evaluation=EvalSettings(batch_size=eval_batch_size, workers=workers, device=device),
@@ -686,10 +697,11 @@ def run_command(
         bool | None,
         typer.Option(help="Also profile the models with the vocabulary of the training split (default: the preset's)."),
     ] = None,
+    round_units: Annotated[int | None, typer.Option(help=RoundUnitsHelp + " Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
-    config = get_preset(preset).with_overrides(model=model, task=task, **data)
+    config = get_preset(preset).with_overrides(model=model, task=task, round_units=round_units, **data)
     if trim_vocab is not None:
         from dataclasses import replace
 

@@ -36,6 +36,7 @@ TASK_NAMES = ("rte", "mrpc", "cola", "stsb", "sst2", "qnli", "mnli", "qqp", "imd
 MODEL_SHAPES = ("bert-base", "bert-large", "roberta-base", "minilm", "bert-tiny", "roberta-tiny")
 TASK_KINDS = ("classification", "regression", "multiple_choice")
 SPACE_NAMES = ("layer", "small", "medium", "large")
+UNIT_COUNT_SPACES = ("small", "medium")  # the spaces that count FFN units, which --round-units rounds
 STRATEGY_NAMES = ("standard", "random", "random_linear", "sandwich", "kd", "full")
 SEARCH_METHODS = ("random_search", "local_search", "morea", "nsga2", "ehvi", "lsbo", "layer_drop", "importance")
 UNAVAILABLE_METHODS = {
@@ -70,6 +71,23 @@ def model_problem(model: str, must_exist: bool = True) -> str | None:
     return None
 
 
+def round_units_problem(round_units: int | None, space: str | None) -> str | None:
+    """The problem with ``--round-units`` (None: none) for ``space`` (None: a space not known yet)."""
+    if round_units is None or round_units == 1:
+        return None
+    if round_units < 1:
+        return (
+            f"--round-units must be at least 1, got {round_units}; 1 keeps unit counts as searched, "
+            "8 rounds each up to a multiple of 8"
+        )
+    if space is not None and space in SPACE_NAMES and space not in UNIT_COUNT_SPACES:
+        return (
+            f"--round-units rounds FFN unit counts, which space {space!r} does not choose; "
+            f"use --space {' or '.join(UNIT_COUNT_SPACES)}, or leave --round-units at 1"
+        )
+    return None
+
+
 def check_model(model: str) -> None:
     """``model_problem`` as an error."""
     problem = model_problem(model)
@@ -85,6 +103,9 @@ class TrainConfig:
     model: str = "minilm"
     task: str = "rotten_tomatoes"
     space: str = "small"
+    # Round searched FFN unit counts up to a multiple of this (LLM.int8 runs widths not a multiple of 4 in fp32
+    # on CUDA); 1: as sampled. A run.json written before this field existed reads as 1.
+    round_units: int = 1
     strategy: str = "full"
     learning_rate: float = 2e-5
     warmup_ratio: float = 0.0
@@ -128,6 +149,9 @@ class TrainConfig:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1 when given, got {value}")
         if self.num_random_sub_nets < 0:
             problems.append(f"--num-random-sub-nets must be >= 0, got {self.num_random_sub_nets}")
+        rounding = round_units_problem(self.round_units, self.space if asked_now else None)
+        if rounding:
+            problems.append(rounding)
         if not self.learning_rate > 0:
             problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
@@ -330,6 +354,7 @@ class SearchConfig:
     seed: int = 0
     objectives: ObjectiveSettings = ObjectiveSettings()
     space: str | None = None  # None: the space the super-network was trained on
+    round_units: int | None = None  # None: the run's --round-units (TrainConfig.round_units)
     name: str | None = None  # None: METHOD-seedK
     max_eval_examples: int | None = None  # validation examples scored; None: what training scored
     evaluation: EvalSettings = EvalSettings()
@@ -342,6 +367,7 @@ class SearchConfig:
         problems = [unknown_name("search method", self.method, SEARCH_METHODS)]
         if self.space is not None:
             problems.append(unknown_name("search space", self.space, SPACE_NAMES))
+        problems.append(round_units_problem(self.round_units, self.space))
         problems = [problem for problem in problems if problem]
         if self.samples is None and self.time_budget_s is None:
             problems.append("give a budget: --samples N and/or --time-budget SECONDS")
@@ -421,10 +447,12 @@ class ExtractConfig:
     verify: bool = False  # compare each extracted model with the masked super-network
     trim_vocab: str | None = None  # keep the vocabulary of this run's training split or data file (extract.vocab)
     trim_top_k: int | None = None  # ...only its k most frequent tokens (special tokens besides)
+    round_units: int = 1  # round unit counts up to a multiple of this, as training and search do with --round-units
 
     def __post_init__(self) -> None:
         problems = [
             unknown_name("search space", self.space, SPACE_NAMES),
+            round_units_problem(self.round_units, self.space),
             unknown_name("task kind", self.task_kind, TASK_KINDS),
         ]
         problems = [problem for problem in problems if problem]

@@ -99,6 +99,7 @@ def test_name_tables_match_their_registries():
     assert config.TASK_NAMES == tuple(task_names())
     assert config.MODEL_SHAPES == tuple(SHAPES)
     assert config.SPACE_NAMES == tuple(SPACES)
+    assert config.UNIT_COUNT_SPACES == tuple(name for name, space in SPACES.items() if space.unit_count_prefix)
     assert config.STRATEGY_NAMES == tuple(STRATEGIES)
     assert config.SEARCH_METHODS == tuple(METHODS)
     assert config.UNAVAILABLE_METHODS is NOT_AVAILABLE

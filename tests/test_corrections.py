@@ -76,3 +76,53 @@ def test_later_estimates_use_the_correction_and_say_so(store, tmp_path):
     assert "ESTIMATE corrected x0.50" in after.loc["fp16", "est_error_note"]
     assert "estimate error before correction +100%" in after.loc["fp16", "est_error_note"]
     assert after.loc["fp32", "latency_s"] == pytest.approx(before.loc["fp32", "latency_s"])  # nothing measured
+    assert (before["est_error_label"] == corrections.NOT_MEASURED_LABEL).all()
+    assert after.loc["fp16", "est_error_label"] == f"est., corrected x0.50: measured on NVIDIA A10, fp16 {bound}-bound"
+    assert after.loc["fp32", "est_error_label"] == corrections.NOT_MEASURED_LABEL
+
+
+def test_the_label_beside_an_estimate_falls_back_for_rows_written_before_labels():
+    label = "est., corrected x2.00: measured on NVIDIA A10, fp16 compute-bound"
+    assert corrections.estimate_label({"est_error_label": label, "est_correction": 2.0}) == label
+    assert corrections.estimate_label({"est_error_label": None, "est_correction": 2.0}) == "est., corrected x2.00"
+    assert corrections.estimate_label({"est_correction": float("nan")}) == corrections.NOT_MEASURED_LABEL
+    assert corrections.estimate_label({}) == corrections.NOT_MEASURED_LABEL
+    record = corrections.Corrections("a10", "NVIDIA A10", "2026-12-02", {"fp16": {"compute": 2.0, "memory": 4.0}})
+    assert (
+        record.label("fp16", "host/launch")
+        == "est., corrected x3.00: measured on NVIDIA A10, fp16, median of its measured regimes"
+    )
+    assert record.label("int8", "compute") is None
+
+
+def test_search_objectives_estimate_latency_with_the_targets_correction(store):
+    """The search's estimated latency objective uses the correction the profiler uses: with a record giving
+    factor 2 for fp16 on the A10, every candidate's latency is twice the uncorrected one, labelled so."""
+    from prunebench.config import ObjectiveSettings
+    from prunebench.models import load_model
+    from prunebench.search.objectives import CostObjectives
+    from prunebench.supernet import Masks, get_space
+
+    loaded = load_model("shape:bert-tiny")
+    settings = ObjectiveSettings(names="error,latency,memory", target="a10", variant="fp16", seq_len=16)
+    space = get_space("small", loaded.dims)
+    candidates = [Masks.full(loaded.dims), space.masks({"num_layers": 1, "num_heads": 2, "num_units": 100})]
+    plain_costs = CostObjectives(loaded, settings)
+    plain = [plain_costs(masks) for masks in candidates]
+    assert plain_costs.latency_correction is None and plain_costs.latency_estimates.startswith("not corrected")
+    assert all(cost.raw["latency_correction"] is None for cost in plain)
+
+    regimes = ("host/launch", "memory", "compute")  # the same factor whatever bound sets an estimate
+    corrections.save(corrections.from_pairs("a10", "NVIDIA A10", [("fp16", r, -0.5) for r in regimes], "2026-12-02"))
+    corrected_costs = CostObjectives(loaded, settings)
+    corrected = [corrected_costs(masks) for masks in candidates]
+    for before, after in zip(plain, corrected, strict=True):
+        assert after.raw["latency_s"] == pytest.approx(2 * before.raw["latency_s"])
+        assert after.raw["latency_correction"] == pytest.approx(2.0) and after.raw["latency_source"] == "estimated"
+        assert after.raw["memory_bytes"] == before.raw["memory_bytes"]  # only latency is calibrated
+        assert after.normalised["latency"] == pytest.approx(before.normalised["latency"])  # one factor: same ratio
+    assert corrected_costs.latency_correction["factors"] == {r: pytest.approx(2.0) for r in regimes}
+    assert corrected_costs.latency_estimates.startswith("corrected per regime with the fp16 correction measured on")
+
+    settings_int8 = ObjectiveSettings(names="error,latency", target="a10", variant="int8", seq_len=16)
+    assert CostObjectives(loaded, settings_int8).latency_correction is None  # the record corrects fp16 only

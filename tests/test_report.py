@@ -187,6 +187,52 @@ def test_every_estimated_number_is_marked(full_report):
     ]
 
 
+NOT_MEASURED = "(est., error not measured)"
+
+
+def test_every_estimated_figure_says_its_measured_error_or_that_none_was_measured(full_report):
+    """The fixture's A10 estimates were never calibrated: each estimated latency and memory cell says so beside
+    the figure, in the HTML and the Markdown alike; measured (CPU) cells say nothing of the kind."""
+    _, result = full_report
+    outline = _outline(result.html.read_text())
+    glance = _records(_table(outline, "a10: the full model in every variant"))
+    options = _records(_table(outline, "Options on a10"))
+    profile_rows = [r for r in _records(_table(outline, "Profile rows")) if r["status"] == "ok"]
+    a10_rows = [r for r in profile_rows if r["target"] == "a10"]
+    assert glance and options and a10_rows
+    for row in glance + options + a10_rows:
+        for column in ("latency ms", "memory MiB"):
+            assert row[column].startswith("~") and row[column].endswith(NOT_MEASURED), row[column]
+    cpu = _records(_table(outline, "Options on cpu")) + [r for r in profile_rows if r["target"] == "cpu"]
+    assert cpu and not any("est." in value for row in cpu for value in row.values())
+    markdown = result.markdown.read_text()
+    assert markdown.count(NOT_MEASURED) == result.html.read_text().count(NOT_MEASURED) >= 2 * len(options)
+
+
+def test_a_corrected_estimate_carries_its_correction_beside_the_figure(tmp_path):
+    """A profile row (and the comparison's option) corrected by a measurement carries the correction's own label,
+    borrowed ones named so; the label is escaped as every other cell is."""
+    from prunebench.hardware.corrections import Corrections
+
+    run = make_report_run(tmp_path / "run")
+    record = Corrections("h100", "NVIDIA H100 <SXM>", "2026-12-01", {"int8": {"memory": 1.9}}, borrowed_by="a10")
+    label = record.label("int8", "memory")
+    assert label == "est., corrected x1.90: measured on NVIDIA H100 <SXM>, borrowed from h100, int8 memory-bound"
+    for path in (run / "profile" / "a10" / "profile.parquet", run / "compare" / "a10" / "options.parquet"):
+        frame = pd.read_parquet(path)
+        frame["est_error_label"] = frame["variant"].map({"int8": label})
+        frame.to_parquet(path)
+    result = write_report([run], tmp_path / "out")
+    html = result.html.read_text()
+    assert "NVIDIA H100 &lt;SXM&gt;" in html and "<SXM>" not in html
+    options = {r["option"]: r for r in _records(_table(_outline(html), "Options on a10"))}
+    int8 = [name for name in options if name.endswith(" int8")]
+    assert int8 and all(options[name]["latency ms"].endswith(f"({label})") for name in int8)
+    assert all(options[name]["memory MiB"].endswith(NOT_MEASURED) for name in int8)  # memory is never corrected
+    assert all(row["latency ms"].endswith(NOT_MEASURED) for name, row in options.items() if name not in int8)
+    assert f"({label.replace('<', '&lt;')})" in result.markdown.read_text()  # the Markdown's own escaping
+
+
 def test_markdown_has_pipe_tables_and_linked_figures(full_report):
     _, result = full_report
     text = result.markdown.read_text()

@@ -402,3 +402,67 @@ def test_search_lines_say_the_time_left_from_this_sessions_pace():
     # 3 evaluated in 30 s this session (2 replayed from the log), 5 of 10 done: 5 x 10 s left
     assert _time_left(30.0, 3, 10, 5) == " · 0:50 left"
     assert _time_left(30.0, 3, None, 5) == "" and _time_left(30.0, 0, 10, 5) == "" and _time_left(9.0, 3, 10, 10) == ""
+
+
+@pytest.mark.parametrize("method", ["local_search", "nsga2"])
+def test_round_units_search_logs_extracts_and_resumes_rounded_sub_networks(run, tmp_path, method):
+    """--round-units 8: every logged config has unit counts in multiples of 8 (what was evaluated), search.json
+    records it, the exported Pareto models have those widths, and a search.json written before the setting
+    existed resumes as one without rounding."""
+    from prunebench.search import export_pareto
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("search"))
+    result = run_search(copy, _search(copy, method=method, samples=8, round_units=8, name="r8"), show_progress=False)
+    assert result.meta["round_units"] == 8
+    units = [line["config"]["num_units"] for line in _log_lines(result.search_dir / "log.jsonl")]
+    assert len(units) == 8 and all(value % 8 == 0 for value in units)
+    exported = export_pareto(copy, "r8", show_progress=False)
+    widths = [
+        module.out_features
+        for row in exported.rows
+        for name, module in load_model(exported.models_dir / row["label"]).model.named_modules()
+        if name.endswith("intermediate.dense")
+    ]
+    assert widths and all(value % 8 == 0 for value in widths)
+
+    plain = run_search(copy, _search(copy, method=method, samples=3, name="old"), show_progress=False)
+    assert plain.meta["round_units"] == 1  # the run trained without rounding
+    meta_path = plain.search_dir / "search.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["round_units"]  # as written by an earlier version
+    meta_path.write_text(json.dumps(meta))
+    resumed = run_search(copy, _search(copy, method=method, samples=5, name="old"), resume=True, show_progress=False)
+    assert resumed.replayed == 3 and resumed.evaluated == 2
+    with pytest.raises(PrunebenchError, match="another round_units \\(1; this one has 8\\)"):
+        run_search(
+            copy, _search(copy, method=method, samples=6, name="old", round_units=8), resume=True, show_progress=False
+        )
+
+
+def test_search_record_says_whether_estimated_latency_was_corrected(run, tmp_path, monkeypatch):
+    """search.json labels the estimated latency corrected (with the record) or not; each candidate logs its factor;
+    a search cannot be resumed under another correction, which would mix two scales in one log."""
+    from prunebench.hardware import corrections
+
+    monkeypatch.setenv(corrections.CORRECTIONS_ENV, str(tmp_path / "corrections"))
+    objectives = ObjectiveSettings(names="error,latency", target="a10", variant="fp16", seq_len=32)
+    plain = run_search(run, _search(run, objectives=objectives, samples=2, name="a10-plain"), show_progress=False)
+    assert plain.meta["latency_correction"] is None
+    assert plain.meta["latency_estimates"].startswith("not corrected: ESTIMATE, error unknown")
+    regimes = ("host/launch", "memory", "compute")
+    corrections.save(corrections.from_pairs("a10", "NVIDIA A10", [("fp16", r, -0.5) for r in regimes], "2026-12-02"))
+    fixed = run_search(run, _search(run, objectives=objectives, samples=2, name="a10-fixed"), show_progress=False)
+    saved = json.loads((fixed.search_dir / "search.json").read_text())
+    assert saved["latency_estimates"].startswith("corrected per regime with the fp16 correction measured on NVIDIA A10")
+    assert saved["latency_correction"]["device"] == "NVIDIA A10" and saved["latency_correction"]["variant"] == "fp16"
+    plain_lines, fixed_lines = _log_lines(plain.search_dir / "log.jsonl"), _log_lines(fixed.search_dir / "log.jsonl")
+    assert [line["config"] for line in plain_lines] == [line["config"] for line in fixed_lines]
+    for before, after in zip(plain_lines, fixed_lines, strict=True):
+        assert before["details"]["latency_correction"] is None
+        assert after["details"]["latency_correction"] == pytest.approx(2.0)
+        assert after["details"]["latency_s"] == pytest.approx(2 * before["details"]["latency_s"])
+    with pytest.raises(PrunebenchError, match="another latency_correction \\(None; this one has"):
+        run_search(
+            run, _search(run, objectives=objectives, samples=4, name="a10-plain"), resume=True, show_progress=False
+        )

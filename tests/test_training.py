@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import datasets
 import numpy as np
@@ -240,3 +241,24 @@ def test_regression_trains_on_real_stsb(tmp_path):
     trainer.run()
     assert _mean_loss(trainer) < before
     assert {row["metric_name"] for row in trainer.state.log_rows} == {"spearman"}
+
+
+def test_round_units_trains_rounded_sub_networks_and_old_runs_resume(tmp_path):
+    """--round-units reaches the trainer's space (its strategy samples rounded unit counts); a run.json written
+    before the setting existed (no round_units key) resumes as a run with the default, 1."""
+    import json
+
+    rounded = SupernetTrainer(TrainConfig(**{**BASE, "epochs": 1}, round_units=8), tmp_path / "r8", False)
+    steps = [step for _ in range(10) for step in rounded.strategy.plan(1.0, np.random.default_rng(_))]
+    units = [step.config["num_units"] for step in steps if step.config is not None]
+    assert units and all(value % 8 == 0 for value in units)
+
+    config = TrainConfig(**{**BASE, "epochs": 2}, checkpoint_every=3)
+    run = tmp_path / "old"
+    train_supernet(config, run, show_progress=False, stop_after_steps=4)
+    record = json.loads((run / "run.json").read_text())
+    del record["train"]["round_units"]  # as a run made by an earlier version
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(PrunebenchError, match="holds a different run \\(round_units=1, asked 8\\)"):
+        train_supernet(replace(config, round_units=8), run, resume=True, show_progress=False)
+    assert train_supernet(config, run, resume=True, show_progress=False).finished

@@ -164,7 +164,7 @@ def extract_subnetworks(
     logit difference to the masked super-network above ``VERIFY_TOLERANCE`` is an error (the models stay).
     """
     loaded = load_model(model, task_kind=config.task_kind, num_labels=config.num_labels, seed=config.seed)
-    space = get_space(config.space, loaded.dims)
+    space = get_space(config.space, loaded.dims, config.round_units)
     if config.config is not None:
         configs = {"": space.validate(read_config(config.config))}
     elif config.random is not None:

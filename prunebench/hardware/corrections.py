@@ -11,14 +11,17 @@ Later estimates for that target multiply their latency by the correction of thei
 variant's median over regimes where its own regime was not measured). A target with no record of its own may
 borrow the record of a GPU of the same architecture (same compute capability: H100 and H200, V100 SXM and PCIe),
 and says so. Every corrected figure is still an estimate: the row keeps ``estimated = true`` and says in
-``est_error_note`` what it was corrected with, or that no measurement of this target exists.
+``est_error_note`` what it was corrected with, or that no measurement of this target exists, and in
+``est_error_label`` the same in a few words, which the report writes beside each estimated figure.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ from prunebench.hardware.profiles import HardwareProfile, load_profiles, profile
 
 CORRECTIONS_ENV = "PRUNEBENCH_CORRECTIONS"
 CORRECTIONS_DIR = "corrections"
+NOT_MEASURED_LABEL = "est., error not measured"  # beside an estimate no measurement has checked
 
 
 @dataclass(frozen=True)
@@ -46,19 +50,35 @@ class Corrections:
             return by_regime[regime]
         return statistics.median(by_regime.values()) if by_regime else None
 
+    def _which(self, variant: str, regime: str) -> str:
+        """The factor ``factor`` picks, in words."""
+        own = regime in (self.factors.get(variant) or {})
+        return f"{variant} {regime}-bound" if own else f"{variant}, median of its measured regimes"
+
     def note(self, variant: str, regime: str) -> str | None:
         """What the estimate was corrected with, for the row and the report (None: nothing for this variant)."""
         found = self.factor(variant, regime)
         if found is None:
             return None
+        return (
+            f"ESTIMATE corrected x{found:.2f} ({self._which(variant, regime)}; estimate error before correction "
+            f"{1 / found - 1:+.0%}; {self.source()})"
+        )
+
+    def label(self, variant: str, regime: str) -> str | None:
+        """``note`` in a few words, for a table cell beside the corrected figure (None: nothing for this variant)."""
+        found = self.factor(variant, regime)
+        if found is None:
+            return None
+        device = self.device + (f", borrowed from {self.target}" if self.borrowed_by is not None else "")
+        return f"est., corrected x{found:.2f}: measured on {device}, {self._which(variant, regime)}"
+
+    def source(self) -> str:
+        """Where and when the record was measured, and whether it is borrowed."""
         whose = f"measured on {self.device} on {self.date[:10]}"
         if self.borrowed_by is not None:
             whose += f", borrowed from target {self.target} (same architecture as {self.borrowed_by})"
-        own = regime in (self.factors.get(variant) or {})
-        what = f"{variant} {regime}-bound" if own else f"{variant} (median over its measured regimes)"
-        return (
-            f"ESTIMATE corrected x{found:.2f} ({what}; estimate error before correction {1 / found - 1:+.0%}; {whose})"
-        )
+        return whose
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if key != "borrowed_by"}
@@ -118,8 +138,41 @@ def load(profile: HardwareProfile, directory: Path | None = None) -> Corrections
     return None
 
 
+@dataclass(frozen=True)
+class CorrectedLatency:
+    """An estimate's latency after the target's measured correction, and the words that say what corrected it."""
+
+    latency_s: float
+    factor: float | None  # None: nothing measured corrects this variant on this target; latency_s is the raw one
+    note: str  # est_error_note
+    label: str  # est_error_label
+
+
+def correct(
+    corrections: Corrections | None, profile: HardwareProfile, variant: str, regime: str, latency_s: float
+) -> CorrectedLatency:
+    """``latency_s`` (a roofline estimate of ``variant`` in ``regime`` on ``profile``) with the correction the
+    profiler and the search objectives apply: the target's own record or a borrowed one, else unchanged."""
+    factor = corrections.factor(variant, regime) if corrections is not None else None
+    if factor is None:
+        return CorrectedLatency(latency_s, None, none_measured_note(profile), NOT_MEASURED_LABEL)
+    note, label = corrections.note(variant, regime), corrections.label(variant, regime)
+    return CorrectedLatency(latency_s * factor, factor, note, label)  # type: ignore[arg-type]
+
+
 def none_measured_note(profile: HardwareProfile) -> str:
     return (
         f"ESTIMATE, error unknown: no measurement of {profile.name} (or a GPU of its architecture) has calibrated "
         f"it yet ('prunebench profile --gpu {profile.name} --calibrate' where one is)"
     )
+
+
+def estimate_label(row: Mapping) -> str:
+    """The words beside an estimated latency: the row's ``est_error_label``; for a row written before labels
+    existed its correction factor, else that no measurement has checked it."""
+    label, factor = row.get("est_error_label"), row.get("est_correction")
+    if isinstance(label, str) and label:
+        return label
+    if isinstance(factor, int | float) and math.isfinite(factor):
+        return f"est., corrected x{factor:.2f}"
+    return NOT_MEASURED_LABEL

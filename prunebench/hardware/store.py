@@ -147,6 +147,7 @@ class ProfileRow:
     estimate_error: float | None = None  # with --calibrate: estimated / measured latency - 1
     est_correction: float | None = None  # the measured correction the latency was multiplied by (corrections.py)
     est_error_note: str | None = None  # what the estimate was corrected with, or that no measurement checked it
+    est_error_label: str | None = None  # est_error_note in a few words, beside the figure in reports
     # environment
     driver_version: str | None = None
     cuda_version: str | None = None

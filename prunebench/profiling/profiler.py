@@ -50,7 +50,8 @@ from prunebench.config import ProfileConfig, TimingConfig
 from prunebench.environment import console as make_console
 from prunebench.environment import cpu_model, git_revision, time_left
 from prunebench.errors import PrunebenchError
-from prunebench.hardware.corrections import Corrections, none_measured_note
+from prunebench.hardware.corrections import Corrections
+from prunebench.hardware.corrections import correct as correct_latency
 from prunebench.hardware.corrections import from_pairs as correction_pairs
 from prunebench.hardware.corrections import load as load_corrections
 from prunebench.hardware.corrections import save as save_corrections
@@ -416,14 +417,12 @@ class _Run:
         values = result.row_fields(batch)
         if self.calibrate:  # the raw estimate, against the measurement: what a correction is made from
             return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
-        factor = self.corrections.factor(spec.name, result.bound) if self.corrections is not None else None
-        if factor is None:
-            values["est_error_note"] = none_measured_note(self.target.profile)
-        else:
-            latency = result.latency_s * factor
-            note = self.corrections.note(spec.name, result.bound)
+        corrected = correct_latency(self.corrections, self.target.profile, spec.name, result.bound, result.latency_s)
+        values |= {"est_error_note": corrected.note, "est_error_label": corrected.label}
+        if corrected.factor is not None:
+            latency = corrected.latency_s
             values |= {"latency_mean_s": latency, "latency_p50_s": latency, "throughput_seq_per_s": batch / latency,
-                       "est_correction": factor, "est_error_note": note}  # fmt: skip
+                       "est_correction": corrected.factor}  # fmt: skip
         return self._row(subject, spec, batch, seq_len, "estimated", "ok", **values, estimate_error=error)
 
     def estimate_all(self, subject: Subject, spec, points) -> None:

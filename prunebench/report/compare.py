@@ -45,6 +45,7 @@ import pandas as pd
 
 from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.corrections import estimate_label
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
@@ -278,6 +279,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 **_ratio_columns(row),
                 "memory_bytes": _number(row["memory_bytes"]),
                 "estimated": bool(row["estimated"]),
+                "est_error_label": estimate_label(row) if row["estimated"] else None,  # beside its latency
                 "device": row["device"],
                 "threads": row["threads"],
                 "batch_size": batch,

@@ -8,6 +8,9 @@ base64 data URIs, inline CSS, no script, no external resource); the Markdown lin
 
 Numbers from roofline estimates (``estimated == True``) carry a ``~`` in every table cell, a
 legend sentence under every table holding one, and "ESTIMATED" in figure titles and headings.
+An estimated latency says beside it how far measurements found such estimates off (the correction
+it carries, ``hardware.corrections``) or that none has been measured; estimated memory has never
+been checked against a measurement and says so.
 
 ``write_report`` writes into a staging folder next to OUT and swaps it in at the end
 (``replace_dir_atomic``), so an error or a kill leaves the previous report as it was. OUT is
@@ -31,6 +34,7 @@ import pandas as pd
 
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
+from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
 from prunebench.hardware.machine import record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import report_summary, run_summary
@@ -182,6 +186,21 @@ def _ms(seconds, mark: str = "") -> str:
 
 def _mib(size, mark: str = "") -> str:
     return f"{mark}{float(size) / 2**20:,.1f}" if _present(size) else "-"
+
+
+def _latency_cell(row: dict, estimated: bool) -> str:
+    """A latency in ms; an estimate is marked and carries its measured error, or says none was measured."""
+    if not estimated or not _present(row.get("latency_s")):
+        return _ms(row.get("latency_s"))
+    return f"{_ms(row.get('latency_s'), ESTIMATED_MARK)} ({estimate_label(row)})"
+
+
+def _memory_cell(row: dict, estimated: bool) -> str:
+    """Memory in MiB; an estimate is marked and says that no measurement has checked it (only latency is
+    calibrated)."""
+    if not estimated or not _present(row.get("memory_bytes")):
+        return _mib(row.get("memory_bytes"))
+    return f"{_mib(row.get('memory_bytes'), ESTIMATED_MARK)} ({NOT_MEASURED_LABEL})"
 
 
 def _count(value) -> str:
@@ -369,9 +388,9 @@ def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict
                 _num(row.get("encoder_fraction"), 2),
                 _mib(row.get("weight_bytes")),
                 _error_cell(row),
-                _ms(row.get("latency_s"), mark),
+                _latency_cell(row, bool(mark)),
                 _latency_ratio_cell(row),
-                _mib(row.get("memory_bytes"), mark),
+                _memory_cell(row, bool(mark)),
                 _ratio(row.get("memory_ratio")),
             ],
             estimated=bool(mark),
@@ -746,9 +765,9 @@ def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
                     _num(row["_tot"], 2),
                     _mib(row.get("weight_bytes")),
                     _error_cell(row),
-                    _ms(row.get("latency_s"), mark),
+                    _latency_cell(row, bool(mark)),
                     _ratio(row.get("latency_ratio")),
-                    _mib(row.get("memory_bytes"), mark),
+                    _memory_cell(row, bool(mark)),
                     _ratio(row.get("memory_ratio")),
                     ", ".join(fronts) or "-",
                 ],
@@ -812,10 +831,10 @@ def _profiles(runs: list[RunData], multi: bool) -> Section:
                         _text(row.get("seq_len")),
                         _text(row.get("mode")),
                         status,
-                        _ms(row.get("latency_s"), mark),
-                        _ms(row.get("latency_mean_s"), mark),
+                        _latency_cell(row, bool(mark)),
+                        _ms(row.get("latency_mean_s"), mark),  # an estimate's one figure again, said beside p50
                         _ms(row.get("latency_p99_s"), mark),
-                        _mib(row.get("memory_bytes"), mark),
+                        _memory_cell(row, bool(mark)),
                         _mib(row.get("weight_bytes")),
                     ],
                     estimated=bool(mark),

@@ -261,7 +261,7 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
 
     task = run["task"]
     loaded = load_model(checkpoint, task_kind=task["kind"], num_labels=task.get("num_labels") or 2)
-    space = get_space(meta["space"], loaded.dims)
+    space = get_space(meta["space"], loaded.dims, int(meta.get("round_units", 1)))  # absent: written before it
     seq_len = int(meta.get("objective_settings", {}).get("seq_len", 128))
     staging = staging_path(models_dir)
     console.print(f"extracting {len(labels)} Pareto member(s) of {name} from {checkpoint}")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,11 +95,16 @@ class Method(ABC):
     def ask(self) -> Config | None:
         with self._own_random_state(), _quiet():
             config = self._ask()
-        return None if config is None else {key: int(config[key]) for key in self.space.ranges}
+        # Rounded (--round-units): the log, the objectives and extraction all see the sub-network evaluated.
+        return None if config is None else self.space.rounded({key: int(config[key]) for key in self.space.ranges})
 
     def tell(self, config: Config, values: np.ndarray) -> None:
         with self._own_random_state(), _quiet():
             self._tell(config, np.asarray(values, dtype=float))
+
+    def _repeat(self, config: Config, told: Collection[str]) -> bool:
+        """True when ``config`` stands for a sub-network already told (configs are told rounded, see ``ask``)."""
+        return config_key(self.space.rounded(config)) in told
 
     @abstractmethod
     def _ask(self) -> Config | None: ...
@@ -189,10 +194,10 @@ class _SyneTune(Method):
         if suggestion is None:
             return None
         config = suggestion.config
-        if self.avoid_repeats and config_key({k: int(config[k]) for k in self.space.ranges}) in self._told:
+        if self.avoid_repeats and self._repeat({k: int(config[k]) for k in self.space.ranges}, self._told):
             for _ in range(self.repeat_tries):
                 fresh = self.space.sample(self._rng)
-                if config_key(fresh) not in self._told:
+                if not self._repeat(fresh, self._told):
                     config = fresh
                     self._record(self._trials, config)
                     break
@@ -205,7 +210,7 @@ class _SyneTune(Method):
         if trial is None:
             raise RuntimeError("tell() without ask()")
         if {k: int(trial.config[k]) for k in self.space.ranges} != config:
-            trial.config = dict(config)  # replaying a log whose config this run did not propose
+            trial.config = dict(config)  # rounded by ask (--round-units), or a replayed log's config
             self._record(trial.trial_id, config)
         self._told.add(config_key(config))
         self.scheduler.on_trial_complete(trial, self._values(values))
@@ -353,7 +358,7 @@ class NSGA2(Method):
         index = self.next - 1
         matrix = self.population.get("X")
         if not np.array_equal(matrix[index].astype(int), self._vector(config).astype(int)):
-            matrix[index] = self._vector(config)  # replaying a log whose config this run did not propose
+            matrix[index] = self._vector(config)  # rounded by ask (--round-units), or a replayed log's
             self.population.set("X", matrix)
         self.values[index] = values
         if index == len(self.population) - 1:
@@ -401,11 +406,11 @@ class LocalSearch(Method):
         front = [configs[i] for i in non_dominated(np.array([v for _, v in self.seen.values()]))]
         for _ in range(self.tries):
             child = self._neighbour(front[self.rng.integers(len(front))])
-            if config_key(child) not in self.seen:
+            if not self._repeat(child, self.seen):
                 return child
         for _ in range(self.tries):  # the front's neighbourhood is used up: jump somewhere new
             child = self.space.sample(self.rng)
-            if config_key(child) not in self.seen:
+            if not self._repeat(child, self.seen):
                 return child
         return None
 

@@ -103,7 +103,7 @@ def _run_nas(config: NasConfig, out: Path, console: Console) -> SearchResult:
     loaded = load_model(train.model, task_kind=spec.kind, num_labels=spec.num_labels or 2, seed=train.seed)
     if loaded.structure is not None:
         raise PrunebenchError(f"{train.model} is a pruned model; standard NAS starts from the un-pruned model")
-    space = get_space(train.space, loaded.dims)
+    space = get_space(train.space, loaded.dims, train.round_units)
     clear_output(out)
     mark_output(out)
     run = RunDir(out)

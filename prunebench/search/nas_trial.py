@@ -35,7 +35,7 @@ def train_trial(config: dict, settings: dict, report) -> None:
     data = load_run_task(train)
     spec = data.spec
     loaded = load_model(train.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=train.seed)
-    space = get_space(train.space, loaded.dims)
+    space = get_space(train.space, loaded.dims, train.round_units)
     masks = space.masks({key: int(config[key]) for key in space.ranges})
     objectives = ObjectiveSettings(names=tuple(settings["objectives"]), seq_len=settings["seq_len"])
     costs = CostObjectives(loaded, objectives)(masks)

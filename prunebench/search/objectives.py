@@ -20,6 +20,12 @@ target, variant, batch and length, and holds the full model too; every other can
 profile's roofline estimate. A measured row gives its ``latency_s`` and ``memory_bytes`` as the
 profile row defines them (``hardware.store``); an estimate its latency and peak memory. Each
 value's source (``measured`` / ``estimated``) is logged beside it.
+
+An estimated latency is corrected as the profiler corrects it (``hardware.corrections.correct``: the
+target's measured correction for the variant and the estimate's regime, or a borrowed one); the
+factor is logged with each candidate (``latency_correction``) and the search record says whether the
+estimates were corrected (``latency_estimates``). A ratio of two estimates in the same regime does not
+move with it; a candidate in another regime than the full model (a small one bound by host overhead) does.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ import pandas as pd
 from prunebench.config import ObjectiveSettings
 from prunebench.errors import PrunebenchError
 from prunebench.extract import shared_extract
+from prunebench.hardware.corrections import correct as correct_latency
+from prunebench.hardware.corrections import load as load_corrections
+from prunebench.hardware.corrections import none_measured_note
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.profiles import get_profile
 from prunebench.hardware.store import read_profile_table
@@ -69,6 +78,16 @@ class CostObjectives:
         self.hardware = _HardwareCosts(loaded, settings) if settings.target else None
         self._cache: dict[tuple, Costs] = {}
 
+    @property
+    def latency_correction(self) -> dict | None:
+        """The measured correction applied to estimated latencies (None: none, or no hardware objective)."""
+        return self.hardware.correction_record() if self.hardware is not None else None
+
+    @property
+    def latency_estimates(self) -> str | None:
+        """In words, whether estimated latencies were corrected and by what (None: no hardware objective)."""
+        return self.hardware.estimates_note() if self.hardware is not None else None
+
     def __call__(self, masks: Masks) -> Costs:
         key = masks.shape_signature()
         if key not in self._cache:
@@ -104,6 +123,7 @@ class CostObjectives:
 class _Point:
     latency_s: float
     memory_bytes: float | None
+    correction: float | None = None  # the measured correction an estimated latency was multiplied by
 
 
 class _HardwareCosts:
@@ -122,7 +142,22 @@ class _HardwareCosts:
                 "so its rows cannot be put relative to it; profile the run's checkpoint there too "
                 "('prunebench profile --model RUN/checkpoint ...')"
             )
+        self.corrections = load_corrections(self.profile)  # what the profiler's estimates for this target use
         self.full_estimate = self._estimated(Masks.full(loaded.dims))
+
+    def correction_record(self) -> dict | None:
+        found = self.corrections
+        factors = found.factors.get(self.spec.name) if found is not None else None
+        if not factors:
+            return None
+        return {"target": found.target, "device": found.device, "date": found.date, "borrowed_by": found.borrowed_by,
+                "variant": self.spec.name, "factors": factors}  # fmt: skip
+
+    def estimates_note(self) -> str:
+        found = self.corrections
+        if found is None or self.correction_record() is None:
+            return "not corrected: " + none_measured_note(self.profile)
+        return f"corrected per regime with the {self.spec.name} correction {found.source()}"
 
     def _estimated(self, masks: Masks) -> _Point:
         subject = subject_from_loaded("candidate", shared_extract(self.loaded, masks))
@@ -133,7 +168,8 @@ class _HardwareCosts:
             raise PrunebenchError(
                 f"cannot estimate {s.variant} on {self.profile.name}: {reason}; pick another --variant or --hardware"
             ) from None
-        return _Point(result.latency_s, float(result.peak_memory_bytes))
+        corrected = correct_latency(self.corrections, self.profile, self.spec.name, result.bound, result.latency_s)
+        return _Point(corrected.latency_s, float(result.peak_memory_bytes), corrected.factor)
 
     def __call__(self, masks: Masks) -> tuple[dict[str, float], dict[str, object]]:
         signature = masks.shape_signature()
@@ -154,6 +190,7 @@ class _HardwareCosts:
         raw = {
             "latency_s": latency_s,
             "latency_source": latency_source,
+            "latency_correction": estimated.correction if latency_source == "estimated" else None,
             "memory_bytes": memory_bytes,
             "memory_source": memory_source,
             "target": self.profile.name,

@@ -66,7 +66,11 @@ RESUME_KEYS = (
     "task",
     "validation_examples",
     "max_length",
+    "round_units",
+    "latency_correction",
 )
+# What a search recorded before a resume key existed ran with (its search.json lacks the key).
+RESUME_DEFAULTS = {"round_units": 1, "latency_correction": None}
 
 
 @dataclass
@@ -131,8 +135,11 @@ def _checkpoint(run_dir: Path) -> tuple[Path, dict]:
     return run.checkpoint, read_checkpoint_meta(run.checkpoint)
 
 
-def _search_space(config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims) -> SearchSpace:
-    space = get_space(method.space_name or config.space or trained_space, dims)
+def _search_space(
+    config: SearchConfig, method: type[Method], trained_space: str, dims: ModelDims, trained_rounding: int = 1
+) -> SearchSpace:
+    round_units = config.round_units if config.round_units is not None else trained_rounding
+    space = get_space(method.space_name or config.space or trained_space, dims, round_units)
     limit = method.max_hyperparameters
     if limit is not None and len(space.ranges) > limit:
         raise PrunebenchError(
@@ -165,10 +172,11 @@ def _plan_dir(folder: SearchDir, resume: bool, overwrite: bool) -> str:
 
 def _check_resumable(saved: dict, meta: dict, search_dir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     for key in keys:
-        if saved.get(key) != meta.get(key):
+        recorded = saved.get(key, RESUME_DEFAULTS.get(key))
+        if recorded != meta.get(key):
             raise PrunebenchError(
                 f"the search log in {search_dir} was written by a search with another {key} "
-                f"({saved.get(key)!r}; this one has {meta.get(key)!r}); use another --name, "
+                f"({recorded!r}; this one has {meta.get(key)!r}); use another --name, "
                 "or --overwrite to start it again"
             )
 
@@ -228,7 +236,7 @@ def _search(
     checkpoint, checkpoint_meta = _checkpoint(run_dir)
     dims = ModelDims(**checkpoint_meta["dims"])
     method_class = get_method(config.method)
-    space = _search_space(config, method_class, checkpoint_meta["space"], dims)
+    space = _search_space(config, method_class, checkpoint_meta["space"], dims, train.round_units)
     folder = RunDir(run_dir).search_dir(config.search_name)
     search_dir = folder.path
     action = _plan_dir(folder, resume, overwrite)
@@ -242,7 +250,8 @@ def _search(
     torch.set_num_threads(config.evaluation.threads)
     cap = config.max_eval_examples if config.max_eval_examples is not None else train.max_eval_examples
     loaded = _load(run_dir, train, checkpoint, cap)
-    meta = _meta(config, space, loaded, train, checkpoint)
+    costs = CostObjectives(loaded.model, config.objectives)
+    meta = _meta(config, space, loaded, train, checkpoint, costs)
     if saved is not None:
         _check_resumable(saved, meta, search_dir)
         meta["sessions"] = saved.get("sessions", 0) + 1
@@ -270,7 +279,6 @@ def _search(
     if mismatched:
         console.print(f"note: {config.method} proposed {mismatched} other config(s) while replaying; kept the log's")
 
-    costs = CostObjectives(loaded.model, config.objectives)
     replayed = len(entries)
     stop_reason, evaluated = _loop(
         config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
@@ -291,16 +299,26 @@ def _search(
     )
 
 
-def _meta(config: SearchConfig, space: SearchSpace, loaded: _Loaded, train: TrainConfig, checkpoint: Path) -> dict:
+def _meta(
+    config: SearchConfig,
+    space: SearchSpace,
+    loaded: _Loaded,
+    train: TrainConfig,
+    checkpoint: Path,
+    costs: CostObjectives,
+) -> dict:
     return {
         "kind": SEARCH_KIND,
         "version": SEARCH_VERSION,
         "method": config.method,
         "seed": config.seed,
         "space": space.name,
+        "round_units": space.round_units,  # extraction cuts the same sub-networks (extract_pareto)
         "dims": asdict(space.dims),
         "objectives": list(config.objectives.names),
         "objective_settings": config.objectives.to_dict(),
+        "latency_estimates": costs.latency_estimates,  # corrected by a measurement or not (None: no hardware)
+        "latency_correction": costs.latency_correction,
         "normalisation": NORMALISATION,
         "reference_point": reference_point(len(config.objectives.names)).tolist(),
         "initial_design": initial_design(space) if config.method not in BASELINES else [],

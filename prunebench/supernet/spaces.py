@@ -11,6 +11,14 @@ Spaces (L layers, H heads, I FFN units per layer; see DESIGN.md):
 
 Configs are flat ``{name: int}`` dicts so that every optimiser (syne-tune, pymoo,
 our own) can use them as they are. A value outside its range is an error, never clamped.
+
+``round_units`` (``--round-units N``, default 1: unchanged) rounds every FFN unit count of the
+``small`` and ``medium`` spaces up to a multiple of N, capped at the full width, 0 staying 0:
+a pruned FFN whose width is not a multiple of 4 runs LLM.int8 as an fp32 matmul on CUDA
+(``hardware.variants.plan_linears``). The ranges stay in units, so every optimiser works as
+before; ``masks`` rounds whatever config it is given and ``sample``, ``middle``, ``smallest``
+return rounded configs, so training, search and extraction cut the same sub-networks. Head
+counts need no rounding: a head adds ``head_size`` (64 or 32 here) to an inner width.
 """
 
 from __future__ import annotations
@@ -69,10 +77,15 @@ class SearchSpace(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    unit_count_prefix: ClassVar[str | None] = None  # keys that count FFN units (what round_units rounds)
 
-    def __init__(self, dims: ModelDims):
+    def __init__(self, dims: ModelDims, round_units: int = 1):
+        if isinstance(round_units, bool) or not isinstance(round_units, int) or round_units < 1:
+            raise PrunebenchError(f"round_units must be an integer of at least 1 (1: no rounding), got {round_units!r}")
         self.dims = dims
         self.ranges: dict[str, tuple[int, int]] = self._ranges()
+        # A space that picks no unit counts (layer, large) has nothing to round: 1, so records say what happened.
+        self.round_units = round_units if self.unit_count_prefix else 1
 
     @abstractmethod
     def _ranges(self) -> dict[str, tuple[int, int]]: ...
@@ -88,14 +101,35 @@ class SearchSpace(ABC):
         return {key: high for key, (low, high) in self.ranges.items()}
 
     def smallest(self) -> Config:
-        return {key: low for key, (low, high) in self.ranges.items()}
+        return self.rounded({key: low for key, (low, high) in self.ranges.items()})
 
     def sample(self, rng: np.random.Generator) -> Config:
-        return {key: int(rng.integers(low, high + 1)) for key, (low, high) in self.ranges.items()}
+        # Drawn in units, then rounded: the same draws as without rounding, so a seed picks comparable configs.
+        return self.rounded({key: int(rng.integers(low, high + 1)) for key, (low, high) in self.ranges.items()})
+
+    def is_unit_count(self, key: str) -> bool:
+        return self.unit_count_prefix is not None and key.startswith(self.unit_count_prefix)
+
+    def rounded(self, config: Config) -> Config:
+        """``config`` with each unit count rounded up to a multiple of ``round_units``, at most the full width
+        and 0 staying 0 (a layer's FFN removed): the sub-network the config stands for."""
+        if self.round_units == 1:
+            return dict(config)
+        full, step = self.dims.intermediate_size, self.round_units
+        return {
+            key: min(full, -(-value // step) * step) if self.is_unit_count(key) else value
+            for key, value in config.items()
+        }
 
     def size(self) -> int:
-        """Number of distinct configs (exact)."""
-        return math.prod(high - low + 1 for low, high in self.ranges.values())
+        """Number of distinct sub-networks (exact): configs that round to the same one count once."""
+        counts = []
+        for key, (low, high) in self.ranges.items():
+            if self.is_unit_count(key) and self.round_units > 1:
+                counts.append(len({self.rounded({key: value})[key] for value in range(low, high + 1)}))
+            else:
+                counts.append(high - low + 1)
+        return math.prod(counts)
 
     def validate(self, config: dict) -> Config:
         """Return ``config`` as ints, or raise naming the first key or value outside the space."""
@@ -124,7 +158,7 @@ class SearchSpace(ABC):
         return clean
 
     def masks(self, config: dict) -> Masks:
-        return self._masks(self.validate(config))
+        return self._masks(self.rounded(self.validate(config)))
 
     def syne_tune_space(self) -> dict:
         from syne_tune.config_space import randint
@@ -158,6 +192,7 @@ class LayerSpace(SearchSpace):
 class SmallSpace(SearchSpace):
     name = "small"
     description = "first l layers, each with its first h heads and u units"
+    unit_count_prefix = "num_units"
 
     def _ranges(self):
         d = self.dims
@@ -170,7 +205,7 @@ class SmallSpace(SearchSpace):
         return Masks(heads, units, _first_k(d.num_layers, config["num_layers"]).bool())
 
     def middle(self):
-        return {key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()}
+        return self.rounded({key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()})
 
     SHAPES = ("depth", "width", "both")
 
@@ -181,16 +216,19 @@ class SmallSpace(SearchSpace):
             raise UnknownNameError("sub-network shape", shape, list(self.SHAPES))
         d, root = self.dims, math.sqrt(fraction)
         layers, width = {"depth": (fraction, 1.0), "width": (1.0, fraction), "both": (root, root)}[shape]
-        return {
-            "num_layers": max(1, round(layers * d.num_layers)),
-            "num_heads": max(1, round(width * d.num_heads)),
-            "num_units": max(1, round(width * d.intermediate_size)),
-        }
+        return self.rounded(
+            {
+                "num_layers": max(1, round(layers * d.num_layers)),
+                "num_heads": max(1, round(width * d.num_heads)),
+                "num_units": max(1, round(width * d.intermediate_size)),
+            }
+        )
 
 
 class MediumSpace(SearchSpace):
     name = "medium"
     description = "per layer, the number of heads and of units kept (first-k)"
+    unit_count_prefix = "num_units_"
 
     def _ranges(self):
         d = self.dims
@@ -207,7 +245,7 @@ class MediumSpace(SearchSpace):
         return Masks(heads, units, torch.ones(d.num_layers, dtype=torch.bool))
 
     def middle(self):
-        return {key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()}
+        return self.rounded({key: math.ceil(high / 2) for key, (low, high) in self.ranges.items()})
 
 
 class LargeSpace(SearchSpace):
@@ -246,8 +284,8 @@ class LargeSpace(SearchSpace):
 SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (LayerSpace, SmallSpace, MediumSpace, LargeSpace)}
 
 
-def get_space(name: str, dims: ModelDims) -> SearchSpace:
-    try:
-        return SPACES[name](dims)
-    except KeyError:
-        raise UnknownNameError("search space", name, list(SPACES)) from None
+def get_space(name: str, dims: ModelDims, round_units: int = 1) -> SearchSpace:
+    """The space ``name`` over ``dims``; ``round_units`` > 1 rounds its unit counts (ignored by spaces without)."""
+    if name not in SPACES:
+        raise UnknownNameError("search space", name, list(SPACES))
+    return SPACES[name](dims, round_units)

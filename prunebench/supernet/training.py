@@ -180,7 +180,7 @@ class SupernetTrainer:
                 f"--max-length {config.max_length} is longer than {config.model} takes ({longest} tokens); "
                 f"use --max-length {longest} or less"
             )
-        self.space: SearchSpace = get_space(config.space, self.loaded.dims)
+        self.space: SearchSpace = get_space(config.space, self.loaded.dims, config.round_units)
         self.strategy: Strategy = get_strategy(config.strategy, self.space, config.num_random_sub_nets)
         self.rows = tokenised_rows(self.data, self.loaded, config.max_length)
         if not self.rows["train"]:
@@ -440,12 +440,13 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
             raise PrunebenchError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
             )
-        saved, mine = existing.get("train", {}), config.to_dict()
-        different = [k for k in mine if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+        saved, mine, default = existing.get("train", {}), config.to_dict(), TrainConfig().to_dict()
+        # A setting missing from the saved config did not exist when the run was made: it had the default.
+        different = [k for k in mine if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k, default[k]) != mine[k]]
         if different:
             key = different[0]
             raise PrunebenchError(
-                f"{run_dir} holds a different run ({key}={saved.get(key)!r}, asked {mine[key]!r}); "
+                f"{run_dir} holds a different run ({key}={saved.get(key, default[key])!r}, asked {mine[key]!r}); "
                 "use another --out, or --overwrite to replace it"
             )
         return "continue"
