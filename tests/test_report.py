@@ -207,6 +207,11 @@ def test_every_estimated_figure_says_its_measured_error_or_that_none_was_measure
     assert cpu and not any("est." in value for row in cpu for value in row.values())
     markdown = result.markdown.read_text()
     assert markdown.count(NOT_MEASURED) == result.html.read_text().count(NOT_MEASURED) >= 2 * len(options)
+    # the answer sentences of the estimated target too, not those of the measured one
+    answers = [line.replace("\\", "") for line in markdown.splitlines() if line.startswith("- Within")]
+    estimated = [line for line in answers if "ESTIMATED" in line]
+    assert estimated and all(line.endswith("[latency est., error not measured]") for line in estimated), answers
+    assert len(estimated) < len(answers) and all("est." not in line for line in answers if line not in estimated)
 
 
 def test_a_corrected_estimate_carries_its_correction_beside_the_figure(tmp_path):

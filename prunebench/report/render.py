@@ -412,6 +412,25 @@ def _slow_bitsandbytes_int8(compare) -> str | None:
     )
 
 
+def _answer_lines(compare) -> list[str]:
+    """Each budget's answer sentence; an estimated one ends with its winner's measured estimate error (or that none
+    was measured), as every estimated figure does."""
+    budgets = compare.budgets
+    if "answer" not in budgets:
+        return []
+    options = compare.options.set_index("option") if "option" in compare.options else None
+    lines = []
+    for row in budgets.to_dict("records"):
+        if not isinstance(row.get("answer"), str):
+            continue
+        winner = row.get("best_option")
+        if compare.estimated and options is not None and isinstance(winner, str) and winner in options.index:
+            lines.append(f"{row['answer']} [latency {estimate_label(options.loc[winner].to_dict())}]")
+        else:
+            lines.append(row["answer"])
+    return lines
+
+
 def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
     compares = [(r, c) for r in runs for c in r.compares if c.target == target]
     estimated = any(c.estimated for _, c in compares)
@@ -435,7 +454,7 @@ def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict]
         )
         if image is not None:
             section.blocks.append(image)
-        answers = [prefix + str(a) for a in compare.budgets.get("answer", pd.Series(dtype=str)).dropna()]
+        answers = [prefix + text for text in _answer_lines(compare)]
         if answers:
             section.blocks.append(Bullets(answers))
         slow = _slow_bitsandbytes_int8(compare)
