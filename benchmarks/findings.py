@@ -53,6 +53,7 @@ STRATEGIES = ("standard", "random", "random_linear", "sandwich", "kd", "full")
 WEIGHT_SHARING = ("sandwich", "full")  # finding (a): these keep their sub-networks better than standard
 MAIN_STRATEGY = "full"  # findings (b) and (c): the strategy prunebench trains with by default
 TARGET_DROP = 0.05  # finding (c): about 50% compression at less than 5% relative drop
+MIN_SEEDS = 2  # a task's verdict waits for this many finished seeds of every strategy it compares
 
 
 # -- keeping the cells across sessions -----------------------------------------------------------------------
@@ -172,8 +173,9 @@ def _show(stats: dict, percent: bool = False) -> str:
 
 
 def _beats(better: dict, worse: dict, higher: bool) -> bool | None:
-    """``better`` is ahead of ``worse`` by more than the larger of their standard deviations (None: not measured)."""
-    if better["mean"] is None or worse["mean"] is None:
+    """``better`` is ahead of ``worse`` by more than the larger of their standard deviations (None: not measured
+    on ``MIN_SEEDS`` seeds each yet)."""
+    if better["n"] < MIN_SEEDS or worse["n"] < MIN_SEEDS:
         return None
     margin = max(better["sd"] or 0.0, worse["sd"] or 0.0)
     gap = better["mean"] - worse["mean"] if higher else worse["mean"] - better["mean"]
@@ -183,7 +185,7 @@ def _beats(better: dict, worse: dict, higher: bool) -> bool | None:
 def _verdict(outcomes: list[bool | None], wanted: int) -> str:
     judged = [o for o in outcomes if o is not None]
     if not judged:
-        return "not measured yet"
+        return f"not measured yet (each needs {MIN_SEEDS} finished seeds)"
     measured = f" ({len(judged)} of {wanted} tasks measured)" if len(judged) < wanted else ""
     if all(judged):
         return "reproduced" + measured
@@ -299,7 +301,7 @@ def compression(cells: list) -> dict:
             "best": None if best is None else best.best_at_half,
             "full_test_error": None if best is None else best.full_test_error,
         }
-        outcomes.append(None if stats["mean"] is None else stats["mean"] < TARGET_DROP)
+        outcomes.append(None if stats["n"] < MIN_SEEDS else stats["mean"] < TARGET_DROP)
     verdict = _verdict(outcomes, len(TASKS))
     parts = []
     for task, outcome in zip(TASKS, outcomes, strict=True):
