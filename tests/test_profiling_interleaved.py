@@ -86,18 +86,19 @@ def _spin(seconds: float) -> None:
 
 
 def test_ratios_on_thread_cpu_time_leave_out_the_time_the_thread_did_not_run():
-    # B spends half the CPU time of A, then waits three times that long off the CPU (as a time-sliced pass
-    # waits for its core): on wall time B takes twice as long as A, on the thread's CPU time half as long.
-    fns = [lambda: _spin(0.004), lambda: (_spin(0.002), time.sleep(0.006))]
+    # B spends a quarter of A's CPU time, then waits 20 ms off the CPU (as a time-sliced pass waits for its core):
+    # on wall time B takes longer than A, on the thread's CPU time a quarter as long. Load from elsewhere
+    # stretches both passes' wall time, never their CPU time, so the test holds on a busy machine too.
+    fns = [lambda: _spin(0.004), lambda: (_spin(0.001), time.sleep(0.020))]
     config = TimingConfig(warmup=1, min_repeats=5, max_repeats=5, round_size=5, max_seconds=60)
     wall = measure_interleaved(fns, config, reference=0)
     assert wall.ratio_clock == "wall" and wall.cpu_times is None and wall.waited_share(1) is None
-    assert wall.ratio(1, 0).ratio == pytest.approx(2.0, rel=0.25)
+    assert wall.ratio(1, 0).ratio > 1.0
     cpu = measure_interleaved(fns, config, reference=0, thread_cpu=True)
     assert cpu.ratio_clock == "thread_cpu" and [len(t) for t in cpu.cpu_times] == [5, 5]
-    assert cpu.ratio(1, 0).ratio == pytest.approx(0.5, rel=0.25)
-    assert cpu.stats(1).median == pytest.approx(0.008, rel=0.5)  # the latency itself stays wall time
-    assert cpu.waited_share(0) < 0.2 and cpu.waited_share(1) == pytest.approx(0.75, abs=0.15)
+    assert cpu.ratio(1, 0).ratio == pytest.approx(0.25, rel=0.3)
+    assert cpu.stats(1).median >= 0.020  # the latency itself stays wall time, the sleep included
+    assert cpu.waited_share(1) > 0.7 and cpu.waited_share(1) > cpu.waited_share(0)
 
 
 def test_the_reference_is_timed_again_for_points_added_later_without_a_new_row(models, tmp_path):
