@@ -95,6 +95,10 @@ def main() -> None:
                     "after": interleaved,
                 }
             )
+            # the runs so far, so that a failure in the summary does not throw away minutes of measurement
+            partial = args.out.with_suffix(".partial.json")
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(runs, indent=1, default=str))
             print(f"repeat {repeat} {condition}: load {before_state.load_average} -> {after_state.load_average}")
             for method in ("before", "after"):
                 for budget, answer in runs[-1][method]["answers"].items():
@@ -126,6 +130,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     _print_table(report["summary"])
     print(f"wrote {args.out} ({report['wall_time_s']} s)")
 
@@ -170,7 +175,8 @@ def _answers(options) -> dict:
     for text, row in zip(BUDGETS, answers.to_dict("records"), strict=True):
         # the option that might win instead (of any kind), not the best of the other kinds
         runner_up = row.get("within_noise_of") if row.get("within_noise") else None
-        found[text] = row["best_option"] if runner_up is None else f"{row['best_option']} | {runner_up} (noise)"
+        best = row["best_option"] if isinstance(row["best_option"], str) else None  # NaN: nothing met the budget
+        found[text] = best if runner_up is None or best is None else f"{best} | {runner_up} (noise)"
     return found
 
 
