@@ -847,9 +847,27 @@ def main() -> None:
         Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
         sys.exit(2)
     except KeyboardInterrupt:
-        # Checkpoints and logs are written atomically, so what was finished is kept.
-        Console(stderr=True).print("interrupted; finished work is saved (continue a run with --resume)")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as exit_:
+        # typer turns Ctrl-C into a silent exit 130; the user still gets the line below
+        if _caused_by_interrupt(exit_):
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    # Checkpoints, logs and a sweep's record are written atomically, so what was finished is kept.
+    Console(stderr=True).print("interrupted; finished work is saved (run the same command again, or with --resume)")
+    sys.exit(130)
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # --- printing ----------------------------------------------------------------------------------------------

@@ -192,3 +192,14 @@ def test_help_names_values_by_what_they_are_not_by_python_type(monkeypatch, caps
     assert out.count("Give exactly one of --gpu and --device") == 2  # the required choice, said in the help
     _, out, _ = run_cli(["report", "--help"], monkeypatch, capsys)
     assert "RUNS..." in out and "[default: html,md]" in out
+
+
+def test_an_interrupt_ends_with_one_line_and_status_130(monkeypatch, capsys):
+    # typer turns Ctrl-C into a silent exit 130; the user must still be told that finished work is kept
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("prunebench.tasks.list_tasks", interrupted)
+    code, out, err = run_cli(["tasks"], monkeypatch, capsys)
+    assert code == 130
+    assert "interrupted; finished work is saved" in err
