@@ -357,3 +357,17 @@ def test_copy_results_keeps_the_tables_and_leaves_the_bulk(tmp_path):
     found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert found == sorted(kept) and (target / "run.json").read_text() == "run.json"
     assert [p.name for p in (tmp_path / "committed").iterdir()] == ["cell"]  # no staging folder left behind
+
+
+def test_local_ray_runs_cells_at_the_sweeps_own_priority():
+    """Ray nices its workers to 15 by default: anything else on the machine would then slow the cells (and
+    stretch their measured stage times). The local instance the sweep starts keeps them at our niceness."""
+    import os
+
+    from prunebench.sweep.cluster import connected
+
+    with connected(None, 1):
+        import ray
+
+        niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    assert niceness == os.nice(0)

@@ -73,8 +73,10 @@ def connected(address: str | None, num_cpus: float):
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address is None:
+            # the cells are the job, not background work: Ray's default worker niceness (15) let anything else on
+            # the machine slow them down and stretch their measured stage times
             ray.init(address="local", num_cpus=max(1, int(num_cpus)), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     **options)  # fmt: skip
+                     _system_config={"worker_niceness": 0}, **options)  # fmt: skip
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
