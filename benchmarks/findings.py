@@ -162,6 +162,10 @@ def _stats(values: list[float]) -> dict:
     }
 
 
+def _mean(stats: dict) -> str:
+    return "-" if stats["mean"] is None else f"{stats['mean']:.3f}"
+
+
 def _show(stats: dict, percent: bool = False) -> str:
     if stats["mean"] is None:
         return "-"
@@ -269,7 +273,10 @@ def baselines(cells: list) -> dict:
     parts = [
         f"{task}: hypervolume {t['nas']['hypervolume']['mean']:.3f} (NAS, {MAIN_STRATEGY}) against "
         f"{t['layer_drop']['hypervolume']['mean']:.3f} (layer_drop) and {t['importance']['hypervolume']['mean']:.3f} "
-        "(importance)"
+        f"(importance), NAS above them in {t['cells_nas_above']['layer_drop']} and "
+        f"{t['cells_nas_above']['importance']} cells of every strategy; error at <= 50% of the encoder "
+        f"{_mean(t['nas']['error_at_half_encoder'])} against {_mean(t['layer_drop']['error_at_half_encoder'])} "
+        f"and {_mean(t['importance']['error_at_half_encoder'])}"
         for task, t, o in zip(TASKS, table.values(), outcomes, strict=True)
         if o is not None
     ]
