@@ -309,6 +309,17 @@ def test_progress_in_a_log_is_plain_lines_with_an_eta(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_a_resumed_sweep_has_an_eta_from_the_cells_earlier_sessions_finished():
+    from prunebench.sweep.runner import earlier_durations
+
+    cells = [
+        {"name": "done-before", "seconds": 1200.0},  # finished in an earlier session: its time counts
+        {"name": "restored", "seconds": None},  # finished, but never timed by a sweep (copied in): no time
+        {"name": "interrupted", "seconds": 300.0},  # still pending: a part-time, not a cell's time
+    ]
+    assert earlier_durations({"cells": cells}, pending={"interrupted"}) == [1200.0]
+
+
 def test_a_finished_cell_stays_finished_when_a_later_version_adds_a_setting(tmp_path):
     from dataclasses import replace
 

@@ -251,6 +251,7 @@ def run_sweep(
         record = _record(grid, sweep, workers, address)
         result = SweepResult(out, record["cells"])
         progress = _Progress(len(grid.cells), workers, show_progress)
+        progress.durations.extend(earlier_durations(record, {c.name for c in pending}))
         for entry in record["cells"]:
             if entry["name"] not in {c.name for c in pending}:
                 entry.update(status="done", error=None)
@@ -276,6 +277,12 @@ def run_sweep(
             write_json_atomic(sweep.record, record)
         result.report = write_sweep_report(out).html
     return result
+
+
+def earlier_durations(record: dict, pending: set[str]) -> list[float]:
+    """Seconds of the cells earlier sessions finished: a resumed sweep's ETA from its first minute, not after its
+    first cell of this session (about 20 minutes for the findings grid)."""
+    return [float(c["seconds"]) for c in record["cells"] if c["name"] not in pending and (c.get("seconds") or 0) > 0]
 
 
 def exit_code(result: SweepResult) -> int:
