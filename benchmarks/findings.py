@@ -602,7 +602,8 @@ def methods_plan() -> list[str]:
         )
         commands.append(
             f"python benchmarks/search_methods.py {run} --part methods --seeds "
-            f"{','.join(map(str, range(METHOD_SEEDS)))} --evaluations 100 --workers 1"
+            f"{','.join(map(str, range(METHOD_SEEDS)))} --evaluations 100 --workers 1 "
+            f"--out benchmarks/results/findings_methods_{space}.json"
         )
         commands.append(
             f"python benchmarks/search_methods.py {run} --part report --seeds "
