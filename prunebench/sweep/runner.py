@@ -251,9 +251,10 @@ def run_sweep(
         record = _record(grid, sweep, workers, address)
         result = SweepResult(out, record["cells"])
         progress = _Progress(len(grid.cells), workers, show_progress)
-        progress.durations.extend(earlier_durations(record, {c.name for c in pending}))
+        pending_names = {c.name for c in pending}
+        progress.durations.extend(earlier_durations(record, pending_names))
         for entry in record["cells"]:
-            if entry["name"] not in {c.name for c in pending}:
+            if entry["name"] not in pending_names:
                 entry.update(status="done", error=None)
                 result.skipped.append(entry["name"])
                 progress.counts["skipped"] += 1
