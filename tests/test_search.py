@@ -21,7 +21,7 @@ from prunebench.extract import extract, shared_extract
 from prunebench.models import load_model
 from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, ObjectiveSettings, SearchConfig, run_search
 from prunebench.search.importance import gradient_importance
-from prunebench.search.methods import initial_design
+from prunebench.search.methods import RandomSearch, initial_design
 from prunebench.supernet import MaskedSuperNetwork, get_space
 from prunebench.tasks import make_collator
 from prunebench.tasks.rows import load_run_task, tokenised_rows
@@ -235,6 +235,19 @@ def test_resume_after_kill_9_evaluates_nothing_twice_and_loses_nothing(run):
     )
     again = run_search(run, _search(run, name=name, **settings), resume=True, show_progress=False)
     assert again.evaluated == 0 and again.replayed == samples and log.read_bytes() == text
+
+
+def test_resuming_a_finished_search_asks_its_method_nothing(run, monkeypatch):
+    first = run_search(run, _search(run, name="done-once", samples=4, score_test=False), show_progress=False)
+
+    def no_ask(self):
+        raise AssertionError("a spent budget asks for nothing (ehvi would fit a GP per replayed entry)")
+
+    monkeypatch.setattr(RandomSearch, "ask", no_ask)
+    again = run_search(run, _search(run, name="done-once", samples=4, score_test=False), resume=True,
+                       show_progress=False)  # fmt: skip
+    assert again.evaluated == 0 and again.replayed == 4 and again.stop_reason == "samples"
+    assert again.meta["final_hypervolume"] == first.meta["final_hypervolume"]
 
 
 def _gone(process: psutil.Process) -> bool:

@@ -273,7 +273,9 @@ def _search(
         importance=lambda: _importance(loaded, train.seed, config),
     )
     method = method_class(context)
-    mismatched = _replay(method, entries, meta["objectives"])
+    # A spent budget asks nothing more, so replaying (a GP fit per entry for ehvi and lsbo) would be wasted.
+    spent = entries and _budget_spent(config, len(entries), entries[-1].elapsed_seconds)
+    mismatched = 0 if spent else _replay(method, entries, meta["objectives"])
     if entries:
         console.print(f"resuming {search_dir}: {len(entries)} evaluations taken from the log, none repeated")
     if mismatched:
@@ -356,6 +358,15 @@ def _replay(method: Method, entries: list[LogEntry], objectives: list[str]) -> i
     return mismatched
 
 
+def _budget_spent(config: SearchConfig, evaluations: int, elapsed_s: float) -> str | None:
+    """Which budget is spent ("samples" or "time"), if one is."""
+    if config.samples is not None and evaluations >= config.samples:
+        return "samples"
+    if config.time_budget_s is not None and elapsed_s >= config.time_budget_s:
+        return "time"
+    return None
+
+
 def _importance(loaded: _Loaded, seed: int, config: SearchConfig) -> tuple[np.ndarray, np.ndarray]:
     train_rows = subset(loaded.rows["train"], config.importance_examples, seed)
     return gradient_importance(loaded.model, train_rows, loaded.collator, device=config.evaluation.device)
@@ -372,11 +383,9 @@ def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, 
     started = time.perf_counter()
     try:
         while True:
-            elapsed = elapsed_before + time.perf_counter() - started
-            if config.samples is not None and len(entries) >= config.samples:
-                return "samples", evaluated
-            if config.time_budget_s is not None and elapsed >= config.time_budget_s:
-                return "time", evaluated
+            spent = _budget_spent(config, len(entries), elapsed_before + time.perf_counter() - started)
+            if spent:
+                return spent, evaluated
             if stop_after is not None and evaluated >= stop_after:
                 return "stopped", evaluated
             candidate = method.ask()
