@@ -382,3 +382,40 @@ def test_local_ray_runs_cells_at_the_sweeps_own_priority():
 
         niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
     assert niceness == os.nice(0)
+
+
+def _findings_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "findings.py"
+    spec = importlib.util.spec_from_file_location("findings_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_findings_methods_tests_each_method_against_random_search_with_holm():
+    """Finding (d)'s statistics on a constructed table: a method whose five runs all beat random search's is
+    significant after Holm's adjustment; one that interleaves with random search is not; baselines are not tested."""
+    findings = _findings_script()
+
+    def method(finals):
+        return {"runs": [{"final_hypervolume": v, "hypervolume": {"25": v - 0.01, "50": v, "100": v}} for v in finals]}
+
+    table = {
+        "random_search": method([0.50, 0.51, 0.52, 0.53, 0.54]),
+        "nsga2": method([0.60, 0.61, 0.62, 0.63, 0.64]),  # every run above every random-search run
+        "morea": method([0.505, 0.515, 0.525, 0.535, 0.545]),  # interleaved
+        "importance": method([0.70]),
+    }
+    found = findings._space_methods(table)
+    rows = found["methods"]
+    assert rows["nsga2"]["above_random_p"] == pytest.approx(1 / 252)
+    assert rows["nsga2"]["above_random_p_holm"] == pytest.approx(2 / 252)  # the smaller of two p-values, times 2
+    assert rows["nsga2"]["significant"] and not rows["morea"]["significant"]
+    assert rows["morea"]["above_random_p_holm"] >= rows["morea"]["above_random_p"]
+    assert rows["importance"]["significant"] is None and rows["random_search"]["above_random_p"] is None
+    assert rows["nsga2"]["hypervolume"]["100"]["mean"] == pytest.approx(0.62)
+    assert rows["nsga2"]["hypervolume"]["25"]["sd"] == pytest.approx(0.0158114, rel=1e-4)  # sample sd over seeds
+    assert found["kruskal_wallis_p"] < 0.05
+    assert findings._holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
