@@ -694,7 +694,7 @@ def methods() -> None:
     for space in METHOD_SPACES:
         path = RESULTS_DIR / f"findings_methods_{space}.json"
         if not path.is_file():
-            print(f"{path.relative_to(ROOT)} is missing; the plan:\n  " + "\n  ".join(methods_plan()))
+            print(f"{path.relative_to(ROOT)} is missing")
             parts.append(f"{space}: not measured yet")
             outcomes.append(None)
             continue
@@ -718,6 +718,8 @@ def methods() -> None:
                       for b in BASELINE_METHODS if b in rows and rows[b]["hypervolume"]["final"]["mean"] is not None)
             + ")"
         )  # fmt: skip
+    if None in outcomes:
+        print("the plan:\n  " + "\n  ".join(methods_plan()))
     judged = [o for o in outcomes if o is not None]
     if not judged:
         verdict = "not measured yet"
