@@ -243,6 +243,26 @@ def test_regression_trains_on_real_stsb(tmp_path):
     assert {row["metric_name"] for row in trainer.state.log_rows} == {"spearman"}
 
 
+def test_a_fresh_regression_head_starts_at_the_mean_score_and_a_trained_one_is_kept(tmp_path):
+    config = TrainConfig(**{**BASE, "task": "stsb", "data_dir": str(GLUE_DATA)}, strategy="standard")
+    trainer = SupernetTrainer(config, tmp_path / "run", show_progress=False)
+    scores = [row["labels"] for row in trainer.rows["train"]]
+    assert np.ptp(scores) > 1  # real STS-B scores, not a constant
+    assert trainer.model.classifier.bias.item() == pytest.approx(np.mean(scores), abs=1e-5)
+
+    # A model saved with a trained regression head keeps its own bias.
+    saved = tmp_path / "regression-model"
+    trainer.model.classifier.bias.data.fill_(-1.5)
+    trainer.model.save_pretrained(saved)
+    trainer.loaded.tokenizer.save_pretrained(saved)
+    kept = SupernetTrainer(replace(config, model=str(saved)), tmp_path / "run2", show_progress=False)
+    assert kept.model.classifier.bias.item() == pytest.approx(-1.5)
+
+    # Classification heads are left as transformers initialises them.
+    classifier = SupernetTrainer(TrainConfig(**BASE, strategy="standard"), tmp_path / "run3", show_progress=False)
+    assert torch.count_nonzero(classifier.model.classifier.bias) == 0
+
+
 def test_round_units_trains_rounded_sub_networks_and_old_runs_resume(tmp_path):
     """--round-units reaches the trainer's space (its strategy samples rounded unit counts); a run.json written
     before the setting existed (no round_units key) resumes as a run with the default, 1."""

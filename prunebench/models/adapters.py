@@ -75,6 +75,10 @@ class FamilyAdapter:
         # RoBERTa's sequence classifier has no pooler: its head reads the first token itself.
         return pooler if pooler is not None else model.classifier
 
+    def output_layer(self, model: PreTrainedModel) -> nn.Linear:
+        """The sequence head's last linear layer (its outputs are the logits or the regression score)."""
+        return model.classifier
+
     def layer_parts(self, layer: nn.Module) -> LayerParts:
         attention = layer.attention.self
         return LayerParts(
@@ -116,6 +120,9 @@ class RobertaAdapter(FamilyAdapter):
         "multiple_choice": RobertaForMultipleChoice,
     }
     uses_token_type_ids = False
+
+    def output_layer(self, model: PreTrainedModel) -> nn.Linear:
+        return model.classifier.out_proj  # RoBERTa's head is dense -> tanh -> out_proj
 
     def max_sequence_length(self, config: PretrainedConfig) -> int:
         # Positions start after the padding index (pad_token_id + 1), so 514 embeddings hold 512 tokens.

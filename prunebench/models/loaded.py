@@ -23,6 +23,7 @@ class LoadedModel:
     task_kind: str
     structure: PrunedStructure | None = None  # set for physically pruned models
     vocab: VocabTrim | None = None  # set for models with a trimmed vocabulary (``models.vocab``)
+    fresh_head: bool = False  # the task head was initialised here, not loaded with the weights
 
     @property
     def dims(self) -> ModelDims:

@@ -65,7 +65,7 @@ def load_model(spec: str | Path, task_kind: str = "classification", num_labels: 
         # Shapes have no tokenizer of their own; MiniLM's BERT-uncased WordPiece vocabulary
         # (30,522 ids) fits every shape's embedding table.
         tokenizer = AutoTokenizer.from_pretrained(os.environ.get(SHAPE_TOKENIZER_ENV) or minilm_path())
-        return LoadedModel(model, tokenizer, adapter, spec_text, task_kind)
+        return LoadedModel(model, tokenizer, adapter, spec_text, task_kind, fresh_head=True)
     check_model(spec_text)
     path = Path(spec_text)
     if is_pruned_dir(path):  # pruned dirs carry their own head
@@ -113,4 +113,4 @@ def _load_pretrained(path: Path, source: str, task_kind: str, num_labels: int) -
             "or for a run's checkpoint start again with 'prunebench train --overwrite'"
         ) from None
     apply_pooling(model, adapter, getattr(config, POOLING_CONFIG_KEY, None) or declared_pooling(path))
-    return LoadedModel(model.eval(), tokenizer, adapter, source, task_kind)
+    return LoadedModel(model.eval(), tokenizer, adapter, source, task_kind, fresh_head=trained_for != task_kind)

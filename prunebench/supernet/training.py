@@ -29,7 +29,7 @@ from prunebench.environment import clock, environment
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError, UnknownNameError
 from prunebench.models import load_model
-from prunebench.models.loaded import quiet_transformers
+from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.rundir import (
     CHECKPOINT_META,
     CHECKPOINT_WEIGHTS,
@@ -158,6 +158,18 @@ def train_step(
     return step
 
 
+def start_at_label_mean(loaded: LoadedModel, train_rows: list[dict]) -> None:
+    """Start a fresh regression head at the mean training score instead of 0.
+
+    Otherwise the MSE's first hundred steps go into moving the offset (STS-B's scores centre
+    near 2.7), and the encoder gets pushed towards one constant output on the way. Measured on
+    STS-B (MiniLM, standard, 2000 examples, one epoch): validation Spearman 0.45 from 0, 0.77 from the mean.
+    """
+    mean = float(np.mean([row["labels"] for row in train_rows]))
+    with torch.no_grad():
+        loaded.adapter.output_layer(loaded.model).bias.fill_(mean)
+
+
 class SupernetTrainer:
     """One training run in one run directory. ``train_supernet`` is the usual entry point."""
 
@@ -186,6 +198,8 @@ class SupernetTrainer:
         if not self.rows["train"]:
             raise PrunebenchError(f"task {config.task!r} has no training examples after splitting; add data")
         self.collator = make_collator(spec, self.loaded.tokenizer)
+        if spec.is_regression and self.loaded.fresh_head:
+            start_at_label_mean(self.loaded, self.rows["train"])
         self.model = self.loaded.model.to(self.device)
         self.supernet = MaskedSuperNetwork(self.loaded)
         self.cost = CostModel.for_model(self.loaded)
