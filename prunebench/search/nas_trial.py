@@ -23,7 +23,7 @@ from prunebench.models import load_model
 from prunebench.search.objectives import CostObjectives, ObjectiveSettings
 from prunebench.supernet import MaskedSuperNetwork, get_space
 from prunebench.supernet.strategies import FULL
-from prunebench.supernet.training import epoch_order, make_optimizer, train_step
+from prunebench.supernet.training import epoch_order, make_optimizer, start_at_label_mean, train_step
 from prunebench.tasks import make_collator
 from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows, validation_rows
 
@@ -40,6 +40,8 @@ def train_trial(config: dict, settings: dict, report) -> None:
     objectives = ObjectiveSettings(names=tuple(settings["objectives"]), seq_len=settings["seq_len"])
     costs = CostObjectives(loaded, objectives)(masks)
     rows = tokenised_rows(data, loaded, train.max_length)
+    if spec.is_regression and loaded.fresh_head:  # as the super-network trainer does
+        start_at_label_mean(loaded, rows["train"])
     collator = make_collator(spec, loaded.tokenizer)
     validation = EvalSplit.of(spec, validation_rows(rows, train), collator)
     test = EvalSplit.of(spec, rows["test"], collator) if settings.get("score_test") and rows["test"] else None
