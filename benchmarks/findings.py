@@ -340,19 +340,33 @@ def _measured_elsewhere(path: Path, letter: str, claim: str) -> dict:
     return {"claim": claim, **found["finding"], "source": str(path.relative_to(ROOT))}
 
 
+# How each task's cells ran on the 2-core development VM (from the sessions' notes); stage times of
+# cells that shared the cores are what the cells took, not what they cost.
+CONDITIONS = {
+    "rotten_tomatoes": "one worker; full's two cells beside the standard-NAS job of finding (e)",
+    "sst2": "one worker; other load on the VM not recorded",
+    "mrpc": "one worker; other load on the VM not recorded",
+    "stsb": "two workers beside the full test suite and the demo: slowed by sharing the 2 cores",
+}
+
+
 def sweep_cost(cells: list) -> dict:
     """What the committed cells cost: per stage and cell, summed over the sessions that ran them."""
     stages: dict[str, list[float]] = {}
     totals = []
+    by_task: dict[str, list[float]] = {}
     for cell in cells:
         seconds = stage_seconds(COMMITTED / "cells" / cell.name)
         for stage, value in seconds.items():
             stages.setdefault(stage, []).append(value)
         totals.append(sum(seconds.values()))
+        by_task.setdefault(cell.axes["task"], []).append(sum(seconds.values()) / 60)
     return {
         "cells": len(cells),
         "cell_minutes": _stats([t / 60 for t in totals]),
         "stage_minutes": {s: _stats([v / 60 for v in values]) for s, values in stages.items()},
+        # per task, since the tasks ran under different loads (CONDITIONS says how)
+        "cell_minutes_by_task": {t: _stats(v) | {"ran": CONDITIONS.get(t, "")} for t, v in by_task.items()},
         "total_cell_hours": round(sum(totals) / 3600, 2),
         "note": "summed stage seconds of each cell's pipeline (wall time of its stages, one torch thread per "
         "cell), over every session that ran it; not the sweep's wall time when cells ran side by side",
@@ -490,9 +504,11 @@ def _cost_section(found: dict):
 
     rows = [[stage, _show(v)] for stage, v in found["stage_minutes"].items()]
     rows.append(["whole cell", _show(found["cell_minutes"])])
+    task_rows = [[task, _show(v), v["ran"]] for task, v in found.get("cell_minutes_by_task", {}).items()]
     return Section("cost", "What the sweep cost", [
         Text(f"{found['cells']} cells, {found['total_cell_hours']} cell-hours in all: {found['note']}."),
         Table(["stage", "minutes per cell"], rows, "Measured stage times (2-core development VM, 1 thread per cell)"),
+        Table(["task", "minutes per cell", "how its cells ran"], task_rows, "Measured cell times per task"),
     ])  # fmt: skip
 
 
