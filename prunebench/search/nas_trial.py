@@ -40,8 +40,7 @@ def train_trial(config: dict, settings: dict, report) -> None:
     objectives = ObjectiveSettings(names=tuple(settings["objectives"]), seq_len=settings["seq_len"])
     costs = CostObjectives(loaded, objectives)(masks)
     rows = tokenised_rows(data, loaded, train.max_length)
-    if spec.is_regression and loaded.fresh_head:  # as the super-network trainer does
-        start_at_label_mean(loaded, rows["train"])
+    start_at_label_mean(loaded, rows["train"])  # as the super-network trainer does
     collator = make_collator(spec, loaded.tokenizer)
     validation = EvalSplit.of(spec, validation_rows(rows, train), collator)
     test = EvalSplit.of(spec, rows["test"], collator) if settings.get("score_test") and rows["test"] else None
