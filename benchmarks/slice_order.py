@@ -34,6 +34,7 @@ from prunebench.models import load_model
 from prunebench.rundir import RunDir, read_run
 from prunebench.search.evaluator import CandidateEvaluator
 from prunebench.search.importance import gradient_importance
+from prunebench.search.methods import keep_top
 from prunebench.supernet.masking import Masks
 from prunebench.supernet.spaces import get_space
 from prunebench.tasks import make_collator
@@ -52,10 +53,7 @@ def _top_k_per_row(scores: np.ndarray, k: int) -> torch.Tensor:
 
 
 def _top_global(scores: np.ndarray, fraction: float) -> torch.Tensor:
-    keep = max(1, round(fraction * scores.size))
-    mask = np.zeros(scores.size)
-    mask[np.argsort(-scores, axis=None, kind="stable")[:keep]] = 1.0
-    return torch.tensor(mask.reshape(scores.shape), dtype=torch.float32)
+    return torch.tensor(keep_top(scores, fraction), dtype=torch.float32)  # as the importance baseline keeps them
 
 
 def measure(run_dir: Path) -> dict:

@@ -462,17 +462,18 @@ class ImportancePruning(_Fixed):
         return [_keep_top(heads, units, (count - i) / count) for i in range(count)]
 
 
+def keep_top(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """A 0/1 mask of ``scores``' shape keeping its ``fraction`` highest entries over all of it (at least one)."""
+    keep = max(1, round(fraction * scores.size))
+    order = np.argsort(-scores, axis=None, kind="stable")[:keep]
+    mask = np.zeros(scores.size, dtype=int)
+    mask[order] = 1
+    return mask.reshape(scores.shape)
+
+
 def _keep_top(heads: np.ndarray, units: np.ndarray, fraction: float) -> Config:
     """A large-space config keeping the ``fraction`` most important heads and units (at least one of each)."""
-
-    def top(scores: np.ndarray) -> np.ndarray:
-        keep = max(1, round(fraction * scores.size))
-        order = np.argsort(-scores, axis=None, kind="stable")[:keep]
-        mask = np.zeros(scores.size, dtype=int)
-        mask[order] = 1
-        return mask.reshape(scores.shape)
-
-    head_mask, unit_mask = top(heads), top(units)
+    head_mask, unit_mask = keep_top(heads, fraction), keep_top(units, fraction)
     config = {}
     for i in range(heads.shape[0]):
         config.update({f"head_{i}_{h}": int(head_mask[i, h]) for h in range(heads.shape[1])})
