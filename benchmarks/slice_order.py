@@ -75,34 +75,32 @@ def measure(run_dir: Path) -> dict:
     found = []
     for fraction in FRACTIONS:
         config = space.at_fraction(fraction, "width")
-        first = space.masks(config)
         h, u = config["num_heads"], config["num_units"]
         head_share, unit_share = h / heads.shape[1], u / units.shape[1]
         variants = {
-            "first": first,
+            "first": space.masks(config),
             "top_per_layer": Masks(_top_k_per_row(heads, h), _top_k_per_row(units, u), all_layers),
             "top_global": Masks(_top_global(heads, head_share), _top_global(units, unit_share), all_layers),
         }
-        row = {"fraction": fraction, "num_heads": h, "num_units": u}
-        for split, split_rows in splits.items():
-            with CandidateEvaluator(loaded, spec, split_rows, collator) as evaluator:
+        found.append(({"fraction": fraction, "num_heads": h, "num_units": u}, variants))
+    full = {}
+    for split, split_rows in splits.items():  # one evaluator per split: its batches are built once
+        with CandidateEvaluator(loaded, spec, split_rows, collator) as evaluator:
+            for row, variants in found:
                 for name, masks in variants.items():
                     row[f"{split}_{name}"] = round(float(evaluator.evaluate(masks).metrics["metric"]), 4)
-        found.append(row)
-        print(run_dir.name, json.dumps(row), flush=True)
-    full = {}
-    for split, split_rows in splits.items():
-        with CandidateEvaluator(loaded, spec, split_rows, collator) as evaluator:
             full[split] = round(float(evaluator.evaluate(Masks.full(loaded.dims)).metrics["metric"]), 4)
+    for row, _ in found:
+        print(run_dir.name, json.dumps(row), flush=True)
     return {
         "cell": run_dir.name,
         "task": train.task,
         "strategy": train.strategy,
-        "metric": "spearman" if spec.is_regression else "accuracy",
+        "metric": spec.metric,
         "examples": {split: len(split_rows) for split, split_rows in splits.items()},
         "importance_seconds": round(importance_seconds, 1),
         "full_model": full,
-        "fractions": found,
+        "fractions": [row for row, _ in found],
     }
 
 
