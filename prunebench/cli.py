@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +46,7 @@ from prunebench.config import (
     trim_source_problem,
 )
 from prunebench.environment import console as make_console
-from prunebench.errors import PrunebenchError
+from prunebench.errors import PrunebenchError, as_os_error, install_stop_handlers, os_error_line
 from prunebench.hardware.profiles import check_target
 from prunebench.rundir import ProfileDir, RunDir, SweepDir, profile_request, read_run
 
@@ -753,6 +754,22 @@ def report(
 
 
 @app.command()
+def relocate(
+    run: Annotated[Path, typer.Argument(help="Run directory whose data files moved.", callback=_checked_runs)],
+    train_file: Annotated[Path | None, typer.Option("--train", help="The training file's new path.")] = None,
+    test_file: Annotated[Path | None, typer.Option("--test", help="The test file's new path.")] = None,
+) -> None:
+    """Point RUN at its data files' new places (each checked against the sha256 recorded when it was trained)."""
+    from prunebench.rundir import relocate as relocate_run
+
+    new = {role: path for role, path in (("train", train_file), ("test", test_file)) if path is not None}
+    if not new:
+        raise PrunebenchError("give --train NEW_PATH and/or --test NEW_PATH, the files' new places")
+    for role, path in relocate_run(run, new).items():
+        console.print(f"{run}: --{role} is now {path}")
+
+
+@app.command()
 def sweep(
     grid: Annotated[
         Path,
@@ -839,35 +856,52 @@ def _command() -> typer.core.TyperGroup:
 
 
 def main() -> None:
+    install_stop_handlers()  # SIGTERM (docker stop, Slurm, systemd) as Ctrl-C: work saved, one line, no traceback
     try:
         _command()(prog_name="prunebench")
     except PrunebenchError as error:
-        # Plain text: a message holds user paths and names, which rich must not read as markup.
-        message = " ".join(str(error).split())  # one line, whatever the message held
-        Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
+        _error_line(str(error))
         sys.exit(2)
-    except KeyboardInterrupt:
-        _interrupted()
+    except Exception as error:  # a full disk, a read-only place, an immutable file: one line, never a traceback
+        system = as_os_error(error)
+        if system is None:
+            raise
+        _error_line(os_error_line(system))
+        sys.exit(2)
+    except KeyboardInterrupt as error:
+        _interrupted(error)
     except SystemExit as exit_:
         # typer turns Ctrl-C into a silent exit 130; the user still gets the line below
-        if _caused_by_interrupt(exit_):
-            _interrupted()
+        interrupt = _caused_by_interrupt(exit_)
+        if interrupt is not None:
+            _interrupted(interrupt)
         raise
 
 
-def _interrupted() -> None:
+def _error_line(message: str) -> None:
+    # Plain text: a message holds user paths and names, which rich must not read as markup.
+    message = " ".join(message.split())  # one line, whatever the message held
+    Console(stderr=True, markup=False, highlight=False).print(f"error: {message}", soft_wrap=True, style="bold red")
+
+
+def _interrupted(error: BaseException) -> None:
     # Checkpoints, logs and a sweep's record are written atomically, so what was finished is kept.
-    Console(stderr=True).print("interrupted; finished work is saved (run the same command again, or with --resume)")
-    sys.exit(130)
+    number = getattr(error, "signal_number", signal.SIGINT)
+    name = "SIGTERM" if number == signal.SIGTERM else "interrupted"
+    Console(stderr=True, markup=False, highlight=False).print(
+        f"{name}: stopped; finished work is saved (run the same command again to go on; 'train' with --resume)",
+        soft_wrap=True,
+    )
+    sys.exit(128 + int(number))
 
 
-def _caused_by_interrupt(error: BaseException) -> bool:
+def _caused_by_interrupt(error: BaseException) -> BaseException | None:
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, KeyboardInterrupt):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 # --- printing ----------------------------------------------------------------------------------------------

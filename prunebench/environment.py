@@ -24,6 +24,14 @@ def console(**options):
     return Console(**({"width": PIPED_WIDTH} if wide else {}), **options)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; a container's CPU set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def clock(seconds: float) -> str:
     """``m:ss`` (minutes may pass 59): how progress lines write elapsed and remaining time."""
     minutes, rest = divmod(max(0, int(seconds)), 60)

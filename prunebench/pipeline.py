@@ -40,7 +40,7 @@ from prunebench.report import write_report
 from prunebench.report.compare import compare_run
 from prunebench.rundir import RunDir, check_replaceable, write_json_atomic, writer_lock
 from prunebench.search import export_pareto, run_search
-from prunebench.supernet.training import train_supernet
+from prunebench.supernet.training import data_inputs, train_supernet
 
 STAGES = ("train", "search", "baselines", "extract", "profile", "score", "compare", "report")
 
@@ -102,7 +102,7 @@ def run_pipeline(
         "report": lambda: write_report([run_dir], result.report_dir, formats=config.report_formats, overwrite=True),
     }  # fmt: skip
     if overwrite:
-        check_replaceable(run_dir)  # never empty a folder prunebench did not make
+        check_replaceable(run_dir, inputs=data_inputs(config.train))  # never a folder prunebench did not make
     sessions = [] if overwrite else _sessions(run_dir)
     session = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "stages": result.stages}
     record = {"preset": config.preset, "config": config.to_dict(), "sessions": [*sessions, session]}

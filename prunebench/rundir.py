@@ -55,13 +55,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
+import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,11 @@ OUTPUT_MARKER = ".prunebench-output"
 DEFAULT_PROFILE_OUT = "prunebench-profile"
 DEFAULT_PROFILE_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2: what ``prunebench profile --gpu a10`` profiles
 LOCK_PREFIX = ".prunebench-lock"
+REPORT_MANIFEST = ".prunebench-report.json"
+# A pruned model folder's own file (``models.pruned``): its format and version, spelt here for is_prunebench_output.
+PRUNED_META = "prunebench.json"
+PRUNED_FORMAT = "prunebench-pruned"
+PRUNED_VERSION = 1
 
 
 def staging_path(path: Path) -> Path:
@@ -181,16 +188,69 @@ def read_table(path: Path, fix: str, columns: list[str] | None = None) -> pd.Dat
 
 # --- output folders: what --overwrite may remove ---------------------------------------------------
 
+OUTPUT_MARKER_FORMAT = "prunebench-output"
+OUTPUT_MARKER_VERSION = 1
+_OLD_MARKER_TEXT = "made by prunebench; --overwrite may empty this folder\n"  # what markers held before version 1
+# Tokenizer files that ``save_pretrained`` writes into a model folder (pruned models, checkpoints).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "chat_template.jinja",
+)  # fmt: skip
+# The top-level names prunebench writes into an output folder of any kind (a run, a standard-NAS folder, a report,
+# a pruned model, a sweep). --overwrite removes these and prunebench's hidden temporaries, nothing else; any other
+# entry makes it refuse. tests/test_bad_input.py checks that a whole tiny pipeline writes no name outside them.
+OWN_NAMES = frozenset(
+    {
+        OUTPUT_MARKER, RUN_FILE, ENVIRONMENT_FILE, CHECKPOINT_DIR, TRAINING_LOG, PIPELINE_FILE, SEARCH_DIR,
+        PROFILE_DIR, VOCAB_DIR, COMPARE_DIR, REPORT_DIR, NAS_SETTINGS_FILE, SYNE_TUNE_DIR,
+        SWEEP_FILE, SWEEP_GRID, SWEEP_CELLS, SWEEP_LOGS,
+        "report.html", "report.md", "summary.json", "figures", REPORT_MANIFEST,  # a report (ReportDir)
+        PRUNED_META, "config.json", "model.safetensors", "trim.json", *TOKENIZER_FILES,  # a pruned model
+    }
+)  # fmt: skip
+_TEMPORARY = re.compile(r"^\..+\.(partial-\d+-[0-9a-f]+|old)$")  # names of staging_path and replace_dir_atomic
+
+
+def _is_own_name(name: str) -> bool:
+    return name in OWN_NAMES or name.startswith(LOCK_PREFIX) or bool(_TEMPORARY.match(name))
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _marker_is_ours(marker: Path) -> bool:
+    try:
+        if marker.read_text(encoding="utf-8") == _OLD_MARKER_TEXT:
+            return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    data = _json_object(marker)
+    return data.get("format") == OUTPUT_MARKER_FORMAT and data.get("version") == OUTPUT_MARKER_VERSION
+
 
 def is_prunebench_output(folder: Path) -> bool:
-    """True when prunebench made ``folder``: it carries the marker, or is a run, pruned model or report."""
+    """True when prunebench made ``folder``, judged by a file it wrote with a known format and version: the output
+    marker, a run's run.json, a pruned model's prunebench.json, a report's manifest or a sweep's record. A file of
+    one of those names with anything else in it does not count."""
     folder = Path(folder)
-    if (folder / OUTPUT_MARKER).is_file() or (folder / "prunebench.json").is_file():
+    known = {  # file: (key, value, version)
+        RUN_FILE: ("kind", RUN_KIND, RUN_VERSION),
+        PRUNED_META: ("format", PRUNED_FORMAT, PRUNED_VERSION),
+        REPORT_MANIFEST: ("kind", REPORT_KIND, REPORT_VERSION),
+        SWEEP_FILE: ("kind", SWEEP_KIND, SWEEP_VERSION),
+    }
+    if _marker_is_ours(folder / OUTPUT_MARKER):
         return True
-    try:
-        return json.loads((folder / RUN_FILE).read_text()).get("kind") == RUN_KIND
-    except (OSError, ValueError, AttributeError):
-        return False
+    for name, (key, value, version) in known.items():
+        data = _json_object(folder / name)
+        if data.get(key) == value and data.get("version") == version:
+            return True
+    return False
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -202,21 +262,53 @@ def is_empty_dir(folder: Path) -> bool:
     return Path(folder).is_dir() and not _entries(Path(folder))
 
 
-def check_replaceable(folder: Path, option: str = "--out") -> None:
-    """Refuse to empty ``folder`` unless it is empty or prunebench made it (nothing is removed here)."""
+def foreign_entries(folder: Path) -> list[str]:
+    """The names in ``folder`` that prunebench never writes there (sorted)."""
+    return sorted(p.name for p in Path(folder).iterdir() if not _is_own_name(p.name))
+
+
+def _listed(names: list[str], first: int = 3) -> str:
+    shown = ", ".join(names[:first])
+    return shown + (f" and {len(names) - first} more" if len(names) > first else "")
+
+
+def check_replaceable(folder: Path, option: str = "--out", inputs: Sequence[Path] = ()) -> None:
+    """Refuse to empty ``folder`` unless it is empty, or prunebench made it and it holds only prunebench's own
+    entries; never through a symbolic link, and never while it holds one of the ``inputs`` being read. Nothing is
+    removed here."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise PrunebenchError(
+            f"{option} {folder} is a symbolic link to {folder.resolve()}; --overwrite does not empty a folder "
+            f"through a link: give the folder's own path ({option} {folder.resolve()}) if it is the one to empty"
+        )
     if not folder.exists():
         return
     if not folder.is_dir():
         raise PrunebenchError(f"{option} {folder} is a file, not a folder; give a folder path")
-    if not is_empty_dir(folder) and not is_prunebench_output(folder):
+    if is_empty_dir(folder):
+        return
+    here = folder.resolve()
+    inside = [Path(i) for i in inputs if here in Path(i).resolve().parents]
+    if inside:
+        raise PrunebenchError(
+            f"{inside[0]} is an input of this command and lies inside {option} {folder}, which --overwrite would "
+            "empty; move the file out of the folder first"
+        )
+    if not is_prunebench_output(folder):
         raise PrunebenchError(
             f"{option} {folder} holds files that prunebench did not write, so --overwrite will not delete them; "
             "give a new or empty folder"
         )
+    foreign = foreign_entries(folder)
+    if foreign:
+        raise PrunebenchError(
+            f"{option} {folder} is a prunebench output but also holds {_listed(foreign)}, which prunebench did "
+            "not write; move them out, or give a new or empty folder"
+        )
 
 
-def check_output(folder: Path, overwrite: bool, option: str = "--out") -> None:
+def check_output(folder: Path, overwrite: bool, option: str = "--out", inputs: Sequence[Path] = ()) -> None:
     """Refuse an output folder that is a file, or holds something, unless --overwrite may replace it."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -226,13 +318,13 @@ def check_output(folder: Path, overwrite: bool, option: str = "--out") -> None:
             raise PrunebenchError(
                 f"{folder} already exists and is not empty; pick another {option} or pass --overwrite"
             )
-        check_replaceable(folder, option)
+        check_replaceable(folder, option, inputs)
 
 
-def clear_output(folder: Path, option: str = "--out") -> None:
+def clear_output(folder: Path, option: str = "--out", inputs: Sequence[Path] = ()) -> None:
     """Empty a folder prunebench made (keeping its lock files), after ``check_replaceable``."""
     folder = Path(folder)
-    check_replaceable(folder, option)
+    check_replaceable(folder, option, inputs)
     for entry in _entries(folder) if folder.is_dir() else []:
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
@@ -242,8 +334,40 @@ def mark_output(folder: Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / OUTPUT_MARKER
-    if not marker.exists():
-        marker.write_text("made by prunebench; --overwrite may empty this folder\n")
+    if not _marker_is_ours(marker):
+        marker.write_text(json.dumps({"format": OUTPUT_MARKER_FORMAT, "version": OUTPUT_MARKER_VERSION}) + "\n")
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Remove the staging copies of ``target`` (``staging_path``) that a killed writer left: those whose process
+    is gone. A live writer's are kept (one writer per run makes that rare, but a report folder has no lock)."""
+    target = Path(target)
+    _remove_stale(target.parent, f".{target.name}.partial-*")
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Every staging file or folder directly in ``folder`` whose writer is gone (see ``remove_stale_staging``)."""
+    _remove_stale(Path(folder), ".*.partial-*")
+
+
+def _remove_stale(folder: Path, pattern: str) -> None:
+    if not folder.is_dir():
+        return
+    for stale in folder.glob(pattern):
+        pid = stale.name.rsplit(".partial-", 1)[-1].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        _remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- one writer per run --------------------------------------------------------------------------
@@ -359,21 +483,39 @@ def stage_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     return writer_lock(out_dir)
 
 
+def real_path(path: Path) -> Path:
+    """``path``, or the folder a symbolic link there points to: writers that swap a whole folder (a checkpoint, a
+    report, a pruned model) write through a link into its target, and stage beside the target (same disk)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link or a folder; nothing when absent."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_dir_atomic(staging: Path, target: Path) -> None:
-    """Move a fully written ``staging`` directory to ``target``, replacing any old one."""
+    """Move a fully written ``staging`` directory to ``target``, replacing any old one. ``target`` is the real
+    folder (``real_path``), so a link is never replaced by a folder."""
     retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if target.exists():
+    _remove(retired)  # a stale one, of whatever kind (an old link too)
+    if target.exists() or target.is_symlink():
         target.rename(retired)
     staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
+    _remove(retired)
 
 
 def recover_dir(target: Path) -> Path:
     """After a kill between the two renames of ``replace_dir_atomic``, the old version is the valid one."""
     retired = target.with_name(f".{target.name}.old")
-    if not target.exists() and retired.is_dir():
+    if not target.exists() and not target.is_symlink() and retired.is_dir():
         retired.rename(target)
+    elif retired.is_symlink() or retired.is_file():
+        _remove(retired)  # not a folder a writer retired: a leftover, never the valid version
     return target
 
 
@@ -403,6 +545,76 @@ def read_run(run_dir: Path) -> dict:
     ):
         raise PrunebenchError(f"{path} is damaged ('task' or its name, kind or metric is not text); {fix}")
     return data
+
+
+# --- the run's own data files (``--task files``, ``--data-dir``) -------------------------------------------
+
+DATA_ROLES = {"train": "train_file", "test": "test_file"}  # option name -> TrainConfig field
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_files_record(train: dict) -> dict:
+    """``run.json``'s ``data_files``: each data file of the training config ``train`` (a ``TrainConfig`` as a
+    dict) by its option, with its resolved path and sha256, so later stages find it from any folder and know it
+    is the same file."""
+    record = {}
+    for role, field in DATA_ROLES.items():
+        if train.get(field):
+            path = Path(train[field]).resolve()
+            record[role] = {"path": str(path), "sha256": file_sha256(path)}
+    return record
+
+
+def check_data_files(run_dir: Path, run: dict | None = None) -> None:
+    """Refuse, in one line naming the file and the way out, a run whose data file is gone or changed."""
+    run = run if run is not None else read_run(run_dir)
+    for role, entry in (run.get("data_files") or {}).items():
+        path = Path(entry["path"])
+        fix = f"point the run at its new place with 'prunebench relocate {run_dir} --{role} NEW_PATH'"
+        if not path.is_file():
+            raise PrunebenchError(f"the {role} file {path} of {run_dir} is gone (moved or deleted); {fix}")
+        if file_sha256(path) != entry["sha256"]:
+            raise PrunebenchError(
+                f"the {role} file {path} of {run_dir} changed since the run was trained (its sha256 differs); "
+                f"restore it, or {fix} with the original file"
+            )
+
+
+def relocate(run_dir: Path, new_paths: dict[str, Path]) -> dict[str, str]:
+    """Point the run's data files (by option: train, test) at their new places, after checking each new file has
+    the recorded sha256. Returns the new resolved paths."""
+    run_dir = Path(run_dir)
+    with writer_lock(run_dir):
+        run = read_run(run_dir)
+        record = run.get("data_files") or {}
+        if not record:
+            raise PrunebenchError(f"{run_dir} reads no data files of its own (not --task files); nothing to relocate")
+        unknown = [role for role in new_paths if role not in record]
+        if unknown:
+            raise PrunebenchError(f"{run_dir} has no --{unknown[0]} file; it has --{' --'.join(record)}")
+        moved = {}
+        for role, new in new_paths.items():
+            new = Path(new).resolve()
+            if not new.is_file():
+                raise PrunebenchError(f"--{role} {new} does not exist; give the file's new path")
+            if file_sha256(new) != record[role]["sha256"]:
+                raise PrunebenchError(
+                    f"--{role} {new} is not the file the run was trained on (its sha256 differs from "
+                    f"{record[role]['path']}'s); give the original file"
+                )
+            moved[role] = str(new)
+        for role, new in moved.items():
+            record[role]["path"] = new
+            run["train"][DATA_ROLES[role]] = new
+        write_json_atomic(run_dir / RUN_FILE, {**run, "data_files": record})
+        return moved
 
 
 # --- the layout as types --------------------------------------------------------------------------
@@ -630,7 +842,7 @@ class ReportDir:
     MARKDOWN = "report.md"
     SUMMARY = "summary.json"  # the answer for scripts and CI gates (``report.answer``; schema in the README)
     FIGURES = "figures"
-    MANIFEST = ".prunebench-report.json"
+    MANIFEST = REPORT_MANIFEST
 
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -91,6 +91,12 @@ def _foreign(tmp: Path) -> None:
     (tmp / "foreign" / "thesis.tex").write_text("someone's work")
 
 
+def _forged_marker(tmp: Path) -> None:
+    (tmp / "proj" / "src").mkdir(parents=True)
+    (tmp / "proj" / "src" / "main.py").write_text("print(1)\n")
+    (tmp / "proj" / "prunebench.json").write_text('{"threshold": 0.5}')  # the user's own file of that name
+
+
 def _empty(tmp: Path) -> None:
     (tmp / "empty").mkdir()
 
@@ -213,6 +219,12 @@ CASES = [
     Case("report-overwrite-foreign", ("report", "{run}", "--out", "{tmp}/foreign", "--overwrite"), r"did not write",
          None, _foreign),
     Case("run-overwrite-foreign", ("run", "--out", "{tmp}/foreign", "--overwrite"), r"did not write", None, _foreign),
+    Case("report-overwrite-forged-marker", ("report", "{run}", "--out", "{tmp}/proj", "--overwrite"),
+         r"did not write", None, _forged_marker),
+    Case("train-overwrite-forged-marker", ("train", "--out", "{tmp}/proj", "--overwrite"), r"did not write", None,
+         _forged_marker),
+    Case("relocate-nothing-given", ("relocate", "{run}"), r"give --train NEW_PATH"),
+    Case("relocate-no-own-data", ("relocate", "{run}", "--train", "{tmp}/x.csv"), r"reads no data files"),
     Case("pickled-model-dir", (*EXTRACT, "--model", "{tmp}/binmodel", "--random", "1", "--out", "{tmp}/x"),
          r"only pickled weights \(pytorch_model\.bin\).*safetensors", None, _pickle_model),
 ]  # fmt: skip

@@ -26,7 +26,7 @@ from prunebench.config import TrainConfig, trim_file_suffix
 from prunebench.errors import PrunebenchError
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.vocab import VocabTrim, trim_embeddings
-from prunebench.rundir import RunDir, read_run
+from prunebench.rundir import RunDir, check_data_files, read_run
 from prunebench.tasks.rows import load_run_task, tokenised_rows
 
 FILE_MAX_LENGTH = 512  # tokens per text of a data file (a run's own max_length is used for a run)
@@ -67,6 +67,7 @@ def token_counts(source: Path, loaded: LoadedModel) -> TrimCounts:
         run = read_run(source)
         if "train" not in run:
             raise PrunebenchError(f"{source} is not a super-network run; give a run with a task or a data file")
+        check_data_files(source, run)  # moved or changed data: one line with the way out
         train = TrainConfig.from_dict(run["train"])
         rows = tokenised_rows(load_run_task(train), loaded, train.max_length)
         counts = Counter(token for row in rows["train"] for token in _flat(row["input_ids"]))

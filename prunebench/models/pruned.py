@@ -33,12 +33,12 @@ from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.models.vocab import VocabTrim, empty_trimmed_table
-from prunebench.rundir import check_output, staging_path
+from prunebench.rundir import PRUNED_FORMAT, PRUNED_META, PRUNED_VERSION, check_output, real_path, remove_stale_staging, staging_path
 
-META_FILE = "prunebench.json"
+META_FILE = PRUNED_META
 WEIGHTS_FILE = "model.safetensors"
-FORMAT = "prunebench-pruned"
-VERSION = 1
+FORMAT = PRUNED_FORMAT
+VERSION = PRUNED_VERSION
 
 
 def is_pruned_dir(path: Path) -> bool:
@@ -60,7 +60,9 @@ def save_pruned(loaded: LoadedModel, out_dir: Path, provenance: dict, overwrite:
         raise ValueError("save_pruned needs a model produced by extraction or vocabulary trimming")
     out_dir = Path(out_dir)
     check_output(out_dir, overwrite)
+    out_dir = real_path(out_dir)  # a link to a folder is written through, on the target's disk
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir)  # left by a killed writer
     staging = staging_path(out_dir)
     staging.mkdir()
     try:

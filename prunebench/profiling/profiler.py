@@ -88,7 +88,7 @@ from prunebench.hardware.variants import (
 from prunebench.models import LoadedModel
 from prunebench.profiling.scoring import score_variants
 from prunebench.profiling.subjects import resolve_subjects, run_subjects
-from prunebench.rundir import ProfileDir, RunDir, profile_request, stage_lock, write_atomic
+from prunebench.rundir import ProfileDir, RunDir, profile_request, remove_stale_temporaries, stage_lock, write_atomic
 
 ModelsArg = Sequence[Subject | LoadedModel | str | Path] | Mapping[str, LoadedModel | str | Path]
 
@@ -250,6 +250,8 @@ def profile_run(
     if problems:
         raise PrunebenchError("; ".join(problems))
     run_dir, out = request.run_dir, request.out
+    for folder in (out, ProfileDir(out).parts):
+        remove_stale_temporaries(folder)  # half-written files of a killed profile
     # an absent GPU is refused (--measure, --calibrate) or estimated, said in one line, before loading models
     where, notice = choose_target(config.target, config.estimate, config.measure, config.calibrate)
     if where.mode == "estimated" and not config.estimate:

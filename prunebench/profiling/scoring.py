@@ -43,7 +43,7 @@ from prunebench.hardware.store import RowStore, arrow_schema
 from prunebench.hardware.subject import Subject, structure_hash
 from prunebench.hardware.variants import VariantSkipped, get_variant, quiet_bitsandbytes
 from prunebench.profiling.subjects import run_subjects
-from prunebench.rundir import ProfileDir, read_run, stage_lock
+from prunebench.rundir import ProfileDir, check_data_files, read_run, stage_lock
 from prunebench.tasks import make_collator
 from prunebench.tasks.rows import EvalSplit, load_run_task, predict, subset, tokenised_rows
 
@@ -119,7 +119,9 @@ def structure_id(subject: Subject) -> str | None:
 
 def _load_split(run_dir: Path, subject: Subject, batch_size: int, max_examples: int | None) -> EvalSplit | None:
     """The run's test split, tokenised with ``subject``'s tokenizer and collated once; None when it has no rows."""
-    train = TrainConfig.from_dict(read_run(run_dir)["train"])
+    run = read_run(run_dir)
+    check_data_files(run_dir, run)  # moved or changed data: one line with the way out
+    train = TrainConfig.from_dict(run["train"])
     data = load_run_task(train)
     if len(data.test) == 0:
         return None

@@ -52,7 +52,9 @@ from prunebench.rundir import (
     ReportDir,
     RunDir,
     check_replaceable,
+    real_path,
     recover_dir,
+    remove_stale_staging,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,
@@ -1061,8 +1063,7 @@ def check_out(out: Path, runs: Sequence[Path], overwrite: bool) -> None:
                 f"--out {out} holds files that are not a prunebench report; pass --overwrite to replace them, "
                 "or choose an empty folder"
             )
-        if _report_manifest(out) is None:
-            check_replaceable(out)  # --overwrite replaces an earlier report, never a folder of someone's files
+        check_replaceable(out)  # --overwrite replaces an earlier report, never a folder of someone's files
 
 
 def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
@@ -1101,6 +1102,8 @@ def write_document(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PrunebenchError(f"cannot create the folder for --out {out} ({error.strerror}); choose another") from None
+    out = real_path(out)  # a linked report folder is written through, on its disk
+    remove_stale_staging(out)  # left by a killed writer
     staging = staging_path(out)
     staging.mkdir()
     written: list[str] = []

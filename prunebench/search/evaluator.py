@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from prunebench.config import EvalSettings
+from prunebench.environment import usable_cores
 from prunebench.errors import PrunebenchError
 from prunebench.extract import shared_extract
 from prunebench.models import LoadedModel, load_model
@@ -151,6 +152,10 @@ def _worker_start(
     threads: int,
 ) -> None:
     global _WORKER
+    # A stop signal sent to the whole process group (Ctrl-C, Slurm) is the parent's to act on: it finishes the
+    # evaluation in flight, logs it, then closes the pool; the workers die with it in any case.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent(parent, kernel_signal)
     torch.set_num_threads(threads)
     loaded = load_model(model_source, task_kind=task_kind, num_labels=num_labels)
@@ -201,7 +206,7 @@ class CandidateEvaluator:
         self.split = EvalSplit.of(spec, rows, collator, settings.batch_size, settings.bucketed)
         self.labels, self.batches = self.split.labels, self.split.batches
         self.scorer = _Scorer(loaded, self.batches, settings.slicing, torch.device(settings.device))
-        count = min(settings.workers, len(self.batches))
+        count = min(settings.workers, len(self.batches), usable_cores())  # more would only contend
         self.shares = shares(self.batches, count)
         self.pool: ProcessPoolExecutor | None = None
         if count > 1:

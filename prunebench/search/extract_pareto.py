@@ -43,7 +43,9 @@ from prunebench.rundir import (
     ModelsDir,
     RunDir,
     read_run,
+    real_path,
     recover_dir,
+    remove_stale_staging,
     replace_dir_atomic,
     staging_path,
     writer_lock,
@@ -239,7 +241,8 @@ def _export(run_dir, run, checkpoint, name, max_models, overwrite, verify, conso
     configs = [json.dumps(json.loads(c), sort_keys=True) for c in chosen["config"]]
     labels = [f"p{i:02d}" for i in range(len(chosen))]
     models = RunDir(run_dir).search_dir(name).models
-    models_dir = recover_dir(models.path)
+    models_dir = recover_dir(real_path(models.path))  # a linked models folder is written through
+    remove_stale_staging(models_dir)  # left by a killed writer
 
     existing = _read_index(run_dir, models)
     same = existing is not None and list(existing["label"]) == labels and list(existing["config"]) == configs

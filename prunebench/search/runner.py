@@ -32,12 +32,22 @@ import pandas as pd
 import torch
 
 from prunebench.config import EvalSettings, SearchConfig, TrainConfig
-from prunebench.environment import clock
+from prunebench.environment import clock, usable_cores
 from prunebench.environment import console as make_console
-from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.errors import PrunebenchError, UnknownNameError, check_stop, stop_at_safe_points, stop_requested
 from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
-from prunebench.rundir import SEARCH_KIND, SEARCH_VERSION, RunDir, SearchDir, read_run, write_json_atomic, writer_lock
+from prunebench.rundir import (
+    SEARCH_KIND,
+    SEARCH_VERSION,
+    RunDir,
+    SearchDir,
+    check_data_files,
+    read_run,
+    remove_stale_temporaries,
+    write_json_atomic,
+    writer_lock,
+)
 from prunebench.search.evaluator import CandidateEvaluator
 from prunebench.search.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
@@ -194,6 +204,7 @@ class _Loaded:
 
 
 def _load(run_dir: Path, train: TrainConfig, checkpoint: Path, cap: int | None) -> _Loaded:
+    check_data_files(run_dir)  # moved or changed data: one line with the way out
     data = load_run_task(train)
     spec = data.spec
     model = load_model(checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
@@ -240,12 +251,21 @@ def _search(
     folder = RunDir(run_dir).search_dir(config.search_name)
     search_dir = folder.path
     action = _plan_dir(folder, resume, overwrite)
+    remove_stale_temporaries(search_dir)  # half-written files of a killed search
     fix = "start this search again with --overwrite, or use another --name"
     saved = folder.read_meta(fix) if action == "continue" else None
     if saved is not None and saved.get("space") != space.name:
         _check_resumable(saved, {"space": space.name}, search_dir, ("space",))  # refuse before loading anything
     if run.get("status") != "finished":
         console.print(f"note: {run_dir} has not finished training; searching its latest checkpoint")
+    cores = usable_cores()
+    if config.evaluation.workers > cores:
+        console.print(f"note: --workers {config.evaluation.workers} is more than the {cores} usable cores; using {cores}")
+    if config.samples is not None and config.samples > space.size():
+        console.print(
+            f"note: the {space.name} space has {space.size()} sub-networks, fewer than --samples {config.samples}; "
+            "the search stops when every one is evaluated"
+        )
 
     torch.set_num_threads(config.evaluation.threads)
     cap = config.max_eval_examples if config.max_eval_examples is not None else train.max_eval_examples
@@ -282,9 +302,10 @@ def _search(
         console.print(f"note: {config.method} proposed {mismatched} other config(s) while replaying; kept the log's")
 
     replayed = len(entries)
-    stop_reason, evaluated = _loop(
-        config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
-    )
+    with stop_at_safe_points():  # a stop signal ends the loop after the evaluation in flight is logged
+        stop_reason, evaluated = _loop(
+            config, space, method, loaded, checkpoint, costs, log, entries, meta, stop_after, console
+        )
     outputs = _write_outputs(folder, entries, meta, loaded, space, config, console)
     status = {"status": "finished" if stop_reason != "stopped" else "stopped", "stop_reason": stop_reason}
     final = {**meta, **status, "evaluations": len(entries), "final_hypervolume": outputs["final_hypervolume"]}
@@ -381,8 +402,12 @@ def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, 
     session, evaluated = meta["sessions"], 0
     evaluator = None
     started = time.perf_counter()
+    space_size = space.size()
     try:
         while True:
+            if len(cache) >= space_size:  # every sub-network of the space is in the log: nothing left to learn
+                console.print(f"the {space.name} space has {space_size} sub-networks and all are evaluated; stopping")
+                return "exhausted", evaluated
             spent = _budget_spent(config, len(entries), elapsed_before + time.perf_counter() - started)
             if spent:
                 return spent, evaluated
@@ -430,6 +455,9 @@ def _loop(config, space, method, loaded, checkpoint, costs, log, entries, meta, 
             entries.append(entry)
             cache.setdefault(key, entry)
             method.tell(candidate, _vector(entry, objectives))
+            if stop_requested() is not None:  # SIGTERM or Ctrl-C: this evaluation is logged, then stop
+                console.print(f"stopping after {len(entries)} evaluations; the log keeps them, run again to go on")
+                check_stop()
             shown = "  ".join(f"{name} {entry.objectives[name]:.4f}" for name in objectives)
             how = "cached" if cached else f"{details['mode']}, {seconds:.2f} s"
             console.print(

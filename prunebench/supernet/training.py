@@ -27,7 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 from prunebench.config import STRATEGY_ALIASES, TrainConfig
 from prunebench.environment import clock, environment
 from prunebench.environment import console as make_console
-from prunebench.errors import PrunebenchError, UnknownNameError
+from prunebench.errors import PrunebenchError, UnknownNameError, check_stop, stop_at_safe_points, stop_requested
 from prunebench.models import load_model
 from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.rundir import (
@@ -38,12 +38,15 @@ from prunebench.rundir import (
     TRAINER_STATE,
     RunDir,
     check_replaceable,
+    data_files_record,
     clear_output,
     is_empty_dir,
     mark_output,
     read_json,
     read_run,
     read_table,
+    real_path,
+    remove_stale_staging,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,
@@ -173,6 +176,30 @@ def start_at_label_mean(loaded: LoadedModel, train_rows: list[dict]) -> None:
         loaded.adapter.output_layer(loaded.model).bias.fill_(mean)
 
 
+def training_memory_estimate(loaded: LoadedModel, batch_size: int, length: int) -> int:
+    """Bytes one training step needs on the CPU, an estimate: fp32 weights, gradients and two Adam moments, plus
+    the activations autograd keeps for one sub-network's backward pass (about 20 hidden-sized and 2 FFN-sized
+    tensors per token and layer, and three attention maps per head)."""
+    dims = loaded.dims
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    per_layer = batch_size * length * (20 * dims.hidden_size + 2 * dims.intermediate_size)
+    per_layer += 3 * batch_size * dims.num_heads * length * length
+    return 4 * (4 * parameters + dims.num_layers * per_layer)
+
+
+def check_training_memory(loaded: LoadedModel, batch_size: int, length: int) -> None:
+    """Refuse, before anything is written, a batch whose estimated memory exceeds what the machine has free."""
+    import psutil
+
+    needed, free = training_memory_estimate(loaded, batch_size, length), psutil.virtual_memory().available
+    if needed > free:
+        raise PrunebenchError(
+            f"--batch-size {batch_size} at --max-length {length} needs about {needed / 2**30:.1f} GiB to train "
+            f"(an estimate), more than the {free / 2**30:.1f} GiB this machine has available; lower --batch-size "
+            "or --max-length"
+        )
+
+
 class SupernetTrainer:
     """One training run in one run directory. ``train_supernet`` is the usual entry point."""
 
@@ -200,6 +227,8 @@ class SupernetTrainer:
         self.rows = tokenised_rows(self.data, self.loaded, config.max_length)
         if not self.rows["train"]:
             raise PrunebenchError(f"task {config.task!r} has no training examples after splitting; add data")
+        if self.device.type == "cpu":
+            check_training_memory(self.loaded, min(config.batch_size, len(self.rows["train"])), config.max_length)
         self.collator = make_collator(spec, self.loaded.tokenizer)
         start_at_label_mean(self.loaded, self.rows["train"])
         self.model = self.loaded.model.to(self.device)
@@ -266,32 +295,35 @@ class SupernetTrainer:
         }
 
     def save_checkpoint(self) -> None:
-        target = self.folder.checkpoint
-        for stale in self.run_dir.glob(f".{target.name}.partial*"):  # left by a killed writer (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
+        target = real_path(self.folder.checkpoint)  # a linked checkpoint folder is written through, on its disk
+        remove_stale_staging(target)  # left by a killed writer
         staging = staging_path(target)
-        with quiet_transformers():
-            self.model.save_pretrained(staging)
-            self.loaded.tokenizer.save_pretrained(staging)
-        torch.save(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            },
-            staging / TRAINER_STATE,
-        )
-        meta = {
-            **self._checkpoint_meta(),
-            "step": self.state.step,
-            "epoch_loss": self.state.epoch_loss,
-            "epoch_seconds": self.state.epoch_seconds,
-            "log": self.state.log_rows,
-            "epoch_loss_labels": self.state.epoch_loss_labels,
-            "epoch_loss_distillation": self.state.epoch_loss_distillation,
-        }
-        write_json_atomic(staging / CHECKPOINT_META, meta)
+        try:
+            with quiet_transformers():
+                self.model.save_pretrained(staging)
+                self.loaded.tokenizer.save_pretrained(staging)
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+                },
+                staging / TRAINER_STATE,
+            )
+            meta = {
+                **self._checkpoint_meta(),
+                "step": self.state.step,
+                "epoch_loss": self.state.epoch_loss,
+                "epoch_seconds": self.state.epoch_seconds,
+                "log": self.state.log_rows,
+                "epoch_loss_labels": self.state.epoch_loss_labels,
+                "epoch_loss_distillation": self.state.epoch_loss_distillation,
+            }
+            write_json_atomic(staging / CHECKPOINT_META, meta)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # a full disk must not stay full of a half checkpoint
+            raise
         replace_dir_atomic(staging, target)
         self.write_log()
 
@@ -348,7 +380,7 @@ class SupernetTrainer:
         every = self.config.checkpoint_every
         log_every = max(1, self.total_steps // 20)
         session = (time.perf_counter(), self.state.step)  # this session's start: time per step and time left
-        with self._progress() as progress:
+        with self._progress() as progress, stop_at_safe_points():
             bar = progress.add_task("train", total=self.total_steps, completed=self.state.step, epoch=1, loss="")
             while self.state.step < self.total_steps:
                 epoch, first = divmod(self.state.step, self.steps_per_epoch)
@@ -369,6 +401,13 @@ class SupernetTrainer:
                         self.console.print(self._step_line(epoch + 1, loss, session))
                     if stop_after_steps is not None and self.state.step >= stop_after_steps:
                         return
+                    if stop_requested() is not None:  # SIGTERM or Ctrl-C: keep this step, then stop
+                        self.save_checkpoint()
+                        self.console.print(
+                            f"stopping at step {self.state.step} of {self.total_steps}; checkpoint saved, "
+                            f"continue with --resume"
+                        )
+                        check_stop()
                     if every and self.state.step % every == 0 and self.state.step % self.steps_per_epoch:
                         self.save_checkpoint()
                 self.state.log_rows.extend(self.evaluate(epoch + 1))
@@ -449,7 +488,7 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
         raise PrunebenchError("--resume and --overwrite contradict each other; pick one")
     holds_run = RunDir(run_dir).is_run()
     if overwrite:
-        check_replaceable(run_dir)  # never empty a folder prunebench did not make
+        check_replaceable(run_dir, inputs=data_inputs(config))  # never a folder prunebench did not make
     if holds_run and not overwrite:
         existing = read_run(run_dir)
         if not resume:
@@ -473,6 +512,22 @@ def _plan_run_dir(config: TrainConfig, run_dir: Path, resume: bool, overwrite: b
     if resume:
         raise PrunebenchError(f"{run_dir} holds no run to resume; drop --resume to start one")
     return "new"
+
+
+def data_inputs(config: TrainConfig) -> list[Path]:
+    """The files and folders ``config`` reads its data from: --overwrite never empties a folder holding them."""
+    return [Path(p) for p in (config.train_file, config.test_file, config.data_dir) if p]
+
+
+def _check_same_data(run_dir: Path, data_files: dict) -> None:
+    """A resumed run may read its data from a new place, never other data."""
+    saved = read_run(run_dir).get("data_files") or {}
+    for role, entry in data_files.items():
+        if role in saved and saved[role]["sha256"] != entry["sha256"]:
+            raise PrunebenchError(
+                f"{run_dir} was trained on another --{role} file ({saved[role]['path']}; {entry['path']} has other "
+                "contents); give the original file, or use another --out"
+            )
 
 
 def train_supernet(
@@ -515,11 +570,14 @@ def _train_locked(
         )
         step = int(log["step"].max()) if len(log) else 0
         return TrainResult(run_dir, step, step, log, True)
+    data_files = data_files_record(config.to_dict())
+    if continuing:
+        _check_same_data(run_dir, data_files)
     trainer = SupernetTrainer(config, run_dir, show_progress)
     # The checkpoint is read and checked before anything is written, so a corrupt one changes nothing.
     resumed = continuing and trainer.load_checkpoint()
     if action == "replace":  # only once the new run has loaded its model and data
-        clear_output(run_dir)
+        clear_output(run_dir, inputs=data_inputs(config))
     mark_output(run_dir)
     run_record = {
         "kind": RUN_KIND,
@@ -536,6 +594,7 @@ def _train_locked(
             "notes": list(trainer.data.notes),  # what loading the data warned about
         },
         "total_steps": trainer.total_steps,
+        "data_files": data_files,
     }
     write_json_atomic(RunDir(run_dir).run_file, run_record)
     env = {**environment(), "device": str(trainer.device), "torch_threads": torch.get_num_threads()}
