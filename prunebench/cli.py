@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -832,6 +833,9 @@ class _Argument(TyperArgument):
         return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
 
 
+PLAIN_HELP_BELOW = 120  # columns
+
+
 def _metavar(option: TyperOption) -> str:
     if option.is_flag:
         return ""
@@ -844,7 +848,12 @@ def _metavar(option: TyperOption) -> str:
 def _command() -> typer.core.TyperGroup:
     """The command typer builds from ``app``, with each value named by what it is (METAVARS)."""
     group = typer.main.get_command(app)
+    # rich's help panels cut long option names to fit (`--remeasure-unstab…`); piped, or on a terminal narrower than
+    # PLAIN_HELP_BELOW columns, help is click's plain text, which wraps descriptions and keeps every name whole.
+    plain = not sys.stdout.isatty() or shutil.get_terminal_size().columns < PLAIN_HELP_BELOW
     for command in [group, *group.commands.values()]:
+        if plain:
+            command.rich_markup_mode = None
         help_option = command.get_help_option(typer.Context(command))  # made once and kept by the command
         for param in [*command.params, *([help_option] if help_option else [])]:
             if isinstance(param, TyperArgument):
@@ -856,6 +865,8 @@ def _command() -> typer.core.TyperGroup:
 
 
 def main() -> None:
+    global console
+    console = make_console(markup=False)  # as wide as the output is now (not when this module was imported)
     install_stop_handlers()  # SIGTERM (docker stop, Slurm, systemd) as Ctrl-C: work saved, one line, no traceback
     try:
         _command()(prog_name="prunebench")

@@ -40,3 +40,13 @@ def tiny_run(tmp_path_factory):
     settings = ProfileConfig(variants=("fp32",), batch_sizes=(1,), seq_lens=(16,), timing=timing, score=False)
     profile_run(run_dir, settings, show_progress=False)  # into RUN/profile/cpu
     return run_dir
+
+
+def pytest_configure(config):
+    """``tox -e newest``: prunebench's own FutureWarnings and DeprecationWarnings fail the tests, so a release that
+    deprecates an API prunebench uses is seen before it removes it."""
+    import os
+
+    if os.environ.get("PRUNEBENCH_WARNINGS_AS_ERRORS"):
+        for category in ("FutureWarning", "DeprecationWarning"):
+            config.addinivalue_line("filterwarnings", f"error::{category}:prunebench.*")

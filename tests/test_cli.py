@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from helpers import run_cli
 
 
@@ -189,9 +191,28 @@ def test_help_names_values_by_what_they_are_not_by_python_type(monkeypatch, caps
         assert "prunebench" in usage and "{" not in usage, usage
     _, out, _ = run_cli(["profile", "--help"], monkeypatch, capsys)
     assert "[MODEL_DIR]" in out and "--out" in out and "DIR" in out
-    assert out.count("Give exactly one of --gpu and --device") == 2  # the required choice, said in the help
+    words = " ".join(out.split())  # plain help wraps descriptions
+    assert words.count("Give exactly one of --gpu and --device") == 2  # the required choice, said in the help
     _, out, _ = run_cli(["report", "--help"], monkeypatch, capsys)
     assert "RUNS..." in out and "[default: html,md]" in out
+
+
+def test_help_at_80_columns_keeps_every_option_name_whole(monkeypatch, capsys):
+    """Piped (as here) or on a narrow terminal, help is plain text: no line past 80 columns, no name cut."""
+    from prunebench import cli
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for name, command in cli._command().commands.items():
+        monkeypatch.setattr("sys.argv", ["prunebench", name, "--help"])
+        with pytest.raises(SystemExit):
+            cli.main()
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 80, name
+        for param in command.params:
+            for option in [*param.opts, *param.secondary_opts]:
+                assert not option.startswith("--") or option in out, (name, option)
+        if name == "profile":
+            assert "--remeasure-unstable" in out and "…" not in out
 
 
 def test_an_interrupt_ends_with_one_line_and_status_130(monkeypatch, capsys):
@@ -202,4 +223,4 @@ def test_an_interrupt_ends_with_one_line_and_status_130(monkeypatch, capsys):
     monkeypatch.setattr("prunebench.tasks.list_tasks", interrupted)
     code, out, err = run_cli(["tasks"], monkeypatch, capsys)
     assert code == 130
-    assert "interrupted; finished work is saved" in err
+    assert "interrupted: stopped; finished work is saved" in err and len(err.strip().splitlines()) == 1

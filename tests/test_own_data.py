@@ -107,7 +107,8 @@ def test_readme_commands_for_your_own_data_and_model_run_as_written(user_folder,
     run = user_folder / "runs" / "mine"
     record = json.loads((run / "run.json").read_text())
     assert record["train"]["model"] == "models/my-bert" and record["train"]["task"] == "files"
-    assert record["train"]["train_file"] == "data/train.csv" and record["train"]["max_train_examples"] == 96
+    assert record["train"]["train_file"] == str((user_folder / "data" / "train.csv").resolve())  # found from any folder
+    assert record["train"]["max_train_examples"] == 96
     stages = json.loads((run / "pipeline.json").read_text())["sessions"][-1]["stages"]
     assert all(stage["status"] == "done" for stage in stages.values()) and "report" in stages
     scores_table = pd.read_parquet(run / "profile" / "cpu" / "scores.parquet")

@@ -70,9 +70,13 @@ def test_existing_target_is_refused_and_left_untouched(tmp_path):
     assert (target / "notes.txt").read_text() == "keep me"
     model_dir = tmp_path / "model"
     save_pruned(pruned, model_dir, provenance)
-    (model_dir / "stale.txt").write_text("from the earlier export")
+    (model_dir / "notes.txt").write_text("a file of the user's, put into the export")
+    with pytest.raises(PrunebenchError, match=r"also holds notes\.txt"):  # --overwrite never deletes it
+        save_pruned(pruned, model_dir, provenance, overwrite=True)
+    assert (model_dir / "notes.txt").is_file()
+    (model_dir / "notes.txt").unlink()
     save_pruned(pruned, model_dir, provenance, overwrite=True)
-    assert (model_dir / WEIGHTS_FILE).is_file() and not (model_dir / "stale.txt").exists()
+    assert (model_dir / WEIGHTS_FILE).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out"]  # no staging or retired folders left
 
 
