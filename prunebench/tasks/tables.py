@@ -89,15 +89,43 @@ def decode_error(path: Path, encoding: str, what: str, fix: str) -> PrunebenchEr
     where = ""
     if found is not None:
         line, bad = found
-        where = f" at line {line} (bytes {bad.hex(' ')})" if bad else f" at line {line}"
+        shown = " ".join(f"0x{byte:02x}" for byte in bad[:4])
+        where = f" at line {line} (byte{'s' if len(bad) > 1 else ''} {shown})" if bad else f" at line {line}"
     return PrunebenchError(
         f"cannot decode {what} as {encoding}{where}; {fix}, or if the file is not text (binary), "
         "convert it to CSV, TSV, JSON Lines or Parquet"
     )
 
 
+_SNIFF = 8192  # bytes looked at for NUL bytes, which text in a one-byte or UTF-8 encoding never holds
+
+
+def check_text(path: Path, encoding: str, what: str, fix: str) -> None:
+    """Refuse a binary file (a spreadsheet, an archive, a Parquet file renamed) before a text parser misreads it."""
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        return  # NUL bytes are part of these encodings
+    try:
+        with open_binary(path) as stream:
+            head = stream.read(_SNIFF)
+    except READ_ERRORS:
+        return  # the reader reports what is wrong with the file
+    marks = {"UTF-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)}
+    for name, boms in marks.items():
+        if head.startswith(boms):
+            raise PrunebenchError(
+                f"{what} is not text in {encoding}: it starts with the byte-order mark of {name}; {fix}"
+            )
+    if b"\x00" in head:
+        line = head[: head.index(b"\x00")].count(b"\n") + 1
+        raise PrunebenchError(
+            f"{what} is not text in {encoding}: it holds NUL bytes (line {line}), as binary files do; convert it "
+            f"to CSV, TSV, JSON Lines or Parquet, or if it is text in UTF-16 or UTF-32, {fix}"
+        )
+
+
 def read_csv(path: Path, *, encoding: str, what: str, fix: str, **options) -> pd.DataFrame:
-    """``pd.read_csv`` with the encoding, and a decode error as one line naming the line (``decode_error``)."""
+    """``pd.read_csv`` with the encoding; a binary file or a decode error is one line naming the line."""
+    check_text(path, encoding, what, fix)
     try:
         return pd.read_csv(path, encoding=encoding, **options)
     except UnicodeDecodeError:
@@ -126,7 +154,8 @@ def check_unique_columns(names: Iterable[str], what: str) -> None:
         name, where = next(iter(repeated.items()))
         others = f" (and {len(repeated) - 1} more name(s) repeated)" if len(repeated) > 1 else ""
         raise PrunebenchError(
-            f"{what} has {len(where)} columns named {name!r} (columns {', '.join(map(str, where))}){others}; "
+            f"{what} has {len(where)} columns named {name!r} (columns {', '.join(map(str, where[:-1]))} and "
+            f"{where[-1]}){others}; "
             "a name must mean one column: rename or drop the repeats"
         )
 
@@ -164,6 +193,7 @@ def read_json(
     """A JSON Lines file (``lines``), a JSON array of objects or pandas' column layout (``lines=False``), or
     either (``None``: a document, else lines). Values of ``text_columns`` that are not strings become their
     JSON text; other numbers become floats and ints."""
+    check_text(path, encoding, what, fix)
     try:
         with io.TextIOWrapper(open_binary(path), encoding=encoding) as stream:
             text = stream.read()
@@ -175,7 +205,7 @@ def read_json(
         try:
             records = _document_records(_loads(text), what)
         except _RepeatedKey as key:
-            raise PrunebenchError(f"{what} has the key {key} twice in one object; keep one of them") from None
+            raise PrunebenchError(f"{what} has the key {key.args[0]!r} twice in one object; keep one of them") from None
         except json.JSONDecodeError as error:
             if lines is False or not error.msg.startswith("Extra data"):
                 raise PrunebenchError(
@@ -190,11 +220,14 @@ def read_json(
 def _document_records(document: object, what: str) -> list[dict]:
     if isinstance(document, list) and all(isinstance(row, dict) for row in document):
         return document
-    if isinstance(document, dict) and all(isinstance(column, dict | list) for column in document.values()):
-        try:  # pandas' default layout, {"column": {"0": value, ...}} or {"column": [value, ...]}
-            return pd.DataFrame(document).to_dict(orient="records")
-        except ValueError as error:
-            raise PrunebenchError(f"{what} is not a table ({error}); write one JSON object per line") from None
+    if isinstance(document, dict) and document:
+        columns = list(document.values())
+        # pandas' default layout: {"column": {"0": value, ...}}, or {"column": [value, ...]}
+        if all(isinstance(column, dict) for column in columns):
+            keys = list(dict.fromkeys(key for column in columns for key in column))
+            return [{name: column.get(key) for name, column in document.items()} for key in keys]
+        if all(isinstance(column, list) for column in columns) and len({len(c) for c in columns}) == 1:
+            return [dict(zip(document, values, strict=True)) for values in zip(*columns, strict=True)]
     raise PrunebenchError(
         f"{what} is JSON but not a table (an array of objects, or one object per line); "
         "write one JSON object per line (JSON Lines)"
@@ -209,7 +242,9 @@ def _line_records(text: str, what: str) -> list[dict]:
         try:
             row = _loads(line)
         except _RepeatedKey as key:
-            raise PrunebenchError(f"line {number} of {what} has the key {key} twice; keep one of them") from None
+            raise PrunebenchError(
+                f"line {number} of {what} has the key {key.args[0]!r} twice; keep one of them"
+            ) from None
         except json.JSONDecodeError as error:
             raise PrunebenchError(
                 f"line {number} of {what} is not valid JSON (column {error.colno}: {error.msg}); fix or drop that line"
