@@ -139,3 +139,30 @@ def test_own_data_options_without_task_files_are_refused_before_anything_is_writ
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--train: only for your own data; add --task files" in err and "--task-kind is for --task files" in err
     assert not (user_folder / "runs").exists()
+
+
+def test_encoding_and_na_labels_are_options_kept_with_the_run_for_later_stages(user_folder, monkeypatch, capsys):
+    """A latin-1 file whose classes are 'NA', 'neg' and 'pos' (some with spaces): refused as it is, with the
+    options to say so; trained with them; and `search` reads the files the same way from run.json."""
+    rng = np.random.default_rng(1)
+    for name, count in (("latin.csv", 90), ("latin-test.csv", 24)):
+        frame = _reviews(rng, count)
+        frame["label"] = [["NA", "neg ", "pos"][i % 3] for i in range(count)]
+        frame.loc[::5, "text"] = "un café " + frame.loc[::5, "text"]
+        (user_folder / "data" / name).write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    base = ["train", "--task", "files", "--train", "data/latin.csv", "--test", "data/latin-test.csv",
+            "--text-columns", "text", "--label-column", "label", "--model", "shape:bert-tiny", "--epochs", "1",
+            "--max-length", "16", "--out", "runs/latin"]  # fmt: skip
+    code, _, err = run_cli(base, monkeypatch, capsys)
+    assert code == 2 and "as utf-8 at line 2 (byte 0xe9)" in err and "--encoding" in err
+    code, _, err = run_cli([*base, "--encoding", "latin-1"], monkeypatch, capsys)
+    assert code == 2 and "30 row(s)" in err and "--keep-na-labels" in err
+    assert not (user_folder / "runs").exists()
+    code, out, err = run_cli([*base, "--encoding", "latin-1", "--keep-na-labels"], monkeypatch, capsys)
+    assert code == 0, out + err
+    record = json.loads((user_folder / "runs" / "latin" / "run.json").read_text())
+    assert record["train"]["encoding"] == "latin-1" and record["train"]["keep_na_labels"] is True
+    assert record["task"]["label_names"] == ["NA", "neg", "pos"]
+    assert any("30 label(s)" in note and "stripped" in note for note in record["task"]["notes"])
+    code, out, err = run_cli(["search", "runs/latin", "--samples", "3"], monkeypatch, capsys)
+    assert code == 0, out + err
