@@ -129,10 +129,11 @@ TaskKindOption = Annotated[
     typer.Option(help="--task files: classification or regression (default: guessed from the labels, and said why)."),
 ]
 EncodingOption = Annotated[
-    str | None, typer.Option(help="--task files: encoding of CSV, TSV and JSON files (default utf-8).")
+    str | None, typer.Option(help="--task files: encoding of CSV, TSV and JSON files (utf-8 if not given).")
 ]
 KeepNaLabelsOption = Annotated[
-    bool, typer.Option(help='--task files: read labels "NA", "None", "null"... of CSV/TSV as classes, not missing.')
+    bool,
+    typer.Option("--keep-na-labels", help='--task files: CSV/TSV labels like "NA" or "null" are classes, not missing.'),
 ]
 
 
@@ -344,8 +345,8 @@ def train(
     text_columns: TextColumnsOption = None,
     label_column: LabelColumnOption = TrainConfig.label_column,
     task_kind: TaskKindOption = TrainConfig.task_kind,
-    encoding: EncodingOption = None,
-    keep_na_labels: KeepNaLabelsOption = False,
+    encoding: EncodingOption = TrainConfig.encoding,
+    keep_na_labels: KeepNaLabelsOption = TrainConfig.keep_na_labels,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
