@@ -87,6 +87,25 @@ def test_own_data_reads_missing_and_nullable_cells_as_empty_texts_in_every_forma
     assert any("1 row(s)" in note and "'title'" in note and "data row 6" in note for note in warnings)
 
 
+@pytest.mark.parametrize("name", ["t.jsonl.gz", "t.jsonl.bz2", "t.jsonl.xz", "t.jsonl.zip", "t.ndjson", "t.tsv.xz",
+                                  "t.csv.bz2", "t.csv.zip", "t.pq"])  # fmt: skip
+def test_own_data_reads_the_other_claimed_extensions_and_compressions(name, tmp_path):
+    path = tmp_path / name
+    frame = reviews(12)
+    kind = name.split(".")[1]
+    if kind in ("jsonl", "ndjson"):
+        frame.to_json(path, orient="records", lines=True)  # pandas compresses by the suffix
+    elif kind == "pq":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, sep="\t" if kind == "tsv" else ",", index=False)
+    data = load_task("files", files=FilesTaskOptions(path, path, ("review", "title"), "sentiment"))
+    texts = [(row["text_a"], row["text_b"]) for row in data.test]
+    assert texts[:4] == [("review 0 was fine", "title 0"), ("1014", "title 1"), ("review 2 was fine", "title 2"),
+                         ("", "title 3")]  # fmt: skip
+    assert texts[5] == ("review 5 was fine", "")
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "csv.gz"])
 def test_own_data_labels_are_stripped_with_a_note_in_every_format(fmt, tmp_path):
     frame = reviews(20)
