@@ -14,12 +14,14 @@ is the test split. Normalised columns:
 - multiple choice: ``context``, ``endings`` (list of str), ``label``, ``idx``;
 - Rotten Tomatoes also keeps ``movie`` (splits are grouped by movie).
 
-The user's files are checked before anything uses them: what would be misread (an unknown
-extension, Orange's header rows in a plain CSV/TSV, missing labels, non-numeric scores for
-regression, test labels unseen in training) is one ``PrunebenchError`` line naming the file, the
-column or rows, and the fix; what is legal but worth knowing (empty texts, single-example classes,
-test rows that repeat training rows, the guessed task kind and why) is a note on ``TaskData.notes``,
-logged as one line each.
+The user's files are read by ``tables`` (encodings, compression, JSON numbers kept as text, missing
+cells of every pandas dtype) and checked before anything uses them: what would be misread (an unknown
+extension, a file that does not decode, a column named twice, Orange's header rows in a plain CSV/TSV,
+missing labels, non-numeric scores for regression, test labels unseen in training) is one
+``PrunebenchError`` line naming the file, the column, line or rows, and the fix; what is legal but
+worth knowing (empty texts, labels with spaces around them, single-example classes, test rows that
+repeat training rows, the guessed task kind and why) is a note on ``TaskData.notes``, logged as one
+line each.
 """
 
 from __future__ import annotations
