@@ -166,3 +166,35 @@ def test_encoding_and_na_labels_are_options_kept_with_the_run_for_later_stages(u
     assert any("30 label(s)" in note and "stripped" in note for note in record["task"]["notes"])
     code, out, err = run_cli(["search", "runs/latin", "--samples", "3"], monkeypatch, capsys)
     assert code == 0, out + err
+
+
+def test_texts_stay_text_missing_cells_are_counted_and_labels_are_stripped(user_folder, monkeypatch, capsys):
+    """JSON numbers in a text column keep their text, a Parquet nullable-string NA is an empty text (warned
+    about with its rows), and 'positive ' is the class 'positive' (with a note): as trained and as read back."""
+    from prunebench.config import TrainConfig
+    from prunebench.tasks import load_run_task
+
+    rng = np.random.default_rng(2)
+    train = _reviews(rng, 60)
+    lines = [json.dumps({"text": 1014 if i == 0 else 3.5 if i == 1 else text, "label": label + " " * (i % 2)})
+             for i, (text, label) in enumerate(zip(train["text"], train["label"], strict=True))]  # fmt: skip
+    lines[1] = lines[1].replace('"text": 3.5', '"text": 3.10')  # as a person types it; pandas would read 3.1
+    (user_folder / "data" / "numbers.jsonl").write_text("\n".join(lines) + "\n")
+    test = _reviews(rng, 20)
+    test["text"] = pd.array([None if i in (2, 9) else t for i, t in enumerate(test["text"])], dtype="string")
+    test.to_parquet(user_folder / "data" / "nullable.parquet", index=False)
+    args = ["train", "--task", "files", "--train", "data/numbers.jsonl", "--test", "data/nullable.parquet",
+            "--text-columns", "text", "--label-column", "label", "--model", "shape:bert-tiny", "--epochs", "1",
+            "--max-length", "16", "--out", "runs/kinds"]  # fmt: skip
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, out + err
+    record = json.loads((user_folder / "runs" / "kinds" / "run.json").read_text())
+    assert record["task"]["label_names"] == ["negative", "positive"]
+    notes = record["task"]["notes"]
+    assert any("30 label(s)" in note and "stripped" in note for note in notes)
+    assert any("2 row(s) of the test file" in note and "empty text" in note and "data rows 3 and 10" in note
+               for note in notes)  # fmt: skip
+    data = load_run_task(TrainConfig.from_dict(record["train"]))
+    texts = {row["idx"]: row["text_a"] for split in (data.train, data.validation) for row in split}
+    assert (texts[0], texts[1]) == ("1014", "3.10")
+    assert [data.test[i]["text_a"] for i in (2, 9)] == ["", ""] and "<NA>" not in data.test["text_a"]

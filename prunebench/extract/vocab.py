@@ -114,7 +114,8 @@ def read_texts(path: Path) -> list[str]:
         if suffix == "txt":
             check_text(path, "utf-8", what, fix)
             with io.TextIOWrapper(open_binary(path), encoding="utf-8") as stream:
-                return [line.strip() for line in stream.read().splitlines() if line.strip()]
+                lines = stream.read().removeprefix("\ufeff").splitlines()  # a byte-order mark is not a word
+            return [line.strip() for line in lines if line.strip()]
         if suffix in ("jsonl", "json"):
             lines = True if suffix == "jsonl" else None
             frame = read_json(path, lines=lines, encoding="utf-8", text_columns=(), what=what, fix=fix)

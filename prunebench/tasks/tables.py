@@ -30,8 +30,6 @@ import pandas as pd
 
 from prunebench.errors import PrunebenchError
 
-COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
-DEFAULT_ENCODING = "utf-8"
 # What goes wrong reading a table, other than a decode error: bad syntax, a damaged archive, a short file.
 READ_ERRORS = (ValueError, OSError, EOFError, pd.errors.ParserError, zipfile.BadZipFile, lzma.LZMAError, zlib.error)
 _CHUNK = 1 << 20  # bytes scanned at a time when looking for the line that does not decode
