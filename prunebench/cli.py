@@ -130,6 +130,13 @@ TaskKindOption = Annotated[
     str | None,
     typer.Option(help="--task files: classification or regression (default: guessed from the labels, and said why)."),
 ]
+EncodingOption = Annotated[
+    str | None, typer.Option(help="--task files: encoding of CSV, TSV and JSON files (utf-8 if not given).")
+]
+KeepNaLabelsOption = Annotated[
+    bool,
+    typer.Option("--keep-na-labels", help='--task files: CSV/TSV labels like "NA" or "null" are classes, not missing.'),
+]
 
 
 def _data_fields(
@@ -139,12 +146,15 @@ def _data_fields(
     text_columns: str | None,
     label_column: str | None,
     task_kind: str | None,
+    encoding: str | None = None,
+    keep_na_labels: bool = False,
 ) -> dict:
     """The data options given (not None), as ``TrainConfig`` fields."""
     fields = {
         "data_dir": data_dir, "train_file": train, "test_file": test,
         "text_columns": text_list(text_columns) if text_columns is not None else None,
-        "label_column": label_column, "task_kind": task_kind,
+        "label_column": label_column, "task_kind": task_kind, "encoding": encoding,
+        "keep_na_labels": keep_na_labels or None,
     }  # fmt: skip
     return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items() if value is not None}
 
@@ -337,6 +347,8 @@ def train(
     text_columns: TextColumnsOption = None,
     label_column: LabelColumnOption = TrainConfig.label_column,
     task_kind: TaskKindOption = TrainConfig.task_kind,
+    encoding: EncodingOption = TrainConfig.encoding,
+    keep_na_labels: KeepNaLabelsOption = TrainConfig.keep_na_labels,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -360,7 +372,9 @@ def train(
         device=device,
         threads=threads,
         checkpoint_every=checkpoint_every,
-        **_data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind),
+        **_data_fields(
+            data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
+        ),
     )
     from prunebench.supernet.training import train_supernet
 
@@ -693,6 +707,8 @@ def run_command(
     text_columns: TextColumnsOption = None,
     label_column: LabelColumnOption = None,
     task_kind: TaskKindOption = None,
+    encoding: EncodingOption = None,
+    keep_na_labels: KeepNaLabelsOption = False,
     out: Annotated[Path, typer.Option(help="Run directory (resumed when it holds this run).")] = Path(DEFAULT_RUN_DIR),
     overwrite: Annotated[bool, typer.Option(help="Start the run over, replacing what RUN holds.")] = False,
     trim_vocab: Annotated[
@@ -702,7 +718,9 @@ def run_command(
     round_units: Annotated[int | None, typer.Option(help=RoundUnitsHelp + " Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
-    data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
+    data = _data_fields(
+        data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
+    )
     config = get_preset(preset).with_overrides(model=model, task=task, round_units=round_units, **data)
     if trim_vocab is not None:
         from dataclasses import replace
@@ -818,7 +836,7 @@ METAVARS = {
     "hardware": "NAME", "preset": "NAME", "search": "NAME", "name": "NAME", "config": "JSON", "variant": "NAME",
     "variants": "LIST", "batch_sizes": "LIST", "seq_lens": "LIST", "objectives": "LIST", "latency_budgets": "LIST",
     "memory_budgets": "LIST", "format": "LIST", "time_budget": "SECONDS", "max_seconds": "SECONDS",
-    "address": "ADDRESS",
+    "address": "ADDRESS", "encoding": "NAME",
 }  # fmt: skip
 
 

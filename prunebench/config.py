@@ -16,6 +16,7 @@ sub-networks per step, distillation temperature 10.
 
 from __future__ import annotations
 
+import codecs
 import numbers
 import re
 import types
@@ -128,6 +129,8 @@ class TrainConfig:
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     task_kind: str | None = None  # "classification" or "regression"; None: guessed from the labels
+    encoding: str = "utf-8"  # of the text files (CSV, TSV, JSON); a run.json without it was read as utf-8
+    keep_na_labels: bool = False  # labels "NA", "None", "null"... in CSV/TSV are classes, not missing values
     # Not a field: False for a config read back from a run (from_dict), whose names this version may no longer
     # know; its values are checked, its names and option combinations were checked when the run was made.
     asked_now: InitVar[bool] = True
@@ -166,6 +169,12 @@ class TrainConfig:
             problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")
         elif self.task_kind is not None and self.task != "files":
             problems.append(f"--task-kind is for --task files; task {self.task!r} has its own kind")
+        problems.append(encoding_problem(self.encoding))
+        if self.encoding != "utf-8" and self.task != "files":
+            problems.append(f"--encoding is for --task files; task {self.task!r} reads its own data")
+        if self.keep_na_labels and self.task != "files":
+            problems.append(f"--keep-na-labels is for --task files; task {self.task!r} has its own labels")
+        problems = [problem for problem in problems if problem]
         if problems:
             raise PrunebenchError("; ".join(problems))
 
@@ -201,6 +210,15 @@ class TrainConfig:
     # Settings that may change when a run is resumed (they do not change what is trained).
     # A data file may have moved: training checks it is the same file (run.json's data_files) instead.
     RESUMABLE_CHANGES = ("device", "threads", "max_eval_examples", "train_file", "test_file", "data_dir")
+
+
+def encoding_problem(encoding: str) -> str | None:
+    """What is wrong with an encoding name (``--encoding``); None when Python knows it."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        return f"--encoding {encoding!r} is not an encoding Python knows; e.g. utf-8, latin-1, cp1252 or utf-16"
+    return None
 
 
 # --- type checks for configs read back from files (run.json) ------------------------------------------

@@ -110,6 +110,21 @@ def _pickle_model(tmp: Path) -> None:
     torch.save(loaded.model.state_dict(), folder / "pytorch_model.bin")
 
 
+def _data_files(tmp: Path) -> None:
+    """Own-data files that cannot be read as they are (issues 31 and 33): each case names one."""
+    (tmp / "latin.csv").write_bytes("text,label\ngood film,pos\nthe caf\u00e9 was dull,neg\n".encode("latin-1"))
+    (tmp / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp / "dup.csv").write_text("text,label,text\na,pos,b\nc,neg,d\n")
+    (tmp / "na.csv").write_text("text,label\na,pos\nb,NA\nc,neg\n")
+    (tmp / "bad.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "c" "label": 1}\n')
+
+
+def _own(name: str, *more: str) -> tuple[str, ...]:
+    """`train` on one of ``_data_files`` as both files."""
+    return ("train", "--out", "{tmp}/r", "--model", "shape:bert-tiny", "--task", "files", "--train", f"{{tmp}}/{name}",
+            "--test", f"{{tmp}}/{name}", "--text-columns", "text", "--label-column", "label", "--epochs", "1", *more)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -227,6 +242,28 @@ CASES = [
     Case("relocate-no-own-data", ("relocate", "{run}", "--train", "{tmp}/x.csv"), r"reads no data files"),
     Case("pickled-model-dir", (*EXTRACT, "--model", "{tmp}/binmodel", "--random", "1", "--out", "{tmp}/x"),
          r"only pickled weights \(pytorch_model\.bin\).*safetensors", None, _pickle_model),
+    # data files that cannot be read as they are: which file, which encoding, which line, and the fix
+    Case("own-data-undecodable", _own("latin.csv"),
+         r"cannot decode the train file .*latin\.csv as utf-8 at line 3 \(byte 0xe9\); pass --encoding", None,
+         _data_files),
+    Case("own-data-binary", _own("binary.csv"), r"binary\.csv is not text in utf-8: it holds NUL bytes.*convert it",
+         None, _data_files),
+    Case("own-data-repeated-column", _own("dup.csv"), r"dup\.csv has 2 columns named 'text' \(columns 1 and 3\)",
+         None, _data_files),
+    Case("own-data-na-label", _own("na.csv"), r"1 row\(s\) .*no value in label column 'label'.*--keep-na-labels",
+         None, _data_files),
+    Case("own-data-jsonl-line", _own("bad.jsonl"), r"line 3 of the train file .*bad\.jsonl is not valid JSON", None,
+         _data_files),
+    Case("own-data-unknown-encoding", _own("latin.csv", "--encoding", "utf9"), r"--encoding 'utf9' is not an encoding",
+         None, _data_files),
+    Case("encoding-without-files", ("train", "--out", "{tmp}/r", "--encoding", "latin-1"),
+         r"--encoding is for --task files"),
+    Case("keep-na-labels-without-files", ("run", "--out", "{tmp}/r", "--keep-na-labels"),
+         r"--keep-na-labels is for --task files"),
+    Case("trim-undecodable", (*EXTRACT, "--trim-vocab", "{tmp}/latin.csv", "--out", "{tmp}/x"),
+         r"cannot decode --trim-vocab .*latin\.csv as utf-8 at line 3", None, _data_files),
+    Case("trim-binary", (*EXTRACT, "--trim-vocab", "{tmp}/binary.csv", "--out", "{tmp}/x"),
+         r"--trim-vocab .*binary\.csv is not text in utf-8", None, _data_files),
 ]  # fmt: skip
 
 

@@ -140,3 +140,62 @@ def test_own_data_options_without_task_files_are_refused_before_anything_is_writ
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--train: only for your own data; add --task files" in err and "--task-kind is for --task files" in err
     assert not (user_folder / "runs").exists()
+
+
+def test_encoding_and_na_labels_are_options_kept_with_the_run_for_later_stages(user_folder, monkeypatch, capsys):
+    """A latin-1 file whose classes are 'NA', 'neg' and 'pos' (some with spaces): refused as it is, with the
+    options to say so; trained with them; and `search` reads the files the same way from run.json."""
+    rng = np.random.default_rng(1)
+    for name, count in (("latin.csv", 90), ("latin-test.csv", 24)):
+        frame = _reviews(rng, count)
+        frame["label"] = [["NA", "neg ", "pos"][i % 3] for i in range(count)]
+        frame.loc[::5, "text"] = "un café " + frame.loc[::5, "text"]
+        (user_folder / "data" / name).write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    base = ["train", "--task", "files", "--train", "data/latin.csv", "--test", "data/latin-test.csv",
+            "--text-columns", "text", "--label-column", "label", "--model", "shape:bert-tiny", "--epochs", "1",
+            "--max-length", "16", "--out", "runs/latin"]  # fmt: skip
+    code, _, err = run_cli(base, monkeypatch, capsys)
+    assert code == 2 and "as utf-8 at line 2 (byte 0xe9)" in err and "--encoding" in err
+    code, _, err = run_cli([*base, "--encoding", "latin-1"], monkeypatch, capsys)
+    assert code == 2 and "30 row(s)" in err and "--keep-na-labels" in err
+    assert not (user_folder / "runs").exists()
+    code, out, err = run_cli([*base, "--encoding", "latin-1", "--keep-na-labels"], monkeypatch, capsys)
+    assert code == 0, out + err
+    record = json.loads((user_folder / "runs" / "latin" / "run.json").read_text())
+    assert record["train"]["encoding"] == "latin-1" and record["train"]["keep_na_labels"] is True
+    assert record["task"]["label_names"] == ["NA", "neg", "pos"]
+    assert any("30 label(s)" in note and "stripped" in note for note in record["task"]["notes"])
+    code, out, err = run_cli(["search", "runs/latin", "--samples", "3"], monkeypatch, capsys)
+    assert code == 0, out + err
+
+
+def test_texts_stay_text_missing_cells_are_counted_and_labels_are_stripped(user_folder, monkeypatch, capsys):
+    """JSON numbers in a text column keep their text, a Parquet nullable-string NA is an empty text (warned
+    about with its rows), and 'positive ' is the class 'positive' (with a note): as trained and as read back."""
+    from prunebench.config import TrainConfig
+    from prunebench.tasks import load_run_task
+
+    rng = np.random.default_rng(2)
+    train = _reviews(rng, 60)
+    lines = [json.dumps({"text": 1014 if i == 0 else 3.5 if i == 1 else text, "label": label + " " * (i % 2)})
+             for i, (text, label) in enumerate(zip(train["text"], train["label"], strict=True))]  # fmt: skip
+    lines[1] = lines[1].replace('"text": 3.5', '"text": 3.10')  # as a person types it; pandas would read 3.1
+    (user_folder / "data" / "numbers.jsonl").write_text("\n".join(lines) + "\n")
+    test = _reviews(rng, 20)
+    test["text"] = pd.array([None if i in (2, 9) else t for i, t in enumerate(test["text"])], dtype="string")
+    test.to_parquet(user_folder / "data" / "nullable.parquet", index=False)
+    args = ["train", "--task", "files", "--train", "data/numbers.jsonl", "--test", "data/nullable.parquet",
+            "--text-columns", "text", "--label-column", "label", "--model", "shape:bert-tiny", "--epochs", "1",
+            "--max-length", "16", "--out", "runs/kinds"]  # fmt: skip
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, out + err
+    record = json.loads((user_folder / "runs" / "kinds" / "run.json").read_text())
+    assert record["task"]["label_names"] == ["negative", "positive"]
+    notes = record["task"]["notes"]
+    assert any("30 label(s)" in note and "stripped" in note for note in notes)
+    assert any("2 row(s) of the test file" in note and "empty text" in note and "data rows 3 and 10" in note
+               for note in notes)  # fmt: skip
+    data = load_run_task(TrainConfig.from_dict(record["train"]))
+    texts = {row["idx"]: row["text_a"] for split in (data.train, data.validation) for row in split}
+    assert (texts[0], texts[1]) == ("1014", "3.10")
+    assert [data.test[i]["text_a"] for i in (2, 9)] == ["", ""] and "<NA>" not in data.test["text_a"]

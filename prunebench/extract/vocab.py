@@ -15,6 +15,7 @@ trimmed models beside the others, ``trim_run``).
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ from prunebench.models import LoadedModel, load_model
 from prunebench.models.vocab import VocabTrim, trim_embeddings
 from prunebench.rundir import RunDir, check_data_files, read_run
 from prunebench.tasks.rows import load_run_task, tokenised_rows
+from prunebench.tasks.tables import (
+    READ_ERRORS,
+    check_text,
+    decode_error,
+    is_text_column,
+    open_binary,
+    read_csv,
+    read_json,
+)
 
 FILE_MAX_LENGTH = 512  # tokens per text of a data file (a run's own max_length is used for a run)
 
@@ -94,29 +104,40 @@ def _checked(found: TrimCounts, source: Path) -> TrimCounts:
 
 
 def read_texts(path: Path) -> list[str]:
-    """The non-empty texts of a data file: lines of a .txt, every text (string) column of a table."""
+    """The non-empty texts of a data file: lines of a .txt, every text column of a table (UTF-8, maybe compressed).
+
+    A text column is one pandas reads as text in any of its dtypes (``str``, ``object``, the nullable ``string``);
+    missing cells are skipped, never counted as 'nan' or '<NA>'."""
+    path = Path(path)
     suffix = trim_file_suffix(path)
+    what, fix = f"--trim-vocab {path}", "save it as UTF-8"
     try:
         if suffix == "txt":
-            return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            check_text(path, "utf-8", what, fix)
+            with io.TextIOWrapper(open_binary(path), encoding="utf-8") as stream:
+                lines = stream.read().removeprefix("\ufeff").splitlines()  # a byte-order mark is not a word
+            return [line.strip() for line in lines if line.strip()]
         if suffix in ("jsonl", "json"):
-            frame = pd.read_json(path, lines=True)
+            lines = True if suffix == "jsonl" else None
+            frame = read_json(path, lines=lines, encoding="utf-8", text_columns=(), what=what, fix=fix)
         elif suffix == "parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+            frame = read_csv(path, encoding="utf-8", what=what, fix=fix, sep="\t" if suffix == "tsv" else ",")
+    except UnicodeDecodeError:
+        raise decode_error(path, "utf-8", what, fix) from None
+    except READ_ERRORS as error:
+        cause = " ".join(str(error).split())[:300]
         raise PrunebenchError(
-            f"--trim-vocab cannot read {path} ({error}); give a readable text or table file"
+            f"--trim-vocab cannot read {path} ({cause}); give a readable text or table file"
         ) from None
-    texts = [
-        str(cell).strip()
+    return [
+        cell.strip()
         for column in frame.columns
-        if frame[column].dtype == object
-        for cell in frame[column].dropna()
+        if is_text_column(frame[column])
+        for cell in frame[column].tolist()
         if isinstance(cell, str) and cell.strip()
     ]
-    return texts
 
 
 def kept_ids(loaded: LoadedModel, counts: Counter, top_k: int | None = None) -> list[int]:

@@ -14,12 +14,14 @@ is the test split. Normalised columns:
 - multiple choice: ``context``, ``endings`` (list of str), ``label``, ``idx``;
 - Rotten Tomatoes also keeps ``movie`` (splits are grouped by movie).
 
-The user's files are checked before anything uses them: what would be misread (an unknown
-extension, Orange's header rows in a plain CSV/TSV, missing labels, non-numeric scores for
-regression, test labels unseen in training) is one ``PrunebenchError`` line naming the file, the
-column or rows, and the fix; what is legal but worth knowing (empty texts, single-example classes,
-test rows that repeat training rows, the guessed task kind and why) is a note on ``TaskData.notes``,
-logged as one line each.
+The user's files are read by ``tables`` (encodings, compression, JSON numbers kept as text, missing
+cells of every pandas dtype) and checked before anything uses them: what would be misread (an unknown
+extension, a file that does not decode, a column named twice, Orange's header rows in a plain CSV/TSV,
+missing labels, non-numeric scores for regression, test labels unseen in training) is one
+``PrunebenchError`` line naming the file, the column, line or rows, and the fix; what is legal but
+worth knowing (empty texts, labels with spaces around them, single-example classes, test rows that
+repeat training rows, the guessed task kind and why) is a note on ``TaskData.notes``, logged as one
+line each.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ import pandas as pd
 from prunebench.errors import PrunebenchError
 from prunebench.tasks.registry import CLASSIFICATION, MULTIPLE_CHOICE, REGRESSION, GlueLayout, TaskSpec, get_task
 from prunebench.tasks.splits import cap_examples, check_seed, holdout_by_group, split_train_validation
+from prunebench.tasks.tables import (
+    READ_ERRORS,
+    check_unique_columns,
+    header_names,
+    is_missing,
+    parquet_columns,
+    read_csv,
+    read_json,
+    text_values,
+)
 
 if TYPE_CHECKING:  # datasets is imported where it is used: importing prunebench.tasks does not need it
     import datasets
@@ -62,6 +74,8 @@ class FilesTaskOptions:
     text_columns: tuple[str, ...]  # 1 or 2 columns
     label_column: str
     task_kind: str | None = None
+    encoding: str = "utf-8"  # of CSV, TSV and JSON files
+    keep_na_labels: bool = False  # "NA", "None", "null"... in a CSV/TSV label column are classes, not missing
 
 
 @dataclass
@@ -167,7 +181,7 @@ def _features(spec: TaskSpec, columns: list[str]) -> datasets.Features:
         "text_a": string,
         "text_b": string,
         "context": string,
-        "endings": datasets.List(string),
+        "endings": [string],  # a list of strings; datasets.List only exists from datasets 4.0
         "movie": string,
         "label": label,
         "idx": datasets.Value("int64"),
@@ -254,11 +268,15 @@ def _hub_frame(spec: TaskSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
     _require_columns(frame, [*spec.hub_text_columns, "label"], where, "use --task files")
     out = _texts(frame, spec.hub_text_columns)
     if spec.kind == REGRESSION:
-        out["label"] = frame["label"].astype("float32").to_numpy()
+        scores = _numbers(frame["label"])
+        missing = np.flatnonzero(np.isnan(scores))
+        if len(missing):
+            raise PrunebenchError(
+                f"{where}: {len(missing)} row(s) have no score ({_rows(missing)}); use a labelled split"
+            )
+        out["label"] = scores.astype("float32")
     else:
-        labels = frame["label"].to_numpy()
-        _check_label_ids(labels, spec.num_labels, where)
-        out["label"] = labels.astype("int64")
+        out["label"] = _label_ids(frame["label"], spec.num_labels, where)
     out["idx"] = np.arange(len(frame), dtype="int64")
     return out
 
@@ -266,31 +284,40 @@ def _hub_frame(spec: TaskSpec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
 def _swag_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     endings = [f"ending{i}" for i in range(SWAG_ENDINGS)]
     _require_columns(frame, ["sent1", "sent2", *endings, "label"], where, "use a datasets version with allenai/swag")
-    starts = frame["sent2"].astype(str).tolist()
+    starts = text_values(frame["sent2"])
     # As in SWAG's own baselines: the second segment is the shared start of
-    # the next sentence followed by each candidate ending.
+    # the next sentence followed by each candidate ending. A missing cell is
+    # no words (never the text 'nan' or '<NA>').
+    ending_texts = zip(*(text_values(frame[column]) for column in endings), strict=True)
     choices = [
-        [f"{start} {ending}".strip() for ending in row]
-        for start, row in zip(starts, frame[endings].astype(str).itertuples(index=False), strict=True)
+        [f"{start} {ending}".strip() for ending in row] for start, row in zip(starts, ending_texts, strict=True)
     ]
-    labels = frame["label"].to_numpy()
-    _check_label_ids(labels, SWAG_ENDINGS, where)
+    labels = _label_ids(frame["label"], SWAG_ENDINGS, where)
     return pd.DataFrame(
         {
-            "context": frame["sent1"].astype(str).tolist(),
+            "context": text_values(frame["sent1"]),
             "endings": choices,
-            "label": labels.astype("int64"),
+            "label": labels,
             "idx": np.arange(len(frame), dtype="int64"),
         }
     )
 
 
-def _check_label_ids(labels: np.ndarray, num_labels: int, where: str) -> None:
-    bad = (labels < 0) | (labels >= num_labels)
+def _numbers(labels: pd.Series) -> np.ndarray:
+    """Labels as float64, missing ones (None, NaN, pandas' NA) as NaN."""
+    return pd.to_numeric(labels, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _label_ids(labels: pd.Series, num_labels: int, where: str) -> np.ndarray:
+    """Class ids 0..num_labels-1 as int64; a missing or other label (-1 marks unlabelled rows) is refused."""
+    values = _numbers(labels)
+    bad = ~((values >= 0) & (values < num_labels) & (values == np.round(values)))  # NaN compares False
     if bad.any():
         raise PrunebenchError(
-            f"{where}: {int(bad.sum())} label(s) outside 0..{num_labels - 1} (unlabelled rows?); use a labelled split"
+            f"{where}: {int(bad.sum())} label(s) missing or outside 0..{num_labels - 1} (unlabelled rows?); "
+            "use a labelled split"
         )
+    return values.astype("int64")
 
 
 # --- local GLUE TSV folder --------------------------------------------------
@@ -325,17 +352,19 @@ def _read_glue_file(spec: TaskSpec, layout: GlueLayout, path: Path, data_dir: Pa
         # GLUE files are not CSV-quoted: a '"' is a literal character, so quoting
         # is off. utf-8-sig drops the BOM of the MRPC files. All columns stay
         # text (na_filter off) so sentences like "null" or "10,000 " survive.
-        frame = pd.read_csv(
+        frame = read_csv(
             path,
+            encoding="utf-8-sig",
+            what=f"task {spec.name!r}: {path}",
+            fix="GLUE files are UTF-8: use the original GLUE file",
             sep="\t",
             quoting=csv.QUOTE_NONE,
-            encoding="utf-8-sig",
             header=None if layout.column_names else 0,
             names=list(layout.column_names) if layout.column_names else None,
             dtype=str,
             na_filter=False,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise PrunebenchError(
             f"task {spec.name!r}: cannot read {path} as a GLUE TSV file ({err}); {_layout_hint(layout, data_dir)}"
         ) from err
@@ -346,7 +375,7 @@ def _read_glue_file(spec: TaskSpec, layout: GlueLayout, path: Path, data_dir: Pa
         f"{_layout_hint(layout, data_dir)} with the original GLUE columns",
     )
     out = _texts(frame, layout.text_columns)
-    raw_labels = frame[layout.label_column].str.strip()
+    raw_labels = pd.Series(text_values(frame[layout.label_column]), dtype=object).str.strip()  # short rows: ''
     if layout.label_values is None:
         scores = pd.to_numeric(raw_labels, errors="coerce")
         if scores.isna().any():
@@ -482,6 +511,7 @@ class _Table:
     path: Path
     role: str  # "train" | "test"
     declared_kind: str | None = None  # the label column's type in an Orange header, as a task kind
+    na_word_labels: tuple[str, ...] = ()  # label cells read as missing because they say "NA", "None"...
 
     @property
     def name(self) -> str:
@@ -508,7 +538,7 @@ def _file_format(path: Path, role: str) -> str:
     return fmt
 
 
-def _orange_header(path: Path, sep: str) -> tuple[list[str], list[str], list[str]] | None:
+def _orange_header(path: Path, sep: str, encoding: str) -> tuple[list[str], list[str], list[str]] | None:
     """The names, types and flags rows when rows 2 and 3 of a text table are Orange's header rows.
 
     Rows 2 and 3 are taken for Orange's when every flag cell is empty or flags (``class``, ``meta``,
@@ -517,8 +547,8 @@ def _orange_header(path: Path, sep: str) -> tuple[list[str], list[str], list[str
     spelled out. A row of texts and labels looks like neither.
     """
     try:
-        head = pd.read_csv(path, sep=sep, header=None, nrows=3, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError):
+        head = pd.read_csv(path, sep=sep, header=None, nrows=3, dtype=str, keep_default_na=False, encoding=encoding)
+    except READ_ERRORS:
         return None  # reading the whole file reports what is wrong
     if len(head) < 3:
         return None
@@ -531,42 +561,48 @@ def _orange_header(path: Path, sep: str) -> tuple[list[str], list[str], list[str
     return (names, types, flags) if named_types or value_types else None
 
 
+_ENCODING_FIX = "pass --encoding with the file's encoding (e.g. latin-1, cp1252 or utf-16)"
+
+
 def _read_table(path: Path, role: str, opts: FilesTaskOptions, notes: list[str]) -> _Table:
     if not path.is_file():
         raise PrunebenchError(f"the {role} file {path} does not exist; pass an existing file to --{role}")
     fmt = _file_format(path, role)
+    what = f"the {role} file {path}"
     header = None
-    if fmt in ("csv", "tsv", "tab"):
-        sep = "," if fmt == "csv" else "\t"
-        header = _orange_header(path, sep)
-        if header is not None and fmt != "tab":
-            raise PrunebenchError(
-                f"data rows 1 and 2 of the {role} file {path} look like Orange's type and flag rows "
-                f"({_listing(header[1])} / {_listing(header[2])}), which would be read as examples and extra "
-                "classes; give the file the extension .tab so they are skipped, or delete those two rows"
-            )
     try:
         if fmt in ("csv", "tsv", "tab"):
-            # Texts verbatim (an "NA" review stays "NA"); only the label column
-            # treats blanks/NA as missing.
-            frame = pd.read_csv(
+            sep = "," if fmt == "csv" else "\t"
+            # pandas renames a repeated name ("text", "text.1") and reads the first: refused from the header.
+            check_unique_columns(header_names(path, sep, encoding=opts.encoding, what=what, fix=_ENCODING_FIX), what)
+            header = _orange_header(path, sep, opts.encoding)
+            if header is not None and fmt != "tab":
+                raise PrunebenchError(
+                    f"data rows 1 and 2 of the {role} file {path} look like Orange's type and flag rows "
+                    f"({_listing(header[1])} / {_listing(header[2])}), which would be read as examples and extra "
+                    "classes; give the file the extension .tab so they are skipped, or delete those two rows"
+                )
+            # Texts and labels verbatim (an "NA" review stays "NA"); which labels are missing is decided
+            # after their spaces are stripped (_normalise_labels).
+            frame = read_csv(
                 path,
-                sep="," if fmt == "csv" else "\t",
-                dtype={col: str for col in opts.text_columns},
+                encoding=opts.encoding,
+                what=what,
+                fix=_ENCODING_FIX,
+                sep=sep,
+                dtype={col: str for col in (*opts.text_columns, opts.label_column)},
                 keep_default_na=False,
-                na_values={opts.label_column: _LABEL_NA + (_ORANGE_LABEL_NA if header else [])},
                 skiprows=[1, 2] if header else None,
             )
-        elif fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-        elif fmt == "json":
-            try:
-                frame = pd.read_json(path, dtype=False)
-            except ValueError:
-                frame = pd.read_json(path, lines=True, dtype=False)
+        elif fmt in ("jsonl", "json"):
+            frame = read_json(
+                path, lines=True if fmt == "jsonl" else None, encoding=opts.encoding,
+                text_columns=opts.text_columns, what=what, fix=_ENCODING_FIX,
+            )  # fmt: skip
         else:
+            check_unique_columns(parquet_columns(path), what)
             frame = pd.read_parquet(path)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+    except READ_ERRORS as err:
         cause = " ".join(str(err).split())[:300]
         raise PrunebenchError(f"cannot read the {role} file {path} as {fmt} ({cause}); check the file") from err
     _require_columns(
@@ -589,7 +625,49 @@ def _read_table(path: Path, role: str, opts: FilesTaskOptions, notes: list[str])
                 f"warning: {table.name} flags column {classes[0]!r} as the class, but the label column is "
                 f"{opts.label_column!r}; pass --label-column {classes[0]} if that is the target"
             )
+    _normalise_labels(table, opts, fmt, orange=header is not None, notes=notes)
     return table
+
+
+def _normalise_labels(table: _Table, opts: FilesTaskOptions, fmt: str, orange: bool, notes: list[str]) -> None:
+    """The label column as classes or numbers, whatever dtype the format gave it.
+
+    Text labels lose surrounding spaces ("pos" and "pos " are one class); an empty label is missing, and in
+    CSV/TSV so is one of the words for "no value" ("NA", "None", "null"...) unless ``keep_na_labels``. A text
+    file's labels are read as text, so numbers are made numbers again, as pandas' own reading would. Nullable
+    numbers and booleans become plain numpy ones (missing values: NaN).
+    """
+    column = table.frame[opts.label_column]
+    values = column.tolist()
+    if not any(isinstance(value, str) for value in values):
+        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and column.dtype.kind in "biuf":
+            dtype = getattr(column.dtype, "numpy_dtype", "float64") if not column.isna().any() else "float64"
+            table.frame[opts.label_column] = column.astype(dtype)
+        return
+    delimited = fmt in ("csv", "tsv", "tab")
+    na_words = set(_ORANGE_LABEL_NA) if orange else set()
+    if delimited and not opts.keep_na_labels:
+        na_words |= set(_LABEL_NA)
+    padded = sum(isinstance(value, str) and value != value.strip() for value in values)
+    cleaned, said_na = [], []
+    for value in values:
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, str) and (text == "" or text in na_words):
+            if text in _LABEL_NA and text:
+                said_na.append(text)
+            text = None
+        cleaned.append(None if is_missing(text) else text)
+    labels = pd.Series(cleaned, index=column.index, dtype=object)
+    present = labels.dropna()
+    if delimited and len(present) and pd.to_numeric(present, errors="coerce").notna().all():
+        labels = pd.to_numeric(labels)
+    table.frame[opts.label_column] = labels
+    table.na_word_labels = tuple(dict.fromkeys(said_na))
+    if padded:
+        notes.append(
+            f"note: {padded} label(s) of {table.name} had spaces around them, which were stripped "
+            "('pos ' and 'pos' are one class)"
+        )
 
 
 def _load_user_files(opts: FilesTaskOptions) -> _Raw:
@@ -656,9 +734,13 @@ def _load_user_files(opts: FilesTaskOptions) -> _Raw:
 def _check_labels_present(table: _Table, column: str) -> None:
     missing = np.flatnonzero(table.frame[column].isna().to_numpy())
     if len(missing):
+        words = table.na_word_labels
+        keep = (
+            f"; if {_values(words, count=False)} is a class, pass --keep-na-labels to read it as one" if words else ""
+        )
         raise PrunebenchError(
             f"{len(missing)} row(s) of {table.name} have no value in label column {column!r} "
-            f"({_rows(missing)}); drop or fill those rows"
+            f"({_rows(missing)}); drop or fill those rows{keep}"
         )
 
 
@@ -858,10 +940,5 @@ def _texts(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """text_a / text_b as Python strings; missing values become ''."""
     out = pd.DataFrame(index=range(len(frame)))
     for name, col in zip(("text_a", "text_b"), columns, strict=False):
-        values = frame[col].tolist()
-        out[name] = ["" if _is_missing(v) else str(v) for v in values]
+        out[name] = text_values(frame[col])  # None, NaN and pandas' NA alike: '' (never 'nan' or '<NA>')
     return out
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))

@@ -44,6 +44,8 @@ def load_run_task(config: TrainConfig, seed: int | None = None) -> TaskData:
             tuple(config.text_columns),
             config.label_column,
             task_kind=config.task_kind,
+            encoding=config.encoding,
+            keep_na_labels=config.keep_na_labels,
         )
     return load_task(
         config.task,
