@@ -141,10 +141,6 @@ class TrainConfig:
             raise PrunebenchError("wrong value types: " + "; ".join(type_problems))
         object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         object.__setattr__(self, "text_columns", tuple(self.text_columns))
-        if asked_now:  # a run keeps where its data is, so every later stage finds it from any folder
-            for name in ("train_file", "test_file", "data_dir"):
-                if getattr(self, name):
-                    object.__setattr__(self, name, str(Path(getattr(self, name)).resolve()))
         problems = self._request_problems() if asked_now else []  # every problem at once, not only the first
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "max_length": self.max_length}
         for name, value in positive.items():

@@ -10,6 +10,13 @@ from prunebench.models import LoadedModel, load_model
 
 
 @pytest.fixture(autouse=True)
+def _no_inherited_columns(monkeypatch):
+    """pytest-xdist's workers get COLUMNS=80 from their controller; a serial run has none. Output widths must not
+    depend on how the suite is run (tests that need a width set it themselves)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic_cpu():
     torch.manual_seed(0)
     torch.set_num_threads(1)  # on 2-core machines 1 thread is faster and results are repeatable

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -542,6 +542,10 @@ def train_supernet(
     """Fine-tune a super-network into ``run_dir`` (see the module docstring); resumable and idempotent."""
     run_dir = Path(run_dir)
     _check_names(config)
+    # A run keeps where its data is (resolved against this folder), so every later stage finds it from any folder.
+    resolved = {name: str(Path(value).resolve()) for name in ("train_file", "test_file", "data_dir")
+                if (value := getattr(config, name))}  # fmt: skip
+    config = replace(config, **resolved)
     if run_dir.exists() and not run_dir.is_dir():
         raise PrunebenchError(f"--out {run_dir} is a file; give a folder for the run")
     with writer_lock(run_dir):
