@@ -690,7 +690,7 @@ DEFAULT_PRESET = "quick"
 DEFAULT_RUN_DIR = "runs/quick"  # where `prunebench run` writes without --out
 PRESETS: dict[str, PipelineConfig] = {
     # Sized on the 2-core development machine (1 torch thread): fine-tuning ~8.5 min, search ~3.5 min,
-    # profiling and scoring ~7.5 min; see README for the measured total.
+    # profiling and scoring ~7.5 min; see docs/pipeline.md for the measured total.
     "quick": PipelineConfig(
         preset="quick",
         description="packaged MiniLM on Rotten Tomatoes, shortened fine-tuning; within 30 minutes on a 2-core CPU",

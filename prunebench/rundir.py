@@ -840,7 +840,7 @@ class ReportDir:
 
     HTML = "report.html"
     MARKDOWN = "report.md"
-    SUMMARY = "summary.json"  # the answer for scripts and CI gates (``report.answer``; schema in the README)
+    SUMMARY = "summary.json"  # the answer for scripts and CI gates (``report.answer``; schema in docs/report.md)
     FIGURES = "figures"
     MANIFEST = REPORT_MANIFEST
 

@@ -74,7 +74,7 @@ def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
     assert len(budgets) == 8 and budgets["answer"].str.len().gt(0).all()
     html = (result.report_dir / "report.html").read_text()
     assert "rotten_tomatoes" in html and (result.report_dir / "report.md").is_file()
-    # summary.json: the same answer for scripts, with the keys the README documents.
+    # summary.json: the same answer for scripts, with the keys docs/report.md documents.
     summary = json.loads((result.report_dir / "summary.json").read_text())
     assert summary["full"] == {"variant": "fp32", "test_error": options.set_index("option").loc["full fp32", "error"]}
     best = summary["best_at_half_encoder"]

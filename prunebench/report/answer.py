@@ -1,7 +1,7 @@
 """The report's answer as data: what the full model scores, the best pruned model at half the encoder,
 and for every hardware target and budget what to deploy.
 
-``report_summary(runs)`` is what the report writes as ``summary.json`` (schema in the README) and what
+``report_summary(runs)`` is what the report writes as ``summary.json`` (schema in docs/report.md) and what
 its headline section says in words, so the two never disagree. Everything here is read from tables
 the earlier stages wrote (``report.load``); nothing is measured or recomputed.
 
