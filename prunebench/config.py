@@ -618,6 +618,14 @@ def max_drop_problem(value) -> str | None:
     return None
 
 
+def read_max_drop(text: str | float | None) -> float | None:
+    """A --max-drop value as given on the command line: a number of points, 0 or more (None: no limit)."""
+    problem = max_drop_problem(text)
+    if problem:
+        raise PrunebenchError(problem)
+    return None if text is None else float(text)
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     """Which profile of a run ``report.compare.compare_run`` compares, at which point, against which budgets."""

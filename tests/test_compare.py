@@ -397,3 +397,9 @@ def test_compare_uses_the_stored_per_example_predictions_and_says_when_they_are_
     row = new.budgets.iloc[0]
     # fp32 (100 wrong) and bitsandbytes int8 (110) are 10 apart, p = 0.002: not tied; fp32 is the answer at 100%
     assert row["best_option"] == "full fp32" and row["tie_test"] == "exact McNemar"
+
+
+def test_a_paired_test_of_scores_without_per_example_predictions_says_to_rescore():
+    with pytest.raises(PrunebenchError, match=r"re-score with 'prunebench profile runs/x --device cpu --score'") as e:
+        paired_test(None, _classifier(range(3)), "accuracy", run="runs/x")
+    assert "\n" not in str(e.value)

@@ -275,7 +275,7 @@ def test_a_run_with_only_training_reports_what_is_missing(tmp_path):
 def test_summary_json_holds_the_answer_of_the_report(full_report):
     run, result = full_report
     summary = json.loads(result.summary.read_text())
-    assert summary["schema_version"] == 1 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
+    assert summary["schema_version"] == 2 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
     best = summary["best_at_half_encoder"]
     assert best["option"] == HALF_OPTION and best["encoder_fraction"] == 0.48
     assert best["relative_accuracy_drop"] == pytest.approx(0.028 / 0.81)
@@ -286,6 +286,10 @@ def test_summary_json_holds_the_answer_of_the_report(full_report):
     assert [b["winner"]["option"] if b["winner"] else None for b in cpu["budgets"]] == [
         None if pd.isna(o) else o for o in budgets["best_option"]
     ]
+    # every budget carries its evidence: the error interval, what it is tied with and by which test
+    for budget in cpu["budgets"]:
+        assert {"tied_with", "examples_apart", "test", "error_interval", "alternatives", "past_max_drop"} <= set(budget)
+        assert isinstance(budget["tied_with"], list)
 
 
 def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):

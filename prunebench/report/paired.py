@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from prunebench.profiling.scoring import PerExample
+from prunebench.errors import PrunebenchError
+from prunebench.profiling.scoring import RESCORE, PerExample
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000  # bootstrap resamples
@@ -89,8 +90,14 @@ def _bootstrap(a: PerExample, b: PerExample, metric: str) -> tuple[float, float,
     return observed, float(low), float(high)
 
 
-def paired_test(a: PerExample, b: PerExample, metric: str | None) -> PairedResult:
-    """Whether ``b`` differs from ``a`` on the same examples (module docstring); ``metric``: the task's primary one."""
+def paired_test(a: PerExample | None, b: PerExample | None, metric: str | None, run: str = "RUN") -> PairedResult:
+    """Whether ``b`` differs from ``a`` on the same examples (module docstring); ``metric``: the task's primary one.
+    None for either: scored before per-example predictions were kept, an error naming the command that re-scores."""
+    if a is None or b is None:
+        raise PrunebenchError(
+            "a paired test needs each option's per-example predictions, and these scores were written before they "
+            f"were kept; re-score with '{RESCORE.format(run=run)}'"
+        )
     if not a.same_examples(b):
         raise ValueError("a paired test needs both options scored on the same examples, in the same order")
     apart = None

@@ -38,7 +38,8 @@ from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
 from prunebench.hardware.machine import record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import report_summary, run_summary
-from prunebench.report.compare import FULL_MODEL, KIND_NAMES
+from prunebench.config import CompareConfig, max_drop_problem
+from prunebench.report.compare import FULL_MODEL, KIND_NAMES, compare_run
 from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
 from prunebench.rundir import (
     ENVIRONMENT_FILE,
@@ -1076,16 +1077,39 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     return chosen
 
 
+def _answer_again(data: list[RunData], max_drop: float) -> None:
+    """Each run's comparisons answered again with the limit on the drop (``compare --max-drop``), at the batch,
+    length and budgets they were compared at; their compare folders are rewritten."""
+    for run in data:
+        for compare in run.compares:
+            given = compare.meta.get("config") or {}
+            keep = {k: given[k] for k in ("batch_size", "seq_len", "latency_budgets", "memory_budgets") if k in given}
+            keep.setdefault("batch_size", compare.meta.get("batch_size"))
+            keep.setdefault("seq_len", compare.meta.get("seq_len"))
+            compare_run(run.path, CompareConfig(target=compare.target, max_drop=max_drop, **keep))
+
+
 def write_report(
-    runs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS, overwrite: bool = False
+    runs: Sequence[Path],
+    out: Path,
+    formats: Sequence[str] = FORMATS,
+    overwrite: bool = False,
+    max_drop: float | None = None,
 ) -> ReportResult:
-    """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring."""
+    """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring.
+    ``max_drop``: answer each comparison again with that limit on the drop (points; ``compare --max-drop``)."""
     chosen = check_formats(formats)
     if not runs:
         raise PrunebenchError("give at least one run directory to report on")
+    problem = max_drop_problem(max_drop)
+    if problem:
+        raise PrunebenchError(problem)
     out = Path(out)
     data = load_runs([Path(r) for r in runs])
     check_out(out, runs, overwrite)
+    if max_drop is not None:
+        _answer_again(data, float(max_drop))
+        data = load_runs([Path(r) for r in runs])
     document = build_document(data)
     written = write_document(document, report_summary(data), out, chosen, [str(r) for r in runs])
     missing = [f"{run.label}: {note}" for run in data for note in run.missing]
