@@ -500,3 +500,14 @@ def test_slow_bitsandbytes_int8_on_a_cpu_is_explained_where_it_shows():
     faster = CompareData("cpu", options.assign(latency_ratio=[1.0, 0.9]), pd.DataFrame(), cpu.meta)
     gpu = CompareData("a10", options, pd.DataFrame(), {"device": "NVIDIA A10", "estimated": True})
     assert render._slow_bitsandbytes_int8(faster) is None and render._slow_bitsandbytes_int8(gpu) is None
+
+
+def test_the_machine_and_its_int8_bf16_flags_head_its_target(tmp_path):
+    run = make_report_run(tmp_path / "run")
+    cpu = {"vendor": "AuthenticAMD", "family": "26", "model": "2", "stepping": "1", "model_name": "AMD EPYC",
+           "speed_flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "flags_known": True}  # fmt: skip
+    append_machine_record(run / "profile" / "cpu" / "machine.json", {"what": "profiled", "machine": {"cpu": cpu}})
+    result = write_report([run], tmp_path / "out")
+    heading = "On cpu: measured on AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f avx512_vnni avx512_bf16)"
+    for text in (result.html.read_text(), result.markdown.read_text()):
+        assert heading in text

@@ -46,6 +46,7 @@ import pandas as pd
 from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import estimate_label
+from prunebench.hardware.machine import read_machine_record
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.profiling.scoring import RESCORE, PerExample
 from prunebench.report.paired import PairedResult, error_interval, paired_test
@@ -318,6 +319,11 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     frame = frame.sort_values(["kind", "latency_s"], key=lambda s: s.map(KINDS.index) if s.name == "kind" else s)
     settings = {"batch_size": batch, "seq_len": length, "notes": notes}
     settings["scored_max_length"] = (run.get("train") or {}).get("max_length")
+    if settings["scored_max_length"] is not None and int(settings["scored_max_length"]) != length:
+        notes.append(
+            f"errors were scored on the test split at up to {settings['scored_max_length']} tokens (the run's "
+            f"max_length); latency and memory were taken at {length} tokens"
+        )
     scored = set(frame["option"])
     lacking = sorted(o for o in scored if o not in evidence and frame.loc[frame["option"] == o, "error_source"].iloc[0] == "test")
     settings["evidence"] = Evidence(evidence, task.get("metric"))
@@ -738,6 +744,13 @@ def _noise_text(winner: pd.Series, runner_up: pd.Series) -> str:
     )
 
 
+def _machine(run_dir: Path, target: str) -> dict | None:
+    """The machine the target's latest profile call ran on (``hardware.machine.machine_identity``); None when it
+    was estimated, or profiled before the machine was recorded."""
+    sessions = read_machine_record(RunDir(run_dir).profile_dir(target).machine)
+    return next((s["machine"] for s in reversed(sessions) if isinstance(s.get("machine"), dict)), None)
+
+
 def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Comparison:
     """Options, fronts and budget answers of ``run_dir`` on one target, written to RUN/compare/TARGET/."""
     run_dir = Path(run_dir)
@@ -765,6 +778,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "seq_len": settings["seq_len"],
         "scored_max_length": settings["scored_max_length"],
         "threads": int(options["threads"].iloc[0]),
+        "machine": _machine(run_dir, target),
         "estimated": bool(options["estimated"].any()),
         "latency_definition": LATENCY_DEFINITION,
         "memory_definition": MEMORY_DEFINITION,

@@ -35,7 +35,7 @@ import pandas as pd
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
-from prunebench.hardware.machine import record_warning
+from prunebench.hardware.machine import identity_text, record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import report_summary, run_summary
 from prunebench.config import CompareConfig, max_drop_problem
@@ -432,18 +432,41 @@ def _answer_lines(compare) -> list[str]:
     return lines
 
 
+def _machine_of(run: RunData, compare) -> dict | None:
+    """The machine a comparison's target was profiled on: from the comparison, else the profile's machine record."""
+    if isinstance(compare.meta.get("machine"), dict):
+        return compare.meta["machine"]
+    for profile in run.profiles:
+        if profile.target == compare.target:
+            return next((s["machine"] for s in reversed(profile.machine) if isinstance(s.get("machine"), dict)), None)
+    return None
+
+
+def _scored_length(meta: dict) -> str:
+    """Where the test split was scored at another length than the latency was timed at: both, said here."""
+    scored, timed = meta.get("scored_max_length"), meta.get("seq_len")
+    if scored is None or timed is None or int(scored) == int(timed):
+        return f", scored at the same {timed} tokens" if scored is not None else ""
+    return f" at up to {scored} tokens (latency and memory: {timed} tokens)"
+
+
 def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
     compares = [(r, c) for r in runs for c in r.compares if c.target == target]
     estimated = any(c.estimated for _, c in compares)
     title = f"On {target}: " + ("ESTIMATED (roofline model, not measured)" if estimated else "measured")
+    machines = {identity_text(_machine_of(run, compare)) for run, compare in compares} - {None}
+    if not estimated and len(machines) == 1:
+        title += f" on {machines.pop()}"  # the machine decides the answer: two "AMD EPYC" can differ 2x in int8
     section = Section(f"answer-{_safe_name(target)}", title)
     for run, compare in compares:
         prefix = f"{run.label}: " if multi else ""
         meta = compare.meta
+        machine = identity_text(_machine_of(run, compare))
         where = (
-            f"{prefix}{'Estimated for' if estimated else 'Measured on'} {meta.get('device', target)}, "
-            f"{_plural(meta.get('threads', '?'), 'thread')}, batch {meta.get('batch_size', '?')} x "
-            f"{meta.get('seq_len', '?')} tokens; error on the test split."
+            f"{prefix}{'Estimated for' if estimated else 'Measured on'} {meta.get('device', target)}"
+            + (f": {machine}" if machine and not estimated else "")
+            + f", {_plural(meta.get('threads', '?'), 'thread')}, batch {meta.get('batch_size', '?')} x "
+            f"{meta.get('seq_len', '?')} tokens; error on the test split{_scored_length(meta)}."
         )
         section.blocks.append(Text(where, note=estimated))
         image = _image(
