@@ -339,9 +339,10 @@ def _embeddings_text(run: RunData, share: dict | None) -> str | None:
         f"parameters ({share['fp32_mib']:.1f} MiB in fp32). Structural pruning removes encoder weights only, so "
         "every pruned model keeps them: this report states sizes as the encoder fraction (encoder parameters / "
         "the full encoder's) beside the total fraction (all parameters), and memory can fall by at most "
-        f"{1 - share['share']:.0%} of the weights by pruning alone, however much of the encoder goes. The 8- and "
-        "4-bit variants "
-        "quantize the linear layers only, so the embeddings stay in fp32 in every option."
+        f"{1 - share['share']:.0%} of the weights by pruning alone, however much of the encoder goes. What each "
+        "variant quantizes: the PyTorch 8- and 4-bit variants (bitsandbytes int8 and nf4, dynamic-int8) the "
+        "encoder's linear layers only, so their embeddings stay in fp32; onnx-int8 (ONNX Runtime's "
+        "quantize_dynamic) stores the embeddings in 8 bits too, which is most of its gain in memory."
     )
 
 
