@@ -155,7 +155,7 @@ def test_html_tables_hold_the_runs_numbers(full_report):
     }
     glance = {r["option"]: r for r in _records(_table(outline, "cpu: the full model in every variant"))}
     assert {"full fp32", "full int8", "full nf4", HALF_OPTION} <= set(glance)  # every quantized variant
-    assert glance[HALF_OPTION]["encoder"] == "0.48" and glance["full fp32"]["x fp32"] == "1.00x"
+    assert glance[HALF_OPTION]["encoder"] == "0.48" and glance["full fp32"]["latency x fp32"] == "1.00x"
 
 
 def test_every_estimated_number_is_marked(full_report):
@@ -180,8 +180,8 @@ def test_every_estimated_number_is_marked(full_report):
     assert all(not r["latency mean ms"].startswith("~") for r in profile_rows if r["target"] == "cpu")
     alts = re.findall(r'<img src="[^"]+" alt="([^"]+)"', html)
     assert [a for a in alts if a.startswith("a10")] == [
-        "a10: test error vs latency of every option (ESTIMATED latency); the full model and the latency budget "
-        "answers marked",
+        "a10: test error vs latency and memory of every option (ESTIMATED latency); a step front per kind, the "
+        "budget lines and the answers marked",
         "a10: error vs latency (estimated)",
         "a10: error vs memory (estimated)",
     ]
@@ -330,24 +330,32 @@ def test_points_stretched_by_time_slicing_are_named_with_the_clock_of_their_rati
     assert "CPU time" not in text and "off the CPU" not in text
 
 
-def test_an_unstable_latency_is_marked_next_to_it_with_its_interval(tmp_path):
+def test_unstable_is_said_only_where_a_latency_interval_crosses_the_budget_line_it_decides(tmp_path):
     run = make_report_run(tmp_path / "run")
-    path = run / "compare" / "cpu" / "options.parquet"
-    options = pd.read_parquet(path)
-    options["stable"] = True
-    options.loc[options["option"] == "full int8", "stable"] = False
-    options["latency_ratio_low"], options["latency_ratio_high"] = (
-        options["latency_ratio"] * 0.9,
-        options["latency_ratio"] * 1.1,
-    )
-    options.to_parquet(path)
+    folder = run / "compare" / "cpu"
+    options, budgets = pd.read_parquet(folder / "options.parquet"), pd.read_parquet(folder / "budgets.parquet")
+    first = budgets.index[(budgets["axis"] == "latency") & budgets["best_option"].notna()][0]
+    budgets.loc[first, "budget_label"] = "50% of fp32 (7.20 ms)"  # a relative budget: its line is the ratio 0.5
+    budgets.to_parquet(folder / "budgets.parquet")
+    decided = budgets.loc[first]
+    line = float(decided["budget_label"].split("%")[0]) / 100
+    options["stable"] = False  # the profile's own flag no longer marks every row
+    options["latency_ratio_low"], options["latency_ratio_high"] = options["latency_ratio"] * 0.99, options[
+        "latency_ratio"
+    ] * 1.01
+    winner = options["option"] == decided["best_option"]
+    options.loc[winner, ["latency_ratio_low", "latency_ratio_high"]] = [line - 0.01, line + 0.01]  # across the line
+    options.to_parquet(folder / "options.parquet")
     result = write_report([run], tmp_path / "out", formats=("html",))
-    header, *rows = _table(_outline(result.html.read_text()), "cpu: the full model")["rows"]
-    latency_ratio = {row[0]: row[header.index("latency ms") + 1] for row in rows}  # the "x fp32" beside latency
-    int8 = options.set_index("option").loc["full int8"]
-    low, high = int8["latency_ratio_low"], int8["latency_ratio_high"]
-    assert latency_ratio["full int8"] == f"{int8['latency_ratio']:.2f}x [{low:.2f}, {high:.2f}] unstable"
-    assert latency_ratio["full fp32"] == "1.00x [0.90, 1.10]"  # stable: no mark
+    outline = _outline(result.html.read_text())
+    rows = _records(_table(outline, "cpu: what to deploy per budget"))
+    marked = [r["budget"] for r in rows if r["latency [95% interval]"].endswith("unstable")]
+    assert f"latency {decided['budget_label']}" in marked
+    assert f"[{line - 0.01:.2f}, {line + 0.01:.2f}]" in next(
+        r["latency [95% interval]"] for r in rows if r["budget"] == f"latency {decided['budget_label']}"
+    )
+    glance = _records(_table(outline, "cpu: the full model in every variant"))
+    assert not any("unstable" in value for r in glance for value in r.values())
 
 
 def test_damaged_tables_become_notes_not_crashes(tmp_path):

@@ -47,6 +47,7 @@ from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import estimate_label
 from prunebench.hardware.machine import read_machine_record
+from prunebench.hardware.variants import VARIANTS
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
 from prunebench.profiling.scoring import RESCORE, PerExample
 from prunebench.report.paired import PairedResult, error_interval, paired_test
@@ -744,6 +745,32 @@ def _noise_text(winner: pd.Series, runner_up: pd.Series) -> str:
     )
 
 
+def _not_measured(run_dir: Path, target: str, options: pd.DataFrame) -> list[str]:
+    """The variants of the full model and the exported models that are no option here, and why."""
+    fix = f"profile it again with 'prunebench profile {run_dir}' for {target}"
+    profile = read_profile(RunDir(run_dir).profile_dir(target).path, fix)
+    have = set(options["option"])
+    found = []
+    full = profile[profile["model"] == FULL_MODEL]
+    for name in VARIANTS:
+        if f"{FULL_MODEL} {name}" in have:
+            continue
+        rows = full[full["variant"] == name]
+        if rows.empty:
+            found.append(f"{FULL_MODEL} {name}: not profiled")
+        elif not (rows["status"] == "ok").any():
+            reason = rows["reason"].dropna()
+            found.append(f"{FULL_MODEL} {name}: {rows['status'].iloc[0]}" + (f" ({reason.iloc[0]})" if len(reason) else ""))
+        else:
+            found.append(f"{FULL_MODEL} {name}: no test-split score")
+    profiled = set(profile["model"])
+    for search, frame in RunDir(run_dir).exports().items():
+        absent = [f"{search}/{label}" for label in frame["label"] if f"{search}/{label}" not in profiled]
+        if absent:
+            found.append(f"exported models not profiled: {', '.join(absent)}")
+    return found
+
+
 def _machine(run_dir: Path, target: str) -> dict | None:
     """The machine the target's latest profile call ran on (``hardware.machine.machine_identity``); None when it
     was estimated, or profiled before the machine was recorded."""
@@ -789,6 +816,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "config": asdict(config),
         "notes": settings["notes"],
         "missing": [f"no {kind} option was profiled and scored" for kind in missing],
+        "not_measured": _not_measured(run_dir, target, options),
     }
     folder = RunDir(run_dir).compare_dir(target)
     folder.path.mkdir(parents=True, exist_ok=True)

@@ -298,14 +298,12 @@ def _ratio(value) -> str:
 
 
 def _latency_ratio_cell(row: dict) -> str:
-    """The latency ratio to fp32 with its 95% interval when timed beside it, and "unstable" when still so after
-    re-measuring: said next to the figure, not only in the measurement conditions."""
+    """The latency ratio to fp32 with its 95% interval when timed beside it."""
     text = _ratio(row.get("latency_ratio"))
     low, high = row.get("latency_ratio_low"), row.get("latency_ratio_high")
     if _present(low) and _present(high) and float(high) > float(low):
         text += f" [{float(low):.2f}, {float(high):.2f}]"
-    stable = row.get("stable")
-    return text + (" unstable" if _present(stable) and not bool(stable) else "")
+    return text  # "unstable" is said only where an interval crosses the budget line it decides (_decides)
 
 
 def _error_cell(row: dict) -> str:
@@ -329,6 +327,19 @@ def _run_line(run: RunData, facts: dict) -> str:
             f"{facts['chance_error']:.3f}, and no option that close to it is ever the answer"
         )
     return line + "."
+
+
+def _preamble(run: RunData, facts: dict) -> str:
+    """Two sentences: what was compared, and how an answer is chosen."""
+    full = facts.get("full")
+    error = f"; the fine-tuned full model's test error is {full['test_error']:.3f}" if full is not None else ""
+    return (
+        f"{run.model} fine-tuned on {run.task}, pruned, quantized and both, each option timed and sized on the "
+        f"hardware below and scored on the test split{error}. Per budget, the answer is the cheapest option that "
+        "fits and that a paired test on the same test examples cannot tell from the lowest-error one at 95% "
+        "(tied with: the others it cannot tell apart), with its error's 95% interval and its change against "
+        "the full model in points of the metric."
+    )
 
 
 def _embeddings_text(run: RunData, share: dict | None) -> str | None:
@@ -397,6 +408,92 @@ def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict
             ],
             estimated=bool(mark),
         )
+
+
+def _plus_minus(row: dict) -> str:
+    error, low, high = row.get("best_error"), row.get("best_error_low"), row.get("best_error_high")
+    if not _present(error):
+        return "-"
+    if not (_present(low) and _present(high)):
+        return _num(error)
+    return f"{float(error):.3f} ± {(float(high) - float(low)) / 2:.3f}"
+
+
+def _decides(row: dict, winner: dict) -> bool:
+    """Whether the winner's latency interval crosses the budget line it is judged on (timing again could change
+    the answer): the one place "unstable" is said."""
+    if _flag(row.get("within_noise")):
+        return True
+    if row.get("axis") != "latency" or not _present(winner.get("latency_ratio_high")):
+        return False
+    found = re.match(r"([0-9.]+)% of fp32", str(row.get("budget_label") or ""))
+    if not found:
+        return False
+    line = float(found.group(1)) / 100
+    return float(winner["latency_ratio_low"]) <= line < float(winner["latency_ratio_high"])
+
+
+def _latency_interval_cell(winner: dict, estimated: bool, unstable: bool) -> str:
+    text = _latency_cell(winner, estimated)
+    ratio, low, high = winner.get("latency_ratio"), winner.get("latency_ratio_low"), winner.get("latency_ratio_high")
+    if _present(ratio):
+        text += f" ({float(ratio):.2f}x"
+        if _present(low) and _present(high) and float(high) > float(low):
+            text += f" [{float(low):.2f}, {float(high):.2f}]"
+        text += ")"
+    return text + (" unstable" if unstable else "")
+
+
+def _tied_cell(row: dict) -> str:
+    tied = [str(t) for t in (row.get("tied_with") if row.get("tied_with") is not None else [])]
+    if not tied:
+        test = row.get("tie_test")
+        return "-" if _present(test) else "not tested"
+    lowest = row.get("lowest_error_option")
+    first = lowest if lowest in tied else tied[0]
+    apart = row.get("examples_apart")
+    text = first + (f" ({int(apart)} apart)" if first == lowest and _present(apart) else "")
+    return text + (f" +{len(tied) - 1} more" if len(tied) > 1 else "")
+
+
+def _answer_rows_into(builder: _TableBuilder, run: RunData, compare) -> None:
+    """The compact answer table: one row per budget."""
+    options = compare.options.set_index("option", drop=False) if "option" in compare.options else None
+    for row in compare.budgets.to_dict("records"):
+        mark = ESTIMATED_MARK if _flag(row.get("estimated")) or compare.estimated else ""
+        budget = f"{mark}{row.get('axis', '-')} {row.get('budget_label', '-')}"
+        best = row.get("best_option")
+        if not _present(best) or options is None or best not in options.index:
+            closest = row.get("closest_option")
+            over = f"closest: {closest}, {float(row['closest_over']):.2f}x the budget" if _present(closest) else "-"
+            builder.add(run, [budget, "nothing fits", "-", "-", "-", over, "-", "-"], estimated=bool(mark))
+            continue
+        winner = options.loc[best].to_dict()
+        deploy = _text(best)
+        if _flag(row.get("past_max_drop")):
+            within = row.get("within_drop_option")
+            deploy += f" (past --max-drop {float(row['max_drop']):g}; within it: {_text(within) if _present(within) else 'none'})"
+        change = row.get("change_points")
+        builder.add(
+            run,
+            [
+                budget,
+                deploy,
+                KIND_NAMES.get(winner.get("kind"), _text(winner.get("kind"))),
+                _plus_minus(row),
+                f"{float(change):+.1f} points" if _present(change) else "-",
+                _latency_interval_cell(winner, bool(mark), _decides(row, winner)),
+                _memory_cell(winner, bool(mark)) + (f" ({float(winner['memory_ratio']):.2f}x)" if _present(winner.get("memory_ratio")) else ""),
+                _tied_cell(row),
+            ],
+            estimated=bool(mark),
+        )
+
+
+def _not_measured(compare) -> str | None:
+    """The variants and models a comparison has no option for: never profiled, or profiled and not scored."""
+    missing = compare.meta.get("not_measured") or []
+    return ("Not measured: " + "; ".join(missing) + ".") if missing else None
 
 
 def _slow_bitsandbytes_int8(compare) -> str | None:
@@ -470,32 +567,37 @@ def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict]
             f"{meta.get('seq_len', '?')} tokens; error on the test split{_scored_length(meta)}."
         )
         section.blocks.append(Text(where, note=estimated))
+    answers = _TableBuilder(
+        ["budget", "deploy", "kind", "error ± 95%", "change vs full", "latency [95% interval]", "memory", "tied with"],
+        multi,
+        caption=f"{target}: what to deploy per budget (the cheapest option a paired test on the test examples "
+        "cannot tell from the lowest-error one that fits)",
+    )
+    for run, compare in compares:
+        _answer_rows_into(answers, run, compare)
+    table = answers.build()
+    if table is not None:
+        section.blocks.append(table)
+    for run, compare in compares:
+        prefix = f"{run.label}: " if multi else ""
         image = _image(
             f"answer-{_safe_name(target)}-{_safe_name(run.label)}",
-            f"{target}: test error vs latency of every option"
+            f"{target}: test error vs latency and memory of every option"
             + (" (ESTIMATED latency)" if estimated else "")
-            + "; the full model and the latency budget answers marked",
+            + "; a step front per kind, the budget lines and the answers marked",
             figures.answer_tradeoff(run, compare),
         )
         if image is not None:
             section.blocks.append(image)
-        answers = [prefix + text for text in _answer_lines(compare)]
-        if answers:
-            section.blocks.append(Bullets(answers))
+        lines = [prefix + text for text in _answer_lines(compare)]
+        if lines:
+            section.blocks.append(Bullets(lines))
         slow = _slow_bitsandbytes_int8(compare)
         if slow is not None:
             section.blocks.append(Text(prefix + slow, note=True))
-    glance = _TableBuilder(
-        ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "x fp32", "memory MiB", "x fp32"],
-        multi,
-        caption=f"{target}: the full model in every variant, the best pruned model at half the encoder "
-        "(and quantized), and each budget's answer",
-    )
-    for run, compare in compares:
-        _glance_rows_into(glance, run, compare, summaries[run.label])
-    table = glance.build()
-    if table is not None:
-        section.blocks.append(table)
+        unmeasured = _not_measured(compare)
+        if unmeasured:
+            section.blocks.append(Text(prefix + unmeasured, note=True))
     return section
 
 
@@ -505,11 +607,7 @@ def _summary(runs: list[RunData], multi: bool) -> Section:
     for run in runs:
         facts = summaries[run.label]
         prefix = f"{run.label}: " if multi else ""
-        section.blocks.append(Text(prefix + _run_line(run, facts)))
-        share = _embeddings_text(run, facts["embeddings"])
-        if share is not None:
-            section.blocks.append(Text(share))
-        section.blocks.append(Text(prefix + _half_text(facts)))
+        section.blocks.append(Text(prefix + _preamble(run, facts)))
     estimated = {c.target for r in runs for c in r.compares if c.estimated}
     targets = sorted({c.target for r in runs for c in r.compares}, key=lambda t: (t in estimated, t))  # measured first
     section.subsections = [_answer_section(runs, target, summaries, multi) for target in targets]
@@ -682,6 +780,14 @@ def _search(runs: list[RunData], multi: bool) -> Section:
 
 def _pareto(runs: list[RunData], multi: bool) -> Section:
     section = Section("pareto", "Pareto set")
+    for run in runs:  # what the run was, and what pruning alone reaches, beside the sub-networks it found
+        facts = run_summary(run)
+        prefix = f"{run.label}: " if multi else ""
+        section.blocks.append(Text(prefix + _run_line(run, facts)))
+        share = _embeddings_text(run, facts["embeddings"])
+        if share is not None:
+            section.blocks.append(Text(share))
+        section.blocks.append(Text(prefix + _half_text(facts)))
     builder = _TableBuilder(
         ["search", "role", "encoder", "total params", "parameters", "MACs", "validation error", "test metric"]
         + ["config"],
@@ -762,6 +868,18 @@ def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
         )
         if image is not None:
             section.blocks.append(image)
+    glance = _TableBuilder(
+        ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "latency x fp32", "memory MiB"]
+        + ["memory x fp32"],
+        multi,
+        caption=f"{target}: the full model in every variant, the best pruned model at half the encoder "
+        "(and quantized), and each budget's answer",
+    )
+    for run, compare in compares:
+        _glance_rows_into(glance, run, compare, run_summary(run))
+    table = glance.build()
+    if table is not None:
+        section.blocks.append(table)
     budgets = _TableBuilder(
         ["budget", "deploy", "kind", "test error", "runner-up (another kind)", "its error", "margin"],
         multi,
