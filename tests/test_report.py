@@ -519,3 +519,22 @@ def test_the_machine_and_its_int8_bf16_flags_head_its_target(tmp_path):
     heading = "On cpu: measured on AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f avx512_vnni avx512_bf16)"
     for text in (result.html.read_text(), result.markdown.read_text()):
         assert heading in text
+
+
+def test_the_answer_table_shows_the_interval_the_change_and_the_tie(tmp_path):
+    run = make_report_run(tmp_path / "run")
+    path = run / "compare" / "cpu" / "budgets.parquet"
+    budgets = pd.read_parquet(path)
+    budgets["tied_with"] = [[] for _ in range(len(budgets))]
+    budgets.at[0, "tied_with"] = ["full fp32", "full int8"]
+    budgets["lowest_error_option"], budgets["examples_apart"], budgets["tie_test"] = "full fp32", 3.0, "exact McNemar"
+    budgets["best_error_low"], budgets["best_error_high"] = budgets["best_error"] - 0.01, budgets["best_error"] + 0.01
+    budgets["change_points"] = 1.25
+    budgets.to_parquet(path)
+    result = write_report([run], tmp_path / "out", formats=("html",))
+    rows = _records(_table(_outline(result.html.read_text()), "cpu: what to deploy per budget"))
+    assert [r["deploy"] for r in rows] == budgets["best_option"].fillna("nothing fits").tolist()
+    first = rows[0]
+    assert first["tied with"] == "full fp32 (3 apart) +1 more" and first["change vs full"] == "+1.2 points"
+    assert first["error ± 95%"] == f"{budgets['best_error'].iloc[0]:.3f} ± 0.010"
+    assert all(r["tied with"] == "-" for r in rows[1:] if r["deploy"] != "nothing fits")
