@@ -294,3 +294,19 @@ def test_the_cpu_is_named_with_the_flags_that_decide_int8_and_bf16_speed(tmp_pat
     assert identity_text({"cpu": cpu, "gpu": gpu}) == (
         "NVIDIA A10G (22.0 GiB, compute capability 8.6, driver 550.54)"
     )
+
+
+def test_a_gpu_is_named_with_its_memory_driver_and_compute_capability(monkeypatch):
+    import types
+
+    import torch
+
+    import prunebench.hardware.machine as machine
+
+    properties = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: properties)
+    identity = machine.machine_identity("cuda:0")
+    assert identity["gpu"]["name"] == "NVIDIA H100 80GB HBM3" and identity["gpu"]["memory_gib"] == 80.0
+    assert identity["gpu"]["compute_capability"] == "9.0" and "speed_flags" in identity["cpu"]
+    assert machine.identity_text(identity).startswith("NVIDIA H100 80GB HBM3 (80.0 GiB, compute capability 9.0")

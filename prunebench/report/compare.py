@@ -419,34 +419,29 @@ def _cost_order(frame: pd.DataFrame, budget: Budget) -> pd.DataFrame:
 def _choose(fits: pd.DataFrame, budget: Budget, ties: _Ties, reference: pd.Series | None) -> dict:
     """The answer among the options that fit: the lowest error, unless options the paired test cannot tell from it
     (tied) are cheaper; then the cheapest of those on the budget's axis, then on the other axis. For a memory budget,
-    an option slower than the fp32 model is never chosen while a tied option that fits is not slower."""
+    an option slower than the fp32 model is never chosen while a tied option that fits is not slower.
+
+    Returns the winner, the lowest-error option, the other tied options, the winner's test against the lowest one
+    (None when it is the lowest) and the test's name (None: nothing could be tested, no per-example predictions)."""
     column = _AXIS_COLUMNS[budget.axis]
     lowest = fits.sort_values(["error", column]).iloc[0]
-    tied, results = [lowest], {}
-    for row in fits.to_dict("records"):
-        if row["option"] == lowest["option"]:
-            continue
-        result = ties.test(lowest["option"], row["option"])
-        if result is not None and result.tied:
-            tied.append(pd.Series(row))
-            results[row["option"]] = result
-    candidates = pd.DataFrame(tied)
-    if budget.axis == "memory" and reference is not None and "latency_s" in candidates:
-        not_slower = candidates["latency_s"] <= float(reference["latency_s"])
+    others = fits[fits["option"] != lowest["option"]]
+    results = {name: ties.test(lowest["option"], name) for name in others["option"]}
+    is_tied = [results[name] is not None and results[name].tied for name in others["option"]]
+    tied = others[np.array(is_tied, dtype=bool)]
+    candidates = pd.concat([fits.loc[[lowest.name]], tied])
+    if budget.axis == "memory" and reference is not None:
+        not_slower = candidates["latency_s"].astype(float) <= float(reference["latency_s"])
         if not_slower.any():
             candidates = candidates[not_slower]
     winner = _cost_order(candidates, budget).iloc[0]
-    tested = ties.test(lowest["option"], winner["option"]) if winner["option"] != lowest["option"] else None
-    any_test = next((r for r in results.values()), None) or tested
-    if any_test is None:  # the lowest one against any other that fits: is the evidence there at all?
-        others = [o for o in fits["option"] if o != lowest["option"]]
-        any_test = next((r for o in others if (r := ties.test(lowest["option"], o)) is not None), None)
+    tested = [r for r in results.values() if r is not None]
     return {
         "winner": winner,
         "lowest": lowest,
-        "tied": [t["option"] for t in tied if t["option"] != winner["option"]],
-        "result": tested,
-        "test": None if any_test is None else any_test.test,
+        "tied": [name for name in [lowest["option"], *tied["option"]] if name != winner["option"]],
+        "result": results.get(winner["option"]),
+        "test": tested[0].test if tested else None,
     }
 
 
@@ -525,8 +520,10 @@ def answer_budgets(
         row["lowest_error_option"] = None if chosen is None else chosen["lowest"]["option"]
         row["tied_with"] = [] if chosen is None else chosen["tied"]
         result = None if chosen is None else chosen["result"]
-        row["examples_apart"] = (0 if chosen is not None and result is None and chosen["test"] else math.nan) if (
-            result is None) else _number(result.examples_apart)  # fmt: skip
+        if result is not None:
+            row["examples_apart"] = _number(result.examples_apart)  # NaN for regression: no count of examples
+        else:  # the winner is the lowest-error option itself: 0 apart, when a test could run at all
+            row["examples_apart"] = 0.0 if chosen is not None and chosen["test"] else math.nan
         row["tie_test"] = None if chosen is None else chosen["test"]
         row["tie_p_value"] = math.nan if result is None else _number(result.p_value)
         row["tie_difference"] = math.nan if result is None else float(result.difference)
