@@ -403,3 +403,11 @@ def test_a_paired_test_of_scores_without_per_example_predictions_says_to_rescore
     with pytest.raises(PrunebenchError, match=r"re-score with 'prunebench profile runs/x --device cpu --score'") as e:
         paired_test(None, _classifier(range(3)), "accuracy", run="runs/x")
     assert "\n" not in str(e.value)
+
+
+def test_the_variants_and_models_not_measured_are_listed(tmp_path):
+    result = compare_run(_write_run(tmp_path / "run"), CompareConfig(latency_budgets=("100%",), memory_budgets=()))
+    missing = result.summary["not_measured"]
+    assert "full onnx-fp32: not profiled" in missing and "full fp16: not profiled" in missing
+    assert "full bf16: skipped" in missing  # profiled, but the point did not run
+    assert not any(note.startswith(("full fp32", "full int8", "full nf4", "full dynamic-int8")) for note in missing)
