@@ -1138,12 +1138,17 @@ def _print_comparison(result) -> None:
             row.option, row.kind, f"{row.error:.4f}", _ms(row.latency_s, mark), _mb(row.memory_bytes, mark), fronts
         )
     console.print(options)
-    answers = Table("budget", "prune", "quantize", "both", "best", title="lowest test error within each budget")
+    answers = Table(
+        "budget", "prune", "quantize", "both", "deploy", "tied with",
+        title="lowest test error of each kind within each budget; deploy: the cheapest option tied with the lowest",
+    )  # fmt: skip
     for row in result.budgets.itertuples():
+        tied = list(getattr(row, "tied_with", None) if getattr(row, "tied_with", None) is not None else [])
         answers.add_row(
             f"{row.axis} {row.budget_label}",
             *(_float(getattr(row, f"{kind}_error")) for kind in ("prune", "quantize", "both")),
             _text(row.best_option) or "nothing fits",
+            ", ".join(tied) or "-",
         )
     console.print(answers)
     for row in result.budgets.itertuples():
