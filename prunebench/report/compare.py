@@ -659,8 +659,8 @@ def answer_sentence(
     alternatives = list(row.get("alternatives") or [])
     if alternatives:
         frame = options.set_index("option", drop=False)
-        shown = [_short(frame.loc[name]) for name in alternatives[:3]]
-        more = f"; and {len(alternatives) - 3} more" if len(alternatives) > 3 else ""
+        shown = [_short(frame.loc[name]) for name in alternatives[:2]]
+        more = f"; and {len(alternatives) - 2} more (summary.json)" if len(alternatives) > 2 else ""
         text += " Also on the front: " + "; ".join(shown) + more + "."
     return text
 

@@ -433,8 +433,14 @@ def _decides(row: dict, winner: dict) -> bool:
     return float(winner["latency_ratio_low"]) <= line < float(winner["latency_ratio_high"])
 
 
+def _with_unit(cell: str, unit: str) -> str:
+    """A latency or memory cell with its unit after the number (before an estimate's label)."""
+    number, _, rest = cell.partition(" ")
+    return f"{number} {unit}" + (f" {rest}" if rest else "") if number != "-" else cell
+
+
 def _latency_interval_cell(winner: dict, estimated: bool, unstable: bool) -> str:
-    text = _latency_cell(winner, estimated)
+    text = _with_unit(_latency_cell(winner, estimated), "ms")
     ratio, low, high = winner.get("latency_ratio"), winner.get("latency_ratio_low"), winner.get("latency_ratio_high")
     if _present(ratio):
         text += f" ({float(ratio):.2f}x"
@@ -481,9 +487,10 @@ def _answer_rows_into(builder: _TableBuilder, run: RunData, compare) -> None:
                 deploy,
                 KIND_NAMES.get(winner.get("kind"), _text(winner.get("kind"))),
                 _plus_minus(row),
-                f"{float(change):+.1f} points" if _present(change) else "-",
+                "-" if best == f"{FULL_MODEL} fp32" or not _present(change) else f"{float(change):+.1f} points",
                 _latency_interval_cell(winner, bool(mark), _decides(row, winner)),
-                _memory_cell(winner, bool(mark)) + (f" ({float(winner['memory_ratio']):.2f}x)" if _present(winner.get("memory_ratio")) else ""),
+                _with_unit(_memory_cell(winner, bool(mark)), "MiB")
+                + (f" ({float(winner['memory_ratio']):.2f}x)" if _present(winner.get("memory_ratio")) else ""),
                 _tied_cell(row),
             ],
             estimated=bool(mark),
