@@ -13,7 +13,14 @@ import pytest
 import prunebench.profiling.profiler as profiler
 from helpers import cli_error, run_cli
 from prunebench.extract import extract
-from prunebench.hardware.machine import BusyProcess, MachineState, cpu_identity, identity_text, load_warning, machine_identity
+from prunebench.hardware.machine import (
+    BusyProcess,
+    MachineState,
+    cpu_identity,
+    identity_text,
+    load_warning,
+    machine_identity,
+)
 from prunebench.hardware.timing import (
     InterleavedTimes,
     interval_stable,

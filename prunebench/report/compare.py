@@ -265,6 +265,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         else:
             unscored.append(f"{row['model']} {row['variant']}")
             continue
+        interval = error_interval(per_example, error, own_examples, task.get("metric"))
         options.append(
             {
                 "target": target,
@@ -282,8 +283,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "metric": metric,
                 "error": error,
                 "error_source": source,
-                **dict(zip(("error_low", "error_high"), error_interval(per_example, error, own_examples, task.get("metric")),
-                           strict=True)),
+                **dict(zip(("error_low", "error_high"), interval, strict=True)),
                 "chance_error": chance_error,
                 "test_examples": examples,
                 "latency_s": _number(row["latency_s"]),
@@ -325,8 +325,8 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
             f"errors were scored on the test split at up to {settings['scored_max_length']} tokens (the run's "
             f"max_length); latency and memory were taken at {length} tokens"
         )
-    scored = set(frame["option"])
-    lacking = sorted(o for o in scored if o not in evidence and frame.loc[frame["option"] == o, "error_source"].iloc[0] == "test")
+    tested = frame[frame["error_source"] == "test"]
+    lacking = sorted(o for o in tested["option"] if o not in evidence)
     settings["evidence"] = Evidence(evidence, task.get("metric"))
     if lacking:
         notes.append(
@@ -586,7 +586,7 @@ def _short(row: pd.Series) -> str:
     )
 
 
-def _tie_text(row: dict, winner: pd.Series, lowest: str | None) -> str:
+def _tie_text(row: dict, lowest: str | None) -> str:
     """"tied with X (k examples apart, exact McNemar)": the lowest-error option first, and how many more are tied."""
     tied = list(row["tied_with"])
     if not tied:
@@ -643,7 +643,7 @@ def answer_sentence(
     if change and reference is not None and reference["option"] != winner["option"]:
         text += f", {change}"
     text += f"; {_value_text(winner, 'latency')}, {_value_text(winner, 'memory')}."
-    text += _tie_text(row, winner, row.get("lowest_error_option"))
+    text += _tie_text(row, row.get("lowest_error_option"))
     if row.get("past_max_drop"):
         limit = f" Past the {row['max_drop']:g}-point limit on the drop (--max-drop)"
         within_name = row.get("within_drop_option")
@@ -757,7 +757,8 @@ def _not_measured(run_dir: Path, target: str, options: pd.DataFrame) -> list[str
             found.append(f"{FULL_MODEL} {name}: not profiled")
         elif not (rows["status"] == "ok").any():
             reason = rows["reason"].dropna()
-            found.append(f"{FULL_MODEL} {name}: {rows['status'].iloc[0]}" + (f" ({reason.iloc[0]})" if len(reason) else ""))
+            why = f" ({reason.iloc[0]})" if len(reason) else ""
+            found.append(f"{FULL_MODEL} {name}: {rows['status'].iloc[0]}{why}")
         else:
             found.append(f"{FULL_MODEL} {name}: no test-split score")
     profiled = set(profile["model"])

@@ -248,13 +248,15 @@ def _answer_panel(ax, frame: pd.DataFrame, budgets: pd.DataFrame, axis: str, col
     # the scale is the useful options' own: options at chance would squash them into a strip, so they are counted
     # in a note at the top instead of drawn
     if len(useful):
-        top = float((useful["error_high"] if "error_high" in useful else useful["error"]).fillna(useful["error"]).max())
-        bottom = float((useful["error_low"] if "error_low" in useful else useful["error"]).fillna(useful["error"]).min())
+        high = useful["error_high"].fillna(useful["error"]) if "error_high" in useful else useful["error"]
+        low = useful["error_low"].fillna(useful["error"]) if "error_low" in useful else useful["error"]
+        top, bottom = float(high.max()), float(low.min())
         pad = max((top - bottom) * 0.08, 0.005)
         ax.set_ylim(bottom - pad, top + pad)
     if chance.any():
-        ax.text(0.01, 0.99, f"{int(chance.sum())} option(s) ≈ chance (error {frame.loc[chance, 'error'].min():.2f}+): "
-                "off the scale", transform=ax.transAxes, va="top", fontsize=7, color="grey")  # fmt: skip
+        lowest = frame.loc[chance, "error"].min()
+        said = f"{int(chance.sum())} option(s) ≈ chance (error {lowest:.2f}+): off the scale"
+        ax.text(0.01, 0.99, said, transform=ax.transAxes, va="top", fontsize=7, color="grey")
     mine = budgets[budgets["axis"] == axis] if len(budgets) and "axis" in budgets else budgets.iloc[:0]
     for row in mine.to_dict("records"):
         value = _budget_value(row.get("budget_label"), axis)

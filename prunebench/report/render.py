@@ -478,7 +478,8 @@ def _answer_rows_into(builder: _TableBuilder, run: RunData, compare) -> None:
         deploy = _text(best)
         if _flag(row.get("past_max_drop")):
             within = row.get("within_drop_option")
-            deploy += f" (past --max-drop {float(row['max_drop']):g}; within it: {_text(within) if _present(within) else 'none'})"
+            named = _text(within) if _present(within) else "none"
+            deploy += f" (past --max-drop {float(row['max_drop']):g}; within it: {named})"
         change = row.get("change_points")
         builder.add(
             run,
