@@ -42,6 +42,7 @@ from prunebench.config import (
     collect,
     get_preset,
     int_list,
+    read_max_drop,
     target_from_flags,
     text_list,
     trim_source_problem,
@@ -111,6 +112,10 @@ ModelOption = Annotated[
     ),
 ]  # fmt: skip
 NAS = NasConfig.train  # the defaults of a standard-NAS trial's training
+MAX_DROP_HELP = (
+    "Points of the metric an answer may give up against the full fp32 model (e.g. 1.5): an answer past it is "
+    "flagged and the best option within it named."
+)
 RoundUnitsHelp = (
     "Round every searched FFN unit count up to a multiple of N (at most the full width; 0 stays 0): "
     "LLM.int8 runs FFN widths that are not a multiple of 4 as an fp32 matmul on CUDA. 1: no rounding."
@@ -670,6 +675,7 @@ def compare(
     memory_budgets: Annotated[
         str, typer.Option(help="Comma-separated: '50%' of the fp32 model's memory, or '200MiB', '1GB'.")
     ] = _joined(CompareConfig.memory_budgets),
+    max_drop: Annotated[str | None, typer.Option(help=MAX_DROP_HELP)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Prune, quantize or both: error against latency and memory per budget, from the run's tables."""
@@ -677,7 +683,7 @@ def compare(
     target = collect(problems, lambda: target_from_flags(gpu, device, required=False))
     config = collect(problems, lambda: CompareConfig(
         target=target, batch_size=batch_size, seq_len=seq_len, latency_budgets=text_list(latency_budgets),
-        memory_budgets=text_list(memory_budgets), measure=measure,
+        memory_budgets=text_list(memory_budgets), measure=measure, max_drop=read_max_drop(max_drop),
     ))  # fmt: skip
     check_all(problems)
     from prunebench.report.compare import compare_run
@@ -716,16 +722,20 @@ def run_command(
         typer.Option(help="Also profile the models with the vocabulary of the training split (default: the preset's)."),
     ] = None,
     round_units: Annotated[int | None, typer.Option(help=RoundUnitsHelp + " Default: the preset's.")] = None,
+    max_drop: Annotated[str | None, typer.Option(help=MAX_DROP_HELP)] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
+    limit = read_max_drop(max_drop)
     data = _data_fields(
         data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
     )
     config = get_preset(preset).with_overrides(model=model, task=task, round_units=round_units, **data)
-    if trim_vocab is not None:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if trim_vocab is not None:
         config = replace(config, trim_vocab=trim_vocab)
+    if limit is not None:
+        config = replace(config, compare=replace(config.compare, max_drop=limit))
     from prunebench.pipeline import run_pipeline
     from prunebench.rundir import ReportDir
 
@@ -748,8 +758,10 @@ def report(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Comma-separated: html, md.")] = _joined(REPORT_FORMATS),
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that holds other files.")] = False,
+    max_drop: Annotated[str | None, typer.Option(help=MAX_DROP_HELP + " Answers the comparisons again.")] = None,
 ) -> None:
     """HTML and Markdown report of RUN(s): fine-tuning, search, Pareto set, pruning vs quantization per target."""
+    limit = read_max_drop(max_drop)
     from prunebench.report import write_report
     from prunebench.rundir import ReportDir
 
@@ -760,7 +772,7 @@ def report(
     elif out is None:
         raise PrunebenchError("give --out DIR, the folder for the report (only a sweep folder's has a default)")
     else:
-        result = write_report(runs, out, formats=format.split(","), overwrite=overwrite)
+        result = write_report(runs, out, formats=format.split(","), overwrite=overwrite, max_drop=limit)
     for path in (result.html, result.markdown):
         if path is not None:
             console.print(f"wrote {path}")
@@ -1189,12 +1201,17 @@ def _print_comparison(result) -> None:
             row.option, row.kind, f"{row.error:.4f}", _ms(row.latency_s, mark), _mb(row.memory_bytes, mark), fronts
         )
     console.print(options)
-    answers = Table("budget", "prune", "quantize", "both", "best", title="lowest test error within each budget")
+    answers = Table(
+        "budget", "prune", "quantize", "both", "deploy", "tied with",
+        title="lowest test error of each kind within each budget; deploy: the cheapest option tied with the lowest",
+    )  # fmt: skip
     for row in result.budgets.itertuples():
+        tied = list(getattr(row, "tied_with", None) if getattr(row, "tied_with", None) is not None else [])
         answers.add_row(
             f"{row.axis} {row.budget_label}",
             *(_float(getattr(row, f"{kind}_error")) for kind in ("prune", "quantize", "both")),
             _text(row.best_option) or "nothing fits",
+            ", ".join(tied) or "-",
         )
     console.print(answers)
     for row in result.budgets.itertuples():

@@ -624,6 +624,27 @@ DEFAULT_BUDGETS = ("25%", "50%", "75%", "100%")  # of the un-pruned fp32 model's
 REPORT_FORMATS = ("html", "md")
 
 
+def max_drop_problem(value) -> str | None:
+    """What is wrong with a --max-drop value (points of the metric, 0 or more), or None."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"--max-drop must be a number of points (e.g. 1.5), got {value!r}"
+    if number != number or number < 0 or number == float("inf"):
+        return f"--max-drop must be 0 or more points (e.g. 1.5), got {value!r}"
+    return None
+
+
+def read_max_drop(text: str | float | None) -> float | None:
+    """A --max-drop value as given on the command line: a number of points, 0 or more (None: no limit)."""
+    problem = max_drop_problem(text)
+    if problem:
+        raise PrunebenchError(problem)
+    return None if text is None else float(text)
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     """Which profile of a run ``report.compare.compare_run`` compares, at which point, against which budgets."""
@@ -634,6 +655,7 @@ class CompareConfig:
     latency_budgets: tuple[str, ...] = DEFAULT_BUDGETS
     memory_budgets: tuple[str, ...] = DEFAULT_BUDGETS
     measure: bool = False  # a GPU target the run has no profile for: an absent GPU is an error, not estimated
+    max_drop: float | None = None  # points of the metric an answer may give up against the full fp32 model
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latency_budgets", tuple(self.latency_budgets))
@@ -641,6 +663,9 @@ class CompareConfig:
         problems = [f"--{name.replace('_', '-')} must be at least 1, got {value}"
                     for name, value in (("batch_size", self.batch_size), ("seq_len", self.seq_len))
                     if value is not None and value < 1]  # fmt: skip
+        problem = max_drop_problem(self.max_drop)
+        if problem:
+            problems.append(problem)
         _check(problems)
 
 

@@ -194,6 +194,10 @@ CASES = [
     Case("export-max-models", ("extract-pareto", "{run}", "--max-models", "1"), r"--max-models must be at least 2"),
     Case("extract-random-0", (*EXTRACT, "--random", "0", "--out", "{tmp}/x"), r"--random must be at least 1"),
     Case("compare-budget", ("compare", "{run}", "--device", "cpu", "--latency-budgets", "fast"), r"budget"),
+    Case("compare-max-drop-negative", ("compare", "{run}", "--device", "cpu", "--max-drop", "-1"),
+         r"--max-drop must be 0 or more points"),
+    Case("report-max-drop-not-a-number", ("report", "{run}", "--out", "{tmp}/r", "--max-drop", "lots"),
+         r"--max-drop must be a number of points"),
     # unknown names
     Case("unknown-method", ("search", "{run}", "--method", "nope"), r"unknown search method 'nope'; known: "),
     Case("unknown-objective", ("search", "{run}", "--objectives", "error,nope"), r"nope"),

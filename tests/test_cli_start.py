@@ -46,6 +46,7 @@ ERRORS = [
     (["nas", "--out", "{tmp}/n", "--task", "nosuch"], "unknown task 'nosuch'"),
     (["run", "--task", "nosuch", "--out", "{tmp}/r"], "unknown task 'nosuch'"),
     (["run", "--preset", "nosuch", "--out", "{tmp}/r"], "unknown preset 'nosuch'"),
+    (["run", "--max-drop", "-2", "--out", "{tmp}/r"], "--max-drop must be 0 or more points"),
 ]  # fmt: skip
 
 # Runs each case through the entry point in one process; prints, per case, its exit code, stderr and the

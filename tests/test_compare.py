@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from prunebench.errors import PrunebenchError
-from prunebench.report.compare import Budget, CompareConfig, answer_budgets, compare_run, parse_budget
+from prunebench.profiling.scoring import PerExample
+from prunebench.report.compare import Budget, CompareConfig, Evidence, answer_budgets, compare_run, parse_budget
+from prunebench.report.paired import paired_test
 from prunebench.rundir import RUN_KIND, RUN_VERSION
 
 MIB = 2**20
@@ -113,7 +116,10 @@ def test_budget_answers_against_hand_made_table(tmp_path):
     assert half["best_kind"] == "quantize" and half["best_option"] == "full dynamic-int8"
     assert half["margin"] == pytest.approx(0.15 - 0.12)
     assert "deploy full dynamic-int8 (quantized)" in half["answer"]
-    assert "pruned: s/p01 fp32, error 0.150 (3.0 points more error)" in half["answer"]
+    # the alternatives: the options that fit and that none beats on error, latency and memory at once (any kind);
+    # p01 fp32 (0.15, 20 ms, 75 MiB) is beaten by dynamic int8 (0.12, 16 ms, 40 MiB) on all three
+    assert list(half["alternatives"]) == ["s/p01 dynamic-int8"]
+    assert "Also on the front: s/p01 dynamic-int8 (pruned + quantized, error 0.160, 9 ms" in half["answer"]
     # An absolute budget: 12 ms admits the same as 10 ms.
     assert budgets.loc["12 ms"]["best_option"] == "s/p01 dynamic-int8"
     # 100%: the full fp32 model itself (0.10) is best.
@@ -149,10 +155,11 @@ def test_headline_names_the_winning_kind_when_quantization_or_both_win(tmp_path)
     quarter, half = result.budgets["answer"]
     # 25% (10 ms): pruned + quantized p01 (0.16, 9 ms) beats pruned p00 (0.25); nothing quantized-only fits.
     assert quarter.startswith("Within 25% of fp32 (10 ms) latency: deploy s/p01 dynamic-int8 (pruned + quantized)")
-    assert "latency 9 ms (0.22x fp32)" in quarter and "quantized: nothing fits" in quarter
+    assert "latency 9 ms (0.22x fp32)" in quarter and "+6.0 points vs the full fp32 model" in quarter
+    assert pd.isna(result.budgets["quantize_option"].iloc[0])
     # 50% (20 ms): quantizing the full model (0.12, 16 ms) beats pruning (0.15) and both (0.16).
     assert half.startswith("Within 50% of fp32 (20 ms) latency: deploy full dynamic-int8 (quantized): test error 0.120")
-    assert "against 0.100 for the full fp32 model" in half and "latency 16 ms (0.40x fp32)" in half
+    assert "+2.0 points vs the full fp32 model" in half and "latency 16 ms (0.40x fp32)" in half
 
 
 def test_an_option_at_chance_is_never_the_answer(tmp_path):
@@ -265,3 +272,146 @@ def test_overlapping_intervals_across_the_budget_are_within_noise():
     # ... but not when its whole interval lies above the line
     above = ("s/p03 fp32", "prune", 0.11, 22.0, 0.55, 0.53, 0.57)
     assert not answer_budgets(_options(REFERENCE, sure, above), [HALF]).iloc[0]["within_noise"]
+
+
+# --- ties by a paired test (issue 29) ---------------------------------------------------------------------------
+
+N = 1000
+
+
+def _classifier(wrong: range | list) -> PerExample:
+    """A classifier on N examples of label 1 that gets exactly the examples in ``wrong`` wrong."""
+    labels = np.ones(N, dtype=int)
+    predictions = labels.copy()
+    predictions[list(wrong)] = 0
+    return PerExample(predictions, labels, regression=False)
+
+
+def _costed(*rows) -> pd.DataFrame:
+    """Options of (option, kind, error, latency ms, memory MiB); the reference is 'full fp32'."""
+    frame = pd.DataFrame(rows, columns=["option", "kind", "error", "latency_s", "memory_bytes"])
+    return frame.assign(latency_s=frame["latency_s"] / 1e3, memory_bytes=frame["memory_bytes"] * MIB, estimated=False)
+
+
+def test_three_examples_apart_are_tied_and_the_cheaper_one_is_the_answer():
+    fp32, int8 = _classifier(range(100)), _classifier(range(103))  # 3 more wrong: 3 discordant pairs, p = 0.25
+    options = _costed(("full fp32", "unpruned", 0.100, 40.0, 100.0), ("full dynamic-int8", "quantize", 0.103, 16, 40))
+    evidence = Evidence({"full fp32": fp32, "full dynamic-int8": int8}, "accuracy")
+    row = answer_budgets(options, [Budget("latency", 0.040, "40 ms")], evidence).iloc[0]
+    assert row["best_option"] == "full dynamic-int8" and row["lowest_error_option"] == "full fp32"
+    assert list(row["tied_with"]) == ["full fp32"] and row["examples_apart"] == 3
+    assert row["tie_test"] == "exact McNemar" and row["tie_p_value"] == pytest.approx(0.25)
+    assert "Tied with full fp32 (3 examples apart, exact McNemar)" in row["answer"]
+    # without the evidence the lowest error wins, as before
+    assert answer_budgets(options, [Budget("latency", 0.040, "40 ms")]).iloc[0]["best_option"] == "full fp32"
+
+
+def test_two_hundred_examples_apart_are_not_tied():
+    options = _costed(("full fp32", "unpruned", 0.100, 40.0, 100.0), ("full dynamic-int8", "quantize", 0.300, 16, 40))
+    evidence = Evidence(
+        {"full fp32": _classifier(range(100)), "full dynamic-int8": _classifier(range(300))}, "accuracy"
+    )
+    row = answer_budgets(options, [Budget("latency", 0.040, "40 ms")], evidence).iloc[0]
+    assert row["best_option"] == "full fp32" and list(row["tied_with"]) == [] and "Tied" not in row["answer"]
+    assert row["tie_test"] == "exact McNemar"
+    fp32, int8 = evidence.examples["full fp32"], evidence.examples["full dynamic-int8"]
+    assert paired_test(fp32, int8, "accuracy").p_value < 1e-9
+
+
+def test_a_memory_budget_never_takes_a_slower_than_fp32_option_while_a_tied_faster_one_fits():
+    # bitsandbytes int8 is the smallest and tied, but 2x slower than fp32; dynamic int8 is tied and faster
+    options = _costed(
+        ("full fp32", "unpruned", 0.100, 40.0, 100.0),
+        ("full int8", "quantize", 0.098, 85.0, 60.0),
+        ("full dynamic-int8", "quantize", 0.102, 16.0, 70.0),
+    )
+    evidence = Evidence(
+        {"full fp32": _classifier(range(100)), "full int8": _classifier(range(98)),
+         "full dynamic-int8": _classifier(range(102))},
+        "accuracy",
+    )  # fmt: skip
+    row = answer_budgets(options, [Budget("memory", 100 * MIB, "100 MiB")], evidence).iloc[0]
+    assert row["lowest_error_option"] == "full int8" and row["best_option"] == "full dynamic-int8"
+    assert set(row["tied_with"]) == {"full fp32", "full int8"} and row["examples_apart"] == 4
+
+
+def test_regression_is_tested_by_a_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    labels = rng.normal(size=600)
+    close = PerExample(labels + rng.normal(size=600), labels, regression=True)
+    closer = PerExample(close.predictions + rng.normal(scale=0.05, size=600), labels, regression=True)
+    far = PerExample(labels + rng.normal(scale=3, size=600), labels, regression=True)
+    tied = paired_test(close, closer, "spearman")
+    assert tied.test == "paired bootstrap" and tied.tied and tied.low <= 0 <= tied.high
+    apart = paired_test(close, far, "spearman")
+    assert not apart.tied and apart.low > 0 and apart.examples_apart is None
+    options = _costed(("full fp32", "unpruned", 0.30, 40.0, 100.0), ("s/p01 fp32", "prune", 0.31, 20.0, 60.0))
+    evidence = Evidence({"full fp32": close, "s/p01 fp32": closer}, "spearman")
+    row = answer_budgets(options, [Budget("latency", 0.040, "40 ms")], evidence).iloc[0]
+    assert row["best_option"] == "s/p01 fp32" and row["tie_test"] == "paired bootstrap"
+    assert row["tie_low"] <= 0 <= row["tie_high"] and math.isnan(row["examples_apart"])
+
+
+def test_max_drop_flags_an_answer_past_it_and_names_the_best_within_it():
+    options = _costed(
+        ("full fp32", "unpruned", 0.100, 40.0, 100.0),
+        ("s/p00 fp32", "prune", 0.140, 8.0, 50.0),
+        ("full dynamic-int8", "quantize", 0.110, 16.0, 40.0),
+    )
+    budgets = [Budget("latency", 0.010, "10 ms"), Budget("latency", 0.020, "20 ms")]
+    tight, loose = answer_budgets(options, budgets, max_drop=1.5).to_dict("records")
+    assert tight["best_option"] == "s/p00 fp32" and tight["past_max_drop"]  # 4 points past the 1.5-point limit
+    assert tight["within_drop_option"] == "full dynamic-int8" and not tight["within_drop_fits"]
+    assert "nothing within it fits; the cheapest within it is full dynamic-int8" in tight["answer"]
+    # 20 ms: dynamic int8 gives up 1.0 point, within the limit: not flagged
+    assert loose["best_option"] == "full dynamic-int8" and not loose["past_max_drop"]
+    assert "--max-drop" not in loose["answer"]
+    # a limit that p00 meets leaves the 10 ms answer unflagged
+    assert not answer_budgets(options, budgets, max_drop=5).iloc[0]["past_max_drop"]
+    # within the limit and fitting: named as the best within it
+    wide = answer_budgets(options, [Budget("latency", 0.040, "40 ms")], max_drop=0.5)
+    assert not wide.iloc[0]["past_max_drop"] and wide.iloc[0]["best_option"] == "full fp32"
+    # a tied, cheaper answer past the limit: the lowest-error option within it fits and is named
+    evidence = Evidence(
+        {"full fp32": _classifier(range(100)), "full dynamic-int8": _classifier(range(10, 120))}, "accuracy"
+    )  # 10 and 20 discordant examples: p = 0.10, tied; 1.0 point apart
+    row = answer_budgets(options, [Budget("latency", 0.040, "40 ms")], evidence, max_drop=0.5).iloc[0]
+    assert row["best_option"] == "full dynamic-int8" and row["past_max_drop"] and row["within_drop_fits"]
+    assert row["within_drop_option"] == "full fp32" and "the best within it is full fp32" in row["answer"]
+
+
+@pytest.mark.parametrize("value", [-1, "abc", float("nan")])
+def test_a_bad_max_drop_is_one_line(value):
+    with pytest.raises(PrunebenchError, match="--max-drop") as caught:
+        CompareConfig(max_drop=value)
+    assert "\n" not in str(caught.value)
+
+
+def test_compare_uses_the_stored_per_example_predictions_and_says_when_they_are_missing(tmp_path):
+    run = _write_run(tmp_path / "run")
+    scores = pd.read_parquet(run / "profile" / "cpu" / "scores.parquet")
+    wrong = {row["model"] + " " + row["variant"]: round(row["error"] * N) for row in scores.to_dict("records")}
+    encoded = [_classifier(range(wrong[f"{m} {v}"])).encode() for m, v in zip(scores["model"], scores["variant"])]
+    old = compare_run(run, CompareConfig(latency_budgets=("100%",), memory_budgets=()))
+    assert any("ties not tested" in n and "prunebench profile" in n and "--score" in n for n in old.summary["notes"])
+    scores["example_predictions"], scores["example_labels"] = zip(*encoded, strict=True)
+    scores.assign(examples=N).to_parquet(run / "profile" / "cpu" / "scores.parquet")
+    new = compare_run(run, CompareConfig(latency_budgets=("100%",), memory_budgets=()))
+    assert not any("ties not tested" in n for n in new.summary["notes"])
+    row = new.budgets.iloc[0]
+    # fp32 (100 wrong) and bitsandbytes int8 (110) are 10 apart, p = 0.002: not tied; fp32 is the answer at 100%
+    assert row["best_option"] == "full fp32" and row["tie_test"] == "exact McNemar"
+
+
+def test_a_paired_test_of_scores_without_per_example_predictions_says_to_rescore():
+    with pytest.raises(PrunebenchError, match=r"re-score with 'prunebench profile runs/x --device cpu --score'") as e:
+        paired_test(None, _classifier(range(3)), "accuracy", run="runs/x")
+    assert "\n" not in str(e.value)
+
+
+def test_the_variants_and_models_not_measured_are_listed(tmp_path):
+    result = compare_run(_write_run(tmp_path / "run"), CompareConfig(latency_budgets=("100%",), memory_budgets=()))
+    missing = result.summary["not_measured"]
+    assert "full onnx-fp32: not profiled" in missing and "full fp16: not profiled" in missing
+    assert "full bf16: skipped" in missing  # profiled, but the point did not run
+    assert not any(note.startswith(("full fp32", "full int8", "full nf4", "full dynamic-int8")) for note in missing)

@@ -92,6 +92,9 @@ def test_pipeline_end_to_end_on_a_tiny_model_and_resume(tmp_path):
         assert (winner is None) == pd.isna(row["best_option"])
         assert winner is None or (facts <= set(winner) and winner["option"] == row["best_option"])
         assert runner_up is None or (facts <= set(runner_up) and runner_up["kind"] != winner["kind"])
+        # the evidence of every answer: what it is tied with, how far apart, by which paired test
+        assert isinstance(answer["tied_with"], list) and answer["test"] in (None, "exact McNemar")
+        assert winner is None or answer["test"] == "exact McNemar"  # scored with per-example predictions
 
     # Again: nothing is retrained, re-searched or re-measured; the new session is recorded beside the first.
     searched = (run_dir / "search" / "random_search-seed0" / "log.jsonl").read_text()

@@ -13,7 +13,14 @@ import pytest
 import prunebench.profiling.profiler as profiler
 from helpers import cli_error, run_cli
 from prunebench.extract import extract
-from prunebench.hardware.machine import BusyProcess, MachineState, load_warning
+from prunebench.hardware.machine import (
+    BusyProcess,
+    MachineState,
+    cpu_identity,
+    identity_text,
+    load_warning,
+    machine_identity,
+)
 from prunebench.hardware.timing import (
     InterleavedTimes,
     interval_stable,
@@ -203,6 +210,8 @@ def test_an_unstable_point_is_measured_again_at_the_end_of_the_sweep(models, tmp
     assert by.loc["dynamic-int8", "latency_ratio"] > 0
     record = json.loads((tmp_path / "machine.json").read_text())["sessions"][-1]
     assert record["unstable_points"] == 0
+    # the machine is named: the CPU's identity and the flags that decide int8 / bf16 speed, as this CPU has them
+    assert record["machine"] == machine_identity("cpu") and "speed_flags" in record["machine"]["cpu"]
 
 
 def test_still_unstable_after_the_cap_stays_flagged_and_remeasure_unstable_tries_again(models, tmp_path, monkeypatch):
@@ -266,3 +275,45 @@ def test_a_recorded_profile_call_is_judged_by_the_current_rule():
     busy = session_record(_state(), _state(others=1.2, busy=["burner"]), threads=1, what="profiled")
     assert "burner" in record_warning(busy)
     assert record_warning({"warning": "old text"}) == "old text"  # no looks stored: the text as it was
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu sse avx avx2 avx512f avx512bw avx512_vnni avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+"""
+
+
+def test_the_cpu_is_named_with_the_flags_that_decide_int8_and_bf16_speed(tmp_path):
+    (tmp_path / "cpuinfo").write_text(CPUINFO)
+    cpu = cpu_identity(tmp_path / "cpuinfo")
+    assert (cpu["vendor"], cpu["family"], cpu["model"], cpu["model_name"]) == ("AuthenticAMD", "26", "2", "AMD EPYC")
+    assert cpu["speed_flags"] == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]  # avx512bw is not one of them
+    text = identity_text({"cpu": cpu})
+    assert text == "AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f avx512_vnni avx512_bf16)"
+    gpu = {"name": "NVIDIA A10G", "memory_gib": 22.0, "driver": "550.54", "compute_capability": "8.6"}
+    assert identity_text({"cpu": cpu, "gpu": gpu}) == (
+        "NVIDIA A10G (22.0 GiB, compute capability 8.6, driver 550.54)"
+    )
+
+
+def test_a_gpu_is_named_with_its_memory_driver_and_compute_capability(monkeypatch):
+    import types
+
+    import torch
+
+    import prunebench.hardware.machine as machine
+
+    properties = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: properties)
+    identity = machine.machine_identity("cuda:0")
+    assert identity["gpu"]["name"] == "NVIDIA H100 80GB HBM3" and identity["gpu"]["memory_gib"] == 80.0
+    assert identity["gpu"]["compute_capability"] == "9.0" and "speed_flags" in identity["cpu"]
+    assert machine.identity_text(identity).startswith("NVIDIA H100 80GB HBM3 (80.0 GiB, compute capability 9.0")

@@ -127,3 +127,21 @@ def test_growth_and_total_peak_are_told_apart(tiny):
     cuda = Measurement(stats, "cuda_events", torch_peak_allocated_bytes=900, torch_allocated_before_bytes=600)
     assert cuda.peak_total_bytes == 900 and cuda.peak_growth_bytes == 300
     assert Measurement(stats, "cuda_events", torch_peak_allocated_bytes=900).peak_growth_bytes is None
+
+
+def test_onnx_runtime_memory_counts_its_working_memory_as_torch_does(tmp_path):
+    pytest.importorskip("onnxruntime")
+    loaded = load_model("shape:bert-tiny")
+    frame = profile_models(
+        {"full": loaded}, tmp_path, variants=["fp32", "onnx-fp32", "onnx-int8"], batch_sizes=[8], seq_lens=[128],
+        timing=FAST, show_progress=False,
+    ).set_index("variant")  # fmt: skip
+    # the attention scores alone of one layer at batch 8 x 128 tokens, 2 heads: 8 * 2 * 128 * 128 fp32 = 1 MiB
+    scores = 8 * 2 * 128 * 128 * 4
+    for variant in ("fp32", "onnx-fp32", "onnx-int8"):
+        row = frame.loc[variant]
+        # one definition for every variant: exact weight bytes + peak RSS growth during the timed passes
+        assert row["memory_bytes"] == row["weight_bytes"] + row["peak_rss_growth_bytes"]
+        # ONNX Runtime's arena would keep the warm-up's working memory resident and show ~0 growth
+        assert row["peak_rss_growth_bytes"] >= scores, (variant, row["peak_rss_growth_bytes"])
+        assert row["memory_bytes"] > row["weight_bytes"] + scores

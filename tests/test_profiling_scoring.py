@@ -11,7 +11,7 @@ import prunebench.profiling.scoring as scoring
 from helpers import make_tiny_run
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.variants import VariantSkipped
-from prunebench.profiling.scoring import COLUMNS, read_scores, score_variants
+from prunebench.profiling.scoring import COLUMNS, PerExample, read_scores, score_variants
 from prunebench.profiling.subjects import run_subjects
 from prunebench.search import SearchConfig
 
@@ -52,6 +52,18 @@ def test_quantized_variants_get_a_score_on_the_same_split(run, subjects, tmp_pat
     assert ((ok["error"] - (1 - ok["metric"])).abs() < 1e-12).all() and ok["metric"].between(0, 1).all()
     assert (ok["seconds"] > 0).all() and (ok["build_seconds"] >= 0).all()
     assert all(json.loads(m)["accuracy"] == v for m, v in zip(ok["metrics"], ok["metric"], strict=True))
+
+
+def test_each_row_keeps_per_example_correctness_beside_the_score(run, subjects, tmp_path):
+    frame = score_variants(run, subjects[:1], ["fp32", "dynamic-int8"], tmp_path, show_progress=False)
+    fp32, int8 = (PerExample.of(row) for row in frame.to_dict("records"))
+    assert not fp32.regression and len(fp32.labels) == frame["examples"].iloc[0] and fp32.same_examples(int8)
+    # the per-example correctness is what the error was computed from (accuracy: the mean of it)
+    assert 1 - fp32.correct().mean() == pytest.approx(frame["error"].iloc[0], abs=1e-12)
+    assert fp32.errors().mean() == pytest.approx(frame["error"].iloc[0], abs=1e-12)
+    # the lists stay out of the CSV people open; a row written before they existed reads as None
+    assert "example_predictions" not in pd.read_csv(tmp_path / "scores.csv").columns
+    assert PerExample.of({**frame.iloc[0].to_dict(), "example_predictions": None}) is None
 
 
 def test_finished_rows_are_kept_errors_tried_again(run, subjects, tmp_path, monkeypatch):

@@ -155,7 +155,7 @@ def test_html_tables_hold_the_runs_numbers(full_report):
     }
     glance = {r["option"]: r for r in _records(_table(outline, "cpu: the full model in every variant"))}
     assert {"full fp32", "full int8", "full nf4", HALF_OPTION} <= set(glance)  # every quantized variant
-    assert glance[HALF_OPTION]["encoder"] == "0.48" and glance["full fp32"]["x fp32"] == "1.00x"
+    assert glance[HALF_OPTION]["encoder"] == "0.48" and glance["full fp32"]["latency x fp32"] == "1.00x"
 
 
 def test_every_estimated_number_is_marked(full_report):
@@ -180,8 +180,8 @@ def test_every_estimated_number_is_marked(full_report):
     assert all(not r["latency mean ms"].startswith("~") for r in profile_rows if r["target"] == "cpu")
     alts = re.findall(r'<img src="[^"]+" alt="([^"]+)"', html)
     assert [a for a in alts if a.startswith("a10")] == [
-        "a10: test error vs latency of every option (ESTIMATED latency); the full model and the latency budget "
-        "answers marked",
+        "a10: test error vs latency and memory of every option (ESTIMATED latency); a step front per kind, the "
+        "budget lines and the answers marked",
         "a10: error vs latency (estimated)",
         "a10: error vs memory (estimated)",
     ]
@@ -275,7 +275,7 @@ def test_a_run_with_only_training_reports_what_is_missing(tmp_path):
 def test_summary_json_holds_the_answer_of_the_report(full_report):
     run, result = full_report
     summary = json.loads(result.summary.read_text())
-    assert summary["schema_version"] == 1 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
+    assert summary["schema_version"] == 2 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
     best = summary["best_at_half_encoder"]
     assert best["option"] == HALF_OPTION and best["encoder_fraction"] == 0.48
     assert best["relative_accuracy_drop"] == pytest.approx(0.028 / 0.81)
@@ -286,6 +286,10 @@ def test_summary_json_holds_the_answer_of_the_report(full_report):
     assert [b["winner"]["option"] if b["winner"] else None for b in cpu["budgets"]] == [
         None if pd.isna(o) else o for o in budgets["best_option"]
     ]
+    # every budget carries its evidence: the error interval, what it is tied with and by which test
+    for budget in cpu["budgets"]:
+        assert {"tied_with", "examples_apart", "test", "error_interval", "alternatives", "past_max_drop"} <= set(budget)
+        assert isinstance(budget["tied_with"], list)
 
 
 def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):
@@ -326,24 +330,32 @@ def test_points_stretched_by_time_slicing_are_named_with_the_clock_of_their_rati
     assert "CPU time" not in text and "off the CPU" not in text
 
 
-def test_an_unstable_latency_is_marked_next_to_it_with_its_interval(tmp_path):
+def test_unstable_is_said_only_where_a_latency_interval_crosses_the_budget_line_it_decides(tmp_path):
     run = make_report_run(tmp_path / "run")
-    path = run / "compare" / "cpu" / "options.parquet"
-    options = pd.read_parquet(path)
-    options["stable"] = True
-    options.loc[options["option"] == "full int8", "stable"] = False
-    options["latency_ratio_low"], options["latency_ratio_high"] = (
-        options["latency_ratio"] * 0.9,
-        options["latency_ratio"] * 1.1,
-    )
-    options.to_parquet(path)
+    folder = run / "compare" / "cpu"
+    options, budgets = pd.read_parquet(folder / "options.parquet"), pd.read_parquet(folder / "budgets.parquet")
+    first = budgets.index[(budgets["axis"] == "latency") & budgets["best_option"].notna()][0]
+    budgets.loc[first, "budget_label"] = "50% of fp32 (7.20 ms)"  # a relative budget: its line is the ratio 0.5
+    budgets.to_parquet(folder / "budgets.parquet")
+    decided = budgets.loc[first]
+    line = float(decided["budget_label"].split("%")[0]) / 100
+    options["stable"] = False  # the profile's own flag no longer marks every row
+    options["latency_ratio_low"], options["latency_ratio_high"] = options["latency_ratio"] * 0.99, options[
+        "latency_ratio"
+    ] * 1.01
+    winner = options["option"] == decided["best_option"]
+    options.loc[winner, ["latency_ratio_low", "latency_ratio_high"]] = [line - 0.01, line + 0.01]  # across the line
+    options.to_parquet(folder / "options.parquet")
     result = write_report([run], tmp_path / "out", formats=("html",))
-    header, *rows = _table(_outline(result.html.read_text()), "cpu: the full model")["rows"]
-    latency_ratio = {row[0]: row[header.index("latency ms") + 1] for row in rows}  # the "x fp32" beside latency
-    int8 = options.set_index("option").loc["full int8"]
-    low, high = int8["latency_ratio_low"], int8["latency_ratio_high"]
-    assert latency_ratio["full int8"] == f"{int8['latency_ratio']:.2f}x [{low:.2f}, {high:.2f}] unstable"
-    assert latency_ratio["full fp32"] == "1.00x [0.90, 1.10]"  # stable: no mark
+    outline = _outline(result.html.read_text())
+    rows = _records(_table(outline, "cpu: what to deploy per budget"))
+    marked = [r["budget"] for r in rows if r["latency [95% interval]"].endswith("unstable")]
+    assert f"latency {decided['budget_label']}" in marked
+    assert f"[{line - 0.01:.2f}, {line + 0.01:.2f}]" in next(
+        r["latency [95% interval]"] for r in rows if r["budget"] == f"latency {decided['budget_label']}"
+    )
+    glance = _records(_table(outline, "cpu: the full model in every variant"))
+    assert not any("unstable" in value for r in glance for value in r.values())
 
 
 def test_damaged_tables_become_notes_not_crashes(tmp_path):
@@ -496,3 +508,33 @@ def test_slow_bitsandbytes_int8_on_a_cpu_is_explained_where_it_shows():
     faster = CompareData("cpu", options.assign(latency_ratio=[1.0, 0.9]), pd.DataFrame(), cpu.meta)
     gpu = CompareData("a10", options, pd.DataFrame(), {"device": "NVIDIA A10", "estimated": True})
     assert render._slow_bitsandbytes_int8(faster) is None and render._slow_bitsandbytes_int8(gpu) is None
+
+
+def test_the_machine_and_its_int8_bf16_flags_head_its_target(tmp_path):
+    run = make_report_run(tmp_path / "run")
+    cpu = {"vendor": "AuthenticAMD", "family": "26", "model": "2", "stepping": "1", "model_name": "AMD EPYC",
+           "speed_flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "flags_known": True}  # fmt: skip
+    append_machine_record(run / "profile" / "cpu" / "machine.json", {"what": "profiled", "machine": {"cpu": cpu}})
+    result = write_report([run], tmp_path / "out")
+    heading = "On cpu: measured on AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f avx512_vnni avx512_bf16)"
+    for text in (result.html.read_text(), result.markdown.read_text()):
+        assert heading in text
+
+
+def test_the_answer_table_shows_the_interval_the_change_and_the_tie(tmp_path):
+    run = make_report_run(tmp_path / "run")
+    path = run / "compare" / "cpu" / "budgets.parquet"
+    budgets = pd.read_parquet(path)
+    budgets["tied_with"] = [[] for _ in range(len(budgets))]
+    budgets.at[0, "tied_with"] = ["full fp32", "full int8"]
+    budgets["lowest_error_option"], budgets["examples_apart"], budgets["tie_test"] = "full fp32", 3.0, "exact McNemar"
+    budgets["best_error_low"], budgets["best_error_high"] = budgets["best_error"] - 0.01, budgets["best_error"] + 0.01
+    budgets["change_points"] = 1.25
+    budgets.to_parquet(path)
+    result = write_report([run], tmp_path / "out", formats=("html",))
+    rows = _records(_table(_outline(result.html.read_text()), "cpu: what to deploy per budget"))
+    assert [r["deploy"] for r in rows] == budgets["best_option"].fillna("nothing fits").tolist()
+    first = rows[0]
+    assert first["tied with"] == "full fp32 (3 apart) +1 more" and first["change vs full"] == "+1.2 points"
+    assert first["error ± 95%"] == f"{budgets['best_error'].iloc[0]:.3f} ± 0.010"
+    assert all(r["tied with"] == "-" for r in rows[1:] if r["deploy"] != "nothing fits")

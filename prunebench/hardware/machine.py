@@ -4,12 +4,19 @@ A latency measured while other processes compete for the cores is slower and noi
 machine. Ratios timed in interleaved rounds hold up far better than absolute latencies, but not
 completely, so every profile records what else was running before and after it
 (``rundir.ProfileDir.machine``) and warns when it was taken under load.
+
+Each call also records which machine it was (``machine_identity``): two CPUs that both call themselves
+"AMD EPYC" can differ by 2x in int8 speed, depending on the instruction-set extensions that int8 and
+bf16 kernels use (AVX2, AVX-512, VNNI, AMX, AVX-512 BF16). On a GPU: its name, memory, driver and
+compute capability. The report names the machine in the heading of its target.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +51,94 @@ class MachineState:
     busy_processes: list[BusyProcess] = field(default_factory=list)
     cpu_mhz: float | None = None
     cpu_mhz_max: float | None = None
+
+
+# The CPU flags (Linux /proc/cpuinfo names) that decide int8 and bf16 speed: AVX2 and AVX-512 (the vector width
+# of int8 and fp32 kernels), VNNI (one-instruction int8 dot products, in AVX-512 or AVX), AMX (int8 and bf16 tile
+# matrix units), AVX-512 BF16.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none: not Linux)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_identity(path: Path = CPUINFO) -> dict:
+    """The CPU: vendor, family/model/stepping, model name, and which of ``SPEED_FLAGS`` it has."""
+    info = _cpuinfo(path)
+    flags = set(info.get("flags", "").split())
+    return {
+        "vendor": info.get("vendor_id") or platform.processor() or None,
+        "family": info.get("cpu family"),
+        "model": info.get("model"),
+        "stepping": info.get("stepping"),
+        "model_name": info.get("model name") or platform.processor() or None,
+        "speed_flags": [flag for flag in SPEED_FLAGS if flag in flags],
+        "flags_known": bool(flags),
+    }
+
+
+def gpu_identity(device_index: int = 0) -> dict | None:
+    """The GPU a CUDA measurement ran on: name, memory, driver and compute capability (None without CUDA)."""
+    import torch  # only when a GPU is asked about
+
+    if not torch.cuda.is_available():
+        return None
+    found = torch.cuda.get_device_properties(device_index)
+    driver = None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+    except Exception:  # noqa: BLE001 - pynvml absent or no driver library: the rest is still known
+        driver = None
+    return {
+        "name": found.name,
+        "memory_gib": round(found.total_memory / 2**30, 1),
+        "driver": driver,
+        "compute_capability": f"{found.major}.{found.minor}",
+    }
+
+
+def machine_identity(device: str = "cpu") -> dict:
+    """Which machine a profile call ran on: the CPU always, the GPU for a CUDA device."""
+    identity = {"cpu": cpu_identity()}
+    if str(device).startswith("cuda"):
+        index = int(re.sub(r"\D", "", str(device)) or 0)
+        identity["gpu"] = gpu_identity(index)
+    return identity
+
+
+def identity_text(identity: dict | None) -> str | None:
+    """A machine in one line, for a report heading: "AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f ...)"."""
+    if not identity:
+        return None
+    gpu = identity.get("gpu")
+    if gpu:
+        return (
+            f"{gpu.get('name')} ({gpu.get('memory_gib')} GiB, compute capability {gpu.get('compute_capability')}, "
+            f"driver {gpu.get('driver') or 'unknown'})"
+        )
+    cpu = identity.get("cpu") or {}
+    where = " ".join(
+        part for part in (cpu.get("vendor"), cpu.get("family") and f"family {cpu['family']}",
+                          cpu.get("model") and f"model {cpu['model']}") if part
+    )  # fmt: skip
+    flags = " ".join(cpu.get("speed_flags") or []) if cpu.get("flags_known", True) else "flags unknown"
+    flags = flags or "none of avx2, avx512f, vnni, amx, avx512_bf16"
+    return f"{cpu.get('model_name') or 'unknown CPU'} ({where}; {flags})"
 
 
 def _ours() -> set[int]:
@@ -128,10 +223,13 @@ def record_warning(session: dict) -> str | None:
     return load_warning(states[0], states[1], int(session.get("threads") or 1))
 
 
-def session_record(before: MachineState, after: MachineState, threads: int, what: str) -> dict:
-    """One profile call's entry in the profile folder's machine record."""
+def session_record(
+    before: MachineState, after: MachineState, threads: int, what: str, identity: dict | None = None
+) -> dict:
+    """One profile call's entry in the profile folder's machine record (``identity``: ``machine_identity``)."""
     return {
         "what": what,
+        "machine": identity if identity is not None else machine_identity(),
         "threads": threads,
         "before": asdict(before),
         "after": asdict(after),

@@ -186,6 +186,10 @@ class OrtModule(nn.Module):
         options.intra_op_num_threads = threads or torch.get_num_threads()  # the thread count torch runs with
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # No CPU arena: ONNX Runtime then frees its working memory after each run, as torch does, so the peak RSS
+        # growth during the timed passes counts its activations exactly as it counts torch's (store.MEMORY_DEFINITION).
+        # With the arena, what the warm-up pass took stays resident and the passes seem to need nothing.
+        options.enable_cpu_mem_arena = False
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if device.type == "cuda" else [CPU_PROVIDER]
         self.session = onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
         self.names = [node.name for node in self.session.get_inputs()]

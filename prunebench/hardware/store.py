@@ -56,7 +56,9 @@ RATIO_DEFINITION = (
 MEMORY_DEFINITION = (
     "peak memory on the device (stored in bytes, shown in MiB) while running the batch: on a GPU, torch's peak "
     "allocated bytes (weights, inputs and activations); on a CPU, the exact weight bytes plus the peak RSS "
-    "growth during the passes; for an estimate, the roofline's weights plus largest live activations"
+    "growth during the timed passes (after one warm-up pass, with freed heap handed back first), the same for "
+    "every variant: ONNX Runtime runs without its CPU arena, so its working memory is freed between passes and "
+    "counted as torch's is; for an estimate, the roofline's weights plus largest live activations"
 )
 
 

@@ -58,6 +58,7 @@ from prunebench.hardware.corrections import save as save_corrections
 from prunebench.hardware.estimate import NotEstimable, estimate
 from prunebench.hardware.machine import (
     append_machine_record,
+    machine_identity,
     machine_state,
     read_machine_record,
     record_warning,
@@ -212,7 +213,8 @@ def profile_models(
                     run.measure_grid(subjects, specs, points)
                 still = run.remeasure_unstable(subjects, specs, explicit=remeasure_unstable)
             what = "re-measured unstable points" if remeasure_unstable else "profiled"
-            record = session_record(before, machine_state(), threads, what) | {"unstable_points": still}
+            identity = machine_identity(str(where.device))
+            record = session_record(before, machine_state(), threads, what, identity) | {"unstable_points": still}
             append_machine_record(ProfileDir(out_dir).machine, record)
         frame = store.consolidate()
         if calibrate:

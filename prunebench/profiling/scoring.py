@@ -12,6 +12,14 @@ evaluator does) and reused for every model and variant. Each variant is built wi
 ``variants.build_variant``; one that cannot be built on this device is a ``skipped`` row
 with the reason, one that fails while predicting an ``error`` row.
 
+Each row also keeps what the model said on every example (``example_predictions``: class ids, or
+scores for regression) beside the gold labels (``example_labels``), in the split's order, so two
+options can be compared on the same examples (``report.paired``: exact McNemar on per-example
+correctness, a paired bootstrap of the metric for regression). ``PerExample`` reads them back
+(``correct``: per-example correctness; ``errors``: per-example error for regression). Rows written
+before these columns existed read with both None: ``PerExample.of`` gives None, and a paired test
+asked of them names the command that re-scores.
+
 Output, in the profile folder: ``scores.parquet`` (and ``scores.csv``), one row per model
 and variant. Each finished row is written at once under ``scores.parts/``, so an interrupted
 run resumes where it stopped; ``ok`` and ``skipped`` rows are final, ``error`` rows are tried
@@ -30,6 +38,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -45,6 +54,7 @@ from prunebench.hardware.variants import VariantSkipped, get_variant, quiet_bits
 from prunebench.profiling.subjects import run_subjects
 from prunebench.rundir import ProfileDir, check_data_files, read_run, stage_lock
 from prunebench.tasks import make_collator
+from prunebench.tasks.registry import REGRESSION
 from prunebench.tasks.rows import EvalSplit, load_run_task, predict, subset, tokenised_rows
 
 SPLIT = "test"
@@ -73,6 +83,9 @@ class ScoreRow:
     model_key: str | None = None  # what the model is: structure, config and weights hashed (subjects.content_key)
     task: str | None = None
     timestamp: str | None = None
+    # per example, in the split's order (JSON lists; None: scored before they were kept): see PerExample
+    example_predictions: str | None = None  # class ids (classification) or predicted scores (regression)
+    example_labels: str | None = None  # the gold labels of the same examples
 
     def key(self) -> str:
         """Identity: a rerun with the same model (content and label), variant, split, device and cap skips the row.
@@ -84,6 +97,57 @@ class ScoreRow:
 
 
 SCHEMA = arrow_schema(ScoreRow)
+RESCORE = "prunebench profile {run} --device cpu --score"  # the command that (re)scores a run's variants
+
+
+@dataclass(frozen=True)
+class PerExample:
+    """What one option said on every test example, beside the gold labels (module docstring)."""
+
+    predictions: np.ndarray  # class ids, or scores for regression
+    labels: np.ndarray
+    regression: bool
+
+    @classmethod
+    def of(cls, row: dict | pd.Series) -> PerExample | None:
+        """Read from a score row; None for a row scored before per-example predictions were kept."""
+        predictions, labels = row.get("example_predictions"), row.get("example_labels")
+        if not isinstance(predictions, str) or not isinstance(labels, str):
+            return None
+        predictions, labels = np.asarray(json.loads(predictions)), np.asarray(json.loads(labels))
+        regression = np.issubdtype(predictions.dtype, np.floating)
+        return cls(predictions, labels, bool(regression))
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray, labels: np.ndarray, regression: bool) -> PerExample:
+        logits = np.asarray(logits)
+        if regression:
+            predictions = logits.reshape(len(labels), -1)[:, 0].astype("float64")
+        else:
+            predictions = logits.argmax(axis=1) if logits.ndim == 2 else logits.astype("int64")
+        return cls(predictions, np.asarray(labels), regression)
+
+    def encode(self) -> tuple[str, str]:
+        """(predictions, labels) as the score row's JSON columns; scores to 6 significant digits."""
+        if self.regression:
+            return json.dumps([float(f"{x:.6g}") for x in self.predictions]), json.dumps(
+                [float(f"{x:.6g}") for x in self.labels.astype("float64")]
+            )
+        return json.dumps(self.predictions.astype(int).tolist()), json.dumps(self.labels.astype(int).tolist())
+
+    def correct(self) -> np.ndarray:
+        """Per-example correctness (classification)."""
+        return self.predictions == self.labels
+
+    def errors(self) -> np.ndarray:
+        """Per-example error: 1 - correct for classification, |prediction - label| for regression."""
+        if self.regression:
+            return np.abs(self.predictions.astype("float64") - self.labels.astype("float64"))
+        return (~self.correct()).astype("float64")
+
+    def same_examples(self, other: PerExample) -> bool:
+        """Whether both were scored on the same examples in the same order (what a paired test needs)."""
+        return len(self.labels) == len(other.labels) and bool(np.array_equal(self.labels, other.labels))
 COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
@@ -96,6 +160,11 @@ class ScoreStore(RowStore):
     def __init__(self, out_dir: Path):
         folder = ProfileDir(out_dir)
         super().__init__(folder.scores_parts, folder.scores)
+
+    @staticmethod
+    def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+        # the per-example lists stay in the Parquet table: thousands of numbers per cell help no one in a CSV
+        frame.drop(columns=["example_predictions", "example_labels"], errors="ignore").to_csv(path, index=False)
 
     def done(self, row: ScoreRow) -> bool:
         """A final row exists for this key (``ok`` or ``skipped``; an ``error`` is tried again)."""
@@ -269,4 +338,6 @@ def _score_one(row: ScoreRow, subject: Subject, spec, split: EvalSplit, device: 
     row.metric_name = split.spec.metric
     row.metric, row.error = metrics["metric"], metrics["error"]
     row.metrics = json.dumps(metrics, sort_keys=True)
+    per_example = PerExample.from_logits(logits, split.labels, split.spec.kind == REGRESSION)
+    row.example_predictions, row.example_labels = per_example.encode()
     return row

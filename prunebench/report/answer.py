@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, full_fp32, option_facts
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per budget, the error interval, ties and the paired test, alternatives, --max-drop
 HALF_ENCODER = 0.5  # the paper's headline point: half the encoder's parameters removed
 FP32_BYTES = 4
 
@@ -127,24 +127,78 @@ def embeddings(run: RunData) -> Embeddings | None:
     return None
 
 
-def _budget_answer(compare: CompareData, row: dict) -> dict:
-    options = compare.options.set_index("option", drop=False)
+def _names(value) -> list[str]:
+    """A list column of the budgets table as a list (Parquet gives arrays; missing: empty)."""
+    if value is None or isinstance(value, float | str):
+        return [value] if isinstance(value, str) else []
+    return [str(v) for v in value]
 
-    def facts(name) -> dict | None:
-        return option_facts(options.loc[name]) if isinstance(name, str) and name in options.index else None
 
-    closest = facts(row.get("closest_option"))
-    if closest is not None:
-        closest["times_the_budget"] = _finite(row.get("closest_over"))
-    return {
-        "budget": row.get("budget_label"),
-        "axis": row.get("axis"),
-        "winner": facts(row.get("best_option")),
-        "runner_up": facts(row.get("runner_up_option")),
-        "margin": _finite(row.get("margin")),
-        "closest_if_nothing_fits": closest,
-        "answer": row.get("answer"),
-    }
+@dataclass(frozen=True)
+class BudgetAnswer:
+    """One budget's answer on one target, as summary.json carries it (``report.compare.answer_budgets``)."""
+
+    budget: str | None
+    axis: str | None
+    winner: dict | None  # option_facts of what to deploy
+    error_interval: list[float | None]  # 95% interval of its test error [low, high]
+    change_points: float | None  # its error minus the full fp32 model's, in points of the metric
+    lowest_error_option: str | None  # the lowest-error option that fits (the winner, unless a tied one is cheaper)
+    tied_with: list[str]  # the other options that fit that the paired test cannot separate from the lowest one
+    examples_apart: int | None  # test examples between the winner and the lowest-error option (classification)
+    test: str | None  # "exact McNemar", "paired bootstrap", or None: not tested (no per-example predictions)
+    p_value: float | None  # McNemar's, winner against the lowest-error option
+    difference_interval: list[float | None]  # the bootstrap's 95% interval of the error difference
+    alternatives: list[dict]  # option_facts of the other non-dominated options that fit (any kind)
+    runner_up: dict | None  # the best option of another kind that fits
+    margin: float | None  # the runner-up's error minus the winner's
+    max_drop: float | None  # the limit on the drop, in points (None: none given)
+    past_max_drop: bool
+    within_max_drop: dict | None  # the best option within the limit (when the winner is past it)
+    within_max_drop_fits: bool
+    closest_if_nothing_fits: dict | None
+    within_noise_of: str | None  # the option that might win instead if timed again
+    answer: str | None
+
+    @classmethod
+    def of(cls, compare: CompareData, row: dict) -> BudgetAnswer:
+        options = compare.options.set_index("option", drop=False)
+
+        def facts(name) -> dict | None:
+            return option_facts(options.loc[name]) if isinstance(name, str) and name in options.index else None
+
+        closest = facts(row.get("closest_option"))
+        if closest is not None:
+            closest["times_the_budget"] = _finite(row.get("closest_over"))
+        apart = _finite(row.get("examples_apart"))
+        return cls(
+            budget=row.get("budget_label"),
+            axis=row.get("axis"),
+            winner=facts(row.get("best_option")),
+            error_interval=[_finite(row.get("best_error_low")), _finite(row.get("best_error_high"))],
+            change_points=_finite(row.get("change_points")),
+            lowest_error_option=row.get("lowest_error_option"),
+            tied_with=_names(row.get("tied_with")),
+            examples_apart=None if apart is None else int(apart),
+            test=row.get("tie_test") if isinstance(row.get("tie_test"), str) else None,
+            p_value=_finite(row.get("tie_p_value")),
+            difference_interval=[_finite(row.get("tie_low")), _finite(row.get("tie_high"))],
+            alternatives=[f for f in (facts(name) for name in _names(row.get("alternatives"))) if f is not None],
+            runner_up=facts(row.get("runner_up_option")),
+            margin=_finite(row.get("margin")),
+            max_drop=_finite(row.get("max_drop")),
+            past_max_drop=bool(row.get("past_max_drop") or False),
+            within_max_drop=facts(row.get("within_drop_option")),
+            within_max_drop_fits=bool(row.get("within_drop_fits") or False),
+            closest_if_nothing_fits=closest,
+            within_noise_of=row.get("within_noise_of") if isinstance(row.get("within_noise_of"), str) else None,
+            answer=row.get("answer"),
+        )
+
+
+def budget_answers(compare: CompareData) -> list[BudgetAnswer]:
+    """Every budget's answer of one comparison."""
+    return [BudgetAnswer.of(compare, row) for row in compare.budgets.to_dict("records")]
 
 
 def target_answers(run: RunData) -> list[dict]:
@@ -160,7 +214,10 @@ def target_answers(run: RunData) -> list[dict]:
                 "threads": meta.get("threads"),
                 "batch_size": meta.get("batch_size"),
                 "seq_len": meta.get("seq_len"),
-                "budgets": [_budget_answer(compare, row) for row in compare.budgets.to_dict("records")],
+                "scored_max_length": meta.get("scored_max_length"),
+                "machine": meta.get("machine"),
+                "tie_definition": meta.get("tie_definition"),
+                "budgets": [asdict(answer) for answer in budget_answers(compare)],
             }
         )
     return targets

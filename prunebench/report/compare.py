@@ -36,8 +36,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,11 @@ import pandas as pd
 from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import estimate_label
+from prunebench.hardware.machine import read_machine_record
+from prunebench.hardware.variants import VARIANTS
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
+from prunebench.profiling.scoring import RESCORE, PerExample
+from prunebench.report.paired import PairedResult, error_interval, paired_test
 from prunebench.rundir import RunDir, read_run, write_json_atomic
 from prunebench.search.pareto import non_dominated
 
@@ -244,11 +248,16 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         notes.append(f"left out {', '.join(names)}: the un-pruned configuration, the same model as 'full'")
         rows = rows[~copies]
     notes += _estimate_error_notes(rows, target)
-    task = read_run(run_dir).get("task", {})
-    options, unscored = [], []
+    run = read_run(run_dir)
+    task = run.get("task", {})
+    options, unscored, evidence = [], [], {}
     for row in rows.to_dict("records"):
         score = scores[(scores["model"] == row["model"]) & (scores["variant"] == row["variant"])]
         chance_error, examples = _chance_of(scores)
+        per_example = PerExample.of(score.iloc[0]) if len(score) else None
+        if per_example is not None:
+            evidence[f"{row['model']} {row['variant']}"] = per_example
+        own_examples = _number(score["examples"].iloc[0]) if len(score) and "examples" in score else examples
         if len(score):
             error, metric, source = float(score["error"].iloc[0]), float(score["metric"].iloc[0]), "test"
         elif row["variant"] == REFERENCE_VARIANT and row["model"] in search_errors:
@@ -256,6 +265,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         else:
             unscored.append(f"{row['model']} {row['variant']}")
             continue
+        interval = error_interval(per_example, error, own_examples, task.get("metric"))
         options.append(
             {
                 "target": target,
@@ -273,6 +283,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 "metric": metric,
                 "error": error,
                 "error_source": source,
+                **dict(zip(("error_low", "error_high"), interval, strict=True)),
                 "chance_error": chance_error,
                 "test_examples": examples,
                 "latency_s": _number(row["latency_s"]),
@@ -307,7 +318,22 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
         front[np.flatnonzero(valid)[non_dominated(points)]] = True
         frame[f"front_{axis}"] = front
     frame = frame.sort_values(["kind", "latency_s"], key=lambda s: s.map(KINDS.index) if s.name == "kind" else s)
-    return frame.reset_index(drop=True), {"batch_size": batch, "seq_len": length, "notes": notes}
+    settings = {"batch_size": batch, "seq_len": length, "notes": notes}
+    settings["scored_max_length"] = (run.get("train") or {}).get("max_length")
+    if settings["scored_max_length"] is not None and int(settings["scored_max_length"]) != length:
+        notes.append(
+            f"errors were scored on the test split at up to {settings['scored_max_length']} tokens (the run's "
+            f"max_length); latency and memory were taken at {length} tokens"
+        )
+    tested = frame[frame["error_source"] == "test"]
+    lacking = sorted(o for o in tested["option"] if o not in evidence)
+    settings["evidence"] = Evidence(evidence, task.get("metric"))
+    if lacking:
+        notes.append(
+            f"ties not tested for {', '.join(lacking)}: scored before per-example predictions were kept; "
+            f"re-score with '{RESCORE.format(run=run_dir)}'"
+        )
+    return frame.reset_index(drop=True), settings
 
 
 def full_fp32(options: pd.DataFrame) -> pd.Series | None:
@@ -331,6 +357,12 @@ KIND_NAMES = {
     "trim_onnx": "trimmed vocabulary + ONNX Runtime", "trim_prune_onnx": "pruned + trimmed vocabulary + ONNX Runtime",
 }  # fmt: skip
 _AXIS_COLUMNS = {"latency": "latency_s", "memory": "memory_bytes"}
+TIE_DEFINITION = (
+    "two options are tied when a paired test on the same test examples cannot separate them at 95%: exact McNemar "
+    "on per-example correctness for accuracy, a paired bootstrap of the metric otherwise (report.paired); among "
+    "the options tied with the lowest-error one that fit a budget, the answer is the cheapest on the budget's axis, "
+    "then on the other (for a memory budget, never one slower than fp32 while a tied one that fits is not)"
+)
 
 
 def option_facts(row: pd.Series | dict | None) -> dict | None:
@@ -349,20 +381,124 @@ def option_facts(row: pd.Series | dict | None) -> dict | None:
     }
 
 
-def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataFrame:
-    """For each budget: the lowest-error option that fits, the best of each other kind, and the margin.
+@dataclass(frozen=True)
+class Evidence:
+    """What the answers are decided with beyond the options table: each option's per-example predictions on the
+    test split (``profiling.scoring.PerExample``; an option scored before they were kept is absent) and the task's
+    metric, which picks the paired test (``report.paired``)."""
 
-    Options marked ``chance`` (no better than the majority class) are never an answer. ``margin`` is
-    the runner-up's error minus the winner's (>= 0: how much lower the winner's error is), the
-    runner-up being the best option of any other kind that fits. When nothing fits, ``closest_*``
-    name the useful option nearest the budget and ``closest_over`` how many times the budget it needs.
+    examples: Mapping[str, PerExample] = field(default_factory=dict)
+    metric: str | None = None
+
+
+class _Ties:
+    """Paired tests between options, each pair run once per comparison (a bootstrap takes a while)."""
+
+    def __init__(self, evidence: Evidence):
+        self.evidence, self.done = evidence, {}
+
+    def test(self, a: str, b: str) -> PairedResult | None:
+        """``b`` against ``a``; None when either lacks per-example predictions or they saw other examples."""
+        if (a, b) not in self.done:
+            left, right = self.evidence.examples.get(a), self.evidence.examples.get(b)
+            usable = left is not None and right is not None and left.same_examples(right)
+            self.done[(a, b)] = paired_test(left, right, self.evidence.metric) if usable else None
+        return self.done[(a, b)]
+
+
+def _other_axis(axis: str) -> str:
+    return "memory" if axis == "latency" else "latency"
+
+
+def _cost_order(frame: pd.DataFrame, budget: Budget) -> pd.DataFrame:
+    """Cheapest first on the budget's axis, then on the other axis, then the lowest error."""
+    first, second = _AXIS_COLUMNS[budget.axis], _AXIS_COLUMNS[_other_axis(budget.axis)]
+    return frame.sort_values([first, second, "error"], na_position="last")
+
+
+def _choose(fits: pd.DataFrame, budget: Budget, ties: _Ties, reference: pd.Series | None) -> dict:
+    """The answer among the options that fit: the lowest error, unless options the paired test cannot tell from it
+    (tied) are cheaper; then the cheapest of those on the budget's axis, then on the other axis. For a memory budget,
+    an option slower than the fp32 model is never chosen while a tied option that fits is not slower.
+
+    Returns the winner, the lowest-error option, the other tied options, the winner's test against the lowest one
+    (None when it is the lowest) and the test's name (None: nothing could be tested, no per-example predictions)."""
+    column = _AXIS_COLUMNS[budget.axis]
+    lowest = fits.sort_values(["error", column]).iloc[0]
+    others = fits[fits["option"] != lowest["option"]]
+    results = {name: ties.test(lowest["option"], name) for name in others["option"]}
+    is_tied = [results[name] is not None and results[name].tied for name in others["option"]]
+    tied = others[np.array(is_tied, dtype=bool)]
+    candidates = pd.concat([fits.loc[[lowest.name]], tied])
+    if budget.axis == "memory" and reference is not None:
+        not_slower = candidates["latency_s"].astype(float) <= float(reference["latency_s"])
+        if not_slower.any():
+            candidates = candidates[not_slower]
+    winner = _cost_order(candidates, budget).iloc[0]
+    tested = [r for r in results.values() if r is not None]
+    return {
+        "winner": winner,
+        "lowest": lowest,
+        "tied": [name for name in [lowest["option"], *tied["option"]] if name != winner["option"]],
+        "result": results.get(winner["option"]),
+        "test": tested[0].test if tested else None,
+    }
+
+
+def _alternatives(fits: pd.DataFrame, winner: pd.Series) -> list[str]:
+    """The options that fit and that no other option that fits beats on error, latency and memory at once."""
+    known = fits[fits["latency_s"].notna() & fits["memory_bytes"].notna()]
+    if known.empty:
+        return []
+    points = known[["error", "latency_s", "memory_bytes"]].to_numpy(dtype=float)
+    front = known.iloc[non_dominated(points)]
+    return [o for o in front.sort_values(["latency_s", "memory_bytes"])["option"] if o != winner["option"]]
+
+
+def _drop_points(row: pd.Series, reference: pd.Series | None) -> float:
+    """How many points of the metric ``row`` gives up against the full fp32 model (negative: it gains)."""
+    return math.nan if reference is None else (float(row["error"]) - float(reference["error"])) * 100
+
+
+def _within_drop(useful: pd.DataFrame, fits: pd.Series, budget: Budget, reference, max_drop: float) -> tuple:
+    """The best option within ``max_drop`` points: the cheapest on the budget's axis among those that fit, else
+    (nothing within the limit fits) the cheapest of all, which then needs more than the budget."""
+    within = useful[(useful["error"] - float(reference["error"])) * 100 <= max_drop]
+    fitting = within[fits.reindex(within.index, fill_value=False)]
+    pool = fitting if len(fitting) else within
+    if pool.empty:
+        return None, False
+    return _cost_order(pool, budget).iloc[0], bool(len(fitting))
+
+
+def answer_budgets(
+    options: pd.DataFrame,
+    budgets: Sequence[Budget],
+    evidence: Evidence | None = None,
+    max_drop: float | None = None,
+) -> pd.DataFrame:
+    """For each budget: what to deploy, the options tied with it, the alternatives, and the best of each kind.
+
+    The answer is the lowest-error option that fits, or, among the options a paired test on the test examples
+    cannot separate from it (``evidence``; without it, no ties are tested), the cheapest (``_choose``).
+    Options marked ``chance`` (no better than the majority class) are never an answer. ``tied_with`` names the
+    other tied options that fit, ``examples_apart`` how many test examples separate the answer from the lowest-
+    error option (0: the same), ``tie_test`` the test used (None: not tested). ``alternatives``: the options that
+    fit and that no other beats on error, latency and memory at once. ``margin`` is the runner-up's error minus the
+    answer's, the runner-up being the best option of any other kind that fits. With ``max_drop`` (points of the
+    metric against the full fp32 model) an answer past it is flagged (``past_max_drop``) and ``within_drop_option``
+    names the cheapest option within it. When nothing fits, ``closest_*`` name the useful option nearest the budget
+    and ``closest_over`` how many times the budget it needs.
     """
+    evidence = evidence or Evidence()
+    ties = _Ties(evidence)
     useful = options[~options["chance"].astype(bool)] if "chance" in options else options
     reference = full_fp32(options)
     rows = []
     for budget in budgets:
         column = _AXIS_COLUMNS[budget.axis]
-        fits = useful[_fits(useful, budget)]
+        fitting = _fits(useful, budget)
+        fits = useful[fitting]
         row: dict = {"axis": budget.axis, "budget": budget.value, "budget_label": budget.label}
         row["estimated"] = bool(fits["estimated"].any()) if len(fits) else bool(options["estimated"].any())
         best_by_kind = {}
@@ -373,20 +509,46 @@ def answer_budgets(options: pd.DataFrame, budgets: Sequence[Budget]) -> pd.DataF
                 best_by_kind[kind] = best
             row[f"{kind}_option"] = None if best is None else best["option"]
             row[f"{kind}_error"] = math.nan if best is None else float(best["error"])
-        ranked = sorted(best_by_kind.values(), key=lambda b: (float(b["error"]), float(b[column])))
-        winner, runner_up = (ranked + [None, None])[:2]
+        chosen = _choose(fits, budget, ties, reference) if len(fits) else None
+        winner = None if chosen is None else chosen["winner"]
         row["best_kind"] = None if winner is None else winner["kind"]
         row["best_option"] = None if winner is None else winner["option"]
         row["best_error"] = math.nan if winner is None else float(winner["error"])
+        row["best_error_low"] = math.nan if winner is None else _number(winner.get("error_low"))
+        row["best_error_high"] = math.nan if winner is None else _number(winner.get("error_high"))
+        row["change_points"] = math.nan if winner is None else _drop_points(winner, reference)
+        row["lowest_error_option"] = None if chosen is None else chosen["lowest"]["option"]
+        row["tied_with"] = [] if chosen is None else chosen["tied"]
+        result = None if chosen is None else chosen["result"]
+        if result is not None:
+            row["examples_apart"] = _number(result.examples_apart)  # NaN for regression: no count of examples
+        else:  # the winner is the lowest-error option itself: 0 apart, when a test could run at all
+            row["examples_apart"] = 0.0 if chosen is not None and chosen["test"] else math.nan
+        row["tie_test"] = None if chosen is None else chosen["test"]
+        row["tie_p_value"] = math.nan if result is None else _number(result.p_value)
+        row["tie_difference"] = math.nan if result is None else float(result.difference)
+        row["tie_low"] = math.nan if result is None else _number(result.low)
+        row["tie_high"] = math.nan if result is None else _number(result.high)
+        row["alternatives"] = [] if winner is None else _alternatives(fits, winner)
+        others = [b for k, b in best_by_kind.items() if winner is not None and k != winner["kind"]]
+        runner_up = min(others, key=lambda b: (float(b["error"]), float(b[column]))) if others else None
         row["runner_up_option"] = None if runner_up is None else runner_up["option"]
         row["margin"] = math.nan if runner_up is None else float(runner_up["error"]) - float(winner["error"])
         closest = None
         if winner is None:
-            over = useful[useful[column].notna() & ~_fits(useful, budget)]
+            over = useful[useful[column].notna() & ~fitting]
             closest = over.sort_values([column, "error"]).iloc[0] if len(over) else None
         row["closest_option"] = None if closest is None else closest["option"]
         row["closest_over"] = math.nan if closest is None else float(closest[column]) / budget.value
-        row["answer"] = answer_sentence(budget, winner, best_by_kind, reference, closest, options)
+        row["max_drop"] = math.nan if max_drop is None else float(max_drop)
+        past = winner is not None and max_drop is not None and _drop_points(winner, reference) > max_drop
+        row["past_max_drop"] = bool(past)
+        within, within_fits = (None, False)
+        if past:
+            within, within_fits = _within_drop(useful, fitting, budget, reference, max_drop)
+        row["within_drop_option"] = None if within is None else within["option"]
+        row["within_drop_fits"] = bool(within_fits)
+        row["answer"] = answer_sentence(budget, winner, reference, closest, options, row, useful)
         noise = {"within_noise": False, "within_noise_of": None}
         row.update(noise if winner is None else _noise_fields(useful, budget, winner, row["answer"]))
         rows.append(row)
@@ -410,15 +572,50 @@ def _points(difference: float) -> str:
     return f"{abs(difference) * 100:.1f} points"
 
 
+def _change_text(points: float) -> str:
+    if math.isnan(points):
+        return ""
+    return "the same as the full fp32 model" if abs(points) < 0.05 else f"{points:+.1f} points vs the full fp32 model"
+
+
+def _short(row: pd.Series) -> str:
+    """One option in a few words: name, kind, error and its costs."""
+    return (
+        f"{row['option']} ({KIND_NAMES[row['kind']]}, error {float(row['error']):.3f}, "
+        f"{_value_text(row, 'latency').removeprefix('latency ')}, {_value_text(row, 'memory').removeprefix('memory ')})"
+    )
+
+
+def _tie_text(row: dict, lowest: str | None) -> str:
+    """"tied with X (k examples apart, exact McNemar)": the lowest-error option first, and how many more are tied."""
+    tied = list(row["tied_with"])
+    if not tied:
+        return ""
+    first = lowest if lowest in tied else tied[0]
+    apart = row.get("examples_apart")
+    if first == lowest and _number(apart) == _number(apart):
+        said = f"{int(apart)} examples apart"
+    elif first == lowest and not math.isnan(_number(row.get("tie_low"))):
+        said = f"error difference {_points(row['tie_difference'])}, 95% [{row['tie_low'] * 100:+.1f}, "
+        said += f"{row['tie_high'] * 100:+.1f}]"
+    else:
+        said = "within the test's noise"
+    more = f", and {len(tied) - 1} more" if len(tied) > 1 else ""
+    text = f" Tied with {first} ({said}, {row['tie_test']}){more}: the cheapest tied option is given."
+    return text
+
+
 def answer_sentence(
     budget: Budget,
     winner: pd.Series | None,
-    best_by_kind: dict[str, pd.Series],
     reference: pd.Series | None,
     closest: pd.Series | None,
     options: pd.DataFrame,
+    row: dict,
+    useful: pd.DataFrame | None = None,
 ) -> str:
-    """The budget's answer as a person says it: what to deploy, its numbers, and what each other kind gives."""
+    """The budget's answer as a person says it: what to deploy, its numbers, what it is tied with, the limit on the
+    accuracy drop, and the other options on the front."""
     within = f"Within {budget.label} {budget.axis}"
     estimated = bool(options["estimated"].any())
     if estimated:
@@ -439,23 +636,32 @@ def answer_sentence(
         text = f"{within}: keep the full model as it is ({winner['option']}): test error {winner['error']:.3f}"
     else:
         text = f"{within}: deploy {winner['option']} ({KIND_NAMES[winner['kind']]}): test error {winner['error']:.3f}"
-    if reference is not None and reference["option"] != winner["option"]:
-        text += f" against {reference['error']:.3f} for the full fp32 model"
+    low, high = _number(row.get("best_error_low")), _number(row.get("best_error_high"))
+    if not math.isnan(low):
+        text += f" [{low:.3f}, {high:.3f}]"
+    change = _change_text(_number(row.get("change_points")))
+    if change and reference is not None and reference["option"] != winner["option"]:
+        text += f", {change}"
     text += f"; {_value_text(winner, 'latency')}, {_value_text(winner, 'memory')}."
-    others = []
-    present = set(options["kind"]) if "kind" in options else set()
-    for kind in KINDS:
-        if kind == winner["kind"] or (kind not in BASE_KINDS and kind not in present):
-            continue
-        best = best_by_kind.get(kind)
-        if best is None:
-            others.append(f"{KIND_NAMES[kind]}: nothing fits")
-            continue
-        difference = float(best["error"]) - float(winner["error"])
-        gap = "the same error" if abs(difference) < 5e-4 else f"{_points(difference)} more error"
-        others.append(f"{KIND_NAMES[kind]}: {best['option']}, error {best['error']:.3f} ({gap})")
-    if others:
-        text += " Best of the other kinds: " + "; ".join(others) + "."
+    text += _tie_text(row, row.get("lowest_error_option"))
+    if row.get("past_max_drop"):
+        limit = f" Past the {row['max_drop']:g}-point limit on the drop (--max-drop)"
+        within_name = row.get("within_drop_option")
+        if within_name is None:
+            text += f"{limit}, and no option is within it."
+        else:
+            pool = useful if useful is not None else options
+            found = pool[pool["option"] == within_name].iloc[0]
+            if row.get("within_drop_fits"):
+                text += f"{limit}: the best within it is {_short(found)}."
+            else:
+                text += f"{limit}: nothing within it fits; the cheapest within it is {_short(found)}."
+    alternatives = list(row.get("alternatives") or [])
+    if alternatives:
+        frame = options.set_index("option", drop=False)
+        shown = [_short(frame.loc[name]) for name in alternatives[:2]]
+        more = f"; and {len(alternatives) - 2} more (summary.json)" if len(alternatives) > 2 else ""
+        text += " Also on the front: " + "; ".join(shown) + more + "."
     return text
 
 
@@ -536,6 +742,40 @@ def _noise_text(winner: pd.Series, runner_up: pd.Series) -> str:
     )
 
 
+def _not_measured(run_dir: Path, target: str, options: pd.DataFrame) -> list[str]:
+    """The variants of the full model and the exported models that are no option here, and why."""
+    fix = f"profile it again with 'prunebench profile {run_dir}' for {target}"
+    profile = read_profile(RunDir(run_dir).profile_dir(target).path, fix)
+    have = set(options["option"])
+    found = []
+    full = profile[profile["model"] == FULL_MODEL]
+    for name in VARIANTS:
+        if f"{FULL_MODEL} {name}" in have:
+            continue
+        rows = full[full["variant"] == name]
+        if rows.empty:
+            found.append(f"{FULL_MODEL} {name}: not profiled")
+        elif not (rows["status"] == "ok").any():
+            reason = rows["reason"].dropna()
+            why = f" ({reason.iloc[0]})" if len(reason) else ""
+            found.append(f"{FULL_MODEL} {name}: {rows['status'].iloc[0]}{why}")
+        else:
+            found.append(f"{FULL_MODEL} {name}: no test-split score")
+    profiled = set(profile["model"])
+    for search, frame in RunDir(run_dir).exports().items():
+        absent = [f"{search}/{label}" for label in frame["label"] if f"{search}/{label}" not in profiled]
+        if absent:
+            found.append(f"exported models not profiled: {', '.join(absent)}")
+    return found
+
+
+def _machine(run_dir: Path, target: str) -> dict | None:
+    """The machine the target's latest profile call ran on (``hardware.machine.machine_identity``); None when it
+    was estimated, or profiled before the machine was recorded."""
+    sessions = read_machine_record(RunDir(run_dir).profile_dir(target).machine)
+    return next((s["machine"] for s in reversed(sessions) if isinstance(s.get("machine"), dict)), None)
+
+
 def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Comparison:
     """Options, fronts and budget answers of ``run_dir`` on one target, written to RUN/compare/TARGET/."""
     run_dir = Path(run_dir)
@@ -547,7 +787,7 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
     budgets = [parse_budget(text, "latency", _reference(options, "latency_s")) for text in config.latency_budgets] + [
         parse_budget(text, "memory", _reference(options, "memory_bytes")) for text in config.memory_budgets
     ]
-    answers = answer_budgets(options, budgets)
+    answers = answer_budgets(options, budgets, settings["evidence"], config.max_drop)
     answers.insert(0, "target", target)
     missing = [kind for kind in BASE_KINDS if kind not in set(options["kind"])]
     chance = sorted(options.loc[options["chance"], "option"])
@@ -561,16 +801,20 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
         "device": str(options["device"].iloc[0]),
         "batch_size": settings["batch_size"],
         "seq_len": settings["seq_len"],
+        "scored_max_length": settings["scored_max_length"],
         "threads": int(options["threads"].iloc[0]),
+        "machine": _machine(run_dir, target),
         "estimated": bool(options["estimated"].any()),
         "latency_definition": LATENCY_DEFINITION,
         "memory_definition": MEMORY_DEFINITION,
         "ratio_definition": RATIO_DEFINITION,
         "error_definition": "1 - the task's metric on the test split",
+        "tie_definition": TIE_DEFINITION,
         "chance_error": _number(options["chance_error"].iloc[0]) if len(options) else math.nan,
         "config": asdict(config),
         "notes": settings["notes"],
         "missing": [f"no {kind} option was profiled and scored" for kind in missing],
+        "not_measured": _not_measured(run_dir, target, options),
     }
     folder = RunDir(run_dir).compare_dir(target)
     folder.path.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib
 import numpy as np
@@ -208,49 +209,91 @@ def compare_tradeoff(runs: list[RunData], target: str, axis: str) -> Figure | No
     return figure
 
 
-def answer_tradeoff(run: RunData, compare: CompareData) -> Figure | None:
-    """The headline figure of one target: test error against latency for every option of every kind,
-    the full fp32 model and each latency budget's answer picked out, options at chance greyed."""
-    column, scale, unit, _ = AXES["latency"]
-    options = compare.options
-    if column not in options or not options[column].notna().any():
-        return None
-    frame = options.assign(x=options[column].astype(float) * scale)
+def _kind_front(rows: pd.DataFrame) -> pd.DataFrame:
+    """The options of one kind that no other of the kind beats on both error and x, by x."""
+    ordered = rows.sort_values(["x", "error"])
+    best, keep = math.inf, []
+    for index, error in zip(ordered.index, ordered["error"], strict=True):
+        if error < best:
+            keep.append(index)
+            best = error
+    return ordered.loc[keep]
+
+
+def _budget_value(label: str, axis: str) -> float | None:
+    """A budget's line in the shown unit, read from its label ("50% of fp32 (20 ms)", "30 ms", "200 MiB")."""
+    found = re.search(r"([0-9.]+(?:e-?[0-9]+)?) (ms|MiB)\)?$", str(label))
+    return float(found.group(1)) if found else None
+
+
+def _answer_panel(ax, frame: pd.DataFrame, budgets: pd.DataFrame, axis: str, colours: dict, estimated: bool,
+                  metric: str) -> None:  # fmt: skip
+    column, scale, unit, _ = AXES[axis]
+    frame = frame[frame[column].notna()].assign(x=lambda f: f[column].astype(float) * scale)
     chance = frame["chance"].astype(bool) if "chance" in frame else pd.Series(False, index=frame.index)
+    useful = frame[~chance]
+    for kind in [k for k in KINDS if k in set(useful["kind"])]:
+        rows = useful[useful["kind"] == kind]
+        low = rows["error"] - rows["error_low"] if "error_low" in rows else None
+        high = rows["error_high"] - rows["error"] if "error_high" in rows else None
+        errors = None if low is None or low.isna().all() else np.vstack([low.fillna(0), high.fillna(0)])
+        ax.errorbar(rows["x"], rows["error"], yerr=errors, fmt=KIND_MARKERS[kind], color=colours[kind], markersize=6,
+                    elinewidth=0.8, capsize=2, label=KIND_NAMES[kind], zorder=3)  # fmt: skip
+        front = _kind_front(rows)
+        if len(front) > 1:
+            ax.step(front["x"], front["error"], where="post", color=colours[kind], linewidth=1, alpha=0.7, zorder=2)
+    full = full_fp32(frame)
+    if full is not None:
+        ax.scatter([full["x"]], [full["error"]], s=230, marker="*", color="black", zorder=5, label="full model, fp32")
+    # the scale is the useful options' own: options at chance would squash them into a strip, so they are counted
+    # in a note at the top instead of drawn
+    if len(useful):
+        high = useful["error_high"].fillna(useful["error"]) if "error_high" in useful else useful["error"]
+        low = useful["error_low"].fillna(useful["error"]) if "error_low" in useful else useful["error"]
+        top, bottom = float(high.max()), float(low.min())
+        pad = max((top - bottom) * 0.08, 0.005)
+        ax.set_ylim(bottom - pad, top + pad)
+    if chance.any():
+        lowest = frame.loc[chance, "error"].min()
+        said = f"{int(chance.sum())} option(s) ≈ chance (error {lowest:.2f}+): off the scale"
+        ax.text(0.01, 0.99, said, transform=ax.transAxes, va="top", fontsize=7, color="grey")
+    mine = budgets[budgets["axis"] == axis] if len(budgets) and "axis" in budgets else budgets.iloc[:0]
+    for row in mine.to_dict("records"):
+        value = _budget_value(row.get("budget_label"), axis)
+        if value is None:
+            continue
+        ax.axvline(value, color="grey", linestyle=":", linewidth=1, zorder=1)
+        ax.annotate(_plain(str(row["budget_label"]).split(" (")[0]), (value, 1), xycoords=("data", "axes fraction"),
+                    xytext=(2, -2), textcoords="offset points", rotation=90, va="top", fontsize=6, color="grey")
+        option = row.get("best_option")
+        chosen = useful[useful["option"] == option] if isinstance(option, str) else useful.iloc[:0]
+        if len(chosen):
+            ax.scatter(chosen["x"], chosen["error"], s=200, facecolor="none", edgecolor="crimson", linewidth=1.6,
+                       zorder=6)  # fmt: skip
+    ax.scatter([], [], s=120, facecolor="none", edgecolor="crimson", linewidth=1.6, label="a budget's answer")
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=6)
+    ax.set_xlabel(f"{axis} ({unit}{', ESTIMATED' if estimated else ''}; log scale)")
+    ax.set_ylabel(f"test error (1 - {_plain(metric)}), 95% intervals")
+
+
+def answer_tradeoff(run: RunData, compare: CompareData) -> Figure | None:
+    """The headline figure of one target: test error (with its 95% interval) against latency and against memory
+    for every option, a step front per kind, the budget lines, each budget's answer ringed, the full fp32 model
+    starred; options at chance are counted, not drawn, so the scale stays on the useful ones."""
+    options = compare.options
+    if "latency_s" not in options or not options["latency_s"].notna().any():
+        return None
     title = f"{_plain(compare.target)}: what to deploy" + (f"\n{ESTIMATED_TITLE}" if compare.estimated else "")
     with _style():
-        figure, (ax,) = _panels(1, title)
-        figure.set_size_inches(PANEL_WIDTH * 1.6, PANEL_HEIGHT * 1.3)
+        figure, axes = _panels(2, title)
+        figure.set_size_inches(PANEL_WIDTH * 2.2, PANEL_HEIGHT * 1.3)
         colours = _palette(list(KINDS))
-        useful = frame[~chance]
-        present = [k for k in KINDS if k in set(useful["kind"])]
-        for kind in present:
-            rows = useful[useful["kind"] == kind]
-            ax.scatter(
-                rows["x"], rows["error"], s=55, marker=KIND_MARKERS[kind], color=colours[kind], label=KIND_NAMES[kind]
-            )
-        if chance.any():
-            rows = frame[chance]
-            ax.scatter(rows["x"], rows["error"], s=45, marker="x", color="grey", label="≈ chance (never an answer)")
-        full = full_fp32(frame)
-        if full is not None:
-            star = {"s": 260, "marker": "*", "color": "black", "zorder": 5, "label": "full model, fp32"}
-            ax.scatter([full["x"]], [full["error"]], **star)
-        budgets = compare.budgets
-        winners = budgets[(budgets["axis"] == "latency") & budgets["best_option"].notna()] if len(budgets) else budgets
-        for option, group in winners.groupby("best_option") if len(winners) else []:
-            row = frame[frame["option"] == option]
-            if not len(row):
-                continue
-            x, y = float(row["x"].iloc[0]), float(row["error"].iloc[0])
-            ax.scatter([x], [y], s=230, facecolor="none", edgecolor="crimson", linewidth=2, zorder=6)
-            budgets = ", ".join(str(label).split(" (")[0] for label in group["budget_label"])
-            ax.annotate(
-                _plain(f"{option}\n(answer within {budgets})"), (x, y), xytext=(8, 8), textcoords="offset points",
-                fontsize=7, color="crimson",
-            )  # fmt: skip
-        ax.scatter([], [], s=120, facecolor="none", edgecolor="crimson", linewidth=2, label="a latency budget's answer")
-        ax.set_xlabel(f"latency ({unit}{', ESTIMATED' if compare.estimated else ''})")
-        ax.set_ylabel(f"test error (1 - {_plain(run.metric_name)})")
-        ax.legend(fontsize=7, loc="best")
+        for axis, ax in zip(("latency", "memory"), axes, strict=True):
+            _answer_panel(ax, options, compare.budgets, axis, colours, compare.estimated, run.metric_name)
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize=7)
     return figure

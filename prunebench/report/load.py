@@ -191,6 +191,8 @@ def _load_compare(folder: CompareDir, missing: list[str]) -> CompareData | None:
         budgets = pd.DataFrame()
     for note in meta.get("missing") or []:
         missing.append(f"{what}: {note}")
+    for note in meta.get("not_measured") or []:  # variants and models that are no option here, and why
+        missing.append(f"{what}: not measured: {note}")
     return CompareData(meta.get("target") or folder.target, options, budgets, meta)
 
 

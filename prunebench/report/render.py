@@ -35,10 +35,11 @@ import pandas as pd
 import prunebench.report.figures as figures
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
-from prunebench.hardware.machine import record_warning
+from prunebench.hardware.machine import identity_text, record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import report_summary, run_summary
-from prunebench.report.compare import FULL_MODEL, KIND_NAMES
+from prunebench.config import CompareConfig, max_drop_problem
+from prunebench.report.compare import FULL_MODEL, KIND_NAMES, compare_run
 from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
 from prunebench.rundir import (
     ENVIRONMENT_FILE,
@@ -299,14 +300,12 @@ def _ratio(value) -> str:
 
 
 def _latency_ratio_cell(row: dict) -> str:
-    """The latency ratio to fp32 with its 95% interval when timed beside it, and "unstable" when still so after
-    re-measuring: said next to the figure, not only in the measurement conditions."""
+    """The latency ratio to fp32 with its 95% interval when timed beside it."""
     text = _ratio(row.get("latency_ratio"))
     low, high = row.get("latency_ratio_low"), row.get("latency_ratio_high")
     if _present(low) and _present(high) and float(high) > float(low):
         text += f" [{float(low):.2f}, {float(high):.2f}]"
-    stable = row.get("stable")
-    return text + (" unstable" if _present(stable) and not bool(stable) else "")
+    return text  # "unstable" is said only where an interval crosses the budget line it decides (_decides)
 
 
 def _error_cell(row: dict) -> str:
@@ -332,6 +331,19 @@ def _run_line(run: RunData, facts: dict) -> str:
     return line + "."
 
 
+def _preamble(run: RunData, facts: dict) -> str:
+    """Two sentences: what was compared, and how an answer is chosen."""
+    full = facts.get("full")
+    error = f"; the fine-tuned full model's test error is {full['test_error']:.3f}" if full is not None else ""
+    return (
+        f"{run.model} fine-tuned on {run.task}, pruned, quantized and both, each option timed and sized on the "
+        f"hardware below and scored on the test split{error}. Per budget, the answer is the cheapest option that "
+        "fits and that a paired test on the same test examples cannot tell from the lowest-error one at 95% "
+        "(tied with: the others it cannot tell apart), with its error's 95% interval and its change against "
+        "the full model in points of the metric."
+    )
+
+
 def _embeddings_text(run: RunData, share: dict | None) -> str | None:
     if share is None:
         return None
@@ -340,9 +352,10 @@ def _embeddings_text(run: RunData, share: dict | None) -> str | None:
         f"parameters ({share['fp32_mib']:.1f} MiB in fp32). Structural pruning removes encoder weights only, so "
         "every pruned model keeps them: this report states sizes as the encoder fraction (encoder parameters / "
         "the full encoder's) beside the total fraction (all parameters), and memory can fall by at most "
-        f"{1 - share['share']:.0%} of the weights by pruning alone, however much of the encoder goes. The 8- and "
-        "4-bit variants "
-        "quantize the linear layers only, so the embeddings stay in fp32 in every option."
+        f"{1 - share['share']:.0%} of the weights by pruning alone, however much of the encoder goes. What each "
+        "variant quantizes: the PyTorch 8- and 4-bit variants (bitsandbytes int8 and nf4, dynamic-int8) the "
+        "encoder's linear layers only, so their embeddings stay in fp32; onnx-int8 (ONNX Runtime's "
+        "quantize_dynamic) stores the embeddings in 8 bits too, which is most of its gain in memory."
     )
 
 
@@ -399,6 +412,100 @@ def _glance_rows_into(builder: _TableBuilder, run: RunData, compare, facts: dict
         )
 
 
+def _plus_minus(row: dict) -> str:
+    error, low, high = row.get("best_error"), row.get("best_error_low"), row.get("best_error_high")
+    if not _present(error):
+        return "-"
+    if not (_present(low) and _present(high)):
+        return _num(error)
+    return f"{float(error):.3f} ± {(float(high) - float(low)) / 2:.3f}"
+
+
+def _decides(row: dict, winner: dict) -> bool:
+    """Whether the winner's latency interval crosses the budget line it is judged on (timing again could change
+    the answer): the one place "unstable" is said."""
+    if _flag(row.get("within_noise")):
+        return True
+    if row.get("axis") != "latency" or not _present(winner.get("latency_ratio_high")):
+        return False
+    found = re.match(r"([0-9.]+)% of fp32", str(row.get("budget_label") or ""))
+    if not found:
+        return False
+    line = float(found.group(1)) / 100
+    return float(winner["latency_ratio_low"]) <= line < float(winner["latency_ratio_high"])
+
+
+def _with_unit(cell: str, unit: str) -> str:
+    """A latency or memory cell with its unit after the number (before an estimate's label)."""
+    number, _, rest = cell.partition(" ")
+    return f"{number} {unit}" + (f" {rest}" if rest else "") if number != "-" else cell
+
+
+def _latency_interval_cell(winner: dict, estimated: bool, unstable: bool) -> str:
+    text = _with_unit(_latency_cell(winner, estimated), "ms")
+    ratio, low, high = winner.get("latency_ratio"), winner.get("latency_ratio_low"), winner.get("latency_ratio_high")
+    if _present(ratio):
+        text += f" ({float(ratio):.2f}x"
+        if _present(low) and _present(high) and float(high) > float(low):
+            text += f" [{float(low):.2f}, {float(high):.2f}]"
+        text += ")"
+    return text + (" unstable" if unstable else "")
+
+
+def _tied_cell(row: dict) -> str:
+    tied = [str(t) for t in (row.get("tied_with") if row.get("tied_with") is not None else [])]
+    if not tied:
+        test = row.get("tie_test")
+        return "-" if _present(test) else "not tested"
+    lowest = row.get("lowest_error_option")
+    first = lowest if lowest in tied else tied[0]
+    apart = row.get("examples_apart")
+    text = first + (f" ({int(apart)} apart)" if first == lowest and _present(apart) else "")
+    return text + (f" +{len(tied) - 1} more" if len(tied) > 1 else "")
+
+
+def _answer_rows_into(builder: _TableBuilder, run: RunData, compare) -> None:
+    """The compact answer table: one row per budget."""
+    options = compare.options.set_index("option", drop=False) if "option" in compare.options else None
+    for row in compare.budgets.to_dict("records"):
+        mark = ESTIMATED_MARK if _flag(row.get("estimated")) or compare.estimated else ""
+        budget = f"{mark}{row.get('axis', '-')} {row.get('budget_label', '-')}"
+        best = row.get("best_option")
+        if not _present(best) or options is None or best not in options.index:
+            closest = row.get("closest_option")
+            over = f"closest: {closest}, {float(row['closest_over']):.2f}x the budget" if _present(closest) else "-"
+            builder.add(run, [budget, "nothing fits", "-", "-", "-", over, "-", "-"], estimated=bool(mark))
+            continue
+        winner = options.loc[best].to_dict()
+        deploy = _text(best)
+        if _flag(row.get("past_max_drop")):
+            within = row.get("within_drop_option")
+            named = _text(within) if _present(within) else "none"
+            deploy += f" (past --max-drop {float(row['max_drop']):g}; within it: {named})"
+        change = row.get("change_points")
+        builder.add(
+            run,
+            [
+                budget,
+                deploy,
+                KIND_NAMES.get(winner.get("kind"), _text(winner.get("kind"))),
+                _plus_minus(row),
+                "-" if best == f"{FULL_MODEL} fp32" or not _present(change) else f"{float(change):+.1f} points",
+                _latency_interval_cell(winner, bool(mark), _decides(row, winner)),
+                _with_unit(_memory_cell(winner, bool(mark)), "MiB")
+                + (f" ({float(winner['memory_ratio']):.2f}x)" if _present(winner.get("memory_ratio")) else ""),
+                _tied_cell(row),
+            ],
+            estimated=bool(mark),
+        )
+
+
+def _not_measured(compare) -> str | None:
+    """The variants and models a comparison has no option for: never profiled, or profiled and not scored."""
+    missing = compare.meta.get("not_measured") or []
+    return ("Not measured: " + "; ".join(missing) + ".") if missing else None
+
+
 def _slow_bitsandbytes_int8(compare) -> str | None:
     """Why bitsandbytes int8 loses to fp32 on a CPU, said where the report shows it (measured CPU targets only)."""
     options = compare.options
@@ -433,46 +540,74 @@ def _answer_lines(compare) -> list[str]:
     return lines
 
 
+def _machine_of(run: RunData, compare) -> dict | None:
+    """The machine a comparison's target was profiled on: from the comparison, else the profile's machine record."""
+    if isinstance(compare.meta.get("machine"), dict):
+        return compare.meta["machine"]
+    for profile in run.profiles:
+        if profile.target == compare.target:
+            return next((s["machine"] for s in reversed(profile.machine) if isinstance(s.get("machine"), dict)), None)
+    return None
+
+
+def _scored_length(meta: dict) -> str:
+    """Where the test split was scored at another length than the latency was timed at: both, said here."""
+    scored, timed = meta.get("scored_max_length"), meta.get("seq_len")
+    if scored is None or timed is None or int(scored) == int(timed):
+        return f", scored at the same {timed} tokens" if scored is not None else ""
+    return f" at up to {scored} tokens (latency and memory: {timed} tokens)"
+
+
 def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
     compares = [(r, c) for r in runs for c in r.compares if c.target == target]
     estimated = any(c.estimated for _, c in compares)
     title = f"On {target}: " + ("ESTIMATED (roofline model, not measured)" if estimated else "measured")
+    machines = {identity_text(_machine_of(run, compare)) for run, compare in compares} - {None}
+    if not estimated and len(machines) == 1:
+        title += f" on {machines.pop()}"  # the machine decides the answer: two "AMD EPYC" can differ 2x in int8
     section = Section(f"answer-{_safe_name(target)}", title)
     for run, compare in compares:
         prefix = f"{run.label}: " if multi else ""
         meta = compare.meta
+        machine = identity_text(_machine_of(run, compare))
         where = (
-            f"{prefix}{'Estimated for' if estimated else 'Measured on'} {meta.get('device', target)}, "
-            f"{_plural(meta.get('threads', '?'), 'thread')}, batch {meta.get('batch_size', '?')} x "
-            f"{meta.get('seq_len', '?')} tokens; error on the test split."
+            f"{prefix}{'Estimated for' if estimated else 'Measured on'} {meta.get('device', target)}"
+            + (f": {machine}" if machine and not estimated else "")
+            + f", {_plural(meta.get('threads', '?'), 'thread')}, batch {meta.get('batch_size', '?')} x "
+            f"{meta.get('seq_len', '?')} tokens; error on the test split{_scored_length(meta)}."
         )
         section.blocks.append(Text(where, note=estimated))
+    answers = _TableBuilder(
+        ["budget", "deploy", "kind", "error ± 95%", "change vs full", "latency [95% interval]", "memory", "tied with"],
+        multi,
+        caption=f"{target}: what to deploy per budget (the cheapest option a paired test on the test examples "
+        "cannot tell from the lowest-error one that fits)",
+    )
+    for run, compare in compares:
+        _answer_rows_into(answers, run, compare)
+    table = answers.build()
+    if table is not None:
+        section.blocks.append(table)
+    for run, compare in compares:
+        prefix = f"{run.label}: " if multi else ""
         image = _image(
             f"answer-{_safe_name(target)}-{_safe_name(run.label)}",
-            f"{target}: test error vs latency of every option"
+            f"{target}: test error vs latency and memory of every option"
             + (" (ESTIMATED latency)" if estimated else "")
-            + "; the full model and the latency budget answers marked",
+            + "; a step front per kind, the budget lines and the answers marked",
             figures.answer_tradeoff(run, compare),
         )
         if image is not None:
             section.blocks.append(image)
-        answers = [prefix + text for text in _answer_lines(compare)]
-        if answers:
-            section.blocks.append(Bullets(answers))
+        lines = [prefix + text for text in _answer_lines(compare)]
+        if lines:
+            section.blocks.append(Bullets(lines))
         slow = _slow_bitsandbytes_int8(compare)
         if slow is not None:
             section.blocks.append(Text(prefix + slow, note=True))
-    glance = _TableBuilder(
-        ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "x fp32", "memory MiB", "x fp32"],
-        multi,
-        caption=f"{target}: the full model in every variant, the best pruned model at half the encoder "
-        "(and quantized), and each budget's answer",
-    )
-    for run, compare in compares:
-        _glance_rows_into(glance, run, compare, summaries[run.label])
-    table = glance.build()
-    if table is not None:
-        section.blocks.append(table)
+        unmeasured = _not_measured(compare)
+        if unmeasured:
+            section.blocks.append(Text(prefix + unmeasured, note=True))
     return section
 
 
@@ -482,11 +617,7 @@ def _summary(runs: list[RunData], multi: bool) -> Section:
     for run in runs:
         facts = summaries[run.label]
         prefix = f"{run.label}: " if multi else ""
-        section.blocks.append(Text(prefix + _run_line(run, facts)))
-        share = _embeddings_text(run, facts["embeddings"])
-        if share is not None:
-            section.blocks.append(Text(share))
-        section.blocks.append(Text(prefix + _half_text(facts)))
+        section.blocks.append(Text(prefix + _preamble(run, facts)))
     estimated = {c.target for r in runs for c in r.compares if c.estimated}
     targets = sorted({c.target for r in runs for c in r.compares}, key=lambda t: (t in estimated, t))  # measured first
     section.subsections = [_answer_section(runs, target, summaries, multi) for target in targets]
@@ -659,6 +790,14 @@ def _search(runs: list[RunData], multi: bool) -> Section:
 
 def _pareto(runs: list[RunData], multi: bool) -> Section:
     section = Section("pareto", "Pareto set")
+    for run in runs:  # what the run was, and what pruning alone reaches, beside the sub-networks it found
+        facts = run_summary(run)
+        prefix = f"{run.label}: " if multi else ""
+        section.blocks.append(Text(prefix + _run_line(run, facts)))
+        share = _embeddings_text(run, facts["embeddings"])
+        if share is not None:
+            section.blocks.append(Text(share))
+        section.blocks.append(Text(prefix + _half_text(facts)))
     builder = _TableBuilder(
         ["search", "role", "encoder", "total params", "parameters", "MACs", "validation error", "test metric"]
         + ["config"],
@@ -739,6 +878,18 @@ def _target_section(runs: list[RunData], target: str, multi: bool) -> Section:
         )
         if image is not None:
             section.blocks.append(image)
+    glance = _TableBuilder(
+        ["option", "kind", "encoder", "weight MiB", "test error", "latency ms", "latency x fp32", "memory MiB"]
+        + ["memory x fp32"],
+        multi,
+        caption=f"{target}: the full model in every variant, the best pruned model at half the encoder "
+        "(and quantized), and each budget's answer",
+    )
+    for run, compare in compares:
+        _glance_rows_into(glance, run, compare, run_summary(run))
+    table = glance.build()
+    if table is not None:
+        section.blocks.append(table)
     budgets = _TableBuilder(
         ["budget", "deploy", "kind", "test error", "runner-up (another kind)", "its error", "margin"],
         multi,
@@ -1077,16 +1228,39 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     return chosen
 
 
+def _answer_again(data: list[RunData], max_drop: float) -> None:
+    """Each run's comparisons answered again with the limit on the drop (``compare --max-drop``), at the batch,
+    length and budgets they were compared at; their compare folders are rewritten."""
+    for run in data:
+        for compare in run.compares:
+            given = compare.meta.get("config") or {}
+            keep = {k: given[k] for k in ("batch_size", "seq_len", "latency_budgets", "memory_budgets") if k in given}
+            keep.setdefault("batch_size", compare.meta.get("batch_size"))
+            keep.setdefault("seq_len", compare.meta.get("seq_len"))
+            compare_run(run.path, CompareConfig(target=compare.target, max_drop=max_drop, **keep))
+
+
 def write_report(
-    runs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS, overwrite: bool = False
+    runs: Sequence[Path],
+    out: Path,
+    formats: Sequence[str] = FORMATS,
+    overwrite: bool = False,
+    max_drop: float | None = None,
 ) -> ReportResult:
-    """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring."""
+    """Write the report of ``runs`` (one or more run directories) into ``out``; see the module docstring.
+    ``max_drop``: answer each comparison again with that limit on the drop (points; ``compare --max-drop``)."""
     chosen = check_formats(formats)
     if not runs:
         raise PrunebenchError("give at least one run directory to report on")
+    problem = max_drop_problem(max_drop)
+    if problem:
+        raise PrunebenchError(problem)
     out = Path(out)
     data = load_runs([Path(r) for r in runs])
     check_out(out, runs, overwrite)
+    if max_drop is not None:
+        _answer_again(data, float(max_drop))
+        data = load_runs([Path(r) for r in runs])
     document = build_document(data)
     written = write_document(document, report_summary(data), out, chosen, [str(r) for r in runs])
     missing = [f"{run.label}: {note}" for run in data for note in run.missing]
