@@ -86,7 +86,7 @@ def run_standalone(folder: Path) -> dict[str, np.ndarray]:
         script = Path(scratch) / "standalone.py"  # run from a copy, so no prunebench folder is on its path
         shutil.copyfile(standalone.__file__, script)
         done = subprocess.run(
-            [sys.executable, str(script), str(folder), str(sentences), str(out)],
+            [sys.executable, str(script), str(Path(folder).resolve()), str(sentences), str(out)],
             capture_output=True, text=True, env=env, timeout=CHECK_TIMEOUT_S, cwd=scratch,
         )  # fmt: skip
         if done.returncode != 0:

@@ -290,7 +290,8 @@ print(logits, logits.argmax(-1))
 
 In PyTorch (`pip install torch transformers`):
 `AutoModelForSequenceClassification.from_pretrained(".", trust_remote_code=True)` builds the model from
-`config.json` (per-layer heads and FFN units, pooling, kept vocabulary rows) and `modeling_pruned.py`.
+`config.json` (per-layer heads and FFN units, pooling, kept vocabulary rows) and `modeling_pruned.py`;
+`AutoTokenizer.from_pretrained(".", trust_remote_code=True)` gives its tokenizer (it reads `config.json` too).
 """
 
 

@@ -1,0 +1,277 @@
+"""``prunebench export``: the folder runs without prunebench and computes what ``load_model`` computes.
+
+Each check runs the exported files in a new Python process where ``import prunebench`` fails (a
+meta-path blocker installed first), on real GLUE sentences (SST-2 singles, RTE pairs), and compares
+the logits with ``load_model``'s in this process: ONNX fp32 and the ``transformers`` folder within
+``VERIFY_TOLERANCE``, ONNX int8 within the check's measured int8 bound. The subject is a pruned bert-tiny
+with layers of different sizes, a layer without heads and a trimmed vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import GLUE_DATA, run_cli
+from prunebench.config import CompareConfig, ExtractConfig, ProfileConfig, TimingConfig
+from prunebench.deploy.check import int8_bound
+from prunebench.extract import VERIFY_TOLERANCE, extract_subnetworks
+from prunebench.models import load_model
+
+UNEVEN = {"num_heads_0": 3, "num_units_0": 37, "num_heads_1": 0, "num_units_1": 130}
+README = Path(__file__).resolve().parent.parent / "README.md"
+START, END = "<!-- deploy-commands", "<!-- /deploy-commands -->"
+
+# Runs in a fresh interpreter: block prunebench, prove it is blocked, then run the folder as a user would.
+BLOCKED = """
+import importlib.abc, json, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "prunebench":
+            raise ImportError("blocked")
+sys.meta_path.insert(0, Blocked())
+try:
+    import prunebench
+    raise SystemExit("prunebench is importable")
+except ImportError:
+    pass
+folder, batches = sys.argv[1], json.loads(sys.argv[2])
+"""
+ONNX_CLIENT = BLOCKED + """
+import numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+tokenizer = Tokenizer.from_file(folder + "/tokenizer.json")
+out = {}
+for name in ("model.onnx", "model-int8.onnx"):
+    session = ort.InferenceSession(folder + "/" + name, providers=["CPUExecutionProvider"])
+    out[name] = []
+    for batch in batches:
+        encoded = tokenizer.encode_batch([text if pair is None else (text, pair) for text, pair in batch])
+        inputs = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
+                  "token_type_ids": [e.type_ids for e in encoded]}
+        feed = {i.name: np.array(inputs[i.name], dtype=np.int64) for i in session.get_inputs()}
+        out[name].append(session.run(["logits"], feed)[0].tolist())
+print(json.dumps(out))
+"""
+TORCH_CLIENT = BLOCKED + """
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads config.json too
+out = []
+for batch in batches:
+    texts, pairs = [t for t, _ in batch], [p for _, p in batch]
+    inputs = tokenizer(texts, pairs if pairs[0] is not None else None, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out.append(model(**inputs).logits.tolist())
+print(json.dumps({"logits": out, "config": model.config.to_dict()}))
+"""
+
+
+def glue_batches() -> list[list]:
+    sst = pd.read_csv(GLUE_DATA / "SST-2" / "dev.tsv", sep="\t", quoting=3).head(6)
+    rte = pd.read_csv(GLUE_DATA / "RTE" / "dev.tsv", sep="\t", quoting=3).head(4)
+    return [[[text, None] for text in sst["sentence"]], [[a, b] for a, b in zip(rte["sentence1"], rte["sentence2"])]]
+
+
+def reference(loaded, batches) -> list[np.ndarray]:
+    found = []
+    for batch in batches:
+        texts, pairs = [t for t, _ in batch], [p for _, p in batch]
+        inputs = loaded.tokenizer(texts, pairs if pairs[0] is not None else None, padding=True, return_tensors="pt",
+                                  return_token_type_ids=loaded.adapter.uses_token_type_ids)  # fmt: skip
+        with torch.no_grad():
+            found.append(loaded.model(**inputs).logits.numpy())
+    return found
+
+
+def run_blocked(script: str, folder: Path, batches) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(batches)], capture_output=True,
+                          text=True, env=env, cwd=folder, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> Path:
+    """bert-tiny with 3 and 0 heads, 37 and 130 units, and the vocabulary of a few sentences."""
+    folder = tmp_path_factory.mktemp("pruned")
+    texts = folder / "texts.txt"
+    texts.write_text("it 's a charming and often affecting journey .\nDana Reeve , the widow of the actor\n")
+    config = ExtractConfig(space="medium", config=json.dumps(UNEVEN), trim_vocab=str(texts), verify=True)
+    extract_subnetworks("shape:bert-tiny", config, folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, tmp_path_factory) -> Path:
+    from prunebench.deploy.export import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("exported") / "deploy"
+    export(pruned, out, ExportConfig(variant="onnx-int8"))
+    return out
+
+
+def test_the_onnx_files_run_with_onnxruntime_and_tokenizers_alone(pruned, exported):
+    loaded = load_model(pruned)
+    assert [len(k.heads) for k in loaded.structure.layers] == [3, 0] and loaded.vocab.kept < 100  # what is covered
+    batches = glue_batches()
+    got = run_blocked(ONNX_CLIENT, exported, batches)
+    for want, fp32, int8 in zip(reference(loaded, batches), got["model.onnx"], got["model-int8.onnx"], strict=True):
+        assert np.abs(np.array(fp32) - want).max() <= VERIFY_TOLERANCE
+        assert np.abs(np.array(int8) - want).max() <= int8_bound(want)
+        assert not np.allclose(np.array(int8), want, atol=1e-7)  # int8 is a different computation, really run
+
+
+def test_the_folder_loads_in_transformers_with_trust_remote_code_alone(pruned, exported):
+    loaded = load_model(pruned)
+    batches = glue_batches()
+    got = run_blocked(TORCH_CLIENT, exported, batches)
+    for want, logits in zip(reference(loaded, batches), got["logits"], strict=True):
+        assert np.abs(np.array(logits) - want).max() <= VERIFY_TOLERANCE
+    config = got["config"]  # the config says what the model is
+    assert (config["layer_heads"], config["layer_units"]) == ([3, 0], [37, 130])
+    assert config["vocab_rows"] == loaded.vocab.kept and config["pooling"] == "cls"
+    assert config["architectures"] == ["PrunedEncoderForSequenceClassification"]
+
+
+def test_export_json_and_the_folder_readme(exported):
+    meta = json.loads((exported / "export.json").read_text())
+    assert meta["onnx"]["opset"] == 17 and meta["onnx"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert meta["written_as"] == ["onnx-fp32", "onnx-int8"] and meta["measured"] is None  # a model dir: not measured
+    assert meta["check"]["max_abs_diff"]["onnx_fp32"] <= VERIFY_TOLERANCE
+    assert set(meta["files"]["all"]) <= {p.name for p in exported.iterdir()}
+    # the README's Python, as written, from the folder, without prunebench
+    code = re.search(r"```python\n(.*?)```", (exported / "README.md").read_text(), re.S).group(1)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", BLOCKED + code, ".", "[]"], cwd=exported, capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"\[\[.*\]\] \[[01] [01]\]", done.stdout.replace("\n", " "))  # two rows of logits, two classes
+
+
+def test_mean_pooling_is_in_the_config_and_the_graph(tmp_path):
+    """MiniLM reads the mean of its tokens: both exports must, or its logits move (the issue saw 0.034)."""
+    from prunebench.deploy.export import ExportConfig, export
+
+    loaded = load_model("minilm")
+    result = export("minilm", tmp_path / "minilm", ExportConfig())
+    assert json.loads((tmp_path / "minilm" / "config.json").read_text())["pooling"] == "mean"
+    assert result.check["max_abs_diff"]["onnx_fp32"] <= VERIFY_TOLERANCE
+    assert result.check["max_abs_diff"]["pytorch"] <= VERIFY_TOLERANCE
+    assert loaded.model.config.prunebench_pooling == "mean"
+
+
+@pytest.fixture(scope="module")
+def compared_run(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run profiled with fp32 and dynamic-int8, scored and compared on the CPU."""
+    from prunebench.profiling import profile_run
+    from prunebench.report.compare import compare_run
+
+    run = tmp_path_factory.mktemp("compared") / "run"
+    shutil.copytree(tiny_run, run)
+    settings = ProfileConfig(variants=("fp32", "dynamic-int8"), batch_sizes=(1,), seq_lens=(16,),
+                             timing=TimingConfig(max_seconds=0.05), score_max_examples=48)  # fmt: skip
+    profile_run(run, settings, show_progress=False)
+    compare_run(run, CompareConfig(latency_budgets=("50%",), memory_budgets=("50%",)))
+    return run
+
+
+def _useful(run: Path) -> pd.DataFrame:
+    """The tiny run predicts at chance, so no option is an answer; marked useful, each is (as a trained run's)."""
+    table = run / "compare" / "cpu" / "options.parquet"
+    options = pd.read_parquet(table).assign(chance=False)
+    options.to_parquet(table)
+    return options
+
+
+def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch, capsys):
+    from prunebench.report.compare import _reference, answer_budgets, parse_budget
+
+    run = tmp_path / "run"
+    shutil.copytree(compared_run, run)
+    code, _, err = run_cli(["export", str(run), "--budget", "latency:50%", "--out", str(tmp_path / "x")],
+                           monkeypatch, capsys)  # fmt: skip
+    assert code == 2 and "better than chance" in err and not (tmp_path / "x").exists()  # the at-chance run: no answer
+    options = _useful(run)
+    for budget in ("latency:50%", "latency:1000%"):  # 1000%: every option fits, the answer is the lowest error
+        axis, _, value = budget.partition(":")
+        answer = answer_budgets(options, [parse_budget(value, axis, _reference(options, "latency_s"))]).iloc[0]
+        out = tmp_path / budget.replace(":", "-").replace("%", "")
+        code, stdout, err = run_cli(["export", str(run), "--budget", budget, "--out", str(out)], monkeypatch, capsys)
+        if not isinstance(answer["best_option"], str):  # nothing that fast on this machine: the closest is named
+            assert code == 2 and answer["closest_option"] in err and not out.exists()
+            continue
+        assert code == 0, err
+        meta = json.loads((out / "export.json").read_text())
+        row = options.set_index("option").loc[answer["best_option"]]
+        assert meta["source"]["option"] == answer["best_option"] and meta["source"]["budget"] == budget
+        assert meta["measured"]["test_error"] == pytest.approx(row["error"])
+        assert meta["measured"]["latency_ms"] == pytest.approx(row["latency_s"] * 1e3)
+        assert meta["measured"]["device"] == row["device"] and meta["measured"]["threads"] == 1
+        int8 = row["variant"] == "dynamic-int8"
+        assert (out / "model-int8.onnx").is_file() == int8 and (out / "model.onnx").is_file()
+        assert (meta["note"] is not None) == int8 and (not int8 or "closest ONNX equivalent" in meta["note"])
+        assert "checked without prunebench" in stdout
+
+
+def test_export_run_option_with_a_pytorch_only_variant(compared_run, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(compared_run, run)
+    options = pd.read_parquet(run / "compare" / "cpu" / "options.parquet")
+    pruned = sorted(options.loc[options["pruned"] & (options["variant"] == "dynamic-int8"), "model"])[0]
+    out = tmp_path / "opt"
+    code, stdout, err = run_cli(["export", str(run), "--option", pruned, "--variant", "dynamic-int8", "--out", str(out),
+                                 "--json"], monkeypatch, capsys)  # fmt: skip
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["written_as"] == ["fp32", "int8"] and "onnx-int8" in result["note"]
+    assert result["source"]["option"] == f"{pruned} dynamic-int8" and result["measured"]["kind"] == "both"
+    loaded = load_model(result["source"]["model_path"])
+    got = run_blocked(ONNX_CLIENT, out, glue_batches())
+    for want, fp32 in zip(reference(loaded, glue_batches()), got["model.onnx"], strict=True):
+        assert np.abs(np.array(fp32) - want).max() <= VERIFY_TOLERANCE
+
+
+def test_missing_onnx_is_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: find_spec gives None
+    code, _, err = run_cli(["export", "shape:bert-tiny", "--out", str(tmp_path / "x")], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "pip install 'prunebench[onnx]'" in err and not (tmp_path / "x").exists()
+
+
+def _readme_commands() -> tuple[list[list[str]], str]:
+    import shlex
+
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(START) : text.index(END)]
+    commands = [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("prunebench ")]
+    python = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    return commands, python
+
+
+def test_readme_deploy_section_runs_as_written(compared_run, tmp_path, monkeypatch, capsys):
+    """The README's Deploy commands and its standalone Python, verbatim, in a folder holding runs/quick."""
+    commands, python = _readme_commands()
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(compared_run, tmp_path / "runs" / "quick")
+    _useful(tmp_path / "runs" / "quick")
+    for args in commands:
+        code, out, err = run_cli(args, monkeypatch, capsys)
+        assert code == 0, (args, out[-2000:], err[-2000:])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", BLOCKED + python, ".", "[]"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip()
