@@ -27,6 +27,7 @@ from prunebench.config import CompareConfig, ExtractConfig, ProfileConfig, Timin
 from prunebench.deploy.check import int8_bound
 from prunebench.extract import VERIFY_TOLERANCE, extract_subnetworks
 from prunebench.models import load_model
+from prunebench.report.answer import export_command
 
 UNEVEN = {"num_heads_0": 3, "num_units_0": 37, "num_heads_1": 0, "num_units_1": 130}
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -224,6 +225,24 @@ def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch
         assert (out / "model-int8.onnx").is_file() == int8 and (out / "model.onnx").is_file()
         assert (meta["note"] is not None) == int8 and (not int8 or "closest ONNX equivalent" in meta["note"])
         assert "checked without prunebench" in stdout
+        # the report's summary.json names this command for the budget
+        command = export_command(run, "cpu", answer.to_dict())
+        assert command.startswith(f"prunebench export {run} --budget {budget} --target cpu --out ")
+
+
+def test_the_export_command_gives_the_budget_back_as_compare_reads_it():
+    from prunebench.report.compare import answer_budgets, parse_budget
+
+    options = pd.DataFrame({"option": ["a fp32", "b fp32"], "kind": ["unpruned", "prune"], "error": [0.1, 0.2],
+                            "latency_s": [0.04, 0.02], "memory_bytes": [2e8, 1e8], "estimated": [False, False],
+                            "chance": [False, False]})  # fmt: skip
+    budgets = [parse_budget("30ms", "latency", None), parse_budget("150MiB", "memory", None),
+               parse_budget("60%", "latency", 0.04), parse_budget("1ms", "latency", None)]  # fmt: skip
+    rows = answer_budgets(options, budgets).to_dict("records")
+    commands = [export_command("runs/my run", "t4", row) for row in rows]
+    assert commands[0] == "prunebench export 'runs/my run' --budget latency:30ms --target t4 --out deploy-t4-latency-30ms"
+    assert "--budget memory:150MiB" in commands[1] and "--budget latency:60% --target t4" in commands[2]
+    assert commands[3] is None  # nothing fits 1 ms
 
 
 def test_export_run_option_with_a_pytorch_only_variant(compared_run, tmp_path, monkeypatch, capsys):

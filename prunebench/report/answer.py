@@ -13,7 +13,10 @@ and task head included: what the weight file holds).
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, full_fp32, option_facts
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
@@ -127,7 +130,27 @@ def embeddings(run: RunData) -> Embeddings | None:
     return None
 
 
-def _budget_answer(compare: CompareData, row: dict) -> dict:
+def export_command(run_path: Path | str, target: str, row: dict) -> str | None:
+    """The ``prunebench export`` line that writes a budget's answer (None where nothing meets the budget).
+
+    The budget is given back as ``compare`` read it: ``50%`` for a relative one (its label starts
+    "50% of fp32"), else the value in ms or MiB.
+    """
+    if not isinstance(row.get("best_option"), str):
+        return None
+    axis, label = row.get("axis"), str(row.get("budget_label") or "")
+    relative = re.match(r"\s*([0-9.eE+-]+%) of fp32", label)
+    if relative:
+        budget = relative.group(1)
+    elif axis == "latency":
+        budget = f"{float(row['budget']) * 1e3:g}ms"
+    else:
+        budget = f"{float(row['budget']) / 2**20:g}MiB"
+    out = f"deploy-{target}-{axis}-{budget.replace('%', 'pct').replace('.', '_')}"
+    return f"prunebench export {shlex.quote(str(run_path))} --budget {axis}:{budget} --target {target} --out {out}"
+
+
+def _budget_answer(compare: CompareData, row: dict, run_path: Path | str = "RUN") -> dict:
     options = compare.options.set_index("option", drop=False)
 
     def facts(name) -> dict | None:
@@ -144,6 +167,7 @@ def _budget_answer(compare: CompareData, row: dict) -> dict:
         "margin": _finite(row.get("margin")),
         "closest_if_nothing_fits": closest,
         "answer": row.get("answer"),
+        "export_command": export_command(run_path, compare.target, row),
     }
 
 
@@ -160,7 +184,7 @@ def target_answers(run: RunData) -> list[dict]:
                 "threads": meta.get("threads"),
                 "batch_size": meta.get("batch_size"),
                 "seq_len": meta.get("seq_len"),
-                "budgets": [_budget_answer(compare, row) for row in compare.budgets.to_dict("records")],
+                "budgets": [_budget_answer(compare, row, run.path) for row in compare.budgets.to_dict("records")],
             }
         )
     return targets
