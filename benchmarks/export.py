@@ -5,13 +5,14 @@ Models: MiniLM (the real all-MiniLM-L6-v2, mean pooling, a fresh seeded 2-label 
 sub-network of it with layers of different sizes and a layer without heads (``PRUNED``, extracted with the
 ``medium`` space; no Pareto set of a trained run is at hand here, so this stands in for one). For each:
 
-1. ``profile_models`` (the same code as ``prunebench profile``) measures fp32, onnx-fp32 and onnx-int8 at
-   batch 1, sequence 128, 1 thread on this CPU: the profile's latency (p50 of one batch) is the reference;
-2. ``prunebench export --variant onnx-int8`` writes the folder (its own check: 8 sentences, separate process);
-3. a new process with ``import prunebench`` blocked times ``model.onnx`` and ``model-int8.onnx`` with
-   onnxruntime alone (1 intra-op thread) on the profiler's own inputs for that point (``make_inputs``: random
-   ids, batch 1 x 128, no padding): p50 of ``REPEATS`` calls after ``WARMUP``;
-4. the same process runs the first ``SENTENCES`` SST-2 dev sentences (GLUE TSV, ``--data-dir``) through the
+1. ``prunebench export --variant onnx-int8`` writes the folder (its own check: 8 sentences, separate process);
+2. ``ROUNDS`` times, alternating: ``profile_models`` (the same code as ``prunebench profile``) measures fp32,
+   onnx-fp32 and onnx-int8 at batch 1, sequence 128, 1 thread on this CPU (the profile's latency, p50 of one
+   batch, is the reference); then a new process with ``import prunebench`` blocked times ``model.onnx`` and
+   ``model-int8.onnx`` with onnxruntime alone (1 intra-op thread) on the profiler's own inputs for that
+   point (``make_inputs``: random ids, batch 1 x 128, no padding): p50 of ``REPEATS`` calls after ``WARMUP``.
+   The ratio alone / profile is taken per round (both saw the same stretch of load), and its median kept;
+3. in the first round the same process also runs the first ``SENTENCES`` SST-2 dev sentences (GLUE TSV, ``--data-dir``) through the
    folder's tokenizer and both files, in batches of 32; this process compares them with ``load_model``'s
    logits: largest and mean absolute difference and argmax agreement. MiniLM's head is untrained, so its
    logits are small and close together: argmax agreement there is a harsh test of int8, not of accuracy.
@@ -47,7 +48,7 @@ from prunebench.models import load_model
 from prunebench.profiling import TimingConfig, profile_models
 
 THREADS, BATCH, SEQ_LEN = 1, 1, 128
-WARMUP, REPEATS = 5, 60
+WARMUP, REPEATS, ROUNDS = 5, 60, 3
 SENTENCES, CHUNK = 256, 32
 PRUNED = {  # 6 layers of MiniLM (12 heads, 1536 units): uneven, one layer without heads
     "num_heads_0": 12, "num_units_0": 1536, "num_heads_1": 8, "num_units_1": 1024, "num_heads_2": 6,
@@ -121,42 +122,59 @@ def _cpu() -> dict:
     return info
 
 
+def _alone(out: Path, work: Path, sentences: list[str]) -> dict:
+    """The folder run by onnxruntime alone in a new process (prunebench blocked): times and logits."""
+    (work / "sentences.json").write_text(json.dumps(sentences))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", CLIENT, str(out), str(work / "inputs.npz"), str(work / "sentences.json"),
+                    str(WARMUP), str(REPEATS), str(CHUNK), str(work / "client.json")], check=True, env=env)  # fmt: skip
+    return json.loads((work / "client.json").read_text())
+
+
 def bench(label: str, model_path: str, sentences: list[str], work: Path) -> dict:
     loaded = load_model(model_path)
-    table = profile_models({label: loaded}, work / f"profile-{label}", target="cpu",
-                           variants=("fp32", "onnx-fp32", "onnx-int8"), batch_sizes=(BATCH,), seq_lens=(SEQ_LEN,),
-                           threads=THREADS, timing=TIMING)  # fmt: skip
-    profile = table[(table["model"] == label) & (table["status"] == "ok")].set_index("variant")
     out = work / f"export-{label}"
     started = time.perf_counter()
     result = export(model_path, out, ExportConfig(variant="onnx-int8"))
     export_seconds = time.perf_counter() - started
     inputs = {k: v.numpy() for k, v in make_inputs(loaded, BATCH, SEQ_LEN, torch.device("cpu")).items()}
     np.savez(work / "inputs.npz", **inputs)
-    (work / "sentences.json").write_text(json.dumps(sentences))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    load_before = os.getloadavg()
-    subprocess.run([sys.executable, "-c", CLIENT, str(out), str(work / "inputs.npz"), str(work / "sentences.json"),
-                    str(WARMUP), str(REPEATS), str(CHUNK), str(work / "client.json")], check=True, env=env)  # fmt: skip
-    load_after = os.getloadavg()
-    client = json.loads((work / "client.json").read_text())
+    # The machine is shared: the profile and the standalone timing alternate, ROUNDS times, so both see the
+    # same stretch of load; each round's profile is a fresh one (a profile folder resumes finished points).
+    rounds = []
+    for index in range(ROUNDS):
+        load_before = os.getloadavg()
+        table = profile_models({label: loaded}, work / f"profile-{label}-{index}", target="cpu",
+                               variants=("fp32", "onnx-fp32", "onnx-int8"), batch_sizes=(BATCH,),
+                               seq_lens=(SEQ_LEN,), threads=THREADS, timing=TIMING)  # fmt: skip
+        profile = table[(table["model"] == label) & (table["status"] == "ok")].set_index("variant")
+        client = _alone(out, work, sentences if index == 0 else [])
+        if index == 0:
+            logits = {name: np.array(found["logits"]) for name, found in client.items()}
+        rounds.append({
+            "profile_ms": {v: float(profile.loc[v, "latency_s"]) * 1e3 for v in profile.index},
+            "alone_ms": {name: float(np.median(found["times_s"])) * 1e3 for name, found in client.items()},
+            "alone_p90_ms": {name: float(np.percentile(found["times_s"], 90)) * 1e3 for name, found in client.items()},
+            "load_average": [load_before, os.getloadavg()],
+        })  # fmt: skip
     reference = _reference_logits(loaded, sentences)
     files = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if not p.name.startswith(".")}
     rows = {}
     for variant, name in (("onnx-fp32", "model.onnx"), ("onnx-int8", "model-int8.onnx")):
-        logits = np.array(client[name]["logits"])
-        alone = float(np.median(client[name]["times_s"]))
-        profiled = float(profile.loc[variant, "latency_s"]) if variant in profile.index else None
+        alone = [r["alone_ms"][name] for r in rounds]
+        profiled = [r["profile_ms"].get(variant) for r in rounds]
+        ratios = [a / p for a, p in zip(alone, profiled, strict=True) if p]
         rows[variant] = {
             "file": name,
             "file_mib": files[name] / 2**20,
-            "latency_alone_ms": alone * 1e3,
-            "latency_alone_p90_ms": float(np.percentile(client[name]["times_s"], 90)) * 1e3,
-            "latency_profile_ms": None if profiled is None else profiled * 1e3,
-            "alone_over_profile": None if profiled is None else alone / profiled,
-            "max_abs_diff": float(np.abs(logits - reference).max()),
-            "mean_abs_diff": float(np.abs(logits - reference).mean()),
-            "argmax_agreement": float((logits.argmax(-1) == reference.argmax(-1)).mean()),
+            "latency_alone_ms_per_round": alone,
+            "latency_profile_ms_per_round": profiled,
+            "alone_over_profile_per_round": ratios,
+            "alone_over_profile_median": float(np.median(ratios)) if ratios else None,
+            "within_10_percent": bool(ratios) and abs(float(np.median(ratios)) - 1) <= 0.10,
+            "max_abs_diff": float(np.abs(logits[name] - reference).max()),
+            "mean_abs_diff": float(np.abs(logits[name] - reference).mean()),
+            "argmax_agreement": float((logits[name].argmax(-1) == reference.argmax(-1)).mean()),
         }
     config = json.loads((out / "config.json").read_text())
     return {
@@ -169,9 +187,9 @@ def bench(label: str, model_path: str, sentences: list[str], work: Path) -> dict
         "export_seconds": round(export_seconds, 1),
         "export_check": result.check,
         "reference_logit_scale": float(np.abs(reference).max()),
-        "pytorch_fp32_profile_ms": float(profile.loc["fp32", "latency_s"]) * 1e3,
+        "pytorch_fp32_profile_ms_per_round": [r["profile_ms"].get("fp32") for r in rounds],
         "variants": rows,
-        "load_average_around_timing": [load_before, load_after],
+        "rounds": rounds,
     }
 
 
@@ -198,6 +216,7 @@ def main() -> None:
         "what": __doc__.split("\n\n")[0],
         "how": __doc__.split("\n\n")[1:3],
         "threads": THREADS, "batch_size": BATCH, "seq_len": SEQ_LEN, "warmup": WARMUP, "repeats": REPEATS,
+        "rounds": ROUNDS,
         "sentences": f"first {SENTENCES} SST-2 dev sentences, batches of {CHUNK}",
         "profile_timing": TIMING.__dict__,
         "cpu": _cpu(),

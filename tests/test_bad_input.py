@@ -104,6 +104,16 @@ def _pickle_model(tmp: Path) -> None:
     torch.save(loaded.model.state_dict(), folder / "pytorch_model.bin")
 
 
+def _retrained_p00(run: Path) -> None:
+    """Other weights under the label the profile measured (as a Pareto export redone since would leave)."""
+    from safetensors.torch import load_file, save
+
+    path = run / "search" / "rs" / "models" / "p00" / "model.safetensors"
+    state = load_file(path)
+    state["classifier.bias"] = state["classifier.bias"] + 1.0
+    _replace(path, save(state))
+
+
 def _multiple_choice_model(tmp: Path) -> None:
     from prunebench.config import ExtractConfig
     from prunebench.extract import extract_subnetworks
@@ -235,6 +245,8 @@ CASES = [
          r"not a run directory"),
     Case("export-out-taken", ("export", "shape:bert-tiny", "--out", "{tmp}/foreign"),
          r"foreign already exists and is not empty; pick another --out or pass --overwrite", None, _foreign),
+    Case("export-stale-model", ("export", "{run}", "--option", "rs/p00 fp32", "--out", "{tmp}/e"),
+         r"rs/p00 of .* is not the one profiled on cpu.*prunebench profile", _retrained_p00),
     Case("export-refused", ("export", "{tmp}/mc", "--out", "{tmp}/e"), r"multiple_choice head.*classification",
          None, _multiple_choice_model),
     Case("export-nf4", ("export", "shape:bert-tiny", "--variant", "nf4", "--out", "{tmp}/e"),

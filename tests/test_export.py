@@ -294,3 +294,16 @@ def test_readme_deploy_section_runs_as_written(compared_run, tmp_path, monkeypat
                           text=True, env=env, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip()
+
+
+def test_a_model_the_onnx_exporter_refuses_is_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    from prunebench.hardware import onnx as onnx_room
+
+    def refuse(loaded):
+        raise onnx_room.OnnxExportFailed("torch.onnx.export could not export the model: UnsupportedOp: aten::foo")
+
+    monkeypatch.setattr(onnx_room, "export_onnx", refuse)
+    code, _, err = run_cli(["export", "shape:bert-tiny", "--out", str(tmp_path / "x")], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "the ONNX exporter refused shape:bert-tiny: torch.onnx.export could not export the model" in err
+    assert list(tmp_path.iterdir()) == []  # not even the staging folder is left

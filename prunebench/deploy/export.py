@@ -211,6 +211,25 @@ def _model_path(run_dir: Path, label: str) -> tuple[Path, dict]:
     raise PrunebenchError(f"{run_dir} has no model {label!r}; its options name the models it has")
 
 
+def _check_same_model(loaded, resolved: "_Source") -> None:
+    """A run's option: the model now at its path must be the one the profile measured (its content key), or the
+    numbers in export.json would describe another model (a Pareto export redone since, reusing labels)."""
+    if resolved.source.get("kind") != "run":
+        return
+    from prunebench.hardware.store import read_profile
+    from prunebench.hardware.subject import content_key
+
+    run, target, (label, variant) = resolved.source["run"], resolved.source["target"], resolved.option
+    fix = f"profile it again with 'prunebench profile {run}'"
+    profile = read_profile(RunDir(run).profile_dir(target).path, fix)
+    keys = set(profile.loc[(profile["model"] == label) & (profile["variant"] == variant), "model_key"].dropna())
+    if keys and content_key(loaded) not in keys:
+        raise PrunebenchError(
+            f"the model {label} of {run} is not the one profiled on {target} (its weights or structure changed "
+            f"since); {fix} and compare it before exporting"
+        )
+
+
 @dataclass(frozen=True)
 class _Source:
     model: str  # what load_model reads
@@ -218,6 +237,7 @@ class _Source:
     variant: str
     source: dict
     measured: dict | None
+    option: tuple[str, str] | None = None  # a run's option: (model label, variant)
 
 
 def _resolve(source: str, config: ExportConfig) -> _Source:
@@ -243,7 +263,8 @@ def _resolve(source: str, config: ExportConfig) -> _Source:
         model_path, load_options = _model_path(path, row["model"])
         provenance = {"kind": "run", "run": str(path), "target": target, "option": chosen, "budget": config.budget}
         variant = row["variant"]
-        return _Source(str(model_path), load_options, variant, provenance, _measured(row, path, target))
+        measured = _measured(row, path, target)
+        return _Source(str(model_path), load_options, variant, provenance, measured, (row["model"], row["variant"]))
     if config.option is not None or config.budget is not None:
         raise PrunebenchError(f"--option and --budget choose from a run, and {source} is not a run directory")
     return _Source(source, {}, config.variant or "fp32", {"kind": "model", "model": source}, None)
@@ -353,6 +374,7 @@ def export(source: str | Path, out: Path, config: ExportConfig = ExportConfig())
     reason = refusal(loaded)
     if reason:
         raise PrunebenchError(reason)
+    _check_same_model(loaded, resolved)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     staging.mkdir()
