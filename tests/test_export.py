@@ -307,3 +307,20 @@ def test_a_model_the_onnx_exporter_refuses_is_one_line_and_nothing_is_written(tm
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "the ONNX exporter refused shape:bert-tiny: torch.onnx.export could not export the model" in err
     assert list(tmp_path.iterdir()) == []  # not even the staging folder is left
+
+
+def test_the_report_and_summary_json_name_the_export_command_per_budget(tmp_path):
+    from report_fixture import make_report_run
+
+    from prunebench.report import write_report
+
+    run = make_report_run(tmp_path / "run")
+    result = write_report([run], tmp_path / "report", formats=["md"])
+    markdown = result.markdown.read_text()
+    summary = json.loads((result.out / "summary.json").read_text())
+    answered = [b for t in summary["targets"] for b in t["budgets"] if b["winner"] is not None]
+    unanswered = [b for t in summary["targets"] for b in t["budgets"] if b["winner"] is None]
+    assert answered and all(b["export_command"].startswith(f"prunebench export {run} --budget ") for b in answered)
+    assert all(b["export_command"] is None for b in unanswered)
+    for budget in answered:
+        assert budget["export_command"] in markdown
