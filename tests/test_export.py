@@ -324,3 +324,18 @@ def test_the_report_and_summary_json_name_the_export_command_per_budget(tmp_path
     assert all(b["export_command"] is None for b in unanswered)
     for budget in answered:
         assert budget["export_command"] in markdown
+
+
+def test_a_pruned_roberta_regression_model_exports_and_checks(tmp_path):
+    """The other family (positions after the padding index, dense + tanh head, no segment ids) and a 1-output head."""
+    from prunebench.deploy.export import ExportConfig, export
+
+    config = ExtractConfig(space="medium", config=json.dumps(UNEVEN), task_kind="regression")
+    extract_subnetworks("shape:roberta-tiny", config, tmp_path / "model")
+    result = export(tmp_path / "model", tmp_path / "out", ExportConfig(variant="onnx-int8"))
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (written["family"], written["num_labels"], written["layer_heads"]) == ("roberta", 1, [3, 0])
+    assert result.check["max_abs_diff"]["pytorch"] <= VERIFY_TOLERANCE >= result.check["max_abs_diff"]["onnx_fp32"]
+    assert result.check["int8_decisive"] == 0  # one output: no class to agree on
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["onnx"]["inputs"] == ["input_ids",
+                                                                                           "attention_mask"]
