@@ -172,6 +172,7 @@ def test_mean_pooling_is_in_the_config_and_the_graph(tmp_path):
     assert result.check["max_abs_diff"]["onnx_fp32"] <= VERIFY_TOLERANCE
     assert result.check["max_abs_diff"]["pytorch"] <= VERIFY_TOLERANCE
     assert loaded.model.config.prunebench_pooling == "mean"
+    assert "no trained task head" in result.note  # minilm's head is fresh: said, not hidden
 
 
 @pytest.fixture(scope="module")

@@ -375,6 +375,9 @@ def export(source: str | Path, out: Path, config: ExportConfig = ExportConfig())
     if reason:
         raise PrunebenchError(reason)
     _check_same_model(loaded, resolved)
+    if loaded.fresh_head:  # e.g. ``export minilm``: the files are right, the predictions are not yet meaningful
+        fresh = f"{resolved.model} has no trained task head: its head was initialised at random, fine-tune it first"
+        note = f"{note}; {fresh}" if note else fresh
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     staging.mkdir()
