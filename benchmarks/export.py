@@ -12,7 +12,8 @@ sub-network of it with layers of different sizes and a layer without heads (``PR
    ``model-int8.onnx`` with onnxruntime alone (1 intra-op thread) on the profiler's own inputs for that
    point (``make_inputs``: random ids, batch 1 x 128, no padding): p50 of ``REPEATS`` calls after ``WARMUP``.
    The ratio alone / profile is taken per round (both saw the same stretch of load), and its median kept;
-3. in the first round the same process also runs the first ``SENTENCES`` SST-2 dev sentences (GLUE TSV, ``--data-dir``) through the
+3. in the first round the same process also runs the first ``SENTENCES`` SST-2 dev sentences (GLUE TSV,
+   ``--data-dir``) through the
    folder's tokenizer and both files, in batches of 32; this process compares them with ``load_model``'s
    logits: largest and mean absolute difference and argmax agreement. MiniLM's head is untrained, so its
    logits are small and close together: argmax agreement there is a harsh test of int8, not of accuracy.

@@ -306,17 +306,23 @@ def export_command(
         str | None, typer.Option(help="A run's budget answer: 'latency:50%', 'memory:200MiB' (as compare reads them).")
     ] = None,
     option: Annotated[
-        str | None, typer.Option(help="A run's option by name: 'morea-seed0/p03 onnx-int8' (or the model and --variant).")
+        str | None,
+        typer.Option(help="A run's option by name: 'morea-seed0/p03 onnx-int8' (or the model and --variant)."),
     ] = None,
     variant: Annotated[
         str | None,
-        typer.Option(help="fp32 / onnx-fp32 (model.onnx) or onnx-int8 (also model-int8.onnx); PyTorch-only "
-                     "variants get their ONNX equivalent (dynamic-int8 -> onnx-int8)."),
+        typer.Option(
+            help="fp32 / onnx-fp32 (model.onnx) or onnx-int8 (also model-int8.onnx); PyTorch-only "
+            "variants get their ONNX equivalent (dynamic-int8 -> onnx-int8)."
+        ),
     ] = None,  # fmt: skip
     target: Annotated[
         str | None,
-        typer.Option(help="The run's hardware target the option is read on: cpu or a GPU profile (default: its only "
-                     "compared or profiled one).", callback=_checked_target),
+        typer.Option(
+            help="The run's hardware target the option is read on: cpu or a GPU profile (default: its only "
+            "compared or profiled one).",
+            callback=_checked_target,
+        ),
     ] = None,  # fmt: skip
     overwrite: Annotated[bool, typer.Option(help="Replace an --out that prunebench wrote.")] = False,
     as_json: JsonOption = False,
@@ -1198,15 +1204,18 @@ def _print_export(result) -> None:
     if measured:
         mark = "~" if measured["estimated"] else ""
         console.print(
-            f"measured: test error {_float(measured['test_error'])}, latency {_ms(measured['latency_ms'] / 1e3, mark)}, "
-            f"memory {_float(measured['memory_mib'], 1)} MiB on {measured['device']} ({measured['threads']} threads, "
-            f"batch {measured['batch_size']} x {measured['seq_len']} tokens)"
+            f"measured: test error {_float(measured['test_error'])}, "
+            f"latency {_ms(measured['latency_ms'] / 1e3, mark)} ms, memory {_float(measured['memory_mib'], 1)} MiB "
+            f"on {measured['device']} ({measured['threads']} threads, batch {measured['batch_size']} x "
+            f"{measured['seq_len']} tokens)"
         )
-    diffs = ", ".join(f"{kind} {value:.1e} (<= {check['tolerance'][kind]:g})" for kind, value in check["max_abs_diff"].items())
+    diffs = ", ".join(
+        f"{kind} {value:.1e} (<= {check['tolerance'][kind]:g})" for kind, value in check["max_abs_diff"].items()
+    )
     console.print(f"checked without prunebench on {check['sentences']} sentences, largest logit difference: {diffs}")
     if check.get("int8_decisive"):
-        console.print(f"int8 predicts the same class on {check['int8_argmax_agreement']:.0%} of {check['int8_decisive']} "
-                      "sentences the fp32 model decides clearly")  # fmt: skip
+        agreement, decisive = check["int8_argmax_agreement"], check["int8_decisive"]
+        console.print(f"int8 predicts the same class on {agreement:.0%} of {decisive} sentences fp32 decides clearly")
 
 
 if __name__ == "__main__":

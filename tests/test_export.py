@@ -48,7 +48,9 @@ except ImportError:
     pass
 folder, batches = sys.argv[1], json.loads(sys.argv[2])
 """
-ONNX_CLIENT = BLOCKED + """
+ONNX_CLIENT = (
+    BLOCKED
+    + """
 import numpy as np, onnxruntime as ort
 from tokenizers import Tokenizer
 tokenizer = Tokenizer.from_file(folder + "/tokenizer.json")
@@ -64,7 +66,10 @@ for name in ("model.onnx", "model-int8.onnx"):
         out[name].append(session.run(["logits"], feed)[0].tolist())
 print(json.dumps(out))
 """
-TORCH_CLIENT = BLOCKED + """
+)
+TORCH_CLIENT = (
+    BLOCKED
+    + """
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
@@ -77,12 +82,16 @@ for batch in batches:
         out.append(model(**inputs).logits.tolist())
 print(json.dumps({"logits": out, "config": model.config.to_dict()}))
 """
+)
 
 
 def glue_batches() -> list[list]:
     sst = pd.read_csv(GLUE_DATA / "SST-2" / "dev.tsv", sep="\t", quoting=3).head(6)
     rte = pd.read_csv(GLUE_DATA / "RTE" / "dev.tsv", sep="\t", quoting=3).head(4)
-    return [[[text, None] for text in sst["sentence"]], [[a, b] for a, b in zip(rte["sentence1"], rte["sentence2"])]]
+    return [
+        [[text, None] for text in sst["sentence"]],
+        [[a, b] for a, b in zip(rte["sentence1"], rte["sentence2"], strict=True)],
+    ]
 
 
 def reference(loaded, batches) -> list[np.ndarray]:
@@ -241,7 +250,9 @@ def test_the_export_command_gives_the_budget_back_as_compare_reads_it():
                parse_budget("60%", "latency", 0.04), parse_budget("1ms", "latency", None)]  # fmt: skip
     rows = answer_budgets(options, budgets).to_dict("records")
     commands = [export_command("runs/my run", "t4", row) for row in rows]
-    assert commands[0] == "prunebench export 'runs/my run' --budget latency:30ms --target t4 --out deploy-t4-latency-30ms"
+    assert (
+        commands[0] == "prunebench export 'runs/my run' --budget latency:30ms --target t4 --out deploy-t4-latency-30ms"
+    )
     assert "--budget memory:150MiB" in commands[1] and "--budget latency:60% --target t4" in commands[2]
     assert commands[3] is None  # nothing fits 1 ms
 
@@ -338,5 +349,7 @@ def test_a_pruned_roberta_regression_model_exports_and_checks(tmp_path):
     assert (written["family"], written["num_labels"], written["layer_heads"]) == ("roberta", 1, [3, 0])
     assert result.check["max_abs_diff"]["pytorch"] <= VERIFY_TOLERANCE >= result.check["max_abs_diff"]["onnx_fp32"]
     assert result.check["int8_decisive"] == 0  # one output: no class to agree on
-    assert json.loads((tmp_path / "out" / "export.json").read_text())["onnx"]["inputs"] == ["input_ids",
-                                                                                           "attention_mask"]
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["onnx"]["inputs"] == [
+        "input_ids",
+        "attention_mask",
+    ]

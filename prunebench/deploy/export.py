@@ -211,7 +211,7 @@ def _model_path(run_dir: Path, label: str) -> tuple[Path, dict]:
     raise PrunebenchError(f"{run_dir} has no model {label!r}; its options name the models it has")
 
 
-def _check_same_model(loaded, resolved: "_Source") -> None:
+def _check_same_model(loaded, resolved: _Source) -> None:
     """A run's option: the model now at its path must be the one the profile measured (its content key), or the
     numbers in export.json would describe another model (a Pareto export redone since, reusing labels)."""
     if resolved.source.get("kind") != "run":
@@ -249,7 +249,9 @@ def _resolve(source: str, config: ExportConfig) -> _Source:
                 "--option (e.g. 'morea-seed0/p03 onnx-int8')"
             )
         if config.budget is not None and config.variant is not None:
-            raise PrunebenchError("--budget exports the variant its answer names; leave out --variant (or use --option)")
+            raise PrunebenchError(
+                "--budget exports the variant its answer names; leave out --variant (or use --option)"
+            )
         options, target = _run_options(path, config.target)
         if config.budget is not None:
             chosen = _budget_option(path, config.budget, options, target)
@@ -319,8 +321,9 @@ In PyTorch (`pip install torch transformers`):
 def _onnx_facts(loaded) -> dict:
     from prunebench.hardware.onnx import OPSET, input_names
 
-    return {"opset": OPSET, "inputs": input_names(loaded), "outputs": ["logits"],
-            "dynamic_axes": {"inputs": ["batch", "sequence"], "logits": ["batch"]}, "dtype": "int64 inputs"}  # fmt: skip
+    axes = {"inputs": ["batch", "sequence"], "logits": ["batch"]}
+    return {"opset": OPSET, "inputs": input_names(loaded), "outputs": ["logits"], "dynamic_axes": axes,
+            "dtype": "int64 inputs"}  # fmt: skip
 
 
 def _write_folder(loaded, staging: Path, resolved: _Source, precisions, note) -> tuple[list[str], dict]:

@@ -161,7 +161,9 @@ class Attention(nn.Module):
         self.self = SelfAttention(config.hidden_size, heads, config.attention_head_size)
         with warnings.catch_warnings():  # torch warns that initialising a 0-wide weight (no heads) does nothing
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
-            self.output = DenseResidualNorm(heads * config.attention_head_size, config.hidden_size, config.layer_norm_eps)
+            self.output = DenseResidualNorm(
+                heads * config.attention_head_size, config.hidden_size, config.layer_norm_eps
+            )
 
     def forward(self, hidden: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(hidden, additive_mask), hidden)
