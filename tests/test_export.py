@@ -353,3 +353,50 @@ def test_a_pruned_roberta_regression_model_exports_and_checks(tmp_path):
         "input_ids",
         "attention_mask",
     ]
+
+
+def test_the_check_catches_a_folder_that_computes_something_else(pruned, exported, tmp_path):
+    """A wrong model.onnx (another model's export) in the folder: the separate process runs it, the check refuses."""
+    from prunebench.deploy.check import check_export
+    from prunebench.errors import PrunebenchError
+    from prunebench.hardware.onnx import onnx_model
+
+    folder = tmp_path / "wrong"
+    shutil.copytree(exported, folder)
+    (folder / "model.onnx").write_bytes(onnx_model(load_model("shape:bert-tiny", seed=1), "fp32"))
+    with pytest.raises(PrunebenchError, match=r"does not match load_model \(onnx_fp32 .* > 0.0001"):
+        check_export(load_model(pruned), folder)
+
+
+def test_int8_must_predict_the_same_class_where_fp32_decides_clearly(pruned, monkeypatch):
+    """The argmax rule on made-up outputs: fp32 prefers class 0 by 0.15 on every sentence (decisive: above the
+    0.1 bound); int8 logits within the bound but ranked the other way round still fail the check."""
+    from prunebench.deploy import check
+    from prunebench.errors import PrunebenchError
+
+    loaded, original = load_model(pruned), check.reference_logits
+
+    def decisive(model, batch):
+        inputs, reference = original(model, batch)
+        reference = reference.copy()
+        reference[:, 0] = reference[:, 1] + 0.15
+        return inputs, reference
+
+    got = {}
+    for index, batch in enumerate(check.CHECK_BATCHES):
+        inputs, reference = decisive(loaded, batch)
+        got |= {f"{name}_{index}": value for name, value in inputs.items()}
+        got[f"onnx_int8_{index}"] = reference + 0.01
+    monkeypatch.setattr(check, "reference_logits", decisive)
+    monkeypatch.setattr(check, "run_standalone", lambda folder: got)
+    result = check.check_export(loaded, Path("unused"))
+    assert (result.int8_decisive, result.int8_argmax_agreement, result.max_abs_diff["onnx_int8"]) == (
+        8,
+        1.0,
+        pytest.approx(0.01),
+    )
+    flipped = got["onnx_int8_0"].copy()
+    flipped[0] += np.array([-0.09, 0.07])  # each logit 0.08 from fp32 (within 0.1), the ranking reversed
+    got["onnx_int8_0"] = flipped
+    with pytest.raises(PrunebenchError, match=r"match load_model \(onnx_int8 predicts another class on 1 of 8 sent"):
+        check.check_export(loaded, Path("unused"))
