@@ -400,3 +400,17 @@ def test_int8_must_predict_the_same_class_where_fp32_decides_clearly(pruned, mon
     got["onnx_int8_0"] = flipped
     with pytest.raises(PrunebenchError, match=r"match load_model \(onnx_int8 predicts another class on 1 of 8 sent"):
         check.check_export(loaded, Path("unused"))
+
+
+def test_overwrite_replaces_an_export_and_without_it_nothing_changes(pruned, exported, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "again"
+    shutil.copytree(exported, out)
+    before = (out / "export.json").read_text()
+    args = ["export", str(pruned), "--variant", "fp32", "--out", str(out)]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and "pass --overwrite" in err and (out / "export.json").read_text() == before
+    code, _, err = run_cli([*args, "--overwrite"], monkeypatch, capsys)
+    assert code == 0, err
+    assert not (out / "model-int8.onnx").exists()  # the new export is fp32 only: the old folder was replaced
+    assert json.loads((out / "export.json").read_text())["written_as"] == ["onnx-fp32"]
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no staging or retired folder left beside it
