@@ -171,6 +171,7 @@ def test_export_json_and_the_folder_readme(exported):
     assert re.search(r"\[\[.*\]\] \[[01] [01]\]", done.stdout.replace("\n", " "))  # two rows of logits, two classes
 
 
+@pytest.mark.integration
 def test_mean_pooling_is_in_the_config_and_the_graph(tmp_path):
     """MiniLM reads the mean of its tokens: both exports must, or its logits move (the issue saw 0.034)."""
     from prunebench.deploy.export import ExportConfig, export
