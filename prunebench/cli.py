@@ -309,6 +309,54 @@ def extract_pareto(
     _print_pareto_export(result)
 
 
+@app.command("export")
+def export_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A model directory (full, pruned or trimmed; or minilm, shape:NAME), or a run directory with "
+            "--budget or --option."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write: ONNX, PyTorch folder, tokenizer, export.json, README.")],
+    budget: Annotated[
+        str | None, typer.Option(help="A run's budget answer: 'latency:50%', 'memory:200MiB' (as compare reads them).")
+    ] = None,
+    option: Annotated[
+        str | None,
+        typer.Option(help="A run's option by name: 'morea-seed0/p03 onnx-int8' (or the model and --variant)."),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32 / onnx-fp32 (model.onnx) or onnx-int8 (also model-int8.onnx); PyTorch-only "
+            "variants get their ONNX equivalent (dynamic-int8 -> onnx-int8)."
+        ),
+    ] = None,  # fmt: skip
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="The run's hardware target the option is read on: cpu or a GPU profile (default: its only "
+            "compared or profiled one).",
+            callback=_checked_target,
+        ),
+    ] = None,  # fmt: skip
+    overwrite: Annotated[bool, typer.Option(help="Replace an --out that prunebench wrote.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write an option as files that run without prunebench: ONNX (fp32, int8) for onnxruntime, a folder for
+    transformers (trust_remote_code), the tokenizer; each checked against load_model in a separate process."""
+    problems: list[str] = []
+    from prunebench.deploy.export import ExportConfig, export
+
+    config = collect(problems, lambda: ExportConfig(variant, option, budget, target, overwrite))
+    check_all(problems)
+    result = export(source, out, config)
+    if as_json:
+        return _print_json(result)
+    _print_export(result)
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
@@ -1221,6 +1269,33 @@ def _print_comparison(result) -> None:
     if summary["estimated"]:
         console.print("~ = roofline estimate from the profile's figures, not a measurement")
     console.print(f"tables: {result.out_dir}")
+
+
+def _print_export(result) -> None:
+    check = result.check
+    console.print(f"wrote {result.out_dir}: {', '.join(result.files)}")
+    source = result.source
+    if source.get("option"):
+        console.print(f"option {source['option']} of {source['run']} on {source['target']}"
+                      + (f" (the answer for --budget {source['budget']})" if source.get("budget") else ""))  # fmt: skip
+    if result.note:
+        console.print(f"note: {result.note}", soft_wrap=True)
+    measured = result.measured
+    if measured:
+        mark = "~" if measured["estimated"] else ""
+        console.print(
+            f"measured: test error {_float(measured['test_error'])}, "
+            f"latency {_ms(measured['latency_ms'] / 1e3, mark)} ms, memory {_float(measured['memory_mib'], 1)} MiB "
+            f"on {measured['device']} ({measured['threads']} threads, batch {measured['batch_size']} x "
+            f"{measured['seq_len']} tokens)"
+        )
+    diffs = ", ".join(
+        f"{kind} {value:.1e} (<= {check['tolerance'][kind]:g})" for kind, value in check["max_abs_diff"].items()
+    )
+    console.print(f"checked without prunebench on {check['sentences']} sentences, largest logit difference: {diffs}")
+    if check.get("int8_decisive"):
+        agreement, decisive = check["int8_argmax_agreement"], check["int8_decisive"]
+        console.print(f"int8 predicts the same class on {agreement:.0%} of {decisive} sentences fp32 decides clearly")
 
 
 if __name__ == "__main__":

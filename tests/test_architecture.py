@@ -25,6 +25,7 @@ ROOMS = (
     "search",
     "profiling",
     "report",
+    "deploy",
     "pipeline",
     "sweep",
     "cli",

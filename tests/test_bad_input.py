@@ -125,6 +125,24 @@ def _own(name: str, *more: str) -> tuple[str, ...]:
             "--test", f"{{tmp}}/{name}", "--text-columns", "text", "--label-column", "label", "--epochs", "1", *more)
 
 
+def _retrained_p00(run: Path) -> None:
+    """Other weights under the label the profile measured (as a Pareto export redone since would leave)."""
+    from safetensors.torch import load_file, save
+
+    path = run / "search" / "rs" / "models" / "p00" / "model.safetensors"
+    state = load_file(path)
+    state["classifier.bias"] = state["classifier.bias"] + 1.0
+    _replace(path, save(state))
+
+
+def _multiple_choice_model(tmp: Path) -> None:
+    from prunebench.config import ExtractConfig
+    from prunebench.extract import extract_subnetworks
+
+    config = ExtractConfig(space="layer", config='{"layer_0": 1, "layer_1": 0}', task_kind="multiple_choice")
+    extract_subnetworks("shape:bert-tiny", config, tmp / "mc")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -244,6 +262,28 @@ CASES = [
          _forged_marker),
     Case("relocate-nothing-given", ("relocate", "{run}"), r"give --train NEW_PATH"),
     Case("relocate-no-own-data", ("relocate", "{run}", "--train", "{tmp}/x.csv"), r"reads no data files"),
+    # prunebench export (tests/test_export.py has the missing-onnx case: it needs monkeypatch)
+    Case("export-budget-axis", ("export", "{run}", "--budget", "speed:50%", "--out", "{tmp}/e"),
+         r"cannot read --budget 'speed:50%'.*latency:50%"),
+    Case("export-budget-value", ("export", "{run}", "--budget", "latency:fast", "--out", "{tmp}/e"),
+         r"cannot read latency budget 'fast'"),
+    Case("export-budget-unmet", ("export", "{run}", "--budget", "latency:1us", "--out", "{tmp}/e"),
+         r"no option of .* meets latency .*: the closest is rs/p\d+ fp32 at [\d.]+x the budget"),
+    Case("export-unknown-option", ("export", "{run}", "--option", "rs/p99 fp32", "--out", "{tmp}/e"),
+         r"unknown option of .* 'rs/p99 fp32'; known: rs/p"),
+    Case("export-run-no-choice", ("export", "{run}", "--out", "{tmp}/e"), r"say what to export with --budget"),
+    Case("export-option-not-run", ("export", "shape:bert-tiny", "--option", "full", "--out", "{tmp}/e"),
+         r"not a run directory"),
+    Case("export-out-taken", ("export", "shape:bert-tiny", "--out", "{tmp}/foreign"),
+         r"foreign already exists and is not empty; pick another --out or pass --overwrite", None, _foreign),
+    Case("export-stale-model", ("export", "{run}", "--option", "rs/p00 fp32", "--out", "{tmp}/e"),
+         r"rs/p00 of .* is not the one profiled on cpu.*prunebench profile", _retrained_p00),
+    Case("export-refused", ("export", "{tmp}/mc", "--out", "{tmp}/e"), r"multiple_choice head.*classification",
+         None, _multiple_choice_model),
+    Case("export-nf4", ("export", "shape:bert-tiny", "--variant", "nf4", "--out", "{tmp}/e"),
+         r"nf4 .*no ONNX Runtime equivalent.*--variant onnx-int8"),
+    Case("export-unknown-variant", ("export", "shape:bert-tiny", "--variant", "fp64", "--out", "{tmp}/e"),
+         r"unknown variant 'fp64'"),
     Case("pickled-model-dir", (*EXTRACT, "--model", "{tmp}/binmodel", "--random", "1", "--out", "{tmp}/x"),
          r"only pickled weights \(pytorch_model\.bin\).*safetensors", None, _pickle_model),
     # data files that cannot be read as they are: which file, which encoding, which line, and the fix

@@ -13,7 +13,10 @@ and task head included: what the weight file holds).
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from prunebench.report.compare import FULL_MODEL, REFERENCE_VARIANT, full_fp32, option_facts
 from prunebench.report.load import CompareData, RunData, encoder_fraction, total_fraction
@@ -134,6 +137,26 @@ def _names(value) -> list[str]:
     return [str(v) for v in value]
 
 
+def export_command(run_path: Path | str, target: str, row: dict) -> str | None:
+    """The ``prunebench export`` line that writes a budget's answer (None where nothing meets the budget).
+
+    The budget is given back as ``compare`` read it: ``50%`` for a relative one (its label starts
+    "50% of fp32"), else the value in ms or MiB.
+    """
+    if not isinstance(row.get("best_option"), str):
+        return None
+    axis, label = row.get("axis"), str(row.get("budget_label") or "")
+    relative = re.match(r"\s*([0-9.eE+-]+%) of fp32", label)
+    if relative:
+        budget = relative.group(1)
+    elif axis == "latency":
+        budget = f"{float(row['budget']) * 1e3:g}ms"
+    else:
+        budget = f"{float(row['budget']) / 2**20:g}MiB"
+    out = f"deploy-{target}-{axis}-{budget.replace('%', 'pct').replace('.', '_')}"
+    return f"prunebench export {shlex.quote(str(run_path))} --budget {axis}:{budget} --target {target} --out {out}"
+
+
 @dataclass(frozen=True)
 class BudgetAnswer:
     """One budget's answer on one target, as summary.json carries it (``report.compare.answer_budgets``)."""
@@ -159,9 +182,10 @@ class BudgetAnswer:
     closest_if_nothing_fits: dict | None
     within_noise_of: str | None  # the option that might win instead if timed again
     answer: str | None
+    export_command: str | None  # the `prunebench export` line that writes the winner (None: nothing fits)
 
     @classmethod
-    def of(cls, compare: CompareData, row: dict) -> BudgetAnswer:
+    def of(cls, compare: CompareData, row: dict, run_path: Path | str = "RUN") -> BudgetAnswer:
         options = compare.options.set_index("option", drop=False)
 
         def facts(name) -> dict | None:
@@ -193,12 +217,13 @@ class BudgetAnswer:
             closest_if_nothing_fits=closest,
             within_noise_of=row.get("within_noise_of") if isinstance(row.get("within_noise_of"), str) else None,
             answer=row.get("answer"),
+            export_command=export_command(run_path, compare.target, row),
         )
 
 
-def budget_answers(compare: CompareData) -> list[BudgetAnswer]:
+def budget_answers(compare: CompareData, run_path: Path | str = "RUN") -> list[BudgetAnswer]:
     """Every budget's answer of one comparison."""
-    return [BudgetAnswer.of(compare, row) for row in compare.budgets.to_dict("records")]
+    return [BudgetAnswer.of(compare, row, run_path) for row in compare.budgets.to_dict("records")]
 
 
 def target_answers(run: RunData) -> list[dict]:
@@ -217,7 +242,7 @@ def target_answers(run: RunData) -> list[dict]:
                 "scored_max_length": meta.get("scored_max_length"),
                 "machine": meta.get("machine"),
                 "tie_definition": meta.get("tie_definition"),
-                "budgets": [asdict(answer) for answer in budget_answers(compare)],
+                "budgets": [asdict(answer) for answer in budget_answers(compare, run.path)],
             }
         )
     return targets

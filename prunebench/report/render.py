@@ -37,7 +37,7 @@ from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
 from prunebench.hardware.machine import identity_text, record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
-from prunebench.report.answer import report_summary, run_summary
+from prunebench.report.answer import export_command, report_summary, run_summary
 from prunebench.config import CompareConfig, max_drop_problem
 from prunebench.report.compare import FULL_MODEL, KIND_NAMES, compare_run
 from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
@@ -558,6 +558,16 @@ def _scored_length(meta: dict) -> str:
     return f" at up to {scored} tokens (latency and memory: {timed} tokens)"
 
 
+def _export_lines(run: RunData, compare) -> list[str]:
+    """For each budget with an answer, the command that writes it as files to deploy (``prunebench export``)."""
+    lines = []
+    for row in compare.budgets.to_dict("records"):
+        command = export_command(run.path, compare.target, row)
+        if command is not None:
+            lines.append(f"To deploy the answer for {row.get('axis')} {row.get('budget_label')}: {command}")
+    return lines
+
+
 def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict], multi: bool) -> Section:
     compares = [(r, c) for r in runs for c in r.compares if c.target == target]
     estimated = any(c.estimated for _, c in compares)
@@ -599,9 +609,12 @@ def _answer_section(runs: list[RunData], target: str, summaries: dict[str, dict]
         )
         if image is not None:
             section.blocks.append(image)
-        lines = [prefix + text for text in _answer_lines(compare)]
-        if lines:
-            section.blocks.append(Bullets(lines))
+        answers = [prefix + text for text in _answer_lines(compare)]
+        if answers:
+            section.blocks.append(Bullets(answers))
+        exports = [prefix + text for text in _export_lines(run, compare)]
+        if exports:
+            section.blocks.append(Bullets(exports))
         slow = _slow_bitsandbytes_int8(compare)
         if slow is not None:
             section.blocks.append(Text(prefix + slow, note=True))
