@@ -206,6 +206,7 @@ OWN_NAMES = frozenset(
         SWEEP_FILE, SWEEP_GRID, SWEEP_CELLS, SWEEP_LOGS,
         "report.html", "report.md", "summary.json", "figures", REPORT_MANIFEST,  # a report (ReportDir)
         PRUNED_META, "config.json", "model.safetensors", "trim.json", *TOKENIZER_FILES,  # a pruned model
+        "model.onnx", "model-int8.onnx", "export.json", "README.md", "modeling_pruned.py",  # an export (deploy)
     }
 )  # fmt: skip
 _TEMPORARY = re.compile(r"^\..+\.(partial-\d+-[0-9a-f]+|old)$")  # names of staging_path and replace_dir_atomic

@@ -94,7 +94,12 @@ def gpu_identity(device_index: int = 0) -> dict | None:
 
     if not torch.cuda.is_available():
         return None
-    found = torch.cuda.get_device_properties(device_index)
+    name = torch.cuda.get_device_name(device_index)
+    major, minor = torch.cuda.get_device_capability(device_index)
+    try:
+        memory = torch.cuda.get_device_properties(device_index).total_memory
+    except (AssertionError, RuntimeError):  # a device torch names but cannot describe further
+        memory = None
     driver = None
     try:
         import pynvml
@@ -105,10 +110,10 @@ def gpu_identity(device_index: int = 0) -> dict | None:
     except Exception:  # noqa: BLE001 - pynvml absent or no driver library: the rest is still known
         driver = None
     return {
-        "name": found.name,
-        "memory_gib": round(found.total_memory / 2**30, 1),
+        "name": name,
+        "memory_gib": None if memory is None else round(memory / 2**30, 1),
         "driver": driver,
-        "compute_capability": f"{found.major}.{found.minor}",
+        "compute_capability": f"{major}.{minor}",
     }
 
 
