@@ -180,12 +180,13 @@ def live_nodes() -> list[Node]:
 
 
 def autoscaler_running() -> bool:
-    """An autoscaler publishes its status in the cluster's key-value store; a fixed cluster has none there."""
+    """An autoscaler that can add nodes: one that stored its cluster config (Ray's autoscaler v2, KubeRay). Every
+    head runs Ray's monitor and publishes a status, even on a fixed cluster, so that says nothing; an autoscaler
+    of the older kind (``ray up`` with v1) is not detected: pass --autoscale there."""
     try:
-        from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
-        from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
+        from ray._private.state import state
 
-        return bool(_internal_kv_initialized() and _internal_kv_get(DEBUG_AUTOSCALING_STATUS))
+        return state.get_cluster_config() is not None
     except Exception:  # a private API of Ray: when it moves, --autoscale still says so explicitly
         return False
 

@@ -147,11 +147,12 @@ def read_attempt_lines(path: Path) -> list[dict]:
     return found
 
 
-def attempts(lines: list[dict], final_error: str | None = None, seen: dict | None = None) -> list[dict]:
+def attempts(lines: list[dict], final_error: str | None = None, live: bool = False) -> list[dict]:
     """The attempts of a cell from its start and end lines: each with node, host, CPU, start, end and why it
     ended. An attempt without an end line was lost when a later attempt of its session and part started (its end:
-    when the driver saw that, from ``seen``, else the retry's start), ended with ``final_error`` when it is the
-    last and the task failed, was stopped when its session is over, or is still running (end None)."""
+    the retry's start, the latest it can have ended), ended with ``final_error`` when it is the last and the task
+    failed, was stopped when its session is over (or not ``live``: no driver is waiting for it), or is still
+    running (end None)."""
     starts = [dict(line) for line in lines if line.get("event") == "start"]
     ends = {(line.get("session"), line.get("part"), line.get("attempt")): line for line in lines
             if line.get("event") == "end"}  # fmt: skip
@@ -165,10 +166,10 @@ def attempts(lines: list[dict], final_error: str | None = None, seen: dict | Non
         if end is not None:
             attempt.update({k: v for k, v in end.items() if k not in ("event", "session", "part", "attempt")})
         elif later is not None:
-            attempt.update(end=(seen or {}).get(str(key)) or later.get("start"), why=LOST)
+            attempt.update(end=later.get("start"), why=LOST)  # at the latest: the node's clock, not the driver's
         elif final_error is not None:
             attempt.update(end=_now(), why=final_error)
-        elif (start.get("session") or 0) < sessions or seen is None:
+        elif (start.get("session") or 0) < sessions or not live:
             attempt.update(end=None, why=STOPPED)
         else:
             attempt.update(end=None, why=None)  # running
@@ -370,13 +371,13 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
     entries = {c["name"]: c for c in record["cells"]}
     session = len(record["sessions"])
     remote = ray.remote(run_cell)
-    seen_lost: dict[str, dict] = {}  # cell -> {attempt key: when the driver saw it lost}
+    noted: set[tuple] = set()  # lost attempts already told on the terminal
     last_lines: dict[str, int] = {}
 
-    def fold(cell: Cell, final_error: str | None = None, live: bool = True) -> list[dict]:
+    def fold(cell: Cell, final_error: str | None = None) -> list[dict]:
         """The cell's attempts of this session into its entry; earlier sessions' stay as recorded."""
         lines = [a for a in read_attempt_lines(sweep.attempts(cell.name)) if a.get("session") == session]
-        found = attempts(lines, final_error, seen_lost.setdefault(cell.name, {}) if live else None)
+        found = attempts(lines, final_error, live=True)
         kept = [a for a in entries[cell.name]["attempts"] if a.get("session") != session]
         entries[cell.name]["attempts"] = kept + found
         return found
@@ -410,9 +411,9 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
         open_ = [a for a in found if a["why"] is None]
         for attempt in found:
             if attempt["why"] == LOST:
-                marker = str((attempt.get("session"), attempt.get("part"), attempt.get("attempt")))
-                if marker not in seen_lost[cell.name]:
-                    seen_lost[cell.name][marker] = _now()
+                marker = (cell.name, attempt.get("session"), attempt.get("part"), attempt.get("attempt"))
+                if marker not in noted:
+                    noted.add(marker)
                     progress.note(f"retrying: {cell.name}: attempt {attempt.get('attempt')} on {attempt.get('host')} "
                                   f"was lost (its node or worker died); Ray runs it again")  # fmt: skip
         running = bool(open_)
