@@ -542,6 +542,11 @@ def test_a_node_lost_mid_cell_is_retried_on_the_other_node_in_the_same_sweep(two
     assert record["sessions"][-1]["retried"] == 1
     log = (out / lost_cell["log"]).read_text()
     assert "attempt 1 pid" in log and "attempt 2 pid" in log  # both attempts wrote to the cell's one log
+    # Both profiled on the head: one machine, one latency table with both cells
+    summary = json.loads((SweepDir(out).report_dir.path / "summary.json").read_text())
+    ((machine, names),) = summary["latency_by_machine"].items()
+    assert sorted(names) == sorted(c["name"] for c in record["cells"]) and socket.gethostname() in machine
+    assert all(c["latency"]["full_ms"] > 0 for c in summary["cells"])
 
 
 # --- without Ray ------------------------------------------------------------------------------------------------
@@ -637,3 +642,22 @@ def test_a_cell_names_itself_in_its_run_lock_and_ctrl_c_of_sweep_says_run_it_aga
         _interrupted()
     err = capsys.readouterr().err
     assert "run the same command again" in err and "--resume" not in err
+
+
+def test_the_report_groups_latency_by_machine_and_never_across():
+    from prunebench.report.sweep import CellFacts, by_machine, machine_label
+
+    a = {"host": "a", "cpu": {"model": "EPYC", "isa": ["avx2", "avx512_vnni"]}}
+    b = {"host": "b", "cpu": {"model": "Xeon", "isa": ["avx2", "amx_int8"]}}
+    assert machine_label(a, "cpu") == "a · EPYC [avx2, avx512_vnni]" and machine_label(None, "cpu") is None
+    assert machine_label(b, "t4").endswith("· t4")
+
+    def cell(name, machine, latency=True):
+        facts = CellFacts(name, {"target": "cpu"}, "done", None, 1.0, None)
+        facts.machine = machine_label(machine, "cpu")
+        facts.latency = {"shape": "batch 1 x 32", "full_ms": 1.0, "best_ms": 0.5} if latency else None
+        return facts
+
+    groups = by_machine([cell("x", a), cell("y", b), cell("z", a), cell("w", b, latency=False), cell("v", None)])
+    assert {k: [c.name for c in v] for k, v in groups.items()} == {
+        "a · EPYC [avx2, avx512_vnni]": ["x", "z"], "b · Xeon [avx2, amx_int8]": ["y"], "machine not recorded": ["v"]}
