@@ -661,3 +661,18 @@ def test_the_report_groups_latency_by_machine_and_never_across():
     groups = by_machine([cell("x", a), cell("y", b), cell("z", a), cell("w", b, latency=False), cell("v", None)])
     assert {k: [c.name for c in v] for k, v in groups.items()} == {
         "a · EPYC [avx2, avx512_vnni]": ["x", "z"], "b · Xeon [avx2, amx_int8]": ["y"], "machine not recorded": ["v"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--retries", "-1"], "--retries must be 0 or more, got -1"),
+        (["--autoscale-timeout", "0"], "--autoscale-timeout must be positive, got 0"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--workers", "2", "--address", "127.0.0.1:1"], "--workers sets the CPUs of a local Ray"),
+    ],
+)
+def test_bad_sweep_options_are_one_line_before_ray(tmp_path, monkeypatch, capsys, args, expected):
+    grid = _grid(tmp_path, ["shape:bert-tiny"])
+    code, out, err = run_cli(["sweep", str(grid), "--out", str(tmp_path / "s"), *args], monkeypatch, capsys)
+    assert code == 2 and expected in _one_line(err) and out == "" and not (tmp_path / "s").exists()
