@@ -479,6 +479,15 @@ def test_a_cell_needing_more_than_any_node_is_refused_in_one_line(two_nodes, tmp
                            monkeypatch, capsys)  # fmt: skip
     assert code == 2 and "--workers sets the CPUs of a local Ray" in _one_line(err)
 
+    # With an autoscaler (--autoscale), the T4 cell waits for its node, then fails with that reason, never started
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = "t4"\n[search.evaluation]\nworkers = 1\n')
+    code, stdout, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address, "--autoscale",
+                                 "--autoscale-timeout", "2"], monkeypatch, capsys)  # fmt: skip
+    assert code == 1, stdout + err
+    (cell,) = SweepDir(out).read()["cells"]
+    assert cell["status"] == "failed" and cell["attempts"] == [] and not (out / cell["run_dir"]).exists()
+    assert cell["error"].startswith("not run: no node could hold it within 2 s of waiting for the autoscaler: needs")
+
 
 def test_a_node_lost_mid_cell_is_retried_on_the_other_node_in_the_same_sweep(two_nodes, tmp_path, monkeypatch, capsys):
     """Two cells, their profile stage pinned to the head's 'bench'. The worker node is killed (its raylet and

@@ -460,7 +460,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
                 finish(cell, outcome)
             for cell in in_flight.values():
                 watch(cell)
-            if unplaced and time.monotonic() - nodes_seen >= NODES_EVERY_S:
+            if unplaced and time.monotonic() - nodes_seen >= min(NODES_EVERY_S, autoscale_timeout / 4):
                 nodes_seen = time.monotonic()
                 nodes = live_nodes()
                 for ref, cell in list(in_flight.items()):
@@ -471,7 +471,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
                     elif time.monotonic() - submitted[cell.name] > autoscale_timeout:
                         ray.cancel(ref, force=True)
                         del in_flight[ref]
-                        reason = (f"not run: no node could hold it within {options['autoscale_timeout']:g} s of "
+                        reason = (f"not run: no node could hold it within {autoscale_timeout:g} s of "
                                   f"waiting for the autoscaler: {unplaced.pop(cell.name)}")  # fmt: skip
                         finish(cell, {"status": "failed", "error": reason, "seconds": 0.0})
             progress.update()
