@@ -288,7 +288,7 @@ def _terminated_as_interrupt():
             signal.signal(sig, handler)
 
 
-def _quiet_error_messages(log: Path | None) -> None:
+def _quiet_error_messages(log: Path | None):
     """Ray prints the cluster's error messages (a dead node's last 20 raylet log lines, twice) to the driver's
     terminal; a sweep keeps them in its log instead and says in one line what happened to its cells."""
     import ray._private.worker as ray_worker
@@ -300,7 +300,9 @@ def _quiet_error_messages(log: Path | None) -> None:
         with open(log, "a", encoding="utf-8") as stream:
             stream.writelines(f"({data.get('pid', 'ray')}) {line}\n" for line in data.get("lines", []))
 
+    before = ray_worker.print_to_stdstream
     ray_worker.print_to_stdstream = to_log  # used only for these messages: log_to_driver is off
+    return before
 
 
 @contextmanager
@@ -330,12 +332,15 @@ def connected(address: str | None, num_cpus: float, ray_log: Path | None = None)
             where = f"at --address {address}" if address else "locally"
             message = " ".join(str(error).split())[:300]
             raise PrunebenchError(f"could not connect to Ray {where}: {message}") from None
+        import ray._private.worker as ray_worker
+
+        printer = _quiet_error_messages(ray_log)
         try:
-            _quiet_error_messages(ray_log)
             nodes = live_nodes()
             yield Cluster(address or "local", dict(ray.cluster_resources()), nodes, autoscaler_running())
         finally:
             ray.shutdown()  # stops a local instance; only disconnects from a cluster
+            ray_worker.print_to_stdstream = printer
             _stop_guard(guard)
 
 
