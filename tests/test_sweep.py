@@ -685,3 +685,31 @@ def test_bad_sweep_options_are_one_line_before_ray(tmp_path, monkeypatch, capsys
     grid = _grid(tmp_path, ["shape:bert-tiny"])
     code, out, err = run_cli(["sweep", str(grid), "--out", str(tmp_path / "s"), *args], monkeypatch, capsys)
     assert code == 2 and expected in _one_line(err) and out == "" and not (tmp_path / "s").exists()
+
+
+def test_a_retry_waits_for_the_lost_attempts_run_lock(tmp_path, monkeypatch):
+    """A lost attempt's lock outlives its node until the storage's lease expires: a retry waits for it (a first
+    attempt does not), and takes it once it is free."""
+    import time
+    from contextlib import ExitStack
+
+    import prunebench.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "LOCK_POLL_S", 0.1)
+    run = tmp_path / "run"
+    script = ("import sys, time\nfrom prunebench.rundir import writer_lock\n"
+              f"with writer_lock({str(run)!r}):\n    print('held', flush=True)\n    time.sleep(2)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with ExitStack() as stack, pytest.raises(PrunebenchError, match=f"is being written by pid {holder.pid}"):
+            runner._take_run_lock(stack, run, wait=0.0)  # a first attempt: refused at once
+        started = time.monotonic()
+        with ExitStack() as stack:
+            runner._take_run_lock(stack, run, wait=30.0)
+            waited = time.monotonic() - started
+        assert 1.0 < waited < 30  # the holder kept it about 2 s after saying so
+    finally:
+        holder.kill()
+        holder.wait()
