@@ -660,6 +660,8 @@ def test_the_report_groups_latency_by_machine_and_never_across():
     b = {"host": "b", "cpu": {"model": "Xeon", "isa": ["avx2", "amx_int8"]}}
     assert machine_label(a, "cpu") == "a · EPYC [avx2, avx512_vnni]" and machine_label(None, "cpu") is None
     assert machine_label(b, "t4").endswith("· t4")
+    c = {"host": "c", "cpu": {"model": "AMD EPYC", "isa": [], "vendor": "AuthenticAMD", "family": "26", "model_number": "2"}}
+    assert machine_label(c, "cpu") == "c · AMD EPYC (AuthenticAMD family 26 model 2) [no AVX2]"
 
     def cell(name, machine, latency=True):
         facts = CellFacts(name, {"target": "cpu"}, "done", None, 1.0, None)

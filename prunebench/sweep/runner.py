@@ -82,7 +82,7 @@ LOCK_POLL_S = 2.0
 LOST = "lost: its node or worker died; Ray ran the cell again"
 STOPPED = "stopped: the sweep was interrupted, or its driver died"
 # The instruction-set features that decide int8 and bf16 speed on a CPU (issue 29 adds the CPU's identity to
-# hardware/machine.py; until then the sweep reads only these flags, to tell machines apart).
+# hardware/machine.py, which cpu_identity calls once merged; until then the sweep reads only these flags).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -109,7 +109,15 @@ def _one_line(error: BaseException) -> str:
 
 
 def cpu_identity() -> dict:
-    """The CPU's model name and the instruction-set flags that change int8/bf16 speed (Linux; [] elsewhere)."""
+    """The CPU's model name and the instruction-set flags that change int8/bf16 speed: from
+    ``hardware.machine.cpu_identity`` (issue 29) where this checkout has it, else read minimally here."""
+    from prunebench.hardware import machine
+
+    described = getattr(machine, "cpu_identity", None)
+    if described is not None:
+        found = described()
+        return {"model": found.get("model_name") or cpu_model(), "isa": list(found.get("speed_flags") or []),
+                "vendor": found.get("vendor"), "family": found.get("family"), "model_number": found.get("model")}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
