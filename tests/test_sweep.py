@@ -449,8 +449,8 @@ def two_nodes():
     the custom resource 'bench', which a grid can pin its profile stage to. One start for the module's tests."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 1, "include_dashboard": False, "resources": {"bench": 1}})  # fmt: skip
+    head = {"num_cpus": 1, "include_dashboard": False, "resources": {"bench": 1}}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     yield cluster
@@ -570,7 +570,7 @@ def test_attempts_are_folded_from_their_lines():
     lines = [start(1, "t1"), start(2, "t3"), {"event": "end", "session": 2, "part": None, "attempt": 2, "end": "t4",
                                               "why": "done", "peak_rss_mib": 700}]  # fmt: skip
     lost, done = attempts(lines, live=True)
-    assert (lost["node"], lost["end"], lost["why"]) == ("n1", "t3", LOST)  # ended, at the latest, when its retry started
+    assert (lost["node"], lost["end"], lost["why"]) == ("n1", "t3", LOST)  # ended by its retry's start
     assert (done["node"], done["end"], done["why"], done["peak_rss_mib"]) == ("n2", "t4", "done", 700)
     (running,) = attempts([start(1, "t1")], live=True)
     assert running["why"] is None and running["end"] is None
@@ -660,7 +660,8 @@ def test_the_report_groups_latency_by_machine_and_never_across():
     b = {"host": "b", "cpu": {"model": "Xeon", "isa": ["avx2", "amx_int8"]}}
     assert machine_label(a, "cpu") == "a · EPYC [avx2, avx512_vnni]" and machine_label(None, "cpu") is None
     assert machine_label(b, "t4").endswith("· t4")
-    c = {"host": "c", "cpu": {"model": "AMD EPYC", "isa": [], "vendor": "AuthenticAMD", "family": "26", "model_number": "2"}}
+    c = {"host": "c", "cpu": {"model": "AMD EPYC", "isa": [], "vendor": "AuthenticAMD", "family": "26",
+                              "model_number": "2"}}  # fmt: skip
     assert machine_label(c, "cpu") == "c · AMD EPYC (AuthenticAMD family 26 model 2) [no AVX2]"
 
     def cell(name, machine, latency=True):

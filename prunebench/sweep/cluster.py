@@ -120,7 +120,8 @@ class Node:
 
     def describe(self) -> str:
         r = self.resources
-        gpu = f"{r.get('GPU', 0):g} GPU" + "".join(f" {k.split(':', 1)[1]}" for k in r if k.startswith("accelerator_type:"))
+        types = [k.split(":", 1)[1] for k in r if k.startswith("accelerator_type:")]
+        gpu = f"{r.get('GPU', 0):g} GPU" + "".join(f" {t}" for t in types)
         custom = sorted(k for k in r if k not in ("CPU", "GPU", "memory", "object_store_memory")
                         and not k.startswith(("node:", "accelerator_type:")))  # fmt: skip
         return (f"{self.host} ({self.address}): {r.get('CPU', 0):g} CPUs, {gpu}, {r.get('memory', 0) / 2**30:.1f} GiB"
