@@ -318,31 +318,32 @@ def connected(address: str | None, num_cpus: float, ray_log: Path | None = None)
 
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env=runtime_env())
     guard = None
-    with _terminated_as_interrupt():
-        try:
-            if address is None:
-                # the cells are the job, not background work: Ray's default worker niceness (15) let anything else
-                # on the machine slow them down and stretch their measured stage times
-                ray.init(address="local", num_cpus=max(1, int(num_cpus)), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                         _system_config={"worker_niceness": 0}, **options)  # fmt: skip
-                guard = _start_guard()
-            else:
-                ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            ray.shutdown()
-            where = f"at --address {address}" if address else "locally"
-            message = " ".join(str(error).split())[:300]
-            raise PrunebenchError(f"could not connect to Ray {where}: {message}") from None
-        import ray._private.worker as ray_worker
+    try:
+        if address is None:
+            # the cells are the job, not background work: Ray's default worker niceness (15) let anything else
+            # on the machine slow them down and stretch their measured stage times
+            ray.init(address="local", num_cpus=max(1, int(num_cpus)), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     _system_config={"worker_niceness": 0}, **options)  # fmt: skip
+            guard = _start_guard()
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        ray.shutdown()
+        where = f"at --address {address}" if address else "locally"
+        message = " ".join(str(error).split())[:300]
+        raise PrunebenchError(f"could not connect to Ray {where}: {message}") from None
+    import ray._private.worker as ray_worker
 
-        printer = _quiet_error_messages(ray_log)
-        try:
+    printer = _quiet_error_messages(ray_log)
+    try:
+        # after ray.init: its own SIGTERM handler (a stack dump, then abort) would replace ours
+        with _terminated_as_interrupt():
             nodes = live_nodes()
             yield Cluster(address or "local", dict(ray.cluster_resources()), nodes, autoscaler_running())
-        finally:
-            ray.shutdown()  # stops a local instance; only disconnects from a cluster
-            ray_worker.print_to_stdstream = printer
-            _stop_guard(guard)
+    finally:
+        ray.shutdown()  # stops a local instance; only disconnects from a cluster
+        ray_worker.print_to_stdstream = printer
+        _stop_guard(guard)
 
 
 def unplaceable(needs: Needs, nodes: list[Node]) -> str | None:

@@ -380,7 +380,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
     session = len(record["sessions"])
     remote = ray.remote(run_cell)
     noted: set[tuple] = set()  # lost attempts already told on the terminal
-    last_lines: dict[str, int] = {}
+    last_lines: dict[str, str] = {}
 
     def fold(cell: Cell, final_error: str | None = None) -> list[dict]:
         """The cell's attempts of this session into its entry; earlier sessions' stay as recorded."""
@@ -415,7 +415,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
     def watch(cell: Cell) -> None:
         """Running or queued, from the cell's attempt lines; a lost attempt is noted once."""
         found = fold(cell)
-        key = f"{len(found)}"
+        key = str([(a.get("part"), a.get("attempt"), a["why"]) for a in found])
         open_ = [a for a in found if a["why"] is None]
         for attempt in found:
             if attempt["why"] == LOST:
@@ -438,7 +438,13 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
             write_json_atomic(sweep.record, record)
 
     in_flight: dict = {}
+    firsts: dict = {}  # cell -> the task of its stages before a pinned profile (cancelled with the cell)
     submitted: dict[str, float] = {}
+
+    def cancel(ref, cell: Cell) -> None:
+        for task in (ref, firsts.get(cell.name)):
+            if task is not None:
+                ray.cancel(task, force=True)
     for cell in pending:
         main, pinned = needs[cell.name]
         args = (cell.config, str(sweep.cell(cell.name).path.resolve()), str(sweep.log(cell.name).resolve()),
@@ -447,6 +453,7 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
         task = {"max_retries": retries, "retry_exceptions": False, "name": f"prunebench-cell {cell.name}"}
         ref = remote.options(**task, **main.options()).remote(*args, until="profile" if pinned else None)
         if pinned:  # Ray starts it once the first part is done, where the pinned resource is
+            firsts[cell.name] = ref
             ref = remote.options(**task, **pinned.options()).remote(*args, before=ref)
         in_flight[ref] = cell
         submitted[cell.name] = time.monotonic()
@@ -474,10 +481,10 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
                 for ref, cell in list(in_flight.items()):
                     if cell.name not in unplaced:
                         continue
-                    if any(fits(node, task) for task in needs[cell.name] if task for node in nodes):
+                    if all(any(fits(node, task) for node in nodes) for task in needs[cell.name] if task):
                         del unplaced[cell.name]  # its node came up: Ray schedules it
                     elif time.monotonic() - submitted[cell.name] > autoscale_timeout:
-                        ray.cancel(ref, force=True)
+                        cancel(ref, cell)
                         del in_flight[ref]
                         reason = (f"not run: no node could hold it within {autoscale_timeout:g} s of "
                                   f"waiting for the autoscaler: {unplaced.pop(cell.name)}")  # fmt: skip
@@ -485,8 +492,11 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
             progress.update()
     finally:  # interrupted: the running cells go back to waiting (their runs resume next time)
         for ref, cell in in_flight.items():
-            ray.cancel(ref, force=True)
+            cancel(ref, cell)
             entries[cell.name].update(status="waiting")
+            for attempt in entries[cell.name]["attempts"]:
+                if attempt.get("session") == session and attempt.get("why") is None:
+                    attempt["why"] = STOPPED
         if in_flight:
             write_json_atomic(sweep.record, record)
 
