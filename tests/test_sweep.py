@@ -403,6 +403,36 @@ def test_local_ray_runs_at_our_priority_and_leaves_no_agent_behind_a_killed_driv
     assert not left, [psutil.Process(p).cmdline() for p in left]
 
 
+def test_sigterm_to_a_local_ray_driver_is_an_interrupt_that_shuts_ray_down():
+    """SIGTERM (a scheduler's stop, a closed terminal's SIGHUP likewise) reaches the sweep as Ctrl-C does, so its
+    cells go back to waiting and Ray is shut down; Ray's own handler would dump a stack and abort instead."""
+    import signal
+
+    import psutil
+
+    script = (
+        "import time\nfrom prunebench.sweep.cluster import connected\nimport psutil\n"
+        "try:\n"
+        "    with connected(None, 1):\n"
+        "        print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)\n"
+        "        time.sleep(300)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('interrupted by', stop, flush=True)\n"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        ray_processes = [int(pid) for pid in driver.stdout.readline().split()]
+        driver.send_signal(signal.SIGTERM)
+        out, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0 and "interrupted by SIGTERM" in out, err
+    assert "SIGTERM received" not in err  # no stack dump of Ray's handler
+    assert ray_processes and not [p for p in ray_processes if psutil.pid_exists(p)
+                                  and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+
+
 def _findings_script():
     import importlib.util
 
