@@ -860,25 +860,37 @@ def sweep(
         typer.Option(help="Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local Ray started here."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Cells at once (default: local CPUs over a cell's CPUs; on a cluster, all).")
+        int | None,
+        typer.Option(help="A local Ray only: cells at once, the CPUs it starts with (default: this machine's CPUs)."),
     ] = None,
+    retries: Annotated[
+        int, typer.Option(help="Runs of a cell again after its node or worker died (Ray's retries; resumed).")
+    ] = 2,
+    autoscale: Annotated[
+        bool, typer.Option(help="Cells no live node can hold wait for the autoscaler's node (default: refused).")
+    ] = False,
+    autoscale_timeout: Annotated[
+        float, typer.Option(help="With an autoscaler: seconds a cell waits for a node that can hold it.")
+    ] = 900.0,
 ) -> None:
     """Run a grid of pipelines on Ray, each cell a run directory; failed cells are recorded; report in SWEEP/report."""
-    from prunebench.sweep.cluster import probe, require_ray
+    from prunebench.sweep.cluster import check_options, probe, require_ray
     from prunebench.sweep.grid import load_grid
 
     loaded = load_grid(grid)  # every problem of the grid, before Ray or torch loads and before anything is written
     require_ray()
-    if workers is not None and workers < 1:
-        raise PrunebenchError(f"--workers must be at least 1, got {workers}")
+    check_options(address, workers, retries, autoscale_timeout)
     if address is not None:
         probe(address)
     from prunebench.sweep.runner import exit_code, run_sweep
 
-    result = run_sweep(loaded, out, address=address, workers=workers)
+    result = run_sweep(loaded, out, address=address, workers=workers, retries=retries, autoscale=autoscale,
+                       autoscale_timeout=autoscale_timeout)  # fmt: skip
     console.print(
         f"{len(result.cells)} cells: {len(result.ran)} ran, {len(result.skipped)} finished before, "
-        f"{len(result.failed)} failed · {result.seconds / 60:.1f} min · report: {result.report}"
+        f"{len(result.failed)} failed"
+        + (f", {len(result.retried)} retried after a lost node or worker" if result.retried else "")
+        + f" · {result.seconds / 60:.1f} min · report: {result.report}"
     )
     for name in result.failed:
         entry = next(c for c in result.cells if c["name"] == name)
@@ -896,7 +908,7 @@ METAVARS = {
     "hardware": "NAME", "preset": "NAME", "search": "NAME", "name": "NAME", "config": "JSON", "variant": "NAME",
     "variants": "LIST", "batch_sizes": "LIST", "seq_lens": "LIST", "objectives": "LIST", "latency_budgets": "LIST",
     "memory_budgets": "LIST", "format": "LIST", "time_budget": "SECONDS", "max_seconds": "SECONDS",
-    "address": "ADDRESS", "encoding": "NAME",
+    "address": "ADDRESS", "encoding": "NAME", "autoscale_timeout": "SECONDS",
 }  # fmt: skip
 
 
@@ -976,11 +988,12 @@ def _error_line(message: str) -> None:
 def _interrupted(error: BaseException) -> None:
     # Checkpoints, logs and a sweep's record are written atomically, so what was finished is kept.
     number = getattr(error, "signal_number", signal.SIGINT)
-    name = "SIGTERM" if number == signal.SIGTERM else "interrupted"
-    Console(stderr=True, markup=False, highlight=False).print(
-        f"{name}: stopped; finished work is saved (run the same command again to go on; 'train' with --resume)",
-        soft_wrap=True,
-    )
+    name = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}.get(number, "interrupted")
+    if sys.argv[1:2] == ["sweep"]:  # a sweep resumes by itself: it takes no --resume
+        what = "finished cells are saved (run the same command again to go on)"
+    else:
+        what = "finished work is saved (run the same command again to go on; 'train' with --resume)"
+    Console(stderr=True, markup=False, highlight=False).print(f"{name}: stopped; {what}", soft_wrap=True)
     sys.exit(128 + int(number))
 
 

@@ -68,6 +68,11 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal_number)
         self.signal_number = signal_number
 
+    def __str__(self) -> str:
+        import signal
+
+        return signal.Signals(self.signal_number).name
+
 
 _stop: dict = {"pending": None, "polling": 0}
 

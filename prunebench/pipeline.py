@@ -63,9 +63,12 @@ def _sessions(run_dir: Path) -> list[dict]:
 
 
 def run_pipeline(
-    config: PipelineConfig, run_dir: Path, *, overwrite: bool = False, show_progress: bool = True
+    config: PipelineConfig, run_dir: Path, *, overwrite: bool = False, show_progress: bool = True,
+    until: str | None = None,
 ) -> PipelineResult:
-    """Run every stage into ``run_dir`` (see the module docstring); an interrupted pipeline resumes."""
+    """Run every stage into ``run_dir`` (see the module docstring); an interrupted pipeline resumes. ``until``:
+    stop before that stage (``prunebench sweep`` profiles a cell on a pinned node after the rest ran anywhere;
+    such a session is not a finished pipeline)."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     console = make_console(quiet=not show_progress, highlight=False, markup=False)
@@ -101,6 +104,8 @@ def run_pipeline(
         "compare": lambda: compare_run(run_dir, replace(config.compare, target=config.profile.target)),
         "report": lambda: write_report([run_dir], result.report_dir, formats=config.report_formats, overwrite=True),
     }  # fmt: skip
+    if until is not None:
+        stages = dict(list(stages.items())[: list(stages).index(until)])
     if overwrite:
         check_replaceable(run_dir, inputs=data_inputs(config.train))  # never a folder prunebench did not make
     sessions = [] if overwrite else _sessions(run_dir)

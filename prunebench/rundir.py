@@ -61,6 +61,7 @@ import os
 import secrets
 import re
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -374,6 +375,14 @@ def _alive(pid: int) -> bool:
 # --- one writer per run --------------------------------------------------------------------------
 
 _held: dict[Path, list] = {}  # lock file -> [file descriptor, exclusive, depth]: re-entrant within a process
+_command: str | None = None  # what holds the locks, where this process's argv does not say (a Ray worker's)
+
+
+def describe_command(text: str | None) -> None:
+    """Name what this process runs in the locks it takes (None: its command line). A sweep's cell runs in a Ray
+    worker, whose argv ('prunebench --node-ip-address=...') would tell a refused user nothing."""
+    global _command
+    _command = text
 
 
 def _lock_file(folder: Path, stage: str | None) -> Path:
@@ -383,7 +392,8 @@ def _lock_file(folder: Path, stage: str | None) -> Path:
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text())
-        return f"pid {info['pid']} ({info['command']}, since {info['since']})"
+        host = f"on {info['host']}, " if info.get("host") else ""
+        return f"pid {info['pid']} ({info['command']}, {host}since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -422,7 +432,8 @@ def _acquire(path: Path, exclusive: bool, what: str) -> None:
             f"{what} is being written by {_holder(path)}; wait for it to finish, or stop it and run this again"
         )
     if exclusive or os.fstat(fd).st_size == 0:
-        info = {"pid": os.getpid(), "command": " ".join(["prunebench", *sys.argv[1:]])[:200],
+        command = _command or " ".join(["prunebench", *sys.argv[1:]])
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:200],
                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -1052,6 +1063,15 @@ class SweepDir:
 
     def log(self, name: str) -> Path:
         return self.path / SWEEP_LOGS / f"{name}.log"
+
+    def attempts(self, name: str) -> Path:
+        """The cell's attempts, one JSON line per start and per end, appended by the cell on its node."""
+        return self.path / SWEEP_LOGS / f"{name}.attempts.jsonl"
+
+    @property
+    def ray_log(self) -> Path:
+        """What Ray told the driver (a dead node's raylet lines): kept here, not printed on the terminal."""
+        return self.path / SWEEP_LOGS / "ray.log"
 
     @property
     def report_dir(self) -> ReportDir:

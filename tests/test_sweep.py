@@ -1,5 +1,6 @@
-"""prunebench sweep: a grid of tiny pipelines through a local Ray, aggregated into one report; resumed, it re-runs
-nothing; a failing cell is recorded and the others finish; bad grids and addresses are one line before anything."""
+"""prunebench sweep: a grid of tiny pipelines on a real two-node Ray cluster, aggregated into one report; resumed, it
+re-runs nothing; a failing cell is recorded and the others finish; a lost node's cell is retried on the other; bad
+grids, addresses and cells no node can hold are one line before anything. One cluster serves the module."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from helpers import run_cli
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import load_profiles
 from prunebench.rundir import SweepDir
-from prunebench.sweep.cluster import unmet_needs
+from prunebench.sweep.cluster import Needs, Node, unplaceable
 from prunebench.sweep.grid import RAY_ACCELERATOR_TYPES, load_grid
+
+# One worker runs this file under pytest-xdist (tox's `-n auto --dist loadgroup`): its tests share one Ray
+# cluster, and two Ray instances on two cores would each slow the other's cells.
+pytestmark = pytest.mark.xdist_group("ray")
 
 # Two strategies x two seeds of bert-tiny, each a whole pipeline in seconds: 64 training examples, a 6-sample
 # random search and layer dropping, two Pareto models, fp32 profiled at batch 1 for 0.1 s a point.
@@ -83,9 +88,12 @@ def test_a_gpu_target_asks_ray_for_that_gpu(tmp_path):
     assert t4.config.search.evaluation.device == "cuda" and t4.config.profile.target == "t4"
     # every GPU profile has Ray's label, so a profiling cell can be sent to its node
     assert {n for n, p in load_profiles().items() if p.kind == "gpu"} == set(RAY_ACCELERATOR_TYPES)
-    assert unmet_needs({"CPU": 4.0}, 2, 1, "T4") == "needs a GPU (T4); the cluster has none"
-    assert "has A10" in unmet_needs({"CPU": 4.0, "GPU": 1.0, "accelerator_type:A10": 1.0}, 2, 1, "T4")
-    assert unmet_needs({"CPU": 4.0, "GPU": 1.0, "accelerator_type:T4": 1.0}, 2, 1, "T4") is None
+    t4_cell = Needs(2, 1, "T4", 2**30)
+    assert "needs 2 CPUs, a T4 GPU" in unplaceable(t4_cell, [Node("a", "cpu-box", "10.0.0.1", {"CPU": 4.0})])
+    a10 = Node("b", "a10-box", "10.0.0.2", {"CPU": 4.0, "GPU": 1.0, "accelerator_type:A10": 1.0, "memory": 8 * 2**30})
+    assert "1 GPU A10" in unplaceable(t4_cell, [a10])
+    t4 = Node("c", "t4-box", "10.0.0.3", {"CPU": 4.0, "GPU": 1.0, "accelerator_type:T4": 1.0, "memory": 8 * 2**30})
+    assert unplaceable(t4_cell, [a10, t4]) is None
 
 
 @pytest.mark.parametrize(
@@ -168,15 +176,17 @@ def test_sweep_refuses_a_folder_of_other_files(tmp_path, monkeypatch, capsys):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def test_tiny_sweep_on_local_ray_fails_one_model_reports_and_resumes_nothing(tmp_path, monkeypatch, capsys):
-    """Eight cells on a local Ray with two workers: the four of bert-tiny finish, the four of a folder that holds
+def test_tiny_sweep_on_two_nodes_fails_one_model_reports_and_resumes_nothing(two_nodes, tmp_path, monkeypatch,
+                                                                            capsys):  # fmt: skip
+    """Eight cells on a cluster of two 1-CPU nodes: the four of bert-tiny finish, the four of a folder that holds
     no model fail with their error, and the exit status says so; the report has every cell. Without the broken
     model, the sweep runs again and re-runs nothing."""
     broken = tmp_path / "not<b>a*model"  # exists, so the grid is valid; it fails when the cell loads it
     broken.mkdir()
     out = tmp_path / "sweep"
     grid = _grid(tmp_path, ["shape:bert-tiny", str(broken)])
-    code, stdout, err = run_cli(["sweep", str(grid), "--out", str(out), "--workers", "2"], monkeypatch, capsys)
+    code, stdout, err = run_cli(["sweep", str(grid), "--out", str(out), "--address", two_nodes.address],
+                                monkeypatch, capsys)  # fmt: skip
     assert code == 1, stdout + err
     record = SweepDir(out).read()
     by_status: dict[str, list[dict]] = {}
@@ -189,7 +199,12 @@ def test_tiny_sweep_on_local_ray_fails_one_model_reports_and_resumes_nothing(tmp
         assert (out / cell["log"]).is_file()  # the traceback is in the cell's log
     assert "8 cells: 8 ran, 0 finished before, 4 failed" in stdout and stdout.count("failed: ") >= 4
     session = record["sessions"][-1]
-    assert (session["ran"], session["skipped"], session["failed"], session["workers"]) == (8, 0, 4, 2)
+    assert (session["ran"], session["skipped"], session["failed"], session["retried"]) == (8, 0, 4, 0)
+    assert session["address"] == two_nodes.address and len(session["nodes"]) == 2
+    # prunebench's own error is not retried: one attempt each, ended with the error
+    for cell in by_status["failed"]:
+        (attempt,) = cell["attempts"]
+        assert attempt["why"] == f"failed: {cell['error']}"
 
     # One report of every cell: the table, the errors (escaped), and summary.json with the same numbers.
     report = SweepDir(out).report_dir
@@ -214,7 +229,7 @@ def test_tiny_sweep_on_local_ray_fails_one_model_reports_and_resumes_nothing(tmp
     grid = _grid(tmp_path, ["shape:bert-tiny"], "grid-fixed.toml")
     code, stdout, err = run_cli(["sweep", str(grid), "--out", str(out)], monkeypatch, capsys)
     assert code == 0, stdout + err
-    assert "4 cells: 0 ran, 4 finished before, 0 failed" in stdout and "local Ray" not in stdout
+    assert "4 cells: 0 ran, 4 finished before, 0 failed" in stdout and "at a time" not in stdout
     assert {c["name"]: (out / c["run_dir"] / "pipeline.json").read_text() for c in by_status["done"]} == pipelines
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # not a file of any cell was written
     record = SweepDir(out).read()
@@ -255,23 +270,6 @@ def test_data_dir_is_relative_to_the_grid_and_reaches_the_glue_tasks_only(tmp_pa
         load_grid(path)
 
 
-def test_a_cell_the_cluster_cannot_serve_is_recorded_not_waited_for(tmp_path, monkeypatch, capsys):
-    """A T4 profiling cell on a local Ray without a GPU: failed at once with the reason, never queued forever."""
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU; the cell would run")
-    path = tmp_path / "t4.toml"
-    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = "t4"\n[search.evaluation]\nworkers = 1\n')
-    out = tmp_path / "sweep"
-    code, stdout, err = run_cli(["sweep", str(path), "--out", str(out), "--workers", "1"], monkeypatch, capsys)
-    assert code == 1, stdout + err
-    (cell,) = SweepDir(out).read()["cells"]
-    assert cell["status"] == "failed" and cell["error"] == "not run: needs a GPU (T4); the cluster has none"
-    assert cell["resources"] == {"cpus": 1.0, "gpus": 1.0, "accelerator_type": "T4"}
-    assert not (out / cell["run_dir"]).exists()  # nothing ran
-
-
 def test_the_findings_grid_is_valid(tmp_path):
     """benchmarks/findings.toml: 4 tasks x 6 strategies x 2 seeds of MiniLM, both baselines in every cell."""
     committed = Path(__file__).resolve().parent.parent / "benchmarks" / "findings.toml"
@@ -296,17 +294,23 @@ def test_progress_in_a_log_is_plain_lines_with_an_eta(capsys):
 
     from prunebench.sweep.runner import _Progress
 
-    progress = _Progress(total=5, workers=2, show=True)  # captured output is not a terminal: plain lines
+    progress = _Progress(total=5, slots=2, show=True)  # captured output is not a terminal: plain lines
     progress.counts.update(done=1, running=1, skipped=1)
     progress.durations.append(10.0)
     progress.running_since["a"] = time.perf_counter() - 4.0
     progress.update(force=True)
     (line,) = capsys.readouterr().out.strip().splitlines()
     # 3 cells still to finish at 10 s each, 4 s of the running one spent, 2 at a time: (30 - 4) / 2 = 13 s
-    assert line.startswith("cells 2/5: 1 done, 1 running, 0 failed, 2 waiting, 1 finished before"), line
+    assert line.startswith("cells 2/5: 1 done, 1 running, 2 queued, 0 failed, 1 finished before"), line
     assert line.endswith("ETA 0:13") or line.endswith("ETA 0:12"), line
     progress.update()  # within a minute of the last line: nothing more in a log
     assert capsys.readouterr().out == ""
+    # The last cell runs past the mean, with 20 cells' worth of slots: time is left, so the ETA is not 0:00
+    progress = _Progress(total=2, slots=20, show=True)
+    progress.counts.update(done=1, running=1)
+    progress.durations.append(10.0)
+    progress.running_since["b"] = time.perf_counter() - 25.0
+    assert progress.line().endswith("ETA 0:01"), progress.line()
 
 
 def test_a_resumed_sweep_has_an_eta_from_the_cells_earlier_sessions_finished():
@@ -370,18 +374,67 @@ def test_copy_results_keeps_the_tables_and_leaves_the_bulk(tmp_path):
     assert [p.name for p in (tmp_path / "committed").iterdir()] == ["cell"]  # no staging folder left behind
 
 
-def test_local_ray_runs_cells_at_the_sweeps_own_priority():
+def test_local_ray_runs_at_our_priority_and_leaves_no_agent_behind_a_killed_driver():
     """Ray nices its workers to 15 by default: anything else on the machine would then slow the cells (and
-    stretch their measured stage times). The local instance the sweep starts keeps them at our niceness."""
-    import os
+    stretch their measured stage times); the local instance the sweep starts keeps them at our niceness. Its
+    raylet's agents outlive a driver killed with -9 unless the guard kills them: none is left."""
+    import time
 
-    from prunebench.sweep.cluster import connected
+    import psutil
 
-    with connected(None, 1):
-        import ray
+    script = (
+        "import os, sys, time, ray\n"
+        "from prunebench.sweep.cluster import connected, _agents\n"
+        "with connected(None, 1):\n"
+        "    print('nice', ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
+        "    print('agents', *[p.pid for p in _agents()], flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        nice = driver.stdout.readline().split()
+        agents = [int(pid) for pid in driver.stdout.readline().split()[1:]]
+    finally:
+        driver.kill()
+        driver.wait()
+    assert nice == ["nice", str(os.nice(0))]
+    assert agents  # Ray 2.x starts a dashboard agent and a runtime-env agent per node
+    deadline = time.monotonic() + 20
+    while any(psutil.pid_exists(pid) for pid in agents) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [p for p in agents if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not left, [psutil.Process(p).cmdline() for p in left]
 
-        niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
-    assert niceness == os.nice(0)
+
+def test_sigterm_to_a_local_ray_driver_is_an_interrupt_that_shuts_ray_down():
+    """SIGTERM (a scheduler's stop, a closed terminal's SIGHUP likewise) reaches the sweep as Ctrl-C does, so its
+    cells go back to waiting and Ray is shut down; Ray's own handler would dump a stack and abort instead."""
+    import signal
+
+    import psutil
+
+    script = (
+        "import time\nfrom prunebench.sweep.cluster import connected\nimport psutil\n"
+        "try:\n"
+        "    with connected(None, 1):\n"
+        "        print(*[p.pid for p in psutil.Process().children(recursive=True)], flush=True)\n"
+        "        time.sleep(300)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('interrupted by', stop, flush=True)\n"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        ray_processes = [int(pid) for pid in driver.stdout.readline().split()]
+        driver.send_signal(signal.SIGTERM)
+        out, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0 and "interrupted by SIGTERM" in out, err
+    assert "SIGTERM received" not in err  # no stack dump of Ray's handler
+    assert ray_processes and not [p for p in ray_processes if psutil.pid_exists(p)
+                                  and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
 
 
 def _findings_script():
@@ -419,3 +472,281 @@ def test_findings_methods_tests_each_method_against_random_search_with_holm():
     assert rows["nsga2"]["hypervolume"]["25"]["sd"] == pytest.approx(0.0158114, rel=1e-4)  # sample sd over seeds
     assert found["kruskal_wallis_p"] < 0.05
     assert findings._holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+
+
+# --- on a real cluster: two nodes of one CPU each, shared by the tests below ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A real Ray cluster: a head and a worker node, one CPU each (two raylets on this host). The head also has
+    the custom resource 'bench', which a grid can pin its profile stage to. One start for the module's tests."""
+    from ray.cluster_utils import Cluster
+
+    head = {"num_cpus": 1, "include_dashboard": False, "resources": {"bench": 1}}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def test_a_cell_needing_more_than_any_node_is_refused_in_one_line(two_nodes, tmp_path, monkeypatch, capsys):
+    """2 CPUs a cell on two nodes of 1 CPU: the cluster has 2 CPUs in all, but no node can hold the cell. Refused
+    before anything is written, naming the largest node; a GPU cell likewise; --workers is for a local Ray."""
+    path = tmp_path / "wide.toml"
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\n[resources]\ncpus = 2\n')
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address], monkeypatch, capsys)
+    line = _one_line(err)
+    assert code == 2 and "a cell can never run here" in line and "needs 2 CPUs" in line and "on one node" in line
+    assert "the largest node is" in line and ": 1 CPUs" in line, line
+    assert not out.exists()
+
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = ["cpu", "t4"]\n[search.evaluation]\nworkers = 1\n')
+    code, _, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address], monkeypatch, capsys)
+    line = _one_line(err)  # the cpu cell fits; the T4 cell refuses the sweep
+    assert code == 2 and "a cell can never run here: bert-tiny-rotten_tomatoes-full-small-morea-t4" in line, line
+    assert "needs 1 CPU, a T4 GPU" in line and "0 GPU" in line and not out.exists()
+
+    code, _, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address, "--workers", "2"],
+                           monkeypatch, capsys)  # fmt: skip
+    assert code == 2 and "--workers sets the CPUs of a local Ray" in _one_line(err)
+
+    # With an autoscaler (--autoscale), the T4 cell waits for its node, then fails with that reason, never started
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = "t4"\n[search.evaluation]\nworkers = 1\n')
+    code, stdout, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address, "--autoscale",
+                                 "--autoscale-timeout", "2"], monkeypatch, capsys)  # fmt: skip
+    assert code == 1, stdout + err
+    (cell,) = SweepDir(out).read()["cells"]
+    assert cell["status"] == "failed" and cell["attempts"] == [] and not (out / cell["run_dir"]).exists()
+    assert cell["error"].startswith("not run: no node could hold it within 2 s of waiting for the autoscaler: needs")
+
+
+def test_a_node_lost_mid_cell_is_retried_on_the_other_node_in_the_same_sweep(two_nodes, tmp_path, monkeypatch, capsys):
+    """Two cells, their profile stage pinned to the head's 'bench'. The worker node is killed (its raylet and
+    workers, -9) a second into the cell it runs: Ray runs that cell again on the head, it resumes, and the sweep
+    finishes with nothing failed. sweep.json keeps both attempts with node, start, end and why; a variable set only
+    in the driver reached every attempt; Ray's raylet dump stays out of the terminal."""
+    import threading
+    import time
+
+    from prunebench.sweep.runner import LOST, read_attempt_lines
+
+    monkeypatch.setenv("PRUNEBENCH_TEST_MARK", "driver-only")  # set after the nodes started: not in their env
+    head = next(n for n in two_nodes.list_all_nodes() if n.head)
+    worker = next(n for n in two_nodes.list_all_nodes() if not n.head)
+    path = tmp_path / "grid.toml"
+    path.write_text(TINY_GRID.format(models='["shape:bert-tiny"]').replace('["standard", "one_shot"]', '"standard"')
+                    + '[resources]\nprofile_on = "bench"\n')  # fmt: skip
+    out = tmp_path / "sweep"
+    killed: list[dict] = []
+
+    def kill_the_worker_mid_cell():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            for attempts_file in (out / "logs").glob("*.attempts.jsonl"):
+                started = [a for a in read_attempt_lines(attempts_file)
+                           if a.get("event") == "start" and a.get("node") == worker.node_id]  # fmt: skip
+                if started:
+                    time.sleep(1.0)  # into the pipeline: the worker has imported everything already
+                    two_nodes.remove_node(worker, allow_graceful=False)
+                    killed.append({"file": attempts_file, **started[0]})
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_worker_mid_cell, daemon=True)
+    killer.start()
+    try:
+        code, stdout, err = run_cli(["sweep", str(path), "--out", str(out), "--address", two_nodes.address],
+                                    monkeypatch, capsys)  # fmt: skip
+    finally:
+        killer.join(timeout=10)
+        two_nodes.add_node(num_cpus=1)  # the module's cluster has two nodes again
+    assert killed, "no cell started on the worker node: " + stdout
+    assert code == 0, stdout + err
+    assert "2 cells: 2 ran, 0 finished before, 0 failed, 1 retried after a lost node or worker" in stdout
+    assert "retrying: " in stdout and "state-dump" not in stdout + err
+
+    record = SweepDir(out).read()
+    lost_cell = next(c for c in record["cells"] if killed[0]["file"].name.startswith(c["name"] + "."))
+    assert lost_cell["status"] == "done" and lost_cell["error"] is None
+    first = [a for a in lost_cell["attempts"] if a["part"] == "first"]
+    assert [(a["node"], a["why"]) for a in first] == [(worker.node_id, LOST), (head.node_id, "done")], first
+    assert first[0]["start"] <= first[0]["end"] == first[1]["start"] <= first[1]["end"]  # lost: ended by its retry
+    assert first[0]["host"] and first[0]["cpu"]["model"] and first[1]["peak_rss_mib"] > 0
+    for cell in record["cells"]:
+        assert cell["status"] == "done", cell
+        (profiled,) = [a for a in cell["attempts"] if a["part"] == "profile"]
+        assert profiled["node"] == head.node_id and profiled["why"] == "done"  # pinned to the head's 'bench'
+        assert cell["machine"]["node"] == head.node_id and cell["resources"]["profile_on"] == "bench"
+        assert all(a["env"]["PRUNEBENCH_TEST_MARK"] == "driver-only" for a in cell["attempts"])
+        assert 0 < cell["resources"]["memory_gib"] < 4
+    assert record["sessions"][-1]["retried"] == 1
+    log = (out / lost_cell["log"]).read_text()
+    assert "attempt 1 pid" in log and "attempt 2 pid" in log  # both attempts wrote to the cell's one log
+    # Both profiled on the head: one machine, one latency table with both cells
+    summary = json.loads((SweepDir(out).report_dir.path / "summary.json").read_text())
+    ((machine, names),) = summary["latency_by_machine"].items()
+    assert sorted(names) == sorted(c["name"] for c in record["cells"]) and socket.gethostname() in machine
+    assert all(c["latency"]["full_ms"] > 0 for c in summary["cells"])
+
+
+# --- without Ray ------------------------------------------------------------------------------------------------
+
+
+def test_attempts_are_folded_from_their_lines():
+    from prunebench.sweep.runner import LOST, STOPPED, attempts
+
+    def start(n, when, session=2, part=None):
+        return {"event": "start", "session": session, "part": part, "attempt": n, "start": when, "node": f"n{n}"}
+
+    lines = [start(1, "t1"), start(2, "t3"), {"event": "end", "session": 2, "part": None, "attempt": 2, "end": "t4",
+                                              "why": "done", "peak_rss_mib": 700}]  # fmt: skip
+    lost, done = attempts(lines, live=True)
+    assert (lost["node"], lost["end"], lost["why"]) == ("n1", "t3", LOST)  # ended by its retry's start
+    assert (done["node"], done["end"], done["why"], done["peak_rss_mib"]) == ("n2", "t4", "done", 700)
+    (running,) = attempts([start(1, "t1")], live=True)
+    assert running["why"] is None and running["end"] is None
+    (failed,) = attempts([start(1, "t1")], final_error="NodeDiedError: gone", live=True)
+    assert failed["why"] == "NodeDiedError: gone" and failed["end"]
+    old, new = attempts([start(1, "t1", session=1), start(1, "t5")], live=True)
+    assert old["why"] == STOPPED and new["why"] is None  # an earlier session's open attempt was stopped
+
+
+def test_placement_is_per_node_and_names_the_largest():
+    from prunebench.sweep.cluster import fits, largest
+
+    small = [Node(str(i), f"box{i}", f"10.0.0.{i}", {"CPU": 1.0, "memory": 4 * 2**30}) for i in range(2)]
+    assert not any(fits(n, Needs(2)) for n in small)  # 2 CPUs in all, but not on one node
+    assert "on one node; the largest node is box" in unplaceable(Needs(2), small)
+    big = Node("9", "big", "10.0.0.9", {"CPU": 8.0, "memory": 2 * 2**30, "bench": 1.0})
+    assert largest([*small, big]).host == "big"
+    assert unplaceable(Needs(2), [*small, big]) is None
+    assert "3.0 GiB" in unplaceable(Needs(2, memory=3 * 2**30), [*small, big])  # the CPUs fit, the memory not
+    assert fits(big, Needs(1, resource="bench")) and not fits(small[0], Needs(1, resource="bench"))
+    assert Needs(1, 0, None, 2**30, "bench").options() == {"num_cpus": 1, "num_gpus": 0.0, "memory": 2**30,
+                                                           "resources": {"bench": 1.0}}  # fmt: skip
+
+
+def test_a_node_with_other_versions_is_named_with_the_mismatch():
+    from prunebench.sweep.cluster import version_mismatch, versions
+
+    here = versions()
+    assert version_mismatch(here, dict(here), "n1") is None
+    line = version_mismatch(here, {**here, "torch": "1.0.0"}, "n1")
+    assert f"node n1 has torch 1.0.0 (the driver has {here['torch']})" in line and "every node" in line
+
+
+def test_cell_memory_grows_with_the_model_and_the_batch(tmp_path):
+    from dataclasses import replace
+
+    from prunebench.sweep.memory import GIB, cell_memory
+
+    tiny = load_grid(_grid(tmp_path, ["shape:bert-tiny"])).cells[0].config
+    minilm = replace(tiny, train=replace(tiny.train, model="minilm"))
+    wide = replace(minilm, train=replace(minilm.train, batch_size=64, max_length=256))
+    assert GIB <= cell_memory(tiny) < cell_memory(minilm) < cell_memory(wide) < 16 * GIB
+
+
+def test_a_grid_pins_profiling_of_cpu_cells_only(tmp_path):
+    from prunebench.sweep.runner import cell_needs
+
+    path = tmp_path / "pin.toml"
+    path.write_text('[axes]\nmodel = "shape:bert-tiny"\ntarget = ["cpu", "t4"]\n'
+                    '[resources]\nprofile_on = "node:10.0.0.5"\nmemory_gib = 3\n')  # fmt: skip
+    cpu, t4 = load_grid(path).cells
+    assert cpu.profile_on == "node:10.0.0.5" and t4.profile_on is None
+    main, pinned = cell_needs(cpu)
+    assert main.resource is None and pinned.resource == "node:10.0.0.5" and main.memory == 3 * 2**30
+    assert cell_needs(t4)[1] is None
+    path.write_text('[axes]\ntarget = "t4"\n[resources]\nprofile_on = "bench"\n')
+    with pytest.raises(PrunebenchError, match="profile_on pins the profile stage of cpu-target cells"):
+        load_grid(path)
+    path.write_text("[resources]\nprofile_on = 3\n")
+    with pytest.raises(PrunebenchError, match="profile_on takes a Ray resource's name"):
+        load_grid(path)
+
+
+def test_a_cell_names_itself_in_its_run_lock_and_ctrl_c_of_sweep_says_run_it_again(tmp_path, monkeypatch, capsys):
+    from prunebench.cli import _interrupted
+    from prunebench.rundir import describe_command, writer_lock
+
+    monkeypatch.setattr(sys, "argv", ["prunebench", "--node-ip-address=10.0.0.1", "--object-store-name=x"])
+    describe_command("prunebench sweep, cell c1 (attempt 2)")
+    try:
+        with writer_lock(tmp_path / "run"):
+            holder = json.loads((tmp_path / "run" / ".prunebench-lock").read_text())
+    finally:
+        describe_command(None)
+    assert holder["command"] == "prunebench sweep, cell c1 (attempt 2)" and holder["host"] == socket.gethostname()
+    monkeypatch.setattr(sys, "argv", ["prunebench", "sweep", "g.toml", "--out", "s"])
+    with pytest.raises(SystemExit):
+        _interrupted()
+    err = capsys.readouterr().err
+    assert "run the same command again" in err and "--resume" not in err
+
+
+def test_the_report_groups_latency_by_machine_and_never_across():
+    from prunebench.report.sweep import CellFacts, by_machine, machine_label
+
+    a = {"host": "a", "cpu": {"model": "EPYC", "isa": ["avx2", "avx512_vnni"]}}
+    b = {"host": "b", "cpu": {"model": "Xeon", "isa": ["avx2", "amx_int8"]}}
+    assert machine_label(a, "cpu") == "a · EPYC [avx2, avx512_vnni]" and machine_label(None, "cpu") is None
+    assert machine_label(b, "t4").endswith("· t4")
+    c = {"host": "c", "cpu": {"model": "AMD EPYC", "isa": [], "vendor": "AuthenticAMD", "family": "26",
+                              "model_number": "2"}}  # fmt: skip
+    assert machine_label(c, "cpu") == "c · AMD EPYC (AuthenticAMD family 26 model 2) [no AVX2]"
+
+    def cell(name, machine, latency=True):
+        facts = CellFacts(name, {"target": "cpu"}, "done", None, 1.0, None)
+        facts.machine = machine_label(machine, "cpu")
+        facts.latency = {"shape": "batch 1 x 32", "full_ms": 1.0, "best_ms": 0.5} if latency else None
+        return facts
+
+    groups = by_machine([cell("x", a), cell("y", b), cell("z", a), cell("w", b, latency=False), cell("v", None)])
+    assert {k: [c.name for c in v] for k, v in groups.items()} == {
+        "a · EPYC [avx2, avx512_vnni]": ["x", "z"], "b · Xeon [avx2, amx_int8]": ["y"], "machine not recorded": ["v"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--retries", "-1"], "--retries must be 0 or more, got -1"),
+        (["--autoscale-timeout", "0"], "--autoscale-timeout must be positive, got 0"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--workers", "2", "--address", "127.0.0.1:1"], "--workers sets the CPUs of a local Ray"),
+    ],
+)
+def test_bad_sweep_options_are_one_line_before_ray(tmp_path, monkeypatch, capsys, args, expected):
+    grid = _grid(tmp_path, ["shape:bert-tiny"])
+    code, out, err = run_cli(["sweep", str(grid), "--out", str(tmp_path / "s"), *args], monkeypatch, capsys)
+    assert code == 2 and expected in _one_line(err) and out == "" and not (tmp_path / "s").exists()
+
+
+def test_a_retry_waits_for_the_lost_attempts_run_lock(tmp_path, monkeypatch):
+    """A lost attempt's lock outlives its node until the storage's lease expires: a retry waits for it (a first
+    attempt does not), and takes it once it is free."""
+    import time
+    from contextlib import ExitStack
+
+    import prunebench.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "LOCK_POLL_S", 0.1)
+    run = tmp_path / "run"
+    script = ("import sys, time\nfrom prunebench.rundir import writer_lock\n"
+              f"with writer_lock({str(run)!r}):\n    print('held', flush=True)\n    time.sleep(2)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with ExitStack() as stack, pytest.raises(PrunebenchError, match=f"is being written by pid {holder.pid}"):
+            runner._take_run_lock(stack, run, wait=0.0)  # a first attempt: refused at once
+        started = time.monotonic()
+        with ExitStack() as stack:
+            runner._take_run_lock(stack, run, wait=30.0)
+            waited = time.monotonic() - started
+        assert 1.0 < waited < 30  # the holder kept it about 2 s after saying so
+    finally:
+        holder.kill()
+        holder.wait()

@@ -8,6 +8,11 @@ test split), the same two numbers of every baseline, and the best pruned model a
 encoder with its relative drop from the full model (``report.answer``, the figure a single run's
 report gives). A cell that failed shows its error; one not run yet shows its status.
 
+Latency is shown per machine, one table each (the node that profiled the cell, by host and CPU model with
+its instruction-set flags, as ``sweep.json`` records it): a CPU latency measured on one machine is never
+compared with one measured on another. Each table gives, at the smallest profiled batch x length, the full
+model's fp32 latency and that of the best pruned model at <= 50% of the encoder.
+
 The document goes through the same templates as a run's report (values escaped in HTML and
 Markdown alike), and ``summary.json`` holds the same numbers for scripts.
 """
@@ -55,6 +60,8 @@ class CellFacts:
     best_at_half: dict | None = None  # report.answer's best pruned model at <= 50% of the encoder
     full_test_error: float | None = None
     notes: list[str] = field(default_factory=list)
+    machine: str | None = None  # where it profiled: host · CPU model [ISA flags] (None: not recorded)
+    latency: dict | None = None  # {"shape", "full_ms", "best_ms"} of its profile, on ``machine``
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +70,7 @@ class CellFacts:
             "hypervolume": self.hypervolume, "error_at_half_encoder": self.error_at_half,
             "error_at_half_encoder_split": self.error_split, "baselines": self.baselines,
             "full_test_error": self.full_test_error, "best_at_half_encoder": self.best_at_half, "missing": self.notes,
+            "machine": self.machine, "latency": self.latency,
         }  # fmt: skip
 
 
@@ -92,10 +100,44 @@ def _main_search(run: RunData, axes: dict) -> SearchData | None:
     return named[0] if named else (run.search_methods[0] if run.search_methods else None)
 
 
+def machine_label(machine: dict | None, target: str | None) -> str | None:
+    """The machine a cell profiled on, as the report names it: host, CPU model and ISA flags (and a GPU target)."""
+    if not machine:
+        return None
+    cpu = machine.get("cpu") or {}
+    isa = ", ".join(cpu.get("isa") or []) or "no AVX2"
+    kind = " ".join(str(part) for part in (cpu.get("vendor"), cpu.get("family") and f"family {cpu['family']}",
+                                             cpu.get("model_number") and f"model {cpu['model_number']}") if part)
+    label = f"{machine.get('host', '?')} · {cpu.get('model', '?')}{f' ({kind})' if kind else ''} [{isa}]"
+    return label if target in (None, "cpu") else f"{label} · {target}"
+
+
+def _latency(run: RunData, target: str | None, best: dict | None) -> dict | None:
+    """The full model's and the best pruned model's fp32 latency at the smallest profiled shape (ms)."""
+    profile = next((p for p in run.profiles if p.target == target), None)
+    if profile is None or not len(profile.table):
+        return None
+    table = profile.table
+    table = table[(table["status"] == "ok") & (table["variant"] == "fp32")] if "status" in table else table
+    if not len(table):
+        return None
+    batch, length = table.sort_values(["batch_size", "seq_len"]).iloc[0][["batch_size", "seq_len"]]
+    shaped = table[(table["batch_size"] == batch) & (table["seq_len"] == length)]
+
+    def ms(model: str) -> float | None:
+        rows = shaped[shaped["model"] == model]
+        return _finite(rows["latency_s"].iloc[0] * 1000) if len(rows) else None
+
+    model, _, variant = str((best or {}).get("option") or "").rpartition(" ")
+    return {"shape": f"batch {int(batch)} x {int(length)}", "full_ms": ms("full"),
+            "best_ms": ms(model) if variant == "fp32" else None}  # fmt: skip
+
+
 def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
     """What the report shows of one cell: its record entry, and its run's numbers when it has a run."""
     facts = CellFacts(entry["name"], dict(entry.get("axes") or {}), entry["status"], entry.get("error"),
                       _finite(entry.get("seconds")), entry.get("log"))  # fmt: skip
+    facts.machine = machine_label(entry.get("machine"), facts.axes.get("target"))
     folder = sweep.cell(entry["name"])
     if not folder.is_run():
         return facts
@@ -116,7 +158,31 @@ def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
     summary = run_summary(run)
     facts.best_at_half = summary["best_at_half_encoder"]
     facts.full_test_error = (summary["full"] or {}).get("test_error")
+    facts.latency = _latency(run, facts.axes.get("target"), facts.best_at_half)
     return facts
+
+
+def by_machine(cells: list[CellFacts]) -> dict[str, list[CellFacts]]:
+    """The cells with a measured latency, grouped by the machine that measured it."""
+    found: dict[str, list[CellFacts]] = {}
+    for cell in cells:
+        if cell.latency is not None:
+            found.setdefault(cell.machine or "machine not recorded", []).append(cell)
+    return found
+
+
+def _latency_tables(cells: list[CellFacts]) -> list:
+    blocks: list = [Text("One table per machine: latencies measured on different machines are not compared.")]
+    for machine, members in by_machine(cells).items():
+        rows = []
+        for c in members:
+            full, best = c.latency.get("full_ms"), c.latency.get("best_ms")
+            speedup = f"{full / best:.2f}x" if full and best else "-"
+            rows.append([c.name, str(c.axes.get("target", "-")), c.latency["shape"], _num(full, 3), _num(best, 3),
+                         speedup])  # fmt: skip
+        columns = ["cell", "target", "shape", "full fp32 ms", "best ≤50% enc. fp32 ms", "speed-up"]
+        blocks.append(Table(columns, rows, machine))
+    return blocks
 
 
 def _num(value, digits: int = 3) -> str:
@@ -226,6 +292,8 @@ def build_sweep_document(sweep: SweepDir, record: dict, cells: list[CellFacts]) 
     overview.blocks.append(_cells_table(cells, baselines))
     found = groups(cells)
     overview.subsections.append(Section("groups", "Over seeds", [_groups_table(found, baselines)]))
+    if by_machine(cells):
+        overview.subsections.append(Section("latency", "Latency by machine", _latency_tables(cells)))
     reports = [str(sweep.cell(c.name).report_dir.html.relative_to(sweep.path)) for c in cells
                if sweep.cell(c.name).report_dir.html.is_file()]  # fmt: skip
     missing = [f"{c.name}: {note}" for c in cells for note in c.notes]
@@ -240,6 +308,7 @@ def sweep_summary(sweep: SweepDir, record: dict, cells: list[CellFacts]) -> dict
         "grid": record.get("grid"), "preset": record.get("preset"), "axes": record.get("axes"),
         "counts": {s: sum(c.status == s for c in cells) for s in ("done", "failed", "running", "waiting")},
         "cells": [c.to_dict() for c in cells], "groups": groups(cells),
+        "latency_by_machine": {machine: [c.name for c in members] for machine, members in by_machine(cells).items()},
     })  # fmt: skip
 
 

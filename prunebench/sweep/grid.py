@@ -24,6 +24,9 @@ A grid is a TOML file::
     [compare]                         # CompareConfig
     [resources]
     cpus = 1                          # Ray CPUs per cell (default: the most processes x threads a stage uses)
+    memory_gib = 2.0                  # Ray memory per cell (default: estimated from the model and batch)
+    profile_on = "bench"              # cpu-target cells profile where this resource is (a custom resource
+                                      # of one node type, or "node:IP"), one profile at a time per node
 
 An axis left out takes the preset's value. The settings tables take the fields of the configs in
 ``prunebench.config`` (their checks apply); a field an axis owns (``model``, ``task``, ``strategy``,
@@ -62,7 +65,7 @@ AXES = ("model", "task", "strategy", "space", "method", "seed", "target")
 SECTIONS = ("train", "search", "profile", "compare")  # PipelineConfig's config fields, as tables
 TOP_FIELDS = ("max_models", "report_formats")  # PipelineConfig's plain fields, at the top
 TOP_KEYS = ("preset", "axes", *SECTIONS, *TOP_FIELDS, "resources")
-RESOURCE_KEYS = ("cpus",)
+RESOURCE_KEYS = ("cpus", "memory_gib", "profile_on")
 # The fields the axes own: set in [axes], never in a settings table.
 AXIS_FIELDS = {"train": ("model", "task", "strategy", "space", "seed", "device"), "search": ("method", "seed"),
                "profile": ("target",)}  # fmt: skip
@@ -87,6 +90,8 @@ class Cell:
     cpus: float
     gpus: float = 0.0
     accelerator_type: str | None = None  # Ray's label of the GPU type (None: any, or no GPU)
+    memory_gib: float | None = None  # Ray memory asked for ([resources] memory_gib; None: the runner estimates it)
+    profile_on: str | None = None  # the Ray resource its profile stage needs one unit of (cpu targets only)
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,7 @@ def cell_name(axes: dict) -> str:
     return "-".join(_slug(str(part)) for part in parts) + f"-seed{axes['seed']}"
 
 
-def _cell(base: PipelineConfig, axes: dict, cpus: float | None) -> Cell:
+def _cell(base: PipelineConfig, axes: dict, resources: dict) -> Cell:
     gpu = axes["target"] != "cpu"
     train = replace(base.train, model=axes["model"], task=axes["task"], strategy=axes["strategy"],
                     space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu",
@@ -244,26 +249,35 @@ def _cell(base: PipelineConfig, axes: dict, cpus: float | None) -> Cell:
     config = replace(base, train=train, search=search, profile=replace(base.profile, target=axes["target"]))
     evaluation = config.search.evaluation
     needed = max(train.threads or 1, evaluation.workers * evaluation.threads, config.profile.threads)
+    cpus = resources.get("cpus")
     return Cell(
         cell_name(axes), dict(axes), config, float(cpus if cpus is not None else needed),
         gpus=1.0 if gpu else 0.0, accelerator_type=RAY_ACCELERATOR_TYPES.get(axes["target"]) if gpu else None,
+        memory_gib=resources.get("memory_gib"), profile_on=None if gpu else resources.get("profile_on"),
     )  # fmt: skip
 
 
-def _resources(table: object, problems: list[str]) -> float | None:
+def _resources(table: object, problems: list[str]) -> dict:
     if table is None:
-        return None
+        return {}
     if not isinstance(table, dict):
         problems.append("[resources] must be a table, e.g. cpus = 1")
-        return None
-    for key in table:
+        return {}
+    found = {}
+    for key, value in table.items():
         if key not in RESOURCE_KEYS:
             problems.append(_unknown("setting", key, "[resources]", RESOURCE_KEYS))
-    cpus = table.get("cpus")
-    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not cpus > 0):
-        problems.append(f"[resources] cpus must be a positive number, got {cpus!r}")
-        return None
-    return cpus
+        elif key == "profile_on":
+            if not isinstance(value, str) or not value.strip() or value in ("CPU", "GPU", "memory"):
+                problems.append(f"[resources] profile_on takes a Ray resource's name (a custom resource, or "
+                                f"node:IP), got {value!r}")  # fmt: skip
+            else:
+                found[key] = value
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            problems.append(f"[resources] {key} must be a positive number, got {value!r}")
+        else:
+            found[key] = value
+    return found
 
 
 def parse_grid(text: str, path: Path, data: dict) -> Grid:
@@ -287,7 +301,7 @@ def parse_grid(text: str, path: Path, data: dict) -> Grid:
         base = replace(base, **changes)
     except (PrunebenchError, TypeError, ValueError) as error:
         problems.append(" ".join(str(error).split()))
-    cpus = _resources(data.get("resources"), problems)
+    resources = _resources(data.get("resources"), problems)
     data_dir = base.train.data_dir
     if data_dir is not None:  # relative to the grid file, so that a committed grid finds its data from anywhere
         data_dir = (Path(path).parent / data_dir).resolve()
@@ -306,13 +320,16 @@ def parse_grid(text: str, path: Path, data: dict) -> Grid:
     cells = []
     for combo in combos:
         try:
-            cells.append(_cell(base, combo, cpus))
+            cells.append(_cell(base, combo, resources))
         except (PrunebenchError, TypeError, ValueError) as error:
             problems.append(f"cell {cell_name(combo)}: {' '.join(str(error).split())}")
     names = [cell.name for cell in cells]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         problems.append(f"cells share a folder name ({', '.join(repeated)}): give model directories distinct names")
+    if "profile_on" in resources and not any(cell.profile_on for cell in cells):
+        problems.append("[resources] profile_on pins the profile stage of cpu-target cells, and the grid has none; "
+                        "add target = \"cpu\" to [axes] or leave profile_on out")  # fmt: skip
     if problems:
         raise PrunebenchError(f"grid file {path}: " + "; ".join(problems))
     return Grid(Path(path), text, preset, axes, tuple(cells))
