@@ -257,6 +257,13 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # gone, or a zombie, since the listing (a short-lived helper process)
+        return []
+
+
 def test_evaluation_workers_exit_when_the_search_is_killed_9(run):
     args = ["search", str(run), "--samples", "100000", "--workers", "2", "--max-eval-examples", "1200"]
     log = run / "search" / "orphans" / "log.jsonl"
@@ -270,7 +277,7 @@ def test_evaluation_workers_exit_when_the_search_is_killed_9(run):
         deadline = time.time() + 240  # generous: a loaded 2-core machine starts workers slowly
         while process.poll() is None and time.time() < deadline:  # workers loaded and scoring
             children = parent.children(recursive=True)
-            workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+            workers = [c for c in children if "spawn_main" in " ".join(_cmdline(c))]
             if workers and log.is_file() and log.read_text().count("\n") >= 2:
                 break
             time.sleep(0.05)

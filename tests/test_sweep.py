@@ -682,7 +682,7 @@ def test_a_cell_names_itself_in_its_run_lock_and_ctrl_c_of_sweep_says_run_it_aga
     assert holder["command"] == "prunebench sweep, cell c1 (attempt 2)" and holder["host"] == socket.gethostname()
     monkeypatch.setattr(sys, "argv", ["prunebench", "sweep", "g.toml", "--out", "s"])
     with pytest.raises(SystemExit):
-        _interrupted()
+        _interrupted(KeyboardInterrupt())
     err = capsys.readouterr().err
     assert "run the same command again" in err and "--resume" not in err
 
