@@ -39,7 +39,7 @@ from prunebench.models import LoadedModel, load_model
 from prunebench.models.dims import ModelDims
 from prunebench.rundir import SEARCH_KIND, SEARCH_VERSION, RunDir, SearchDir, read_run, write_json_atomic, writer_lock
 from prunebench.search.evaluator import CandidateEvaluator
-from prunebench.search.importance import gradient_importance
+from prunebench.supernet.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import CostObjectives, check_objective_names

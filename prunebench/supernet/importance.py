@@ -1,8 +1,9 @@
-"""Gradient-based importance of attention heads and FFN units (the ``importance`` baseline).
+"""Gradient-based importance of attention heads and FFN units: the ``importance`` baseline's scores and the
+order of an importance-ordered super-network (``TrainConfig.order_by_importance``), from one function.
 
 After Michel et al. (2019), "Are Sixteen Heads Really Better than One?": every head and unit
 gets a gate ``m = 1`` multiplied into its output; its importance is the accumulated
-``|dL/dm|`` of the task loss over training batches (the full network, no dropout), then
+``|dL/dm|`` of the task loss (MSE for regression) over training batches (the full network, no dropout), then
 normalised by the L2 norm within each layer so that layers compare. Gates are applied with
 hooks on the same tensors the super-network masks (the concatenated heads entering the
 attention output projection, the intermediate activations), and removed afterwards.
@@ -66,3 +67,8 @@ def gradient_importance(
 def _per_layer_normalised(scores: torch.Tensor) -> np.ndarray:
     norms = scores.norm(dim=1, keepdim=True).clamp_min(1e-20)
     return (scores / norms).detach().cpu().numpy()
+
+
+def importance_order(scores: np.ndarray) -> np.ndarray:
+    """Per row (layer), the indices by decreasing score; ties keep the original order, so equal scores move nothing."""
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")
