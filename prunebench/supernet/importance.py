@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from prunebench.errors import PrunebenchError
 from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.losses import task_loss
 from prunebench.tasks.rows import make_batches
@@ -72,3 +73,20 @@ def _per_layer_normalised(scores: torch.Tensor) -> np.ndarray:
 def importance_order(scores: np.ndarray) -> np.ndarray:
     """Per row (layer), the indices by decreasing score; ties keep the original order, so equal scores move nothing."""
     return np.argsort(-np.asarray(scores), axis=1, kind="stable")
+
+
+def reorder(loaded: LoadedModel, head_orders: np.ndarray, unit_orders: np.ndarray) -> None:
+    """Rewrite every layer so that its heads and units come in the given orders (rows of indices), in place.
+
+    An exact reparameterisation (the full network's outputs do not change); the spaces' first k heads and units
+    of a layer become those listed first. Refused, one line, for a family whose adapter cannot reorder.
+    """
+    adapter = loaded.adapter
+    if not adapter.can_reorder:
+        raise PrunebenchError(
+            f"{loaded.source}: its model family ({loaded.model.config.model_type}) has no adapter for reordering heads "
+            "and units; train without --order-by-importance"
+        )
+    layers = adapter.encoder_layers(loaded.model)
+    for layer, heads, units in zip(layers, np.asarray(head_orders), np.asarray(unit_orders), strict=True):
+        adapter.reorder_layer(layer, heads.tolist(), units.tolist())
