@@ -109,6 +109,12 @@ ModelOption = Annotated[
     ),
 ]  # fmt: skip
 NAS = NasConfig.train  # the defaults of a standard-NAS trial's training
+OrderHelp = (
+    "Importance-ordered super-network: fine-tune the full model first (--order-epochs), score every head and FFN "
+    "unit on training examples, put each layer's in decreasing importance, then train the super-network from it."
+)
+OrderEpochsHelp = "With --order-by-importance: epochs of the first full fine-tune (a fraction is allowed)."
+OrderExamplesHelp = "With --order-by-importance: training examples the importance scores are taken on."
 RoundUnitsHelp = (
     "Round every searched FFN unit count up to a multiple of N (at most the full width; 0 stays 0): "
     "LLM.int8 runs FFN widths that are not a multiple of 4 as an fp32 matmul on CUDA. 1: no rounding."
@@ -335,6 +341,9 @@ def train(
     text_columns: TextColumnsOption = None,
     label_column: LabelColumnOption = TrainConfig.label_column,
     task_kind: TaskKindOption = TrainConfig.task_kind,
+    order_by_importance: Annotated[bool, typer.Option(help=OrderHelp)] = TrainConfig.order_by_importance,
+    order_epochs: Annotated[float, typer.Option(help=OrderEpochsHelp)] = TrainConfig.order_epochs,
+    order_examples: Annotated[int, typer.Option(help=OrderExamplesHelp)] = TrainConfig.order_examples,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -358,6 +367,9 @@ def train(
         device=device,
         threads=threads,
         checkpoint_every=checkpoint_every,
+        order_by_importance=order_by_importance,
+        order_epochs=order_epochs,
+        order_examples=order_examples,
         **_data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind),
     )
     from prunebench.supernet.training import train_supernet
@@ -698,10 +710,15 @@ def run_command(
         typer.Option(help="Also profile the models with the vocabulary of the training split (default: the preset's)."),
     ] = None,
     round_units: Annotated[int | None, typer.Option(help=RoundUnitsHelp + " Default: the preset's.")] = None,
+    order_by_importance: Annotated[bool | None, typer.Option(help=OrderHelp + " Default: the preset's.")] = None,
+    order_epochs: Annotated[float | None, typer.Option(help=OrderEpochsHelp + " Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     data = _data_fields(data_dir, train_file, test_file, text_columns, label_column, task_kind)
-    config = get_preset(preset).with_overrides(model=model, task=task, round_units=round_units, **data)
+    config = get_preset(preset).with_overrides(
+        model=model, task=task, round_units=round_units, order_by_importance=order_by_importance,
+        order_epochs=order_epochs, **data,
+    )  # fmt: skip
     if trim_vocab is not None:
         from dataclasses import replace
 

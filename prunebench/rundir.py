@@ -695,6 +695,28 @@ class RunDir:
         return self.path / TRAINING_LOG
 
     @property
+    def order_dir(self) -> Path:
+        """RUN/order/: an importance-ordered run's first stages (``TrainConfig.order_by_importance``)."""
+        return self.path / "order"
+
+    @property
+    def order_checkpoint(self) -> Path:
+        """RUN/order/checkpoint/: the short standard fine-tune the order is taken on (un-reordered; a model
+        directory with trainer state, like ``checkpoint``)."""
+        return self.order_dir / CHECKPOINT_DIR
+
+    @property
+    def order_log(self) -> Path:
+        """RUN/order/training_log.parquet: that fine-tune's validation metric per epoch."""
+        return self.order_dir / TRAINING_LOG
+
+    @property
+    def order_importance(self) -> Path:
+        """RUN/order/importance.parquet (+ .csv): every head's and unit's score and its position after
+        reordering (layer, part, index, score, position): the scores and the permutation."""
+        return self.order_dir / "importance.parquet"
+
+    @property
     def pipeline_file(self) -> Path:
         return self.path / PIPELINE_FILE
 
