@@ -178,7 +178,7 @@ def _kill_when(run, config: dict, ready) -> None:
 def test_every_ordering_stage_resumes_after_kill_9(tmp_path):
     """Killed in the first fine-tune, after the scores are stored, and in the super-network's training: each
     resumed run ends with the uninterrupted run's weights and scores."""
-    settings = {**ORDERED, "checkpoint_every": 1}
+    settings = {**ORDERED, "checkpoint_every": 1, "order_epochs": 2.0}  # 12 fine-tune steps: time to kill in them
     config = TrainConfig(**settings)
     train_supernet(config, tmp_path / "straight", show_progress=False)
     straight = RunDir(tmp_path / "straight")
