@@ -255,8 +255,11 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
     }
 
 
-def write(out: Path, cells: list[dict], studies: list[dict]) -> None:
-    """The summary so far; ``seeds`` lists the seeds of which every variant of every task finished."""
+def write(out: Path, work: Path, studies: list[dict]) -> None:
+    """The summary of every finished cell under ``work`` (also those another process of this script finished);
+    ``seeds`` lists the seeds of which every variant of every task finished."""
+    records = sorted((work / "cells").glob("*-seed*.json"))
+    cells = [json.loads(p.read_text()) for p in records if "-order-epochs-" not in p.name]
     done = sorted({c["seed"] for c in cells if all(
         any(d["seed"] == c["seed"] and d["task"] == t and d["variant"] == v for d in cells)
         for t in {d["task"] for d in cells} for v in VARIANTS)})  # fmt: skip
@@ -268,6 +271,8 @@ def main() -> None:
     parser.add_argument("--tasks", default="stsb", help="comma-separated task names")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--work", type=Path, default=Path("runs/importance_order"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: run only these (several "
+                        "processes may run different variants side by side; each writes the summary of all finished)")
     parser.add_argument("--no-study", action="store_true", help="skip the order-epochs study")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--smoke", action="store_true", help="bert-tiny, 64 examples, 4 samples: checks the script")
@@ -278,17 +283,17 @@ def main() -> None:
         SAMPLES, IMPORTANCE_BUDGETS = 4, 3
     torch.set_num_threads(1)
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
-    cells, studies = [], []
+    studies = []
     for task in tasks:
         for seed in seeds:
-            for variant in VARIANTS:
+            for variant in args.variants.split(","):
                 started = time.perf_counter()
-                cells.append(cell(args.work, task, variant, seed))
+                cell(args.work, task, variant, seed)
                 print(f"{task} {variant} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-                write(args.out, cells, studies)
+                write(args.out, args.work, studies)
         if not args.no_study:
             studies.append(order_epochs_study(args.work, task, seeds[0]))
-            write(args.out, cells, studies)
+            write(args.out, args.work, studies)
     print(f"wrote {args.out}")
 
 
