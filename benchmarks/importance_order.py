@@ -286,7 +286,7 @@ def main() -> None:
     studies = []
     for task in tasks:
         for seed in seeds:
-            for variant in args.variants.split(","):
+            for variant in [v for v in args.variants.split(",") if v]:  # --variants '': the study alone
                 started = time.perf_counter()
                 cell(args.work, task, variant, seed)
                 print(f"{task} {variant} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
