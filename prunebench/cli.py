@@ -116,6 +116,12 @@ MAX_DROP_HELP = (
     "Points of the metric an answer may give up against the full fp32 model (e.g. 1.5): an answer past it is "
     "flagged and the best option within it named."
 )
+OrderHelp = (
+    "Importance-ordered super-network: fine-tune the full model first (--order-epochs), score every head and FFN "
+    "unit on training examples, put each layer's in decreasing importance, then train the super-network from it."
+)
+OrderEpochsHelp = "With --order-by-importance: epochs of the first full fine-tune (a fraction is allowed)."
+OrderExamplesHelp = "With --order-by-importance: training examples the importance scores are taken on."
 RoundUnitsHelp = (
     "Round every searched FFN unit count up to a multiple of N (at most the full width; 0 stays 0): "
     "LLM.int8 runs FFN widths that are not a multiple of 4 as an fp32 matmul on CUDA. 1: no rounding."
@@ -402,6 +408,9 @@ def train(
     task_kind: TaskKindOption = TrainConfig.task_kind,
     encoding: EncodingOption = TrainConfig.encoding,
     keep_na_labels: KeepNaLabelsOption = TrainConfig.keep_na_labels,
+    order_by_importance: Annotated[bool, typer.Option(help=OrderHelp)] = TrainConfig.order_by_importance,
+    order_epochs: Annotated[float, typer.Option(help=OrderEpochsHelp)] = TrainConfig.order_epochs,
+    order_examples: Annotated[int, typer.Option(help=OrderExamplesHelp)] = TrainConfig.order_examples,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -425,6 +434,9 @@ def train(
         device=device,
         threads=threads,
         checkpoint_every=checkpoint_every,
+        order_by_importance=order_by_importance,
+        order_epochs=order_epochs,
+        order_examples=order_examples,
         **_data_fields(
             data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
         ),
@@ -771,13 +783,18 @@ def run_command(
     ] = None,
     round_units: Annotated[int | None, typer.Option(help=RoundUnitsHelp + " Default: the preset's.")] = None,
     max_drop: Annotated[str | None, typer.Option(help=MAX_DROP_HELP)] = None,
+    order_by_importance: Annotated[bool | None, typer.Option(help=OrderHelp + " Default: the preset's.")] = None,
+    order_epochs: Annotated[float | None, typer.Option(help=OrderEpochsHelp + " Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     limit = read_max_drop(max_drop)
     data = _data_fields(
         data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
     )
-    config = get_preset(preset).with_overrides(model=model, task=task, round_units=round_units, **data)
+    config = get_preset(preset).with_overrides(
+        model=model, task=task, round_units=round_units, order_by_importance=order_by_importance,
+        order_epochs=order_epochs, **data,
+    )  # fmt: skip
     from dataclasses import replace
 
     if trim_vocab is not None:

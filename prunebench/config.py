@@ -131,6 +131,12 @@ class TrainConfig:
     task_kind: str | None = None  # "classification" or "regression"; None: guessed from the labels
     encoding: str = "utf-8"  # of the text files (CSV, TSV, JSON); a run.json without it was read as utf-8
     keep_na_labels: bool = False  # labels "NA", "None", "null"... in CSV/TSV are classes, not missing values
+    # Importance-ordered super-network (DESIGN.md, "Which heads and units a sub-network keeps"): first fine-tune the
+    # full model for order_epochs (standard strategy, may be a fraction), score heads and units on order_examples
+    # training examples, put each layer's in decreasing importance, then train the super-network from that model.
+    order_by_importance: bool = False
+    order_epochs: float = 1.0
+    order_examples: int = 512
     # Not a field: False for a config read back from a run (from_dict), whose names this version may no longer
     # know; its values are checked, its names and option combinations were checked when the run was made.
     asked_now: InitVar[bool] = True
@@ -161,6 +167,15 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.temperature > 0:
             problems.append(f"--temperature must be positive, got {self.temperature}")
+        if not self.order_epochs > 0:
+            problems.append(f"--order-epochs must be positive, got {self.order_epochs}")
+        if self.order_examples < 1:
+            problems.append(f"--order-examples must be at least 1, got {self.order_examples}")
+        if asked_now and self.order_by_importance and self.space == "layer":
+            problems.append(
+                "--order-by-importance orders each layer's heads and FFN units, which the layer space does not "
+                "choose; use --space small, medium or large, or drop --order-by-importance"
+            )
         if self.task_kind not in (None, "classification", "regression"):
             problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")
         elif self.task_kind is not None and self.task != "files":

@@ -9,6 +9,8 @@ name every path, so no other module spells a file name of it:
       checkpoint/            the super-network (a Hugging Face model directory) + trainer state
                              (checkpoint.json, trainer_state.pt)
       training_log.parquet   validation metrics of largest/middle/smallest sub-networks per epoch
+      order/                 --order-by-importance: the first fine-tune (checkpoint/, training_log.parquet) and
+                             importance.parquet (+ .csv), each head's and unit's score and new position
       search/NAME/           one search (``SearchDir``): search.json, log.jsonl, test.jsonl, candidates,
                              pareto (with test-split metrics), hypervolume (.parquet + .csv)
       search/NAME/models/    the Pareto set extracted as pruned models (``ModelsDir``):
@@ -87,6 +89,7 @@ TRAINING_LOG = "training_log.parquet"
 PIPELINE_FILE = "pipeline.json"
 SEARCH_DIR = "search"
 PROFILE_DIR = "profile"
+ORDER_DIR = "order"  # an importance-ordered run's first fine-tune and its scores (supernet.ordering)
 VOCAB_DIR = "vocab"  # the run's models with a trimmed vocabulary (extract.vocab.trim_run)
 COMPARE_DIR = "compare"
 REPORT_DIR = "report"
@@ -203,7 +206,7 @@ TOKENIZER_FILES = (
 OWN_NAMES = frozenset(
     {
         OUTPUT_MARKER, RUN_FILE, ENVIRONMENT_FILE, CHECKPOINT_DIR, TRAINING_LOG, PIPELINE_FILE, SEARCH_DIR,
-        PROFILE_DIR, VOCAB_DIR, COMPARE_DIR, REPORT_DIR, NAS_SETTINGS_FILE, SYNE_TUNE_DIR,
+        PROFILE_DIR, VOCAB_DIR, ORDER_DIR, COMPARE_DIR, REPORT_DIR, NAS_SETTINGS_FILE, SYNE_TUNE_DIR,
         SWEEP_FILE, SWEEP_GRID, SWEEP_CELLS, SWEEP_LOGS,
         "report.html", "report.md", "summary.json", "figures", REPORT_MANIFEST,  # a report (ReportDir)
         PRUNED_META, "config.json", "model.safetensors", "trim.json", *TOKENIZER_FILES,  # a pruned model
@@ -917,6 +920,28 @@ class RunDir:
     @property
     def training_log(self) -> Path:
         return self.path / TRAINING_LOG
+
+    @property
+    def order_dir(self) -> Path:
+        """RUN/order/: an importance-ordered run's first stages (``TrainConfig.order_by_importance``)."""
+        return self.path / ORDER_DIR
+
+    @property
+    def order_checkpoint(self) -> Path:
+        """RUN/order/checkpoint/: the short standard fine-tune the order is taken on (un-reordered; a model
+        directory with trainer state, like ``checkpoint``)."""
+        return self.order_dir / CHECKPOINT_DIR
+
+    @property
+    def order_log(self) -> Path:
+        """RUN/order/training_log.parquet: that fine-tune's validation metric per epoch."""
+        return self.order_dir / TRAINING_LOG
+
+    @property
+    def order_importance(self) -> Path:
+        """RUN/order/importance.parquet (+ .csv): every head's and unit's score and its position after
+        reordering (layer, part, index, score, position): the scores and the permutation."""
+        return self.order_dir / "importance.parquet"
 
     @property
     def pipeline_file(self) -> Path:

@@ -6,6 +6,7 @@ family with the same layout means adding one subclass here and registering it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -55,6 +56,10 @@ class FamilyAdapter:
     # RoBERTa's classifier.dense and classifier.out_proj too). A 2-label output layer is too narrow
     # for bitsandbytes' 4-bit CPU kernels, and an exact head is common practice anyway.
     quantization_skip_modules: ClassVar[tuple[str, ...]] = ("classifier",)
+    # Whether ``reorder_layer`` is an exact reparameterisation for this family (importance-ordered training).
+    # A family whose heads or units are tied to their position elsewhere (per-head tables outside these
+    # linear layers, say) sets it False, and ordering is refused for it.
+    can_reorder: ClassVar[bool] = True
 
     def model_class(self, task_kind: str) -> type[PreTrainedModel]:
         try:
@@ -92,6 +97,30 @@ class FamilyAdapter:
             ffn_output=layer.output.dense,
         )
 
+    def reorder_layer(self, layer: nn.Module, heads: Sequence[int], units: Sequence[int]) -> None:
+        """Put ``layer``'s heads and FFN units in the order ``heads`` and ``units`` (permutations), in place.
+
+        Heads are the query/key/value output rows (blocks of head_size) and the attention output's input
+        columns; units the intermediate rows and the FFN output's input columns. Attention treats heads
+        independently and the FFN sums over units, so the layer computes the same function. The parameters stay
+        the same tensors (their values are rewritten), so an optimiser built on them still holds them.
+        """
+        if not self.can_reorder:
+            raise PrunebenchError(f"{type(self).__name__} cannot reorder heads and units; train without ordering")
+        parts = self.layer_parts(layer)
+        head_size = parts.self_attention.attention_head_size
+        heads, units = torch.as_tensor(list(heads), dtype=torch.long), torch.as_tensor(list(units), dtype=torch.long)
+        counts = (parts.self_attention.num_attention_heads, parts.intermediate_dense.out_features)
+        for order, count in zip((heads, units), counts, strict=True):
+            if sorted(order.tolist()) != list(range(count)):
+                raise ValueError(f"not a permutation of {count} items: {order.tolist()}")
+        rows = (heads[:, None] * head_size + torch.arange(head_size)).reshape(-1)
+        for linear in (parts.query, parts.key, parts.value):
+            _reorder(linear, rows, dim=0)
+        _reorder(parts.attention_output, rows, dim=1)
+        _reorder(parts.intermediate_dense, units, dim=0)
+        _reorder(parts.ffn_output, units, dim=1)
+
     def set_head_count(self, layer: nn.Module, num_heads: int) -> None:
         """Keep the attention module's bookkeeping in line with its sliced weights."""
         attention = layer.attention.self
@@ -109,6 +138,15 @@ class FamilyAdapter:
     def skip_layer(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """What a dropped layer returns: its input (transformers 5 layers return a tensor)."""
         return hidden_states
+
+
+@torch.no_grad()
+def _reorder(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
+    """Rows (``dim`` 0, with the bias) or input columns (``dim`` 1) of ``linear`` in the order ``index``."""
+    index = index.to(linear.weight.device)
+    linear.weight.copy_(linear.weight.index_select(dim, index))
+    if dim == 0 and linear.bias is not None:
+        linear.bias.copy_(linear.bias.index_select(0, index))
 
 
 class RobertaAdapter(FamilyAdapter):

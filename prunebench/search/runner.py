@@ -49,7 +49,7 @@ from prunebench.rundir import (
     writer_lock,
 )
 from prunebench.search.evaluator import CandidateEvaluator
-from prunebench.search.importance import gradient_importance
+from prunebench.supernet.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import CostObjectives, check_objective_names

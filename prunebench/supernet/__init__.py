@@ -1,4 +1,5 @@
-"""Super-network: search spaces, masking, exact counts, training strategies and stage-one training."""
+"""Super-network: search spaces, masking, exact counts, gradient importance (and ordering by it), training strategies
+and stage-one training."""
 
 from prunebench.supernet.counting import CostModel
 from prunebench.supernet.masking import MaskedSuperNetwork

@@ -9,6 +9,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import time
@@ -28,7 +29,7 @@ from prunebench.config import STRATEGY_ALIASES, TrainConfig
 from prunebench.environment import clock, environment
 from prunebench.environment import console as make_console
 from prunebench.errors import PrunebenchError, UnknownNameError, check_stop, stop_at_safe_points, stop_requested
-from prunebench.models import load_model
+from prunebench.models import ModelDims, load_model
 from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.rundir import (
     CHECKPOINT_META,
@@ -47,19 +48,22 @@ from prunebench.rundir import (
     read_table,
     real_path,
     remove_stale_staging,
+    recover_dir,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,
     write_parquet_atomic,
+    write_table_atomic,
     writer_lock,
 )
 from prunebench.supernet.counting import CostModel
+from prunebench.supernet.importance import gradient_importance, importance_order, reorder
 from prunebench.supernet.losses import distillation_gap, distillation_terms, task_loss
 from prunebench.supernet.masking import MaskedSuperNetwork
 from prunebench.supernet.spaces import SPACES, Config, Masks, SearchSpace, get_space
 from prunebench.supernet.strategies import STRATEGIES, Strategy, SubnetStep, get_strategy
 from prunebench.tasks import REGRESSION, get_task, make_collator
-from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows, validation_rows
+from prunebench.tasks.rows import EvalSplit, load_run_task, subset, tokenised_rows, validation_rows
 
 
 @dataclass
@@ -222,6 +226,11 @@ class SupernetTrainer:
                 f"--max-length {config.max_length} is longer than {config.model} takes ({longest} tokens); "
                 f"use --max-length {longest} or less"
             )
+        if config.order_by_importance and not self.loaded.adapter.can_reorder:
+            raise PrunebenchError(
+                f"--order-by-importance: {config.model}'s family ({self.loaded.model.config.model_type}) has no "
+                "adapter for reordering heads and units; train without --order-by-importance"
+            )
         self.space: SearchSpace = get_space(config.space, self.loaded.dims, config.round_units)
         self.strategy: Strategy = get_strategy(config.strategy, self.space, config.num_random_sub_nets)
         self.rows = tokenised_rows(self.data, self.loaded, config.max_length)
@@ -239,6 +248,10 @@ class SupernetTrainer:
         self.optimizer, self.scheduler = make_optimizer(self.model, config, self.total_steps)
         self.eval_split = EvalSplit.of(spec, validation_rows(self.rows, config), self.collator)
         self.state = _State(log_rows=[])
+        # Where this stage keeps its checkpoint and log, and which sub-networks it scores after an epoch
+        # (the ordering's short fine-tune, ``order_tuning``, has its own).
+        self.checkpoint_dir, self.log_path = self.folder.checkpoint, self.folder.training_log
+        self.scored = ("largest", "middle", "smallest")
 
     # --- one step -------------------------------------------------------------------------------
     def _masks(self, config: Config | None) -> Masks:
@@ -259,7 +272,10 @@ class SupernetTrainer:
     def evaluate(self, epoch: int) -> list[dict]:
         rows = []
         named = {"largest": self.space.largest(), "middle": self.space.middle(), "smallest": self.space.smallest()}
-        for name, config in named.items():
+        # steps in this epoch: all of an epoch's, or fewer in a fractional last one (the ordering's fine-tune)
+        steps = max(1, self.state.step - (epoch - 1) * self.steps_per_epoch)
+        for name in self.scored:
+            config = named[name]
             masks = self.space.masks(config)
             with self.supernet.masked(masks):
                 metrics = self.eval_split.score(self.model, self.device)
@@ -273,9 +289,9 @@ class SupernetTrainer:
                     "metric_name": self.data.spec.metric,
                     "metric": metrics["metric"],
                     "error": metrics["error"],
-                    "train_loss": self.state.epoch_loss / self.steps_per_epoch,
-                    "train_loss_labels": self.state.epoch_loss_labels / self.steps_per_epoch,
-                    "train_loss_distillation": self.state.epoch_loss_distillation / self.steps_per_epoch,
+                    "train_loss": self.state.epoch_loss / steps,
+                    "train_loss_labels": self.state.epoch_loss_labels / steps,
+                    "train_loss_distillation": self.state.epoch_loss_distillation / steps,
                     "epoch_seconds": self.state.epoch_seconds,
                     "validation_examples": len(self.eval_split),
                 }
@@ -295,7 +311,8 @@ class SupernetTrainer:
         }
 
     def save_checkpoint(self) -> None:
-        target = real_path(self.folder.checkpoint)  # a linked checkpoint folder is written through, on its disk
+        target = real_path(self.checkpoint_dir)  # a linked checkpoint folder is written through, on its disk
+        target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(target)  # left by a killed writer
         staging = staging_path(target)
         try:
@@ -328,11 +345,11 @@ class SupernetTrainer:
         self.write_log()
 
     def write_log(self) -> None:
-        write_parquet_atomic(self.folder.training_log, pd.DataFrame(self.state.log_rows))
+        write_parquet_atomic(self.log_path, pd.DataFrame(self.state.log_rows))
 
     def load_checkpoint(self) -> bool:
         """Restore weights, optimiser, scheduler and RNG from the last checkpoint; False when there is none."""
-        target = self.folder.recovered_checkpoint()
+        target = recover_dir(self.checkpoint_dir)
         if not (target / CHECKPOINT_META).is_file():
             return False
         meta = read_checkpoint_meta(target)
@@ -361,6 +378,44 @@ class SupernetTrainer:
         parts = (meta.get("epoch_loss_labels", 0.0), meta.get("epoch_loss_distillation", 0.0))  # older: absent
         self.state = _State(meta["step"], meta["epoch_loss"], meta["epoch_seconds"], meta["log"], *parts)
         return True
+
+    # --- importance ordering (TrainConfig.order_by_importance) ------------------------------------
+    def order_tuning(self) -> SupernetTrainer:
+        """The short standard fine-tune the order is taken on: this trainer's model, data and validation split,
+        with its own steps (``order_epochs`` of them, may be a fraction), optimiser, checkpoint and log."""
+        tuning = copy.copy(self)
+        tuning.strategy = get_strategy("standard", self.space, self.config.num_random_sub_nets)
+        tuning.total_steps = max(1, math.ceil(self.config.order_epochs * self.steps_per_epoch))
+        tuning.optimizer, tuning.scheduler = make_optimizer(self.model, self.config, tuning.total_steps)
+        tuning.checkpoint_dir, tuning.log_path = self.folder.order_checkpoint, self.folder.order_log
+        tuning.scored = ("largest",)  # the full network: sub-networks are not trained yet
+        tuning.state = _State(log_rows=[])
+        return tuning
+
+    def order_by_importance(self) -> None:
+        """Fine-tune the full model briefly, score its heads and units on training examples, and reorder every
+        layer by decreasing importance, so that the space's first k are the top k; the super-network then trains
+        from this model. Each part resumes after a kill: the fine-tune from its checkpoint, the scores and
+        permutation from their table (RUN/order/); reordering is a cheap, exact rewrite, repeated on a restart."""
+        config, folder = self.config, self.folder
+        tuning = self.order_tuning()
+        if not tuning.load_checkpoint():
+            torch.manual_seed(config.seed)  # a restart before the first checkpoint draws the same dropout
+        if tuning.state.step < tuning.total_steps:
+            self.console.print(
+                f"ordering: fine-tuning the full model for {tuning.total_steps} steps ({config.order_epochs:g} epochs)"
+            )
+        tuning.run()
+        if folder.order_importance.is_file():
+            head_orders, unit_orders = read_importance_orders(folder.order_importance, self.loaded.dims)
+        else:
+            rows = subset(self.rows["train"], config.order_examples, config.seed)
+            heads, units = gradient_importance(self.loaded, rows, self.collator, device=str(self.device))
+            write_table_atomic(folder.order_importance, importance_table(heads, units))
+            head_orders, unit_orders = importance_order(heads), importance_order(units)
+        reorder(self.loaded, head_orders, unit_orders)
+        self.console.print(f"ordering: heads and units reordered by importance (scores: {folder.order_importance})")
+        torch.manual_seed(config.seed + 1)  # the super-network's dropout: the same however the run got here
 
     # --- the loop -------------------------------------------------------------------------------
     def _progress(self) -> Progress:
@@ -401,6 +456,8 @@ class SupernetTrainer:
                         self.console.print(self._step_line(epoch + 1, loss, session))
                     if stop_after_steps is not None and self.state.step >= stop_after_steps:
                         return
+                    if self.state.step >= self.total_steps:  # a fractional last epoch (the ordering's fine-tune)
+                        break
                     if stop_requested() is not None:  # SIGTERM or Ctrl-C: keep this step, then stop
                         self.save_checkpoint()
                         self.console.print(
@@ -411,7 +468,7 @@ class SupernetTrainer:
                     if every and self.state.step % every == 0 and self.state.step % self.steps_per_epoch:
                         self.save_checkpoint()
                 self.state.log_rows.extend(self.evaluate(epoch + 1))
-                self._show_epoch(epoch + 1)
+                self._show_epoch(epoch + 1, len(self.scored))
                 self.state.epoch_loss, self.state.epoch_seconds = 0.0, 0.0
                 self.state.epoch_loss_labels, self.state.epoch_loss_distillation = 0.0, 0.0
                 self.save_checkpoint()
@@ -423,12 +480,12 @@ class SupernetTrainer:
         where = f"step {self.state.step}/{self.total_steps} (epoch {epoch})"
         return f"{where} {loss.text()} · {per_step:.2f} s/step · {left} left"
 
-    def _show_epoch(self, epoch: int) -> None:
+    def _show_epoch(self, epoch: int, rows: int) -> None:
         table = Table(title=f"epoch {epoch}: validation ({self.data.spec.metric})")
         columns = ("sub-network", "encoder fraction", self.data.spec.metric, "loss to labels", "loss to teacher")
         for column in (*columns, "seconds"):
             table.add_column(column)
-        for row in self.state.log_rows[-3:]:
+        for row in self.state.log_rows[-rows:]:
             table.add_row(
                 row["subnetwork"],
                 f"{row['encoder_fraction']:.3f}",
@@ -471,6 +528,47 @@ def read_checkpoint_meta(checkpoint: Path) -> dict:
     if wrong:
         raise PrunebenchError(f"{path} is damaged (wrong or missing values: {', '.join(wrong)}); {fix}")
     return meta
+
+
+_IMPORTANCE_COLUMNS = ["layer", "part", "index", "score", "position"]
+
+
+def importance_table(heads: np.ndarray, units: np.ndarray) -> pd.DataFrame:
+    """Scores and permutation as one table: per layer, each head's and unit's score and its position after
+    reordering (0 = first, the most important)."""
+    frames = []
+    for part, scores in (("head", heads), ("unit", units)):
+        layers, count = scores.shape
+        positions = np.argsort(importance_order(scores), axis=1)  # the inverse permutation: index -> position
+        frames.append(
+            pd.DataFrame(
+                {
+                    "layer": np.repeat(np.arange(layers), count),
+                    "part": part,
+                    "index": np.tile(np.arange(count), layers),
+                    "score": scores.ravel(),
+                    "position": positions.ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_importance_orders(path: Path, dims: ModelDims) -> tuple[np.ndarray, np.ndarray]:
+    """The stored permutation, (heads (L, H), units (L, I)): each row lists a layer's indices in their new order."""
+    fix = "delete it and resume: the scores are taken again"
+    table = read_table(path, fix, columns=_IMPORTANCE_COLUMNS)
+    orders = []
+    for part, count in (("head", dims.num_heads), ("unit", dims.intermediate_size)):
+        rows = table[table["part"] == part].sort_values(["layer", "position"])
+        order = rows["index"].to_numpy()
+        if len(order) != dims.num_layers * count:
+            raise PrunebenchError(f"{path} is damaged (not {dims.num_layers} x {count} {part}s); {fix}")
+        order = order.reshape(dims.num_layers, count)
+        if not (np.sort(order, axis=1) == np.arange(count)).all():
+            raise PrunebenchError(f"{path} is damaged (its {part} positions are not a permutation); {fix}")
+        orders.append(order)
+    return orders[0], orders[1]
 
 
 def _check_names(config: TrainConfig) -> None:
@@ -606,6 +704,8 @@ def _train_locked(
     if resumed:
         trainer.write_log()  # the log may lag the checkpoint after a kill between the two writes
         trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
+    if config.order_by_importance and not resumed:  # a resumed checkpoint is reordered already
+        trainer.order_by_importance()
     trainer.run(stop_after_steps=stop_after_steps)
     finished = trainer.state.step >= trainer.total_steps
     if finished:

@@ -1,8 +1,9 @@
-"""Gradient-based importance of attention heads and FFN units (the ``importance`` baseline).
+"""Gradient-based importance of attention heads and FFN units: the ``importance`` baseline's scores and the
+order of an importance-ordered super-network (``TrainConfig.order_by_importance``), from one function.
 
 After Michel et al. (2019), "Are Sixteen Heads Really Better than One?": every head and unit
 gets a gate ``m = 1`` multiplied into its output; its importance is the accumulated
-``|dL/dm|`` of the task loss over training batches (the full network, no dropout), then
+``|dL/dm|`` of the task loss (MSE for regression) over training batches (the full network, no dropout), then
 normalised by the L2 norm within each layer so that layers compare. Gates are applied with
 hooks on the same tensors the super-network masks (the concatenated heads entering the
 attention output projection, the intermediate activations), and removed afterwards.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from prunebench.errors import PrunebenchError
 from prunebench.models.loaded import LoadedModel
 from prunebench.supernet.losses import task_loss
 from prunebench.tasks.rows import make_batches
@@ -66,3 +68,25 @@ def gradient_importance(
 def _per_layer_normalised(scores: torch.Tensor) -> np.ndarray:
     norms = scores.norm(dim=1, keepdim=True).clamp_min(1e-20)
     return (scores / norms).detach().cpu().numpy()
+
+
+def importance_order(scores: np.ndarray) -> np.ndarray:
+    """Per row (layer), the indices by decreasing score; ties keep the original order, so equal scores move nothing."""
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")
+
+
+def reorder(loaded: LoadedModel, head_orders: np.ndarray, unit_orders: np.ndarray) -> None:
+    """Rewrite every layer so that its heads and units come in the given orders (rows of indices), in place.
+
+    An exact reparameterisation (the full network's outputs do not change); the spaces' first k heads and units
+    of a layer become those listed first. Refused, one line, for a family whose adapter cannot reorder.
+    """
+    adapter = loaded.adapter
+    if not adapter.can_reorder:
+        raise PrunebenchError(
+            f"{loaded.source}: its model family ({loaded.model.config.model_type}) has no adapter for reordering heads "
+            "and units; train without --order-by-importance"
+        )
+    layers = adapter.encoder_layers(loaded.model)
+    for layer, heads, units in zip(layers, np.asarray(head_orders), np.asarray(unit_orders), strict=True):
+        adapter.reorder_layer(layer, heads.tolist(), units.tolist())

@@ -1,0 +1,301 @@
+"""Does ordering heads and units by importance before super-network training make NAS beat importance pruning?
+
+Issue 28. Per task and seed, MiniLM with the quick preset's training budget (2000 training examples, length 64,
+2 epochs, batch 16, lr 1e-4 with 10% warm-up, the `full` strategy, the `small` space), one torch thread:
+
+- ``reference``: a standard fine-tune (strategy `standard`, same budget); its test error is the reference;
+- ``without_ordering``: the super-network as `prunebench train` makes it;
+- ``with_ordering``: the same with ``--order-by-importance --order-epochs 1``;
+- ``importance_baseline``: the importance baseline searched on the ``without_ordering`` super-network (as the
+  findings sweep does; ``importance_baseline_on_ordered`` is the same on the ordered one).
+
+Each super-network is searched with MO-REA (``SAMPLES`` evaluations on the validation split). ``error_at[f]`` is the
+test error of the sub-network with the lowest *validation* error among those at <= f of the encoder's parameters
+(chosen on validation, scored on the whole test split, the official GLUE dev set). ``chance_error``: the error of
+always predicting the majority class (the mean score for regression) on the test split.
+
+``order_epochs`` (a proxy, measured once per task on seed 0): orders taken after 0, 0.5 and 1 epoch(s) of the first
+fine-tune, each judged on the 1-epoch fine-tuned model (the one `with_ordering` reorders): the validation metric when
+every layer keeps the top 30% / 50% of its heads and units by that order, beside the first 30% / 50% (no order), and
+the share of the 1-epoch order's top half that each order's top half holds. It costs no super-network training.
+
+    python benchmarks/importance_order.py --tasks stsb --seeds 0 --work runs/importance_order
+
+Every cell (task, variant, seed) is a run directory under --work; training and searches resume, and a finished
+cell's numbers are kept in --work/cells/*.json, so running it again continues where it stopped. Writes
+benchmarks/results/importance_order.json after each cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prunebench.config import EvalSettings, SearchConfig, TrainConfig
+from prunebench.environment import environment
+from prunebench.models import load_model
+from prunebench.rundir import RunDir, read_run
+from prunebench.search import run_search
+from prunebench.search.evaluator import CandidateEvaluator
+from prunebench.supernet.importance import gradient_importance, importance_order
+from prunebench.supernet.masking import Masks
+from prunebench.supernet.spaces import get_space
+from prunebench.supernet.training import SupernetTrainer, read_importance_orders, start_at_label_mean, train_supernet
+from prunebench.tasks import make_collator
+from prunebench.tasks.rows import EvalSplit, load_run_task, subset, tokenised_rows, validation_rows
+
+RESULT = Path(__file__).parent / "results" / "importance_order.json"
+GLUE = Path("/work/shared/data/glue")
+GLUE_TASKS = {"stsb", "sst2", "mrpc", "rte", "cola", "qnli"}
+FRACTIONS = (0.3, 0.5, 0.7)
+SAMPLES = 40  # MO-REA evaluations per super-network
+IMPORTANCE_BUDGETS = 10  # points of the importance baseline
+BASE = dict(
+    model="minilm", space="small", epochs=2, batch_size=16, learning_rate=1e-4, warmup_ratio=0.1,
+    max_train_examples=2000, max_eval_examples=300, max_length=64, threads=1,
+)  # fmt: skip
+VARIANTS = {
+    "reference": dict(strategy="standard"),
+    "without_ordering": dict(strategy="full"),
+    "with_ordering": dict(strategy="full", order_by_importance=True, order_epochs=1.0),
+}
+
+
+def train_config(task: str, seed: int, **changes) -> TrainConfig:
+    data = {"data_dir": str(GLUE)} if task in GLUE_TASKS else {}
+    return TrainConfig(**BASE, **data, task=task, seed=seed, **changes)
+
+
+def error_at(pareto, fraction: float) -> float | None:
+    """Test error of the lowest-validation-error member at <= ``fraction`` of the encoder (None: none there)."""
+    inside = pareto[pareto["encoder_params"] <= fraction + 1e-9]
+    if not len(inside):
+        return None
+    return float(inside.sort_values(["error", "encoder_params"]).iloc[0]["test_error"])
+
+
+def _search(run: Path, method: str, samples: int) -> dict:
+    name = method
+    config = SearchConfig(method=method, samples=samples, name=name, evaluation=EvalSettings(workers=1))
+    resume = RunDir(run).search_dir(name).meta.is_file()
+    started = time.perf_counter()
+    result = run_search(run, config, resume=resume, show_progress=False)
+    pareto = result.pareto
+    return {
+        "error_at": {str(f): error_at(pareto, f) for f in FRACTIONS},
+        "pareto_members": len(pareto),
+        "seconds_this_session": round(time.perf_counter() - started, 1),
+    }
+
+
+def _full_model_test(run: Path, checkpoint: Path | None = None) -> dict:
+    """The full model's test error and the test split's chance error."""
+    train = TrainConfig.from_dict(read_run(run)["train"])
+    data = load_run_task(train)
+    loaded = load_model(checkpoint or RunDir(run).checkpoint, task_kind=data.spec.kind, num_labels=data.spec.num_labels)
+    rows = tokenised_rows(data, loaded, train.max_length)
+    collator = make_collator(data.spec, loaded.tokenizer)
+    with CandidateEvaluator(loaded, data.spec, rows["test"], collator) as evaluator:
+        metrics = evaluator.evaluate(Masks.full(loaded.dims)).metrics
+    chance = EvalSplit.of(data.spec, rows["test"], collator).chance()
+    return {"test_error": float(metrics["error"]), "chance_error": float(chance["error"]), "test_examples": len(rows["test"])}
+
+
+def cell(work: Path, task: str, variant: str, seed: int) -> dict:
+    """Train (or resume) one cell and measure it; a finished cell's numbers are read back."""
+    record = work / "cells" / f"{task}-{variant}-seed{seed}.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    run = work / f"{task}-{variant}-seed{seed}"
+    config = train_config(task, seed, **VARIANTS[variant])
+    started = time.perf_counter()
+    train_supernet(config, run, resume=RunDir(run).is_run(), show_progress=False)
+    found = {"task": task, "variant": variant, "seed": seed, "train_seconds_last_session": None}
+    found["train_seconds_last_session"] = round(time.perf_counter() - started, 1)
+    full = _full_model_test(run)
+    found |= {"full_model_test_error": full["test_error"], "chance_error": full["chance_error"],
+              "test_examples": full["test_examples"]}  # fmt: skip
+    if variant != "reference":
+        found["nas"] = _search(run, "morea", SAMPLES)
+        found["importance_baseline"] = _search(run, "importance", IMPORTANCE_BUDGETS)
+    if variant == "with_ordering":
+        found["first_fine_tune_test_error"] = _full_model_test(run, RunDir(run).order_checkpoint)["test_error"]
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(found, indent=1) + "\n")
+    return found
+
+
+def order_epochs_study(work: Path, task: str, seed: int = 0) -> dict:
+    """How good an order is after 0, 0.5 and 1 epoch(s) of the first fine-tune (see the module docstring)."""
+    record = work / "cells" / f"{task}-order-epochs-seed{seed}.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    ordered = RunDir(work / f"{task}-with_ordering-seed{seed}")
+    config = train_config(task, seed, **VARIANTS["with_ordering"])
+    data = load_run_task(config)
+    spec = data.spec
+    judge = load_model(ordered.order_checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
+    rows = tokenised_rows(data, judge, config.max_length)
+    collator = make_collator(spec, judge.tokenizer)
+    scoring_rows = subset(rows["train"], config.order_examples, config.seed)
+    orders = {"1": read_importance_orders(ordered.order_importance, judge.dims)}
+    fresh = load_model(config.model, task_kind=spec.kind, num_labels=spec.num_labels, seed=seed)
+    start_at_label_mean(fresh, rows["train"])
+    heads, units = gradient_importance(fresh, scoring_rows, collator)
+    orders["0"] = (importance_order(heads), importance_order(units))
+    half = SupernetTrainer(train_config(task, seed, **{**VARIANTS["with_ordering"], "order_epochs": 0.5}),
+                           work / f"{task}-order-0.5-seed{seed}", show_progress=False)  # fmt: skip
+    tuning = half.order_tuning()
+    if not tuning.load_checkpoint():
+        torch.manual_seed(seed)
+    tuning.run()
+    heads, units = gradient_importance(half.loaded, scoring_rows, collator)
+    orders["0.5"] = (importance_order(heads), importance_order(units))
+    space = get_space("small", judge.dims)
+    layers = torch.ones(judge.dims.num_layers, dtype=torch.bool)
+    found = {"task": task, "seed": seed, "judged_on": "the 1-epoch first fine-tune, validation split",
+             "validation_examples": None, "fractions": {}, "top_half_overlap_with_1_epoch": {}}  # fmt: skip
+    validation = validation_rows(rows, config)
+    found["validation_examples"] = len(validation)
+    with CandidateEvaluator(judge, spec, validation, collator) as evaluator:
+        found["full_model_validation_metric"] = float(evaluator.evaluate(Masks.full(judge.dims)).metrics["metric"])
+        for fraction in (0.3, 0.5):
+            width = space.at_fraction(fraction, "width")
+            h, u = width["num_heads"], width["num_units"]
+            row = {"first": float(evaluator.evaluate(space.masks(width)).metrics["metric"])}
+            for epochs, (head_order, unit_order) in orders.items():
+                masks = Masks(_keep_first(head_order, h), _keep_first(unit_order, u), layers)
+                row[f"top_after_{epochs}_epochs"] = float(evaluator.evaluate(masks).metrics["metric"])
+            found["fractions"][str(fraction)] = row
+    for epochs, (head_order, unit_order) in orders.items():
+        found["top_half_overlap_with_1_epoch"][epochs] = {
+            "heads": _overlap(head_order, orders["1"][0]),
+            "units": _overlap(unit_order, orders["1"][1]),
+        }
+    found["metric"] = spec.metric
+    record.write_text(json.dumps(found, indent=1) + "\n")
+    return found
+
+
+def _keep_first(order: np.ndarray, k: int) -> torch.Tensor:
+    """A (layers, n) mask keeping, in every layer, the first ``k`` indices of ``order``."""
+    mask = np.zeros(order.shape, dtype=np.float32)
+    np.put_along_axis(mask, order[:, :k], 1.0, axis=1)
+    return torch.tensor(mask)
+
+
+def _overlap(order: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over layers of the share of ``reference``'s top half that ``order``'s top half holds."""
+    k = order.shape[1] // 2
+    shares = [len(set(a[:k].tolist()) & set(b[:k].tolist())) / k for a, b in zip(order, reference, strict=True)]
+    return round(float(np.mean(shares)), 4)
+
+
+def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
+    tasks = {}
+    for task in dict.fromkeys(c["task"] for c in cells):
+        mine = [c for c in cells if c["task"] == task]
+        by = {v: [c for c in mine if c["variant"] == v] for v in VARIANTS}
+        done_seeds = sorted({c["seed"] for c in mine})
+        if not all(by.values()):
+            tasks[task] = {"incomplete": sorted(v for v, found in by.items() if found)}
+            continue
+
+        def mean(values):
+            values = [v for v in values if v is not None]
+            return round(float(np.mean(values)), 4) if values else None
+
+        reference = mean([c["full_model_test_error"] for c in by["reference"]])
+        arms = {
+            "with_ordering": [c["nas"]["error_at"] for c in by["with_ordering"]],
+            "without_ordering": [c["nas"]["error_at"] for c in by["without_ordering"]],
+            "importance_baseline": [c["importance_baseline"]["error_at"] for c in by["without_ordering"]],
+            "importance_baseline_on_ordered": [c["importance_baseline"]["error_at"] for c in by["with_ordering"]],
+        }
+        error_at = {arm: {str(f): mean([e[str(f)] for e in found]) for f in FRACTIONS} for arm, found in arms.items()}
+
+        def drop(arm):
+            value = error_at[arm]["0.5"]
+            if value is None or reference is None:
+                return None
+            return round(((1 - reference) - (1 - value)) / (1 - reference), 4)  # relative loss of the metric
+
+        tasks[task] = {
+            "seeds": done_seeds,
+            "metric": "1 - error",
+            "reference_error": reference,
+            "chance_error": mean([c["chance_error"] for c in by["reference"]]),
+            "error_at": error_at,
+            "relative_drop_at_half_vs_reference": {arm: drop(arm) for arm in ("with_ordering", "without_ordering")},
+            "super_network_full_model_test_error": {
+                arm: mean([c["full_model_test_error"] for c in by[arm]]) for arm in ("with_ordering", "without_ordering")
+            },
+            "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in by["with_ordering"]]),
+            "order_epochs_study": next((s for s in studies if s["task"] == task), None),
+        }
+    return {
+        "benchmark": "importance_order",
+        "question": "with importance ordering, is NAS's test error at or below the importance baseline's at 30/50/70% "
+        "of the encoder?",
+        "seeds": seeds,
+        "seeds_note": f"{len(seeds)} seed(s) run, {seeds}: means over them; one seed says nothing about the spread",
+        "setup": {**BASE, "strategy": "full (reference: standard)", "order_epochs": 1.0, "order_examples": 512,
+                  "search": f"morea, {SAMPLES} evaluations", "importance_budgets": IMPORTANCE_BUDGETS,
+                  "selection": "lowest validation error at <= f of the encoder; scored on the whole test split"},
+        "relative_drop_note": "(reference metric - sub-network metric) / reference metric, metric = 1 - error",
+        "timing_note": "seconds measured on a shared 2-core VM (other sessions running), 1 torch thread: indicative only",
+        "tasks": tasks,
+        "cells": cells,
+        "environment": environment(),
+    }
+
+
+def write(out: Path, work: Path, studies: list[dict]) -> None:
+    """The summary of every finished cell under ``work`` (also those another process of this script finished);
+    ``seeds`` lists the seeds of which every variant of every task finished."""
+    records = sorted((work / "cells").glob("*-seed*.json"))
+    cells = [json.loads(p.read_text()) for p in records if "-order-epochs-" not in p.name]
+    done = sorted({c["seed"] for c in cells if all(
+        any(d["seed"] == c["seed"] and d["task"] == t and d["variant"] == v for d in cells)
+        for t in {d["task"] for d in cells} for v in VARIANTS)})  # fmt: skip
+    out.write_text(json.dumps(summarise(cells, studies, done), indent=1, default=str) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="stsb", help="comma-separated task names")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--work", type=Path, default=Path("runs/importance_order"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: run only these (several "
+                        "processes may run different variants side by side; each writes the summary of all finished)")
+    parser.add_argument("--no-study", action="store_true", help="skip the order-epochs study")
+    parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--smoke", action="store_true", help="bert-tiny, 64 examples, 4 samples: checks the script")
+    args = parser.parse_args()
+    if args.smoke:
+        global SAMPLES, IMPORTANCE_BUDGETS
+        BASE.update(model="shape:bert-tiny", max_train_examples=64, max_eval_examples=32, max_length=32, epochs=1)
+        SAMPLES, IMPORTANCE_BUDGETS = 4, 3
+    torch.set_num_threads(1)
+    tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    studies = []
+    for task in tasks:
+        for seed in seeds:
+            for variant in [v for v in args.variants.split(",") if v]:  # --variants '': the study alone
+                started = time.perf_counter()
+                cell(args.work, task, variant, seed)
+                print(f"{task} {variant} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+                write(args.out, args.work, studies)
+        if not args.no_study:
+            studies.append(order_epochs_study(args.work, task, seeds[0]))
+            write(args.out, args.work, studies)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
