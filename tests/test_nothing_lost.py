@@ -333,3 +333,12 @@ def test_a_search_stops_when_its_space_is_used_up(tiny_run, tmp_path, monkeypatc
     assert code == 0, out + err
     assert "sub-networks" in out and "all are evaluated" in out
     assert (run / "search" / "all" / "log.jsonl").read_text().count("\n") == 4  # bert-tiny: 2 layers, 2^2 configs
+
+
+def test_evaluation_workers_beyond_the_machines_memory_are_refused(tiny_run, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, copy_function=os.link)
+    monkeypatch.setattr("psutil.virtual_memory", lambda: type("vm", (), {"available": 2**20})())
+    args = ["search", str(run), "--name", "big", "--eval-batch-size", "100000", "--workers", "2"]
+    line = _one_line(*run_cli(args, monkeypatch, capsys), "an estimate")
+    assert "--eval-batch-size" in line and not (run / "search" / "big").exists()

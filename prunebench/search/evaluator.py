@@ -110,6 +110,33 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PARENT_POLL_SECONDS = 0.5
 
 
+def evaluation_memory_estimate(loaded: LoadedModel, batch_size: int, length: int, workers: int) -> int:
+    """Bytes a sub-network evaluation needs on the CPU, an estimate: the fp32 weights once more per worker process
+    (each loads its own copy), and in every process the activations of one batch through one layer (nothing is
+    kept for a backward pass): about 8 hidden-sized and 2 FFN-sized tensors per token, three attention maps per
+    head."""
+    dims = loaded.dims
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    per_process = batch_size * length * (8 * dims.hidden_size + 2 * dims.intermediate_size)
+    per_process += 3 * batch_size * dims.num_heads * length * length
+    return 4 * ((workers - 1) * parameters + workers * per_process)
+
+
+def check_evaluation_memory(loaded: LoadedModel, settings: EvalSettings, length: int) -> None:
+    """Refuse, before anything is written, an evaluation whose estimated memory exceeds what the machine has free."""
+    import psutil
+
+    workers = min(settings.workers, usable_cores())
+    needed = evaluation_memory_estimate(loaded, settings.batch_size, length, workers)
+    free = psutil.virtual_memory().available
+    if settings.device == "cpu" and needed > free:
+        raise PrunebenchError(
+            f"--eval-batch-size {settings.batch_size} with {workers} worker(s) at length {length} needs about "
+            f"{needed / 2**30:.1f} GiB (an estimate), more than the {free / 2**30:.1f} GiB this machine has "
+            "available; lower --eval-batch-size or --workers"
+        )
+
+
 def _die_with_parent(parent: int, kernel_signal: bool) -> None:
     """Make this worker exit when ``parent`` (the process that started the pool) dies, even by kill -9.
 

@@ -48,7 +48,7 @@ from prunebench.rundir import (
     write_json_atomic,
     writer_lock,
 )
-from prunebench.search.evaluator import CandidateEvaluator
+from prunebench.search.evaluator import CandidateEvaluator, check_evaluation_memory
 from prunebench.supernet.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
@@ -270,6 +270,7 @@ def _search(
     torch.set_num_threads(config.evaluation.threads)
     cap = config.max_eval_examples if config.max_eval_examples is not None else train.max_eval_examples
     loaded = _load(run_dir, train, checkpoint, cap)
+    check_evaluation_memory(loaded.model, config.evaluation, train.max_length)  # before anything is written
     costs = CostObjectives(loaded.model, config.objectives)
     meta = _meta(config, space, loaded, train, checkpoint, costs)
     if saved is not None:
