@@ -33,8 +33,8 @@ from prunebench.environment import environment
 from prunebench.models import load_model
 from prunebench.rundir import RunDir, read_run
 from prunebench.search.evaluator import CandidateEvaluator
-from prunebench.supernet.importance import gradient_importance
 from prunebench.search.methods import keep_top
+from prunebench.supernet.importance import gradient_importance
 from prunebench.supernet.masking import Masks
 from prunebench.supernet.spaces import get_space
 from prunebench.tasks import make_collator

@@ -69,9 +69,10 @@ def git_revision(path: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names=None) -> dict[str, str | None]:
+    """Installed versions of ``names`` (default: every package a run records), None where one is missing."""
     versions = {}
-    for name in PACKAGES:
+    for name in PACKAGES if names is None else names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

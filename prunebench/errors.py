@@ -49,7 +49,8 @@ def os_error_line(error: OSError) -> str:
     reason = error.strerror or (text.splitlines()[0] if text else type(error).__name__)
     fixes = {
         errno.ENOSPC: "free space and run the same command again (train: with --resume): finished work is kept",
-        errno.EDQUOT: "free space (disk quota) and run the same command again (train: with --resume): finished work is kept",
+        errno.EDQUOT: "free space (disk quota) and run the same command again (train: with --resume): finished "
+        "work is kept",
         errno.EROFS: "the place is read-only: choose a writable --out, or remount it writable",
         errno.EACCES: "check the permissions there, or choose another --out",
         errno.EPERM: "the file may be immutable (lsattr) or protected: check it, or choose another --out",

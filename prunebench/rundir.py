@@ -60,8 +60,8 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import re
+import secrets
 import shutil
 import socket
 import sys

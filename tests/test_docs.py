@@ -42,7 +42,7 @@ def heading_anchors(path: Path) -> set[str]:
     heading gets -1, -2, ..."""
     anchors: set[str] = set()
     tokens = list(MarkdownIt("commonmark").parse(path.read_text(encoding="utf-8")))
-    for opening, inline in zip(tokens, tokens[1:]):
+    for opening, inline in zip(tokens, tokens[1:], strict=False):
         if opening.type != "heading_open":
             continue
         text = "".join(child.content for child in inline.children or () if child.type in ("text", "code_inline"))

@@ -20,9 +20,9 @@ from prunebench.errors import PrunebenchError
 from prunebench.extract import extract, shared_extract
 from prunebench.models import load_model
 from prunebench.search import METHODS, CandidateEvaluator, EvalSettings, ObjectiveSettings, SearchConfig, run_search
-from prunebench.supernet.importance import gradient_importance
 from prunebench.search.methods import RandomSearch, initial_design
 from prunebench.supernet import MaskedSuperNetwork, get_space
+from prunebench.supernet.importance import gradient_importance
 from prunebench.tasks import make_collator
 from prunebench.tasks.rows import load_run_task, tokenised_rows
 

@@ -33,7 +33,15 @@ from prunebench.models.loaded import LoadedModel, quiet_transformers
 from prunebench.models.pooling import apply_pooling
 from prunebench.models.slicing import slice_layer
 from prunebench.models.vocab import VocabTrim, empty_trimmed_table
-from prunebench.rundir import PRUNED_FORMAT, PRUNED_META, PRUNED_VERSION, check_output, real_path, remove_stale_staging, staging_path
+from prunebench.rundir import (
+    PRUNED_FORMAT,
+    PRUNED_META,
+    PRUNED_VERSION,
+    check_output,
+    real_path,
+    remove_stale_staging,
+    staging_path,
+)
 
 META_FILE = PRUNED_META
 WEIGHTS_FILE = "model.safetensors"

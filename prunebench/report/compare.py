@@ -47,8 +47,8 @@ from prunebench.config import ONNX_VARIANT_NAMES, CompareConfig, ProfileConfig
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import estimate_label
 from prunebench.hardware.machine import read_machine_record
-from prunebench.hardware.variants import VARIANTS
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION, RATIO_DEFINITION, read_profile
+from prunebench.hardware.variants import VARIANTS
 from prunebench.profiling.scoring import RESCORE, PerExample
 from prunebench.report.paired import PairedResult, error_interval, paired_test
 from prunebench.rundir import RunDir, read_run, write_json_atomic

@@ -33,12 +33,12 @@ import jinja2
 import pandas as pd
 
 import prunebench.report.figures as figures
+from prunebench.config import CompareConfig, max_drop_problem
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.corrections import NOT_MEASURED_LABEL, estimate_label
 from prunebench.hardware.machine import identity_text, record_warning
 from prunebench.hardware.store import LATENCY_DEFINITION, MEMORY_DEFINITION
 from prunebench.report.answer import export_command, report_summary, run_summary
-from prunebench.config import CompareConfig, max_drop_problem
 from prunebench.report.compare import FULL_MODEL, KIND_NAMES, compare_run
 from prunebench.report.load import RunData, encoder_fraction, load_runs, total_fraction
 from prunebench.rundir import (

@@ -49,11 +49,11 @@ from prunebench.rundir import (
     writer_lock,
 )
 from prunebench.search.evaluator import CandidateEvaluator, check_evaluation_memory
-from prunebench.supernet.importance import gradient_importance
 from prunebench.search.log import JsonLines, LogEntry, SearchLog, config_key
 from prunebench.search.methods import BASELINES, Method, MethodContext, get_method, initial_design
 from prunebench.search.objectives import CostObjectives, check_objective_names
 from prunebench.search.pareto import REFERENCE, hypervolume_curve, non_dominated, reference_point
+from prunebench.supernet.importance import gradient_importance
 from prunebench.supernet.spaces import SPACES, SearchSpace, get_space
 from prunebench.supernet.training import read_checkpoint_meta
 from prunebench.tasks import TaskData, make_collator
@@ -260,7 +260,8 @@ def _search(
         console.print(f"note: {run_dir} has not finished training; searching its latest checkpoint")
     cores = usable_cores()
     if config.evaluation.workers > cores:
-        console.print(f"note: --workers {config.evaluation.workers} is more than the {cores} usable cores; using {cores}")
+        asked = config.evaluation.workers
+        console.print(f"note: --workers {asked} is more than the {cores} usable cores; using {cores}")
     if config.samples is not None and config.samples > space.size():
         console.print(
             f"note: the {space.name} space has {space.size()} sub-networks, fewer than --samples {config.samples}; "

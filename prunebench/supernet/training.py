@@ -14,7 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +39,16 @@ from prunebench.rundir import (
     TRAINER_STATE,
     RunDir,
     check_replaceable,
-    data_files_record,
     clear_output,
+    data_files_record,
     is_empty_dir,
     mark_output,
     read_json,
     read_run,
     read_table,
     real_path,
-    remove_stale_staging,
     recover_dir,
+    remove_stale_staging,
     replace_dir_atomic,
     staging_path,
     write_json_atomic,

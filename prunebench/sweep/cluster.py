@@ -24,9 +24,9 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
+from prunebench.environment import package_versions
 from prunebench.errors import Interrupted, PrunebenchError
 
 EXTRA = "sweep"
@@ -83,13 +83,7 @@ DRIVER_VERSIONS = "PRUNEBENCH_DRIVER_VERSIONS"  # the driver's versions of MATCH
 
 def versions() -> dict[str, str | None]:
     """This process's versions of the packages every node must share (read from the installed metadata)."""
-    found = {}
-    for name in MATCHED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(MATCHED)
 
 
 def runtime_env() -> dict:
