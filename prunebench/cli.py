@@ -939,6 +939,9 @@ class _Argument(TyperArgument):
         name = self.metavar or (self.name or "").upper()
         return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
 
+    def get_usage_pieces(self, ctx) -> list[str]:  # click's plain usage line, whatever typer's version
+        return [self._usage_display_name()]
+
 
 PLAIN_HELP_BELOW = 120  # columns
 
