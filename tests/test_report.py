@@ -489,14 +489,14 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
         driver.set_window_size(1400, 1000)
         cut = driver.execute_script(
             "return Array.from(document.querySelectorAll('.table-wrap')).filter(w => "
-            "w.querySelector('caption') && /^(Budgets on|\\w+: the full model)/.test("
+            "w.querySelector('caption') && /^(Budgets on|\\w+: the full model|\\w+: what to deploy per budget)/.test("
             "w.querySelector('caption').textContent) && w.scrollWidth > w.clientWidth + 1).length"
         )
         wraps = driver.execute_script(
             "return Array.from(document.querySelectorAll('caption')).filter(c => "
-            "/^(Budgets on|\\w+: the full model)/.test(c.textContent)).length"
+            "/^(Budgets on|\\w+: the full model|\\w+: what to deploy per budget)/.test(c.textContent)).length"
         )
-        assert wraps == 4 and cut == 0
+        assert wraps == 6 and cut == 0  # per target: the compact answer table, the budgets and the full-model tables
 
 
 def test_slow_bitsandbytes_int8_on_a_cpu_is_explained_where_it_shows():
