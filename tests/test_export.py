@@ -209,7 +209,7 @@ def _useful(run: Path) -> pd.DataFrame:
 
 
 def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch, capsys):
-    from prunebench.report.compare import _reference, answer_budgets, parse_budget
+    from prunebench.report.compare import _reference, answer_budgets, build_options, parse_budget
 
     run = tmp_path / "run"
     shutil.copytree(compared_run, run)
@@ -217,9 +217,11 @@ def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch
                            monkeypatch, capsys)  # fmt: skip
     assert code == 2 and "better than chance" in err and not (tmp_path / "x").exists()  # the at-chance run: no answer
     options = _useful(run)
-    for budget in ("latency:50%", "latency:1000%"):  # 1000%: every option fits, the answer is the lowest error
+    evidence = build_options(run, "cpu", None, None)[1]["evidence"]  # ties resolve as the report's answer does
+    for budget in ("latency:50%", "latency:1000%"):  # 1000%: every option fits, the cheapest of the tied
         axis, _, value = budget.partition(":")
-        answer = answer_budgets(options, [parse_budget(value, axis, _reference(options, "latency_s"))]).iloc[0]
+        parsed = parse_budget(value, axis, _reference(options, "latency_s"))
+        answer = answer_budgets(options, [parsed], evidence).iloc[0]
         out = tmp_path / budget.replace(":", "-").replace("%", "")
         code, stdout, err = run_cli(["export", str(run), "--budget", budget, "--out", str(out)], monkeypatch, capsys)
         if not isinstance(answer["best_option"], str):  # nothing that fast on this machine: the closest is named

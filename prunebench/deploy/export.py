@@ -167,11 +167,13 @@ def _measured(row, run_dir: Path, target: str) -> dict:
 
 def _budget_option(run_dir: Path, budget_text: str, options, target: str) -> str:
     """The option the run's answer names for ``budget_text`` on ``target`` (the report's own answer code)."""
-    from prunebench.report.compare import _AXIS_COLUMNS, _reference, answer_budgets, parse_budget
+    from prunebench.report.compare import _AXIS_COLUMNS, _reference, answer_budgets, build_options, parse_budget
 
     axis, _, value = budget_text.partition(":")
     budget = parse_budget(value, axis, _reference(options, _AXIS_COLUMNS[axis]))
-    answer = answer_budgets(options, [budget]).iloc[0]
+    # the paired tests' evidence (per-example predictions), so that ties resolve as the report's answer does
+    evidence = build_options(run_dir, target, None, None)[1]["evidence"]
+    answer = answer_budgets(options, [budget], evidence).iloc[0]
     if not isinstance(answer["best_option"], str):  # None, or NaN once in a table
         closest = answer["closest_option"]
         hint = (
