@@ -199,6 +199,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export.json")
     parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/glue"))
     parser.add_argument("--note", action="append", default=[], help="A note to keep in the JSON (repeatable).")
+    parser.add_argument(
+        "--pareto-model", type=Path, default=None,
+        help="Also a Pareto member of a trained run (RUN/search/NAME/models/pNN), fine-tuned: its head decides.",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     dev = pd.read_csv(args.data_dir / "SST-2" / "dev.tsv", sep="\t", quoting=3, keep_default_na=False)
@@ -209,7 +213,10 @@ def main() -> None:
         work = Path(folder)
         pruned = work / "pruned"
         extract_subnetworks("minilm", ExtractConfig(space="medium", config=json.dumps(PRUNED), verify=True), pruned)
-        for label, path in (("minilm", "minilm"), ("minilm-uneven", str(pruned))):
+        models = [("minilm", "minilm"), ("minilm-uneven", str(pruned))]
+        if args.pareto_model is not None:
+            models.append(("pareto-" + args.pareto_model.name, str(args.pareto_model)))
+        for label, path in models:
             (work / label).mkdir()
             results.append(bench(label, path, sentences, work / label))
             print(json.dumps({"model": label, "variants": results[-1]["variants"]}, default=str), flush=True)
