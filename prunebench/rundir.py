@@ -119,6 +119,11 @@ REPORT_MANIFEST = ".prunebench-report.json"
 PRUNED_META = "prunebench.json"
 PRUNED_FORMAT = "prunebench-pruned"
 PRUNED_VERSION = 1
+# An export folder's own files (``prunebench export``, the deploy room), beside a pruned model's.
+EXPORT_FILE = "export.json"
+EXPORT_README = "README.md"
+EXPORT_ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+EXPORT_MODELING_FILE = "modeling_pruned.py"
 
 
 def staging_path(path: Path) -> Path:
@@ -202,7 +207,7 @@ TOKENIZER_FILES = (
 )  # fmt: skip
 # The top-level names prunebench writes into an output folder of any kind (a run, a standard-NAS folder, a report,
 # a pruned model, a sweep). --overwrite removes these and prunebench's hidden temporaries, nothing else; any other
-# entry makes it refuse. tests/test_bad_input.py checks that a whole tiny pipeline writes no name outside them.
+# entry makes it refuse. tests/test_nothing_lost.py checks that a whole tiny run writes no name outside them.
 OWN_NAMES = frozenset(
     {
         OUTPUT_MARKER, RUN_FILE, ENVIRONMENT_FILE, CHECKPOINT_DIR, TRAINING_LOG, PIPELINE_FILE, SEARCH_DIR,
@@ -210,7 +215,7 @@ OWN_NAMES = frozenset(
         SWEEP_FILE, SWEEP_GRID, SWEEP_CELLS, SWEEP_LOGS,
         "report.html", "report.md", "summary.json", "figures", REPORT_MANIFEST,  # a report (ReportDir)
         PRUNED_META, "config.json", "model.safetensors", "trim.json", *TOKENIZER_FILES,  # a pruned model
-        "model.onnx", "model-int8.onnx", "export.json", "README.md", "modeling_pruned.py",  # an export (deploy)
+        *EXPORT_ONNX_FILES.values(), EXPORT_FILE, EXPORT_README, EXPORT_MODELING_FILE,  # an export (deploy)
     }
 )  # fmt: skip
 _TEMPORARY = re.compile(r"^\..+\.(partial-\d+-[0-9a-f]+|old)$")  # names of staging_path and replace_dir_atomic

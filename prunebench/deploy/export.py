@@ -29,13 +29,21 @@ from pathlib import Path
 
 from prunebench import __version__
 from prunebench.errors import PrunebenchError, UnknownNameError
-from prunebench.rundir import RunDir, check_output, mark_output, replace_dir_atomic, staging_path
+from prunebench.rundir import (
+    EXPORT_FILE,
+    EXPORT_ONNX_FILES,
+    EXPORT_README,
+    RunDir,
+    check_output,
+    mark_output,
+    replace_dir_atomic,
+    staging_path,
+)
 
 FORMAT = "prunebench-export"
 VERSION = 1
-EXPORT_FILE = "export.json"
-README_FILE = "README.md"
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+README_FILE = EXPORT_README
+ONNX_FILES = EXPORT_ONNX_FILES
 # What each profiled variant is written as: the ONNX precisions, and a note when that is not the variant itself.
 EQUIVALENTS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "fp32": (("fp32",), None),

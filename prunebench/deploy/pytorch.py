@@ -20,8 +20,9 @@ from prunebench.deploy import modeling_pruned
 from prunebench.errors import PrunebenchError
 from prunebench.models import LoadedModel
 from prunebench.models.pooling import CONFIG_KEY as POOLING_KEY
+from prunebench.rundir import EXPORT_MODELING_FILE
 
-MODELING_FILE = "modeling_pruned.py"
+MODELING_FILE = EXPORT_MODELING_FILE
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _FAMILIES = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta"}
