@@ -208,7 +208,10 @@ def test_weights_are_hashed_once_while_their_files_are_unchanged(run, tmp_path, 
     key = subjects.load_subject("full", checkpoint).content_key
     assert subjects.load_subject("full", checkpoint).content_key == key and len(hashed) == 1  # loaded twice
     weights = checkpoint / "model.safetensors"
-    save_file({k: -v for k, v in load_file(weights).items()}, weights, {"format": "pt"})
+    # Rewritten as prunebench writes (a new file renamed over the old): safetensors < 0.8 writes in place, and a
+    # loaded model's tensors map the file, so an in-place rewrite would change the model in memory too.
+    save_file({k: -v for k, v in load_file(weights).items()}, weights.with_suffix(".new"), {"format": "pt"})
+    os.replace(weights.with_suffix(".new"), weights)
     assert subjects.load_subject("full", checkpoint).content_key != key and len(hashed) == 2
     assert subjects.subject_from_loaded("full", hashed[0]).content_key == key  # the same model in memory
 

@@ -228,6 +228,12 @@ for p in procs:
 """
 
 
+def _is_agent(command: str) -> bool:
+    """A raylet's agent by its command line: newer Ray titles them ray::DashboardAgent and ray::RuntimeEnvAgent,
+    Ray 2.40 shows the scripts (dashboard/agent.py, runtime_env/agent/main.py)."""
+    return "Agent" in command or "/agent.py" in command or "/agent/main.py" in command
+
+
 def _agents() -> list:
     """The local raylet's agent processes (children of a raylet that this driver's Ray started)."""
     import psutil
@@ -236,7 +242,7 @@ def _agents() -> list:
     for child in psutil.Process().children(recursive=True):
         try:
             if "raylet" in child.name():
-                found += [p for p in child.children(recursive=True) if "Agent" in " ".join(p.cmdline())[:200]]
+                found += [p for p in child.children(recursive=True) if _is_agent(" ".join(p.cmdline())[:300])]
         except psutil.Error:
             continue
     return found
