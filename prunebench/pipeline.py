@@ -63,7 +63,11 @@ def _sessions(run_dir: Path) -> list[dict]:
 
 
 def run_pipeline(
-    config: PipelineConfig, run_dir: Path, *, overwrite: bool = False, show_progress: bool = True,
+    config: PipelineConfig,
+    run_dir: Path,
+    *,
+    overwrite: bool = False,
+    show_progress: bool = True,
     until: str | None = None,
 ) -> PipelineResult:
     """Run every stage into ``run_dir`` (see the module docstring); an interrupted pipeline resumes. ``until``:

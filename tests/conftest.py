@@ -57,3 +57,12 @@ def pytest_configure(config):
     if os.environ.get("PRUNEBENCH_WARNINGS_AS_ERRORS"):
         for category in ("FutureWarning", "DeprecationWarning"):
             config.addinivalue_line("filterwarnings", f"error::{category}:prunebench.*")
+
+
+@pytest.fixture(autouse=True)
+def _short_load_sampling(monkeypatch):
+    """A profile samples the machine's load for 0.5 s before and after it measures; what the sample says is tested
+    on constructed states (test_load_warning), so the tests' profiles sample for 20 ms."""
+    import prunebench.hardware.machine
+
+    monkeypatch.setattr(prunebench.hardware.machine, "SAMPLE_SECONDS", 0.02)

@@ -161,8 +161,10 @@ def _cpu_frequency() -> tuple[float | None, float | None]:
     return float(found.current), float(found.max) if found.max else None
 
 
-def machine_state(sample_seconds: float = SAMPLE_SECONDS) -> MachineState:
-    """The load average, CPU frequency and the busiest other processes, sampled over ``sample_seconds``."""
+def machine_state(sample_seconds: float | None = None) -> MachineState:
+    """The load average, CPU frequency and the busiest other processes, sampled over ``sample_seconds``
+    (None: ``SAMPLE_SECONDS``, read at the call, so that the tests can shorten the window)."""
+    sample_seconds = SAMPLE_SECONDS if sample_seconds is None else sample_seconds
     ours = _ours()
     processes = []
     for process in psutil.process_iter(["pid", "name"]):

@@ -68,6 +68,7 @@ from prunebench.hardware.measure import (
     Measurement,
     PointOutOfMemory,
     build_or_out_of_memory,
+    collecting_only_new_objects,
     latency_fields,
     measure_point,
     release_memory,
@@ -195,7 +196,8 @@ def profile_models(
     where = resolve_target(target, estimate_only, calibrate)
     subjects = to_subjects(models)
     check_grid(subjects, batch_sizes, seq_lens)
-    with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
+    # one writer of the folder (for a run, RUN/profile/TARGET as a stage of it); cheap collections within
+    with stage_lock(out_dir), collecting_only_new_objects():
         store = ProfileStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
         console = make_console(highlight=False, markup=False, soft_wrap=True) if show_progress else None

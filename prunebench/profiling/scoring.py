@@ -46,7 +46,7 @@ from prunebench.config import TrainConfig
 from prunebench.environment import console as make_console
 from prunebench.environment import time_left
 from prunebench.errors import PrunebenchError
-from prunebench.hardware.measure import build_or_out_of_memory, release_memory
+from prunebench.hardware.measure import build_or_out_of_memory, collecting_only_new_objects, release_memory
 from prunebench.hardware.profiles import resolve_target
 from prunebench.hardware.store import RowStore, arrow_schema
 from prunebench.hardware.subject import Subject, structure_hash
@@ -148,6 +148,8 @@ class PerExample:
     def same_examples(self, other: PerExample) -> bool:
         """Whether both were scored on the same examples in the same order (what a paired test needs)."""
         return len(self.labels) == len(other.labels) and bool(np.array_equal(self.labels, other.labels))
+
+
 COLUMNS = [f.name for f in fields(ScoreRow)]
 
 
@@ -242,7 +244,8 @@ def score_variants(
     torch_device = scoring_device(device)
     device_name = str(torch_device)
     task = run.get("task", {}).get("name")
-    with stage_lock(out_dir):  # one writer of the folder; for a run, RUN/profile/TARGET as a stage of it
+    # one writer of the folder (for a run, RUN/profile/TARGET as a stage of it); cheap collections within
+    with stage_lock(out_dir), collecting_only_new_objects():
         store = ScoreStore(out_dir)
         store.reconcile({s.label: (s.content_key, s.source) for s in subjects})
 

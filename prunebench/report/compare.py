@@ -587,7 +587,7 @@ def _short(row: pd.Series) -> str:
 
 
 def _tie_text(row: dict, lowest: str | None) -> str:
-    """"tied with X (k examples apart, exact McNemar)": the lowest-error option first, and how many more are tied."""
+    """ "tied with X (k examples apart, exact McNemar)": the lowest-error option first, and how many more are tied."""
     tied = list(row["tied_with"])
     if not tied:
         return ""

@@ -263,8 +263,17 @@ def _answer_panel(ax, frame: pd.DataFrame, budgets: pd.DataFrame, axis: str, col
         if value is None:
             continue
         ax.axvline(value, color="grey", linestyle=":", linewidth=1, zorder=1)
-        ax.annotate(_plain(str(row["budget_label"]).split(" (")[0]), (value, 1), xycoords=("data", "axes fraction"),
-                    xytext=(2, -2), textcoords="offset points", rotation=90, va="top", fontsize=6, color="grey")
+        ax.annotate(
+            _plain(str(row["budget_label"]).split(" (")[0]),
+            (value, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -2),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            fontsize=6,
+            color="grey",
+        )
         option = row.get("best_option")
         chosen = useful[useful["option"] == option] if isinstance(option, str) else useful.iloc[:0]
         if len(chosen):

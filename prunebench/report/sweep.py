@@ -106,8 +106,15 @@ def machine_label(machine: dict | None, target: str | None) -> str | None:
         return None
     cpu = machine.get("cpu") or {}
     isa = ", ".join(cpu.get("isa") or []) or "no AVX2"
-    kind = " ".join(str(part) for part in (cpu.get("vendor"), cpu.get("family") and f"family {cpu['family']}",
-                                             cpu.get("model_number") and f"model {cpu['model_number']}") if part)
+    kind = " ".join(
+        str(part)
+        for part in (
+            cpu.get("vendor"),
+            cpu.get("family") and f"family {cpu['family']}",
+            cpu.get("model_number") and f"model {cpu['model_number']}",
+        )
+        if part
+    )
     label = f"{machine.get('host', '?')} · {cpu.get('model', '?')}{f' ({kind})' if kind else ''} [{isa}]"
     return label if target in (None, "cpu") else f"{label} · {target}"
 

@@ -116,8 +116,13 @@ def cpu_identity() -> dict:
     described = getattr(machine, "cpu_identity", None)
     if described is not None:
         found = described()
-        return {"model": found.get("model_name") or cpu_model(), "isa": list(found.get("speed_flags") or []),
-                "vendor": found.get("vendor"), "family": found.get("family"), "model_number": found.get("model")}
+        return {
+            "model": found.get("model_name") or cpu_model(),
+            "isa": list(found.get("speed_flags") or []),
+            "vendor": found.get("vendor"),
+            "family": found.get("family"),
+            "model_number": found.get("model"),
+        }
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -170,7 +175,7 @@ def attempts(lines: list[dict], final_error: str | None = None, live: bool = Fal
         key = (start.get("session"), start.get("part"), start.get("attempt"))
         attempt = {k: v for k, v in start.items() if k != "event"}
         end = ends.get(key)
-        later = next((a for a in starts[i + 1:] if (a.get("session"), a.get("part")) == key[:2]), None)
+        later = next((a for a in starts[i + 1 :] if (a.get("session"), a.get("part")) == key[:2]), None)
         if end is not None:
             attempt.update({k: v for k, v in end.items() if k not in ("event", "session", "part", "attempt")})
         elif later is not None:
@@ -445,10 +450,17 @@ def _run_on_ray(pending: list[Cell], sweep: SweepDir, record: dict, retries: int
         for task in (ref, firsts.get(cell.name)):
             if task is not None:
                 ray.cancel(task, force=True)
+
     for cell in pending:
         main, pinned = needs[cell.name]
-        args = (cell.config, str(sweep.cell(cell.name).path.resolve()), str(sweep.log(cell.name).resolve()),
-                str(sweep.attempts(cell.name).resolve()), session, cell.name)  # absolute: a worker has its own cwd
+        args = (
+            cell.config,
+            str(sweep.cell(cell.name).path.resolve()),
+            str(sweep.log(cell.name).resolve()),
+            str(sweep.attempts(cell.name).resolve()),
+            session,
+            cell.name,
+        )  # absolute: a worker has its own cwd
         # retry_exceptions off: Ray runs a cell again only when its process or node died, never for an error
         task = {"max_retries": retries, "retry_exceptions": False, "name": f"prunebench-cell {cell.name}"}
         ref = remote.options(**task, **main.options()).remote(*args, until="profile" if pinned else None)

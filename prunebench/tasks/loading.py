@@ -289,9 +289,7 @@ def _swag_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     # the next sentence followed by each candidate ending. A missing cell is
     # no words (never the text 'nan' or '<NA>').
     ending_texts = zip(*(text_values(frame[column]) for column in endings), strict=True)
-    choices = [
-        [f"{start} {ending}".strip() for ending in row] for start, row in zip(starts, ending_texts, strict=True)
-    ]
+    choices = [[f"{start} {ending}".strip() for ending in row] for start, row in zip(starts, ending_texts, strict=True)]
     labels = _label_ids(frame["label"], SWAG_ENDINGS, where)
     return pd.DataFrame(
         {
