@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import stat
+import subprocess
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -171,3 +179,93 @@ def headless_chromium(profile_dir: Path, **capabilities) -> Iterator:
 def severe_console_messages(driver) -> list[dict]:
     """The browser console's SEVERE entries since the last call (errors, failed loads)."""
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+class ForkedCli:
+    """``prunebench ARGS`` as a real process forked from this one: its own pid, to signal or kill -9.
+
+    A new interpreter would import torch and transformers again, about 3 s each time; the fork starts at once.
+    The part of ``subprocess.Popen`` the tests use. Output goes to files (no pipe can fill and block the child),
+    read back as bytes, or as str with ``text=True``.
+    """
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, text: bool = False):
+        folder = tempfile.mkdtemp(prefix="forked-cli-")
+        paths = [os.path.join(folder, name) for name in ("stdout", "stderr")]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        out_fd, err_fd = (os.open(path, flags, 0o600) for path in paths)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            _run_cli_in_child(args, env or {}, out_fd, err_fd)
+        os.close(out_fd)
+        os.close(err_fd)
+        self.pid, self.returncode, self.args = pid, None, ["prunebench", *args]
+        self.stdout, self.stderr = (open(path, "r" if text else "rb") for path in paths)  # noqa: SIM115
+        shutil.rmtree(folder)  # the open files stay readable
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)  # -9 when killed by SIGKILL, as Popen says
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None):
+        self.wait(timeout)
+        return self.stdout.read(), self.stderr.read()
+
+
+def _run_cli_in_child(args: list[str], env: dict[str, str], out_fd: int, err_fd: int) -> None:
+    code = 1
+    try:
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in map(int, os.listdir("/proc/self/fd")):  # the parent's open files: a flock it holds stays its own
+            try:
+                if fd > 2 and stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+            except OSError:
+                continue
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        os.environ.update(env)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+        sys.argv = ["prunebench", *args]
+        from prunebench.cli import main
+
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import TINY_TRAIN, run_cli
+from helpers import TINY_TRAIN, ForkedCli, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.rundir import (
@@ -230,10 +230,7 @@ def test_sigterm_during_training_checkpoints_and_the_resume_is_exact(tmp_path):
     train_supernet(config, tmp_path / "straight", show_progress=False)
     run = tmp_path / "stopped"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in base.items()]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prunebench.cli", "train", *args, f"--out={run}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    process = ForkedCli(["train", *args, f"--out={run}"], env={"COLUMNS": "200"})
     _until(lambda: (run / "run.json").is_file(), process)
     time.sleep(1.0)  # into the first epoch: checkpoints are written only at its end
     process.send_signal(signal.SIGTERM)
@@ -244,8 +241,9 @@ def test_sigterm_during_training_checkpoints_and_the_resume_is_exact(tmp_path):
     assert 0 < step
     result = train_supernet(config, run, resume=True, show_progress=False)
     assert result.finished
-    straight, again = load_file(tmp_path / "straight" / "checkpoint" / "model.safetensors"), load_file(
-        run / "checkpoint" / "model.safetensors"
+    straight, again = (
+        load_file(tmp_path / "straight" / "checkpoint" / "model.safetensors"),
+        load_file(run / "checkpoint" / "model.safetensors"),
     )
     assert all(torch.equal(straight[k], again[k]) for k in straight)
 
@@ -255,9 +253,7 @@ def test_sigterm_during_a_search_keeps_every_finished_evaluation(tiny_run, tmp_p
     shutil.copytree(tiny_run, run, copy_function=os.link)
     log = run / "search" / "t" / "log.jsonl"
     args = ["search", str(run), "--name", "t", "--method", "random_search", "--samples", "400", "--workers", "2"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prunebench.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = ForkedCli(args)
     _until(lambda: log.is_file() and log.read_text().count("\n") >= 3, process)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
@@ -266,11 +262,8 @@ def test_sigterm_during_a_search_keeps_every_finished_evaluation(tiny_run, tmp_p
     text = log.read_text()
     assert text.endswith("\n") and text.count("\n") >= 3  # whole lines only
     done = text.count("\n")
-    resumed = subprocess.run(
-        [sys.executable, "-m", "prunebench.cli", *args[:-2], "--samples", str(done + 2), "--resume"],
-        capture_output=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr.decode()
+    resumed = ForkedCli([*args[:-2], "--samples", str(done + 2), "--resume"])
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()
     assert log.read_text().startswith(text) and log.read_text().count("\n") == done + 2
 
 

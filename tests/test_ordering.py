@@ -3,8 +3,6 @@ training with ``order_by_importance`` orders, stores, resumes and extracts."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import GLUE_DATA, TINY_MODELS, TINY_TRAIN, make_tiny_run, run_cli
+from helpers import GLUE_DATA, TINY_MODELS, TINY_TRAIN, ForkedCli, make_tiny_run, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models import load_model
@@ -142,7 +140,7 @@ def test_ordered_training_starts_from_the_reordered_fine_tune(tmp_path):
     assert read_checkpoint_meta(folder.order_checkpoint)["step"] == 3  # half of 96 examples / 16 a batch
     table = pd.read_parquet(folder.order_importance)
     assert len(table) == 2 * 4 + 2 * 256
-    for (_, part), rows in table.groupby(["layer", "part"]):
+    for _, rows in table.groupby(["layer", "part"]):
         assert (np.diff(rows.sort_values("position")["score"].to_numpy()) <= 0).all()  # decreasing importance
     heads, units = read_importance_orders(folder.order_importance, tuned.dims)
     inputs = _inputs(tuned, _sentence_pairs())
@@ -152,7 +150,7 @@ def test_ordered_training_starts_from_the_reordered_fine_tune(tmp_path):
     assert (_logits(trainer.loaded, inputs) - before).abs().max().item() <= 1e-5
     started = trainer.model.state_dict()
     assert all(torch.equal(started[k], v) for k, v in tuned.model.state_dict().items())
-    assert (heads != np.arange(4)).any()  # a real permutation (random scores order 2 x 4 heads otherwise only by chance)
+    assert (heads != np.arange(4)).any()  # a real permutation (random scores order 2 x 4 heads otherwise by chance)
 
 
 def _cli_args(config: dict) -> list[str]:
@@ -165,8 +163,7 @@ def _cli_args(config: dict) -> list[str]:
 
 def _kill_when(run, config: dict, ready) -> None:
     """Start ``prunebench train`` on ``config`` into ``run`` and kill -9 it once ``ready()`` holds."""
-    command = [sys.executable, "-m", "prunebench.cli", "train", *_cli_args(config), f"--out={run}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = ForkedCli(["train", *_cli_args(config), f"--out={run}"])
     deadline = time.time() + 180
     while not ready() and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import ForkedCli
 from prunebench.errors import PrunebenchError
 from prunebench.rundir import LOCK_PREFIX, writer_lock
 
@@ -35,10 +36,8 @@ def _hold(folder: Path, stage: str | None = None) -> subprocess.Popen:
     return child
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200"}
-    command = [sys.executable, "-m", "prunebench.cli", *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _cli(*args: str) -> ForkedCli:
+    return ForkedCli(list(args), env={"COLUMNS": "200"}, text=True)
 
 
 def _copy(run: Path, target: Path) -> Path:

@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +12,7 @@ import psutil
 import pytest
 import torch
 
-from helpers import TINY_TRAIN, make_tiny_run, run_cli
+from helpers import TINY_TRAIN, ForkedCli, make_tiny_run, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.extract import extract, shared_extract
@@ -210,11 +208,7 @@ def test_resume_after_kill_9_evaluates_nothing_twice_and_loses_nothing(run):
     settings = dict(samples=samples, max_eval_examples=1200, score_test=False)
     straight = run_search(run, _search(run, name="straight", **settings), show_progress=False)
     log = run / "search" / name / "log.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prunebench.cli", *args, "--name", name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = ForkedCli([*args, "--name", name])
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         if log.is_file() and log.read_text().count("\n") >= 5:
@@ -273,11 +267,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
 def test_evaluation_workers_exit_when_the_search_is_killed_9(run):
     args = ["search", str(run), "--samples", "100000", "--workers", "2", "--max-eval-examples", "1200"]
     log = run / "search" / "orphans" / "log.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prunebench.cli", *args, "--name", "orphans"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = ForkedCli([*args, "--name", "orphans"])
     parent, children = psutil.Process(process.pid), []
     try:
         deadline = time.time() + 240  # generous: a loaded 2-core machine starts workers slowly

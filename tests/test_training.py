@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -14,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import GLUE_DATA, TINY_TRAIN, run_cli
+from helpers import GLUE_DATA, TINY_TRAIN, ForkedCli, run_cli
 from prunebench.config import TrainConfig
 from prunebench.errors import PrunebenchError
 from prunebench.models import ModelDims
@@ -138,8 +136,7 @@ def test_resume_after_kill_9_gives_the_same_weights(tmp_path):
     train_supernet(config, tmp_path / "straight", show_progress=False)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in {**BASE, "epochs": 2}.items()]
     run = tmp_path / "killed"
-    command = [sys.executable, "-m", "prunebench.cli", "train", *args, "--strategy=sandwich", "--checkpoint-every=1"]
-    process = subprocess.Popen([*command, f"--out={run}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = ForkedCli(["train", *args, "--strategy=sandwich", "--checkpoint-every=1", f"--out={run}"])
     deadline = time.time() + 120
     while not (run / "checkpoint").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
