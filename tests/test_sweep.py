@@ -55,9 +55,11 @@ max_seconds = 0.1
 """
 
 
-def _grid(folder: Path, models: list[str], name: str = "grid.toml") -> Path:
+def _grid(folder: Path, models: list[str], name: str = "grid.toml", one_strategy: bool = False) -> Path:
+    """``TINY_GRID`` of ``models``; ``one_strategy``: only one_shot (half the cells)."""
+    text = TINY_GRID.format(models=json.dumps(models))
     path = folder / name
-    path.write_text(TINY_GRID.format(models=json.dumps(models)))
+    path.write_text(text.replace('["standard", "one_shot"]', '"one_shot"') if one_strategy else text)
     return path
 
 
@@ -178,13 +180,14 @@ def test_sweep_refuses_a_folder_of_other_files(tmp_path, monkeypatch, capsys):
 
 def test_tiny_sweep_on_two_nodes_fails_one_model_reports_and_resumes_nothing(two_nodes, tmp_path, monkeypatch,
                                                                             capsys):  # fmt: skip
-    """Eight cells on a cluster of two 1-CPU nodes: the four of bert-tiny finish, the four of a folder that holds
-    no model fail with their error, and the exit status says so; the report has every cell. Without the broken
-    model, the sweep runs again and re-runs nothing."""
+    """Four cells (one strategy, two seeds) on a cluster of two 1-CPU nodes: the two of bert-tiny finish, the two
+    of a folder that holds no model fail with their error, and the exit status says so; the report has every cell.
+    Without the broken model, the sweep runs again and re-runs nothing. (Two strategies in one grid: the grid
+    tests; each strategy's pipeline: the pipeline tests.)"""
     broken = tmp_path / "not<b>a*model"  # exists, so the grid is valid; it fails when the cell loads it
     broken.mkdir()
     out = tmp_path / "sweep"
-    grid = _grid(tmp_path, ["shape:bert-tiny", str(broken)])
+    grid = _grid(tmp_path, ["shape:bert-tiny", str(broken)], one_strategy=True)
     code, stdout, err = run_cli(["sweep", str(grid), "--out", str(out), "--address", two_nodes.address],
                                 monkeypatch, capsys)  # fmt: skip
     assert code == 1, stdout + err
@@ -192,14 +195,14 @@ def test_tiny_sweep_on_two_nodes_fails_one_model_reports_and_resumes_nothing(two
     by_status: dict[str, list[dict]] = {}
     for cell in record["cells"]:
         by_status.setdefault(cell["status"], []).append(cell)
-    assert {s: len(c) for s, c in by_status.items()} == {"done": 4, "failed": 4}
+    assert {s: len(c) for s, c in by_status.items()} == {"done": 2, "failed": 2}
     assert all(c["axes"]["model"] == "shape:bert-tiny" and c["error"] is None for c in by_status["done"])
     for cell in by_status["failed"]:
         assert cell["axes"]["model"] == str(broken) and cell["error"] and str(broken) in cell["error"]
         assert (out / cell["log"]).is_file()  # the traceback is in the cell's log
-    assert "8 cells: 8 ran, 0 finished before, 4 failed" in stdout and stdout.count("failed: ") >= 4
+    assert "4 cells: 4 ran, 0 finished before, 2 failed" in stdout and stdout.count("failed: ") >= 2
     session = record["sessions"][-1]
-    assert (session["ran"], session["skipped"], session["failed"], session["retried"]) == (8, 0, 4, 0)
+    assert (session["ran"], session["skipped"], session["failed"], session["retried"]) == (4, 0, 2, 0)
     assert session["address"] == two_nodes.address and len(session["nodes"]) == 2
     # prunebench's own error is not retried: one attempt each, ended with the error
     for cell in by_status["failed"]:
@@ -209,10 +212,9 @@ def test_tiny_sweep_on_two_nodes_fails_one_model_reports_and_resumes_nothing(two
     # One report of every cell: the table, the errors (escaped), and summary.json with the same numbers.
     report = SweepDir(out).report_dir
     html, summary = report.html.read_text(), json.loads((report.path / "summary.json").read_text())
-    assert summary["counts"] == {"done": 4, "failed": 4, "running": 0, "waiting": 0}
+    assert summary["counts"] == {"done": 2, "failed": 2, "running": 0, "waiting": 0}
     done = [c for c in summary["cells"] if c["status"] == "done"]
-    assert len(done) == 4 and {(c["axes"]["strategy"], c["axes"]["seed"]) for c in done} == {
-        ("standard", 0), ("standard", 1), ("full", 0), ("full", 1)}  # fmt: skip
+    assert len(done) == 2 and {(c["axes"]["strategy"], c["axes"]["seed"]) for c in done} == {("full", 0), ("full", 1)}
     for cell in done:
         assert 0 < cell["hypervolume"] <= 1 and 0 <= cell["error_at_half_encoder"] <= 1
         assert "layer_drop" in cell["baselines"] and cell["best_at_half_encoder"]["encoder_fraction"] <= 0.5
@@ -226,19 +228,19 @@ def test_tiny_sweep_on_two_nodes_fails_one_model_reports_and_resumes_nothing(two
     # Again, without the broken model: every cell is finished, so nothing runs (Ray is not even started).
     pipelines = {c["name"]: (out / c["run_dir"] / "pipeline.json").read_text() for c in by_status["done"]}
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*") if p.is_file()}
-    grid = _grid(tmp_path, ["shape:bert-tiny"], "grid-fixed.toml")
+    grid = _grid(tmp_path, ["shape:bert-tiny"], "grid-fixed.toml", one_strategy=True)
     code, stdout, err = run_cli(["sweep", str(grid), "--out", str(out)], monkeypatch, capsys)
     assert code == 0, stdout + err
-    assert "4 cells: 0 ran, 4 finished before, 0 failed" in stdout and "at a time" not in stdout
+    assert "2 cells: 0 ran, 2 finished before, 0 failed" in stdout and "at a time" not in stdout
     assert {c["name"]: (out / c["run_dir"] / "pipeline.json").read_text() for c in by_status["done"]} == pipelines
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # not a file of any cell was written
     record = SweepDir(out).read()
-    assert [c["status"] for c in record["cells"]] == ["done"] * 4 and record["sessions"][-1]["ran"] == 0
+    assert [c["status"] for c in record["cells"]] == ["done"] * 2 and record["sessions"][-1]["ran"] == 0
 
     # 'prunebench report SWEEP' finds the sweep and writes its report (the default: SWEEP/report).
     code, stdout, err = run_cli(["report", str(out)], monkeypatch, capsys)
     assert code == 0 and f"wrote {report.html}" in stdout, err
-    assert json.loads((report.path / "summary.json").read_text())["counts"]["done"] == 4
+    assert json.loads((report.path / "summary.json").read_text())["counts"]["done"] == 2
 
 
 def test_report_of_a_damaged_sweep_record_is_one_line(tmp_path, monkeypatch, capsys):
@@ -706,7 +708,10 @@ def test_the_report_groups_latency_by_machine_and_never_across():
 
     groups = by_machine([cell("x", a), cell("y", b), cell("z", a), cell("w", b, latency=False), cell("v", None)])
     assert {k: [c.name for c in v] for k, v in groups.items()} == {
-        "a · EPYC [avx2, avx512_vnni]": ["x", "z"], "b · Xeon [avx2, amx_int8]": ["y"], "machine not recorded": ["v"]}
+        "a · EPYC [avx2, avx512_vnni]": ["x", "z"],
+        "b · Xeon [avx2, amx_int8]": ["y"],
+        "machine not recorded": ["v"],
+    }
 
 
 @pytest.mark.parametrize(
