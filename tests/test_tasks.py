@@ -695,6 +695,32 @@ def test_tokenize_truncates_to_max_length(tmp_path, tokenizer):
         tokenize_task(_pair_data(tmp_path), tokenizer, max_length=100_000)
 
 
+def test_tokenised_rows_are_kept_per_content_and_tokenizer(tmp_path, monkeypatch):
+    """A second call with the same splits and tokenizer tokenises nothing; other rows, another length or another
+    tokenizer's vocabulary are tokenised again; a caller changing its lists changes nothing kept."""
+    from prunebench.models import load_model
+    from prunebench.tasks import rows as rows_module
+
+    calls = []
+    real = rows_module.tokenize_task
+    monkeypatch.setattr(rows_module, "tokenize_task", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(rows_module, "_TOKENISED", type(rows_module._TOKENISED)())
+    bert, again = load_model("shape:bert-tiny"), load_model("shape:bert-tiny")  # two loads of one tokenizer
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    first = rows_module.tokenised_rows(_pair_data(tmp_path / "a"), bert, 32)
+    first["test"].clear()
+    second = rows_module.tokenised_rows(_pair_data(tmp_path / "b"), again, 32)  # equal files elsewhere
+    assert calls == [32] and len(second["test"]) == 8
+    fresh = real(_pair_data(tmp_path / "a"), bert.tokenizer, 32, progress=False)
+    assert [row["input_ids"] for row in second["train"]] == fresh["train"]["input_ids"]
+    rows_module.tokenised_rows(_pair_data(tmp_path / "c", n=41), bert, 32)  # one more row
+    rows_module.tokenised_rows(_pair_data(tmp_path / "a"), bert, 16)
+    roberta = load_model("shape:roberta-tiny")
+    rows_module.tokenised_rows(_pair_data(tmp_path / "a"), roberta, 32)
+    assert calls == [32, 32, 16, 32]
+
+
 def test_collator_pads_dynamically(tmp_path, tokenizer):
     data = _pair_data(tmp_path)
     encoded = tokenize_task(data, tokenizer)

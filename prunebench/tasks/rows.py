@@ -14,6 +14,9 @@ test scores of the Pareto set, standard-NAS trials, and the test-split scores of
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,15 +59,61 @@ def load_run_task(config: TrainConfig, seed: int | None = None) -> TaskData:
     )
 
 
+# Tokenised splits of the last few (data, tokenizer, length) this process saw: a pipeline's stages, a search and its
+# baselines, profiling and scoring each read the same splits, and tokenising them is most of a small stage's time.
+_TOKENISED: OrderedDict[tuple, dict[str, list[dict]]] = OrderedDict()
+_TOKENISED_KEPT = 4
+
+
 def tokenised_rows(data: TaskData, loaded: LoadedModel, max_length: int) -> dict[str, list[dict]]:
-    """Each split as a list of tokenised examples, with only the inputs the model family takes."""
-    tokenised = tokenize_task(data, loaded.tokenizer, max_length, progress=False)
-    rows = {}
-    for split, dataset in tokenised.items():
-        if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
-            dataset = dataset.remove_columns("token_type_ids")
-        rows[split] = dataset.to_list()
-    return rows
+    """Each split as a list of tokenised examples, with only the inputs the model family takes.
+
+    Kept for this process by the splits' content and the tokenizer's (a new list each call; treat rows as read-only).
+    """
+    tokenizer_key = _tokenizer_key(loaded.tokenizer)
+    key = (_data_key(data), tokenizer_key, max_length, loaded.adapter.uses_token_type_ids)
+    if tokenizer_key is None or key not in _TOKENISED:
+        tokenised = tokenize_task(data, loaded.tokenizer, max_length, progress=False)
+        rows = {}
+        for split, dataset in tokenised.items():
+            if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
+                dataset = dataset.remove_columns("token_type_ids")
+            rows[split] = dataset.to_list()
+        if tokenizer_key is None:
+            return rows
+        _TOKENISED[key] = rows
+        while len(_TOKENISED) > _TOKENISED_KEPT:
+            _TOKENISED.popitem(last=False)
+    _TOKENISED.move_to_end(key)
+    return {split: list(rows) for split, rows in _TOKENISED[key].items()}
+
+
+def _data_key(data: TaskData) -> str:
+    """sha256 of the task's kind and every split's rows (Arrow IPC bytes: milliseconds even for SST-2's 67k)."""
+    import pyarrow as pa
+
+    digest = hashlib.sha256(repr((data.spec.name, data.spec.kind, data.spec.num_labels)).encode())
+    for split, dataset in data.splits().items():
+        table = dataset.with_format("arrow")[:]  # the rows the dataset shows (a selection's indices applied)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(split.encode())
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
+
+
+def _tokenizer_key(tokenizer) -> str | None:
+    """A fast tokenizer's whole serialised pipeline (vocabulary, normaliser, special tokens) and the inputs it
+    returns; None for a slow tokenizer, whose rows are not kept (nothing short of its files identifies it)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    pipeline = json.loads(backend.to_str())
+    for setting in ("truncation", "padding"):  # what the last call set: each call passes its own
+        pipeline.pop(setting, None)
+    text = json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names), pipeline], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def subset(rows: list[dict], cap: int | None, seed: int) -> list[dict]:
