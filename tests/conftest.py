@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -68,9 +66,3 @@ def _short_load_sampling(monkeypatch):
     import prunebench.hardware.machine
 
     monkeypatch.setattr(prunebench.hardware.machine, "SAMPLE_SECONDS", 0.02)
-
-
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: one and a half workers a core. Each test runs torch on one thread, and many wait part of their
-    time (on a process they started, a lock, Ray): two workers kept 2 cores 164% busy, three keep them busier."""
-    return max(1, (len(os.sched_getaffinity(0)) * 3) // 2)
