@@ -23,7 +23,8 @@ Findings (the issue's list) and where their numbers come from:
   (b) baselines: the same two numbers of layer_drop and importance, searched on the same super-network as
       the cell's NAS search (every cell);
   (c) compression: per task, the best extracted, profiled and test-scored pruned model at <= 50% of the
-      encoder and its relative drop in the task metric from the fine-tuned full model;
+      encoder and its relative drop in the task metric from the standard fine-tune of the same task and seed
+      (the grid's 'standard' cell: the verdict's), beside the drop from the super-network's own full model;
   (d) search methods on the medium and large spaces: ``benchmarks/results/findings_methods.json``;
   (e) cost of weight-sharing NAS against standard NAS: ``benchmarks/results/findings_cost.json``.
 A finding without its numbers yet says so ("not measured yet") instead of a verdict.
@@ -292,29 +293,171 @@ def baselines(cells: list) -> dict:
     }
 
 
+FRACTIONS = (0.3, 0.5, 0.7)  # matched encoder budgets of the fair comparison
+FAIR_SEEDS = 3  # the issue's minimum for a verdict on a comparison over seeds
+COMPARED = ("nas", "layer_drop", "importance")
+
+
+def error_chosen_on_validation(pareto, fraction: float) -> float | None:
+    """Test error of the Pareto member with the lowest *validation* error at <= ``fraction`` of the encoder (None:
+    no member there, or the set was not scored on test). The lowest validation error at a budget is always on the
+    Pareto front, so the front is enough."""
+    from prunebench.report.load import encoder_fraction
+
+    if "test_error" not in pareto or not len(pareto):
+        return None
+    inside = pareto[encoder_fraction(pareto) <= fraction + 1e-9]
+    if not len(inside):
+        return None
+    return float(inside.sort_values(["error", "encoder_fraction"]).iloc[0]["test_error"])
+
+
+def hypervolume_from(pareto, low: float) -> float | None:
+    """The share of [low, 1] x [0, 1] (encoder fraction x validation error) that the set dominates.
+
+    At each budget x in [low, 1] the best validation error of a member no larger than x counts (a smaller model
+    meets a larger budget); what lies below ``low`` counts nowhere, so a method that samples smaller models than
+    another gains nothing from it when ``low`` is the larger of their smallest members.
+    """
+    from prunebench.report.load import encoder_fraction
+
+    if not len(pareto) or low >= 1:
+        return None
+    points = sorted(zip(encoder_fraction(pareto).tolist(), pareto["error"].astype(float).tolist(), strict=True))
+    edges = sorted({low, 1.0, *(x for x, _ in points if low < x < 1)})
+    area = 0.0
+    for left, right in zip(edges[:-1], edges[1:], strict=True):
+        best = min((error for x, error in points if x <= left + 1e-12), default=1.0)
+        area += (right - left) * (1 - min(best, 1.0))
+    return area / (1 - low)
+
+
+def _cell_fair(folder: Path, axes: dict) -> dict | None:
+    """One cell: chance, and per compared method its error at each budget and hypervolume over the common range."""
+    import pandas as pd
+
+    from prunebench.report.compare import at_chance
+    from prunebench.report.load import encoder_fraction, load_run
+
+    run = load_run(folder)
+    named = {s.name: s for s in run.searches}
+    seed = axes.get("seed")
+    names = {"nas": f"{axes.get('method')}-seed{seed}", "layer_drop": f"layer_drop-seed{seed}",
+             "importance": f"importance-seed{seed}"}  # fmt: skip
+    searches = {method: named.get(name) for method, name in names.items()}
+    if any(s is None or not len(s.pareto) for s in searches.values()):
+        return None
+    scores_path = folder / "profile" / "cpu" / "scores.parquet"
+    scores = pd.read_parquet(scores_path) if scores_path.is_file() else None
+    full = None if scores is None else scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
+    chance = None
+    if full is not None and len(full) and "chance_error" in full and full["chance_error"].notna().any():
+        row = full.iloc[0]
+        error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
+        chance = {"full_test_error": error, "chance_error": chance_error, "examples": examples,
+                  "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
+    low = max(float(encoder_fraction(s.pareto).min()) for s in searches.values())
+    return {
+        "chance": chance,
+        "common_low": round(low, 4),
+        "error_at": {
+            m: {str(f): error_chosen_on_validation(s.pareto, f) for f in FRACTIONS} for m, s in searches.items()
+        },
+        "hypervolume_common_range": {m: hypervolume_from(s.pareto, low) for m, s in searches.items()},
+    }
+
+
+def baselines_fair(facts: list, sweep) -> dict:
+    """(b), measured fairly: matched budgets chosen on validation, hypervolume over the common range, chance cells
+    left out, ties within the spread over seeds, and no verdict below ``FAIR_SEEDS`` seeds."""
+    table, outcomes = {}, []
+    for task in TASKS:
+        mine = [c for c in facts if c.axes.get("task") == task and c.axes.get("strategy") == MAIN_STRATEGY]
+        cells = {c.name: _cell_fair(sweep.cell(c.name).path, c.axes) for c in mine}
+        cells = {name: found for name, found in cells.items() if found is not None}
+        chance = [name for name, found in cells.items() if (found["chance"] or {}).get("at_chance")]
+        judged = {name: found for name, found in cells.items() if name not in chance}
+        row = {
+            "cells": sorted(cells), "at_chance": sorted(chance), "seeds": len(judged),
+            "error_at": {m: {str(f): _stats([c["error_at"][m][str(f)] for c in judged.values()]) for f in FRACTIONS}
+                         for m in COMPARED},
+            "hypervolume_common_range": {m: _stats([c["hypervolume_common_range"][m] for c in judged.values()])
+                                         for m in COMPARED},
+            "per_cell": cells,
+        }  # fmt: skip
+        # NAS at or below importance at every budget: a gap inside the larger spread over seeds is a tie (counts)
+        ties_or_wins = []
+        for f in FRACTIONS:
+            nas, imp = row["error_at"]["nas"][str(f)], row["error_at"]["importance"][str(f)]
+            if nas["mean"] is None or imp["mean"] is None:
+                ties_or_wins.append(None)
+                continue
+            margin = max(nas["sd"] or 0.0, imp["sd"] or 0.0)
+            ties_or_wins.append(nas["mean"] <= imp["mean"] + margin)
+        row["nas_at_or_below_importance"] = dict(zip(map(str, FRACTIONS), ties_or_wins, strict=True))
+        enough = len(judged) >= FAIR_SEEDS and None not in ties_or_wins
+        table[task] = row
+        outcomes.append(all(ties_or_wins) if enough else None)
+    judged_tasks = [o for o in outcomes if o is not None]
+    if judged_tasks:
+        verdict = _verdict(outcomes, len(TASKS))
+    else:
+        verdict = f"no verdict: no task has {FAIR_SEEDS} finished seeds above chance"
+    parts = []
+    for task, row in table.items():
+        if not row["cells"]:
+            continue
+        nas, imp = row["error_at"]["nas"], row["error_at"]["importance"]
+        budgets = ", ".join(f"{float(f):.0%}: {_mean(nas[str(f)])} against {_mean(imp[str(f)])}" for f in FRACTIONS)
+        text = f"{task} ({row['seeds']} seed(s) above chance"
+        text += f"; at chance, left out: {len(row['at_chance'])}" if row["at_chance"] else ""
+        parts.append(text + f"): test error NAS against importance at {budgets}")
+    return {
+        "claim": "weight-sharing NAS is at or below importance pruning's test error at matched encoder budgets",
+        "rule": f"per task, on the {MAIN_STRATEGY}-strategy cells whose full model is above chance (compare's rule: "
+        "more than 1/sqrt(n) below the majority class's test error): at 30%, 50% and 70% of the encoder, each "
+        "method's model chosen on the validation split among its Pareto members at that budget and scored on the "
+        "test split; NAS's mean test error is at or below importance's, a gap within the larger standard deviation "
+        f"over seeds counting as a tie; a verdict needs {FAIR_SEEDS} seeds. Hypervolume (validation error against "
+        "encoder fraction) is taken over the range every compared method covers, from the largest of their "
+        "smallest Pareto members to the full encoder",
+        "by_task": table,
+        "reproduced_by_task": dict(zip(TASKS, outcomes, strict=True)),
+        "verdict": verdict,
+        "sentence": f"(b, fair) {verdict}" + (": " + "; ".join(parts) + "." if parts else "."),
+    }
+
+
 def compression(cells: list) -> dict:
-    """(c): per task, the best pruned model at <= 50% of the encoder and its relative drop."""
+    """(c): per task, the best pruned model at <= 50% of the encoder and its relative drop: against the standard
+    fine-tune of the same task and seed (the verdict's), and against the super-network's own full model."""
     table, outcomes = {}, []
     for task in TASKS:
         main = [c for c in cells if c.axes.get("task") == task and c.axes.get("strategy") == MAIN_STRATEGY]
         drops = [(c.best_at_half or {}).get("relative_accuracy_drop") for c in main]
+        against = [(c.reference or {}).get("relative_drop_at_half_encoder") for c in main]
         anywhere = [c for c in cells if c.axes.get("task") == task and c.best_at_half]
         best = min(anywhere, key=lambda c: c.best_at_half["test_error"], default=None)
-        stats = _stats(drops)
+        stats, versus = _stats(drops), _stats(against)
         table[task] = {
+            "relative_drop_vs_standard_fine_tune": versus,
             "relative_drop_full_strategy": stats,
             "best_cell": None if best is None else best.name,
             "best": None if best is None else best.best_at_half,
             "full_test_error": None if best is None else best.full_test_error,
         }
-        outcomes.append(None if stats["n"] < MIN_SEEDS else stats["mean"] < TARGET_DROP)
+        outcomes.append(None if versus["n"] < MIN_SEEDS else versus["mean"] < TARGET_DROP)
     verdict = _verdict(outcomes, len(TASKS))
     parts = []
     for task, outcome in zip(TASKS, outcomes, strict=True):
         if outcome is None:
             continue
         row = table[task]
-        text = f"{task}: {row['relative_drop_full_strategy']['mean']:+.1%} ({MAIN_STRATEGY}, mean over seeds)"
+        text = (
+            f"{task}: {row['relative_drop_vs_standard_fine_tune']['mean']:+.1%} against the standard fine-tune "
+            f"({row['relative_drop_full_strategy']['mean']:+.1%} against the super-network's own full model; "
+            f"{MAIN_STRATEGY}, means over seeds)"
+        )
         if row["best"] is not None:
             text += (
                 f", best of every cell {row['best']['relative_accuracy_drop']:+.1%} at "
@@ -324,7 +467,9 @@ def compression(cells: list) -> dict:
     return {
         "claim": "about 50% of the encoder removed at less than 5% relative accuracy drop",
         "rule": f"per task: the {MAIN_STRATEGY}-strategy cells' best scored pruned model at <= 50% of the encoder "
-        f"drops less than {TARGET_DROP:.0%} from the full model's test metric, on average over seeds",
+        f"drops less than {TARGET_DROP:.0%} from the test metric of the standard fine-tune of the same task and seed "
+        "(the grid's 'standard' cell), on average over seeds; the drop against the super-network's own full model "
+        "is shown beside it",
         "by_task": table,
         "reproduced_by_task": dict(zip(TASKS, outcomes, strict=True)),
         "verdict": verdict,
@@ -376,12 +521,13 @@ def sweep_cost(cells: list) -> dict:
 def report() -> None:
     from prunebench.report.answer import json_safe
     from prunebench.report.render import Bullets, Document, Section, Text, check_out, write_document
-    from prunebench.report.sweep import cell_facts
+    from prunebench.report.sweep import attach_references, cell_facts
     from prunebench.rundir import SweepDir
 
     sweep = SweepDir(COMMITTED)
     record = sweep.read()
     facts = [cell_facts(sweep, entry) for entry in record["cells"]]
+    attach_references(facts)
     done = [c for c in facts if c.status == "done"]
     summary = {
         "schema_version": 1,
@@ -391,6 +537,7 @@ def report() -> None:
         "cells": len(facts),
         "strategies": strategies(done),
         "baselines": baselines(done),
+        "baselines_fair": baselines_fair(done, sweep),
         "compression": compression(done),
         "methods": _measured_elsewhere(
             METHODS_RESULTS, "d", "multi-objective search methods reach a higher hypervolume than random search"
@@ -408,6 +555,7 @@ def report() -> None:
         "summary.json.", note=True,
     ))  # fmt: skip
     sections = [findings, _strategy_section(summary["strategies"]), _baseline_section(summary["baselines"]),
+                _fair_section(summary["baselines_fair"]),
                 _compression_section(summary["compression"]), _methods_section(summary["methods"]),
                 _cost_section(summary["sweep_cost"])]  # fmt: skip
     source = str(COMMITTED.relative_to(ROOT))
@@ -418,7 +566,7 @@ def report() -> None:
     print(f"wrote {', '.join(str(REPORT / w) for w in written)}")
 
 
-FINDING_KEYS = ("strategies", "baselines", "compression", "methods", "cost")
+FINDING_KEYS = ("strategies", "baselines", "baselines_fair", "compression", "methods", "cost")
 
 
 def _strategy_section(found: dict):
@@ -451,6 +599,25 @@ def _baseline_section(found: dict):
     return Section("baselines", "(b) NAS against layer dropping and importance pruning", [table])
 
 
+def _fair_section(found: dict):
+    from prunebench.report.render import Section, Table
+
+    rows = []
+    for task, row in found["by_task"].items():
+        if not row["cells"]:
+            continue
+        for f in FRACTIONS:
+            at = row["nas_at_or_below_importance"][str(f)]
+            rows.append([task, f"{f:.0%}", *[_show(row["error_at"][m][str(f)]) for m in COMPARED],
+                         "-" if at is None else ("yes" if at else "no")])  # fmt: skip
+        rows.append([task, "hypervolume, common range", *[_show(row["hypervolume_common_range"][m]) for m in COMPARED],
+                     f"{len(row['at_chance'])} of {len(row['cells'])} cells at chance, left out"])  # fmt: skip
+    columns = ["task", "encoder budget", "NAS test error", "layer_drop", "importance", "NAS at or below importance"]
+    title = "Mean ± standard deviation over the seeds above chance"
+    table = Table(columns, rows, title, [found["rule"]])
+    return Section("baselines-fair", "(b) measured fairly: matched budgets, chosen on validation", [table])
+
+
 def _compression_section(found: dict):
     from prunebench.report.render import Section, Table
 
@@ -460,12 +627,14 @@ def _compression_section(found: dict):
         if not row["relative_drop_full_strategy"]["n"] and not best:
             continue
         rows.append([
-            task, _show(row["relative_drop_full_strategy"], percent=True), str(row["best_cell"] or "-"),
+            task, _show(row["relative_drop_vs_standard_fine_tune"], percent=True),
+            _show(row["relative_drop_full_strategy"], percent=True), str(row["best_cell"] or "-"),
             str(best.get("option", "-")),
             "-" if best.get("encoder_fraction") is None else f"{best['encoder_fraction']:.0%}",
             "-" if best.get("relative_accuracy_drop") is None else f"{best['relative_accuracy_drop']:+.1%}",
         ])  # fmt: skip
-    columns = ["task", f"drop ({MAIN_STRATEGY}, over seeds)", "best cell", "its model", "encoder", "drop"]
+    columns = ["task", f"drop vs standard fine-tune ({MAIN_STRATEGY}, over seeds)", "drop vs own full model",
+               "best cell", "its model", "encoder", "drop vs own full"]  # fmt: skip
     return Section("compression", "(c) Compression at half the encoder",
                    [Table(columns, rows, "Best pruned model at ≤ 50% of the encoder", [found["rule"]])])  # fmt: skip
 

@@ -260,6 +260,8 @@ def write(out: Path, work: Path, studies: list[dict]) -> None:
     ``seeds`` lists the seeds of which every variant of every task finished."""
     records = sorted((work / "cells").glob("*-seed*.json"))
     cells = [json.loads(p.read_text()) for p in records if "-order-epochs-" not in p.name]
+    found = [json.loads(p.read_text()) for p in records if "-order-epochs-" in p.name]  # also a --no-study run's
+    studies = [*studies, *(s for s in found if all(s["task"] != t["task"] for t in studies))]
     done = sorted({c["seed"] for c in cells if all(
         any(d["seed"] == c["seed"] and d["task"] == t and d["variant"] == v for d in cells)
         for t in {d["task"] for d in cells} for v in VARIANTS)})  # fmt: skip

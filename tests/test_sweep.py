@@ -449,6 +449,26 @@ def _findings_script():
     return module
 
 
+def test_fair_findings_choose_on_validation_and_count_only_the_common_range():
+    """A member is chosen at a budget by its validation error and reported by its test error; the hypervolume over
+    [low, 1] gives nothing for what lies below low, and a smaller member still meets every larger budget."""
+    import pandas as pd
+
+    findings = _findings_script()
+    pareto = pd.DataFrame({"encoder_fraction": [0.05, 0.28, 0.45, 0.66, 1.0], "error": [0.5, 0.3, 0.2, 0.15, 0.1],
+                           "test_error": [0.55, 0.25, 0.35, 0.16, 0.12]})  # fmt: skip
+    assert findings.error_chosen_on_validation(pareto, 0.3) == 0.25
+    assert findings.error_chosen_on_validation(pareto, 0.5) == 0.35  # the lower test error at 0.28 is not chosen
+    assert findings.error_chosen_on_validation(pareto, 0.01) is None
+    assert findings.error_chosen_on_validation(pareto.drop(columns="test_error"), 0.5) is None
+    expected = (0.45 - 0.28) * 0.7 + (0.66 - 0.45) * 0.8 + (1.0 - 0.66) * 0.85
+    assert findings.hypervolume_from(pareto, 0.28) == pytest.approx(expected / (1 - 0.28))
+    # what only the smallest member covers (below 0.28) counts nowhere; at 0.28 it is dominated by the 0.28 member
+    assert findings.hypervolume_from(pareto, 0.28) == pytest.approx(findings.hypervolume_from(pareto.iloc[1:], 0.28))
+    only_small = pareto.iloc[:1]
+    assert findings.hypervolume_from(only_small, 0.5) == pytest.approx(0.5)  # meets every budget at error 0.5
+
+
 def test_findings_methods_tests_each_method_against_random_search_with_holm():
     """Finding (d)'s statistics on a constructed table: a method whose five runs all beat random search's is
     significant after Holm's adjustment; one that interleaves with random search is not; baselines are not tested."""
@@ -687,6 +707,46 @@ def test_a_cell_names_itself_in_its_run_lock_and_ctrl_c_of_sweep_says_run_it_aga
         _interrupted(KeyboardInterrupt())
     err = capsys.readouterr().err
     assert "run the same command again" in err and "--resume" not in err
+
+
+def test_drops_are_also_taken_against_the_standard_fine_tune_of_the_same_task_and_seed():
+    """A super-network's own full model can trail a plain fine-tune: the report gives each cell's drop against the
+    finished 'standard' cell of its model, task and seed too, per cell and over seeds."""
+    from prunebench.report.sweep import CellFacts, attach_references, groups
+
+    def cell(name, strategy, seed, full, best, task="sst2", status="done"):
+        axes = {"model": "minilm", "task": task, "strategy": strategy, "seed": seed, "space": "small",
+                "method": "morea", "target": "cpu"}  # fmt: skip
+        facts = CellFacts(name, axes, status, None, 1.0, None)
+        facts.full_test_error = full
+        facts.best_at_half = {
+            "option": "p01 fp32",
+            "test_error": best,
+            "relative_accuracy_drop": (best - full) / (1 - full),
+        }
+        return facts
+
+    cells = [
+        cell("std-0", "standard", 0, 0.20, 0.40),
+        cell("full-0", "full", 0, 0.25, 0.28),
+        cell("std-1", "standard", 1, 0.10, 0.30),
+        cell("full-1", "full", 1, 0.30, 0.31),
+        cell("full-2", "full", 2, 0.20, 0.22),  # no standard cell of seed 2
+        cell("rt-full-0", "full", 0, 0.20, 0.22, task="rotten_tomatoes"),  # nor of this task
+        cell("std-3", "standard", 3, 0.10, 0.30, status="failed"),
+        cell("full-3", "full", 3, 0.20, 0.22),
+    ]
+    attach_references(cells)
+    by_name = {c.name: c.reference for c in cells}
+    assert by_name["full-0"]["cell"] == "std-0" and by_name["full-0"]["full_test_error"] == 0.20
+    assert by_name["full-0"]["relative_drop_at_half_encoder"] == pytest.approx((0.80 - 0.72) / 0.80)
+    assert by_name["full-1"]["relative_drop_at_half_encoder"] == pytest.approx((0.90 - 0.69) / 0.90)
+    assert by_name["std-0"]["relative_drop_at_half_encoder"] == pytest.approx(0.25)  # its own reference
+    assert by_name["full-2"] is None and by_name["rt-full-0"] is None and by_name["full-3"] is None
+    (full,) = [g for g in groups(cells) if g["strategy"] == "full" and g["task"] == "sst2"]
+    against = full["relative_drop_vs_reference_at_half_encoder"]
+    assert against["n"] == 2 and against["mean"] == pytest.approx(((0.80 - 0.72) / 0.80 + (0.90 - 0.69) / 0.90) / 2)
+    assert full["relative_drop_at_half_encoder"]["n"] == 4  # the drop against its own full model: every cell
 
 
 def test_the_report_groups_latency_by_machine_and_never_across():

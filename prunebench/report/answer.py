@@ -72,7 +72,8 @@ def full_model(run: RunData) -> dict | None:
     return None
 
 
-def _drop(full_error: float | None, error: float) -> float | None:
+def relative_drop(full_error: float | None, error: float) -> float | None:
+    """(full metric - its metric) / full metric, metric = 1 - error (positive: worse); None without a usable full."""
     if full_error is None or full_error >= 1:
         return None
     return ((1 - full_error) - (1 - error)) / (1 - full_error)
@@ -94,7 +95,7 @@ def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
             found.append(
                 BestAtHalf(
                     row["option"], float(row["encoder_fraction"]), float(row["total_fraction"]), float(row["error"]),
-                    _drop(full_error, float(row["error"])), f"compare {compare.target}",
+                    relative_drop(full_error, float(row["error"])), f"compare {compare.target}",
                 )
             )  # fmt: skip
     if not found:
@@ -108,7 +109,7 @@ def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
                 found.append(
                     BestAtHalf(
                         f"{search.name}/{row['label']} {REFERENCE_VARIANT}", float(row["_enc"]), float(row["_tot"]),
-                        float(row["test_error"]), _drop(full_error, float(row["test_error"])), "export index",
+                        float(row["test_error"]), relative_drop(full_error, float(row["test_error"])), "export index",
                     )
                 )  # fmt: skip
     return min(found, key=lambda b: (b.test_error, b.encoder_fraction)) if found else None

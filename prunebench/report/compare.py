@@ -217,12 +217,18 @@ def _chance_of(scores: pd.DataFrame) -> tuple[float, float]:
     return float(known["chance_error"].iloc[0]), _number(known["examples"].iloc[0]) if "examples" in known else math.nan
 
 
-def _at_chance(frame: pd.DataFrame) -> pd.Series:
-    """True where an option is no better than the majority class (the mean, for regression).
+def at_chance(error: float, chance_error: float, examples: float) -> bool:
+    """True where a model is no better than the majority class (the mean, for regression).
 
     "No better" allows for the test split's noise: within 1/sqrt(n) of the chance error, two standard
     errors of an accuracy near 0.5 on n examples (the widest), or worse.
     """
+    return bool(_at_chance(pd.DataFrame({"error": [error], "chance_error": [chance_error],
+                                         "test_examples": [examples]})).iloc[0])  # fmt: skip
+
+
+def _at_chance(frame: pd.DataFrame) -> pd.Series:
+    """``at_chance`` of every row."""
     tolerance = (1 / np.sqrt(frame["test_examples"].astype(float).clip(lower=1))).fillna(0.0)
     at_chance = frame["error"].astype(float) >= frame["chance_error"].astype(float) - tolerance
     return at_chance & frame["chance_error"].notna()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunebench.errors import PrunebenchError
-from prunebench.report.answer import HALF_ENCODER, json_safe, run_summary
+from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
     FORMATS,
@@ -62,6 +62,9 @@ class CellFacts:
     notes: list[str] = field(default_factory=list)
     machine: str | None = None  # where it profiled: host · CPU model [ISA flags] (None: not recorded)
     latency: dict | None = None  # {"shape", "full_ms", "best_ms"} of its profile, on ``machine``
+    # The standard fine-tune of its model, task and seed (the grid's 'standard' cell; see attach_references):
+    # {"cell", "full_test_error", "relative_drop_at_half_encoder"}; None without one
+    reference: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -70,7 +73,7 @@ class CellFacts:
             "hypervolume": self.hypervolume, "error_at_half_encoder": self.error_at_half,
             "error_at_half_encoder_split": self.error_split, "baselines": self.baselines,
             "full_test_error": self.full_test_error, "best_at_half_encoder": self.best_at_half, "missing": self.notes,
-            "machine": self.machine, "latency": self.latency,
+            "machine": self.machine, "latency": self.latency, "reference": self.reference,
         }  # fmt: skip
 
 
@@ -169,6 +172,36 @@ def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
     return facts
 
 
+REFERENCE_STRATEGY = "standard"  # a plain fine-tune of the whole model: what a user would ship without pruning
+REFERENCE_AXES = ("model", "task", "seed", "space", "target")  # what a cell shares with its reference
+
+
+def attach_references(cells: list[CellFacts]) -> None:
+    """Each cell's drop at half the encoder against the standard fine-tune of the same model, task and seed.
+
+    A cell's own drop is taken against its super-network's full model, which the sub-network training weakens; the
+    standard fine-tune is the model a user has before pruning. The reference is the finished 'standard' cell that
+    shares ``REFERENCE_AXES`` (a standard cell is its own reference); none in the grid: None.
+    """
+    references = {
+        tuple(c.axes.get(a) for a in REFERENCE_AXES): c
+        for c in cells
+        if c.axes.get("strategy") == REFERENCE_STRATEGY and c.status == "done" and c.full_test_error is not None
+    }
+    for cell in cells:
+        found = references.get(tuple(cell.axes.get(a) for a in REFERENCE_AXES))
+        best = _finite((cell.best_at_half or {}).get("test_error"))
+        if found is None:
+            continue
+        drop = None if best is None else relative_drop(found.full_test_error, best)
+        cell.reference = {"cell": found.name, "full_test_error": found.full_test_error,
+                          "relative_drop_at_half_encoder": drop}  # fmt: skip
+
+
+def _reference_drop(facts: CellFacts) -> float | None:
+    return _finite((facts.reference or {}).get("relative_drop_at_half_encoder"))
+
+
 def by_machine(cells: list[CellFacts]) -> dict[str, list[CellFacts]]:
     """The cells with a measured latency, grouped by the machine that measured it."""
     found: dict[str, list[CellFacts]] = {}
@@ -228,6 +261,7 @@ def groups(cells: list[CellFacts]) -> list[dict]:
             "hypervolume": stats(values(lambda c: c.hypervolume)),
             "error_at_half_encoder": stats(values(lambda c: c.error_at_half)),
             "relative_drop_at_half_encoder": stats(values(_drop)),
+            "relative_drop_vs_reference_at_half_encoder": stats(values(_reference_drop)),
             "baselines": {m: {key: stats(values(lambda c, m=m, key=key: (c.baselines.get(m) or {}).get(key)))
                               for key in ("hypervolume", "error_at_half_encoder")} for m in methods},
         })  # fmt: skip
@@ -237,7 +271,7 @@ def groups(cells: list[CellFacts]) -> list[dict]:
 def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
     columns = ["cell", "task", "strategy", "method", "space", "seed", "status", "hypervolume", "error ≤50% enc."]
     columns += [f"{m} hypervolume" for m in baselines] + [f"{m} error ≤50%" for m in baselines]
-    columns += ["best ≤50% encoder", "its encoder", "relative drop", "minutes"]
+    columns += ["best ≤50% encoder", "its encoder", "relative drop", "drop vs standard", "minutes"]
     rows = []
     for c in cells:
         best = c.best_at_half or {}
@@ -250,6 +284,7 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
             *[_num((c.baselines.get(m) or {}).get("hypervolume")) for m in baselines],
             *[_num((c.baselines.get(m) or {}).get("error_at_half_encoder")) for m in baselines],
             str(best.get("option", "-")), _num(_finite(best.get("encoder_fraction")), 2), _pct(_drop(c)),
+            _pct(_reference_drop(c)),
             _num(None if c.seconds is None else c.seconds / 60, 1),
         ])  # fmt: skip
     notes = [
@@ -257,14 +292,17 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
         "search records). error ≤50% enc.: the lowest test error of its Pareto set at no more than half of the "
         "encoder's parameters ((val.): validation error, the set was not scored on test). best ≤50% encoder: the "
         "lowest-test-error extracted and scored pruned model at half the encoder, and its relative drop in the "
-        "metric from the full model (positive: worse)."
+        "metric from the full model (positive: worse). drop vs standard: the same model's drop against the "
+        "standard fine-tune of the same model, task and seed (the grid's 'standard' cell): the model a user has "
+        "before pruning, which a super-network's own full model can trail."
     ]
     return Table(columns, rows, "Every cell", notes)
 
 
 def _groups_table(found: list[dict], baselines: list[str]) -> Table:
     columns = ["model", "task", "strategy", "method", "space", "target", "seeds done", "hypervolume",
-               "error ≤50% enc.", "relative drop"] + [f"{m} hypervolume" for m in baselines]  # fmt: skip
+               "error ≤50% enc.", "relative drop", "drop vs standard"]  # fmt: skip
+    columns += [f"{m} hypervolume" for m in baselines]
 
     def cell(stats: dict, percent: bool = False) -> str:
         if stats["mean"] is None:
@@ -276,7 +314,8 @@ def _groups_table(found: list[dict], baselines: list[str]) -> Table:
 
     rows = [[str(g[a]) for a in ("model", "task", "strategy", "method", "space", "target")]
             + [f"{g['done']}/{g['cells']}", cell(g["hypervolume"]), cell(g["error_at_half_encoder"]),
-               cell(g["relative_drop_at_half_encoder"], percent=True)]
+               cell(g["relative_drop_at_half_encoder"], percent=True),
+               cell(g["relative_drop_vs_reference_at_half_encoder"], percent=True)]
             + [cell(g["baselines"][m]["hypervolume"]) if m in g["baselines"] else "-" for m in baselines]
             for g in found]  # fmt: skip
     return Table(columns, rows, "Over seeds: mean ± standard deviation of the finished cells")
@@ -328,6 +367,7 @@ def write_sweep_report(
     record = sweep.read()
     out = Path(out) if out is not None else sweep.report_dir.path
     cells = [cell_facts(sweep, entry) for entry in record["cells"]]
+    attach_references(cells)
     check_out(out, [sweep.cell(c.name).path for c in cells], overwrite)
     document = build_sweep_document(sweep, record, cells)
     written = write_document(document, sweep_summary(sweep, record, cells), out, chosen, [str(sweep.path)])
