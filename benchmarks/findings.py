@@ -332,11 +332,26 @@ def hypervolume_from(pareto, low: float) -> float | None:
     return area / (1 - low)
 
 
-def _cell_fair(folder: Path, axes: dict) -> dict | None:
-    """One cell: chance, and per compared method its error at each budget and hypervolume over the common range."""
+def cell_chance(folder: Path) -> dict | None:
+    """The cell's full model against the majority class on the test split (compare's rule for "at chance"); None
+    where its scores do not say."""
     import pandas as pd
 
     from prunebench.report.compare import at_chance
+
+    path = folder / "profile" / "cpu" / "scores.parquet"
+    scores = pd.read_parquet(path) if path.is_file() else None
+    full = None if scores is None else scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
+    if full is None or not len(full) or "chance_error" not in full or not full["chance_error"].notna().any():
+        return None
+    row = full.iloc[0]
+    error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
+    return {"full_test_error": error, "chance_error": chance_error, "examples": examples,
+            "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
+
+
+def _cell_fair(folder: Path, axes: dict) -> dict | None:
+    """One cell: chance, and per compared method its error at each budget and hypervolume over the common range."""
     from prunebench.report.load import encoder_fraction, load_run
 
     run = load_run(folder)
@@ -347,15 +362,7 @@ def _cell_fair(folder: Path, axes: dict) -> dict | None:
     searches = {method: named.get(name) for method, name in names.items()}
     if any(s is None or not len(s.pareto) for s in searches.values()):
         return None
-    scores_path = folder / "profile" / "cpu" / "scores.parquet"
-    scores = pd.read_parquet(scores_path) if scores_path.is_file() else None
-    full = None if scores is None else scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
-    chance = None
-    if full is not None and len(full) and "chance_error" in full and full["chance_error"].notna().any():
-        row = full.iloc[0]
-        error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
-        chance = {"full_test_error": error, "chance_error": chance_error, "examples": examples,
-                  "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
+    chance = cell_chance(folder)
     low = max(float(encoder_fraction(s.pareto).min()) for s in searches.values())
     return {
         "chance": chance,
@@ -529,16 +536,20 @@ def report() -> None:
     facts = [cell_facts(sweep, entry) for entry in record["cells"]]
     attach_references(facts)
     done = [c for c in facts if c.status == "done"]
+    # a cell whose full model is no better than the majority class says nothing about pruning it: out of the verdicts
+    at_chance = sorted(c.name for c in done if (cell_chance(sweep.cell(c.name).path) or {}).get("at_chance"))
+    above = [c for c in done if c.name not in at_chance]
     summary = {
         "schema_version": 1,
         "kind": "prunebench-findings",
         "grid": "benchmarks/findings.toml",
         "cells_done": len(done),
         "cells": len(facts),
-        "strategies": strategies(done),
-        "baselines": baselines(done),
+        "cells_at_chance": at_chance,
+        "strategies": strategies(above),
+        "baselines": baselines(above),
         "baselines_fair": baselines_fair(done, sweep),
-        "compression": compression(done),
+        "compression": compression(above),
         "methods": _measured_elsewhere(
             METHODS_RESULTS, "d", "multi-objective search methods reach a higher hypervolume than random search"
         ),  # fmt: skip
@@ -552,7 +563,9 @@ def report() -> None:
         "2 epochs, length 64; searches of 100 samples on 300 validation examples; each Pareto set scored on the "
         "task's whole test split (Rotten Tomatoes: the packaged corpus's held-out movies, 2605 snippets; GLUE: the "
         "official dev set), the extracted models on up to 1000 of its examples. Each verdict's rule is in "
-        "summary.json.", note=True,
+        f"summary.json. {len(at_chance)} finished cells have a full model no better than the majority class on the "
+        "test split (compare's rule): they are left out of every verdict (cells_at_chance in summary.json).",
+        note=True,
     ))  # fmt: skip
     sections = [findings, _strategy_section(summary["strategies"]), _baseline_section(summary["baselines"]),
                 _fair_section(summary["baselines_fair"]),
