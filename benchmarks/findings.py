@@ -293,100 +293,39 @@ def baselines(cells: list) -> dict:
     }
 
 
-FRACTIONS = (0.3, 0.5, 0.7)  # matched encoder budgets of the fair comparison
 FAIR_SEEDS = 3  # the issue's minimum for a verdict on a comparison over seeds
 COMPARED = ("nas", "layer_drop", "importance")
 
 
-def error_chosen_on_validation(pareto, fraction: float) -> float | None:
-    """Test error of the Pareto member with the lowest *validation* error at <= ``fraction`` of the encoder (None:
-    no member there, or the set was not scored on test). The lowest validation error at a budget is always on the
-    Pareto front, so the front is enough."""
-    from prunebench.report.load import encoder_fraction
+def _fair(cell) -> dict:
+    """One cell's fair numbers, as the sweep report reads them (``report.sweep.cell_facts``): per compared method
+    its test error at each matched budget, chosen on validation, and its hypervolume over the common range."""
+    from prunebench.report.sweep import BUDGETS
 
-    if "test_error" not in pareto or not len(pareto):
-        return None
-    inside = pareto[encoder_fraction(pareto) <= fraction + 1e-9]
-    if not len(inside):
-        return None
-    return float(inside.sort_values(["error", "encoder_fraction"]).iloc[0]["test_error"])
-
-
-def hypervolume_from(pareto, low: float) -> float | None:
-    """The share of [low, 1] x [0, 1] (encoder fraction x validation error) that the set dominates.
-
-    At each budget x in [low, 1] the best validation error of a member no larger than x counts (a smaller model
-    meets a larger budget); what lies below ``low`` counts nowhere, so a method that samples smaller models than
-    another gains nothing from it when ``low`` is the larger of their smallest members.
-    """
-    from prunebench.report.load import encoder_fraction
-
-    if not len(pareto) or low >= 1:
-        return None
-    points = sorted(zip(encoder_fraction(pareto).tolist(), pareto["error"].astype(float).tolist(), strict=True))
-    edges = sorted({low, 1.0, *(x for x, _ in points if low < x < 1)})
-    area = 0.0
-    for left, right in zip(edges[:-1], edges[1:], strict=True):
-        best = min((error for x, error in points if x <= left + 1e-12), default=1.0)
-        area += (right - left) * (1 - min(best, 1.0))
-    return area / (1 - low)
-
-
-def cell_chance(folder: Path) -> dict | None:
-    """The cell's full model against the majority class on the test split (compare's rule for "at chance"); None
-    where its scores do not say."""
-    import pandas as pd
-
-    from prunebench.report.compare import at_chance
-
-    path = folder / "profile" / "cpu" / "scores.parquet"
-    scores = pd.read_parquet(path) if path.is_file() else None
-    full = None if scores is None else scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
-    if full is None or not len(full) or "chance_error" not in full or not full["chance_error"].notna().any():
-        return None
-    row = full.iloc[0]
-    error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
-    return {"full_test_error": error, "chance_error": chance_error, "examples": examples,
-            "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
-
-
-def _cell_fair(folder: Path, axes: dict) -> dict | None:
-    """One cell: chance, and per compared method its error at each budget and hypervolume over the common range."""
-    from prunebench.report.load import encoder_fraction, load_run
-
-    run = load_run(folder)
-    named = {s.name: s for s in run.searches}
-    seed = axes.get("seed")
-    names = {"nas": f"{axes.get('method')}-seed{seed}", "layer_drop": f"layer_drop-seed{seed}",
-             "importance": f"importance-seed{seed}"}  # fmt: skip
-    searches = {method: named.get(name) for method, name in names.items()}
-    if any(s is None or not len(s.pareto) for s in searches.values()):
-        return None
-    chance = cell_chance(folder)
-    low = max(float(encoder_fraction(s.pareto).min()) for s in searches.values())
+    methods = {"nas": {"error_at": cell.error_at, "hypervolume_common_range": cell.hypervolume_common},
+               **{m: cell.baselines.get(m) or {} for m in ("layer_drop", "importance")}}  # fmt: skip
     return {
-        "chance": chance,
-        "common_low": round(low, 4),
-        "error_at": {
-            m: {str(f): error_chosen_on_validation(s.pareto, f) for f in FRACTIONS} for m, s in searches.items()
-        },
-        "hypervolume_common_range": {m: hypervolume_from(s.pareto, low) for m, s in searches.items()},
+        "chance": cell.chance,
+        "common_low": cell.common_low,
+        "error_at": {m: {str(f): (v.get("error_at") or {}).get(str(f)) for f in BUDGETS} for m, v in methods.items()},
+        "hypervolume_common_range": {m: v.get("hypervolume_common_range") for m, v in methods.items()},
     }
 
 
-def baselines_fair(facts: list, sweep) -> dict:
+def baselines_fair(facts: list) -> dict:
     """(b), measured fairly: matched budgets chosen on validation, hypervolume over the common range, chance cells
     left out, ties within the spread over seeds, and no verdict below ``FAIR_SEEDS`` seeds."""
+    from prunebench.report.sweep import BUDGETS
+
     table, outcomes = {}, []
     for task in TASKS:
         mine = [c for c in facts if c.axes.get("task") == task and c.axes.get("strategy") == MAIN_STRATEGY]
-        cells = {c.name: _cell_fair(sweep.cell(c.name).path, c.axes) for c in mine}
-        cells = {name: found for name, found in cells.items() if found is not None}
+        cells = {c.name: _fair(c) for c in mine if c.error_at and c.baselines}
         chance = [name for name, found in cells.items() if (found["chance"] or {}).get("at_chance")]
         judged = {name: found for name, found in cells.items() if name not in chance}
         row = {
             "cells": sorted(cells), "at_chance": sorted(chance), "seeds": len(judged),
-            "error_at": {m: {str(f): _stats([c["error_at"][m][str(f)] for c in judged.values()]) for f in FRACTIONS}
+            "error_at": {m: {str(f): _stats([c["error_at"][m][str(f)] for c in judged.values()]) for f in BUDGETS}
                          for m in COMPARED},
             "hypervolume_common_range": {m: _stats([c["hypervolume_common_range"][m] for c in judged.values()])
                                          for m in COMPARED},
@@ -394,14 +333,14 @@ def baselines_fair(facts: list, sweep) -> dict:
         }  # fmt: skip
         # NAS at or below importance at every budget: a gap inside the larger spread over seeds is a tie (counts)
         ties_or_wins = []
-        for f in FRACTIONS:
+        for f in BUDGETS:
             nas, imp = row["error_at"]["nas"][str(f)], row["error_at"]["importance"][str(f)]
             if nas["mean"] is None or imp["mean"] is None:
                 ties_or_wins.append(None)
                 continue
             margin = max(nas["sd"] or 0.0, imp["sd"] or 0.0)
             ties_or_wins.append(nas["mean"] <= imp["mean"] + margin)
-        row["nas_at_or_below_importance"] = dict(zip(map(str, FRACTIONS), ties_or_wins, strict=True))
+        row["nas_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
         enough = len(judged) >= FAIR_SEEDS and None not in ties_or_wins
         table[task] = row
         outcomes.append(all(ties_or_wins) if enough else None)
@@ -415,7 +354,7 @@ def baselines_fair(facts: list, sweep) -> dict:
         if not row["cells"]:
             continue
         nas, imp = row["error_at"]["nas"], row["error_at"]["importance"]
-        budgets = ", ".join(f"{float(f):.0%}: {_mean(nas[str(f)])} against {_mean(imp[str(f)])}" for f in FRACTIONS)
+        budgets = ", ".join(f"{float(f):.0%}: {_mean(nas[str(f)])} against {_mean(imp[str(f)])}" for f in BUDGETS)
         text = f"{task} ({row['seeds']} seed(s) above chance"
         text += f"; at chance, left out: {len(row['at_chance'])}" if row["at_chance"] else ""
         parts.append(text + f"): test error NAS against importance at {budgets}")
@@ -537,7 +476,7 @@ def report() -> None:
     attach_references(facts)
     done = [c for c in facts if c.status == "done"]
     # a cell whose full model is no better than the majority class says nothing about pruning it: out of the verdicts
-    at_chance = sorted(c.name for c in done if (cell_chance(sweep.cell(c.name).path) or {}).get("at_chance"))
+    at_chance = sorted(c.name for c in done if (c.chance or {}).get("at_chance"))
     above = [c for c in done if c.name not in at_chance]
     summary = {
         "schema_version": 1,
@@ -548,7 +487,7 @@ def report() -> None:
         "cells_at_chance": at_chance,
         "strategies": strategies(above),
         "baselines": baselines(above),
-        "baselines_fair": baselines_fair(done, sweep),
+        "baselines_fair": baselines_fair(done),
         "compression": compression(above),
         "methods": _measured_elsewhere(
             METHODS_RESULTS, "d", "multi-objective search methods reach a higher hypervolume than random search"
@@ -614,12 +553,13 @@ def _baseline_section(found: dict):
 
 def _fair_section(found: dict):
     from prunebench.report.render import Section, Table
+    from prunebench.report.sweep import BUDGETS
 
     rows = []
     for task, row in found["by_task"].items():
         if not row["cells"]:
             continue
-        for f in FRACTIONS:
+        for f in BUDGETS:
             at = row["nas_at_or_below_importance"][str(f)]
             rows.append([task, f"{f:.0%}", *[_show(row["error_at"][m][str(f)]) for m in COMPARED],
                          "-" if at is None else ("yes" if at else "no")])  # fmt: skip

@@ -449,24 +449,24 @@ def _findings_script():
     return module
 
 
-def test_fair_findings_choose_on_validation_and_count_only_the_common_range():
+def test_members_are_chosen_on_validation_and_hypervolume_counts_only_the_common_range():
     """A member is chosen at a budget by its validation error and reported by its test error; the hypervolume over
     [low, 1] gives nothing for what lies below low, and a smaller member still meets every larger budget."""
     import pandas as pd
 
-    findings = _findings_script()
+    from prunebench.report.sweep import error_chosen_on_validation, hypervolume_over
+
     pareto = pd.DataFrame({"encoder_fraction": [0.05, 0.28, 0.45, 0.66, 1.0], "error": [0.5, 0.3, 0.2, 0.15, 0.1],
                            "test_error": [0.55, 0.25, 0.35, 0.16, 0.12]})  # fmt: skip
-    assert findings.error_chosen_on_validation(pareto, 0.3) == 0.25
-    assert findings.error_chosen_on_validation(pareto, 0.5) == 0.35  # the lower test error at 0.28 is not chosen
-    assert findings.error_chosen_on_validation(pareto, 0.01) is None
-    assert findings.error_chosen_on_validation(pareto.drop(columns="test_error"), 0.5) is None
+    assert error_chosen_on_validation(pareto, 0.3) == (0.25, "test")
+    assert error_chosen_on_validation(pareto, 0.5) == (0.35, "test")  # the lower test error at 0.28 is not chosen
+    assert error_chosen_on_validation(pareto, 0.01) == (None, "test")
+    assert error_chosen_on_validation(pareto.drop(columns="test_error"), 0.5) == (0.2, "validation")
     expected = (0.45 - 0.28) * 0.7 + (0.66 - 0.45) * 0.8 + (1.0 - 0.66) * 0.85
-    assert findings.hypervolume_from(pareto, 0.28) == pytest.approx(expected / (1 - 0.28))
+    assert hypervolume_over(pareto, 0.28) == pytest.approx(expected / (1 - 0.28))
     # what only the smallest member covers (below 0.28) counts nowhere; at 0.28 it is dominated by the 0.28 member
-    assert findings.hypervolume_from(pareto, 0.28) == pytest.approx(findings.hypervolume_from(pareto.iloc[1:], 0.28))
-    only_small = pareto.iloc[:1]
-    assert findings.hypervolume_from(only_small, 0.5) == pytest.approx(0.5)  # meets every budget at error 0.5
+    assert hypervolume_over(pareto, 0.28) == pytest.approx(hypervolume_over(pareto.iloc[1:], 0.28))
+    assert hypervolume_over(pareto.iloc[:1], 0.5) == pytest.approx(0.5)  # meets every budget at error 0.5
 
 
 def test_findings_methods_tests_each_method_against_random_search_with_holm():

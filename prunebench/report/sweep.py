@@ -24,8 +24,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from prunebench.errors import PrunebenchError
 from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
+from prunebench.report.compare import at_chance
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
     FORMATS,
@@ -54,9 +57,15 @@ class CellFacts:
     seconds: float | None
     log: str | None
     hypervolume: float | None = None
+    # the main search's member chosen on validation at <= 50% of the encoder, scored on ``error_split``
     error_at_half: float | None = None
     error_split: str | None = None  # "test" or "validation"
-    baselines: dict = field(default_factory=dict)  # method -> {"hypervolume", "error_at_half_encoder"}
+    error_at: dict = field(default_factory=dict)  # budget ("0.3", "0.5", "0.7") -> the same at that budget
+    hypervolume_common: float | None = None  # the main search's hypervolume over [common_low, 1]
+    common_low: float | None = None  # the largest of the compared searches' smallest Pareto members
+    # method -> {"hypervolume", "error_at_half_encoder", "error_at", "hypervolume_common_range"}
+    baselines: dict = field(default_factory=dict)
+    chance: dict | None = None  # cell_chance: its full model against the majority class
     best_at_half: dict | None = None  # report.answer's best pruned model at <= 50% of the encoder
     full_test_error: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -71,7 +80,9 @@ class CellFacts:
             "name": self.name, "axes": self.axes,
             "status": self.status, "error": self.error, "seconds": self.seconds, "log": self.log,
             "hypervolume": self.hypervolume, "error_at_half_encoder": self.error_at_half,
-            "error_at_half_encoder_split": self.error_split, "baselines": self.baselines,
+            "error_at_half_encoder_split": self.error_split, "error_at": self.error_at,
+            "hypervolume_common_range": self.hypervolume_common, "common_range_low": self.common_low,
+            "at_chance": (self.chance or {}).get("at_chance"), "chance": self.chance, "baselines": self.baselines,
             "full_test_error": self.full_test_error, "best_at_half_encoder": self.best_at_half, "missing": self.notes,
             "machine": self.machine, "latency": self.latency, "reference": self.reference,
         }  # fmt: skip
@@ -85,16 +96,58 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def error_at_half(search: SearchData) -> tuple[float | None, str | None]:
-    """The lowest error of the search's Pareto set at <= 50% of the encoder: on the test split where it was
-    scored there, else on validation (the split the search ran on)."""
-    pareto = search.pareto
+BUDGETS = (0.3, 0.5, 0.7)  # matched encoder budgets: every method is compared at the same sizes
+
+
+def error_chosen_on_validation(pareto: pd.DataFrame, fraction: float) -> tuple[float | None, str | None]:
+    """The member with the lowest *validation* error at <= ``fraction`` of the encoder, scored by its test error
+    where the set was scored on test (else its validation error, the split named second); None: no member there.
+
+    Choosing on test would pick the luckiest of several members on the very split that scores it. The lowest
+    validation error at a budget is always on the Pareto front, so the front is enough.
+    """
     if not len(pareto):
         return None, None
-    within = pareto[encoder_fraction(pareto) <= HALF_ENCODER]
-    column, split = ("test_error", "test") if "test_error" in pareto.columns else ("error", "validation")
-    values = [v for v in (_finite(x) for x in within.get(column, [])) if v is not None]
-    return (min(values), split) if values else (None, split)
+    split = "test" if "test_error" in pareto.columns else "validation"
+    inside = pareto[encoder_fraction(pareto) <= fraction + 1e-9]
+    if not len(inside):
+        return None, split
+    chosen = inside.assign(_enc=encoder_fraction(inside)).sort_values(["error", "_enc"]).iloc[0]
+    return _finite(chosen["test_error" if split == "test" else "error"]), split
+
+
+def hypervolume_over(pareto: pd.DataFrame, low: float) -> float | None:
+    """The share of [low, 1] x [0, 1] (encoder fraction x validation error) that the set dominates.
+
+    At each budget x in [low, 1] the best validation error of a member no larger than x counts (a smaller model
+    meets a larger budget); nothing below ``low`` counts. With ``low`` the largest of the compared sets' smallest
+    members, a method that samples smaller models than another gains nothing from that coverage alone.
+    """
+    if not len(pareto) or low >= 1:
+        return None
+    points = sorted(zip(encoder_fraction(pareto).tolist(), pareto["error"].astype(float).tolist(), strict=True))
+    edges = sorted({low, 1.0, *(x for x, _ in points if low < x < 1)})
+    area = 0.0
+    for left, right in zip(edges[:-1], edges[1:], strict=True):
+        best = min((error for x, error in points if x <= left + 1e-12), default=1.0)
+        area += (right - left) * (1 - min(best, 1.0))
+    return area / (1 - low)
+
+
+def cell_chance(run_dir: Path, target: str | None = "cpu") -> dict | None:
+    """The run's full model against the majority class on the test split (``compare.at_chance``); None where its
+    scores do not say."""
+    path = run_dir / "profile" / (target or "cpu") / "scores.parquet"
+    if not path.is_file():
+        return None
+    scores = pd.read_parquet(path)
+    full = scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
+    if not len(full) or "chance_error" not in full or not full["chance_error"].notna().any():
+        return None
+    row = full.iloc[0]
+    error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
+    return {"full_test_error": error, "chance_error": chance_error, "examples": examples,
+            "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
 
 
 def _main_search(run: RunData, axes: dict) -> SearchData | None:
@@ -158,13 +211,23 @@ def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
         return facts
     facts.notes = list(run.missing)
     main = _main_search(run, facts.axes)
+    compared = [s for s in ([main] if main is not None else []) + list(run.baselines) if len(s.pareto)]
+    # the range every compared set covers: from the largest of their smallest members to the full encoder
+    low = max((float(encoder_fraction(s.pareto).min()) for s in compared), default=None)
+    facts.common_low = None if low is None else round(low, 4)
     if main is not None:
         facts.hypervolume = _finite(main.final_hypervolume)
-        facts.error_at_half, facts.error_split = error_at_half(main)
+        facts.error_at = {str(f): error_chosen_on_validation(main.pareto, f)[0] for f in BUDGETS}
+        facts.error_at_half, facts.error_split = error_chosen_on_validation(main.pareto, HALF_ENCODER)
+        facts.hypervolume_common = None if low is None else _finite(hypervolume_over(main.pareto, low))
     for baseline in run.baselines:
-        value, _ = error_at_half(baseline)
-        facts.baselines[baseline.method] = {"hypervolume": _finite(baseline.final_hypervolume),
-                                            "error_at_half_encoder": value}  # fmt: skip
+        facts.baselines[baseline.method] = {
+            "hypervolume": _finite(baseline.final_hypervolume),
+            "error_at_half_encoder": error_chosen_on_validation(baseline.pareto, HALF_ENCODER)[0],
+            "error_at": {str(f): error_chosen_on_validation(baseline.pareto, f)[0] for f in BUDGETS},
+            "hypervolume_common_range": None if low is None else _finite(hypervolume_over(baseline.pareto, low)),
+        }
+    facts.chance = cell_chance(folder.path, facts.axes.get("target"))
     summary = run_summary(run)
     facts.best_at_half = summary["best_at_half_encoder"]
     facts.full_test_error = (summary["full"] or {}).get("test_error")
@@ -238,6 +301,10 @@ def _drop(facts: CellFacts) -> float | None:
     return _finite(best.get("relative_accuracy_drop"))
 
 
+def _baseline_error_at(facts: CellFacts, method: str, fraction: float) -> float | None:
+    return ((facts.baselines.get(method) or {}).get("error_at") or {}).get(str(fraction))
+
+
 def groups(cells: list[CellFacts]) -> list[dict]:
     """Cells that differ only in their seed, with the mean and standard deviation of their numbers."""
     found: dict[tuple, list[CellFacts]] = {}
@@ -262,8 +329,14 @@ def groups(cells: list[CellFacts]) -> list[dict]:
             "error_at_half_encoder": stats(values(lambda c: c.error_at_half)),
             "relative_drop_at_half_encoder": stats(values(_drop)),
             "relative_drop_vs_reference_at_half_encoder": stats(values(_reference_drop)),
+            "error_at": {str(f): stats(values(lambda c, f=f: c.error_at.get(str(f)))) for f in BUDGETS},
+            "hypervolume_common_range": stats(values(lambda c: c.hypervolume_common)),
+            "at_chance": sum(bool((c.chance or {}).get("at_chance")) for c in done),
             "baselines": {m: {key: stats(values(lambda c, m=m, key=key: (c.baselines.get(m) or {}).get(key)))
-                              for key in ("hypervolume", "error_at_half_encoder")} for m in methods},
+                              for key in ("hypervolume", "error_at_half_encoder", "hypervolume_common_range")}
+                          | {"error_at": {str(f): stats(values(lambda c, m=m, f=f: _baseline_error_at(c, m, f)))
+                                          for f in BUDGETS}}
+                          for m in methods},
         })  # fmt: skip
     return out
 
@@ -276,6 +349,8 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
     for c in cells:
         best = c.best_at_half or {}
         status = c.status if c.error is None else f"{c.status}: {c.error}"
+        if (c.chance or {}).get("at_chance"):
+            status += " (full model ≈ chance)"
         validation = c.error_split == "validation" and c.error_at_half is not None
         rows.append([
             c.name, str(c.axes.get("task", "-")), str(c.axes.get("strategy", "-")), str(c.axes.get("method", "-")),
@@ -289,8 +364,12 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
         ])  # fmt: skip
     notes = [
         "hypervolume: the main search's final hypervolume (error against the encoder's size, normalised as the "
-        "search records). error ≤50% enc.: the lowest test error of its Pareto set at no more than half of the "
-        "encoder's parameters ((val.): validation error, the set was not scored on test). best ≤50% encoder: the "
+        "search records). error ≤50% enc.: the test error of the Pareto member with the lowest validation error "
+        "at no more than half of the encoder's parameters (chosen on validation, scored on test; (val.): its "
+        "validation error, the set was not scored on test); the baselines' the same. summary.json has the same at "
+        "30% and 70%, and each search's hypervolume over the range all of a cell's searches cover. A cell whose "
+        "full model is no better than the majority class is marked ≈ chance: its numbers say nothing about "
+        "pruning. best ≤50% encoder: the "
         "lowest-test-error extracted and scored pruned model at half the encoder, and its relative drop in the "
         "metric from the full model (positive: worse). drop vs standard: the same model's drop against the "
         "standard fine-tune of the same model, task and seed (the grid's 'standard' cell): the model a user has "
@@ -300,9 +379,9 @@ def _cells_table(cells: list[CellFacts], baselines: list[str]) -> Table:
 
 
 def _groups_table(found: list[dict], baselines: list[str]) -> Table:
-    columns = ["model", "task", "strategy", "method", "space", "target", "seeds done", "hypervolume",
-               "error ≤50% enc.", "relative drop", "drop vs standard"]  # fmt: skip
-    columns += [f"{m} hypervolume" for m in baselines]
+    columns = ["model", "task", "strategy", "method", "space", "target", "seeds done", "at chance", "hypervolume",
+               "error ≤30/50/70% enc.", "relative drop", "drop vs standard"]  # fmt: skip
+    columns += [f"{m} hypervolume" for m in baselines] + [f"{m} error ≤30/50/70%" for m in baselines]
 
     def cell(stats: dict, percent: bool = False) -> str:
         if stats["mean"] is None:
@@ -312,11 +391,15 @@ def _groups_table(found: list[dict], baselines: list[str]) -> Table:
             return show
         return show + " ± " + (f"{stats['sd']:.1%}" if percent else f"{stats['sd']:.3f}")
 
+    def budgets(error_at: dict) -> str:  # the means at the three budgets (their spreads: summary.json)
+        return " / ".join(_num(error_at[str(f)]["mean"]) for f in BUDGETS)
+
     rows = [[str(g[a]) for a in ("model", "task", "strategy", "method", "space", "target")]
-            + [f"{g['done']}/{g['cells']}", cell(g["hypervolume"]), cell(g["error_at_half_encoder"]),
+            + [f"{g['done']}/{g['cells']}", str(g["at_chance"]), cell(g["hypervolume"]), budgets(g["error_at"]),
                cell(g["relative_drop_at_half_encoder"], percent=True),
                cell(g["relative_drop_vs_reference_at_half_encoder"], percent=True)]
             + [cell(g["baselines"][m]["hypervolume"]) if m in g["baselines"] else "-" for m in baselines]
+            + [budgets(g["baselines"][m]["error_at"]) if m in g["baselines"] else "-" for m in baselines]
             for g in found]  # fmt: skip
     return Table(columns, rows, "Over seeds: mean ± standard deviation of the finished cells")
 
