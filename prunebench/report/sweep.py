@@ -42,7 +42,7 @@ from prunebench.report.render import (
     check_out,
     write_document,
 )
-from prunebench.rundir import SweepDir
+from prunebench.rundir import RunDir, SweepDir
 
 SCHEMA_VERSION = 1
 GROUP_AXES = ("model", "task", "strategy", "space", "method", "target")  # a group: every axis but the seed
@@ -137,10 +137,9 @@ def hypervolume_over(pareto: pd.DataFrame, low: float) -> float | None:
 def cell_chance(run_dir: Path, target: str | None = "cpu") -> dict | None:
     """The run's full model against the majority class on the test split (``compare.at_chance``); None where its
     scores do not say."""
-    path = run_dir / "profile" / (target or "cpu") / "scores.parquet"
-    if not path.is_file():
+    scores = RunDir(run_dir).profile_dir(target or "cpu").read_scores("run its profile with --score again")
+    if scores is None:
         return None
-    scores = pd.read_parquet(path)
     full = scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
     if not len(full) or "chance_error" not in full or not full["chance_error"].notna().any():
         return None
@@ -227,7 +226,10 @@ def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
             "error_at": {str(f): error_chosen_on_validation(baseline.pareto, f)[0] for f in BUDGETS},
             "hypervolume_common_range": None if low is None else _finite(hypervolume_over(baseline.pareto, low)),
         }
-    facts.chance = cell_chance(folder.path, facts.axes.get("target"))
+    try:
+        facts.chance = cell_chance(folder.path, facts.axes.get("target"))
+    except PrunebenchError as error:  # a damaged scores table: said on the cell, the other numbers still shown
+        facts.notes.append(str(error))
     summary = run_summary(run)
     facts.best_at_half = summary["best_at_half_encoder"]
     facts.full_test_error = (summary["full"] or {}).get("test_error")
