@@ -103,7 +103,11 @@ def _full_model_test(run: Path, checkpoint: Path | None = None) -> dict:
     with CandidateEvaluator(loaded, data.spec, rows["test"], collator) as evaluator:
         metrics = evaluator.evaluate(Masks.full(loaded.dims)).metrics
     chance = EvalSplit.of(data.spec, rows["test"], collator).chance()
-    return {"test_error": float(metrics["error"]), "chance_error": float(chance["error"]), "test_examples": len(rows["test"])}
+    return {
+        "test_error": float(metrics["error"]),
+        "chance_error": float(chance["error"]),
+        "test_examples": len(rows["test"]),
+    }
 
 
 def cell(work: Path, task: str, variant: str, seed: int) -> dict:
@@ -219,7 +223,7 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
         }
         error_at = {arm: {str(f): mean([e[str(f)] for e in found]) for f in FRACTIONS} for arm, found in arms.items()}
 
-        def drop(arm):
+        def drop(arm, error_at=error_at, reference=reference):
             value = error_at[arm]["0.5"]
             if value is None or reference is None:
                 return None
@@ -233,7 +237,8 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
             "error_at": error_at,
             "relative_drop_at_half_vs_reference": {arm: drop(arm) for arm in ("with_ordering", "without_ordering")},
             "super_network_full_model_test_error": {
-                arm: mean([c["full_model_test_error"] for c in by[arm]]) for arm in ("with_ordering", "without_ordering")
+                arm: mean([c["full_model_test_error"] for c in by[arm]])
+                for arm in ("with_ordering", "without_ordering")
             },
             "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in by["with_ordering"]]),
             "order_epochs_study": next((s for s in studies if s["task"] == task), None),
@@ -243,12 +248,20 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
         "question": "with importance ordering, is NAS's test error at or below the importance baseline's at 30/50/70% "
         "of the encoder?",
         "seeds": seeds,
-        "seeds_note": f"{len(seeds)} seed(s) run, {seeds}: means over them; one seed says nothing about the spread",
-        "setup": {**BASE, "strategy": "full (reference: standard)", "order_epochs": 1.0, "order_examples": 512,
-                  "search": f"morea, {SAMPLES} evaluations", "importance_budgets": IMPORTANCE_BUDGETS,
-                  "selection": "lowest validation error at <= f of the encoder; scored on the whole test split"},
+        "seeds_note": f"{len(seeds)} seed(s) run, {seeds}: means over them"
+        + ("; one seed says nothing about the spread" if len(seeds) < 2 else "; each seed's numbers: cells"),
+        "setup": {
+            **BASE,
+            "strategy": "full (reference: standard)",
+            "order_epochs": 1.0,
+            "order_examples": 512,
+            "search": f"morea, {SAMPLES} evaluations",
+            "importance_budgets": IMPORTANCE_BUDGETS,
+            "selection": "lowest validation error at <= f of the encoder; scored on the whole test split",
+        },
         "relative_drop_note": "(reference metric - sub-network metric) / reference metric, metric = 1 - error",
-        "timing_note": "seconds measured on a shared 2-core VM (other sessions running), 1 torch thread: indicative only",
+        "timing_note": "seconds measured on a shared 2-core VM (other processes running), 1 torch thread: "
+        "indicative only",
         "tasks": tasks,
         "cells": cells,
         "environment": environment(),
@@ -273,8 +286,12 @@ def main() -> None:
     parser.add_argument("--tasks", default="stsb", help="comma-separated task names")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--work", type=Path, default=Path("runs/importance_order"))
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: run only these (several "
-                        "processes may run different variants side by side; each writes the summary of all finished)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated: run only these (several "
+        "processes may run different variants side by side; each writes the summary of all finished)",
+    )
     parser.add_argument("--no-study", action="store_true", help="skip the order-epochs study")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--smoke", action="store_true", help="bert-tiny, 64 examples, 4 samples: checks the script")
