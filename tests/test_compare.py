@@ -391,7 +391,8 @@ def test_compare_uses_the_stored_per_example_predictions_and_says_when_they_are_
     run = _write_run(tmp_path / "run")
     scores = pd.read_parquet(run / "profile" / "cpu" / "scores.parquet")
     wrong = {row["model"] + " " + row["variant"]: round(row["error"] * N) for row in scores.to_dict("records")}
-    encoded = [_classifier(range(wrong[f"{m} {v}"])).encode() for m, v in zip(scores["model"], scores["variant"], strict=True)]
+    pairs = zip(scores["model"], scores["variant"], strict=True)
+    encoded = [_classifier(range(wrong[f"{m} {v}"])).encode() for m, v in pairs]
     old = compare_run(run, CompareConfig(latency_budgets=("100%",), memory_budgets=()))
     assert any("ties not tested" in n and "prunebench profile" in n and "--score" in n for n in old.summary["notes"])
     scores["example_predictions"], scores["example_labels"] = zip(*encoded, strict=True)
