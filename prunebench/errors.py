@@ -96,6 +96,27 @@ def install_stop_handlers() -> None:
         signal.signal(signal.SIGINT, _on_stop_signal)
 
 
+class stop_signals_handled:
+    """Within this block SIGTERM and SIGHUP go to the stop handler (``Interrupted``, as Ctrl-C), so that ``finally``
+    blocks run (Python's default on SIGTERM exits at once); the handlers before are put back on exit. A no-op
+    outside the main thread (signal handlers live there)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._before = {}
+        if threading.current_thread() is threading.main_thread():
+            self._before = {sig: signal.signal(sig, _on_stop_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+
 class stop_at_safe_points:
     """Within this block a stop signal waits for the next ``stop_requested`` check (e.g. after a training step)."""
 

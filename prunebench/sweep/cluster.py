@@ -17,17 +17,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunebench.environment import package_versions
-from prunebench.errors import Interrupted, PrunebenchError
+from prunebench.errors import PrunebenchError, stop_signals_handled
 
 EXTRA = "sweep"
 PROBE_TIMEOUT_S = 5.0  # a Ray head that does not accept a connection in this time is taken as absent
@@ -270,25 +268,6 @@ def _stop_guard(guard: subprocess.Popen | None) -> None:
         guard.wait(timeout=10)
 
 
-@contextmanager
-def _terminated_as_interrupt():
-    """SIGTERM and SIGHUP raise as Ctrl-C does, so that ``finally`` shuts Ray down (Python's default on SIGTERM
-    is to exit at once, leaving a local Ray's processes to themselves)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)  # a KeyboardInterrupt that knows its signal (the exit status says it)
-
-    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
-
-
 def _quiet_error_messages(log: Path | None):
     """Ray prints the cluster's error messages (a dead node's last 20 raylet log lines, twice) to the driver's
     terminal; a sweep keeps them in its log instead and says in one line what happened to its cells."""
@@ -337,7 +316,7 @@ def connected(address: str | None, num_cpus: float, ray_log: Path | None = None)
     printer = _quiet_error_messages(ray_log)
     try:
         # after ray.init: its own SIGTERM handler (a stack dump, then abort) would replace ours
-        with _terminated_as_interrupt():
+        with stop_signals_handled():  # SIGTERM / SIGHUP as Ctrl-C: the finally below shuts Ray down
             nodes = live_nodes()
             yield Cluster(address or "local", dict(ray.cluster_resources()), nodes, autoscaler_running())
     finally:
