@@ -209,7 +209,7 @@ def _useful(run: Path) -> pd.DataFrame:
 
 
 def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch, capsys):
-    from prunebench.report.compare import _reference, answer_budgets, build_options, parse_budget
+    from prunebench.report.compare import answer_budgets, build_options, full_model_value, parse_budget
 
     run = tmp_path / "run"
     shutil.copytree(compared_run, run)
@@ -220,7 +220,7 @@ def test_export_run_budget_writes_the_answer(compared_run, tmp_path, monkeypatch
     evidence = build_options(run, "cpu", None, None)[1]["evidence"]  # ties resolve as the report's answer does
     for budget in ("latency:50%", "latency:1000%"):  # 1000%: every option fits, the cheapest of the tied
         axis, _, value = budget.partition(":")
-        parsed = parse_budget(value, axis, _reference(options, "latency_s"))
+        parsed = parse_budget(value, axis, full_model_value(options, "latency_s"))
         answer = answer_budgets(options, [parsed], evidence).iloc[0]
         out = tmp_path / budget.replace(":", "-").replace("%", "")
         code, stdout, err = run_cli(["export", str(run), "--budget", budget, "--out", str(out)], monkeypatch, capsys)

@@ -130,14 +130,14 @@ def _split_option(text: str) -> tuple[str, str | None]:
 def _run_options(run_dir: Path, target: str | None):
     """The run's options on ``target`` (the compare table when ``prunebench compare`` wrote it, else built
     from the profile and scores the same way, writing nothing) and the target's name."""
-    from prunebench.report.compare import _choose_target, build_options
+    from prunebench.report.compare import build_options, choose_profiled_target
     from prunebench.rundir import read_table
 
     folder = RunDir(run_dir)
     compared = folder.compare_targets()
     if target is None and len(compared) == 1:
         target = compared[0]
-    target = _choose_target(run_dir, target)
+    target = choose_profiled_target(run_dir, target)
     table = folder.compare_dir(target).options
     if table.is_file():
         return read_table(table, f"compare it again with 'prunebench compare {run_dir}'"), target
@@ -175,10 +175,10 @@ def _measured(row, run_dir: Path, target: str) -> dict:
 
 def _budget_option(run_dir: Path, budget_text: str, options, target: str) -> str:
     """The option the run's answer names for ``budget_text`` on ``target`` (the report's own answer code)."""
-    from prunebench.report.compare import _AXIS_COLUMNS, _reference, answer_budgets, build_options, parse_budget
+    from prunebench.report.compare import AXIS_COLUMNS, answer_budgets, build_options, full_model_value, parse_budget
 
     axis, _, value = budget_text.partition(":")
-    budget = parse_budget(value, axis, _reference(options, _AXIS_COLUMNS[axis]))
+    budget = parse_budget(value, axis, full_model_value(options, AXIS_COLUMNS[axis]))
     # the paired tests' evidence (per-example predictions), so that ties resolve as the report's answer does
     evidence = build_options(run_dir, target, None, None)[1]["evidence"]
     answer = answer_budgets(options, [budget], evidence).iloc[0]

@@ -132,7 +132,8 @@ def _estimate_error_notes(rows: pd.DataFrame, target: str) -> list[str]:
     return [f"{target}: {note}" for note in sorted(set(said))]
 
 
-def _choose_target(run_dir: Path, target: str | None) -> str:
+def choose_profiled_target(run_dir: Path, target: str | None) -> str:
+    """``target``, or the run's one profiled target; one error line where there is none or a choice to make."""
     targets = RunDir(run_dir).profiled_targets()
     if not targets:
         raise PrunebenchError(f"{run_dir} has no profile; run 'prunebench profile {run_dir} --device cpu' first")
@@ -312,12 +313,12 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
             f"run 'prunebench profile {run_dir} --score' for this target"
         )
     frame["chance"] = _at_chance(frame)
-    for axis, column in _AXIS_COLUMNS.items():
-        reference = _reference(frame, column)
+    for axis, column in AXIS_COLUMNS.items():
+        reference = full_model_value(frame, column)
         plain = frame[column] / reference if reference else pd.Series(math.nan, index=frame.index)
         # a latency ratio timed in the same rounds as the reference (interleaved) stands; others are plain quotients
         frame[f"{axis}_ratio"] = frame[f"{axis}_ratio"].fillna(plain) if f"{axis}_ratio" in frame else plain
-    for axis, column in _AXIS_COLUMNS.items():
+    for axis, column in AXIS_COLUMNS.items():
         valid = frame[column].notna() & ~frame["chance"]
         front = np.zeros(len(frame), dtype=bool)
         points = frame.loc[valid, ["error", column]].to_numpy(dtype=float)
@@ -350,7 +351,8 @@ def full_fp32(options: pd.DataFrame) -> pd.Series | None:
     return full.iloc[0] if len(full) else None
 
 
-def _reference(options: pd.DataFrame, column: str) -> float | None:
+def full_model_value(options: pd.DataFrame, column: str) -> float | None:
+    """The unpruned fp32 model's ``column`` (what a budget in % of the full model is a share of); None: unknown."""
     full = full_fp32(options)
     return None if full is None or pd.isna(full[column]) else float(full[column])
 
@@ -362,7 +364,7 @@ KIND_NAMES = {
     "trim_prune": "pruned + trimmed vocabulary", "trim_both": "pruned + trimmed vocabulary + quantized",
     "trim_onnx": "trimmed vocabulary + ONNX Runtime", "trim_prune_onnx": "pruned + trimmed vocabulary + ONNX Runtime",
 }  # fmt: skip
-_AXIS_COLUMNS = {"latency": "latency_s", "memory": "memory_bytes"}
+AXIS_COLUMNS = {"latency": "latency_s", "memory": "memory_bytes"}
 TIE_DEFINITION = (
     "two options are tied when a paired test on the same test examples cannot separate them at 95%: exact McNemar "
     "on per-example correctness for accuracy, a paired bootstrap of the metric otherwise (report.paired); among "
@@ -418,7 +420,7 @@ def _other_axis(axis: str) -> str:
 
 def _cost_order(frame: pd.DataFrame, budget: Budget) -> pd.DataFrame:
     """Cheapest first on the budget's axis, then on the other axis, then the lowest error."""
-    first, second = _AXIS_COLUMNS[budget.axis], _AXIS_COLUMNS[_other_axis(budget.axis)]
+    first, second = AXIS_COLUMNS[budget.axis], AXIS_COLUMNS[_other_axis(budget.axis)]
     return frame.sort_values([first, second, "error"], na_position="last")
 
 
@@ -429,7 +431,7 @@ def _choose(fits: pd.DataFrame, budget: Budget, ties: _Ties, reference: pd.Serie
 
     Returns the winner, the lowest-error option, the other tied options, the winner's test against the lowest one
     (None when it is the lowest) and the test's name (None: nothing could be tested, no per-example predictions)."""
-    column = _AXIS_COLUMNS[budget.axis]
+    column = AXIS_COLUMNS[budget.axis]
     lowest = fits.sort_values(["error", column]).iloc[0]
     others = fits[fits["option"] != lowest["option"]]
     results = {name: ties.test(lowest["option"], name) for name in others["option"]}
@@ -502,7 +504,7 @@ def answer_budgets(
     reference = full_fp32(options)
     rows = []
     for budget in budgets:
-        column = _AXIS_COLUMNS[budget.axis]
+        column = AXIS_COLUMNS[budget.axis]
         fitting = _fits(useful, budget)
         fits = useful[fitting]
         row: dict = {"axis": budget.axis, "budget": budget.value, "budget_label": budget.label}
@@ -567,7 +569,7 @@ def _ratio_text(row: pd.Series, axis: str) -> str:
 
 
 def _value_text(row: pd.Series, axis: str) -> str:
-    value = _number(row.get(_AXIS_COLUMNS[axis]))
+    value = _number(row.get(AXIS_COLUMNS[axis]))
     if math.isnan(value):
         return f"{axis} not profiled"
     shown = f"{value * 1e3:.3g} ms" if axis == "latency" else f"{value / 2**20:.1f} MiB"
@@ -629,10 +631,10 @@ def answer_sentence(
     if winner is None:
         text = f"{within}: nothing fits"
         chance = options[options["chance"].astype(bool)] if "chance" in options else options.iloc[:0]
-        if len(chance[chance[_AXIS_COLUMNS[budget.axis]] <= budget.value]):
+        if len(chance[chance[AXIS_COLUMNS[budget.axis]] <= budget.value]):
             text += " that is better than chance (only options ≈ chance do)"
         if closest is not None:
-            needed = float(closest[_AXIS_COLUMNS[budget.axis]]) / budget.value
+            needed = float(closest[AXIS_COLUMNS[budget.axis]]) / budget.value
             text += (
                 f"; the closest is {closest['option']} ({KIND_NAMES[closest['kind']]}, error {closest['error']:.3f}) "
                 f"with {_value_text(closest, budget.axis)}, {needed:.2f}x the budget"
@@ -690,7 +692,7 @@ def _fits(options: pd.DataFrame, budget: Budget) -> pd.Series:
     """Which options fit ``budget``. A latency budget in % of fp32 is judged on the ratio to fp32 timed in the same
     rounds (``hardware.store.RATIO_DEFINITION``), which load elsewhere moves far less than the seconds; an option
     without a ratio (an estimate, a profile from before ratios) and an absolute budget are judged on the seconds."""
-    column = _AXIS_COLUMNS[budget.axis]
+    column = AXIS_COLUMNS[budget.axis]
     by_value = options[column] <= budget.value
     if not _has_ratios(options, budget):
         return by_value
@@ -788,10 +790,11 @@ def compare_run(run_dir: Path, config: CompareConfig = CompareConfig()) -> Compa
     read_run(run_dir)  # a clear error if this is not a run directory
     if config.target not in (None, "cpu") and config.target not in RunDir(run_dir).profiled_targets():
         _profile_first(run_dir, config)
-    target = _choose_target(run_dir, config.target)
+    target = choose_profiled_target(run_dir, config.target)
     options, settings = build_options(run_dir, target, config.batch_size, config.seq_len)
-    budgets = [parse_budget(text, "latency", _reference(options, "latency_s")) for text in config.latency_budgets] + [
-        parse_budget(text, "memory", _reference(options, "memory_bytes")) for text in config.memory_budgets
+    latency, memory = full_model_value(options, "latency_s"), full_model_value(options, "memory_bytes")
+    budgets = [parse_budget(text, "latency", latency) for text in config.latency_budgets] + [
+        parse_budget(text, "memory", memory) for text in config.memory_budgets
     ]
     answers = answer_budgets(options, budgets, settings["evidence"], config.max_drop)
     answers.insert(0, "target", target)
