@@ -248,8 +248,8 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
         "question": "with importance ordering, is NAS's test error at or below the importance baseline's at 30/50/70% "
         "of the encoder?",
         "seeds": seeds,
-        "seeds_note": f"{len(seeds)} seed(s) run, {seeds}: means over them"
-        + ("; one seed says nothing about the spread" if len(seeds) < 2 else "; each seed's numbers: cells"),
+        "seeds_note": "per task, the seeds finished in every variant are tasks[*].seeds, and its numbers are means "
+        "over them (one seed says nothing about the spread); each seed's numbers: cells",
         "setup": {
             **BASE,
             "strategy": "full (reference: standard)",
@@ -276,8 +276,8 @@ def write(out: Path, work: Path, studies: list[dict]) -> None:
     found = [json.loads(p.read_text()) for p in records if "-order-epochs-" in p.name]  # also a --no-study run's
     studies = [*studies, *(s for s in found if all(s["task"] != t["task"] for t in studies))]
     done = sorted({c["seed"] for c in cells if all(
-        any(d["seed"] == c["seed"] and d["task"] == t and d["variant"] == v for d in cells)
-        for t in {d["task"] for d in cells} for v in VARIANTS)})  # fmt: skip
+        any(d["seed"] == c["seed"] and d["task"] == c["task"] and d["variant"] == v for d in cells)
+        for v in VARIANTS)})  # fmt: skip  # a seed some task finished in every variant (per task: tasks[*].seeds)
     out.write_text(json.dumps(summarise(cells, studies, done), indent=1, default=str) + "\n")
 
 
