@@ -210,7 +210,7 @@ def _search_errors(run_dir: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
-def _chance_of(scores: pd.DataFrame) -> tuple[float, float]:
+def chance_of(scores: pd.DataFrame) -> tuple[float, float]:
     """The run's chance error on the test split and its example count (NaN: scored before either was kept)."""
     if "chance_error" not in scores or not scores["chance_error"].notna().any():
         return math.nan, math.nan
@@ -218,19 +218,21 @@ def _chance_of(scores: pd.DataFrame) -> tuple[float, float]:
     return float(known["chance_error"].iloc[0]), _number(known["examples"].iloc[0]) if "examples" in known else math.nan
 
 
-def at_chance(error: float, chance_error: float, examples: float) -> bool:
-    """True where a model is no better than the majority class (the mean, for regression).
+def _chance_tolerance(examples):
+    """The test split's noise allowed around the chance error: 1/sqrt(n), two standard errors of an accuracy near
+    0.5 on n examples (the widest); 0 where n is not known."""
+    return np.nan_to_num(1 / np.sqrt(np.clip(np.asarray(examples, dtype=float), 1, None)), nan=0.0)
 
-    "No better" allows for the test split's noise: within 1/sqrt(n) of the chance error, two standard
-    errors of an accuracy near 0.5 on n examples (the widest), or worse.
-    """
-    return bool(_at_chance(pd.DataFrame({"error": [error], "chance_error": [chance_error],
-                                         "test_examples": [examples]})).iloc[0])  # fmt: skip
+
+def at_chance(error: float, chance_error: float, examples: float) -> bool:
+    """True where a model is no better than the majority class (the mean, for regression): its error within
+    ``_chance_tolerance`` of the chance error, or worse. False where the chance error is not known."""
+    return not math.isnan(chance_error) and error >= chance_error - float(_chance_tolerance(examples))
 
 
 def _at_chance(frame: pd.DataFrame) -> pd.Series:
     """``at_chance`` of every row."""
-    tolerance = (1 / np.sqrt(frame["test_examples"].astype(float).clip(lower=1))).fillna(0.0)
+    tolerance = _chance_tolerance(frame["test_examples"])
     at_chance = frame["error"].astype(float) >= frame["chance_error"].astype(float) - tolerance
     return at_chance & frame["chance_error"].notna()
 
@@ -260,7 +262,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     options, unscored, evidence = [], [], {}
     for row in rows.to_dict("records"):
         score = scores[(scores["model"] == row["model"]) & (scores["variant"] == row["variant"])]
-        chance_error, examples = _chance_of(scores)
+        chance_error, examples = chance_of(scores)
         per_example = PerExample.of(score.iloc[0]) if len(score) else None
         if per_example is not None:
             evidence[f"{row['model']} {row['variant']}"] = per_example

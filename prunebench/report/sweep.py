@@ -28,7 +28,7 @@ import pandas as pd
 
 from prunebench.errors import PrunebenchError
 from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
-from prunebench.report.compare import at_chance
+from prunebench.report.compare import at_chance, chance_of
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
     FORMATS,
@@ -96,7 +96,7 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-BUDGETS = (0.3, 0.5, 0.7)  # matched encoder budgets: every method is compared at the same sizes
+BUDGETS = (0.3, HALF_ENCODER, 0.7)  # matched encoder budgets: every method is compared at the same sizes
 
 
 def error_chosen_on_validation(pareto: pd.DataFrame, fraction: float) -> tuple[float | None, str | None]:
@@ -114,6 +114,12 @@ def error_chosen_on_validation(pareto: pd.DataFrame, fraction: float) -> tuple[f
         return None, split
     chosen = inside.assign(_enc=encoder_fraction(inside)).sort_values(["error", "_enc"]).iloc[0]
     return _finite(chosen["test_error" if split == "test" else "error"]), split
+
+
+def errors_at_budgets(pareto: pd.DataFrame) -> tuple[dict[str, float | None], str | None]:
+    """``error_chosen_on_validation`` at each of ``BUDGETS`` (keyed "0.3", "0.5", "0.7"), and the split scored."""
+    chosen = {str(f): error_chosen_on_validation(pareto, f) for f in BUDGETS}
+    return {f: error for f, (error, _) in chosen.items()}, next(iter(chosen.values()))[1]
 
 
 def hypervolume_over(pareto: pd.DataFrame, low: float) -> float | None:
@@ -140,12 +146,13 @@ def cell_chance(run_dir: Path, target: str | None = "cpu") -> dict | None:
     scores = RunDir(run_dir).profile_dir(target or "cpu").read_scores("run its profile with --score again")
     if scores is None:
         return None
+    chance_error, examples = chance_of(scores)
     full = scores[(scores["model"] == "full") & (scores["variant"] == "fp32")]
-    if not len(full) or "chance_error" not in full or not full["chance_error"].notna().any():
+    if not len(full) or math.isnan(chance_error):
         return None
-    row = full.iloc[0]
-    error, chance_error, examples = float(row["error"]), float(row["chance_error"]), int(row["examples"])
-    return {"full_test_error": error, "chance_error": chance_error, "examples": examples,
+    error = float(full["error"].iloc[0])
+    return {"full_test_error": error, "chance_error": chance_error,
+            "examples": int(examples) if math.isfinite(examples) else None,
             "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
 
 
@@ -216,14 +223,15 @@ def cell_facts(sweep: SweepDir, entry: dict) -> CellFacts:
     facts.common_low = None if low is None else round(low, 4)
     if main is not None:
         facts.hypervolume = _finite(main.final_hypervolume)
-        facts.error_at = {str(f): error_chosen_on_validation(main.pareto, f)[0] for f in BUDGETS}
-        facts.error_at_half, facts.error_split = error_chosen_on_validation(main.pareto, HALF_ENCODER)
+        facts.error_at, facts.error_split = errors_at_budgets(main.pareto)
+        facts.error_at_half = facts.error_at[str(HALF_ENCODER)]
         facts.hypervolume_common = None if low is None else _finite(hypervolume_over(main.pareto, low))
     for baseline in run.baselines:
+        error_at, _ = errors_at_budgets(baseline.pareto)
         facts.baselines[baseline.method] = {
             "hypervolume": _finite(baseline.final_hypervolume),
-            "error_at_half_encoder": error_chosen_on_validation(baseline.pareto, HALF_ENCODER)[0],
-            "error_at": {str(f): error_chosen_on_validation(baseline.pareto, f)[0] for f in BUDGETS},
+            "error_at_half_encoder": error_at[str(HALF_ENCODER)],
+            "error_at": error_at,
             "hypervolume_common_range": None if low is None else _finite(hypervolume_over(baseline.pareto, low)),
         }
     try:
