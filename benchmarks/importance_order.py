@@ -50,7 +50,7 @@ from prunebench.tasks import make_collator
 from prunebench.tasks.rows import EvalSplit, load_run_task, subset, tokenised_rows, validation_rows
 
 RESULT = Path(__file__).parent / "results" / "importance_order.json"
-GLUE = Path("/work/shared/data/glue")
+GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"  # ../shared beside the checkout
 GLUE_TASKS = {"stsb", "sst2", "mrpc", "rte", "cola", "qnli"}
 FRACTIONS = (0.3, 0.5, 0.7)
 SAMPLES = 40  # MO-REA evaluations per super-network

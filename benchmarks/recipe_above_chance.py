@@ -35,7 +35,7 @@ from prunebench.tasks import make_collator
 from prunebench.tasks.rows import EvalSplit, load_run_task, tokenised_rows
 
 RESULT = Path(__file__).parent / "results" / "recipe_above_chance.json"
-GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"  # ../shared beside the checkout
 GLUE_TASKS = {"stsb", "sst2", "mrpc", "rte", "cola", "qnli"}
 GOAL_POINTS = 0.05  # accuracy or F1 this far above the majority class's
 RECIPES = {
