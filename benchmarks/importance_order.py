@@ -7,7 +7,8 @@ Issue 28. Per task and seed, MiniLM with the quick preset's training budget (200
 - ``without_ordering``: the super-network as `prunebench train` makes it;
 - ``with_ordering``: the same with ``--order-by-importance --order-epochs 1``;
 - ``importance_baseline``: the importance baseline searched on the ``without_ordering`` super-network (as the
-  findings sweep does; ``importance_baseline_on_ordered`` is the same on the ordered one).
+  findings sweep does; ``importance_baseline_on_ordered`` is the same on the ordered one);
+- ``layer_drop_baseline``: the top k layers of the ``without_ordering`` super-network dropped, every k.
 
 Each super-network is searched with MO-REA (``SAMPLES`` evaluations on the validation split). ``error_at[f]`` is the
 test error of the sub-network with the lowest *validation* error among those at <= f of the encoder's parameters
@@ -113,9 +114,13 @@ def _full_model_test(run: Path, checkpoint: Path | None = None) -> dict:
 def cell(work: Path, task: str, variant: str, seed: int) -> dict:
     """Train (or resume) one cell and measure it; a finished cell's numbers are read back."""
     record = work / "cells" / f"{task}-{variant}-seed{seed}.json"
-    if record.is_file():
-        return json.loads(record.read_text())
     run = work / f"{task}-{variant}-seed{seed}"
+    if record.is_file():
+        found = json.loads(record.read_text())
+        if variant != "reference" and "layer_drop_baseline" not in found:  # cells finished before it was measured
+            found["layer_drop_baseline"] = _search(run, "layer_drop", 100)
+            record.write_text(json.dumps(found, indent=1) + "\n")
+        return found
     config = train_config(task, seed, **VARIANTS[variant])
     started = time.perf_counter()
     train_supernet(config, run, resume=RunDir(run).is_run(), show_progress=False)
@@ -127,6 +132,7 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
     if variant != "reference":
         found["nas"] = _search(run, "morea", SAMPLES)
         found["importance_baseline"] = _search(run, "importance", IMPORTANCE_BUDGETS)
+        found["layer_drop_baseline"] = _search(run, "layer_drop", 100)  # one per layer count: the list ends first
     if variant == "with_ordering":
         found["first_fine_tune_test_error"] = _full_model_test(run, RunDir(run).order_checkpoint)["test_error"]
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -220,8 +226,13 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
             "without_ordering": [c["nas"]["error_at"] for c in by["without_ordering"]],
             "importance_baseline": [c["importance_baseline"]["error_at"] for c in by["without_ordering"]],
             "importance_baseline_on_ordered": [c["importance_baseline"]["error_at"] for c in by["with_ordering"]],
+            "layer_drop_baseline": [  # {} until an older cell's layer dropping is measured
+                c.get("layer_drop_baseline", {}).get("error_at", {}) for c in by["without_ordering"]
+            ],
         }
-        error_at = {arm: {str(f): mean([e[str(f)] for e in found]) for f in FRACTIONS} for arm, found in arms.items()}
+        error_at = {
+            arm: {str(f): mean([e.get(str(f)) for e in found]) for f in FRACTIONS} for arm, found in arms.items()
+        }
 
         def drop(arm, error_at=error_at, reference=reference):
             value = error_at[arm]["0.5"]
