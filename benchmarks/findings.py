@@ -423,6 +423,143 @@ def compression(cells: list) -> dict:
     }
 
 
+ORDER_RESULTS = RESULTS_DIR / "importance_order.json"  # issue 28's cells: full strategy with and without ordering
+ORDER_ARMS = {  # the name in the findings: (the importance_order cell's variant, its search)
+    "nas_with_ordering": ("with_ordering", "nas"),
+    "nas_without_ordering": ("without_ordering", "nas"),
+    "importance": ("without_ordering", "importance_baseline"),
+    "layer_drop": ("without_ordering", "layer_drop_baseline"),
+}
+VARIANTS_ORDERED = ("with_ordering", "without_ordering")
+REFERENCE_KEYS = ("full_model_test_error", "chance_error", "test_examples")  # compare.at_chance's arguments
+
+
+def _order_seeds(cells: list[dict], task: str) -> dict[int, dict]:
+    """Per seed of ``task`` whose reference and both super-networks finished: its cells by variant."""
+    by_seed: dict[int, dict] = {}
+    for cell in cells:
+        if cell["task"] == task:
+            by_seed.setdefault(cell["seed"], {})[cell["variant"]] = cell
+    return {seed: found for seed, found in sorted(by_seed.items()) if {"reference", *VARIANTS_ORDERED} <= set(found)}
+
+
+def _signed_rank(better: list[float], worse: list[float]) -> float | None:
+    """One-sided Wilcoxon signed-rank p that ``better``'s errors are lower than ``worse``'s (paired); None below 6
+    pairs (the smallest one-sided p then reachable is above 0.016) or when every pair is equal."""
+    from scipy import stats
+
+    pairs = [(b, w) for b, w in zip(better, worse, strict=True) if b is not None and w is not None]
+    if len(pairs) < 6 or all(b == w for b, w in pairs):
+        return None
+    return float(stats.wilcoxon([b for b, _ in pairs], [w for _, w in pairs], alternative="less").pvalue)
+
+
+def ordering(path: Path = ORDER_RESULTS) -> dict:
+    """(b) and (c) measured again with importance-ordered super-networks (issue 28), with the ordering as an
+    ablation: per task and seed, NAS on the super-network trained with and without ordering, the importance and
+    layer-dropping baselines on the one without, and the standard fine-tune as the reference."""
+    from prunebench.report.compare import at_chance
+    from prunebench.report.sweep import BUDGETS
+
+    claim = "with importance ordering, NAS is at or below importance pruning's test error at matched encoder budgets"
+    if not path.is_file():
+        return {"claim": claim, "verdict": "not measured yet", "sentence": f"(b, ordered) not measured yet: {path}."}
+    found = json.loads(path.read_text())
+    table, outcomes, drop_outcomes, pooled = {}, [], [], {"ordered": [], "importance": [], "unordered": []}
+    for task in TASKS:
+        seeds = _order_seeds(found["cells"], task)
+        chance = sorted(s for s, c in seeds.items() if at_chance(*(c["reference"][k] for k in REFERENCE_KEYS)))
+        judged = {s: c for s, c in seeds.items() if s not in chance}
+
+        def errors(arm, f, judged=judged):
+            variant, search = ORDER_ARMS[arm]
+            return [((c[variant].get(search) or {}).get("error_at") or {}).get(str(f)) for c in judged.values()]
+
+        def drops(arm, judged=judged):
+            variant, search = ORDER_ARMS[arm]
+            found = []
+            for c in judged.values():
+                error, reference = c[variant][search]["error_at"]["0.5"], c["reference"]["full_model_test_error"]
+                found.append(None if error is None else (error - reference) / (1 - reference))  # metric = 1 - error
+            return found
+
+        row = {
+            "seeds": sorted(judged), "seeds_at_chance": chance,
+            "reference_error": _stats([c["reference"]["full_model_test_error"] for c in judged.values()]),
+            "chance_error": _stats([c["reference"]["chance_error"] for c in seeds.values()]),
+            "error_at": {arm: {str(f): _stats(errors(arm, f)) for f in BUDGETS} for arm in ORDER_ARMS},
+            "relative_drop_at_half_vs_reference": {arm: _stats(drops(arm)) for arm in ("nas_with_ordering",
+                                                                                        "nas_without_ordering")},
+        }  # fmt: skip
+        ties_or_wins = []
+        for f in BUDGETS:
+            nas, imp = row["error_at"]["nas_with_ordering"][str(f)], row["error_at"]["importance"][str(f)]
+            if nas["mean"] is None or imp["mean"] is None:
+                ties_or_wins.append(None)
+                continue
+            ties_or_wins.append(nas["mean"] <= imp["mean"] + max(nas["sd"] or 0.0, imp["sd"] or 0.0))
+            pooled["ordered"] += errors("nas_with_ordering", f)
+            pooled["importance"] += errors("importance", f)
+            pooled["unordered"] += errors("nas_without_ordering", f)
+        row["nas_with_ordering_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
+        enough = len(judged) >= FAIR_SEEDS
+        outcomes.append(all(ties_or_wins) if enough and None not in ties_or_wins else None)
+        half = row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]
+        drop_outcomes.append(half["mean"] <= TARGET_DROP if enough and half["mean"] is not None else None)
+        table[task] = row
+    judged_tasks = [o for o in outcomes if o is not None]
+    verdict = _verdict(outcomes, len(TASKS)) if judged_tasks else (
+        f"no verdict: no task has {FAIR_SEEDS} finished seeds above chance")  # fmt: skip
+    drop_verdict = _verdict(drop_outcomes, len(TASKS)) if any(o is not None for o in drop_outcomes) else verdict
+    tests = {
+        "pairs": sum(v is not None for v in pooled["ordered"]),
+        "nas_with_ordering_below_importance_p": _signed_rank(pooled["ordered"], pooled["importance"]),
+        "importance_below_nas_with_ordering_p": _signed_rank(pooled["importance"], pooled["ordered"]),
+        "with_ordering_below_without_p": _signed_rank(pooled["ordered"], pooled["unordered"]),
+        "pairs_are": "(task, seed, budget) of the tasks and seeds above chance, each arm's test error",
+    }
+    parts = []
+    for task, row in table.items():
+        if not row["seeds"] and not row["seeds_at_chance"]:
+            continue
+        e = row["error_at"]
+        budgets = ", ".join(f"{float(f):.0%}: {_mean(e['nas_with_ordering'][str(f)])} ordered, "
+                            f"{_mean(e['nas_without_ordering'][str(f)])} unordered, {_mean(e['importance'][str(f)])} "
+                            f"importance" for f in BUDGETS)  # fmt: skip
+        text = f"{task} ({len(row['seeds'])} seed(s) above chance"
+        text += f"; {len(row['seeds_at_chance'])} at chance, left out" if row["seeds_at_chance"] else ""
+        drop = row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]
+        text += f"): test error {budgets}" + ("" if drop["mean"] is None else f"; drop at 50% {drop['mean']:+.1%}")
+        parts.append(text)
+    p = tests["nas_with_ordering_below_importance_p"]
+    q = tests["importance_below_nas_with_ordering_p"]
+    pooled_text = "" if p is None else (
+        f" Pooled over {tests['pairs']} (task, seed, budget) pairs: ordered NAS below importance p = {p:.2g}, "
+        f"importance below ordered NAS p = {q:.2g} (one-sided Wilcoxon signed-rank)")  # fmt: skip
+    return {
+        "claim": claim,
+        "rule": f"per task, on the seeds whose standard fine-tune is above chance (compare's rule): at 30%, 50% and "
+        "70% of the encoder, each method's model chosen on the validation split among its Pareto members at that "
+        "budget and scored on the whole test split; NAS on the ordered super-network has a mean test error at or "
+        "below the importance baseline's, a gap within the larger standard deviation over seeds counting as a tie; "
+        f"a verdict needs {FAIR_SEEDS} seeds. Compression: the ordered NAS model at <= 50% drops at most "
+        f"{TARGET_DROP:.0%} of the standard fine-tune's test metric (same task and seed), mean over seeds. The "
+        "importance and layer-dropping baselines run on the super-network without ordering, as in the grid",
+        "setup": found["setup"],
+        "source": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+        "by_task": table,
+        "reproduced_by_task": dict(zip(TASKS, outcomes, strict=True)),
+        "verdict": verdict,
+        "compression_by_task": dict(zip(TASKS, drop_outcomes, strict=True)),
+        "compression_verdict": drop_verdict,
+        "rank_tests": tests,
+        "seeds": min((len(r["seeds"]) for r in table.values() if r["seeds"]), default=0),
+        "sentence": f"(b, ordered) {verdict}; (c, ordered) {drop_verdict}"
+        + (": " + "; ".join(parts) + "." if parts else ".")
+        + pooled_text,
+    }
+
+
 def _measured_elsewhere(path: Path, letter: str, claim: str) -> dict:
     if not path.is_file():
         return {"claim": claim, "verdict": "not measured yet", "source": str(path.relative_to(ROOT)),
@@ -488,6 +625,7 @@ def report() -> None:
         "strategies": strategies(above),
         "baselines": baselines(above),
         "baselines_fair": baselines_fair(done),
+        "ordering": ordering(),
         "compression": compression(above),
         "methods": _measured_elsewhere(
             METHODS_RESULTS, "d", "multi-objective search methods reach a higher hypervolume than random search"
@@ -507,7 +645,7 @@ def report() -> None:
         note=True,
     ))  # fmt: skip
     sections = [findings, _strategy_section(summary["strategies"]), _baseline_section(summary["baselines"]),
-                _fair_section(summary["baselines_fair"]),
+                _fair_section(summary["baselines_fair"]), _ordering_section(summary["ordering"]),
                 _compression_section(summary["compression"]), _methods_section(summary["methods"]),
                 _cost_section(summary["sweep_cost"])]  # fmt: skip
     source = str(COMMITTED.relative_to(ROOT))
@@ -518,7 +656,7 @@ def report() -> None:
     print(f"wrote {', '.join(str(REPORT / w) for w in written)}")
 
 
-FINDING_KEYS = ("strategies", "baselines", "baselines_fair", "compression", "methods", "cost")
+FINDING_KEYS = ("strategies", "baselines", "baselines_fair", "ordering", "compression", "methods", "cost")
 
 
 def _strategy_section(found: dict):
@@ -569,6 +707,31 @@ def _fair_section(found: dict):
     title = "Mean ± standard deviation over the seeds above chance"
     table = Table(columns, rows, title, [found["rule"]])
     return Section("baselines-fair", "(b) measured fairly: matched budgets, chosen on validation", [table])
+
+
+def _ordering_section(found: dict):
+    from prunebench.report.render import Section, Table, Text
+    from prunebench.report.sweep import BUDGETS
+
+    if "by_task" not in found:
+        return Section("ordering", "(b) and (c) with importance-ordered super-networks", [Text(found["sentence"])])
+    rows = []
+    for task, row in found["by_task"].items():
+        if not row["seeds"]:
+            continue
+        for f in BUDGETS:
+            at = row["nas_with_ordering_at_or_below_importance"][str(f)]
+            rows.append([task, f"{f:.0%}", *[_show(row["error_at"][arm][str(f)]) for arm in ORDER_ARMS],
+                         "-" if at is None else ("yes" if at else "no")])  # fmt: skip
+        drops = row["relative_drop_at_half_vs_reference"]
+        rows.append([task, "drop at 50% vs standard fine-tune", _show(drops["nas_with_ordering"], percent=True),
+                     _show(drops["nas_without_ordering"], percent=True), "", "",
+                     f"reference error {_show(row['reference_error'])}"])  # fmt: skip
+    columns = ["task", "encoder budget", "NAS, ordered", "NAS, not ordered (ablation)", "importance", "layer_drop",
+               "ordered NAS at or below importance"]  # fmt: skip
+    title = "Test error, mean ± standard deviation over the seeds above chance"
+    return Section("ordering", "(b) and (c) with importance-ordered super-networks (issue 28)",
+                   [Table(columns, rows, title, [found["rule"]])])  # fmt: skip
 
 
 def _compression_section(found: dict):
