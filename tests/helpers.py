@@ -130,6 +130,13 @@ def cli_error(args: list[str], monkeypatch, capsys) -> str:
     return lines[0]
 
 
+def _exit_status(exit_: SystemExit) -> int:
+    """The status a process exiting with ``exit_`` has, as Python sets it: None is 0, a message is 1."""
+    if exit_.code is None:
+        return 0
+    return exit_.code if isinstance(exit_.code, int) else 1
+
+
 def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """Run the ``prunebench`` entry point in-process; returns (exit code, stdout, stderr)."""
     from prunebench.cli import main
@@ -140,7 +147,7 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     try:
         main()
     except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
+        code = _exit_status(exit_)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -258,7 +265,7 @@ def _run_cli_in_child(args: list[str], env: dict[str, str], out_fd: int, err_fd:
             main()
             code = 0
         except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            code = _exit_status(exit_)
             if isinstance(exit_.code, str):
                 print(exit_.code, file=sys.stderr)
     except BaseException:
