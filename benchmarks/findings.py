@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -431,7 +432,15 @@ ORDER_ARMS = {  # the name in the findings: (the importance_order cell's variant
     "layer_drop": ("without_ordering", "layer_drop_baseline"),
 }
 VARIANTS_ORDERED = ("with_ordering", "without_ordering")
-REFERENCE_KEYS = ("full_model_test_error", "chance_error", "test_examples")  # compare.at_chance's arguments
+
+
+def _reference_at_chance(cell: dict) -> bool:
+    """``compare.at_chance`` of an importance_order cell's full model (accuracy: cells measured since it is kept)."""
+    from prunebench.report.compare import at_chance
+
+    accuracy = [cell.get(k) for k in ("full_model_test_accuracy", "chance_accuracy")]
+    accuracy = [math.nan if v is None else v for v in accuracy]
+    return at_chance(cell["full_model_test_error"], cell["chance_error"], cell["test_examples"], *accuracy)
 
 
 def _order_seeds(cells: list[dict], task: str) -> dict[int, dict]:
@@ -458,7 +467,6 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     """(b) and (c) measured again with importance-ordered super-networks (issue 28), with the ordering as an
     ablation: per task and seed, NAS on the super-network trained with and without ordering, the importance and
     layer-dropping baselines on the one without, and the standard fine-tune as the reference."""
-    from prunebench.report.compare import at_chance
     from prunebench.report.sweep import BUDGETS
 
     claim = "with importance ordering, NAS is at or below importance pruning's test error at matched encoder budgets"
@@ -468,7 +476,7 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     table, outcomes, drop_outcomes, pooled = {}, [], [], {"ordered": [], "importance": [], "unordered": []}
     for task in TASKS:
         seeds = _order_seeds(found["cells"], task)
-        chance = sorted(s for s, c in seeds.items() if at_chance(*(c["reference"][k] for k in REFERENCE_KEYS)))
+        chance = sorted(s for s, c in seeds.items() if _reference_at_chance(c["reference"]))
         judged = {s: c for s, c in seeds.items() if s not in chance}
 
         def errors(arm, f, judged=judged):

@@ -108,6 +108,9 @@ def _full_model_test(run: Path, checkpoint: Path | None = None) -> dict:
         "test_error": float(metrics["error"]),
         "chance_error": float(chance["error"]),
         "test_examples": len(rows["test"]),
+        # classification: accuracy too, which judges chance beside an F1 metric (compare.at_chance)
+        "test_accuracy": metrics.get("accuracy"),
+        "chance_accuracy": chance.get("accuracy"),
     }
 
 
@@ -128,7 +131,8 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
     found["train_seconds_last_session"] = round(time.perf_counter() - started, 1)
     full = _full_model_test(run)
     found |= {"full_model_test_error": full["test_error"], "chance_error": full["chance_error"],
-              "test_examples": full["test_examples"]}  # fmt: skip
+              "test_examples": full["test_examples"], "full_model_test_accuracy": full["test_accuracy"],
+              "chance_accuracy": full["chance_accuracy"]}  # fmt: skip
     if variant != "reference":
         found["nas"] = _search(run, "morea", SAMPLES)
         found["importance_baseline"] = _search(run, "importance", IMPORTANCE_BUDGETS)

@@ -416,3 +416,28 @@ def test_the_variants_and_models_not_measured_are_listed(tmp_path):
     assert "full onnx-fp32: not profiled" in missing and "full fp16: not profiled" in missing
     assert "full bf16: skipped" in missing  # profiled, but the point did not run
     assert not any(note.startswith(("full fp32", "full int8", "full nf4", "full dynamic-int8")) for note in missing)
+
+
+def test_an_f1_task_is_judged_at_chance_by_accuracy_too():
+    """MRPC's shape: 68% of the test pairs are 'equivalent', so always answering it has F1 0.81. A model 10 points
+    above it in accuracy is under 5 points above it in F1, inside the band; it is not at chance."""
+    from prunebench.report.compare import at_chance
+    from prunebench.tasks.metrics import chance_metrics, compute_metrics
+    from prunebench.tasks.registry import get_task
+
+    spec = get_task("mrpc")
+    labels = np.array([1] * 279 + [0] * 129)
+    predictions = labels.copy()
+    predictions[:8] = 0  # 8 positives missed
+    predictions[279:] = 1  # negatives: 40 found, the rest called positive
+    predictions[279:319] = 0
+    logits = np.eye(2)[predictions]
+    model, chance = compute_metrics(spec, logits, labels), chance_metrics(spec, labels)
+    accuracy, majority = PerExample(predictions, labels, regression=False).accuracy_and_majority()
+    assert accuracy == pytest.approx(model["accuracy"]) and majority == pytest.approx(chance["accuracy"])
+    assert accuracy - majority > 0.05 and chance["error"] - model["error"] < 1 / math.sqrt(408)  # F1 inside the band
+    assert at_chance(model["error"], chance["error"], 408)  # on F1 alone
+    assert not at_chance(model["error"], chance["error"], 408, accuracy, majority)
+    # a model no better than the majority in accuracy either stays at chance
+    assert at_chance(chance["error"], chance["error"], 408, majority + 0.01, majority)
+    assert PerExample(np.array([0.5, 1.0]), np.array([0.4, 1.2]), regression=True).accuracy_and_majority() is None

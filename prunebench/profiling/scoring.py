@@ -145,6 +145,13 @@ class PerExample:
             return np.abs(self.predictions.astype("float64") - self.labels.astype("float64"))
         return (~self.correct()).astype("float64")
 
+    def accuracy_and_majority(self) -> tuple[float, float] | None:
+        """(accuracy, the majority class's accuracy on the same labels); None for regression or no examples."""
+        if self.regression or not len(self.labels):
+            return None
+        labels = self.labels.astype("int64")
+        return float(np.mean(self.correct())), float(np.bincount(labels).max() / len(labels))
+
     def same_examples(self, other: PerExample) -> bool:
         """Whether both were scored on the same examples in the same order (what a paired test needs)."""
         return len(self.labels) == len(other.labels) and bool(np.array_equal(self.labels, other.labels))

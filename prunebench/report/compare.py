@@ -224,16 +224,36 @@ def _chance_tolerance(examples):
     return np.nan_to_num(1 / np.sqrt(np.clip(np.asarray(examples, dtype=float), 1, None)), nan=0.0)
 
 
-def at_chance(error: float, chance_error: float, examples: float) -> bool:
+def at_chance(
+    error: float, chance_error: float, examples: float, accuracy: float = math.nan, chance_accuracy: float = math.nan
+) -> bool:
     """True where a model is no better than the majority class (the mean, for regression): its error within
-    ``_chance_tolerance`` of the chance error, or worse. False where the chance error is not known."""
-    return not math.isnan(chance_error) and error >= chance_error - float(_chance_tolerance(examples))
+    ``_chance_tolerance`` of the chance error, or worse, and (classification, where known) its accuracy too. False
+    where the chance error is not known.
+
+    Accuracy is asked as well because an F1 task's metric hides a model that learned: on MRPC, always answering
+    "equivalent" (68% of the test pairs) has F1 0.812, so a fine-tune 10 points above it in accuracy is only 4
+    points above it in F1, inside the band."""
+    if math.isnan(chance_error):
+        return False
+    tolerance = float(_chance_tolerance(examples))
+    return error >= chance_error - tolerance and not accuracy > chance_accuracy + tolerance  # NaN: not known
+
+
+def _accuracy_columns(per_example: PerExample | None) -> dict[str, float]:
+    """The option's test accuracy and the majority class's (NaN: regression, or scored before examples were kept)."""
+    found = per_example.accuracy_and_majority() if per_example is not None else None
+    accuracy, chance_accuracy = found or (math.nan, math.nan)
+    return {"accuracy": accuracy, "chance_accuracy": chance_accuracy}
 
 
 def _at_chance(frame: pd.DataFrame) -> pd.Series:
     """``at_chance`` of every row."""
     tolerance = _chance_tolerance(frame["test_examples"])
     at_chance = frame["error"].astype(float) >= frame["chance_error"].astype(float) - tolerance
+    if "accuracy" in frame:
+        learned = frame["accuracy"].astype(float) > frame["chance_accuracy"].astype(float) + tolerance  # NaN: False
+        at_chance &= ~learned
     return at_chance & frame["chance_error"].notna()
 
 
@@ -295,6 +315,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 **dict(zip(("error_low", "error_high"), interval, strict=True)),
                 "chance_error": chance_error,
                 "test_examples": examples,
+                **_accuracy_columns(per_example),
                 "latency_s": _number(row["latency_s"]),
                 **_ratio_columns(row),
                 "memory_bytes": _number(row["memory_bytes"]),

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunebench.errors import PrunebenchError
+from prunebench.profiling.scoring import PerExample
 from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
 from prunebench.report.compare import at_chance, chance_of
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
@@ -151,9 +152,13 @@ def cell_chance(run_dir: Path, target: str | None = "cpu") -> dict | None:
     if not len(full) or math.isnan(chance_error):
         return None
     error = float(full["error"].iloc[0])
+    per_example = PerExample.of(full.iloc[0])
+    accuracy = (per_example.accuracy_and_majority() if per_example is not None else None) or (math.nan, math.nan)
     return {"full_test_error": error, "chance_error": chance_error,
             "examples": int(examples) if math.isfinite(examples) else None,
-            "at_chance": at_chance(error, chance_error, examples)}  # fmt: skip
+            "full_test_accuracy": None if math.isnan(accuracy[0]) else accuracy[0],
+            "chance_accuracy": None if math.isnan(accuracy[1]) else accuracy[1],
+            "at_chance": at_chance(error, chance_error, examples, *accuracy)}  # fmt: skip
 
 
 def _main_search(run: RunData, axes: dict) -> SearchData | None:
