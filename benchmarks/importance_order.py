@@ -65,6 +65,11 @@ VARIANTS = {
     "without_ordering": dict(strategy="full"),
     "with_ordering": dict(strategy="full", order_by_importance=True, order_epochs=1.0),
 }
+EXTRA_VARIANTS = {  # run only when named in --variants; not in the summary's means
+    # the first fine-tune as long as the reference's, then kept as the sub-networks' teacher
+    "with_ordering_fixed_teacher": dict(strategy="full", order_by_importance=True, order_epochs=2.0,
+                                        fixed_teacher=True),
+}  # fmt: skip
 
 
 def train_config(task: str, seed: int, **changes) -> TrainConfig:
@@ -124,7 +129,7 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
             found["layer_drop_baseline"] = _search(run, "layer_drop", 100)
             record.write_text(json.dumps(found, indent=1) + "\n")
         return found
-    config = train_config(task, seed, **VARIANTS[variant])
+    config = train_config(task, seed, **{**VARIANTS, **EXTRA_VARIANTS}[variant])
     started = time.perf_counter()
     train_supernet(config, run, resume=RunDir(run).is_run(), show_progress=False)
     found = {"task": task, "variant": variant, "seed": seed, "train_seconds_last_session": None}
@@ -137,7 +142,7 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
         found["nas"] = _search(run, "morea", SAMPLES)
         found["importance_baseline"] = _search(run, "importance", IMPORTANCE_BUDGETS)
         found["layer_drop_baseline"] = _search(run, "layer_drop", 100)  # one per layer count: the list ends first
-    if variant == "with_ordering":
+    if variant.startswith("with_ordering"):
         found["first_fine_tune_test_error"] = _full_model_test(run, RunDir(run).order_checkpoint)["test_error"]
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(found, indent=1) + "\n")

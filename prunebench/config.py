@@ -39,6 +39,7 @@ TASK_KINDS = ("classification", "regression", "multiple_choice")
 SPACE_NAMES = ("layer", "small", "medium", "large")
 UNIT_COUNT_SPACES = ("small", "medium")  # the spaces that count FFN units, which --round-units rounds
 STRATEGY_NAMES = ("standard", "random", "random_linear", "sandwich", "kd", "full")
+DISTILLING_STRATEGIES = ("kd", "full")  # the strategies whose sub-networks learn from a teacher (Strategy.uses_teacher)
 SEARCH_METHODS = ("random_search", "local_search", "morea", "nsga2", "ehvi", "lsbo", "layer_drop", "importance")
 UNAVAILABLE_METHODS = {
     "rsbo": "random-scalarisation BO re-weights every past observation at each step, which no maintained library "
@@ -137,6 +138,9 @@ class TrainConfig:
     order_by_importance: bool = False
     order_epochs: float = 1.0
     order_examples: int = 512
+    # With order_by_importance and a distilling strategy: the sub-networks (the full one too) learn from that first
+    # fine-tune, kept fixed, instead of from the full network of the same step (DynaBERT's teacher).
+    fixed_teacher: bool = False
     # Not a field: False for a config read back from a run (from_dict), whose names this version may no longer
     # know; its values are checked, its names and option combinations were checked when the run was made.
     asked_now: InitVar[bool] = True
@@ -175,6 +179,16 @@ class TrainConfig:
             problems.append(
                 "--order-by-importance orders each layer's heads and FFN units, which the layer space does not "
                 "choose; use --space small, medium or large, or drop --order-by-importance"
+            )
+        if asked_now and self.fixed_teacher and not self.order_by_importance:
+            problems.append(
+                "--fixed-teacher distils from the first fine-tune of --order-by-importance; add --order-by-importance "
+                "or drop --fixed-teacher"
+            )
+        if asked_now and self.fixed_teacher and self.strategy not in DISTILLING_STRATEGIES:
+            problems.append(
+                f"--fixed-teacher: strategy {self.strategy!r} distils nothing; use --strategy "
+                f"{' or '.join(DISTILLING_STRATEGIES)}, or drop --fixed-teacher"
             )
         if self.task_kind not in (None, "classification", "regression"):
             problems.append(f"--task-kind takes classification or regression, got {self.task_kind!r}")

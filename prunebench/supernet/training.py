@@ -135,10 +135,12 @@ def train_step(
     scheduler,
     kind: str,
     temperature: float,
+    fixed_teacher: torch.nn.Module | None = None,
 ) -> StepLoss:
     """One optimiser step: each sub-network of ``plan`` (its masks from ``masks_of``) adds its gradients.
 
-    The full network (``config`` None) comes first in a plan and teaches the sub-networks that distil.
+    The full network (``config`` None) comes first in a plan and teaches the sub-networks that distil; with a
+    ``fixed_teacher`` (a fine-tuned model, not trained here) every sub-network of the plan learns from that instead.
     Standard-NAS trials call it with a one-step plan whose masks are the trial's fixed sub-network.
     The masks of the last sub-network stay applied. Returns the loss, summed and split (``StepLoss``).
     """
@@ -146,16 +148,19 @@ def train_step(
     model.train()
     optimizer.zero_grad(set_to_none=True)
     teacher, step = None, StepLoss()
+    if fixed_teacher is not None:
+        with torch.no_grad():
+            teacher = fixed_teacher(**batch).logits
     for subnet in plan:
         supernet.apply(masks_of(subnet.config))
         logits = model(**batch).logits
-        if subnet.distill:
+        if subnet.distill or fixed_teacher is not None:
             to_teacher, to_labels = distillation_terms(logits, teacher, labels, kind, temperature)
             loss = to_teacher + to_labels
             step.distillation += distillation_gap(logits.detach(), teacher, kind, temperature)
         else:
             loss = to_labels = task_loss(logits, labels, kind)
-        if subnet.config is None:
+        if subnet.config is None and fixed_teacher is None:
             teacher = logits.detach()
         loss.backward()
         step.total += loss.item()
@@ -252,6 +257,7 @@ class SupernetTrainer:
         # (the ordering's short fine-tune, ``order_tuning``, has its own).
         self.checkpoint_dir, self.log_path = self.folder.checkpoint, self.folder.training_log
         self.scored = ("largest", "middle", "smallest")
+        self.fixed_teacher: torch.nn.Module | None = None  # set by ``load_fixed_teacher``
 
     # --- one step -------------------------------------------------------------------------------
     def _masks(self, config: Config | None) -> Masks:
@@ -262,7 +268,7 @@ class SupernetTrainer:
         plan = self.strategy.plan(self.state.step / self.total_steps, rng)
         loss = train_step(
             self.model, self.supernet, plan, self._masks, batch, self.optimizer, self.scheduler,
-            self.data.spec.kind, self.config.temperature,
+            self.data.spec.kind, self.config.temperature, self.fixed_teacher,
         )  # fmt: skip
         self.supernet.reset()
         self.state.step += 1
@@ -416,6 +422,14 @@ class SupernetTrainer:
         reorder(self.loaded, head_orders, unit_orders)
         self.console.print(f"ordering: heads and units reordered by importance (scores: {folder.order_importance})")
         torch.manual_seed(config.seed + 1)  # the super-network's dropout: the same however the run got here
+
+    def load_fixed_teacher(self) -> None:
+        """The ordering's first fine-tune as the fixed teacher (TrainConfig.fixed_teacher), read from its checkpoint,
+        in eval mode (no dropout in the targets). Reordering leaves a model's outputs unchanged, so the un-reordered
+        checkpoint teaches the reordered super-network the same; a resumed run reads it again."""
+        spec = self.data.spec
+        teacher = load_model(self.folder.order_checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
+        self.fixed_teacher = teacher.model.to(self.device).eval().requires_grad_(False)
 
     # --- the loop -------------------------------------------------------------------------------
     def _progress(self) -> Progress:
@@ -706,6 +720,8 @@ def _train_locked(
         trainer.console.print(f"resuming {run_dir} at step {trainer.state.step} of {trainer.total_steps}")
     if config.order_by_importance and not resumed:  # a resumed checkpoint is reordered already
         trainer.order_by_importance()
+    if config.fixed_teacher:
+        trainer.load_fixed_teacher()
     trainer.run(stop_after_steps=stop_after_steps)
     finished = trainer.state.step >= trainer.total_steps
     if finished:
