@@ -122,6 +122,10 @@ OrderHelp = (
 )
 OrderEpochsHelp = "With --order-by-importance: epochs of the first full fine-tune (a fraction is allowed)."
 OrderExamplesHelp = "With --order-by-importance: training examples the importance scores are taken on."
+FixedTeacherHelp = (
+    "With --order-by-importance and --strategy kd or full: every sub-network, the full one too, learns from the "
+    "first fine-tune, kept fixed, instead of from the full network of the same step."
+)
 RoundUnitsHelp = (
     "Round every searched FFN unit count up to a multiple of N (at most the full width; 0 stays 0): "
     "LLM.int8 runs FFN widths that are not a multiple of 4 as an fp32 matmul on CUDA. 1: no rounding."
@@ -411,6 +415,7 @@ def train(
     order_by_importance: Annotated[bool, typer.Option(help=OrderHelp)] = TrainConfig.order_by_importance,
     order_epochs: Annotated[float, typer.Option(help=OrderEpochsHelp)] = TrainConfig.order_epochs,
     order_examples: Annotated[int, typer.Option(help=OrderExamplesHelp)] = TrainConfig.order_examples,
+    fixed_teacher: Annotated[bool, typer.Option(help=FixedTeacherHelp)] = TrainConfig.fixed_teacher,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
 ) -> None:
@@ -437,6 +442,7 @@ def train(
         order_by_importance=order_by_importance,
         order_epochs=order_epochs,
         order_examples=order_examples,
+        fixed_teacher=fixed_teacher,
         **_data_fields(
             data_dir, train_file, test_file, text_columns, label_column, task_kind, encoding, keep_na_labels
         ),
@@ -785,6 +791,7 @@ def run_command(
     max_drop: Annotated[str | None, typer.Option(help=MAX_DROP_HELP)] = None,
     order_by_importance: Annotated[bool | None, typer.Option(help=OrderHelp + " Default: the preset's.")] = None,
     order_epochs: Annotated[float | None, typer.Option(help=OrderEpochsHelp + " Default: the preset's.")] = None,
+    fixed_teacher: Annotated[bool | None, typer.Option(help=FixedTeacherHelp + " Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     limit = read_max_drop(max_drop)
@@ -793,7 +800,7 @@ def run_command(
     )
     config = get_preset(preset).with_overrides(
         model=model, task=task, round_units=round_units, order_by_importance=order_by_importance,
-        order_epochs=order_epochs, **data,
+        order_epochs=order_epochs, fixed_teacher=fixed_teacher, **data,
     )  # fmt: skip
     from dataclasses import replace
 

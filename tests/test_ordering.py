@@ -267,3 +267,71 @@ def test_run_passes_the_ordering_to_training(tmp_path, monkeypatch, capsys):
     assert code == 2 and "stopped here" in err
     assert seen["train"].order_by_importance and seen["train"].order_epochs == 0.5
     assert seen["train"].epochs == 2  # the rest is the quick preset's
+    assert not seen["train"].fixed_teacher
+    args = ["run", "--out", str(tmp_path / "t"), "--order-by-importance", "--fixed-teacher"]
+    assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].fixed_teacher
+
+
+TAUGHT = {**ORDERED, "fixed_teacher": True}
+
+
+def test_with_a_fixed_teacher_every_sub_network_learns_from_it(tmp_path, monkeypatch):
+    """Each step, the full network included, is distilled from the fixed teacher's logits, not the full network's."""
+    import prunebench.supernet.training as training
+
+    trainer = SupernetTrainer(TrainConfig(**TAUGHT), tmp_path / "run", show_progress=False)
+    trainer.order_by_importance()
+    trainer.load_fixed_teacher()
+    batch = trainer.collator(trainer.rows["train"][:8])
+    with torch.no_grad():
+        wanted = trainer.fixed_teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    seen = []
+
+    def spy(student, teacher, *args):
+        seen.append(teacher.clone())
+        return real(student, teacher, *args)
+
+    real = training.distillation_terms
+    monkeypatch.setattr(training, "distillation_terms", spy)
+    trainer.train_step(dict(batch))
+    assert len(seen) == 4  # the full strategy's plan: full, smallest and two random sub-networks
+    assert all(torch.equal(teacher, wanted) for teacher in seen)
+    assert not trainer.fixed_teacher.training and not any(p.requires_grad for p in trainer.fixed_teacher.parameters())
+
+
+def test_a_fixed_teacher_run_resumes_where_it_stopped(tmp_path):
+    """Stopped in the super-network's training (the teacher is read again from the fine-tune's checkpoint), the
+    resumed run ends with the uninterrupted run's weights."""
+    config = TrainConfig(**{**TAUGHT, "checkpoint_every": 1})
+    train_supernet(config, tmp_path / "straight", show_progress=False)
+    run = RunDir(tmp_path / "run")
+    assert not train_supernet(config, run.path, show_progress=False, stop_after_steps=3).finished
+    assert train_supernet(config, run.path, resume=True, show_progress=False).finished
+    want, got = _weights(RunDir(tmp_path / "straight").checkpoint), _weights(run.checkpoint)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    untaught = TrainConfig(**ORDERED)
+    train_supernet(untaught, tmp_path / "untaught", show_progress=False)
+    other = _weights(RunDir(tmp_path / "untaught").checkpoint)
+    assert not all(torch.equal(want[k], other[k]) for k in want)  # the teacher changed what was trained
+    with pytest.raises(PrunebenchError, match=r"holds a different run \(fixed_teacher=True, asked False\)"):
+        train_supernet(TrainConfig(**{**ORDERED, "checkpoint_every": 1}), run.path, resume=True, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--fixed-teacher"], "add --order-by-importance or drop --fixed-teacher"),
+        (["--fixed-teacher", "--order-by-importance", "--strategy", "sandwich"], "strategy 'sandwich' distils nothing"),
+    ],
+)
+def test_fixed_teacher_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, says):
+    code, _, err = run_cli(["train", "--out", str(tmp_path / "t"), *args], monkeypatch, capsys)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+def test_the_distilling_strategies_are_the_ones_config_names():
+    from prunebench.config import DISTILLING_STRATEGIES
+    from prunebench.supernet.strategies import STRATEGIES
+
+    assert {name for name, cls in STRATEGIES.items() if cls.uses_teacher} == set(DISTILLING_STRATEGIES)

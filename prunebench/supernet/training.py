@@ -428,7 +428,8 @@ class SupernetTrainer:
         in eval mode (no dropout in the targets). Reordering leaves a model's outputs unchanged, so the un-reordered
         checkpoint teaches the reordered super-network the same; a resumed run reads it again."""
         spec = self.data.spec
-        teacher = load_model(self.folder.order_checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
+        with torch.random.fork_rng(devices=[]):  # building a model draws from the RNG, which the dropout replays
+            teacher = load_model(self.folder.order_checkpoint, task_kind=spec.kind, num_labels=spec.num_labels)
         self.fixed_teacher = teacher.model.to(self.device).eval().requires_grad_(False)
 
     # --- the loop -------------------------------------------------------------------------------
