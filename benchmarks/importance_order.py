@@ -215,19 +215,48 @@ def _overlap(order: np.ndarray, reference: np.ndarray) -> float:
     return round(float(np.mean(shares)), 4)
 
 
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def _seeds_with(cells: list[dict], variants) -> list[int]:
+    """The seeds of which every one of ``variants`` has a finished cell."""
+    return sorted(s for s in {c["seed"] for c in cells} if all(
+        any(c["seed"] == s and c["variant"] == v for c in cells) for v in variants))  # fmt: skip
+
+
+def _extra_variant(mine: list[dict], variant: str) -> dict:
+    """An ``EXTRA_VARIANTS`` variant of one task beside the reference of the same seeds."""
+    seeds = _seeds_with(mine, ("reference", variant))
+    found = [c for c in mine if c["variant"] == variant and c["seed"] in seeds]
+    reference = mean([c["full_model_test_error"] for c in mine if c["variant"] == "reference" and c["seed"] in seeds])
+    nas = {str(f): mean([c["nas"]["error_at"].get(str(f)) for c in found]) for f in FRACTIONS}
+    half = nas["0.5"]
+    return {
+        "seeds": seeds,
+        "settings": EXTRA_VARIANTS[variant],
+        "nas_error_at": nas,
+        "importance_baseline_error_at": {
+            str(f): mean([c["importance_baseline"]["error_at"].get(str(f)) for c in found]) for f in FRACTIONS
+        },
+        "reference_error": reference,
+        "relative_drop_at_half_vs_reference": None if half is None or reference is None else
+        round((half - reference) / (1 - reference), 4),
+        "super_network_full_model_test_error": mean([c["full_model_test_error"] for c in found]),
+        "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in found]),
+    }  # fmt: skip
+
+
 def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
     tasks = {}
     for task in dict.fromkeys(c["task"] for c in cells):
         mine = [c for c in cells if c["task"] == task]
-        by = {v: [c for c in mine if c["variant"] == v] for v in VARIANTS}
-        done_seeds = sorted({c["seed"] for c in mine})
-        if not all(by.values()):
-            tasks[task] = {"incomplete": sorted(v for v, found in by.items() if found)}
+        done_seeds = _seeds_with(mine, VARIANTS)  # means over the same seeds in every variant
+        if not done_seeds:
+            tasks[task] = {"incomplete": sorted({c["variant"] for c in mine})}
             continue
-
-        def mean(values):
-            values = [v for v in values if v is not None]
-            return round(float(np.mean(values)), 4) if values else None
+        by = {v: [c for c in mine if c["variant"] == v and c["seed"] in done_seeds] for v in VARIANTS}
 
         reference = mean([c["full_model_test_error"] for c in by["reference"]])
         arms = {
@@ -262,6 +291,9 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
             },
             "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in by["with_ordering"]]),
             "order_epochs_study": next((s for s in studies if s["task"] == task), None),
+            "extra_variants": {
+                v: _extra_variant(mine, v) for v in EXTRA_VARIANTS if any(c["variant"] == v for c in mine)
+            },
         }
     return {
         "benchmark": "importance_order",
