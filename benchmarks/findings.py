@@ -430,6 +430,7 @@ ORDER_ARMS = {  # the name in the findings: (the importance_order cell's variant
     "nas_without_ordering": ("without_ordering", "nas"),
     "importance": ("without_ordering", "importance_baseline"),
     "layer_drop": ("without_ordering", "layer_drop_baseline"),
+    "importance_on_ordered": ("with_ordering", "importance_baseline"),  # shown and tested, not the verdict's
 }
 VARIANTS_ORDERED = ("with_ordering", "without_ordering")
 
@@ -473,7 +474,7 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     if not path.is_file():
         return {"claim": claim, "verdict": "not measured yet", "sentence": f"(b, ordered) not measured yet: {path}."}
     found = json.loads(path.read_text())
-    table, outcomes, drop_outcomes, pooled = {}, [], [], {"ordered": [], "importance": [], "unordered": []}
+    table, outcomes, drop_outcomes, pooled = {}, [], [], {a: [] for a in ORDER_ARMS}
     for task in TASKS:
         seeds = _order_seeds(found["cells"], task)
         chance = sorted(s for s, c in seeds.items() if _reference_at_chance(c["reference"]))
@@ -506,9 +507,8 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
                 ties_or_wins.append(None)
                 continue
             ties_or_wins.append(nas["mean"] <= imp["mean"] + max(nas["sd"] or 0.0, imp["sd"] or 0.0))
-            pooled["ordered"] += errors("nas_with_ordering", f)
-            pooled["importance"] += errors("importance", f)
-            pooled["unordered"] += errors("nas_without_ordering", f)
+            for arm in ORDER_ARMS:
+                pooled[arm] += errors(arm, f)
         row["nas_with_ordering_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
         enough = len(judged) >= FAIR_SEEDS
         outcomes.append(all(ties_or_wins) if enough and None not in ties_or_wins else None)
@@ -520,10 +520,16 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         f"no verdict: no task has {FAIR_SEEDS} finished seeds above chance")  # fmt: skip
     drop_verdict = _verdict(drop_outcomes, len(TASKS)) if any(o is not None for o in drop_outcomes) else verdict
     tests = {
-        "pairs": sum(v is not None for v in pooled["ordered"]),
-        "nas_with_ordering_below_importance_p": _signed_rank(pooled["ordered"], pooled["importance"]),
-        "importance_below_nas_with_ordering_p": _signed_rank(pooled["importance"], pooled["ordered"]),
-        "with_ordering_below_without_p": _signed_rank(pooled["ordered"], pooled["unordered"]),
+        "pairs": sum(v is not None for v in pooled["nas_with_ordering"]),
+        **{
+            f"nas_with_ordering_below_{arm}_p": _signed_rank(pooled["nas_with_ordering"], pooled[arm])
+            for arm in ORDER_ARMS
+            if arm != "nas_with_ordering"
+        },
+        **{
+            f"{arm}_below_nas_with_ordering_p": _signed_rank(pooled[arm], pooled["nas_with_ordering"])
+            for arm in ("importance", "importance_on_ordered")
+        },
         "pairs_are": "(task, seed, budget) of the tasks and seeds above chance, each arm's test error",
     }
     parts = []
@@ -539,11 +545,13 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         drop = row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]
         text += f"): test error {budgets}" + ("" if drop["mean"] is None else f"; drop at 50% {drop['mean']:+.1%}")
         parts.append(text)
-    p = tests["nas_with_ordering_below_importance_p"]
-    q = tests["importance_below_nas_with_ordering_p"]
+    p, q = tests["nas_with_ordering_below_importance_p"], tests["importance_below_nas_with_ordering_p"]
+    p2, q2 = (tests["nas_with_ordering_below_importance_on_ordered_p"],
+              tests["importance_on_ordered_below_nas_with_ordering_p"])  # fmt: skip
     pooled_text = "" if p is None else (
-        f" Pooled over {tests['pairs']} (task, seed, budget) pairs: ordered NAS below importance p = {p:.2g}, "
-        f"importance below ordered NAS p = {q:.2g} (one-sided Wilcoxon signed-rank)")  # fmt: skip
+        f" Pooled over {tests['pairs']} (task, seed, budget) pairs, one-sided Wilcoxon signed-rank: ordered NAS below "
+        f"importance p = {p:.2g}, importance below ordered NAS p = {q:.2g}; against importance pruning of the "
+        f"ordered super-network: p = {p2:.2g} and {q2:.2g}.")  # fmt: skip
     return {
         "claim": claim,
         "rule": f"per task, on the seeds whose standard fine-tune is above chance (compare's rule): at 30%, 50% and "
@@ -552,7 +560,8 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         "below the importance baseline's, a gap within the larger standard deviation over seeds counting as a tie; "
         f"a verdict needs {FAIR_SEEDS} seeds. Compression: the ordered NAS model at <= 50% drops at most "
         f"{TARGET_DROP:.0%} of the standard fine-tune's test metric (same task and seed), mean over seeds. The "
-        "importance and layer-dropping baselines run on the super-network without ordering, as in the grid",
+        "importance and layer-dropping baselines run on the super-network without ordering, as in the grid; the "
+        "importance baseline on the ordered super-network is shown and tested beside them",
         "setup": found["setup"],
         "source": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
         "by_task": table,
@@ -733,10 +742,10 @@ def _ordering_section(found: dict):
                          "-" if at is None else ("yes" if at else "no")])  # fmt: skip
         drops = row["relative_drop_at_half_vs_reference"]
         rows.append([task, "drop at 50% vs standard fine-tune", _show(drops["nas_with_ordering"], percent=True),
-                     _show(drops["nas_without_ordering"], percent=True), "", "",
+                     _show(drops["nas_without_ordering"], percent=True), "", "", "",
                      f"reference error {_show(row['reference_error'])}"])  # fmt: skip
     columns = ["task", "encoder budget", "NAS, ordered", "NAS, not ordered (ablation)", "importance", "layer_drop",
-               "ordered NAS at or below importance"]  # fmt: skip
+               "importance on the ordered one", "ordered NAS at or below importance"]  # fmt: skip
     title = "Test error, mean ± standard deviation over the seeds above chance"
     return Section("ordering", "(b) and (c) with importance-ordered super-networks (issue 28)",
                    [Table(columns, rows, title, [found["rule"]])])  # fmt: skip
