@@ -792,6 +792,7 @@ def run_command(
     order_by_importance: Annotated[bool | None, typer.Option(help=OrderHelp + " Default: the preset's.")] = None,
     order_epochs: Annotated[float | None, typer.Option(help=OrderEpochsHelp + " Default: the preset's.")] = None,
     fixed_teacher: Annotated[bool | None, typer.Option(help=FixedTeacherHelp + " Default: the preset's.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Super-network training epochs. Default: the preset's.")] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     limit = read_max_drop(max_drop)
@@ -800,7 +801,7 @@ def run_command(
     )
     config = get_preset(preset).with_overrides(
         model=model, task=task, round_units=round_units, order_by_importance=order_by_importance,
-        order_epochs=order_epochs, fixed_teacher=fixed_teacher, **data,
+        order_epochs=order_epochs, fixed_teacher=fixed_teacher, epochs=epochs, **data,
     )  # fmt: skip
     from dataclasses import replace
 

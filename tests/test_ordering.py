@@ -268,8 +268,8 @@ def test_run_passes_the_ordering_to_training(tmp_path, monkeypatch, capsys):
     assert seen["train"].order_by_importance and seen["train"].order_epochs == 0.5
     assert seen["train"].epochs == 2  # the rest is the quick preset's
     assert not seen["train"].fixed_teacher
-    args = ["run", "--out", str(tmp_path / "t"), "--order-by-importance", "--fixed-teacher"]
-    assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].fixed_teacher
+    args = ["run", "--out", str(tmp_path / "t"), "--order-by-importance", "--fixed-teacher", "--epochs", "1"]
+    assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].fixed_teacher and seen["train"].epochs == 1
 
 
 TAUGHT = {**ORDERED, "fixed_teacher": True}
