@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     from prunebench.environment import environment
+    from prunebench.hardware.machine import cpu_identity
 
     args.work.mkdir(parents=True, exist_ok=True)
     arms = {"before": [], "after": ["--order-by-importance", *shlex.split(args.after)]}
@@ -105,6 +106,8 @@ def main() -> None:
         "goal_met": drop is not None and drop <= GOAL_DROP and ratio <= GOAL_TIME_RATIO,
         "time_note": "time_ratio: the after arm's pipeline seconds (every stage, summed over sessions) over the before "
         "arm's, run one after the other on the same machine",
+        "threads": "the quick preset's: training and profiling 1 torch thread, the search 2 processes of 1 thread",
+        "cpu": cpu_identity(),
         "environment": environment(),
     }
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
