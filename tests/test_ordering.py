@@ -266,10 +266,13 @@ def test_run_passes_the_ordering_to_training(tmp_path, monkeypatch, capsys):
                            monkeypatch, capsys)  # fmt: skip
     assert code == 2 and "stopped here" in err
     assert seen["train"].order_by_importance and seen["train"].order_epochs == 0.5
-    assert seen["train"].epochs == 2  # the rest is the quick preset's
-    assert not seen["train"].fixed_teacher
-    args = ["run", "--out", str(tmp_path / "t"), "--order-by-importance", "--fixed-teacher", "--epochs", "1"]
-    assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].fixed_teacher and seen["train"].epochs == 1
+    assert seen["train"].epochs == 1 and seen["train"].fixed_teacher  # the rest is the quick preset's
+    args = ["run", "--out", str(tmp_path / "t"), "--no-order-by-importance", "--epochs", "2"]
+    assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].epochs == 2
+    assert not seen["train"].order_by_importance and not seen["train"].fixed_teacher  # its teacher goes with it
+    args = ["run", "--out", str(tmp_path / "u"), "--no-order-by-importance", "--fixed-teacher"]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and "add --order-by-importance or drop --fixed-teacher" in err and not (tmp_path / "u").exists()
 
 
 TAUGHT = {**ORDERED, "fixed_teacher": True}

@@ -148,7 +148,10 @@ def test_a_moved_or_copied_run_is_not_profiled_or_scored_again(run, tmp_path):
     shutil.copytree(first, copy)
     first.rename(moved)
     for where in (copy, moved):
+        machine = where / "profile" / "cpu" / "machine.json"
+        sessions = machine.read_text()
         assert _profile_and_score(where) == ([], [])
+        assert machine.read_text() == sessions  # nothing timed: no session whose load would warn in the report
         again, again_scores = _tables(where)
         for column in ("latency_mean_s", "timestamp", "model_key"):
             assert again[column].equals(profile[column])

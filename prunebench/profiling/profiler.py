@@ -214,10 +214,11 @@ def profile_models(
                 if not remeasure_unstable:
                     run.measure_grid(subjects, specs, points)
                 still = run.remeasure_unstable(subjects, specs, explicit=remeasure_unstable)
-            what = "re-measured unstable points" if remeasure_unstable else "profiled"
-            identity = machine_identity(str(where.device))
-            record = session_record(before, machine_state(), threads, what, identity) | {"unstable_points": still}
-            append_machine_record(ProfileDir(out_dir).machine, record)
+            if run.rows_written:  # a call that timed nothing (all done) leaves no "profiled under load" session
+                what = "re-measured unstable points" if remeasure_unstable else "profiled"
+                identity = machine_identity(str(where.device))
+                record = session_record(before, machine_state(), threads, what, identity) | {"unstable_points": still}
+                append_machine_record(ProfileDir(out_dir).machine, record)
         frame = store.consolidate()
         if calibrate:
             write_calibration(frame, ProfileDir(out_dir).calibration, where)
@@ -366,6 +367,7 @@ class _Run:
     console: Console | None = None  # progress lines, one per measured point
     pace: _Pace = field(default_factory=lambda: _Pace(0))
     corrections: Corrections | None = None  # measured corrections of the target's estimates (not when calibrating)
+    rows_written: int = 0  # by this call: none, and the machine's state says nothing about the table
 
     def _row(self, subject: Subject, spec, batch: int, seq_len: int, mode: str, status: str, **values) -> ProfileRow:
         kind = self.target.device.type if self.target.device is not None else self.target.profile.kind
@@ -401,6 +403,7 @@ class _Run:
 
     def _emit(self, row: ProfileRow) -> None:
         self.store.append(row)
+        self.rows_written += 1
         if self.on_row is not None:
             self.on_row(row)
         if self.console is not None and row.mode == "measured":
