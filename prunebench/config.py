@@ -745,8 +745,8 @@ class PipelineConfig:
 DEFAULT_PRESET = "quick"
 DEFAULT_RUN_DIR = "runs/quick"  # where `prunebench run` writes without --out
 PRESETS: dict[str, PipelineConfig] = {
-    # Sized on the 2-core development machine (1 torch thread): fine-tuning ~8.5 min, search ~3.5 min,
-    # profiling and scoring ~7.5 min; see docs/pipeline.md for the measured total.
+    # Sized on the 2-core development machine (1 torch thread): on a quiet one, fine-tuning 6.6 min, search and
+    # baselines 2 min, profiling and scoring 2.4 min; see docs/pipeline.md for the measured total.
     "quick": PipelineConfig(
         preset="quick",
         description="packaged MiniLM on Rotten Tomatoes, shortened fine-tuning; within 30 minutes on a 2-core CPU",
