@@ -338,3 +338,12 @@ def test_the_distilling_strategies_are_the_ones_config_names():
     from prunebench.supernet.strategies import STRATEGIES
 
     assert {name for name, cls in STRATEGIES.items() if cls.uses_teacher} == set(DISTILLING_STRATEGIES)
+
+
+def test_the_memory_check_counts_the_fixed_teacher():
+    from prunebench.supernet.training import training_memory_estimate
+
+    loaded = load_model("shape:bert-tiny", task_kind="classification", num_labels=2)
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    plain, taught = (training_memory_estimate(loaded, 16, 64, teacher) for teacher in (False, True))
+    assert taught - plain == 4 * parameters  # one more fp32 copy of the weights

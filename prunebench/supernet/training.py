@@ -185,22 +185,22 @@ def start_at_label_mean(loaded: LoadedModel, train_rows: list[dict]) -> None:
         loaded.adapter.output_layer(loaded.model).bias.fill_(mean)
 
 
-def training_memory_estimate(loaded: LoadedModel, batch_size: int, length: int) -> int:
-    """Bytes one training step needs on the CPU, an estimate: fp32 weights, gradients and two Adam moments, plus
-    the activations autograd keeps for one sub-network's backward pass (about 20 hidden-sized and 2 FFN-sized
-    tensors per token and layer, and three attention maps per head)."""
+def training_memory_estimate(loaded: LoadedModel, batch_size: int, length: int, teacher: bool = False) -> int:
+    """Bytes one training step needs on the CPU, an estimate: fp32 weights, gradients and two Adam moments (and a
+    fixed teacher's weights), plus the activations autograd keeps for one sub-network's backward pass (about 20
+    hidden-sized and 2 FFN-sized tensors per token and layer, and three attention maps per head)."""
     dims = loaded.dims
     parameters = sum(p.numel() for p in loaded.model.parameters())
     per_layer = batch_size * length * (20 * dims.hidden_size + 2 * dims.intermediate_size)
     per_layer += 3 * batch_size * dims.num_heads * length * length
-    return 4 * (4 * parameters + dims.num_layers * per_layer)
+    return 4 * ((5 if teacher else 4) * parameters + dims.num_layers * per_layer)
 
 
-def check_training_memory(loaded: LoadedModel, batch_size: int, length: int) -> None:
+def check_training_memory(loaded: LoadedModel, batch_size: int, length: int, teacher: bool = False) -> None:
     """Refuse, before anything is written, a batch whose estimated memory exceeds what the machine has free."""
     import psutil
 
-    needed, free = training_memory_estimate(loaded, batch_size, length), psutil.virtual_memory().available
+    needed, free = training_memory_estimate(loaded, batch_size, length, teacher), psutil.virtual_memory().available
     if needed > free:
         raise PrunebenchError(
             f"--batch-size {batch_size} at --max-length {length} needs about {needed / 2**30:.1f} GiB to train "
@@ -242,7 +242,8 @@ class SupernetTrainer:
         if not self.rows["train"]:
             raise PrunebenchError(f"task {config.task!r} has no training examples after splitting; add data")
         if self.device.type == "cpu":
-            check_training_memory(self.loaded, min(config.batch_size, len(self.rows["train"])), config.max_length)
+            batch = min(config.batch_size, len(self.rows["train"]))
+            check_training_memory(self.loaded, batch, config.max_length, config.fixed_teacher)
         self.collator = make_collator(spec, self.loaded.tokenizer)
         start_at_label_mean(self.loaded, self.rows["train"])
         self.model = self.loaded.model.to(self.device)
