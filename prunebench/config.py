@@ -226,6 +226,19 @@ class TrainConfig:
         data["text_columns"] = list(self.text_columns)
         return data
 
+    def with_changes(self, **changes) -> TrainConfig:
+        """``replace`` for settings laid over a preset's: where they turn the ordering off or pick a strategy that
+        distils nothing, the preset's fixed teacher (the ordering's fine-tune, teaching distilled sub-networks)
+        goes with it, unless ``fixed_teacher`` is among the changes (then a conflict is the caller's error)."""
+        if self.fixed_teacher and "fixed_teacher" not in changes:
+            ordered = changes.get("order_by_importance", self.order_by_importance)
+            strategy = STRATEGY_ALIASES.get(
+                changes.get("strategy", self.strategy), changes.get("strategy", self.strategy)
+            )
+            if not ordered or strategy not in DISTILLING_STRATEGIES:
+                changes = {**changes, "fixed_teacher": False}
+        return replace(self, **changes)
+
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -734,9 +747,7 @@ class PipelineConfig:
         """The preset with the given ``TrainConfig`` fields changed (None: the preset's), e.g. ``model``, ``task``
         and your own data (``train_file``, ``test_file``, ``text_columns``, ``label_column``, ``task_kind``)."""
         changes = {key: value for key, value in train_fields.items() if value is not None}
-        if changes.get("order_by_importance") is False and "fixed_teacher" not in changes:
-            changes["fixed_teacher"] = False  # the preset's teacher is the ordering's fine-tune: it goes with it
-        return replace(self, train=replace(self.train, **changes)) if changes else self
+        return replace(self, train=self.train.with_changes(**changes)) if changes else self
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -347,3 +347,17 @@ def test_the_memory_check_counts_the_fixed_teacher():
     parameters = sum(p.numel() for p in loaded.model.parameters())
     plain, taught = (training_memory_estimate(loaded, 16, 64, teacher) for teacher in (False, True))
     assert taught - plain == 4 * parameters  # one more fp32 copy of the weights
+
+
+def test_settings_laid_over_the_preset_drop_its_teacher_where_it_cannot_teach():
+    """The quick preset's fixed teacher goes with its ordering and with a distilling strategy; asked for
+    explicitly, a conflict is still an error."""
+    from prunebench.config import get_preset
+
+    quick = get_preset("quick").train
+    assert quick.fixed_teacher and quick.order_by_importance
+    assert not quick.with_changes(order_by_importance=False).fixed_teacher
+    assert not quick.with_changes(strategy="sandwich").fixed_teacher
+    assert quick.with_changes(strategy="kd").fixed_teacher and quick.with_changes(strategy="one_shot").fixed_teacher
+    with pytest.raises(PrunebenchError, match="distils nothing"):
+        quick.with_changes(strategy="standard", fixed_teacher=True)

@@ -289,6 +289,7 @@ def test_the_findings_grid_is_valid(tmp_path):
         assert cell.config.search.baselines == ("layer_drop", "importance") and cell.config.search.samples == 100
         assert (cell.config.train.data_dir is None) == (cell.axes["task"] == "rotten_tomatoes")
         assert cell.config.train.max_train_examples == 2000 and cell.cpus == 1.0
+        assert not cell.config.train.order_by_importance and not cell.config.train.fixed_teacher  # as published
 
 
 def test_progress_in_a_log_is_plain_lines_with_an_eta(capsys):

@@ -55,6 +55,7 @@ from prunebench.config import (
     TASK_NAMES,
     UNAVAILABLE_METHODS,
     PipelineConfig,
+    TrainConfig,
     model_problem,
     task_key,
 )
@@ -218,7 +219,7 @@ def _overridden(instance, table: object, where: str, problems: list[str]):
     if not changes:
         return instance
     try:
-        return replace(instance, **changes)
+        return instance.with_changes(**changes) if isinstance(instance, TrainConfig) else replace(instance, **changes)
     except (PrunebenchError, TypeError, ValueError) as error:  # the config's own checks, or a value of a wrong type
         problems.append(f"[{where}] {' '.join(str(error).split())}")
         return instance
@@ -240,7 +241,7 @@ def cell_name(axes: dict) -> str:
 
 def _cell(base: PipelineConfig, axes: dict, resources: dict) -> Cell:
     gpu = axes["target"] != "cpu"
-    train = replace(base.train, model=axes["model"], task=axes["task"], strategy=axes["strategy"],
+    train = base.train.with_changes(model=axes["model"], task=axes["task"], strategy=axes["strategy"],
                     space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu",
                     data_dir=base.train.data_dir if axes["task"] in DATA_DIR_TASKS else None)  # fmt: skip
     search = replace(base.search, method=axes["method"], seed=axes["seed"])
