@@ -224,6 +224,14 @@ def _chance_tolerance(examples):
     return np.nan_to_num(1 / np.sqrt(np.clip(np.asarray(examples, dtype=float), 1, None)), nan=0.0)
 
 
+def _no_better_than_chance(error, chance_error, examples, accuracy, chance_accuracy) -> np.ndarray:
+    """The chance rule, element by element (``at_chance`` says it in words). NaN: not known."""
+    error, chance_error = np.asarray(error, dtype=float), np.asarray(chance_error, dtype=float)
+    tolerance = _chance_tolerance(examples)
+    learned = np.asarray(accuracy, dtype=float) > np.asarray(chance_accuracy, dtype=float) + tolerance  # NaN: False
+    return (error >= chance_error - tolerance) & ~learned & ~np.isnan(chance_error)
+
+
 def at_chance(
     error: float, chance_error: float, examples: float, accuracy: float = math.nan, chance_accuracy: float = math.nan
 ) -> bool:
@@ -234,27 +242,22 @@ def at_chance(
     Accuracy is asked as well because an F1 task's metric hides a model that learned: on MRPC, always answering
     "equivalent" (68% of the test pairs) has F1 0.812, so a fine-tune 10 points above it in accuracy is only 4
     points above it in F1, inside the band."""
-    if math.isnan(chance_error):
-        return False
-    tolerance = float(_chance_tolerance(examples))
-    return error >= chance_error - tolerance and not accuracy > chance_accuracy + tolerance  # NaN: not known
+    return bool(_no_better_than_chance(error, chance_error, examples, accuracy, chance_accuracy))
 
 
-def _accuracy_columns(per_example: PerExample | None) -> dict[str, float]:
-    """The option's test accuracy and the majority class's (NaN: regression, or scored before examples were kept)."""
+def accuracy_and_chance(per_example: PerExample | None) -> tuple[float, float]:
+    """A classifier's test accuracy and the majority class's (NaN: regression, or scored before examples were
+    kept): ``at_chance``'s last two arguments."""
     found = per_example.accuracy_and_majority() if per_example is not None else None
-    accuracy, chance_accuracy = found or (math.nan, math.nan)
-    return {"accuracy": accuracy, "chance_accuracy": chance_accuracy}
+    return found or (math.nan, math.nan)
 
 
 def _at_chance(frame: pd.DataFrame) -> pd.Series:
     """``at_chance`` of every row."""
-    tolerance = _chance_tolerance(frame["test_examples"])
-    at_chance = frame["error"].astype(float) >= frame["chance_error"].astype(float) - tolerance
-    if "accuracy" in frame:
-        learned = frame["accuracy"].astype(float) > frame["chance_accuracy"].astype(float) + tolerance  # NaN: False
-        at_chance &= ~learned
-    return at_chance & frame["chance_error"].notna()
+    nan = pd.Series(math.nan, index=frame.index)
+    found = _no_better_than_chance(frame["error"], frame["chance_error"], frame["test_examples"],
+                                   frame.get("accuracy", nan), frame.get("chance_accuracy", nan))  # fmt: skip
+    return pd.Series(found, index=frame.index)
 
 
 def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: int | None) -> tuple[pd.DataFrame, dict]:
@@ -315,7 +318,7 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
                 **dict(zip(("error_low", "error_high"), interval, strict=True)),
                 "chance_error": chance_error,
                 "test_examples": examples,
-                **_accuracy_columns(per_example),
+                **dict(zip(("accuracy", "chance_accuracy"), accuracy_and_chance(per_example), strict=True)),
                 "latency_s": _number(row["latency_s"]),
                 **_ratio_columns(row),
                 "memory_bytes": _number(row["memory_bytes"]),

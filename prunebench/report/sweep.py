@@ -29,7 +29,7 @@ import pandas as pd
 from prunebench.errors import PrunebenchError
 from prunebench.profiling.scoring import PerExample
 from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
-from prunebench.report.compare import at_chance, chance_of
+from prunebench.report.compare import accuracy_and_chance, at_chance, chance_of
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
 from prunebench.report.render import (
     FORMATS,
@@ -152,8 +152,7 @@ def cell_chance(run_dir: Path, target: str | None = "cpu") -> dict | None:
     if not len(full) or math.isnan(chance_error):
         return None
     error = float(full["error"].iloc[0])
-    per_example = PerExample.of(full.iloc[0])
-    accuracy = (per_example.accuracy_and_majority() if per_example is not None else None) or (math.nan, math.nan)
+    accuracy = accuracy_and_chance(PerExample.of(full.iloc[0]))
     return {"full_test_error": error, "chance_error": chance_error,
             "examples": int(examples) if math.isfinite(examples) else None,
             "full_test_accuracy": None if math.isnan(accuracy[0]) else accuracy[0],
