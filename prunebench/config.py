@@ -232,10 +232,8 @@ class TrainConfig:
         goes with it, unless ``fixed_teacher`` is among the changes (then a conflict is the caller's error)."""
         if self.fixed_teacher and "fixed_teacher" not in changes:
             ordered = changes.get("order_by_importance", self.order_by_importance)
-            strategy = STRATEGY_ALIASES.get(
-                changes.get("strategy", self.strategy), changes.get("strategy", self.strategy)
-            )
-            if not ordered or strategy not in DISTILLING_STRATEGIES:
+            strategy = changes.get("strategy", self.strategy)
+            if not ordered or STRATEGY_ALIASES.get(strategy, strategy) not in DISTILLING_STRATEGIES:
                 changes = {**changes, "fixed_teacher": False}
         return replace(self, **changes)
 
