@@ -38,7 +38,7 @@ GOAL_DROP, GOAL_TIME_RATIO = 0.03, 1.2
 
 def measure(run: Path) -> dict:
     """The finished demo's numbers, read from its run directory."""
-    from prunebench.report.answer import HALF_ENCODER
+    from prunebench.report.answer import HALF_ENCODER, relative_drop
     from prunebench.report.load import load_run
     from prunebench.report.sweep import error_chosen_on_validation
     from prunebench.rundir import RunDir
@@ -58,7 +58,7 @@ def measure(run: Path) -> dict:
         "full_model_test_error": full,
         "chosen_at_half_encoder_test_error": chosen,
         "scored_on": split,
-        "relative_drop_at_half": None if chosen is None else round((chosen - full) / (1 - full), 4),
+        "relative_drop_at_half": None if chosen is None else round(relative_drop(full, chosen), 4),
         "pipeline_seconds": round(sum(stages.values()), 1),
         "stage_seconds": stages,
         "best_on_test_at_half_encoder": summary.get("best_at_half_encoder"),  # the report's (chosen on test)

@@ -187,6 +187,14 @@ def _beats(better: dict, worse: dict, higher: bool) -> bool | None:
     return gap > margin
 
 
+def _at_or_below(errors: dict, other: dict) -> bool | None:
+    """Mean test errors (``_stats``) at or below another's, a gap inside the larger standard deviation over seeds
+    counting as a tie; None where either is not measured."""
+    if errors["mean"] is None or other["mean"] is None:
+        return None
+    return errors["mean"] <= other["mean"] + max(errors["sd"] or 0.0, other["sd"] or 0.0)
+
+
 def _verdict(outcomes: list[bool | None], wanted: int) -> str:
     judged = [o for o in outcomes if o is not None]
     if not judged:
@@ -332,15 +340,8 @@ def baselines_fair(facts: list) -> dict:
                                          for m in COMPARED},
             "per_cell": cells,
         }  # fmt: skip
-        # NAS at or below importance at every budget: a gap inside the larger spread over seeds is a tie (counts)
-        ties_or_wins = []
-        for f in BUDGETS:
-            nas, imp = row["error_at"]["nas"][str(f)], row["error_at"]["importance"][str(f)]
-            if nas["mean"] is None or imp["mean"] is None:
-                ties_or_wins.append(None)
-                continue
-            margin = max(nas["sd"] or 0.0, imp["sd"] or 0.0)
-            ties_or_wins.append(nas["mean"] <= imp["mean"] + margin)
+        ties_or_wins = [_at_or_below(row["error_at"]["nas"][str(f)], row["error_at"]["importance"][str(f)])
+                        for f in BUDGETS]  # fmt: skip
         row["nas_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
         enough = len(judged) >= FAIR_SEEDS and None not in ties_or_wins
         table[task] = row
@@ -475,6 +476,7 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     """(b) and (c) measured again with importance-ordered super-networks (issue 28), with the ordering as an
     ablation: per task and seed, NAS on the super-network trained with and without ordering, the importance and
     layer-dropping baselines on the one without, and the standard fine-tune as the reference."""
+    from prunebench.report.answer import relative_drop
     from prunebench.report.sweep import BUDGETS
 
     claim = "with importance ordering, NAS is at or below importance pruning's test error at matched encoder budgets"
@@ -496,7 +498,7 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
             found = []
             for c in judged.values():
                 error, reference = _error_at(c.get(variant), search, 0.5), c["reference"]["full_model_test_error"]
-                found.append(None if error is None else (error - reference) / (1 - reference))  # metric = 1 - error
+                found.append(None if error is None else relative_drop(reference, error))
             return found
 
         row = {
@@ -510,13 +512,11 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         }  # fmt: skip
         ties_or_wins = []
         for f in BUDGETS:
-            nas, imp = row["error_at"]["nas_with_ordering"][str(f)], row["error_at"]["importance"][str(f)]
-            if nas["mean"] is None or imp["mean"] is None:
-                ties_or_wins.append(None)
-                continue
-            ties_or_wins.append(nas["mean"] <= imp["mean"] + max(nas["sd"] or 0.0, imp["sd"] or 0.0))
-            for arm in ORDER_ARMS:
-                pooled[arm] += errors(arm, f)
+            ties_or_wins.append(_at_or_below(row["error_at"]["nas_with_ordering"][str(f)],
+                                             row["error_at"]["importance"][str(f)]))  # fmt: skip
+            if ties_or_wins[-1] is not None:
+                for arm in ORDER_ARMS:
+                    pooled[arm] += errors(arm, f)
         row["nas_with_ordering_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
         enough = len(judged) >= FAIR_SEEDS
         outcomes.append(all(ties_or_wins) if enough and None not in ties_or_wins else None)

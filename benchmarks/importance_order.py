@@ -40,6 +40,7 @@ import torch
 from prunebench.config import EvalSettings, SearchConfig, TrainConfig
 from prunebench.environment import environment
 from prunebench.models import load_model
+from prunebench.report.answer import relative_drop
 from prunebench.rundir import RunDir, read_run
 from prunebench.search import run_search
 from prunebench.search.evaluator import CandidateEvaluator
@@ -229,13 +230,18 @@ def _seeds_with(cells: list[dict], variants) -> list[int]:
         any(c["seed"] == s and c["variant"] == v for c in cells) for v in variants))  # fmt: skip
 
 
+def _drop(reference: float | None, error: float | None) -> float | None:
+    """``relative_drop_note``, to 4 digits; None where either error is not known."""
+    drop = None if reference is None or error is None else relative_drop(reference, error)
+    return None if drop is None else round(drop, 4)
+
+
 def _extra_variant(mine: list[dict], variant: str) -> dict:
     """An ``EXTRA_VARIANTS`` variant of one task beside the reference of the same seeds."""
     seeds = _seeds_with(mine, ("reference", variant))
     found = [c for c in mine if c["variant"] == variant and c["seed"] in seeds]
     reference = mean([c["full_model_test_error"] for c in mine if c["variant"] == "reference" and c["seed"] in seeds])
     nas = {str(f): mean([c["nas"]["error_at"].get(str(f)) for c in found]) for f in FRACTIONS}
-    half = nas["0.5"]
     return {
         "seeds": seeds,
         "settings": EXTRA_VARIANTS[variant],
@@ -244,8 +250,7 @@ def _extra_variant(mine: list[dict], variant: str) -> dict:
             str(f): mean([c["importance_baseline"]["error_at"].get(str(f)) for c in found]) for f in FRACTIONS
         },
         "reference_error": reference,
-        "relative_drop_at_half_vs_reference": None if half is None or reference is None else
-        round((half - reference) / (1 - reference), 4),
+        "relative_drop_at_half_vs_reference": _drop(reference, nas["0.5"]),
         "super_network_full_model_test_error": mean([c["full_model_test_error"] for c in found]),
         "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in found]),
     }  # fmt: skip
@@ -275,19 +280,15 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
             arm: {str(f): mean([e.get(str(f)) for e in found]) for f in FRACTIONS} for arm, found in arms.items()
         }
 
-        def drop(arm, error_at=error_at, reference=reference):
-            value = error_at[arm]["0.5"]
-            if value is None or reference is None:
-                return None
-            return round(((1 - reference) - (1 - value)) / (1 - reference), 4)  # relative loss of the metric
-
         tasks[task] = {
             "seeds": done_seeds,
             "metric": "1 - error",
             "reference_error": reference,
             "chance_error": mean([c["chance_error"] for c in by["reference"]]),
             "error_at": error_at,
-            "relative_drop_at_half_vs_reference": {arm: drop(arm) for arm in ("with_ordering", "without_ordering")},
+            "relative_drop_at_half_vs_reference": {
+                arm: _drop(reference, error_at[arm]["0.5"]) for arm in ("with_ordering", "without_ordering")
+            },
             "super_network_full_model_test_error": {
                 arm: mean([c["full_model_test_error"] for c in by[arm]])
                 for arm in ("with_ordering", "without_ordering")
@@ -330,9 +331,9 @@ def write(out: Path, work: Path, studies: list[dict]) -> None:
     cells = [json.loads(p.read_text()) for p in records if "-order-epochs-" not in p.name]
     found = [json.loads(p.read_text()) for p in records if "-order-epochs-" in p.name]  # also a --no-study run's
     studies = [*studies, *(s for s in found if all(s["task"] != t["task"] for t in studies))]
-    done = sorted({c["seed"] for c in cells if all(
-        any(d["seed"] == c["seed"] and d["task"] == c["task"] and d["variant"] == v for d in cells)
-        for v in VARIANTS)})  # fmt: skip  # a seed some task finished in every variant (per task: tasks[*].seeds)
+    # a seed some task finished in every variant (per task: tasks[*].seeds)
+    by_task = {task: [c for c in cells if c["task"] == task] for task in {c["task"] for c in cells}}
+    done = sorted({s for mine in by_task.values() for s in _seeds_with(mine, VARIANTS)})
     out.write_text(json.dumps(summarise(cells, studies, done), indent=1, default=str) + "\n")
 
 
