@@ -283,9 +283,9 @@ def build_options(run_dir: Path, target: str, batch_size: int | None, seq_len: i
     run = read_run(run_dir)
     task = run.get("task", {})
     options, unscored, evidence = [], [], {}
+    chance_error, examples = chance_of(scores)  # the split's: the same for every option
     for row in rows.to_dict("records"):
         score = scores[(scores["model"] == row["model"]) & (scores["variant"] == row["variant"])]
-        chance_error, examples = chance_of(scores)
         per_example = PerExample.of(score.iloc[0]) if len(score) else None
         if per_example is not None:
             evidence[f"{row['model']} {row['variant']}"] = per_example
