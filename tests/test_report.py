@@ -277,7 +277,7 @@ def test_summary_json_holds_the_answer_of_the_report(full_report):
     summary = json.loads(result.summary.read_text())
     assert summary["schema_version"] == 2 and summary["full"] == {"variant": "fp32", "test_error": 0.19}
     best = summary["best_at_half_encoder"]
-    assert best["option"] == HALF_OPTION and best["encoder_fraction"] == 0.48
+    assert best["option"] == HALF_OPTION and best["encoder_fraction"] == 0.48 and best["validation_error"] < 0.22
     assert best["relative_accuracy_drop"] == pytest.approx(0.028 / 0.81)
     assert summary["embeddings"]["share"] == pytest.approx(0.531, abs=0.001)
     assert {t["target"]: t["mode"] for t in summary["targets"]} == {"cpu": "measured", "a10": "estimated"}
@@ -290,6 +290,26 @@ def test_summary_json_holds_the_answer_of_the_report(full_report):
     for budget in cpu["budgets"]:
         assert {"tied_with", "examples_apart", "test", "error_interval", "alternatives", "past_max_drop"} <= set(budget)
         assert isinstance(budget["tied_with"], list)
+
+
+def test_the_best_model_at_half_the_encoder_is_chosen_on_validation_not_test(tmp_path):
+    """p4 has the lower validation error, p2 the lower test error: the answer names p4 and scores it on test."""
+    from prunebench.report.answer import best_at_half_encoder, full_model
+
+    run = make_report_run(tmp_path / "run")
+    index_file = run / "search" / "nsga2-seed0" / "models" / "index.parquet"
+    index = pd.read_parquet(index_file)
+    index.loc[index["label"] == "p4", "error"] = float(index.loc[index["label"] == "p2", "error"].iloc[0]) - 0.01
+    index.to_parquet(index_file)
+    (data,) = load_runs([run])
+    best = best_at_half_encoder(data, full_model(data))
+    options = pd.read_parquet(run / "compare" / "cpu" / "options.parquet").set_index("option")
+    assert best.option == "nsga2-seed0/p4 fp32" and best.test_error == options.loc["nsga2-seed0/p4 fp32", "error"]
+    assert best.test_error > options.loc[HALF_OPTION, "error"]  # the lower test error did not choose it
+    # a compared model whose validation error is not on record is never chosen
+    index[index["label"] != "p4"].to_parquet(index_file)
+    (data,) = load_runs([run])
+    assert best_at_half_encoder(data, full_model(data)).option == HALF_OPTION
 
 
 def test_a_profile_under_load_and_unstable_points_are_shown(tmp_path):

@@ -28,11 +28,13 @@ FP32_BYTES = 4
 
 @dataclass(frozen=True)
 class BestAtHalf:
-    """The lowest-test-error pruned model at no more than half the encoder (never one at chance)."""
+    """The pruned model at no more than half the encoder with the lowest *validation* error (never one at chance),
+    and its test error: chosen on validation so that the test split only scores it."""
 
     option: str
     encoder_fraction: float
     total_fraction: float
+    validation_error: float
     test_error: float
     relative_accuracy_drop: float | None  # (full metric - its metric) / full metric; None without the full model
     source: str  # which table it was read from
@@ -79,10 +81,25 @@ def relative_drop(full_error: float | None, error: float) -> float | None:
     return ((1 - full_error) - (1 - error)) / (1 - full_error)
 
 
+def _validation_errors(run: RunData) -> dict[str, float]:
+    """Each extracted model's validation error (the search's objective), keyed by the name compare gives it."""
+    found: dict[str, float] = {}
+    for search in run.searches:
+        index = search.models
+        if index is None or "error" not in index:
+            continue
+        for label, error in zip(index["label"], index["error"], strict=True):
+            if _finite(error) is not None:
+                found[f"{search.name}/{label}"] = float(error)
+    return found
+
+
 def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
-    """The pruned model at <= 50% of the encoder with the lowest test error: from the comparisons (every
-    profiled and scored pruned option), else from the extracted Pareto models' index."""
+    """The pruned model at <= 50% of the encoder with the lowest validation error, scored by its test error: from the
+    comparisons (every profiled and scored pruned option), else from the extracted Pareto models' index. A model
+    whose validation error is not on record is not chosen (choosing on test would flatter the answer)."""
     full_error = None if full is None else full["test_error"]
+    validation = _validation_errors(run)
     found: list[BestAtHalf] = []
     for compare in run.compares:
         options = compare.options
@@ -92,10 +109,13 @@ def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
         if "chance" in pruned:
             pruned = pruned[~pruned["chance"].astype(bool)]
         for row in pruned.to_dict("records"):
+            if row["model"] not in validation:
+                continue
             found.append(
                 BestAtHalf(
-                    row["option"], float(row["encoder_fraction"]), float(row["total_fraction"]), float(row["error"]),
-                    relative_drop(full_error, float(row["error"])), f"compare {compare.target}",
+                    row["option"], float(row["encoder_fraction"]), float(row["total_fraction"]),
+                    validation[row["model"]], float(row["error"]), relative_drop(full_error, float(row["error"])),
+                    f"compare {compare.target}",
                 )
             )  # fmt: skip
     if not found:
@@ -104,15 +124,16 @@ def best_at_half_encoder(run: RunData, full: dict | None) -> BestAtHalf | None:
             if index is None or not len(index):
                 continue
             frame = index.assign(_enc=encoder_fraction(index), _tot=total_fraction(index))
-            frame = frame[(frame["_enc"] <= HALF_ENCODER) & frame["test_error"].notna()]
+            frame = frame[(frame["_enc"] <= HALF_ENCODER) & frame["test_error"].notna() & frame["error"].notna()]
             for row in frame.to_dict("records"):
                 found.append(
                     BestAtHalf(
                         f"{search.name}/{row['label']} {REFERENCE_VARIANT}", float(row["_enc"]), float(row["_tot"]),
-                        float(row["test_error"]), relative_drop(full_error, float(row["test_error"])), "export index",
+                        float(row["error"]), float(row["test_error"]),
+                        relative_drop(full_error, float(row["test_error"])), "export index",
                     )
                 )  # fmt: skip
-    return min(found, key=lambda b: (b.test_error, b.encoder_fraction)) if found else None
+    return min(found, key=lambda b: (b.validation_error, b.encoder_fraction)) if found else None
 
 
 def embeddings(run: RunData) -> Embeddings | None:

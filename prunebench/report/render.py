@@ -367,7 +367,8 @@ def _half_text(facts: dict) -> str:
             "search longer or export more Pareto members ('prunebench extract-pareto RUN --max-models K')."
         )
     text = (
-        f"Best pruned model at no more than half the encoder: {best['option']}, with "
+        f"Best pruned model at no more than half the encoder (chosen on validation error, "
+        f"{best['validation_error']:.3f}): {best['option']}, with "
         f"{best['encoder_fraction']:.0%} of the encoder's parameters ({best['total_fraction']:.0%} of all), "
         f"test error {best['test_error']:.3f}"
     )
