@@ -129,8 +129,10 @@ def _write_search(run: Path, name: str, method: str, rng: np.random.Generator, s
                 "parameters": pareto["parameters"].to_numpy(),
                 "macs": pareto["macs_count"].to_numpy(),
                 # the compared ones' validation error a little under their test error (base here is 0.005 lower)
-                "error": [base + PRUNED_ERROR_GAP[label] if label in PRUNED_ERROR_GAP else e
-                          for label, e in zip(labels, pareto["error"], strict=True)],  # fmt: skip
+                "error": [
+                    base + PRUNED_ERROR_GAP[label] if label in PRUNED_ERROR_GAP else e
+                    for label, e in zip(labels, pareto["error"], strict=True)
+                ],
                 "test_error": pareto["test_error"].to_numpy(),
                 "test_metric": pareto["test_metric"].to_numpy(),
                 "path": [str(models / label) for label in labels],

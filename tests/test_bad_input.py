@@ -121,8 +121,10 @@ def _data_files(tmp: Path) -> None:
 
 def _own(name: str, *more: str) -> tuple[str, ...]:
     """`train` on one of ``_data_files`` as both files."""
-    return ("train", "--out", "{tmp}/r", "--model", "shape:bert-tiny", "--task", "files", "--train", f"{{tmp}}/{name}",
-            "--test", f"{{tmp}}/{name}", "--text-columns", "text", "--label-column", "label", "--epochs", "1", *more)
+    files = ("--train", f"{{tmp}}/{name}", "--test", f"{{tmp}}/{name}")
+    columns = ("--text-columns", "text", "--label-column", "label")
+    command = ("train", "--out", "{tmp}/r", "--model", "shape:bert-tiny", "--task", "files", "--epochs", "1")
+    return (*command, *files, *columns, *more)
 
 
 def _retrained_p00(run: Path) -> None:

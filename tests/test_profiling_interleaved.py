@@ -298,9 +298,7 @@ def test_the_cpu_is_named_with_the_flags_that_decide_int8_and_bf16_speed(tmp_pat
     text = identity_text({"cpu": cpu})
     assert text == "AMD EPYC (AuthenticAMD family 26 model 2; avx2 avx512f avx512_vnni avx512_bf16)"
     gpu = {"name": "NVIDIA A10G", "memory_gib": 22.0, "driver": "550.54", "compute_capability": "8.6"}
-    assert identity_text({"cpu": cpu, "gpu": gpu}) == (
-        "NVIDIA A10G (22.0 GiB, compute capability 8.6, driver 550.54)"
-    )
+    assert identity_text({"cpu": cpu, "gpu": gpu}) == "NVIDIA A10G (22.0 GiB, compute capability 8.6, driver 550.54)"
 
 
 def test_a_gpu_is_named_with_its_memory_driver_and_compute_capability(monkeypatch):

@@ -360,9 +360,10 @@ def test_unstable_is_said_only_where_a_latency_interval_crosses_the_budget_line_
     decided = budgets.loc[first]
     line = float(decided["budget_label"].split("%")[0]) / 100
     options["stable"] = False  # the profile's own flag no longer marks every row
-    options["latency_ratio_low"], options["latency_ratio_high"] = options["latency_ratio"] * 0.99, options[
-        "latency_ratio"
-    ] * 1.01
+    options["latency_ratio_low"], options["latency_ratio_high"] = (
+        options["latency_ratio"] * 0.99,
+        options["latency_ratio"] * 1.01,
+    )
     winner = options["option"] == decided["best_option"]
     options.loc[winner, ["latency_ratio_low", "latency_ratio_high"]] = [line - 0.01, line + 0.01]  # across the line
     options.to_parquet(folder / "options.parquet")
