@@ -24,7 +24,9 @@ the share of the 1-epoch order's top half that each order's top half holds. It c
 
 Every cell (task, variant, seed) is a run directory under --work; training and searches resume, and a finished
 cell's numbers are kept in --work/cells/*.json, so running it again continues where it stopped. Writes
-benchmarks/results/importance_order.json after each cell.
+benchmarks/results/importance_order.json after each cell. ``--archive`` copies each finished cell's record and
+tables (run settings, importance scores, every search's Pareto set with validation and test errors; no weights)
+to benchmarks/results/importance_order/, where they are committed.
 """
 
 from __future__ import annotations
@@ -337,6 +339,28 @@ def write(out: Path, work: Path, studies: list[dict]) -> None:
     out.write_text(json.dumps(summarise(cells, studies, done), indent=1, default=str) + "\n")
 
 
+ARCHIVE = RESULT.with_suffix("")  # benchmarks/results/importance_order/: each finished cell's tables
+ARCHIVED = ("run.json", "order/importance.parquet", "search/*/search.json", "search/*/pareto.parquet")
+
+
+def archive(work: Path, dest: Path) -> int:
+    """Copy each finished cell's tables (no weights) to ``dest/CELL/``: what its record's numbers are read from
+    (each search's Pareto set with validation and test errors), so they can be checked without re-running it."""
+    copied = 0
+    for record in sorted((work / "cells").glob("*-seed*.json")):
+        run = work / record.stem
+        if "-order-epochs-" in record.name or not run.is_dir():
+            continue
+        for pattern in ARCHIVED:
+            for source in run.glob(pattern):
+                target = dest / record.stem / source.relative_to(run)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+                copied += 1
+        (dest / record.stem / "cell.json").write_bytes(record.read_bytes())
+    return copied
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="stsb", help="comma-separated task names")
@@ -350,12 +374,19 @@ def main() -> None:
     )
     parser.add_argument("--no-study", action="store_true", help="skip the order-epochs study")
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument(
+        "--archive", type=Path, nargs="?", const=ARCHIVE, help=f"copy the finished cells' tables there and stop "
+        f"(default {ARCHIVE.relative_to(RESULT.parents[2])})",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="bert-tiny, 64 examples, 4 samples: checks the script")
     args = parser.parse_args()
     if args.smoke:
         global SAMPLES, IMPORTANCE_BUDGETS
         BASE.update(model="shape:bert-tiny", max_train_examples=64, max_eval_examples=32, max_length=32, epochs=1)
         SAMPLES, IMPORTANCE_BUDGETS = 4, 3
+    if args.archive is not None:
+        print(f"copied {archive(args.work, args.archive)} tables to {args.archive}")
+        return
     torch.set_num_threads(1)
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     studies = []

@@ -1,0 +1,55 @@
+"""The committed importance_order results agree with the tables they were read from.
+
+benchmarks/results/importance_order/ holds each finished cell's record (cell.json) beside its searches' Pareto
+sets; the record's error at 30/50/70% of the encoder must be what the benchmark's own rule (lowest validation
+error at the budget, scored on test) gives on those tables, and the summary's means must be those records'.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO / "benchmarks" / "results" / "importance_order"
+SEARCH_OF = {"nas": "morea", "importance_baseline": "importance", "layer_drop_baseline": "layer_drop"}
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("importance_order", REPO / "benchmarks" / "importance_order.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["importance_order"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells() -> list[Path]:
+    return sorted(p for p in ARCHIVE.iterdir() if (p / "cell.json").is_file()) if ARCHIVE.is_dir() else []
+
+
+def test_the_summary_is_the_archived_cells_summarised():
+    summary = json.loads((REPO / "benchmarks" / "results" / "importance_order.json").read_text())
+    assert summary["cells"]
+    for record in summary["cells"]:
+        archived = ARCHIVE / f"{record['task']}-{record['variant']}-seed{record['seed']}" / "cell.json"
+        assert json.loads(archived.read_text()) == record
+    studies = [t["order_epochs_study"] for t in summary["tasks"].values() if t.get("order_epochs_study")]
+    again = _benchmark().summarise(summary["cells"], studies, summary["seeds"])
+    assert json.loads(json.dumps(again["tasks"], default=str)) == summary["tasks"]
+
+
+@pytest.mark.parametrize("cell", _cells(), ids=lambda p: p.name)
+def test_each_cells_errors_are_its_pareto_tables_chosen_on_validation(cell):
+    benchmark = _benchmark()
+    record = json.loads((cell / "cell.json").read_text())
+    for key, search in SEARCH_OF.items():
+        if key not in record:
+            continue
+        pareto = pd.read_parquet(cell / "search" / search / "pareto.parquet")
+        for fraction in benchmark.FRACTIONS:
+            assert benchmark.error_at(pareto, fraction) == record[key]["error_at"][str(fraction)], (key, fraction)
