@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -44,6 +45,17 @@ TINY_TRAIN = dict(
     max_eval_examples=64,
     max_length=32,
 )
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses in it look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_pipeline(preset: str = "quick") -> PipelineConfig:

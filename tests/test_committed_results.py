@@ -7,25 +7,17 @@ error at the budget, scored on test) gives on those tables, and the summary's me
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from helpers import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "benchmarks" / "results" / "importance_order"
 SEARCH_OF = {"nas": "morea", "importance_baseline": "importance", "layer_drop_baseline": "layer_drop"}
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("importance_order", REPO / "benchmarks" / "importance_order.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["importance_order"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cells() -> list[Path]:
@@ -39,13 +31,13 @@ def test_the_summary_is_the_archived_cells_summarised():
         archived = ARCHIVE / f"{record['task']}-{record['variant']}-seed{record['seed']}" / "cell.json"
         assert json.loads(archived.read_text()) == record
     studies = [t["order_epochs_study"] for t in summary["tasks"].values() if t.get("order_epochs_study")]
-    again = _benchmark().summarise(summary["cells"], studies, summary["seeds"])
+    again = load_benchmark("importance_order").summarise(summary["cells"], studies, summary["seeds"])
     assert json.loads(json.dumps(again["tasks"], default=str)) == summary["tasks"]
 
 
 @pytest.mark.parametrize("cell", _cells(), ids=lambda p: p.name)
 def test_each_cells_errors_are_its_pareto_tables_chosen_on_validation(cell):
-    benchmark = _benchmark()
+    benchmark = load_benchmark("importance_order")
     record = json.loads((cell / "cell.json").read_text())
     for key, search in SEARCH_OF.items():
         if key not in record:

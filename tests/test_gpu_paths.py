@@ -4,29 +4,19 @@ with uneven layers and odd widths, the estimate-error summary, the out-of-memory
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from helpers import TINY_TRAIN
+from helpers import TINY_TRAIN, load_benchmark
 from prunebench.config import TrainConfig
 from prunebench.hardware import variants
 from prunebench.hardware.variants import get_variant, isolated_int8_probe, runtime_skip_reason
 from prunebench.supernet.training import train_supernet
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_resume_reads_the_trainer_state_onto_the_cpu(tmp_path, monkeypatch):
@@ -75,7 +65,7 @@ def test_int8_on_a_v100_is_tried_apart_and_skipped_with_the_reason(monkeypatch):
 def test_gpu_check_subnetworks_have_uneven_layers_and_odd_widths():
     from prunebench.models.shapes import shape_config
 
-    check = _gpu_check()
+    check = load_benchmark("gpu_check")
     config = shape_config("bert-base")
     dims = type("Dims", (), {"num_layers": config.num_hidden_layers, "num_heads": config.num_attention_heads,
                              "intermediate_size": config.intermediate_size})()  # fmt: skip
@@ -87,7 +77,7 @@ def test_gpu_check_subnetworks_have_uneven_layers_and_odd_widths():
 
 
 def test_gpu_check_summarises_the_estimate_error_per_variant_and_batch():
-    check = _gpu_check()
+    check = load_benchmark("gpu_check")
     frame = pd.DataFrame(
         {"mode": ["estimated"] * 3 + ["measured"], "variant": ["fp16", "fp16", "fp32", "fp16"],
          "batch_size": [1, 1, 1, 1], "estimate_error": [0.5, -0.1, 0.2, None],
@@ -99,7 +89,7 @@ def test_gpu_check_summarises_the_estimate_error_per_variant_and_batch():
 
 
 def test_gpu_check_oom_point_is_recorded_and_the_sweep_goes_on(tmp_path):
-    check = _gpu_check()
+    check = load_benchmark("gpu_check")
     state = check.Check(dry_run=True, budget_s=60)
     result = check.oom_step(state, "cpu", tmp_path)
     assert result["status"] == {4096: "oom", 1: "ok"} and "_check" not in result
