@@ -16,8 +16,6 @@ from prunebench.hardware import variants
 from prunebench.hardware.variants import get_variant, isolated_int8_probe, runtime_skip_reason
 from prunebench.supernet.training import train_supernet
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def test_resume_reads_the_trainer_state_onto_the_cpu(tmp_path, monkeypatch):
     config = TrainConfig(**{**TINY_TRAIN, "epochs": 1, "checkpoint_every": 2})
