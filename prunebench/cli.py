@@ -793,6 +793,9 @@ def run_command(
     order_epochs: Annotated[float | None, typer.Option(help=OrderEpochsHelp + " Default: the preset's.")] = None,
     fixed_teacher: Annotated[bool | None, typer.Option(help=FixedTeacherHelp + " Default: the preset's.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Super-network training epochs. Default: the preset's.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the training and the search. Default: the preset's (0).")
+    ] = None,
 ) -> None:
     """The whole pipeline: fine-tune, search, extract, profile here with quantized baselines, compare, report."""
     limit = read_max_drop(max_drop)
@@ -801,7 +804,7 @@ def run_command(
     )
     config = get_preset(preset).with_overrides(
         model=model, task=task, round_units=round_units, order_by_importance=order_by_importance,
-        order_epochs=order_epochs, fixed_teacher=fixed_teacher, epochs=epochs, **data,
+        order_epochs=order_epochs, fixed_teacher=fixed_teacher, epochs=epochs, seed=seed, **data,
     )  # fmt: skip
     from dataclasses import replace
 

@@ -160,6 +160,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1 when given, got {value}")
+        if self.seed < 0:  # numpy's generators take none
+            problems.append(f"--seed must be >= 0, got {self.seed}")
         if self.num_random_sub_nets < 0:
             problems.append(f"--num-random-sub-nets must be >= 0, got {self.num_random_sub_nets}")
         rounding = round_units_problem(self.round_units, self.space if asked_now else None)
@@ -745,7 +747,12 @@ class PipelineConfig:
         """The preset with the given ``TrainConfig`` fields changed (None: the preset's), e.g. ``model``, ``task``
         and your own data (``train_file``, ``test_file``, ``text_columns``, ``label_column``, ``task_kind``)."""
         changes = {key: value for key, value in train_fields.items() if value is not None}
-        return replace(self, train=self.train.with_changes(**changes)) if changes else self
+        if not changes:
+            return self
+        changed = replace(self, train=self.train.with_changes(**changes))
+        if "seed" in changes:  # one seed for the run: training and search, as a sweep's seed axis sets them
+            changed = replace(changed, search=replace(changed.search, seed=changes["seed"]))
+        return changed
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -258,7 +258,7 @@ def test_run_passes_the_ordering_to_training(tmp_path, monkeypatch, capsys):
     seen = {}
 
     def fake_pipeline(config, out, overwrite=False):
-        seen["train"] = config.train
+        seen["train"], seen["search"] = config.train, config.search
         raise PrunebenchError("stopped here")
 
     monkeypatch.setattr("prunebench.pipeline.run_pipeline", fake_pipeline)
@@ -270,6 +270,11 @@ def test_run_passes_the_ordering_to_training(tmp_path, monkeypatch, capsys):
     args = ["run", "--out", str(tmp_path / "t"), "--no-order-by-importance", "--epochs", "2"]
     assert run_cli(args, monkeypatch, capsys)[0] == 2 and seen["train"].epochs == 2
     assert not seen["train"].order_by_importance and not seen["train"].fixed_teacher  # its teacher goes with it
+    assert seen["train"].seed == 0 and seen["search"].seed == 0
+    assert run_cli(["run", "--out", str(tmp_path / "s"), "--seed", "3"], monkeypatch, capsys)[0] == 2
+    assert seen["train"].seed == 3 and seen["search"].seed == 3  # one seed for the run
+    code, _, err = run_cli(["run", "--out", str(tmp_path / "v"), "--seed", "-1"], monkeypatch, capsys)
+    assert code == 2 and "--seed" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "v").exists()
     args = ["run", "--out", str(tmp_path / "u"), "--no-order-by-importance", "--fixed-teacher"]
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and "add --order-by-importance or drop --fixed-teacher" in err and not (tmp_path / "u").exists()
