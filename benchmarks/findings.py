@@ -457,6 +457,19 @@ def _order_seeds(cells: list[dict], task: str) -> dict[int, dict]:
     return {seed: found for seed, found in sorted(by_seed.items()) if {"reference", *VARIANTS_ORDERED} <= set(found)}
 
 
+def _chosen_at_chance(cell: dict | None, search: str, fraction: float, reference: dict) -> bool:
+    """``compare.at_chance`` of the model ``_error_at`` names, against its test split's chance scores (the
+    reference cell's); its accuracy where the cell recorded it (``accuracy_at``)."""
+    from prunebench.report.compare import at_chance
+
+    error = _error_at(cell, search, fraction)
+    if error is None:
+        return False
+    accuracy = (((cell or {}).get(search) or {}).get("accuracy_at") or {}).get(str(fraction))
+    known = [math.nan if v is None else v for v in (accuracy, reference.get("chance_accuracy"))]
+    return at_chance(error, reference["chance_error"], reference["test_examples"], *known)
+
+
 def _error_at(cell: dict | None, search: str, fraction: float) -> float | None:
     """An importance_order cell's test error of ``search`` at ``fraction`` (None: not run, or nothing there)."""
     return (((cell or {}).get(search) or {}).get("error_at") or {}).get(str(fraction))
@@ -490,39 +503,56 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         chance = sorted(s for s, c in seeds.items() if _reference_at_chance(c["reference"]))
         judged = {s: c for s, c in seeds.items() if s not in chance}
 
-        def errors(arm, f, judged=judged):
+        def errors(arm, f, among):
             variant, search = ORDER_ARMS[arm]
-            return [_error_at(c.get(variant), search, f) for c in judged.values()]
+            return [_error_at(c.get(variant), search, f) for c in among.values()]
+
+        def at_chance_seeds(arm, f, judged=judged) -> list[int]:
+            variant, search = ORDER_ARMS[arm]
+            return [s for s, c in judged.items() if _chosen_at_chance(c.get(variant), search, f, c["reference"])]
 
         def drops(arm, judged=judged):
+            """Against the reference, the seeds whose model at <= 50% is above chance only: on an F1 task a model
+            always answering the majority class drops little (MRPC: F1 0.812 against 0.834)."""
             variant, search = ORDER_ARMS[arm]
             found = []
-            for c in judged.values():
+            for seed, c in judged.items():
                 error, reference = _error_at(c.get(variant), search, 0.5), c["reference"]["full_model_test_error"]
-                found.append(None if error is None else relative_drop(reference, error))
+                if error is not None and seed not in at_chance_seeds(arm, 0.5):
+                    found.append(relative_drop(reference, error))
             return found
 
+        drop_arms = ("nas_with_ordering", "nas_without_ordering", "nas_fixed_teacher")
         row = {
             "seeds": sorted(judged), "seeds_at_chance": chance,
             "reference_error": _stats([c["reference"]["full_model_test_error"] for c in judged.values()]),
             "chance_error": _stats([c["reference"]["chance_error"] for c in seeds.values()]),
-            "error_at": {arm: {str(f): _stats(errors(arm, f)) for f in BUDGETS} for arm in ORDER_ARMS},
-            "relative_drop_at_half_vs_reference": {arm: _stats(drops(arm)) for arm in ("nas_with_ordering",
-                                                                                        "nas_without_ordering",
-                                                                                        "nas_fixed_teacher")},
+            "error_at": {arm: {str(f): _stats(errors(arm, f, judged)) for f in BUDGETS} for arm in ORDER_ARMS},
+            # seeds whose chosen model is no better than chance (compare's rule, accuracy asked too)
+            "models_at_chance": {arm: {str(f): at_chance_seeds(arm, f) for f in BUDGETS} for arm in ORDER_ARMS},
+            "relative_drop_at_half_vs_reference": {arm: _stats(drops(arm)) for arm in drop_arms},
         }  # fmt: skip
-        ties_or_wins = []
+        enough = len(judged) >= FAIR_SEEDS
+        ties_or_wins, left_out = [], {}
         for f in BUDGETS:
-            ties_or_wins.append(_at_or_below(row["error_at"]["nas_with_ordering"][str(f)],
-                                             row["error_at"]["importance"][str(f)]))  # fmt: skip
+            # a seed where both compared models are at chance says nothing about which is better
+            both = set(at_chance_seeds("nas_with_ordering", f)) & set(at_chance_seeds("importance", f))
+            among = {s: c for s, c in judged.items() if s not in both}
+            if enough and len(among) < FAIR_SEEDS:
+                left_out[str(f)] = sorted(both)
+                ties_or_wins.append(None)
+                continue
+            ties_or_wins.append(_at_or_below(_stats(errors("nas_with_ordering", f, among)),
+                                             _stats(errors("importance", f, among))))  # fmt: skip
             if ties_or_wins[-1] is not None:
                 for arm in ORDER_ARMS:
-                    pooled[arm] += errors(arm, f)
+                    pooled[arm] += errors(arm, f, among)
         row["nas_with_ordering_at_or_below_importance"] = dict(zip(map(str, BUDGETS), ties_or_wins, strict=True))
-        enough = len(judged) >= FAIR_SEEDS
-        outcomes.append(all(ties_or_wins) if enough and None not in ties_or_wins else None)
+        row["budgets_left_out_at_chance"] = left_out  # budget: the seeds where both models are at chance
+        decided = [o for f, o in zip(BUDGETS, ties_or_wins, strict=True) if str(f) not in left_out]
+        outcomes.append(all(decided) if enough and decided and None not in decided else None)
         half = row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]
-        drop_outcomes.append(half["mean"] <= TARGET_DROP if enough and half["mean"] is not None else None)
+        drop_outcomes.append(half["mean"] <= TARGET_DROP if half["n"] >= FAIR_SEEDS else None)
         table[task] = row
     judged_tasks = [o for o in outcomes if o is not None]
     verdict = _verdict(outcomes, len(TASKS)) if judged_tasks else (
@@ -552,7 +582,17 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         text = f"{task} ({len(row['seeds'])} seed(s) above chance"
         text += f"; {len(row['seeds_at_chance'])} at chance, left out" if row["seeds_at_chance"] else ""
         drop = row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]
-        text += f"): test error {budgets}" + ("" if drop["mean"] is None else f"; drop at 50% {drop['mean']:+.1%}")
+        text += f"): test error {budgets}"
+        if row["budgets_left_out_at_chance"]:
+            text += "; left out, both models at chance: " + ", ".join(
+                f"{float(f):.0%} ({len(s)} of {len(row['seeds'])} seeds)"
+                for f, s in row["budgets_left_out_at_chance"].items()
+            )
+        at_half = len(row["models_at_chance"]["nas_with_ordering"]["0.5"])
+        if drop["n"] >= FAIR_SEEDS:
+            text += f"; drop at 50% {drop['mean']:+.1%}"
+        elif at_half:
+            text += f"; no drop at 50%: the ordered model there is at chance in {at_half} of {len(row['seeds'])} seeds"
         parts.append(text)
     p, q = tests["nas_with_ordering_below_importance_p"], tests["importance_below_nas_with_ordering_p"]
     p2, q2 = (tests["nas_with_ordering_below_importance_on_ordered_p"],
@@ -567,8 +607,11 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         "70% of the encoder, each method's model chosen on the validation split among its Pareto members at that "
         "budget and scored on the whole test split; NAS on the ordered super-network has a mean test error at or "
         "below the importance baseline's, a gap within the larger standard deviation over seeds counting as a tie; "
-        f"a verdict needs {FAIR_SEEDS} seeds. Compression: the ordered NAS model at <= 50% drops at most "
-        f"{TARGET_DROP:.0%} of the standard fine-tune's test metric (same task and seed), mean over seeds. The "
+        f"a verdict needs {FAIR_SEEDS} seeds. A seed where both compared models are at chance is left out of that "
+        f"budget (and of the pooled tests); a budget left with fewer than {FAIR_SEEDS} seeds has no verdict. "
+        f"Compression: the ordered NAS model at <= 50% drops at most {TARGET_DROP:.0%} of the standard fine-tune's "
+        f"test metric (same task and seed), mean over the seeds where that model is above chance, at least "
+        f"{FAIR_SEEDS}. The "
         "importance and layer-dropping baselines run on the super-network without ordering, as in the grid; the "
         "importance baseline on the ordered super-network is shown and tested beside them",
         "setup": found["setup"],

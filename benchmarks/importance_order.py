@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from prunebench.config import EvalSettings, SearchConfig, TrainConfig
@@ -78,6 +79,9 @@ EXTRA_VARIANTS = {  # run only when named in --variants; not in the summary's me
 }  # fmt: skip
 
 
+SEARCHES = {"nas": "morea", "importance_baseline": "importance", "layer_drop_baseline": "layer_drop"}  # record key
+
+
 def train_config(task: str, seed: int, **changes) -> TrainConfig:
     data = {"data_dir": str(GLUE)} if task in GLUE_TASKS else {}
     return TrainConfig(**{**BASE, **changes}, **data, task=task, seed=seed)
@@ -91,6 +95,25 @@ def error_at(pareto, fraction: float) -> float | None:
     return float(inside.sort_values(["error", "encoder_params"]).iloc[0]["test_error"])
 
 
+def accuracy_at(run: Path, name: str, pareto, fraction: float) -> float | None:
+    """Test accuracy of ``error_at``'s model (classification; None for regression or nothing there): the chance
+    rule asks it beside an F1 error (``compare.at_chance``). Read from the search's test log, keyed by config."""
+    inside = pareto[pareto["encoder_params"] <= fraction + 1e-9]
+    if not len(inside):
+        return None
+    chosen = json.loads(inside.sort_values(["error", "encoder_params"]).iloc[0]["config"])
+    for line in RunDir(run).search_dir(name).test_log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["config"] == chosen:
+            return entry["test"].get("accuracy")
+    return None
+
+
+def _with_accuracy(run: Path, name: str, found: dict) -> dict:
+    pareto = pd.read_parquet(RunDir(run).search_dir(name).pareto)
+    return {**found, "accuracy_at": {str(f): accuracy_at(run, name, pareto, f) for f in FRACTIONS}}
+
+
 def _search(run: Path, method: str, samples: int) -> dict:
     name = method
     config = SearchConfig(method=method, samples=samples, name=name, evaluation=EvalSettings(workers=1))
@@ -100,6 +123,7 @@ def _search(run: Path, method: str, samples: int) -> dict:
     pareto = result.pareto
     return {
         "error_at": {str(f): error_at(pareto, f) for f in FRACTIONS},
+        "accuracy_at": {str(f): accuracy_at(run, name, pareto, f) for f in FRACTIONS},
         "pareto_members": len(pareto),
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
@@ -133,6 +157,10 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
         found = json.loads(record.read_text())
         if variant != "reference" and "layer_drop_baseline" not in found:  # cells finished before it was measured
             found["layer_drop_baseline"] = _search(run, "layer_drop", 100)
+            record.write_text(json.dumps(found, indent=1) + "\n")
+        if variant != "reference" and "accuracy_at" not in found["nas"]:  # recorded since 2026-12-06
+            for key, name in SEARCHES.items():
+                found[key] = _with_accuracy(run, name, found[key])
             record.write_text(json.dumps(found, indent=1) + "\n")
         return found
     config = train_config(task, seed, **{**VARIANTS, **EXTRA_VARIANTS}[variant])
@@ -340,7 +368,10 @@ def write(out: Path, work: Path, studies: list[dict]) -> None:
 
 
 ARCHIVE = RESULT.with_suffix("")  # benchmarks/results/importance_order/: each finished cell's tables
-ARCHIVED = ("run.json", "order/importance.parquet", "search/*/search.json", "search/*/pareto.parquet")
+# the test logs of NAS and layer dropping (accuracy_at's source); the importance baseline's configs are per-head
+# masks, megabytes a log, so its accuracies are in the record only
+ARCHIVED = ("run.json", "order/importance.parquet", "search/*/search.json", "search/*/pareto.parquet",
+            "search/morea/test.jsonl", "search/layer_drop/test.jsonl")  # fmt: skip
 
 
 def archive(work: Path, dest: Path) -> int:

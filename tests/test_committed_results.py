@@ -1,8 +1,9 @@
 """The committed importance_order results agree with the tables they were read from.
 
 benchmarks/results/importance_order/ holds each finished cell's record (cell.json) beside its searches' Pareto
-sets; the record's error at 30/50/70% of the encoder must be what the benchmark's own rule (lowest validation
-error at the budget, scored on test) gives on those tables, and the summary's means must be those records'.
+sets and test logs; the record's error (and accuracy) at 30/50/70% of the encoder must be what the benchmark's own
+rule (lowest validation error at the budget, scored on test) gives on those tables, and the summary's means must
+be those records'.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "benchmarks" / "results" / "importance_order"
-SEARCH_OF = {"nas": "morea", "importance_baseline": "importance", "layer_drop_baseline": "layer_drop"}
 
 
 def _cells() -> list[Path]:
@@ -39,9 +39,13 @@ def test_the_summary_is_the_archived_cells_summarised():
 def test_each_cells_errors_are_its_pareto_tables_chosen_on_validation(cell):
     benchmark = load_benchmark("importance_order")
     record = json.loads((cell / "cell.json").read_text())
-    for key, search in SEARCH_OF.items():
+    for key, search in benchmark.SEARCHES.items():
         if key not in record:
             continue
         pareto = pd.read_parquet(cell / "search" / search / "pareto.parquet")
         for fraction in benchmark.FRACTIONS:
             assert benchmark.error_at(pareto, fraction) == record[key]["error_at"][str(fraction)], (key, fraction)
+            if (cell / "search" / search / "test.jsonl").is_file():  # NAS and layer dropping (archive())
+                # and its accuracy (the chance rule's), read from the search's test log
+                accuracy = benchmark.accuracy_at(cell, search, pareto, fraction)
+                assert accuracy == record[key]["accuracy_at"][str(fraction)], (key, fraction)

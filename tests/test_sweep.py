@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from helpers import load_benchmark, run_cli
 from prunebench.errors import PrunebenchError
 from prunebench.hardware.profiles import load_profiles
 from prunebench.rundir import SweepDir
@@ -440,16 +440,6 @@ def test_sigterm_to_a_local_ray_driver_is_an_interrupt_that_shuts_ray_down():
                                   and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
 
 
-def _findings_script():
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "findings.py"
-    spec = importlib.util.spec_from_file_location("findings_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_members_are_chosen_on_validation_and_hypervolume_counts_only_the_common_range():
     """A member is chosen at a budget by its validation error and reported by its test error; the hypervolume over
     [low, 1] gives nothing for what lies below low, and a smaller member still meets every larger budget."""
@@ -473,7 +463,7 @@ def test_members_are_chosen_on_validation_and_hypervolume_counts_only_the_common
 def test_findings_methods_tests_each_method_against_random_search_with_holm():
     """Finding (d)'s statistics on a constructed table: a method whose five runs all beat random search's is
     significant after Holm's adjustment; one that interleaves with random search is not; baselines are not tested."""
-    findings = _findings_script()
+    findings = load_benchmark("findings")
 
     def method(finals):
         return {"runs": [{"final_hypervolume": v, "hypervolume": {"25": v - 0.01, "50": v, "100": v}} for v in finals]}
@@ -495,6 +485,60 @@ def test_findings_methods_tests_each_method_against_random_search_with_holm():
     assert rows["nsga2"]["hypervolume"]["25"]["sd"] == pytest.approx(0.0158114, rel=1e-4)  # sample sd over seeds
     assert found["kruskal_wallis_p"] < 0.05
     assert findings._holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+
+
+def _order_cell(task, variant, seed, full, nas=None, importance=None) -> dict:
+    """An importance_order cell: an MRPC-shaped test split (408 pairs, majority 68.4%, its F1 0.812); ``nas`` and
+    ``importance``: (error, accuracy) of the model chosen at every budget."""
+    cell = {
+        "task": task,
+        "variant": variant,
+        "seed": seed,
+        "full_model_test_error": full[0],
+        "full_model_test_accuracy": full[1],
+        "chance_error": 0.188,
+        "chance_accuracy": 0.684,
+        "test_examples": 408,
+    }
+    for key, chosen in (("nas", nas), ("importance_baseline", importance), ("layer_drop_baseline", importance)):
+        if chosen is not None:
+            cell[key] = {
+                "error_at": {f: chosen[0] for f in ("0.3", "0.5", "0.7")},
+                "accuracy_at": {f: chosen[1] for f in ("0.3", "0.5", "0.7")},
+            }
+    return cell
+
+
+def test_the_ordering_finding_leaves_out_comparisons_between_models_at_chance(tmp_path):
+    """Seeds where both compared models are no better than the majority class (accuracy inside the band, F1 near
+    0.812) decide nothing: with too few seeds left the task has no verdict, and its drop at 50% is not claimed even
+    though a majority-class model drops only 2.6% in F1 from the reference."""
+    findings = load_benchmark("findings")
+    reference = (0.166, 0.75)  # 6.6 points above the majority's accuracy: above chance
+    cells = []
+    for seed in range(3):
+        cells += [
+            _order_cell("mrpc", "reference", seed, reference),
+            _order_cell("mrpc", "with_ordering", seed, reference, nas=(0.185, 0.70), importance=(0.18, 0.70)),
+            _order_cell("mrpc", "without_ordering", seed, reference, nas=(0.19, 0.69), importance=(0.183, 0.70)),
+        ]
+    path = tmp_path / "importance_order.json"
+    path.write_text(json.dumps({"cells": cells, "setup": {}}))
+    row = findings.ordering(path)["by_task"]["mrpc"]
+    assert row["seeds"] == [0, 1, 2] and row["models_at_chance"]["nas_with_ordering"]["0.5"] == [0, 1, 2]
+    assert row["budgets_left_out_at_chance"] == {"0.3": [0, 1, 2], "0.5": [0, 1, 2], "0.7": [0, 1, 2]}
+    assert row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]["n"] == 0
+    found = findings.ordering(path)
+    assert found["reproduced_by_task"]["mrpc"] is None and found["compression_by_task"]["mrpc"] is None
+    # the same errors with accuracies above the band are judged: NAS (0.185) is not at or below importance (0.180)
+    for cell in cells:
+        for key in ("nas", "importance_baseline"):
+            if key in cell:
+                cell[key]["accuracy_at"] = dict.fromkeys(cell[key]["accuracy_at"], 0.74)
+    path.write_text(json.dumps({"cells": cells, "setup": {}}))
+    found = findings.ordering(path)
+    assert found["by_task"]["mrpc"]["budgets_left_out_at_chance"] == {}
+    assert found["reproduced_by_task"]["mrpc"] is False and found["compression_by_task"]["mrpc"] is True
 
 
 # --- on a real cluster: two nodes of one CPU each, shared by the tests below ----------------------------------
