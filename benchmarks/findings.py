@@ -567,7 +567,7 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         },
         **{
             f"{arm}_below_nas_with_ordering_p": _signed_rank(pooled[arm], pooled["nas_with_ordering"])
-            for arm in ("importance", "importance_on_ordered")
+            for arm in ("importance", "importance_on_ordered", "nas_fixed_teacher")
         },
         "pairs_are": "(task, seed, budget) of the tasks and seeds above chance, each arm's test error",
     }
@@ -600,7 +600,11 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     pooled_text = "" if p is None else (
         f" Pooled over {tests['pairs']} (task, seed, budget) pairs, one-sided Wilcoxon signed-rank: ordered NAS below "
         f"importance p = {p:.2g}, importance below ordered NAS p = {q:.2g}; against importance pruning of the "
-        f"ordered super-network: p = {p2:.2g} and {q2:.2g}.")  # fmt: skip
+        f"ordered super-network: p = {p2:.2g} and {q2:.2g}")  # fmt: skip
+    teacher = tests["nas_fixed_teacher_below_nas_with_ordering_p"]
+    pooled_text += "" if p is None else (
+        "." if teacher is None else f"; the quick preset's recipe (fixed teacher, 1 epoch) below ordered NAS "
+        f"p = {teacher:.2g}.")  # fmt: skip
     return {
         "claim": claim,
         "rule": f"per task, on the seeds whose standard fine-tune is above chance (compare's rule): at 30%, 50% and "
