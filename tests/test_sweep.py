@@ -541,6 +541,39 @@ def test_the_ordering_finding_leaves_out_comparisons_between_models_at_chance(tm
     assert found["reproduced_by_task"]["mrpc"] is False and found["compression_by_task"]["mrpc"] is True
 
 
+def test_the_ordering_finding_reads_a_task_from_its_larger_recipe_once_it_has_three_seeds(tmp_path):
+    """importance_order's ``*_whole`` variants (MRPC's larger recipe) replace the base recipe's cells of that task
+    when three seeds of them finished; with fewer the base recipe's are read, and the two are never mixed."""
+    findings = load_benchmark("findings")
+    base, larger = [], []
+    for seed in range(3):
+        base += [
+            _order_cell("mrpc", "reference", seed, (0.166, 0.75)),
+            _order_cell("mrpc", "with_ordering", seed, (0.17, 0.75), nas=(0.185, 0.70), importance=(0.18, 0.70)),
+            _order_cell("mrpc", "without_ordering", seed, (0.18, 0.72), nas=(0.19, 0.69), importance=(0.183, 0.7)),
+        ]
+        whole = {"full": (0.12, 0.8), "nas": (0.13, 0.79), "importance": (0.14, 0.78)}
+        larger += [
+            _order_cell("mrpc", "reference_whole", seed, whole["full"]),
+            _order_cell("mrpc", "with_ordering_whole", seed, **whole),
+            _order_cell("mrpc", "without_ordering_whole", seed, (0.13, 0.8), nas=(0.15, 0.77), importance=(0.16, 0.76)),
+        ]
+    path = tmp_path / "importance_order.json"
+    path.write_text(json.dumps({"cells": base + larger[:6], "setup": {}}))  # the larger recipe on 2 seeds only
+    row = findings.ordering(path)["by_task"]["mrpc"]
+    assert row["recipe"] == "base" and row["reference_error"]["mean"] == pytest.approx(0.166)
+    path.write_text(json.dumps({"cells": base + larger, "setup": {}}))
+    found = findings.ordering(path)
+    row = found["by_task"]["mrpc"]
+    assert row["recipe"] == "larger" and row["reference_error"]["mean"] == pytest.approx(0.12)
+    assert (
+        row["error_at"]["nas_with_ordering"]["0.5"]["mean"] == pytest.approx(0.13)
+        and not row["models_at_chance"]["nas_with_ordering"]["0.5"]
+    )
+    assert found["reproduced_by_task"]["mrpc"] is True and found["compression_by_task"]["mrpc"] is True
+    assert "mrpc (larger recipe; 3 seed(s) above chance" in found["sentence"]
+
+
 # --- on a real cluster: two nodes of one CPU each, shared by the tests below ----------------------------------
 
 
