@@ -357,7 +357,9 @@ def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
             "importance_budgets": IMPORTANCE_BUDGETS,
             "selection": "lowest validation error at <= f of the encoder; scored on the whole test split",
         },
-        "relative_drop_note": "(reference metric - sub-network metric) / reference metric, metric = 1 - error",
+        "relative_drop_note": "(reference metric - sub-network metric) / reference metric, metric = 1 - error; every "
+        "chosen model counts here, also one no better than chance (on MRPC a majority-class model drops 2.6% in F1): "
+        "the findings' ordering section judges each by compare's chance rule (accuracy_at) and leaves those out",
         "timing_note": "seconds measured on a shared 2-core VM (other processes running), 1 torch thread: "
         "indicative only",
         "tasks": tasks,
