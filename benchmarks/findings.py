@@ -568,6 +568,10 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     verdict = _verdict(outcomes, len(TASKS)) if judged_tasks else (
         f"no verdict: no task has {FAIR_SEEDS} finished seeds above chance")  # fmt: skip
     drop_verdict = _verdict(drop_outcomes, len(TASKS)) if any(o is not None for o in drop_outcomes) else verdict
+    unjudged = [t for t, o in zip(TASKS, drop_outcomes, strict=True) if o is None and len(table[t]["seeds"]) >=
+                FAIR_SEEDS and table[t]["models_at_chance"]["nas_with_ordering"]["0.5"]]  # fmt: skip
+    if unjudged:  # measured, but its models at <= 50% are at chance on too many seeds to claim a drop
+        drop_verdict = drop_verdict.replace("tasks measured)", f"tasks judged; {', '.join(unjudged)}: at chance)")
     tests = {
         "pairs": sum(v is not None for v in pooled["nas_with_ordering"]),
         **{

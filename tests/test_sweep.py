@@ -530,6 +530,7 @@ def test_the_ordering_finding_leaves_out_comparisons_between_models_at_chance(tm
     assert row["relative_drop_at_half_vs_reference"]["nas_with_ordering"]["n"] == 0
     found = findings.ordering(path)
     assert found["reproduced_by_task"]["mrpc"] is None and found["compression_by_task"]["mrpc"] is None
+    assert "no drop at 50%: the ordered model there is at chance in 3 of 3 seeds" in found["sentence"]
     # the same errors with accuracies above the band are judged: NAS (0.185) is not at or below importance (0.180)
     for cell in cells:
         for key in ("nas", "importance_baseline"):
