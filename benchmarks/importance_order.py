@@ -44,6 +44,7 @@ from prunebench.config import EvalSettings, SearchConfig, TrainConfig
 from prunebench.environment import environment
 from prunebench.models import load_model
 from prunebench.report.answer import relative_drop
+from prunebench.report.sweep import member_chosen_on_validation
 from prunebench.rundir import RunDir, read_run
 from prunebench.search import run_search
 from prunebench.search.evaluator import CandidateEvaluator
@@ -97,29 +98,21 @@ def train_config(task: str, seed: int, **changes) -> TrainConfig:
 
 def error_at(pareto, fraction: float) -> float | None:
     """Test error of the lowest-validation-error member at <= ``fraction`` of the encoder (None: none there)."""
-    inside = pareto[pareto["encoder_params"] <= fraction + 1e-9]
-    if not len(inside):
-        return None
-    return float(inside.sort_values(["error", "encoder_params"]).iloc[0]["test_error"])
+    chosen = member_chosen_on_validation(pareto, fraction)
+    return None if chosen is None else float(chosen["test_error"])
 
 
-def accuracy_at(run: Path, name: str, pareto, fraction: float) -> float | None:
-    """Test accuracy of ``error_at``'s model (classification; None for regression or nothing there): the chance
-    rule asks it beside an F1 error (``compare.at_chance``). Read from the search's test log, keyed by config."""
-    inside = pareto[pareto["encoder_params"] <= fraction + 1e-9]
-    if not len(inside):
-        return None
-    chosen = json.loads(inside.sort_values(["error", "encoder_params"]).iloc[0]["config"])
-    for line in RunDir(run).search_dir(name).test_log.read_text().splitlines():
-        entry = json.loads(line)
-        if entry["config"] == chosen:
-            return entry["test"].get("accuracy")
-    return None
-
-
-def _with_accuracy(run: Path, name: str, found: dict) -> dict:
-    pareto = pd.read_parquet(RunDir(run).search_dir(name).pareto)
-    return {**found, "accuracy_at": {str(f): accuracy_at(run, name, pareto, f) for f in FRACTIONS}}
+def accuracy_at(run: Path, name: str, pareto) -> dict[str, float | None]:
+    """Test accuracy of ``error_at``'s model at each of ``FRACTIONS`` (classification; None for regression or
+    nothing there): the chance rule asks it beside an F1 error (``compare.at_chance``). Read from the search's test
+    log, keyed by config."""
+    tested = [json.loads(line) for line in RunDir(run).search_dir(name).test_log.read_text().splitlines()]
+    found: dict[str, float | None] = {}
+    for fraction in FRACTIONS:
+        chosen = member_chosen_on_validation(pareto, fraction)
+        config = None if chosen is None else json.loads(chosen["config"])
+        found[str(fraction)] = next((e["test"].get("accuracy") for e in tested if e["config"] == config), None)
+    return found
 
 
 def _search(run: Path, method: str, samples: int) -> dict:
@@ -131,7 +124,7 @@ def _search(run: Path, method: str, samples: int) -> dict:
     pareto = result.pareto
     return {
         "error_at": {str(f): error_at(pareto, f) for f in FRACTIONS},
-        "accuracy_at": {str(f): accuracy_at(run, name, pareto, f) for f in FRACTIONS},
+        "accuracy_at": accuracy_at(run, name, pareto),
         "pareto_members": len(pareto),
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
@@ -168,7 +161,8 @@ def cell(work: Path, task: str, variant: str, seed: int) -> dict:
             record.write_text(json.dumps(found, indent=1) + "\n")
         if variant not in REFERENCES and "accuracy_at" not in found["nas"]:  # recorded since 2026-12-06
             for key, name in SEARCHES.items():
-                found[key] = _with_accuracy(run, name, found[key])
+                pareto = pd.read_parquet(RunDir(run).search_dir(name).pareto)
+                found[key] = {**found[key], "accuracy_at": accuracy_at(run, name, pareto)}
             record.write_text(json.dumps(found, indent=1) + "\n")
         return found
     config = train_config(task, seed, **{**VARIANTS, **EXTRA_VARIANTS}[variant])

@@ -110,11 +110,19 @@ def error_chosen_on_validation(pareto: pd.DataFrame, fraction: float) -> tuple[f
     if not len(pareto):
         return None, None
     split = "test" if "test_error" in pareto.columns else "validation"
+    chosen = member_chosen_on_validation(pareto, fraction)
+    if chosen is None:
+        return None, split
+    return _finite(chosen["test_error" if split == "test" else "error"]), split
+
+
+def member_chosen_on_validation(pareto: pd.DataFrame, fraction: float) -> pd.Series | None:
+    """``error_chosen_on_validation``'s member: the lowest validation error at <= ``fraction`` of the encoder, the
+    smaller of equals (None: no member there)."""
     inside = pareto[encoder_fraction(pareto) <= fraction + 1e-9]
     if not len(inside):
-        return None, split
-    chosen = inside.assign(_enc=encoder_fraction(inside)).sort_values(["error", "_enc"]).iloc[0]
-    return _finite(chosen["test_error" if split == "test" else "error"]), split
+        return None
+    return inside.assign(_enc=encoder_fraction(inside)).sort_values(["error", "_enc"]).iloc[0]
 
 
 def errors_at_budgets(pareto: pd.DataFrame) -> tuple[dict[str, float | None], str | None]:
