@@ -195,11 +195,14 @@ def _at_or_below(errors: dict, other: dict) -> bool | None:
     return errors["mean"] <= other["mean"] + max(errors["sd"] or 0.0, other["sd"] or 0.0)
 
 
-def _verdict(outcomes: list[bool | None], wanted: int) -> str:
+def _verdict(outcomes: list[bool | None], wanted: int, at_chance: list[str] = ()) -> str:
+    """``at_chance``: tasks measured but not judged, their models being no better than chance."""
     judged = [o for o in outcomes if o is not None]
     if not judged:
         return f"not measured yet (each needs {MIN_SEEDS} finished seeds)"
     measured = f" ({len(judged)} of {wanted} tasks measured)" if len(judged) < wanted else ""
+    if at_chance:
+        measured = f" ({len(judged)} of {wanted} tasks judged; {', '.join(at_chance)}: at chance)"
     if all(judged):
         return "reproduced" + measured
     return ("partly reproduced" if any(judged) else "not reproduced") + measured
@@ -439,13 +442,18 @@ ORDER_ARMS = {  # the name in the findings: (the importance_order cell's variant
 VARIANTS_ORDERED = ("with_ordering", "without_ordering")
 
 
-def _reference_at_chance(cell: dict) -> bool:
-    """``compare.at_chance`` of an importance_order cell's full model (accuracy: cells measured since it is kept)."""
+def _at_chance_on(split: dict, error: float, accuracy: float | None) -> bool:
+    """``compare.at_chance`` of a model's test error and accuracy (None: not recorded) against the chance scores an
+    importance_order cell recorded for its test split."""
     from prunebench.report.compare import at_chance
 
-    accuracy = [cell.get(k) for k in ("full_model_test_accuracy", "chance_accuracy")]
-    accuracy = [math.nan if v is None else v for v in accuracy]
-    return at_chance(cell["full_model_test_error"], cell["chance_error"], cell["test_examples"], *accuracy)
+    known = [math.nan if v is None else v for v in (accuracy, split.get("chance_accuracy"))]
+    return at_chance(error, split["chance_error"], split["test_examples"], *known)
+
+
+def _reference_at_chance(cell: dict) -> bool:
+    """``compare.at_chance`` of an importance_order cell's full model (accuracy: cells measured since it is kept)."""
+    return _at_chance_on(cell, cell["full_model_test_error"], cell.get("full_model_test_accuracy"))
 
 
 LARGER_RECIPE = "_whole"  # importance_order's variants with the larger recipe (for MRPC), e.g. with_ordering_whole
@@ -466,14 +474,11 @@ def _order_seeds(cells: list[dict], task: str, recipe: str = "") -> dict[int, di
 def _chosen_at_chance(cell: dict | None, search: str, fraction: float, reference: dict) -> bool:
     """``compare.at_chance`` of the model ``_error_at`` names, against its test split's chance scores (the
     reference cell's); its accuracy where the cell recorded it (``accuracy_at``)."""
-    from prunebench.report.compare import at_chance
-
     error = _error_at(cell, search, fraction)
     if error is None:
         return False
     accuracy = (((cell or {}).get(search) or {}).get("accuracy_at") or {}).get(str(fraction))
-    known = [math.nan if v is None else v for v in (accuracy, reference.get("chance_accuracy"))]
-    return at_chance(error, reference["chance_error"], reference["test_examples"], *known)
+    return _at_chance_on(reference, error, accuracy)
 
 
 def _error_at(cell: dict | None, search: str, fraction: float) -> float | None:
@@ -525,10 +530,10 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
             """Against the reference, the seeds whose model at <= 50% is above chance only: on an F1 task a model
             always answering the majority class drops little (MRPC: F1 0.812 against 0.834)."""
             variant, search = ORDER_ARMS[arm]
-            found = []
+            found, at_chance = [], at_chance_seeds(arm, 0.5)
             for seed, c in judged.items():
                 error, reference = _error_at(c.get(variant), search, 0.5), c["reference"]["full_model_test_error"]
-                if error is not None and seed not in at_chance_seeds(arm, 0.5):
+                if error is not None and seed not in at_chance:
                     found.append(relative_drop(reference, error))
             return found
 
@@ -567,11 +572,11 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     judged_tasks = [o for o in outcomes if o is not None]
     verdict = _verdict(outcomes, len(TASKS)) if judged_tasks else (
         f"no verdict: no task has {FAIR_SEEDS} finished seeds above chance")  # fmt: skip
-    drop_verdict = _verdict(drop_outcomes, len(TASKS)) if any(o is not None for o in drop_outcomes) else verdict
+    # measured, but its models at <= 50% are at chance on too many seeds to claim a drop
     unjudged = [t for t, o in zip(TASKS, drop_outcomes, strict=True) if o is None and len(table[t]["seeds"]) >=
                 FAIR_SEEDS and table[t]["models_at_chance"]["nas_with_ordering"]["0.5"]]  # fmt: skip
-    if unjudged:  # measured, but its models at <= 50% are at chance on too many seeds to claim a drop
-        drop_verdict = drop_verdict.replace("tasks measured)", f"tasks judged; {', '.join(unjudged)}: at chance)")
+    drop_verdict = _verdict(drop_outcomes, len(TASKS), unjudged) if any(o is not None for o in drop_outcomes) else (
+        verdict)  # fmt: skip
     tests = {
         "pairs": sum(v is not None for v in pooled["nas_with_ordering"]),
         **{
