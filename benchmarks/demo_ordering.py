@@ -87,13 +87,22 @@ def run_arm(name: str, extra: list[str], work: Path) -> dict:
     }
 
 
+def _where() -> dict:
+    """What a result is recorded with: the threads, the CPU and its speed flags, the environment."""
+    from prunebench.environment import environment
+    from prunebench.hardware.machine import cpu_identity
+
+    return {
+        "threads": "the quick preset's: training and profiling 1 torch thread, the search 2 processes of 1 thread",
+        "cpu": cpu_identity(),
+        "environment": environment(),
+    }
+
+
 def over_seeds(seeds: list[int], work: Path, out: Path) -> dict:
     """The demo as it is (the preset) on each seed: the drop at <= 50% of the encoder per seed and its mean.
     Only the drop: the runs may share the machine (their timings are not compared)."""
     from statistics import fmean, stdev
-
-    from prunebench.environment import environment
-    from prunebench.hardware.machine import cpu_identity
 
     found = {str(seed): run_arm(f"seed{seed}", ["--seed", str(seed)], work) for seed in seeds}
     drops = [arm["relative_drop_at_half"] for arm in found.values()]
@@ -111,9 +120,7 @@ def over_seeds(seeds: list[int], work: Path, out: Path) -> dict:
         "goal": {"relative_drop_at_most": GOAL_DROP, "judged_on": "the mean over seeds"},
         "goal_met": mean is not None and mean <= GOAL_DROP,
         "time_note": "not a timing: the seeds' runs may have shared the machine with other work",
-        "threads": "the quick preset's: training and profiling 1 torch thread, the search 2 processes of 1 thread",
-        "cpu": cpu_identity(),
-        "environment": environment(),
+        **_where(),
     }
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
@@ -131,9 +138,6 @@ def main() -> None:
         "--out", type=Path, default=None, help=f"default {RESULT.name} ({SEEDS_RESULT.name} with --seeds)"
     )
     args = parser.parse_args()
-    from prunebench.environment import environment
-    from prunebench.hardware.machine import cpu_identity
-
     args.work.mkdir(parents=True, exist_ok=True)
     if args.seeds:
         result = over_seeds([int(s) for s in args.seeds.split(",")], args.work, args.out or SEEDS_RESULT)
@@ -155,9 +159,7 @@ def main() -> None:
         "goal_met": drop is not None and drop <= GOAL_DROP and ratio <= GOAL_TIME_RATIO,
         "time_note": "time_ratio: the after arm's pipeline seconds (every stage, summed over sessions) over the before "
         "arm's, run one after the other on the same machine",
-        "threads": "the quick preset's: training and profiling 1 torch thread, the search 2 processes of 1 thread",
-        "cpu": cpu_identity(),
-        "environment": environment(),
+        **_where(),
     }
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("time_ratio", "goal_met")}), {n: a["relative_drop_at_half"] for n, a in

@@ -241,9 +241,10 @@ def cell_name(axes: dict) -> str:
 
 def _cell(base: PipelineConfig, axes: dict, resources: dict) -> Cell:
     gpu = axes["target"] != "cpu"
+    data_dir = base.train.data_dir if axes["task"] in DATA_DIR_TASKS else None
     train = base.train.with_changes(model=axes["model"], task=axes["task"], strategy=axes["strategy"],
-                    space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu",
-                    data_dir=base.train.data_dir if axes["task"] in DATA_DIR_TASKS else None)  # fmt: skip
+                                    space=axes["space"], seed=axes["seed"], device="cuda" if gpu else "cpu",
+                                    data_dir=data_dir)  # fmt: skip
     search = replace(base.search, method=axes["method"], seed=axes["seed"])
     if gpu:  # candidates are scored on the GPU, in one process
         search = replace(search, evaluation=replace(search.evaluation, device="cuda", workers=1))
