@@ -71,7 +71,7 @@ VARIANTS = {
     "without_ordering": dict(strategy="full"),
     "with_ordering": dict(strategy="full", order_by_importance=True, order_epochs=1.0),
 }
-EXTRA_VARIANTS = {  # run only when named in --variants; not in the summary's means
+EXTRA_VARIANTS = {  # run only when named in --variants; not in the base means (the *_whole ones: larger_recipe)
     # the first fine-tune as long as the reference's, then kept as the sub-networks' teacher
     "with_ordering_fixed_teacher": dict(strategy="full", order_by_importance=True, order_epochs=2.0,
                                         fixed_teacher=True),
@@ -84,8 +84,8 @@ EXTRA_VARIANTS = {  # run only when named in --variants; not in the summary's me
     "with_ordering_whole": dict(strategy="full", order_by_importance=True, order_epochs=1.0, **WHOLE),
     "without_ordering_whole": dict(strategy="full", **WHOLE),
 }  # fmt: skip
-REFERENCE_OF = {"with_ordering_whole": "reference_whole", "without_ordering_whole": "reference_whole"}  # or reference
 REFERENCES = {"reference", "reference_whole"}  # standard fine-tunes: nothing searched
+LARGER = "_whole"  # the larger recipe's variants are VARIANTS' names + LARGER (findings.LARGER_RECIPE reads them)
 
 
 SEARCHES = {"nas": "morea", "importance_baseline": "importance", "layer_drop_baseline": "layer_drop"}  # record key
@@ -270,7 +270,7 @@ def _drop(reference: float | None, error: float | None) -> float | None:
 
 def _extra_variant(mine: list[dict], variant: str) -> dict:
     """An ``EXTRA_VARIANTS`` variant of one task beside the reference of the same seeds."""
-    standard = REFERENCE_OF.get(variant, "reference")
+    standard = "reference"
     seeds = _seeds_with(mine, (standard, variant))
     found = [c for c in mine if c["variant"] == variant and c["seed"] in seeds]
     reference = mean([c["full_model_test_error"] for c in mine if c["variant"] == standard and c["seed"] in seeds])
@@ -290,49 +290,59 @@ def _extra_variant(mine: list[dict], variant: str) -> dict:
     }  # fmt: skip
 
 
+def _recipe_summary(mine: list[dict], suffix: str = "") -> dict | None:
+    """One task's reference, both super-networks and the baselines of one recipe (``suffix``: "" for ``VARIANTS``,
+    ``LARGER`` for the ``*_whole`` variants), means over the seeds finished in all three; None before one has."""
+    names = {v: v + suffix for v in VARIANTS}
+    done_seeds = _seeds_with(mine, names.values())  # means over the same seeds in every variant
+    if not done_seeds:
+        return None
+    by = {v: [c for c in mine if c["variant"] == name and c["seed"] in done_seeds] for v, name in names.items()}
+    reference = mean([c["full_model_test_error"] for c in by["reference"]])
+    arms = {
+        "with_ordering": [c["nas"]["error_at"] for c in by["with_ordering"]],
+        "without_ordering": [c["nas"]["error_at"] for c in by["without_ordering"]],
+        "importance_baseline": [c["importance_baseline"]["error_at"] for c in by["without_ordering"]],
+        "importance_baseline_on_ordered": [c["importance_baseline"]["error_at"] for c in by["with_ordering"]],
+        "layer_drop_baseline": [  # {} until an older cell's layer dropping is measured
+            c.get("layer_drop_baseline", {}).get("error_at", {}) for c in by["without_ordering"]
+        ],
+    }
+    error_at = {arm: {str(f): mean([e.get(str(f)) for e in found]) for f in FRACTIONS} for arm, found in arms.items()}
+    return {
+        "seeds": done_seeds,
+        "metric": "1 - error",
+        "reference_error": reference,
+        "chance_error": mean([c["chance_error"] for c in by["reference"]]),
+        "error_at": error_at,
+        "relative_drop_at_half_vs_reference": {
+            arm: _drop(reference, error_at[arm]["0.5"]) for arm in ("with_ordering", "without_ordering")
+        },
+        "super_network_full_model_test_error": {
+            arm: mean([c["full_model_test_error"] for c in by[arm]]) for arm in ("with_ordering", "without_ordering")
+        },
+        "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in by["with_ordering"]]),
+    }
+
+
 def summarise(cells: list[dict], studies: list[dict], seeds: list[int]) -> dict:
     tasks = {}
     for task in dict.fromkeys(c["task"] for c in cells):
         mine = [c for c in cells if c["task"] == task]
-        done_seeds = _seeds_with(mine, VARIANTS)  # means over the same seeds in every variant
-        if not done_seeds:
+        base = _recipe_summary(mine)
+        if base is None:
             tasks[task] = {"incomplete": sorted({c["variant"] for c in mine})}
             continue
-        by = {v: [c for c in mine if c["variant"] == v and c["seed"] in done_seeds] for v in VARIANTS}
-
-        reference = mean([c["full_model_test_error"] for c in by["reference"]])
-        arms = {
-            "with_ordering": [c["nas"]["error_at"] for c in by["with_ordering"]],
-            "without_ordering": [c["nas"]["error_at"] for c in by["without_ordering"]],
-            "importance_baseline": [c["importance_baseline"]["error_at"] for c in by["without_ordering"]],
-            "importance_baseline_on_ordered": [c["importance_baseline"]["error_at"] for c in by["with_ordering"]],
-            "layer_drop_baseline": [  # {} until an older cell's layer dropping is measured
-                c.get("layer_drop_baseline", {}).get("error_at", {}) for c in by["without_ordering"]
-            ],
-        }
-        error_at = {
-            arm: {str(f): mean([e.get(str(f)) for e in found]) for f in FRACTIONS} for arm, found in arms.items()
-        }
-
+        larger = _recipe_summary(mine, LARGER)
         tasks[task] = {
-            "seeds": done_seeds,
-            "metric": "1 - error",
-            "reference_error": reference,
-            "chance_error": mean([c["chance_error"] for c in by["reference"]]),
-            "error_at": error_at,
-            "relative_drop_at_half_vs_reference": {
-                arm: _drop(reference, error_at[arm]["0.5"]) for arm in ("with_ordering", "without_ordering")
-            },
-            "super_network_full_model_test_error": {
-                arm: mean([c["full_model_test_error"] for c in by[arm]])
-                for arm in ("with_ordering", "without_ordering")
-            },
-            "first_fine_tune_test_error": mean([c.get("first_fine_tune_test_error") for c in by["with_ordering"]]),
+            **base,
             "order_epochs_study": next((s for s in studies if s["task"] == task), None),
+            # the same three variants with WHOLE's recipe (MRPC), summarised the same way
+            **({} if larger is None else {"larger_recipe": {"settings": WHOLE, **larger}}),
             "extra_variants": {
                 v: _extra_variant(mine, v)
                 for v in EXTRA_VARIANTS
-                if v not in REFERENCES and any(c["variant"] == v for c in mine)
+                if not v.endswith(LARGER) and any(c["variant"] == v for c in mine)
             },
         }
     return {

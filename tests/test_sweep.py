@@ -575,6 +575,35 @@ def test_the_ordering_finding_reads_a_task_from_its_larger_recipe_once_it_has_th
     assert "mrpc (larger recipe; 3 seed(s) above chance" in found["sentence"]
 
 
+def test_importance_order_summarises_the_larger_recipe_beside_the_base_one_on_its_own_seeds():
+    """importance_order.json: a task's ``*_whole`` cells are summarised like the base recipe's (reference, both
+    super-networks, the baselines) under ``larger_recipe``, over the seeds finished in all three of them; their drop
+    is against their own reference. Not there before one such seed finished."""
+    benchmark = load_benchmark("importance_order")
+    cells = []
+    for seed in range(3):
+        cells += [
+            _order_cell("mrpc", "reference", seed, (0.166, 0.75)),
+            _order_cell("mrpc", "with_ordering", seed, (0.17, 0.75), nas=(0.185, 0.70), importance=(0.18, 0.70)),
+            _order_cell("mrpc", "without_ordering", seed, (0.18, 0.72), nas=(0.19, 0.69), importance=(0.183, 0.7)),
+        ]
+    assert "larger_recipe" not in benchmark.summarise(cells, [], [0, 1, 2])["tasks"]["mrpc"]
+    larger = [
+        _order_cell("mrpc", "reference_whole", 0, (0.10, 0.8)),
+        _order_cell("mrpc", "with_ordering_whole", 0, (0.11, 0.8), nas=(0.12, 0.79), importance=(0.14, 0.78)),
+        _order_cell("mrpc", "without_ordering_whole", 0, (0.12, 0.8), nas=(0.15, 0.77), importance=(0.16, 0.76)),
+        _order_cell("mrpc", "reference_whole", 1, (0.14, 0.8)),  # seed 1: its super-networks not finished
+    ]
+    task = benchmark.summarise(cells + larger, [], [0, 1, 2])["tasks"]["mrpc"]
+    assert task["reference_error"] == pytest.approx(0.166) and task["seeds"] == [0, 1, 2]
+    whole = task["larger_recipe"]
+    assert whole["seeds"] == [0] and whole["reference_error"] == pytest.approx(0.10)
+    assert whole["error_at"]["with_ordering"]["0.5"] == pytest.approx(0.12)
+    assert whole["error_at"]["importance_baseline"]["0.5"] == pytest.approx(0.16)  # from the unordered net
+    assert whole["relative_drop_at_half_vs_reference"]["with_ordering"] == pytest.approx((0.90 - 0.88) / 0.90, abs=1e-4)
+    assert whole["settings"]["epochs"] == 5 and not any(v.endswith("_whole") for v in task["extra_variants"])
+
+
 # --- on a real cluster: two nodes of one CPU each, shared by the tests below ----------------------------------
 
 
