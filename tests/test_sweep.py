@@ -573,6 +573,8 @@ def test_the_ordering_finding_reads_a_task_from_its_larger_recipe_once_it_has_th
     )
     assert found["reproduced_by_task"]["mrpc"] is True and found["compression_by_task"]["mrpc"] is True
     assert "mrpc (larger recipe; 3 seed(s) above chance" in found["sentence"]
+    rows = findings._ordering_section(found).blocks[0].rows
+    assert {r[0] for r in rows} == {"mrpc (larger recipe)"} and "the whole 70% training split" in found["rule"]
 
 
 def test_importance_order_summarises_the_larger_recipe_beside_the_base_one_on_its_own_seeds():
