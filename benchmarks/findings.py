@@ -487,22 +487,12 @@ def _error_at(cell: dict | None, search: str, fraction: float) -> float | None:
     return (((cell or {}).get(search) or {}).get("error_at") or {}).get(str(fraction))
 
 
-def _signed_rank(better: list[float], worse: list[float]) -> float | None:
-    """One-sided Wilcoxon signed-rank p that ``better``'s errors are lower than ``worse``'s (paired); None below 6
-    pairs (the smallest one-sided p then reachable is above 0.016) or when every pair is equal."""
-    from scipy import stats
-
-    pairs = [(b, w) for b, w in zip(better, worse, strict=True) if b is not None and w is not None]
-    if len(pairs) < 6 or all(b == w for b, w in pairs):
-        return None
-    return float(stats.wilcoxon([b for b, _ in pairs], [w for _, w in pairs], alternative="less").pvalue)
-
-
 def ordering(path: Path = ORDER_RESULTS) -> dict:
     """(b) and (c) measured again with importance-ordered super-networks (issue 28), with the ordering as an
     ablation: per task and seed, NAS on the super-network trained with and without ordering, the importance and
     layer-dropping baselines on the one without, and the standard fine-tune as the reference."""
     from prunebench.report.answer import relative_drop
+    from prunebench.report.paired import lower_errors_p
     from prunebench.report.sweep import BUDGETS
 
     claim = "with importance ordering, NAS is at or below importance pruning's test error at matched encoder budgets"
@@ -581,12 +571,12 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     tests = {
         "pairs": sum(v is not None for v in pooled["nas_with_ordering"]),
         **{
-            f"nas_with_ordering_below_{arm}_p": _signed_rank(pooled["nas_with_ordering"], pooled[arm])
+            f"nas_with_ordering_below_{arm}_p": lower_errors_p(pooled["nas_with_ordering"], pooled[arm])
             for arm in ORDER_ARMS
             if arm != "nas_with_ordering"
         },
         **{
-            f"{arm}_below_nas_with_ordering_p": _signed_rank(pooled[arm], pooled["nas_with_ordering"])
+            f"{arm}_below_nas_with_ordering_p": lower_errors_p(pooled[arm], pooled["nas_with_ordering"])
             for arm in ("importance", "importance_on_ordered", "nas_fixed_teacher")
         },
         "pairs_are": "(task, seed, budget) of the tasks and seeds above chance, each arm's test error",

@@ -859,6 +859,31 @@ def test_drops_are_also_taken_against_the_standard_fine_tune_of_the_same_task_an
     assert full["relative_drop_at_half_encoder"]["n"] == 4  # the drop against its own full model: every cell
 
 
+def test_the_report_tests_nas_against_each_baseline_by_rank_over_seeds_and_budgets_above_chance():
+    """Over seeds, a group's main search is tested against each baseline by a one-sided Wilcoxon signed-rank test
+    paired by seed and budget; a cell whose full model is at chance does not count, and too few pairs give no p."""
+    from prunebench.report.sweep import BUDGETS, CellFacts, _groups_table, groups
+
+    def cell(seed, nas, importance, at_chance=False):
+        axes = {"model": "minilm", "task": "sst2", "strategy": "full", "seed": seed, "space": "small",
+                "method": "morea", "target": "cpu"}  # fmt: skip
+        facts = CellFacts(f"c{seed}", axes, "done", None, 1.0, None)
+        facts.error_at = {str(f): nas + i / 100 for i, f in enumerate(BUDGETS)}
+        facts.baselines = {"importance": {"error_at": {str(f): importance + i / 100 for i, f in enumerate(BUDGETS)}}}
+        facts.chance = {"at_chance": at_chance}
+        return facts
+
+    cells = [cell(0, 0.20, 0.25), cell(1, 0.21, 0.24), cell(2, 0.19, 0.26), cell(3, 0.5, 0.3, at_chance=True)]
+    (group,) = groups(cells)
+    test = group["baselines"]["importance"]["rank_test"]
+    assert test["pairs"] == 9  # 3 seeds above chance x 3 budgets; the cell at chance (NAS far worse) left out
+    assert test["nas_below_p"] == pytest.approx(1 / 512) and test["baseline_below_nas_p"] > 0.99
+    assert _groups_table([group], ["importance"]).rows[0][-1] == "0.002 (9)"
+    (group,) = groups(cells[:1] + cells[3:])  # one seed above chance: 3 pairs, no p
+    assert group["baselines"]["importance"]["rank_test"] == {"pairs": 3, "nas_below_p": None,
+                                                             "baseline_below_nas_p": None}  # fmt: skip
+
+
 def test_the_report_groups_latency_by_machine_and_never_across():
     from prunebench.report.sweep import CellFacts, by_machine, machine_label
 

@@ -12,6 +12,9 @@ paired, which is far sharper than comparing two errors with their own standard e
   the 95% interval holds 0.
 
 Two options are *tied* when the test cannot separate them at 95%.
+
+Across runs (seeds, and budgets within them), ``lower_errors_p`` asks whether one method's test errors are
+lower than another's: a one-sided Wilcoxon signed-rank test over the paired runs.
 """
 
 from __future__ import annotations
@@ -130,3 +133,16 @@ def error_interval(option: PerExample | None, error: float, examples: float, met
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(errors, [tail, 100 - tail])
     return float(low), float(high)
+
+
+MIN_RANK_PAIRS = 6  # below it the smallest one-sided signed-rank p is above 0.016: no evidence either way
+
+
+def lower_errors_p(lower: list[float | None], higher: list[float | None]) -> float | None:
+    """One-sided Wilcoxon signed-rank p that ``lower``'s errors are below ``higher``'s, paired by position (the same
+    seed and budget); pairs with a missing side are dropped. None below ``MIN_RANK_PAIRS`` pairs or when every pair
+    is equal."""
+    pairs = [(a, b) for a, b in zip(lower, higher, strict=True) if a is not None and b is not None]
+    if len(pairs) < MIN_RANK_PAIRS or all(a == b for a, b in pairs):
+        return None
+    return float(stats.wilcoxon([a for a, _ in pairs], [b for _, b in pairs], alternative="less").pvalue)

@@ -31,6 +31,7 @@ from prunebench.profiling.scoring import PerExample
 from prunebench.report.answer import HALF_ENCODER, json_safe, relative_drop, run_summary
 from prunebench.report.compare import accuracy_and_chance, at_chance, chance_of
 from prunebench.report.load import RunData, SearchData, encoder_fraction, load_run
+from prunebench.report.paired import MIN_RANK_PAIRS, lower_errors_p
 from prunebench.report.render import (
     FORMATS,
     Bullets,
@@ -344,6 +345,16 @@ def groups(cells: list[CellFacts]) -> list[dict]:
                     "sd": statistics.stdev(numbers) if len(numbers) > 1 else None, "n": len(numbers)}  # fmt: skip
 
         methods = sorted({m for c in done for m in c.baselines})
+        above = [c for c in done if not (c.chance or {}).get("at_chance")]
+
+        def rank_test(method: str, above=above) -> dict:
+            """NAS against one baseline, paired by seed and budget over the cells above chance."""
+            nas = [c.error_at.get(str(f)) for c in above for f in BUDGETS]
+            other = [_baseline_error_at(c, method, f) for c in above for f in BUDGETS]
+            pairs = sum(a is not None and b is not None for a, b in zip(nas, other, strict=True))
+            return {"pairs": pairs, "nas_below_p": lower_errors_p(nas, other),
+                    "baseline_below_nas_p": lower_errors_p(other, nas)}  # fmt: skip
+
         out.append({
             **dict(zip(GROUP_AXES, key, strict=True)), "cells": len(members), "done": len(done),
             "seeds": sorted(c.axes.get("seed") for c in done),
@@ -357,7 +368,7 @@ def groups(cells: list[CellFacts]) -> list[dict]:
             "baselines": {m: {key: stats(values(lambda c, m=m, key=key: (c.baselines.get(m) or {}).get(key)))
                               for key in ("hypervolume", "error_at_half_encoder", "hypervolume_common_range")}
                           | {"error_at": {str(f): stats(values(lambda c, m=m, f=f: _baseline_error_at(c, m, f)))
-                                          for f in BUDGETS}}
+                                          for f in BUDGETS}, "rank_test": rank_test(m)}
                           for m in methods},
         })  # fmt: skip
     return out
@@ -404,6 +415,7 @@ def _groups_table(found: list[dict], baselines: list[str]) -> Table:
     columns = ["model", "task", "strategy", "method", "space", "target", "seeds done", "at chance", "hypervolume",
                "error ≤30/50/70% enc.", "relative drop", "drop vs standard"]  # fmt: skip
     columns += [f"{m} hypervolume" for m in baselines] + [f"{m} error ≤30/50/70%" for m in baselines]
+    columns += [f"NAS below {m}: p (pairs)" for m in baselines]
 
     def cell(stats: dict, percent: bool = False) -> str:
         if stats["mean"] is None:
@@ -416,14 +428,25 @@ def _groups_table(found: list[dict], baselines: list[str]) -> Table:
     def budgets(error_at: dict) -> str:  # the means at the three budgets (their spreads: summary.json)
         return " / ".join(_num(error_at[str(f)]["mean"]) for f in BUDGETS)
 
+    def rank(test: dict) -> str:
+        p = test["nas_below_p"]
+        return f"{'-' if p is None else f'{p:.2g}'} ({test['pairs']})"
+
     rows = [[str(g[a]) for a in ("model", "task", "strategy", "method", "space", "target")]
             + [f"{g['done']}/{g['cells']}", str(g["at_chance"]), cell(g["hypervolume"]), budgets(g["error_at"]),
                cell(g["relative_drop_at_half_encoder"], percent=True),
                cell(g["relative_drop_vs_reference_at_half_encoder"], percent=True)]
             + [cell(g["baselines"][m]["hypervolume"]) if m in g["baselines"] else "-" for m in baselines]
             + [budgets(g["baselines"][m]["error_at"]) if m in g["baselines"] else "-" for m in baselines]
+            + [rank(g["baselines"][m]["rank_test"]) if m in g["baselines"] else "-" for m in baselines]
             for g in found]  # fmt: skip
-    return Table(columns, rows, "Over seeds: mean ± standard deviation of the finished cells")
+    notes = [
+        "NAS below a baseline: one-sided Wilcoxon signed-rank p that the main search's errors at 30%, 50% and 70% of "
+        "the encoder are lower than the baseline's, paired by seed and budget over the group's cells above chance "
+        f"(summary.json: the other direction too); '-' below {MIN_RANK_PAIRS} pairs (3 seeds give 9), where no p "
+        "under 0.016 is reachable, or when every pair is equal."
+    ]
+    return Table(columns, rows, "Over seeds: mean ± standard deviation of the finished cells", notes)
 
 
 def build_sweep_document(sweep: SweepDir, record: dict, cells: list[CellFacts]) -> Document:
