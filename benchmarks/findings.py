@@ -806,9 +806,10 @@ def _ordering_section(found: dict):
             continue
         task = task if row["recipe"] == "base" else f"{task} (larger recipe)"
         for f in BUDGETS:
-            at = row["nas_with_ordering_at_or_below_importance"][str(f)]
-            rows.append([task, f"{f:.0%}", *[_show(row["error_at"][arm][str(f)]) for arm in ORDER_ARMS],
-                         "-" if at is None else ("yes" if at else "no")])  # fmt: skip
+            at, errors = row["nas_with_ordering_at_or_below_importance"][str(f)], row["error_at"]
+            tie = at and errors["nas_with_ordering"][str(f)]["mean"] > errors["importance"][str(f)]["mean"]
+            answer = "-" if at is None else ("tie: above, inside the spread" if tie else "yes" if at else "no")
+            rows.append([task, f"{f:.0%}", *[_show(errors[arm][str(f)]) for arm in ORDER_ARMS], answer])
         drops = row["relative_drop_at_half_vs_reference"]
         rows.append([task, "drop at 50% vs standard fine-tune", _show(drops["nas_with_ordering"], percent=True),
                      _show(drops["nas_without_ordering"], percent=True), "", "", "",

@@ -577,6 +577,23 @@ def test_the_ordering_finding_reads_a_task_from_its_larger_recipe_once_it_has_th
     assert {r[0] for r in rows} == {"mrpc (larger recipe)"} and "the whole 70% training split" in found["rule"]
 
 
+def test_the_ordering_table_calls_a_higher_mean_inside_the_spread_a_tie_not_a_yes(tmp_path):
+    findings = load_benchmark("findings")
+    cells = []
+    for seed, nas in enumerate((0.17, 0.15, 0.16)):  # mean 0.16 +- 0.01, importance 0.155: above, inside the spread
+        cells += [
+            _order_cell("sst2", "reference", seed, (0.12, 0.88)),
+            _order_cell("sst2", "with_ordering", seed, (0.12, 0.88), nas=(nas, 0.84), importance=(0.15, 0.85)),
+            _order_cell("sst2", "without_ordering", seed, (0.12, 0.88), nas=(0.2, 0.8), importance=(0.155, 0.845)),
+        ]
+    path = tmp_path / "importance_order.json"
+    path.write_text(json.dumps({"cells": cells, "setup": {}}))
+    found = findings.ordering(path)
+    assert found["by_task"]["sst2"]["nas_with_ordering_at_or_below_importance"]["0.5"] is True
+    rows = findings._ordering_section(found).blocks[0].rows
+    assert [r[-1] for r in rows if r[1] == "50%"] == ["tie: above, inside the spread"]
+
+
 def test_importance_order_summarises_the_larger_recipe_beside_the_base_one_on_its_own_seeds():
     """importance_order.json: a task's ``*_whole`` cells are summarised like the base recipe's (reference, both
     super-networks, the baselines) under ``larger_recipe``, over the seeds finished in all three of them; their drop
