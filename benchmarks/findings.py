@@ -456,17 +456,14 @@ def _reference_at_chance(cell: dict) -> bool:
     return _at_chance_on(cell, cell["full_model_test_error"], cell.get("full_model_test_accuracy"))
 
 
-LARGER_RECIPE = "_whole"  # importance_order's variants with the larger recipe (for MRPC), e.g. with_ordering_whole
-LARGER_RECIPE_IS = "the whole 70% training split, 5 epochs, length 128, lr 5e-5"  # importance_order's WHOLE
-
-
-def _order_seeds(cells: list[dict], task: str, recipe: str = "") -> dict[int, dict]:
+def _order_seeds(cells: list[dict], task: str, larger: str | None, recipe: str = "") -> dict[int, dict]:
     """Per seed of ``task`` whose reference and both super-networks finished: its cells by variant, of one recipe
-    (``LARGER_RECIPE``: the variants named with it, read under their base names; "": the others)."""
+    (``recipe`` = ``larger``, the suffix importance_order names its larger recipe's variants with: those, read under
+    their base names; "": the others)."""
     by_seed: dict[int, dict] = {}
     for cell in cells:
         variant = cell["variant"]
-        if cell["task"] != task or variant.endswith(LARGER_RECIPE) != bool(recipe):
+        if cell["task"] != task or bool(larger and variant.endswith(larger)) != bool(recipe):
             continue
         by_seed.setdefault(cell["seed"], {})[variant.removesuffix(recipe) if recipe else variant] = cell
     return {seed: found for seed, found in sorted(by_seed.items()) if {"reference", *VARIANTS_ORDERED} <= set(found)}
@@ -499,13 +496,15 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
     if not path.is_file():
         return {"claim": claim, "verdict": "not measured yet", "sentence": f"(b, ordered) not measured yet: {path}."}
     found = json.loads(path.read_text())
+    larger = found["setup"].get("larger_recipe")  # {"variants_end_with", "is", "settings"}; None: no larger recipe
+    suffix = larger and larger["variants_end_with"]
     table, outcomes, drop_outcomes, pooled = {}, [], [], {a: [] for a in ORDER_ARMS}
     for task in TASKS:
         # a task measured with the larger recipe on enough seeds is judged on it (MRPC: the base recipe's pruned
         # models fall to the majority class)
-        seeds, recipe = _order_seeds(found["cells"], task, LARGER_RECIPE), "larger"
+        seeds, recipe = (_order_seeds(found["cells"], task, suffix, suffix) if suffix else {}), "larger"
         if len(seeds) < FAIR_SEEDS:
-            seeds, recipe = _order_seeds(found["cells"], task), "base"
+            seeds, recipe = _order_seeds(found["cells"], task, suffix), "base"
         chance = sorted(s for s, c in seeds.items() if _reference_at_chance(c["reference"]))
         judged = {s: c for s, c in seeds.items() if s not in chance}
 
@@ -628,8 +627,12 @@ def ordering(path: Path = ORDER_RESULTS) -> dict:
         f"test metric (same task and seed), mean over the seeds where that model is above chance, at least "
         f"{FAIR_SEEDS}. The "
         "importance and layer-dropping baselines run on the super-network without ordering, as in the grid; the "
-        "importance baseline on the ordered super-network is shown and tested beside them. A task with "
-        f"{FAIR_SEEDS} seeds of the larger recipe ({LARGER_RECIPE_IS}) is judged on those alone",
+        "importance baseline on the ordered super-network is shown and tested beside them"
+        + (
+            ""
+            if larger is None
+            else f". A task with {FAIR_SEEDS} seeds of the larger recipe ({larger['is']}) is judged on those alone"
+        ),  # fmt: skip
         "setup": found["setup"],
         "source": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
         "by_task": table,

@@ -559,11 +559,12 @@ def test_the_ordering_finding_reads_a_task_from_its_larger_recipe_once_it_has_th
             _order_cell("mrpc", "with_ordering_whole", seed, **whole),
             _order_cell("mrpc", "without_ordering_whole", seed, (0.13, 0.8), nas=(0.15, 0.77), importance=(0.16, 0.76)),
         ]
+    setup = load_benchmark("importance_order").summarise([], [], [])["setup"]  # names the larger recipe's variants
     path = tmp_path / "importance_order.json"
-    path.write_text(json.dumps({"cells": base + larger[:6], "setup": {}}))  # the larger recipe on 2 seeds only
+    path.write_text(json.dumps({"cells": base + larger[:6], "setup": setup}))  # the larger recipe on 2 seeds only
     row = findings.ordering(path)["by_task"]["mrpc"]
     assert row["recipe"] == "base" and row["reference_error"]["mean"] == pytest.approx(0.166)
-    path.write_text(json.dumps({"cells": base + larger, "setup": {}}))
+    path.write_text(json.dumps({"cells": base + larger, "setup": setup}))
     found = findings.ordering(path)
     row = found["by_task"]["mrpc"]
     assert row["recipe"] == "larger" and row["reference_error"]["mean"] == pytest.approx(0.12)
